@@ -1,0 +1,195 @@
+"""Typed, frozen configuration for data, model and training, with validation that returns messages."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DATA_SOURCES = ("demo", "hub", "upload", "local")
+MODEL_SOURCES = ("packaged", "hub", "local")
+HEADS = ("auto", "mlp")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+# A Hub repo id: "name" or "owner/name", letters, digits, '-', '_', '.'; never a URL or a path.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
+
+
+def is_hub_id(value: str) -> bool:
+    """True when `value` is shaped like a Hub repo id (no scheme, no '..', no leading slash)."""
+    return bool(_HUB_ID.match(value)) and ".." not in value
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which rows to train on and how to read them."""
+
+    source: str = field(default="demo", metadata={"help": "demo | hub | upload | local"})
+    dataset_id: str = field(default="", metadata={"help": "Hub id, or a file/folder path for upload/local"})
+    config_name: str | None = field(default=None, metadata={"help": "Hub config (glue needs one, e.g. 'sst2')"})
+    train_split: str = field(default="train", metadata={"help": "split to train on"})
+    validation_split: str | None = field(
+        default=None, metadata={"help": "None: use one named validation/dev, else carve 10% of train"}
+    )
+    test_split: str | None = field(default=None, metadata={"help": "None: use one named test, else carve 10% of train"})
+    text_columns: tuple[str, ...] = field(default=(), metadata={"help": "1 or 2 text columns; empty = detect"})
+    label_column: str | None = field(default=None, metadata={"help": "label column; None = detect"})
+    max_train_examples: int = field(default=0, metadata={"help": "stratified cap on train rows for quick demos; 0 = all"})
+    seed: int = field(default=42, metadata={"help": "seed for carving splits and subsets, so reruns match"})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "allow script datasets (loaded via the Hub's Parquet export)"}
+    )
+
+    def key(self) -> tuple[Any, ...]:
+        """Cache key: every field, hashable."""
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which checkpoint to start from and which of its parameters train."""
+
+    source: str = field(default="packaged", metadata={"help": "packaged | hub | local"})
+    checkpoint: str = field(default="", metadata={"help": "Hub id or local folder; ignored for packaged"})
+    freeze_depth: int = field(
+        default=0, metadata={"help": "0 trains all; k freezes embeddings + bottom k layers; N trains only the head"}
+    )
+    head: str = field(default="auto", metadata={"help": "auto = the model's own head; mlp = a small MLP head"})
+    mlp_hidden: int = field(default=256, metadata={"help": "hidden width of the MLP head"})
+    mlp_dropout: float = field(default=0.1, metadata={"help": "dropout inside the MLP head"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "run model code shipped in the repo"})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings; defaults suit a small encoder on a CPU demo."""
+
+    learning_rate: float = field(default=5e-5, metadata={"help": "peak AdamW learning rate"})
+    batch_size: int = field(default=16, metadata={"help": "examples per optimizer micro-batch"})
+    epochs: float = field(default=3.0, metadata={"help": "passes over train; fractions allowed"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW decay, not applied to biases and norms"})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "share of steps with a linear warmup"})
+    max_length: int = field(default=128, metadata={"help": "tokens kept per example; longer ones are cut"})
+    seed: int = field(default=42, metadata={"help": "seed for head init, shuffling and dropout"})
+    precision: str = field(default="auto", metadata={"help": "auto = bf16/fp16 on GPU, fp32 on CPU"})
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
+    evals_per_epoch: int = field(default=4, metadata={"help": "validation passes per epoch, so curves show early"})
+    early_stopping_patience: int = field(
+        default=0, metadata={"help": "stop after this many evals without improvement; 0 = off"}
+    )
+    run_name: str = field(default="", metadata={"help": "label for the run; empty = generated"})
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one training run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        """Inverse of to_dict; unknown keys are ignored so older run files still load."""
+        data = _build(DataConfig, d.get("data", {}))
+        if isinstance(data.text_columns, list):
+            data = replace(data, text_columns=tuple(data.text_columns))
+        return cls(data=data, model=_build(ModelConfig, d.get("model", {})), train=_build(TrainConfig, d.get("train", {})))
+
+
+def _build(kind: type, d: dict[str, Any]) -> Any:
+    names = {f.name for f in fields(kind)}
+    return kind(**{k: v for k, v in d.items() if k in names})
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _int_in(errors: list[str], name: str, value: Any, lo: int, hi: int) -> None:
+    if not _finite(value) or int(value) != value or not lo <= value <= hi:
+        errors.append(f"{name} must be a whole number from {lo} to {hi} (got {value!r})")
+
+
+def _float_in(errors: list[str], name: str, value: Any, lo: float, hi: float, lo_open: bool = False) -> None:
+    ok = _finite(value) and (lo < value if lo_open else lo <= value) and value <= hi
+    if not ok:
+        bound = f"above {lo}" if lo_open else f"from {lo}"
+        errors.append(f"{name} must be a number {bound} to {hi} (got {value!r})")
+
+
+def validate_data(cfg: DataConfig) -> list[str]:
+    """Messages for every problem in a data config; empty when it is usable."""
+    errors: list[str] = []
+    if cfg.source not in DATA_SOURCES:
+        errors.append(f"data source must be one of {', '.join(DATA_SOURCES)} (got {cfg.source!r})")
+    elif cfg.source == "hub":
+        if not cfg.dataset_id.strip():
+            errors.append("pick a Hub dataset id (e.g. 'cornell-movie-review-data/rotten_tomatoes')")
+        elif not is_hub_id(cfg.dataset_id.strip()):
+            errors.append(f"'{cfg.dataset_id}' is not a Hub dataset id: use 'owner/name', not a URL or a path")
+    elif cfg.source in ("upload", "local"):
+        if not cfg.dataset_id.strip():
+            errors.append("give a file (CSV, JSON/JSONL, Parquet) or a dataset folder")
+        elif not Path(cfg.dataset_id).expanduser().exists():
+            errors.append(f"no file or folder at '{cfg.dataset_id}'")
+    if len(cfg.text_columns) > 2:
+        errors.append("choose one text column, or two for sentence pairs")
+    _int_in(errors, "max training examples", cfg.max_train_examples, 0, 10_000_000)
+    _int_in(errors, "data seed", cfg.seed, 0, 2**31 - 1)
+    return errors
+
+
+def validate_model(cfg: ModelConfig) -> list[str]:
+    """Messages for every problem in a model config; depth against N is checked once N is known."""
+    errors: list[str] = []
+    if cfg.source not in MODEL_SOURCES:
+        errors.append(f"model source must be one of {', '.join(MODEL_SOURCES)} (got {cfg.source!r})")
+    elif cfg.source == "hub":
+        if not cfg.checkpoint.strip():
+            errors.append("pick a Hub checkpoint id (e.g. 'distilbert/distilbert-base-uncased')")
+        elif not is_hub_id(cfg.checkpoint.strip()):
+            errors.append(f"'{cfg.checkpoint}' is not a Hub model id: use 'owner/name', not a URL or a path")
+    elif cfg.source == "local":
+        p = Path(cfg.checkpoint).expanduser()
+        if not cfg.checkpoint.strip() or not p.is_dir():
+            errors.append(f"no checkpoint folder at '{cfg.checkpoint}'")
+        elif not (p / "config.json").exists():
+            errors.append(f"'{cfg.checkpoint}' has no config.json: point at a saved transformers checkpoint")
+    _int_in(errors, "freeze depth", cfg.freeze_depth, 0, 1000)
+    if cfg.head not in HEADS:
+        errors.append(f"head must be one of {', '.join(HEADS)} (got {cfg.head!r})")
+    _int_in(errors, "MLP hidden size", cfg.mlp_hidden, 1, 65536)
+    _float_in(errors, "MLP dropout", cfg.mlp_dropout, 0.0, 0.9)
+    return errors
+
+
+def validate_train(cfg: TrainConfig) -> list[str]:
+    """Messages for every out-of-range hyperparameter."""
+    errors: list[str] = []
+    _float_in(errors, "learning rate", cfg.learning_rate, 0.0, 1.0, lo_open=True)
+    _int_in(errors, "batch size", cfg.batch_size, 1, 4096)
+    _float_in(errors, "epochs", cfg.epochs, 0.0, 1000.0, lo_open=True)
+    _float_in(errors, "weight decay", cfg.weight_decay, 0.0, 1.0)
+    _float_in(errors, "warmup ratio", cfg.warmup_ratio, 0.0, 0.5)
+    _int_in(errors, "max sequence length", cfg.max_length, 8, 8192)
+    _int_in(errors, "seed", cfg.seed, 0, 2**31 - 1)
+    if cfg.precision not in PRECISIONS:
+        errors.append(f"precision must be one of {', '.join(PRECISIONS)} (got {cfg.precision!r})")
+    _int_in(errors, "gradient accumulation", cfg.grad_accum, 1, 1024)
+    _int_in(errors, "evaluations per epoch", cfg.evals_per_epoch, 1, 100)
+    _int_in(errors, "early-stopping patience", cfg.early_stopping_patience, 0, 1000)
+    if len(cfg.run_name) > 100 or any(c in cfg.run_name for c in "/\\\0"):
+        errors.append("run name must be under 100 characters with no slashes")
+    return errors
+
+
+def validate_run(cfg: RunConfig) -> list[str]:
+    """All messages for a whole run config."""
+    return validate_data(cfg.data) + validate_model(cfg.model) + validate_train(cfg.train)

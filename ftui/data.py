@@ -1,0 +1,401 @@
+"""Loading datasets from the Hub, files, folders or the bundled demo, and shaping them for classification."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ftui.config import DataConfig, validate_data
+from ftui.errors import DataError, FtuiError
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEMO_DATASET = ASSETS / "demo_reviews.csv"
+
+TEXT = "text"
+TEXT_PAIR = "text_pair"
+LABEL = "label"
+
+LABEL_NAMES = ("label", "labels", "target", "class", "category", "sentiment", "polarity", "y", "stars", "rating")
+TEXT_NAMES = ("text", "sentence", "review", "content", "document", "comment", "body", "tweet", "utterance", "sms")
+PAIR_NAMES = (
+    ("sentence1", "sentence2"),
+    ("question", "sentence"),
+    ("premise", "hypothesis"),
+    ("question1", "question2"),
+    ("sentence_a", "sentence_b"),
+    ("text_a", "text_b"),
+)
+VALIDATION_NAMES = ("validation", "valid", "dev", "val")
+TEST_NAMES = ("test",)
+FILE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
+CARVE_FRACTION = 0.1
+
+
+@dataclass
+class DataBundle:
+    """Train/validation/test with standard columns text[, text_pair], label (a ClassLabel)."""
+
+    splits: Any  # datasets.DatasetDict with keys train, validation, test
+    text_columns: tuple[str, ...]
+    label_column: str
+    label_names: list[str]
+    columns: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """Rows per split."""
+        return {k: len(v) for k, v in self.splits.items()}
+
+
+# ----------------------------------------------------------------------------------------------------------- raw
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a CSV/TSV/JSON/JSONL/Parquet file into a DataFrame, with messages for bad files."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            df = pd.read_parquet(path)
+        elif suffix == ".jsonl":
+            df = pd.read_json(path, lines=True, encoding="utf-8")
+        elif suffix == ".json":
+            try:
+                df = pd.read_json(path, encoding="utf-8")
+            except ValueError:
+                df = pd.read_json(path, lines=True, encoding="utf-8")
+        else:
+            sep = "\t" if suffix == ".tsv" else None
+            df = pd.read_csv(path, sep=sep, engine="python", encoding="utf-8", encoding_errors="strict")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"'{path.name}' is not UTF-8 text (byte {exc.start} cannot be decoded).",
+            "Re-save it as UTF-8 (in Excel: 'CSV UTF-8'), then upload again.",
+        ) from exc
+    except Exception as exc:
+        raise DataError(
+            f"'{path.name}' could not be read as a table ({type(exc).__name__}: {str(exc)[:200]}).",
+            "Upload a CSV, TSV, JSON/JSONL or Parquet file with one row per example.",
+        ) from exc
+    if not isinstance(df, pd.DataFrame) or df.empty or len(df.columns) < 2:
+        raise DataError(
+            f"'{path.name}' holds no table with at least a text column and a label column.",
+            "Upload a file with one row per example and columns such as 'text' and 'label'.",
+        )
+    df.columns = [str(c) for c in df.columns]
+    return df
+
+
+def _from_frames(frames: dict[str, pd.DataFrame]) -> Any:
+    import datasets
+
+    return datasets.DatasetDict(
+        {name: datasets.Dataset.from_pandas(df.reset_index(drop=True), preserve_index=False) for name, df in frames.items()}
+    )
+
+
+def load_raw(cfg: DataConfig, token: str | None = None) -> Any:
+    """The dataset as its source has it: a DatasetDict of whatever splits exist."""
+    import datasets
+
+    if cfg.source == "demo":
+        return _from_frames({"train": read_table(DEMO_DATASET)})
+    if cfg.source in ("upload", "local"):
+        path = Path(cfg.dataset_id).expanduser()
+        if path.is_file():
+            return _from_frames({"train": read_table(path)})
+        if path.is_dir():
+            if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+                loaded = datasets.load_from_disk(str(path))
+                return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
+            files = sorted(p for p in path.iterdir() if p.suffix.lower() in FILE_SUFFIXES)
+            if not files:
+                raise DataError(
+                    f"The folder '{path}' has no data files.",
+                    "Point at a save_to_disk folder, a data file, or a folder of train/validation/test files.",
+                )
+            return _from_frames({p.stem: read_table(p) for p in files})
+        raise DataError(f"No file or folder at '{path}'.", "Check the path.")
+    # Hub
+    from ftui.hub import explain_hub_error
+
+    kwargs: dict[str, Any] = {"token": token or None}
+    try:
+        return datasets.load_dataset(cfg.dataset_id.strip(), cfg.config_name or None, **kwargs)
+    except Exception as exc:
+        err = explain_hub_error(exc, "dataset", cfg.dataset_id)
+        if cfg.trust_remote_code and "loading script" in err.problem:
+            # datasets>=4 never executes scripts; the Hub's Parquet export is the same data without code.
+            try:
+                return datasets.load_dataset(
+                    cfg.dataset_id.strip(), cfg.config_name or None, revision="refs/convert/parquet", **kwargs
+                )
+            except Exception as exc2:
+                raise explain_hub_error(exc2, "dataset (Parquet export)", cfg.dataset_id) from exc2
+        raise err from exc
+
+
+# ---------------------------------------------------------------------------------------------------- detection
+def _is_string(feature: Any) -> bool:
+    return getattr(feature, "dtype", None) in ("string", "large_string")
+
+
+def _is_classlabel(feature: Any) -> bool:
+    return type(feature).__name__ == "ClassLabel"
+
+
+def detect_label_column(features: dict[str, Any], sample: pd.DataFrame) -> str | None:
+    """The label column: a ClassLabel, else a conventional name, else a low-cardinality integer column."""
+    for name, feat in features.items():
+        if _is_classlabel(feat):
+            return name
+    lower = {c.lower(): c for c in features}
+    for cand in LABEL_NAMES:
+        if cand in lower:
+            return lower[cand]
+    for name, feat in features.items():
+        if getattr(feat, "dtype", "").startswith("int") and name.lower() not in ("id", "idx", "index"):
+            if sample[name].nunique() <= 20:
+                return name
+    return None
+
+
+def detect_text_columns(features: dict[str, Any], sample: pd.DataFrame, label: str | None) -> tuple[str, ...]:
+    """One text column, or two for sentence-pair tasks; empty when none is a string column."""
+    strings = [n for n, f in features.items() if _is_string(f) and n != label]
+    if not strings:
+        return ()
+    lower = {c.lower(): c for c in strings}
+    for a, b in PAIR_NAMES:
+        if a in lower and b in lower:
+            return (lower[a], lower[b])
+    for cand in TEXT_NAMES:
+        if cand in lower:
+            return (lower[cand],)
+    mean_len = {n: sample[n].astype(str).str.len().mean() for n in strings}
+    return (max(strings, key=lambda n: mean_len[n]),)
+
+
+# -------------------------------------------------------------------------------------------------- label casting
+def label_names_for(values: pd.Series, feature: Any) -> tuple[list[str], dict[Any, int]]:
+    """Names and a value→index map: ClassLabel kept, ints/bools by sorted value, strings sorted."""
+    if _is_classlabel(feature):
+        names = list(feature.names)
+        return names, {i: i for i in range(len(names))}
+    present = values.dropna()
+    if present.empty:
+        raise DataError("The label column is empty.", "Pick the column that holds the class of each row.")
+    first = present.iloc[0]
+    if isinstance(first, (list, tuple, dict)) or hasattr(first, "__array__") and not isinstance(first, (str, bytes)) and getattr(first, "ndim", 0) > 0:
+        raise DataError(
+            "The label column holds lists (multi-label), which ftui does not support yet.",
+            "Pick a column with one class per row.",
+        )
+    if pd.api.types.is_bool_dtype(present):
+        return ["False", "True"], {False: 0, True: 1}
+    if pd.api.types.is_float_dtype(present):
+        if not all(float(v).is_integer() for v in present):
+            raise DataError(
+                "The label column holds non-integer numbers: that is regression, which ftui does not support yet.",
+                "Pick a column of classes (integers or names), or bin the scores into classes first.",
+            )
+        present = present.astype("int64")
+    if pd.api.types.is_integer_dtype(present):
+        uniq = sorted(int(v) for v in present.unique() if int(v) >= 0)
+        return [str(v) for v in uniq], {v: i for i, v in enumerate(uniq)}
+    uniq_s = sorted({str(v).strip() for v in present if str(v).strip()})
+    return uniq_s, {v: i for i, v in enumerate(uniq_s)}
+
+
+def _standardize(df: pd.DataFrame, text_cols: tuple[str, ...], label_col: str, mapping: dict[Any, int], is_str: bool) -> tuple[pd.DataFrame, int, int]:
+    """Standard columns; returns (frame, rows dropped for empty text, rows dropped for missing label)."""
+    out = pd.DataFrame({TEXT: df[text_cols[0]]})
+    if len(text_cols) == 2:
+        out[TEXT_PAIR] = df[text_cols[1]]
+    text_ok = pd.Series(True, index=df.index)
+    for c in out.columns:
+        col = out[c]
+        text_ok &= col.notna() & col.astype(str).str.strip().ne("")
+    raw = df[label_col]
+
+    def to_index(v: Any) -> int:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return -1
+        key = str(v).strip() if is_str else (int(v) if not isinstance(v, bool) else v)
+        return mapping.get(key, -1)
+
+    labels = raw.map(to_index)
+    label_ok = labels.ge(0)
+    n_empty = int((~text_ok).sum())
+    n_unlabeled = int((text_ok & ~label_ok).sum())
+    keep = text_ok & label_ok
+    out = out[keep].copy()
+    for c in (TEXT, TEXT_PAIR):
+        if c in out:
+            out[c] = out[c].astype(str)
+    out[LABEL] = labels[keep].astype("int64")
+    return out.reset_index(drop=True), n_empty, n_unlabeled
+
+
+def _pick(names: list[str], wanted: str | None, candidates: tuple[str, ...]) -> str | None:
+    if wanted:
+        if wanted not in names:
+            raise DataError(f"The dataset has no split '{wanted}' (it has: {', '.join(names)}).", "Pick one of those.")
+        return wanted
+    for c in candidates:
+        if c in names:
+            return c
+    return None
+
+
+def _split(ds: Any, fraction: float, seed: int, notes: list[str], what: str) -> tuple[Any, Any]:
+    """Stratified, seeded carve; plain random when a class is too small to stratify."""
+    try:
+        parts = ds.train_test_split(test_size=fraction, stratify_by_column=LABEL, seed=seed)
+        notes.append(f"No {what} split: carved {len(parts['test'])} rows out of train (stratified, seed {seed}).")
+    except ValueError:
+        parts = ds.train_test_split(test_size=fraction, seed=seed)
+        notes.append(f"No {what} split: carved {len(parts['test'])} rows out of train at random (a class is too small to stratify).")
+    return parts["train"], parts["test"]
+
+
+def prepare(raw: Any, cfg: DataConfig) -> DataBundle:
+    """Pick splits, detect/override columns, cast labels, drop empties, carve missing splits, subset train."""
+    import datasets
+
+    names = list(raw.keys())
+    if not names:
+        raise DataError("The dataset has no splits.", "Check the dataset id and config.")
+    train_name = cfg.train_split if cfg.train_split in names else ("train" if "train" in names else names[0])
+    if cfg.train_split and cfg.train_split not in names and cfg.train_split != "train":
+        raise DataError(f"The dataset has no split '{cfg.train_split}' (it has: {', '.join(names)}).", "Pick one of those.")
+    val_name = _pick(names, cfg.validation_split, VALIDATION_NAMES)
+    test_name = _pick(names, cfg.test_split, TEST_NAMES)
+    notes: list[str] = []
+    if train_name != "train":
+        notes.append(f"Training on split '{train_name}'.")
+
+    train_raw = raw[train_name]
+    features = dict(train_raw.features)
+    columns = list(features)
+    sample = train_raw.select(range(min(1000, len(train_raw)))).to_pandas()
+
+    label_col = cfg.label_column or detect_label_column(features, sample)
+    if not label_col or label_col not in features:
+        raise DataError(
+            f"No label column found (columns: {', '.join(columns)})." if not cfg.label_column
+            else f"There is no column '{cfg.label_column}' (columns: {', '.join(columns)}).",
+            "Choose the label column in the Data tab.",
+        )
+    text_cols = tuple(cfg.text_columns) or detect_text_columns(features, sample, label_col)
+    if not text_cols:
+        raise DataError(
+            f"No text column found: none of the columns ({', '.join(columns)}) holds strings.",
+            "Choose the text column in the Data tab, or use a dataset with a text field.",
+        )
+    missing = [c for c in text_cols if c not in features]
+    if missing:
+        raise DataError(f"There is no column '{missing[0]}' (columns: {', '.join(columns)}).", "Choose another text column.")
+    if label_col in text_cols:
+        raise DataError(f"'{label_col}' cannot be both the text and the label.", "Choose different columns.")
+
+    picked = {"train": train_name, "validation": val_name, "test": test_name}
+    frames = {k: raw[v].select_columns([*text_cols, label_col]).to_pandas() for k, v in picked.items() if v}
+    label_feature = features[label_col]
+    all_labels = pd.concat([f[label_col] for f in frames.values()], ignore_index=True)
+    label_names, mapping = label_names_for(all_labels, label_feature)
+    is_str = not _is_classlabel(label_feature) and not (
+        pd.api.types.is_numeric_dtype(all_labels.dropna()) or pd.api.types.is_bool_dtype(all_labels.dropna())
+    )
+
+    feats = {TEXT: datasets.Value("string")}
+    if len(text_cols) == 2:
+        feats[TEXT_PAIR] = datasets.Value("string")
+    feats[LABEL] = datasets.ClassLabel(names=label_names)
+    features_std = datasets.Features(feats)
+    out: dict[str, Any] = {}
+    for split, frame in frames.items():
+        std, n_empty, n_unlabeled = _standardize(frame, text_cols, label_col, mapping, is_str)
+        if n_empty:
+            notes.append(f"Dropped {n_empty} rows with empty or missing text from {split}.")
+        if split != "train" and std.empty and n_unlabeled:
+            notes.append(f"The {picked[split]} split has no labels (all {n_unlabeled} rows unlabeled): not used.")
+            continue
+        if n_unlabeled:
+            notes.append(f"Dropped {n_unlabeled} rows with a missing or unknown label from {split}.")
+        out[split] = datasets.Dataset.from_pandas(std, features=features_std, preserve_index=False)
+
+    train = out["train"]
+    if len(train) == 0:
+        raise DataError("No usable training rows are left after dropping empty texts and missing labels.", "Check the columns.")
+    present = set(train[LABEL])
+    if len(present) < 2:
+        only = label_names[next(iter(present))] if present else "none"
+        raise DataError(
+            f"The training data has a single class ('{only}'): a classifier needs at least two.",
+            "Pick another label column or a dataset with several classes.",
+        )
+    if "validation" not in out:
+        train, out["validation"] = _split(train, CARVE_FRACTION, cfg.seed, notes, "validation")
+    if "test" not in out:
+        train, out["test"] = _split(train, CARVE_FRACTION / (1 - CARVE_FRACTION), cfg.seed + 1, notes, "test")
+    if cfg.max_train_examples and cfg.max_train_examples < len(train):
+        n = cfg.max_train_examples
+        try:
+            train = train.train_test_split(train_size=n, stratify_by_column=LABEL, seed=cfg.seed)["train"]
+        except ValueError:
+            train = train.shuffle(seed=cfg.seed).select(range(n))
+        notes.append(f"Training on a stratified subset of {n} examples (max training examples).")
+    out["train"] = train
+    return DataBundle(
+        splits=datasets.DatasetDict({k: out[k] for k in ("train", "validation", "test")}),
+        text_columns=tuple(text_cols),
+        label_column=label_col,
+        label_names=label_names,
+        columns=columns,
+        notes=notes,
+    )
+
+
+def load_data(cfg: DataConfig, token: str | None = None) -> DataBundle:
+    """Validate, load and prepare; every failure is an FtuiError with a fix."""
+    problems = validate_data(cfg)
+    if problems:
+        raise DataError("; ".join(problems) + ".", "")
+    raw = load_raw(cfg, token)
+    try:
+        return prepare(raw, cfg)
+    except FtuiError:
+        raise
+    except Exception as exc:
+        raise DataError(f"The dataset could not be prepared: {type(exc).__name__}: {str(exc)[:300]}", "") from exc
+
+
+# ------------------------------------------------------------------------------------------------------ previews
+def preview_frame(bundle: DataBundle, n: int = 8) -> pd.DataFrame:
+    """First rows of train with label names, for a table."""
+    head = bundle.splits["train"].select(range(min(n, len(bundle.splits["train"])))).to_pandas()
+    head[LABEL] = [bundle.label_names[i] for i in head[LABEL]]
+    return head
+
+
+def label_counts(bundle: DataBundle) -> pd.DataFrame:
+    """Rows per (split, label name), long format."""
+    rows = []
+    for split, ds in bundle.splits.items():
+        counts = pd.Series(ds[LABEL]).value_counts()
+        for i, name in enumerate(bundle.label_names):
+            rows.append({"split": split, "label": name, "count": int(counts.get(i, 0))})
+    return pd.DataFrame(rows)
+
+
+def text_lengths(bundle: DataBundle, tokenizer: Any = None, limit: int = 2000) -> tuple[list[int], str]:
+    """Lengths of up to `limit` train texts: tokens when a tokenizer is given, else words."""
+    ds = bundle.splits["train"]
+    texts = ds.select(range(min(limit, len(ds))))[TEXT]
+    if tokenizer is not None:
+        enc = tokenizer(texts, add_special_tokens=True, truncation=False)
+        return [len(ids) for ids in enc["input_ids"]], "tokens"
+    return [len(t.split()) for t in texts], "words"

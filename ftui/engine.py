@@ -1,0 +1,268 @@
+"""The engine facade the UI and CLI call: data, models, one run at a time, finished runs, prediction."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ftui import hub
+from ftui.config import DataConfig, ModelConfig, RunConfig, validate_data, validate_model, validate_run
+from ftui.data import DataBundle, load_data
+from ftui.errors import ConfigError, FtuiError, HubError, ModelError, RunInProgress
+from ftui.hub import HubStatus
+from ftui.modeling import ModelSummary, display_name, load_classifier, summarize
+from ftui.predict import Predictor
+from ftui.runs import RUN_FILE, Run, RunStatus
+from ftui.training import MODEL_DIR, pick_device, train_run
+
+ONLINE_DATASET = "cornell-movie-review-data/rotten_tomatoes"
+ONLINE_CHECKPOINT = "distilbert/distilbert-base-uncased"
+
+
+def _quiet_libraries() -> None:
+    """Progress bars and load reports from transformers/datasets would flood the server log."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+
+
+def _token_key(token: str | None) -> str:
+    # Cache entries loaded with a token stay private to that token.
+    return hashlib.sha256(token.encode()).hexdigest()[:16] if token else ""
+
+
+def _slug(text: str, n: int = 24) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text.split("/")[-1]).strip("-")[:n] or "x"
+
+
+class Engine:
+    """All state of one app: hub status, caches, the runs, and the lock that allows one training at a time."""
+
+    def __init__(self, runs_dir: str | Path | None = None, hub_status: HubStatus | None = None) -> None:
+        _quiet_libraries()
+        self.runs_dir = Path(runs_dir or os.environ.get("FTUI_RUNS_DIR") or Path.cwd() / "runs").resolve()
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.hub = hub_status or hub.check_hub()
+        if not self.hub.online:
+            hub.go_offline()
+        self.device = pick_device()
+        self._lock = threading.Lock()
+        self._current: Run | None = None
+        self._thread: threading.Thread | None = None
+        self._runs: OrderedDict[str, Run] = OrderedDict()
+        self._data_cache: OrderedDict[tuple[Any, ...], DataBundle] = OrderedDict()
+        self._summary_cache: dict[tuple[Any, ...], ModelSummary] = {}
+        self._tokenizers: dict[tuple[Any, ...], Any] = {}
+        self.predictor = Predictor()
+        self._load_finished_runs()
+
+    # ------------------------------------------------------------------------------------------------ defaults
+    def default_data(self) -> DataConfig:
+        """Hub movie reviews online; the bundled demo offline."""
+        return DataConfig(source="hub", dataset_id=ONLINE_DATASET) if self.hub.online else DataConfig()
+
+    def default_model(self) -> ModelConfig:
+        """A DistilBERT online; the packaged MiniLM offline."""
+        return ModelConfig(source="hub", checkpoint=ONLINE_CHECKPOINT) if self.hub.online else ModelConfig()
+
+    def device_label(self) -> str:
+        """The device training will use, in words."""
+        if self.device == "cuda":
+            return f"GPU: {torch.cuda.get_device_name(0)}"
+        return f"CPU ({os.cpu_count()} cores; no GPU found)"
+
+    # ---------------------------------------------------------------------------------------------------- hub
+    def _need_hub(self) -> None:
+        if not self.hub.online:
+            raise HubError(f"{hub.OFFLINE_MESSAGE}.", "Use the bundled demo / packaged checkpoint or a local path; type a cached id directly.")
+
+    def search_datasets(self, query: str, token: str | None = None) -> list[str]:
+        """Hub text-classification datasets for a query, most downloaded first."""
+        self._need_hub()
+        return hub.search_datasets(query, token=token)
+
+    def search_models(self, query: str, token: str | None = None) -> list[str]:
+        """Hub fill-mask / text-classification checkpoints for a query."""
+        self._need_hub()
+        return hub.search_models(query, token=token)
+
+    def dataset_configs(self, dataset_id: str, token: str | None = None) -> list[str]:
+        """Config names of a Hub dataset (works offline for cached datasets)."""
+        problems = validate_data(DataConfig(source="hub", dataset_id=dataset_id))
+        if problems:
+            raise HubError(problems[0] + ".", "")
+        return hub.dataset_configs(dataset_id.strip(), token)
+
+    def dataset_splits(self, dataset_id: str, config: str | None, token: str | None = None) -> list[str]:
+        """Split names of a Hub dataset config."""
+        return hub.dataset_splits(dataset_id.strip(), config, token)
+
+    # ------------------------------------------------------------------------------------------- data, model
+    def load_data(self, cfg: DataConfig, token: str | None = None) -> DataBundle:
+        """Prepared data for a config, cached (per token) so preview and training share one load."""
+        key = (*cfg.key(), _token_key(token))
+        with self._lock:
+            if key in self._data_cache:
+                self._data_cache.move_to_end(key)
+                return self._data_cache[key]
+        bundle = load_data(cfg, token)
+        with self._lock:
+            self._data_cache[key] = bundle
+            while len(self._data_cache) > 4:
+                self._data_cache.popitem(last=False)
+        return bundle
+
+    def model_summary(self, cfg: ModelConfig, token: str | None = None) -> ModelSummary:
+        """Architecture and parameter counts (no weights read), cached."""
+        problems = validate_model(cfg)
+        if problems:
+            raise ModelError("; ".join(problems) + ".", "")
+        key = (cfg.source, cfg.checkpoint, cfg.head, cfg.mlp_hidden, cfg.trust_remote_code, _token_key(token))
+        if key not in self._summary_cache:
+            self._summary_cache[key] = summarize(cfg, token)
+        return self._summary_cache[key]
+
+    def tokenizer(self, cfg: ModelConfig, token: str | None = None) -> Any:
+        """The checkpoint's tokenizer, cached (for token-length previews)."""
+        from ftui.modeling import load_tokenizer
+
+        key = (cfg.source, cfg.checkpoint, cfg.trust_remote_code, _token_key(token))
+        if key not in self._tokenizers:
+            self._tokenizers[key] = load_tokenizer(cfg, token)
+        return self._tokenizers[key]
+
+    # ---------------------------------------------------------------------------------------------------- runs
+    def _load_finished_runs(self) -> None:
+        for path in sorted(self.runs_dir.glob(f"*/{RUN_FILE}")):
+            try:
+                run = Run.load(path.parent)
+            except Exception:
+                continue  # one unreadable record must not hide the others
+            self._runs[run.run_id] = run
+
+    def start_run(self, cfg: RunConfig, token: str | None = None) -> Run:
+        """Validate, then train in a background thread; RunInProgress while another run is going."""
+        problems = validate_run(cfg)
+        if problems:
+            raise ConfigError(problems)
+        with self._lock:
+            if self._current is not None and not self._current.status.finished:
+                raise RunInProgress(self._current.name)
+            # Reserve the slot before any slow work, so a concurrent Start sees it at once.
+            run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+            name = cfg.train.run_name.strip() or (
+                f"{_slug(display_name(cfg.model))}-{_slug(cfg.data.dataset_id or 'demo')}-f{cfg.model.freeze_depth}-{run_id[9:15]}"
+            )
+            run = Run(run_id, name, cfg, self.runs_dir / run_id)
+            self._current = run
+            self._runs[run_id] = run
+        try:
+            summary = self.model_summary(cfg.model, token)
+            depth = cfg.model.freeze_depth
+            if depth and not summary.freeze_supported:
+                raise ModelError(f"Freeze depth is not supported for '{summary.model_type}' models.", "Set freeze depth to 0.")
+            if depth > summary.num_layers:
+                raise ConfigError([f"freeze depth must be 0 to {summary.num_layers} for this checkpoint (got {depth})"])
+        except FtuiError as exc:
+            with self._lock:
+                self._runs.pop(run_id, None)
+                self._current = None
+            raise exc
+        self._thread = threading.Thread(
+            target=train_run, args=(run, lambda: self.load_data(cfg.data, token), token), name=f"ftui-run-{run_id}", daemon=True
+        )
+        self._thread.start()
+        return run
+
+    def stop_run(self) -> Run | None:
+        """Ask the current run to stop; returns it (None when nothing runs)."""
+        with self._lock:
+            run = self._current
+        if run is not None and not run.status.finished:
+            run.request_stop()
+            return run
+        return None
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the worker thread; True when it has ended."""
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def current_run(self) -> Run | None:
+        """The latest run started in this process (running or not)."""
+        with self._lock:
+            return self._current
+
+    def runs(self) -> list[Run]:
+        """All known runs, oldest first."""
+        with self._lock:
+            return list(self._runs.values())
+
+    def get_run(self, run_id: str) -> Run | None:
+        """A run by id."""
+        with self._lock:
+            return self._runs.get(run_id)
+
+    # -------------------------------------------------------------------------------------------------- predict
+    def predict_choices(self) -> list[tuple[str, str]]:
+        """(label, key) for each finished run with a model, newest first, each with its base checkpoint."""
+        out: list[tuple[str, str]] = []
+        for run in reversed(self.runs()):
+            if run.status.finished and (run.out_dir / MODEL_DIR / "labels.json").exists():
+                acc = run.result.get("test_accuracy")
+                score = f", test acc {acc:.3f}" if isinstance(acc, (int, float)) else f", {run.status.value}"
+                out.append((f"{run.name} (fine-tuned{score})", f"run:{run.run_id}"))
+                out.append((f"{run.name} — base checkpoint before fine-tuning", f"base:{run.run_id}"))
+        return out
+
+    def _loader(self, key: str) -> Any:
+        kind, _, run_id = key.partition(":")
+        run = self.get_run(run_id)
+        if kind not in ("run", "base") or run is None:
+            raise FtuiError(f"Unknown model '{key}'.", "Pick a model from the list (press Refresh after a run ends).")
+        model_dir = run.out_dir / MODEL_DIR
+        if not (model_dir / "labels.json").exists():
+            raise FtuiError(f"Run '{run.name}' has no saved model.", "Pick a finished run.")
+        if kind == "run":
+            return lambda: load_classifier(model_dir, self.device)
+
+        def load_base() -> tuple[Any, Any, list[str]]:
+            from ftui.modeling import build_model, load_tokenizer
+
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(run.config.train.seed)  # the same head init the run started from
+                model = build_model(run.config.model, run.label_names)
+            return model.to(self.device).eval(), load_tokenizer(run.config.model), list(run.label_names)
+
+        return load_base
+
+    def predict(self, text: str, model_key: str | None = None) -> dict[str, float]:
+        """Class probabilities for one text, from a run (default: the newest) or its base checkpoint."""
+        if not isinstance(text, str) or not text.strip():
+            raise FtuiError("There is no text to classify.", "Type a review in the box.")
+        choices = self.predict_choices()
+        if not model_key:
+            if not choices:
+                raise FtuiError("No trained model yet.", "Train one in the Train tab, then press Refresh here.")
+            model_key = choices[0][1]
+        loader = self._loader(model_key)
+        run = self.get_run(model_key.partition(":")[2])
+        max_length = run.config.train.max_length if run else 256
+        return self.predictor.predict(model_key, loader, [text], max_length=max_length)[0]

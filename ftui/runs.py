@@ -1,0 +1,192 @@
+"""The Run object shared by the worker thread and the UI: status, an append-only metrics log, progress, stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from ftui.config import RunConfig
+
+RUN_FILE = "run.json"
+
+
+class RunStatus(str, Enum):
+    """Lifecycle of a run; the last four are final."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def finished(self) -> bool:
+        """True once the run will change no more."""
+        return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    """A consistent copy of a run at one version, for rendering without holding the lock."""
+
+    run_id: str
+    name: str
+    version: int
+    status: RunStatus
+    events: tuple[dict[str, Any], ...]
+    progress: dict[str, Any]
+    error: str | None
+    result: dict[str, Any]
+    started_at: float
+    ended_at: float | None
+
+
+@dataclass
+class Run:
+    """One training run. Writers call log/set_progress/finish; readers take snapshots or wait on versions."""
+
+    run_id: str
+    name: str
+    config: RunConfig
+    out_dir: Path
+    label_names: list[str] = field(default_factory=list)
+    started_at: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        self._cond = threading.Condition()
+        self._events: list[dict[str, Any]] = []
+        self._version = 0
+        self._status = RunStatus.QUEUED
+        self._progress: dict[str, Any] = {}
+        self._result: dict[str, Any] = {}
+        self._error: str | None = None
+        self.ended_at: float | None = None
+        self.stop_event = threading.Event()
+        self.done = threading.Event()
+
+    # ---- writers
+    def log(self, event: dict[str, Any]) -> None:
+        """Append one metrics event (e.g. {'type': 'train', 'step': 3, 'loss': 0.7})."""
+        with self._cond:
+            self._events.append({**event, "time": round(time.time() - self.started_at, 3)})
+            self._bump()
+
+    def set_progress(self, **fields_: Any) -> None:
+        """Merge progress fields (phase, step, total_steps, eta_s, samples_per_s, memory_mb, device)."""
+        with self._cond:
+            self._progress.update(fields_)
+            self._bump()
+
+    def set_status(self, status: RunStatus) -> None:
+        """Move to a non-final status (running)."""
+        with self._cond:
+            self._status = status
+            self._bump()
+
+    def finish(self, status: RunStatus, error: str | None = None, result: dict[str, Any] | None = None) -> None:
+        """Enter a final status once; later calls are ignored so the first outcome wins."""
+        with self._cond:
+            if self._status.finished:
+                return
+            self._status, self._error = status, error
+            self._result.update(result or {})
+            self.ended_at = time.time()
+            self._bump()
+        self.done.set()
+
+    def _bump(self) -> None:
+        self._version += 1
+        self._cond.notify_all()
+
+    def request_stop(self) -> None:
+        """Ask the worker to end between steps."""
+        self.stop_event.set()
+
+    # ---- readers
+    @property
+    def version(self) -> int:
+        """Counter bumped by every change; the UI re-renders only when it moved."""
+        with self._cond:
+            return self._version
+
+    @property
+    def status(self) -> RunStatus:
+        """Current status."""
+        with self._cond:
+            return self._status
+
+    @property
+    def error(self) -> str | None:
+        """The captured failure message, if any."""
+        with self._cond:
+            return self._error
+
+    @property
+    def result(self) -> dict[str, Any]:
+        """Final metrics and paths (copy)."""
+        with self._cond:
+            return dict(self._result)
+
+    def events(self, since: int = 0) -> list[dict[str, Any]]:
+        """Events from index `since` on (copy)."""
+        with self._cond:
+            return list(self._events[since:])
+
+    def snapshot(self) -> RunSnapshot:
+        """Everything the UI renders, read under one lock."""
+        with self._cond:
+            return RunSnapshot(
+                self.run_id, self.name, self._version, self._status, tuple(self._events), dict(self._progress),
+                self._error, dict(self._result), self.started_at, self.ended_at,
+            )
+
+    def wait_for_change(self, since_version: int, timeout: float) -> int:
+        """Block until the version passes `since_version` or the timeout ends; returns the version."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._version > since_version, timeout=timeout)
+            return self._version
+
+    # ---- persistence
+    def to_json(self) -> dict[str, Any]:
+        """Record of the run for run.json (no secrets: tokens never enter a RunConfig)."""
+        snap = self.snapshot()
+        return {
+            "run_id": self.run_id,
+            "name": self.name,
+            "status": snap.status.value,
+            "error": snap.error,
+            "config": self.config.to_dict(),
+            "label_names": self.label_names,
+            "events": list(snap.events),
+            "result": snap.result,
+            "started_at": self.started_at,
+            "ended_at": snap.ended_at,
+        }
+
+    def save(self) -> None:
+        """Write run.json atomically (temp file, then rename)."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.out_dir / f".{RUN_FILE}.tmp"
+        tmp.write_text(json.dumps(self.to_json(), indent=1, default=str))
+        os.replace(tmp, self.out_dir / RUN_FILE)
+
+    @classmethod
+    def load(cls, out_dir: Path) -> Run:
+        """A finished run read back from its folder; one left 'running' by a dead process is 'interrupted'."""
+        d = json.loads((out_dir / RUN_FILE).read_text())
+        run = cls(d["run_id"], d["name"], RunConfig.from_dict(d.get("config", {})), out_dir, list(d.get("label_names", [])))
+        run.started_at = float(d.get("started_at") or time.time())
+        run._events = list(d.get("events", []))
+        status = RunStatus(d.get("status", "failed"))
+        if not status.finished:
+            status = RunStatus.INTERRUPTED
+        run.finish(status, d.get("error"), d.get("result") or {})
+        run.ended_at = d.get("ended_at") or run.ended_at
+        return run
