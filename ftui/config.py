@@ -76,9 +76,7 @@ class TrainConfig:
     precision: str = field(default="auto", metadata={"help": "auto = bf16/fp16 on GPU, fp32 on CPU"})
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
     evals_per_epoch: int = field(default=4, metadata={"help": "validation passes per epoch, so curves show early"})
-    early_stopping_patience: int = field(
-        default=0, metadata={"help": "stop after this many evals without improvement; 0 = off"}
-    )
+    early_stopping_patience: int = field(default=0, metadata={"help": "stop after this many evals without improvement; 0 = off"})
     run_name: str = field(default="", metadata={"help": "label for the run; empty = generated"})
 
 

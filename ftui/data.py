@@ -188,7 +188,12 @@ def label_names_for(values: pd.Series, feature: Any) -> tuple[list[str], dict[An
     if present.empty:
         raise DataError("The label column is empty.", "Pick the column that holds the class of each row.")
     first = present.iloc[0]
-    if isinstance(first, (list, tuple, dict)) or hasattr(first, "__array__") and not isinstance(first, (str, bytes)) and getattr(first, "ndim", 0) > 0:
+    if (
+        isinstance(first, (list, tuple, dict))
+        or hasattr(first, "__array__")
+        and not isinstance(first, (str, bytes))
+        and getattr(first, "ndim", 0) > 0
+    ):
         raise DataError(
             "The label column holds lists (multi-label), which ftui does not support yet.",
             "Pick a column with one class per row.",
@@ -209,7 +214,9 @@ def label_names_for(values: pd.Series, feature: Any) -> tuple[list[str], dict[An
     return uniq_s, {v: i for i, v in enumerate(uniq_s)}
 
 
-def _standardize(df: pd.DataFrame, text_cols: tuple[str, ...], label_col: str, mapping: dict[Any, int], is_str: bool) -> tuple[pd.DataFrame, int, int]:
+def _standardize(
+    df: pd.DataFrame, text_cols: tuple[str, ...], label_col: str, mapping: dict[Any, int], is_str: bool
+) -> tuple[pd.DataFrame, int, int]:
     """Standard columns; returns (frame, rows dropped for empty text, rows dropped for missing label)."""
     out = pd.DataFrame({TEXT: df[text_cols[0]]})
     if len(text_cols) == 2:
@@ -257,7 +264,9 @@ def _split(ds: Any, fraction: float, seed: int, notes: list[str], what: str) -> 
         notes.append(f"No {what} split: carved {len(parts['test'])} rows out of train (stratified, seed {seed}).")
     except ValueError:
         parts = ds.train_test_split(test_size=fraction, seed=seed)
-        notes.append(f"No {what} split: carved {len(parts['test'])} rows out of train at random (a class is too small to stratify).")
+        notes.append(
+            f"No {what} split: carved {len(parts['test'])} rows out of train at random (a class is too small to stratify)."
+        )
     return parts["train"], parts["test"]
 
 
@@ -285,7 +294,8 @@ def prepare(raw: Any, cfg: DataConfig) -> DataBundle:
     label_col = cfg.label_column or detect_label_column(features, sample)
     if not label_col or label_col not in features:
         raise DataError(
-            f"No label column found (columns: {', '.join(columns)})." if not cfg.label_column
+            f"No label column found (columns: {', '.join(columns)})."
+            if not cfg.label_column
             else f"There is no column '{cfg.label_column}' (columns: {', '.join(columns)}).",
             "Choose the label column in the Data tab.",
         )

@@ -21,7 +21,7 @@ from ftui.errors import ConfigError, FtuiError, HubError, ModelError, RunInProgr
 from ftui.hub import HubStatus
 from ftui.modeling import ModelSummary, display_name, load_classifier, summarize
 from ftui.predict import Predictor
-from ftui.runs import RUN_FILE, Run, RunStatus
+from ftui.runs import RUN_FILE, Run
 from ftui.training import MODEL_DIR, pick_device, train_run
 
 ONLINE_DATASET = "cornell-movie-review-data/rotten_tomatoes"
@@ -46,7 +46,7 @@ def _token_key(token: str | None) -> str:
 
 
 def _slug(text: str, n: int = 24) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text.split("/")[-1]).strip("-")[:n] or "x"
+    return re.sub(r"[^A-Za-z0-9]+", "-", text.split(" (")[0].split("/")[-1]).strip("-")[:n] or "x"
 
 
 class Engine:
@@ -88,7 +88,10 @@ class Engine:
     # ---------------------------------------------------------------------------------------------------- hub
     def _need_hub(self) -> None:
         if not self.hub.online:
-            raise HubError(f"{hub.OFFLINE_MESSAGE}.", "Use the bundled demo / packaged checkpoint or a local path; type a cached id directly.")
+            raise HubError(
+                f"{hub.OFFLINE_MESSAGE}.",
+                "Use the bundled demo / packaged checkpoint or a local path; type a cached id directly.",
+            )
 
     def search_datasets(self, query: str, token: str | None = None) -> list[str]:
         """Hub text-classification datasets for a query, most downloaded first."""

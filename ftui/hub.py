@@ -129,8 +129,11 @@ def explain_hub_error(exc: BaseException, what: str, name: str) -> FtuiError:
             f"{OFFLINE_MESSAGE}, and the {what} '{name}' is not in the local cache.",
             "Use the bundled demo data / packaged checkpoint, a local file or folder, or connect to the Hub.",
         )
-    if has(hf_errors.RepositoryNotFoundError) or "doesn't exist on the hub" in text or "not found" in text.lower() or (
-        "is not a local folder and is not a valid model identifier" in text
+    if (
+        has(hf_errors.RepositoryNotFoundError)
+        or "doesn't exist on the hub" in text
+        or "not found" in text.lower()
+        or ("is not a local folder and is not a valid model identifier" in text)
     ):
         return HubError(
             f"The {what} '{name}' was not found on the Hub (or it is private).",

@@ -129,7 +129,9 @@ class MLPClassifier(nn.Module):
         if getattr(base, "pooler", None) is not None:
             base.pooler = None  # unused by mean pooling; dropping it keeps parameter counts honest
         width = hidden_size(base.config)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, num_labels))
+        self.head = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, num_labels)
+        )
         self.config = base.config
         self.head_config = {"hidden": hidden, "dropout": dropout, "num_labels": num_labels}
 
@@ -161,7 +163,9 @@ def build_model(cfg: ModelConfig, label_names: list[str], token: str | None = No
         if meta:
             with torch.device("meta"):
                 if cfg.head == "mlp":
-                    return MLPClassifier(AutoModel.from_config(config, **common), len(label_names), cfg.mlp_hidden, cfg.mlp_dropout)
+                    return MLPClassifier(
+                        AutoModel.from_config(config, **common), len(label_names), cfg.mlp_hidden, cfg.mlp_dropout
+                    )
                 return AutoModelForSequenceClassification.from_config(config, **common)
         kwargs = {**common, "config": config, "token": token or None, "dtype": torch.float32}
         if cfg.head == "mlp":
@@ -315,7 +319,9 @@ def load_classifier(path: Path, device: str = "cpu") -> tuple[nn.Module, Any, li
     tokenizer = AutoTokenizer.from_pretrained(path)
     if (path / HEAD_FILE).exists():
         head_cfg = json.loads((path / HEAD_FILE).read_text())
-        model: nn.Module = MLPClassifier(AutoModel.from_pretrained(path), head_cfg["num_labels"], head_cfg["hidden"], head_cfg["dropout"])
+        model: nn.Module = MLPClassifier(
+            AutoModel.from_pretrained(path), head_cfg["num_labels"], head_cfg["hidden"], head_cfg["dropout"]
+        )
         model.head.load_state_dict(load_file(str(path / HEAD_WEIGHTS)))
     else:
         model = AutoModelForSequenceClassification.from_pretrained(path)

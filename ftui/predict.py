@@ -21,7 +21,9 @@ class Predictor:
         self._lock = threading.Lock()
         self._models: OrderedDict[str, tuple[nn.Module, Any, list[str], threading.Lock]] = OrderedDict()
 
-    def get(self, key: str, loader: Callable[[], tuple[nn.Module, Any, list[str]]]) -> tuple[nn.Module, Any, list[str], threading.Lock]:
+    def get(
+        self, key: str, loader: Callable[[], tuple[nn.Module, Any, list[str]]]
+    ) -> tuple[nn.Module, Any, list[str], threading.Lock]:
         """The cached entry for `key`, loading it with `loader` on first use."""
         with self._lock:
             if key in self._models:
@@ -40,8 +42,9 @@ class Predictor:
         with self._lock:
             self._models.pop(key, None)
 
-    def predict(self, key: str, loader: Callable[[], tuple[nn.Module, Any, list[str]]], texts: list[str],
-                max_length: int = 256) -> list[dict[str, float]]:
+    def predict(
+        self, key: str, loader: Callable[[], tuple[nn.Module, Any, list[str]]], texts: list[str], max_length: int = 256
+    ) -> list[dict[str, float]]:
         """Class probabilities for each text, as {label name: probability}."""
         model, tok, names, lock = self.get(key, loader)
         texts = [t[:MAX_PREDICT_CHARS] for t in texts]

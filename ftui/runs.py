@@ -143,8 +143,16 @@ class Run:
         """Everything the UI renders, read under one lock."""
         with self._cond:
             return RunSnapshot(
-                self.run_id, self.name, self._version, self._status, tuple(self._events), dict(self._progress),
-                self._error, dict(self._result), self.started_at, self.ended_at,
+                self.run_id,
+                self.name,
+                self._version,
+                self._status,
+                tuple(self._events),
+                dict(self._progress),
+                self._error,
+                dict(self._result),
+                self.started_at,
+                self.ended_at,
             )
 
     def wait_for_change(self, since_version: int, timeout: float) -> int:

@@ -124,8 +124,15 @@ def collate(enc: dict[str, list], idx: list[int], pad_id: int, device: str) -> d
 
 # --------------------------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def evaluate(model: nn.Module, enc: dict[str, list], batch_size: int, pad_id: int, device: str,
-             amp: torch.dtype | None, stop: Callable[[], bool] = lambda: False) -> dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    enc: dict[str, list],
+    batch_size: int,
+    pad_id: int,
+    device: str,
+    amp: torch.dtype | None,
+    stop: Callable[[], bool] = lambda: False,
+) -> dict[str, float]:
     """Mean loss, accuracy and macro-F1 on one tokenized split."""
     was_training = model.training
     model.eval()
@@ -271,8 +278,16 @@ def _train(run: Run, load_bundle: Callable[[], DataBundle], token: str | None, d
     state["opt"] = opt
     gen = torch.Generator().manual_seed(t.seed)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    run.log({"type": "start", "total_steps": total_steps, "steps_per_epoch": steps_per_epoch, "device": device,
-             "train_size": len(train_lengths), "trainable_params": n_trainable})
+    run.log(
+        {
+            "type": "start",
+            "total_steps": total_steps,
+            "steps_per_epoch": steps_per_epoch,
+            "device": device,
+            "train_size": len(train_lengths),
+            "trainable_params": n_trainable,
+        }
+    )
     run.set_progress(phase="training", step=0, total_steps=total_steps, epoch=0.0)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -315,19 +330,39 @@ def _train(run: Run, load_bundle: Callable[[], DataBundle], token: str | None, d
             if step % log_every == 0 or step == total_steps:
                 now = time.perf_counter()
                 sps = window_samples / max(now - window_t0, 1e-9)
-                run.log({"type": "train", "step": step, "epoch": round(epoch, 4),
-                         "loss": float(running_loss) / max(1, running_n), "lr": sched.get_last_lr()[0]})
+                run.log(
+                    {
+                        "type": "train",
+                        "step": step,
+                        "epoch": round(epoch, 4),
+                        "loss": float(running_loss) / max(1, running_n),
+                        "lr": sched.get_last_lr()[0],
+                    }
+                )
                 eta = (now - t0) / step * (total_steps - step)
-                run.set_progress(step=step, epoch=round(epoch, 3), samples_per_s=round(sps, 1), eta_s=round(eta, 1),
-                                 memory_mb=round(memory_mb(device), 1))
+                run.set_progress(
+                    step=step,
+                    epoch=round(epoch, 3),
+                    samples_per_s=round(sps, 1),
+                    eta_s=round(eta, 1),
+                    memory_mb=round(memory_mb(device), 1),
+                )
                 running_loss.zero_()
                 running_n, window_samples, window_t0 = 0, 0, now
             if step % eval_every == 0 or step == total_steps:
                 run.set_progress(phase="evaluating")
                 m = evaluate(model, enc["validation"], t.batch_size * 2, pad_id, device, amp, stop)
                 _set_train_mode(model, cfg.model.freeze_depth)
-                run.log({"type": "eval", "step": step, "epoch": round(epoch, 4), "eval_loss": m["loss"],
-                         "eval_accuracy": m["accuracy"], "eval_macro_f1": m["macro_f1"]})
+                run.log(
+                    {
+                        "type": "eval",
+                        "step": step,
+                        "epoch": round(epoch, 4),
+                        "eval_loss": m["loss"],
+                        "eval_accuracy": m["accuracy"],
+                        "eval_macro_f1": m["macro_f1"],
+                    }
+                )
                 if best is None or (m["accuracy"], -m["loss"]) > (best["accuracy"], -best["loss"]):
                     best = {**m, "step": step}
                     state["best"] = best
@@ -352,14 +387,31 @@ def _train(run: Run, load_bundle: Callable[[], DataBundle], token: str | None, d
     state["model"] = best_model
     del model
     test = evaluate(best_model, enc["test"], t.batch_size * 2, pad_id, device, amp)
-    run.log({"type": "test", "step": step, "test_loss": test["loss"], "test_accuracy": test["accuracy"],
-             "test_macro_f1": test["macro_f1"]})
+    run.log(
+        {
+            "type": "test",
+            "step": step,
+            "test_loss": test["loss"],
+            "test_accuracy": test["accuracy"],
+            "test_macro_f1": test["macro_f1"],
+        }
+    )
     elapsed = time.perf_counter() - t0
-    run.finish(RunStatus.COMPLETED, None, {
-        "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"], "test_loss": test["loss"],
-        "best_eval": best, "model_dir": str(run.out_dir / MODEL_DIR), "train_seconds": round(elapsed, 2),
-        "steps": step, "device": device, "train_size": len(train_lengths),
-    })
+    run.finish(
+        RunStatus.COMPLETED,
+        None,
+        {
+            "test_accuracy": test["accuracy"],
+            "test_macro_f1": test["macro_f1"],
+            "test_loss": test["loss"],
+            "best_eval": best,
+            "model_dir": str(run.out_dir / MODEL_DIR),
+            "train_seconds": round(elapsed, 2),
+            "steps": step,
+            "device": device,
+            "train_size": len(train_lengths),
+        },
+    )
 
 
 def iter_events(run: Run, timeout: float = 3600.0) -> Iterator[dict[str, Any]]:

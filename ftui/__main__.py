@@ -1,0 +1,7 @@
+"""`python -m ftui` runs the headless CLI."""
+
+import sys
+
+from ftui.cli import main
+
+sys.exit(main())

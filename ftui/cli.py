@@ -1,0 +1,109 @@
+"""Headless entry point: `python -m ftui train ...` runs the engine without the UI and prints JSON lines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+
+
+def _data_config(args: argparse.Namespace) -> DataConfig:
+    ds = args.dataset
+    if ds == "demo":
+        source, ident = "demo", ""
+    elif Path(ds).expanduser().exists():
+        source, ident = "local", ds
+    else:
+        source, ident = "hub", ds
+    return DataConfig(source=source, dataset_id=ident, config_name=args.config, text_columns=tuple(args.text_column or ()),
+                      label_column=args.label_column, max_train_examples=args.max_train_examples,
+                      trust_remote_code=args.trust_remote_code)
+
+
+def _model_config(args: argparse.Namespace) -> ModelConfig:
+    ck = args.checkpoint
+    if ck == "packaged":
+        source, ident = "packaged", ""
+    elif Path(ck).expanduser().is_dir():
+        source, ident = "local", ck
+    else:
+        source, ident = "hub", ck
+    return ModelConfig(source=source, checkpoint=ident, freeze_depth=args.freeze_depth, head=args.head,
+                       trust_remote_code=args.trust_remote_code)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments of `python -m ftui`."""
+    p = argparse.ArgumentParser(prog="python -m ftui", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train one run and stream its metrics as JSON lines")
+    d = TrainConfig()
+    t.add_argument("--dataset", default="demo", help="'demo', a Hub id, or a local file/folder")
+    t.add_argument("--config", default=None, help="Hub dataset config (e.g. sst2 for glue)")
+    t.add_argument("--text-column", action="append", help="text column (twice for pairs); default: detect")
+    t.add_argument("--label-column", default=None, help="label column; default: detect")
+    t.add_argument("--max-train-examples", type=int, default=0, help="stratified cap on train rows; 0 = all")
+    t.add_argument("--checkpoint", default="packaged", help="'packaged', a Hub id, or a local checkpoint folder")
+    t.add_argument("--freeze-depth", type=int, default=0, help="0 trains all; k freezes embeddings + bottom k layers")
+    t.add_argument("--head", choices=["auto", "mlp"], default="auto", help="model's own head or an MLP head")
+    t.add_argument("--trust-remote-code", action="store_true", help="allow code shipped in Hub repos")
+    t.add_argument("--lr", type=float, default=d.learning_rate)
+    t.add_argument("--batch-size", type=int, default=d.batch_size)
+    t.add_argument("--epochs", type=float, default=d.epochs)
+    t.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    t.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio)
+    t.add_argument("--max-length", type=int, default=d.max_length)
+    t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    t.add_argument("--grad-accum", type=int, default=d.grad_accum)
+    t.add_argument("--evals-per-epoch", type=int, default=d.evals_per_epoch)
+    t.add_argument("--early-stopping-patience", type=int, default=0)
+    t.add_argument("--run-name", default="")
+    t.add_argument("--runs-dir", default=None, help="where runs are saved (default: ./runs or $FTUI_RUNS_DIR)")
+    t.add_argument("--offline", action="store_true", help="do not contact the Hub")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; exit code 0 when the run completed, 1 otherwise."""
+    args = build_parser().parse_args(argv)
+    import os
+
+    from ftui.engine import Engine
+    from ftui.errors import FtuiError
+    from ftui.hub import HubStatus
+    from ftui.training import iter_events
+
+    hub_status = HubStatus(False, "offline (--offline)") if args.offline else None
+    engine = Engine(runs_dir=args.runs_dir, hub_status=hub_status)
+    cfg = RunConfig(
+        data=_data_config(args),
+        model=_model_config(args),
+        train=TrainConfig(learning_rate=args.lr, batch_size=args.batch_size, epochs=args.epochs,
+                          weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio, max_length=args.max_length,
+                          seed=args.seed, precision=args.precision, grad_accum=args.grad_accum,
+                          evals_per_epoch=args.evals_per_epoch, early_stopping_patience=args.early_stopping_patience,
+                          run_name=args.run_name),
+    )
+    try:
+        run = engine.start_run(cfg, os.environ.get("HF_TOKEN"))
+    except FtuiError as exc:
+        print(json.dumps({"type": "error", "message": str(exc)}), flush=True)
+        return 2
+    try:
+        for event in iter_events(run, timeout=7 * 24 * 3600):
+            print(json.dumps(event), flush=True)
+    except KeyboardInterrupt:
+        run.request_stop()
+        run.done.wait(60)
+    engine.join(60)
+    print(json.dumps({"type": "end", "status": run.status.value, "error": run.error, "run_dir": str(run.out_dir),
+                      **{k: v for k, v in run.result.items() if k != "best_eval"}}), flush=True)
+    return 0 if run.status.value == "completed" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

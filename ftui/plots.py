@@ -1,0 +1,120 @@
+"""Pure functions from run events and data summaries to plotly figures and status text."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from ftui.runs import RunSnapshot, RunStatus
+
+_LAYOUT = {
+    "height": 320,
+    "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
+    "template": "plotly_white",
+    "legend": {"orientation": "h", "y": -0.2},
+}
+
+
+def _series(events: Sequence[dict[str, Any]], kind: str, key: str) -> tuple[list[int], list[float]]:
+    pts = [(e["step"], e[key]) for e in events if e.get("type") == kind and key in e]
+    return [p[0] for p in pts], [float(p[1]) for p in pts]
+
+
+def loss_figure(events: Sequence[dict[str, Any]], revision: str = "") -> go.Figure:
+    """Train and eval loss against optimizer step; `revision` keeps the user's zoom across updates."""
+    fig = go.Figure()
+    x, y = _series(events, "train", "loss")
+    fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="train loss"))
+    x, y = _series(events, "eval", "eval_loss")
+    fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name="eval loss"))
+    fig.update_layout(title="Loss", xaxis_title="step", yaxis_title="cross-entropy", uirevision=revision, **_LAYOUT)
+    return fig
+
+
+def accuracy_figure(events: Sequence[dict[str, Any]], revision: str = "") -> go.Figure:
+    """Eval accuracy and macro-F1 against optimizer step."""
+    fig = go.Figure()
+    for key, name in (("eval_accuracy", "eval accuracy"), ("eval_macro_f1", "eval macro-F1")):
+        x, y = _series(events, "eval", key)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=name))
+    fig.update_layout(
+        title="Validation accuracy and macro-F1", xaxis_title="step", yaxis_range=[0, 1.02], uirevision=revision, **_LAYOUT
+    )
+    return fig
+
+
+def label_distribution_figure(counts: pd.DataFrame) -> go.Figure:
+    """Bars of rows per label, grouped by split (from data.label_counts)."""
+    fig = go.Figure()
+    for split, part in counts.groupby("split", sort=False):
+        fig.add_trace(go.Bar(x=part["label"], y=part["count"], name=str(split)))
+    fig.update_layout(title="Label distribution", barmode="group", yaxis_title="rows", **_LAYOUT)
+    return fig
+
+
+def length_histogram(lengths: Sequence[int], unit: str, max_length: int | None = None) -> go.Figure:
+    """Histogram of text lengths, with the max-length cut marked when known."""
+    fig = go.Figure(go.Histogram(x=list(lengths), nbinsx=40, name=unit))
+    if max_length:
+        fig.add_vline(x=max_length, line_dash="dash", annotation_text=f"max length {max_length}")
+    fig.update_layout(title=f"Text length ({unit}, train)", xaxis_title=unit, yaxis_title="rows", **_LAYOUT)
+    return fig
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+STATUS_ICON = {
+    RunStatus.QUEUED: "⏳",
+    RunStatus.RUNNING: "🏃",
+    RunStatus.COMPLETED: "✅",
+    RunStatus.STOPPED: "⏹️",
+    RunStatus.FAILED: "❌",
+    RunStatus.INTERRUPTED: "⚠️",
+}
+
+
+def status_markdown(snap: RunSnapshot | None) -> str:
+    """One block of text: status, phase, progress with ETA, speed, memory, and the outcome."""
+    if snap is None:
+        return "No run yet. Set up data and model, then press **Start training**."
+    p = snap.progress
+    lines = [
+        f"**{STATUS_ICON[snap.status]} {snap.name}** — {snap.status.value}"
+        + (f" ({p['phase']})" if p.get("phase") and not snap.status.finished else "")
+    ]
+    if p.get("device"):
+        lines.append(f"Device: `{p['device']}`")
+    if p.get("total_steps"):
+        step, total = p.get("step", 0), p["total_steps"]
+        pct = 100 * step / total
+        bits = [f"step {step}/{total} ({pct:.0f}%)", f"epoch {p.get('epoch', 0):.2f}"]
+        if p.get("samples_per_s"):
+            bits.append(f"{p['samples_per_s']:.1f} samples/s")
+        if not snap.status.finished and p.get("eta_s") is not None:
+            bits.append(f"ETA {_duration(p['eta_s'])}")
+        if p.get("memory_mb"):
+            bits.append(f"memory {p['memory_mb']:.0f} MB")
+        lines.append(" · ".join(bits))
+    if p.get("best_eval_accuracy") is not None:
+        lines.append(f"Best validation accuracy so far: **{p['best_eval_accuracy']:.3f}**")
+    r = snap.result
+    if snap.status == RunStatus.COMPLETED and "test_accuracy" in r:
+        lines.append(
+            f"**Test accuracy {r['test_accuracy']:.3f} · test macro-F1 {r['test_macro_f1']:.3f}** "
+            f"(best checkpoint, step {r.get('best_eval', {}).get('step', '?')}; {_duration(r.get('train_seconds'))})"
+        )
+    if r.get("model_dir"):
+        lines.append(f"Model saved in `{r['model_dir']}`")
+    if snap.status == RunStatus.STOPPED:
+        lines.append("Stopped by the user; the best checkpoint so far is kept and can be used in Predict.")
+    if snap.error:
+        lines.append(f"**Error:** {snap.error}")
+    return "\n\n".join(lines)

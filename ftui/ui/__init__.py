@@ -1,0 +1,66 @@
+"""The Gradio app: create_app builds the tabs around an Engine (injected by tests, built otherwise)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from ftui.engine import Engine
+from ftui.ui import data_tab, model_tab, predict_tab, train_tab
+
+CSS = """
+#run-status { min-height: 6em; }
+footer { display: none !important; }
+"""
+THEME = gr.themes.Soft(primary_hue="indigo")
+
+
+def create_app(engine: Engine | None = None) -> gr.Blocks:
+    """Build the app; nothing is built at import time."""
+    engine = engine or Engine()
+    with gr.Blocks(title="ftui: fine-tune text classifiers") as demo:
+        gr.Markdown("# ftui — fine-tune a text classifier\nPick data and a checkpoint, train with live curves, try the model.")
+        hub_line = ("🟢 " if engine.hub.online else "🟠 ") + engine.hub.message
+        if not engine.hub.online:
+            hub_line += " Working offline: bundled demo data, the packaged MiniLM checkpoint, local files and the local cache."
+        with gr.Row():
+            gr.Markdown(f"{hub_line}  \nDevice: **{engine.device_label()}**", elem_id="hub-status")
+            token = gr.Textbox(
+                label="Hub token (optional, for gated/private repos; used this session only, never saved)",
+                type="password",
+                scale=1,
+            )
+        with gr.Tabs():
+            with gr.Tab("1. Data", id="data"):
+                data_ui = data_tab.build(engine, token)
+            with gr.Tab("2. Model", id="model"):
+                model_ui = model_tab.build(engine, token, data_ui)
+            with gr.Tab("3. Train", id="train"):
+                train_ui = train_tab.build(engine, token, data_ui, model_ui)
+            with gr.Tab("4. Predict", id="predict"):
+                predict_model, refresh_choices = predict_tab.build(engine)
+
+        def on_page_load(current_model: str | None) -> tuple[Any, ...]:
+            # A reload or a second browser re-attaches to the running job and its curves so far.
+            return (*train_ui.render(-1), refresh_choices(current_model))
+
+        demo.load(
+            on_page_load,
+            predict_model,
+            [train_ui.status, train_ui.loss_plot, train_ui.acc_plot, train_ui.version, train_ui.timer, predict_model],
+            api_visibility="private",
+        )
+
+        def on_finish(current_model: str | None) -> Any:
+            run = engine.current_run()
+            return refresh_choices(current_model) if run is not None and run.status.finished else gr.skip()
+
+        # When a run ends, the Predict tab offers it without a manual refresh.
+        train_ui.version.change(on_finish, predict_model, predict_model, api_visibility="private")
+    return demo
+
+
+def launch_kwargs() -> dict[str, Any]:
+    """Options for demo.launch(): Gradio 6 takes theme and css here."""
+    return {"theme": THEME, "css": CSS}

@@ -1,0 +1,65 @@
+"""Helpers shared by the tab builders: source names, parsing widget values, formatting messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ftui.errors import FtuiError
+
+DATA_SOURCE_LABELS = {"demo": "Bundled demo", "hub": "Hugging Face Hub", "upload": "Upload a file", "local": "Local path"}
+MODEL_SOURCE_LABELS = {"packaged": "Packaged MiniLM (offline)", "hub": "Hugging Face Hub", "local": "Local folder"}
+HEAD_LABELS = {"auto": "Model's own head", "mlp": "MLP head"}
+AUTO = "auto"
+
+
+def key_for(labels: dict[str, str], shown: str | None, default: str) -> str:
+    """The config value behind a radio label (raw API callers may send the value itself)."""
+    for key, label in labels.items():
+        if shown in (label, key):
+            return key
+    return default
+
+
+def error_md(exc: BaseException) -> str:
+    """A failure as the UI shows it: the problem, then what to do."""
+    if isinstance(exc, FtuiError):
+        fix = f"\n\n**What to do:** {exc.fix}" if exc.fix else ""
+        return f"❌ **{exc.problem}**{fix}"
+    return f"❌ **Unexpected error:** {type(exc).__name__}: {exc}"
+
+
+def ok_md(text: str) -> str:
+    """A success line."""
+    return f"✅ {text}"
+
+
+def as_int(value: Any, default: int = 0) -> Any:
+    """Widget numbers arrive as floats (or None); whole ones become ints, others pass through for validation."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def as_float(value: Any, default: float = 0.0) -> Any:
+    """None from an emptied number box becomes the default; the rest is checked by validation."""
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def optional(value: Any) -> str | None:
+    """Empty, None and 'auto' mean: let the engine decide."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return None if not text or text == AUTO else text
+
+
+def token_of(value: Any) -> str | None:
+    """The session's Hub token, or None."""
+    return str(value).strip() or None if value else None

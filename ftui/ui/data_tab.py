@@ -1,0 +1,219 @@
+"""Data tab: pick a source, load and preview it, override the detected columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from ftui.config import DataConfig
+from ftui.data import label_counts, preview_frame, text_lengths
+from ftui.engine import Engine
+from ftui.errors import FtuiError
+from ftui.plots import label_distribution_figure, length_histogram
+from ftui.ui.common import AUTO, DATA_SOURCE_LABELS, as_int, error_md, key_for, ok_md, optional, token_of
+
+
+@dataclass
+class DataUI:
+    """The Data tab's widgets; `inputs` feed `to_config` in this order."""
+
+    inputs: list[gr.components.Component]
+    status: gr.Markdown
+    len_plot: gr.Plot
+
+    @staticmethod
+    def to_config(
+        source: str,
+        dataset_id: str | None,
+        config: str | None,
+        train_split: str | None,
+        val_split: str | None,
+        test_split: str | None,
+        upload: Any,
+        local_path: str | None,
+        text_cols: list[str] | None,
+        label_col: str | None,
+        max_train: Any,
+        trust: bool,
+    ) -> DataConfig:
+        """Widget values to a DataConfig (validation happens in the engine)."""
+        src = key_for(DATA_SOURCE_LABELS, source, "demo")
+        path = {
+            "hub": dataset_id,
+            "upload": upload if isinstance(upload, str) else getattr(upload, "name", None),
+            "local": local_path,
+        }.get(src) or ""
+        return DataConfig(
+            source=src,
+            dataset_id=str(path).strip(),
+            config_name=optional(config) if src == "hub" else None,
+            train_split=optional(train_split) or "train",
+            validation_split=optional(val_split),
+            test_split=optional(test_split),
+            text_columns=tuple(c for c in (text_cols or []) if c),
+            label_column=optional(label_col),
+            max_train_examples=as_int(max_train, 0),
+            trust_remote_code=bool(trust),
+        )
+
+
+def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
+    """Lay out the Data tab and wire its events."""
+    default = engine.default_data()
+    with gr.Row():
+        source = gr.Radio(
+            list(DATA_SOURCE_LABELS.values()), value=DATA_SOURCE_LABELS[default.source], label="Source", elem_id="data-source"
+        )
+    with gr.Group(visible=default.source == "hub") as hub_box:
+        with gr.Row():
+            query = gr.Textbox(
+                label="Search Hub text-classification datasets", placeholder="e.g. sentiment, imdb, emotion", scale=4
+            )
+            search_btn = gr.Button("Search", scale=1)
+        with gr.Row():
+            dataset_id = gr.Dropdown(
+                choices=[default.dataset_id] if default.dataset_id else [],
+                value=default.dataset_id or None,
+                label="Dataset id (pick a result or type owner/name)",
+                allow_custom_value=True,
+                scale=3,
+            )
+            config = gr.Dropdown(choices=[], value=None, label="Config", allow_custom_value=True, scale=2)
+        with gr.Row():
+            train_split = gr.Dropdown(choices=["train"], value="train", label="Train split", allow_custom_value=True)
+            val_split = gr.Dropdown(
+                choices=[AUTO], value=AUTO, label="Validation split (auto: use or carve)", allow_custom_value=True
+            )
+            test_split = gr.Dropdown(choices=[AUTO], value=AUTO, label="Test split (auto: use or carve)", allow_custom_value=True)
+        trust = gr.Checkbox(
+            False,
+            label="Trust remote code: allow datasets that need a loading script "
+            "(loaded through the Hub's Parquet export; off by default)",
+        )
+    with gr.Group(visible=default.source == "upload") as upload_box:
+        upload = gr.File(
+            label="CSV, TSV, JSON/JSONL or Parquet file",
+            file_types=[".csv", ".tsv", ".json", ".jsonl", ".parquet"],
+            type="filepath",
+            elem_id="data-upload",
+        )
+    with gr.Group(visible=default.source == "local") as local_box:
+        local_path = gr.Textbox(
+            label="File or folder path (a data file, a save_to_disk folder, or train/validation/test files)",
+            elem_id="data-local-path",
+        )
+    with gr.Row():
+        text_cols = gr.Dropdown(
+            choices=[],
+            value=[],
+            multiselect=True,
+            max_choices=2,
+            allow_custom_value=True,
+            label="Text column(s) (empty: detect; two for sentence pairs)",
+        )
+        label_col = gr.Dropdown(choices=[], value=None, allow_custom_value=True, label="Label column (empty: detect)")
+        max_train = gr.Number(
+            value=0, precision=0, minimum=0, label="Max training examples (0 = all; stratified)", elem_id="max-train"
+        )
+    load_btn = gr.Button("Load dataset", variant="primary", elem_id="load-data")
+    status = gr.Markdown("Pick a source and press **Load dataset** to preview it.", elem_id="data-status")
+    preview = gr.Dataframe(label="First training rows", interactive=False, wrap=True)
+    with gr.Row():
+        dist_plot = gr.Plot(label="Labels")
+        len_plot = gr.Plot(label="Lengths")
+
+    inputs = [
+        source,
+        dataset_id,
+        config,
+        train_split,
+        val_split,
+        test_split,
+        upload,
+        local_path,
+        text_cols,
+        label_col,
+        max_train,
+        trust,
+    ]
+
+    def on_source(shown: str) -> tuple[Any, ...]:
+        src = key_for(DATA_SOURCE_LABELS, shown, "demo")
+        return gr.update(visible=src == "hub"), gr.update(visible=src == "upload"), gr.update(visible=src == "local")
+
+    source.change(on_source, source, [hub_box, upload_box, local_box], api_visibility="private")
+
+    def on_search(q: str, token: str) -> tuple[Any, str]:
+        try:
+            found = engine.search_datasets(q or "", token_of(token))
+        except FtuiError as exc:
+            return gr.update(), error_md(exc)
+        if not found:
+            return gr.update(), f"No Hub text-classification datasets match '{q}'. Type an id directly if you know it."
+        return gr.update(choices=found, value=found[0]), ok_md(f"{len(found)} datasets found, most downloaded first.")
+
+    search_btn.click(on_search, [query, token_box], [dataset_id, status], api_visibility="private")
+    query.submit(on_search, [query, token_box], [dataset_id, status], api_visibility="private")
+
+    def on_dataset(ds: str | None, token: str) -> tuple[Any, str]:
+        if not ds:
+            return gr.update(choices=[], value=None), gr.skip()
+        try:
+            configs = engine.dataset_configs(ds, token_of(token))
+        except FtuiError as exc:
+            return gr.update(choices=[], value=None), error_md(exc)
+        if not configs:
+            return gr.update(choices=[], value=None), f"'{ds}' has a single config. Press **Load dataset**."
+        return gr.update(choices=configs, value=configs[0] if len(configs) == 1 else None), (
+            f"'{ds}' has {len(configs)} configs: pick one, then press **Load dataset**." if len(configs) > 1 else gr.skip()
+        )
+
+    dataset_id.input(on_dataset, [dataset_id, token_box], [config, status], api_visibility="private")
+    dataset_id.select(on_dataset, [dataset_id, token_box], [config, status], api_visibility="private")
+
+    def on_config(ds: str | None, cfg_name: str | None, token: str) -> tuple[Any, ...]:
+        if not ds:
+            return gr.skip(), gr.skip(), gr.skip()
+        try:
+            splits = engine.dataset_splits(ds, optional(cfg_name), token_of(token))
+        except FtuiError:
+            return gr.skip(), gr.skip(), gr.skip()  # Load dataset reports the problem in full
+        return (
+            gr.update(choices=splits, value="train" if "train" in splits else (splits[0] if splits else "train")),
+            gr.update(choices=[AUTO, *splits], value=AUTO),
+            gr.update(choices=[AUTO, *splits], value=AUTO),
+        )
+
+    config.change(on_config, [dataset_id, config, token_box], [train_split, val_split, test_split], api_visibility="private")
+
+    def on_load(*values: Any) -> tuple[Any, ...]:
+        *widget_values, token = values
+        try:
+            cfg = DataUI.to_config(*widget_values)
+            bundle = engine.load_data(cfg, token_of(token))
+        except FtuiError as exc:
+            return error_md(exc), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        sizes = " · ".join(f"{k}: **{v}**" for k, v in bundle.sizes.items())
+        lines = [
+            ok_md(f"Loaded. Splits: {sizes}."),
+            f"Text: `{'`, `'.join(bundle.text_columns)}` · label: `{bundle.label_column}` · "
+            f"{len(bundle.label_names)} classes: {', '.join(bundle.label_names[:20])}"
+            + (" …" if len(bundle.label_names) > 20 else ""),
+        ]
+        lines += [f"- {n}" for n in bundle.notes]
+        lengths, unit = text_lengths(bundle)
+        return (
+            "\n\n".join(lines),
+            preview_frame(bundle),
+            label_distribution_figure(label_counts(bundle)),
+            length_histogram(lengths, unit),
+            gr.update(choices=bundle.columns),
+            gr.update(choices=bundle.columns),
+        )
+
+    load_btn.click(
+        on_load, [*inputs, token_box], [status, preview, dist_plot, len_plot, text_cols, label_col], api_visibility="private"
+    )
+    return DataUI(inputs=inputs, status=status, len_plot=len_plot)

@@ -1,0 +1,181 @@
+"""Model tab: pick a checkpoint, see its summary and card, choose freeze depth and head."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from ftui.config import ModelConfig
+from ftui.data import text_lengths
+from ftui.engine import Engine
+from ftui.errors import FtuiError
+from ftui.modeling import ModelSummary
+from ftui.plots import length_histogram
+from ftui.ui.common import HEAD_LABELS, MODEL_SOURCE_LABELS, as_float, as_int, error_md, key_for, ok_md, token_of
+from ftui.ui.data_tab import DataUI
+
+
+@dataclass
+class ModelUI:
+    """The Model tab's widgets; `inputs` feed `to_config` in this order."""
+
+    inputs: list[gr.components.Component]
+
+    @staticmethod
+    def to_config(
+        source: str, hub_id: str | None, local: str | None, trust: bool, depth: Any, head: str, mlp_hidden: Any, mlp_dropout: Any
+    ) -> ModelConfig:
+        """Widget values to a ModelConfig (validation happens in the engine)."""
+        src = key_for(MODEL_SOURCE_LABELS, source, "packaged")
+        ckpt = {"hub": hub_id, "local": local}.get(src) or ""
+        return ModelConfig(
+            source=src,
+            checkpoint=str(ckpt).strip(),
+            freeze_depth=as_int(depth, 0),
+            head=key_for(HEAD_LABELS, head, "auto"),
+            mlp_hidden=as_int(mlp_hidden, 256),
+            mlp_dropout=as_float(mlp_dropout, 0.1),
+            trust_remote_code=bool(trust),
+        )
+
+
+def summary_md(s: ModelSummary) -> str:
+    """Architecture and sizes as markdown."""
+    return (
+        f"**{s.name}** · `{s.architecture}` ({s.model_type}) · {s.num_layers} layers · hidden size {s.hidden_size} · "
+        f"{s.total_params / 1e6:.1f} M parameters"
+    )
+
+
+def trainable_md(s: ModelSummary, depth: int) -> str:
+    """What the freeze depth leaves trainable."""
+    if not s.freeze_supported:
+        return (
+            f"Freeze depth is not supported for `{s.model_type}`: all {s.total_params / 1e6:.2f} M parameters train "
+            "(keep depth at 0)."
+        )
+    n = s.trainable(depth)
+    what = (
+        "everything trains"
+        if depth == 0
+        else "only the head trains"
+        if depth >= s.num_layers
+        else f"embeddings + bottom {depth} of {s.num_layers} layers frozen"
+    )
+    return (
+        f"Trainable: **{n / 1e6:.2f} M** of {s.total_params / 1e6:.2f} M parameters ({100 * n / s.total_params:.1f}%) — {what}."
+    )
+
+
+def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI) -> ModelUI:
+    """Lay out the Model tab and wire its events."""
+    default = engine.default_model()
+    source = gr.Radio(
+        list(MODEL_SOURCE_LABELS.values()), value=MODEL_SOURCE_LABELS[default.source], label="Checkpoint", elem_id="model-source"
+    )
+    with gr.Group(visible=default.source == "hub") as hub_box:
+        with gr.Row():
+            query = gr.Textbox(
+                label="Search Hub checkpoints (fill-mask and text-classification)",
+                placeholder="e.g. distilbert, roberta, minilm",
+                scale=4,
+            )
+            search_btn = gr.Button("Search", scale=1)
+        hub_id = gr.Dropdown(
+            choices=[default.checkpoint] if default.checkpoint else [],
+            value=default.checkpoint or None,
+            allow_custom_value=True,
+            label="Checkpoint id (pick a result or type owner/name)",
+        )
+    with gr.Group(visible=default.source == "local") as local_box:
+        local = gr.Textbox(label="Checkpoint folder (with config.json)", elem_id="model-local")
+    trust = gr.Checkbox(False, label="Trust remote code: run model code shipped in the repo (off by default)")
+    with gr.Row():
+        head = gr.Radio(list(HEAD_LABELS.values()), value=HEAD_LABELS["auto"], label="Classification head")
+        mlp_hidden = gr.Number(value=256, precision=0, minimum=1, label="MLP hidden size")
+        mlp_dropout = gr.Slider(0.0, 0.9, value=0.1, step=0.05, label="MLP dropout")
+    load_btn = gr.Button("Load checkpoint summary", variant="primary", elem_id="load-model")
+    status = gr.Markdown("Press **Load checkpoint summary** to see its size and card.", elem_id="model-status")
+    depth = gr.Slider(
+        0,
+        6,
+        value=0,
+        step=1,
+        label="Freeze depth (0 = train all; k = embeddings + bottom k layers frozen; N = only the head trains)",
+        elem_id="freeze-depth",
+    )
+    trainable = gr.Markdown("", elem_id="trainable")
+    with gr.Accordion("Model card", open=False):
+        limits = gr.Markdown("")
+        card = gr.Markdown("")
+    inputs = [source, hub_id, local, trust, depth, head, mlp_hidden, mlp_dropout]
+
+    def on_source(shown: str) -> tuple[Any, ...]:
+        src = key_for(MODEL_SOURCE_LABELS, shown, "packaged")
+        return gr.update(visible=src == "hub"), gr.update(visible=src == "local")
+
+    source.change(on_source, source, [hub_box, local_box], api_visibility="private")
+
+    def on_search(q: str, token: str) -> tuple[Any, str]:
+        try:
+            found = engine.search_models(q or "", token_of(token))
+        except FtuiError as exc:
+            return gr.update(), error_md(exc)
+        if not found:
+            return gr.update(), f"No checkpoints match '{q}'. Type an id directly if you know it."
+        return gr.update(choices=found, value=found[0]), ok_md(f"{len(found)} checkpoints found, most downloaded first.")
+
+    search_btn.click(on_search, [query, token_box], [hub_id, status], api_visibility="private")
+    query.submit(on_search, [query, token_box], [hub_id, status], api_visibility="private")
+
+    def on_load(*values: Any) -> tuple[Any, ...]:
+        *model_values, token = values[: len(inputs) + 1]
+        data_values = values[len(inputs) + 1 :]
+        try:
+            cfg = ModelUI.to_config(*model_values)
+            s = engine.model_summary(cfg, token_of(token))
+        except FtuiError as exc:
+            return error_md(exc), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        n = s.num_layers if s.freeze_supported else 0
+        d = min(int(cfg.freeze_depth), n)
+        lim = (
+            f"**Limitations and bias (from the card):**\n\n{s.card_limitations}"
+            if s.card_limitations
+            else "The card has no limitations or bias section: the model inherits whatever biases its pre-training data has."
+        )
+        lengths_fig = gr.skip()
+        try:  # token lengths of the loaded data, now that a tokenizer is known
+            bundle = engine.load_data(DataUI.to_config(*data_values), token_of(token))
+            lengths, unit = text_lengths(bundle, engine.tokenizer(cfg, token_of(token)))
+            lengths_fig = length_histogram(lengths, unit)
+        except Exception:
+            pass  # the data tab may not be set up yet; the histogram then stays in words
+        return (
+            ok_md(summary_md(s)),
+            gr.update(maximum=max(n, 1), value=d, interactive=s.freeze_supported),
+            trainable_md(s, d),
+            lim,
+            s.card[:20000] or "_No model card._",
+            lengths_fig,
+        )
+
+    load_btn.click(
+        on_load,
+        [*inputs, token_box, *data_ui.inputs],
+        [status, depth, trainable, limits, card, data_ui.len_plot],
+        api_visibility="private",
+    )
+
+    def on_depth(*values: Any) -> str | Any:
+        *model_values, token = values
+        try:
+            cfg = ModelUI.to_config(*model_values)
+            return trainable_md(engine.model_summary(cfg, token_of(token)), int(cfg.freeze_depth))
+        except (FtuiError, TypeError, ValueError):
+            return gr.skip()
+
+    depth.change(on_depth, [*inputs, token_box], trainable, api_visibility="private")
+    head.change(on_depth, [*inputs, token_box], trainable, api_visibility="private")
+    return ModelUI(inputs=inputs)

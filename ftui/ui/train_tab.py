@@ -1,0 +1,154 @@
+"""Train tab: hyperparameters, Start/Stop, and live curves polled from the engine's current run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from ftui.config import PRECISIONS, RunConfig, TrainConfig
+from ftui.engine import Engine
+from ftui.errors import FtuiError
+from ftui.plots import accuracy_figure, loss_figure, status_markdown
+from ftui.ui.common import as_float, as_int, error_md, token_of
+from ftui.ui.data_tab import DataUI
+from ftui.ui.model_tab import ModelUI
+
+POLL_SECONDS = 1.0
+
+
+@dataclass
+class TrainUI:
+    """Widgets other tabs and the page-load hook need."""
+
+    timer: gr.Timer
+    status: gr.Markdown
+    loss_plot: gr.Plot
+    acc_plot: gr.Plot
+    version: gr.State
+    render: Any  # (version) -> outputs for [status, loss_plot, acc_plot, version, timer]
+
+
+def train_config(
+    lr: Any,
+    batch: Any,
+    epochs: Any,
+    wd: Any,
+    warmup: Any,
+    max_len: Any,
+    seed: Any,
+    precision: str,
+    accum: Any,
+    evals: Any,
+    patience: Any,
+    name: str | None,
+) -> TrainConfig:
+    """Widget values to a TrainConfig (validation happens in the engine)."""
+    d = TrainConfig()
+    return TrainConfig(
+        learning_rate=as_float(lr, d.learning_rate),
+        batch_size=as_int(batch, d.batch_size),
+        epochs=as_float(epochs, d.epochs),
+        weight_decay=as_float(wd, d.weight_decay),
+        warmup_ratio=as_float(warmup, d.warmup_ratio),
+        max_length=as_int(max_len, d.max_length),
+        seed=as_int(seed, d.seed),
+        precision=precision or "auto",
+        grad_accum=as_int(accum, d.grad_accum),
+        evals_per_epoch=as_int(evals, d.evals_per_epoch),
+        early_stopping_patience=as_int(patience, 0),
+        run_name=(name or "").strip(),
+    )
+
+
+def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: ModelUI) -> TrainUI:
+    """Lay out the Train tab and wire Start, Stop and the polling timer."""
+    d = TrainConfig()
+    with gr.Row():
+        lr = gr.Number(value=d.learning_rate, label="Learning rate", minimum=0, elem_id="lr")
+        batch = gr.Number(value=d.batch_size, precision=0, minimum=1, label="Batch size", elem_id="batch-size")
+        epochs = gr.Number(value=d.epochs, minimum=0, label="Epochs", elem_id="epochs")
+        wd = gr.Number(value=d.weight_decay, minimum=0, label="Weight decay")
+    with gr.Row():
+        warmup = gr.Number(value=d.warmup_ratio, minimum=0, maximum=0.5, label="Warmup ratio")
+        max_len = gr.Number(value=d.max_length, precision=0, minimum=8, label="Max sequence length (tokens)", elem_id="max-len")
+        seed = gr.Number(value=d.seed, precision=0, minimum=0, label="Seed")
+        precision = gr.Dropdown(list(PRECISIONS), value="auto", label="Precision (auto: bf16/fp16 on GPU, fp32 on CPU)")
+    with gr.Row():
+        accum = gr.Number(value=d.grad_accum, precision=0, minimum=1, label="Gradient accumulation")
+        evals = gr.Number(value=d.evals_per_epoch, precision=0, minimum=1, label="Evaluations per epoch")
+        patience = gr.Number(value=0, precision=0, minimum=0, label="Early-stopping patience (evals; 0 = off)")
+        name = gr.Textbox(label="Run name (optional)")
+    gr.Markdown(f"Training device: **{engine.device_label()}**", elem_id="device")
+    with gr.Row():
+        start = gr.Button("Start training", variant="primary", elem_id="start")
+        stop = gr.Button("Stop", variant="stop", elem_id="stop")
+    message = gr.Markdown("", elem_id="train-message")
+    status = gr.Markdown(status_markdown(None), elem_id="run-status")
+    with gr.Row():
+        loss_plot = gr.Plot(label="Loss", elem_id="loss-plot")
+        acc_plot = gr.Plot(label="Accuracy", elem_id="acc-plot")
+    timer = gr.Timer(POLL_SECONDS, active=False)
+    version = gr.State(-1)
+    train_inputs = [lr, batch, epochs, wd, warmup, max_len, seed, precision, accum, evals, patience, name]
+    n_data, n_model = len(data_ui.inputs), len(model_ui.inputs)
+
+    def render(last_version: int) -> tuple[Any, ...]:
+        run = engine.current_run()
+        if run is None:
+            return gr.skip(), gr.skip(), gr.skip(), last_version, gr.Timer(active=False)
+        snap = run.snapshot()
+        keep_polling = gr.Timer(active=not snap.status.finished)
+        if snap.version == last_version:
+            return gr.skip(), gr.skip(), gr.skip(), last_version, keep_polling
+        return (
+            status_markdown(snap),
+            loss_figure(snap.events, snap.run_id),
+            accuracy_figure(snap.events, snap.run_id),
+            snap.version,
+            keep_polling,
+        )
+
+    outputs = [status, loss_plot, acc_plot, version, timer]
+    # Ticks are cheap reads of the run; no limit so they never wait behind other events.
+    timer.tick(render, version, outputs, api_visibility="private", concurrency_limit=None, show_progress="hidden")
+
+    def on_start(*values: Any) -> tuple[Any, ...]:
+        data_vals = values[:n_data]
+        model_vals = values[n_data : n_data + n_model]
+        train_vals = values[n_data + n_model : -1]
+        token = token_of(values[-1])
+        try:
+            cfg = RunConfig(
+                data=DataUI.to_config(*data_vals), model=ModelUI.to_config(*model_vals), train=train_config(*train_vals)
+            )
+            run = engine.start_run(cfg, token)
+        except FtuiError as exc:
+            return error_md(exc), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return (
+            f"Started **{run.name}**.",
+            status_markdown(run.snapshot()),
+            loss_figure([], run.run_id),
+            accuracy_figure([], run.run_id),
+            -1,
+            gr.Timer(active=True),
+        )
+
+    start.click(
+        on_start,
+        [*data_ui.inputs, *model_ui.inputs, *train_inputs, token_box],
+        [message, status, loss_plot, acc_plot, version, timer],
+        api_visibility="private",
+    )
+
+    def on_stop() -> str:
+        run = engine.stop_run()
+        return (
+            f"Stopping **{run.name}** after the current step; the best checkpoint so far is kept."
+            if run
+            else "No run is in progress."
+        )
+
+    stop.click(on_stop, None, message, api_visibility="private")
+    return TrainUI(timer=timer, status=status, loss_plot=loss_plot, acc_plot=acc_plot, version=version, render=render)
