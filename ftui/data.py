@@ -67,8 +67,8 @@ def read_table(path: Path) -> pd.DataFrame:
             except ValueError:
                 df = pd.read_json(path, lines=True, encoding="utf-8")
         else:
-            sep = "\t" if suffix == ".tsv" else None
-            df = pd.read_csv(path, sep=sep, engine="python", encoding="utf-8", encoding_errors="strict")
+            sep = "\t" if suffix == ".tsv" else ","
+            df = pd.read_csv(path, sep=sep, encoding="utf-8", encoding_errors="strict")
     except UnicodeDecodeError as exc:
         raise DataError(
             f"'{path.name}' is not UTF-8 text (byte {exc.start} cannot be decoded).",
@@ -404,7 +404,7 @@ def label_counts(bundle: DataBundle) -> pd.DataFrame:
 def text_lengths(bundle: DataBundle, tokenizer: Any = None, limit: int = 2000) -> tuple[list[int], str]:
     """Lengths of up to `limit` train texts: tokens when a tokenizer is given, else words."""
     ds = bundle.splits["train"]
-    texts = ds.select(range(min(limit, len(ds))))[TEXT]
+    texts = list(ds.select(range(min(limit, len(ds))))[TEXT])
     if tokenizer is not None:
         enc = tokenizer(texts, add_special_tokens=True, truncation=False)
         return [len(ids) for ids in enc["input_ids"]], "tokens"

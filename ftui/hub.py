@@ -131,7 +131,8 @@ def explain_hub_error(exc: BaseException, what: str, name: str) -> FtuiError:
         )
     if (
         has(hf_errors.RepositoryNotFoundError)
-        or "doesn't exist on the hub" in text
+        or "DatasetNotFoundError" in type(exc).__name__
+        or "doesn't exist on the hub" in text.lower()
         or "not found" in text.lower()
         or ("is not a local folder and is not a valid model identifier" in text)
     ):

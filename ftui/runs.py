@@ -90,15 +90,25 @@ class Run:
             self._status = status
             self._bump()
 
-    def finish(self, status: RunStatus, error: str | None = None, result: dict[str, Any] | None = None) -> None:
-        """Enter a final status once; later calls are ignored so the first outcome wins."""
+    def finish(
+        self, status: RunStatus, error: str | None = None, result: dict[str, Any] | None = None, persist: bool = True
+    ) -> None:
+        """Enter a final status once (the first outcome wins), write run.json, then signal `done`."""
         with self._cond:
             if self._status.finished:
                 return
             self._status, self._error = status, error
             self._result.update(result or {})
             self.ended_at = time.time()
+            self._progress["phase"] = status.value
             self._bump()
+        if persist:
+            try:
+                self.save()  # before `done`, so whoever waits on it reads a complete record
+            except OSError as exc:
+                with self._cond:
+                    self._error = f"{error + '; ' if error else ''}could not write the run record: {exc}"
+                    self._bump()
         self.done.set()
 
     def _bump(self) -> None:
@@ -195,6 +205,6 @@ class Run:
         status = RunStatus(d.get("status", "failed"))
         if not status.finished:
             status = RunStatus.INTERRUPTED
-        run.finish(status, d.get("error"), d.get("result") or {})
+        run.finish(status, d.get("error"), d.get("result") or {}, persist=False)
         run.ended_at = d.get("ended_at") or run.ended_at
         return run

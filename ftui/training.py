@@ -223,11 +223,6 @@ def train_run(run: Run, load_bundle: Callable[[], DataBundle], token: str | None
         gc.collect()
         if device == "cuda":
             torch.cuda.empty_cache()
-        run.set_progress(phase=run.status.value)
-        try:
-            run.save()
-        except OSError as exc:
-            run.finish(RunStatus.FAILED, f"Could not write the run record: {exc}")
 
 
 def _finish_stopped(run: Run, state: dict[str, Any]) -> None:

@@ -1,0 +1,75 @@
+"""Shared fixtures: offline engine, tiny random-weight checkpoints, small data files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("FTUI_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def tiny_config(model_type: str = "bert", layers: int = 2, vocab_size: int = 30522):
+    """A transformers config small enough to train in seconds on a CPU."""
+    from transformers import AutoConfig
+
+    sizes = {"hidden_size": 32, "num_hidden_layers": layers, "num_attention_heads": 2, "intermediate_size": 64,
+             "max_position_embeddings": 128, "vocab_size": vocab_size}
+    if model_type == "distilbert":
+        sizes = {"dim": 32, "n_layers": layers, "n_heads": 2, "hidden_dim": 64, "max_position_embeddings": 128,
+                 "vocab_size": vocab_size}
+    if model_type == "electra":
+        sizes["embedding_size"] = 16
+    if model_type == "roberta":
+        sizes["max_position_embeddings"] = 130
+    return AutoConfig.for_model(model_type, **sizes)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer random BERT saved like a checkpoint, with the packaged MiniLM's tokenizer."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from ftui.modeling import packaged_checkpoint
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    AutoModel.from_config(tiny_config("bert")).save_pretrained(path)
+    AutoTokenizer.from_pretrained(packaged_checkpoint()).save_pretrained(path)
+    (path / "README.md").write_text("# Tiny BERT\n\nFor tests.\n\n## Limitations and bias\n\nRandom weights: predicts noise.\n")
+    return path
+
+
+@pytest.fixture()
+def engine(tmp_path: Path):
+    """An offline engine with its own runs folder."""
+    from ftui.engine import Engine
+    from ftui.hub import HubStatus
+
+    eng = Engine(runs_dir=tmp_path / "runs", hub_status=HubStatus(False, "offline (tests)"))
+    yield eng
+    eng.stop_run()
+    eng.join(60)
+
+
+@pytest.fixture()
+def csv_file(tmp_path: Path) -> Path:
+    """A small labelled CSV with string labels, three classes, some empty texts."""
+    import pandas as pd
+
+    rows = []
+    for i in range(60):
+        label = ["neg", "neu", "pos"][i % 3]
+        rows.append({"id": i, "review": f"review number {i} that is {label}", "label": label})
+    rows.append({"id": 99, "review": "", "label": "pos"})
+    rows.append({"id": 100, "review": None, "label": "neg"})
+    path = tmp_path / "reviews.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path

@@ -1,0 +1,179 @@
+"""Column and label detection, label casting, re-splitting, subsets, and bad files."""
+
+import json
+
+import datasets
+import pandas as pd
+import pytest
+
+from ftui.config import DataConfig
+from ftui.data import LABEL, TEXT, TEXT_PAIR, label_counts, load_data, prepare, preview_frame, text_lengths
+from ftui.errors import DataError
+
+
+def dd(**splits):
+    return datasets.DatasetDict({k: datasets.Dataset.from_pandas(pd.DataFrame(v), preserve_index=False) for k, v in splits.items()})
+
+
+def rows(n, label_fn, text="sample text {i}"):
+    return {"text": [text.format(i=i) for i in range(n)], "label": [label_fn(i) for i in range(n)]}
+
+
+def test_demo_dataset_loads_and_is_balanced():
+    b = load_data(DataConfig())
+    assert b.label_names == ["negative", "positive"]
+    assert sum(b.sizes.values()) == 320
+    counts = label_counts(b)
+    train = counts[counts.split == "train"].set_index("label")["count"]
+    assert train["negative"] == train["positive"]
+    assert any("carved" in n for n in b.notes)
+
+
+def test_string_labels_become_sorted_classlabel(csv_file):
+    b = load_data(DataConfig(source="upload", dataset_id=str(csv_file)))
+    assert b.label_names == ["neg", "neu", "pos"]
+    assert b.text_columns == ("review",) and b.label_column == "label"
+    assert isinstance(b.splits["train"].features[LABEL], datasets.ClassLabel)
+    assert any("Dropped 2 rows with empty or missing text" in n for n in b.notes)
+    assert sum(b.sizes.values()) == 60
+
+
+def test_override_columns(csv_file):
+    with pytest.raises(DataError, match="no column 'nope'"):
+        load_data(DataConfig(source="upload", dataset_id=str(csv_file), text_columns=("nope",)))
+    b = load_data(DataConfig(source="upload", dataset_id=str(csv_file), text_columns=("review",), label_column="label"))
+    assert b.text_columns == ("review",)
+
+
+def test_classlabel_is_kept_and_named():
+    raw = dd(train=rows(40, lambda i: i % 2), validation=rows(10, lambda i: i % 2), test=rows(10, lambda i: i % 2))
+    raw = raw.cast_column("label", datasets.ClassLabel(names=["neg", "pos"]))
+    b = prepare(raw, DataConfig())
+    assert b.label_names == ["neg", "pos"] and b.sizes == {"train": 40, "validation": 10, "test": 10}
+    assert b.notes == []
+
+
+def test_non_contiguous_int_labels_are_remapped():
+    raw = dd(train=rows(30, lambda i: [3, 7, 10][i % 3]))
+    b = prepare(raw, DataConfig())
+    assert b.label_names == ["3", "7", "10"]
+    assert set(b.splits["train"][LABEL]) == {0, 1, 2}
+
+
+def test_integral_floats_are_classes_but_real_floats_are_regression():
+    b = prepare(dd(train=rows(20, lambda i: float(i % 2))), DataConfig())
+    assert b.label_names == ["0", "1"]
+    with pytest.raises(DataError, match="regression"):
+        prepare(dd(train=rows(20, lambda i: i / 7)), DataConfig())
+
+
+def test_bool_labels():
+    b = prepare(dd(train=rows(20, lambda i: i % 2 == 0)), DataConfig())
+    assert b.label_names == ["False", "True"]
+
+
+def test_single_class_is_refused():
+    with pytest.raises(DataError, match="single class"):
+        prepare(dd(train=rows(20, lambda i: "pos")), DataConfig())
+
+
+def test_no_text_column_is_explained():
+    raw = dd(train={"a": list(range(20)), "label": [i % 2 for i in range(20)]})
+    with pytest.raises(DataError, match="No text column"):
+        prepare(raw, DataConfig())
+
+
+def test_sentence_pairs_are_detected():
+    raw = dd(train={"sentence1": [f"a {i}" for i in range(20)], "sentence2": [f"b {i}" for i in range(20)],
+                    "label": [i % 2 for i in range(20)], "idx": list(range(20))})
+    b = prepare(raw, DataConfig())
+    assert b.text_columns == ("sentence1", "sentence2")
+    assert TEXT_PAIR in b.splits["train"].column_names
+
+
+def test_unlabelled_test_split_is_replaced_by_a_carved_one():
+    # glue-style: the test split's labels are all -1
+    raw = dd(train=rows(50, lambda i: i % 2), validation=rows(10, lambda i: i % 2), test=rows(10, lambda i: -1))
+    raw = raw.cast_column("label", datasets.ClassLabel(names=["neg", "pos"]))
+    b = prepare(raw, DataConfig())
+    assert any("has no labels" in n for n in b.notes)
+    assert b.sizes["test"] > 0 and b.sizes["validation"] == 10
+
+
+def test_carving_is_stratified_and_seeded():
+    raw = dd(train=rows(200, lambda i: "a" if i % 4 == 0 else "b"))  # 1:3 imbalance
+    b1, b2 = prepare(raw, DataConfig(seed=1)), prepare(raw, DataConfig(seed=1))
+    for split in ("validation", "test"):
+        labels = b1.splits[split][LABEL]
+        assert labels.count(0) / len(labels) == pytest.approx(0.25, abs=0.06)
+        assert b1.splits[split][TEXT] == b2.splits[split][TEXT]
+    assert prepare(raw, DataConfig(seed=2)).splits["test"][TEXT] != b1.splits["test"][TEXT]
+
+
+def test_max_train_examples_is_a_stratified_subset():
+    raw = dd(train=rows(400, lambda i: "a" if i % 4 == 0 else "b"))
+    b = prepare(raw, DataConfig(max_train_examples=40))
+    labels = b.splits["train"][LABEL]
+    assert len(labels) == 40 and labels.count(0) == 10
+
+
+def test_non_utf8_upload(tmp_path):
+    p = tmp_path / "latin1.csv"
+    p.write_bytes("text,label\ncaf\xe9 au lait tr\xe8s bon,pos\nmauvais,neg\n".encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8"):
+        load_data(DataConfig(source="upload", dataset_id=str(p)))
+
+
+def test_not_a_table(tmp_path):
+    p = tmp_path / "junk.parquet"
+    p.write_bytes(b"\x00\x01 this is not parquet")
+    with pytest.raises(DataError, match="could not be read as a table"):
+        load_data(DataConfig(source="upload", dataset_id=str(p)))
+    q = tmp_path / "one.csv"
+    q.write_text("just one column\nhello\n")
+    with pytest.raises(DataError, match="at least a text column"):
+        load_data(DataConfig(source="upload", dataset_id=str(q)))
+
+
+def test_json_jsonl_parquet_and_folders(tmp_path):
+    df = pd.DataFrame(rows(30, lambda i: ["x", "y"][i % 2]))
+    df.to_json(tmp_path / "d.jsonl", orient="records", lines=True)
+    (tmp_path / "d.json").write_text(json.dumps(df.to_dict(orient="records")))
+    for name in ("d.jsonl", "d.json"):
+        assert load_data(DataConfig(source="local", dataset_id=str(tmp_path / name))).label_names == ["x", "y"]
+    folder = tmp_path / "splits"
+    folder.mkdir()
+    df.to_parquet(folder / "train.parquet")
+    df.iloc[:10].to_parquet(folder / "validation.parquet")
+    df.iloc[10:20].to_parquet(folder / "test.parquet")
+    b = load_data(DataConfig(source="local", dataset_id=str(folder)))
+    assert b.sizes == {"train": 30, "validation": 10, "test": 10}
+    saved = tmp_path / "saved"
+    dd(train=rows(30, lambda i: i % 2)).save_to_disk(str(saved))
+    assert load_data(DataConfig(source="local", dataset_id=str(saved))).sizes["train"] > 0
+
+
+def test_previews(csv_file):
+    b = load_data(DataConfig(source="upload", dataset_id=str(csv_file)))
+    head = preview_frame(b, 5)
+    assert len(head) == 5 and set(head[LABEL]) <= {"neg", "neu", "pos"}
+    lengths, unit = text_lengths(b)
+    assert unit == "words" and len(lengths) == b.sizes["train"] and min(lengths) >= 5
+
+
+def test_token_lengths_with_a_tokenizer():
+    from transformers import AutoTokenizer
+
+    from ftui.modeling import packaged_checkpoint
+
+    b = load_data(DataConfig())
+    lengths, unit = text_lengths(b, AutoTokenizer.from_pretrained(packaged_checkpoint()))
+    assert unit == "tokens" and all(n >= 3 for n in lengths)
+
+
+@pytest.mark.skipif(not (__import__("conftest").SHARED_DATA / "rotten_tomatoes").exists(), reason="../shared/data absent")
+def test_shared_rotten_tomatoes_folder():
+    from conftest import SHARED_DATA
+
+    b = load_data(DataConfig(source="local", dataset_id=str(SHARED_DATA / "rotten_tomatoes")))
+    assert b.sizes == {"train": 8530, "validation": 1066, "test": 1066}

@@ -1,0 +1,31 @@
+"""Local metrics equal scikit-learn's (what evaluate's accuracy/f1 scripts call) and a hand computation."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, f1_score
+
+from ftui import metrics
+
+
+def test_hand_computed_example():
+    preds = [0, 0, 1, 1, 2, 2]
+    labels = [0, 1, 1, 1, 2, 0]
+    # class 0: tp1 fp1 fn1 -> 0.5; class 1: tp2 fp0 fn1 -> 0.8; class 2: tp1 fp1 fn0 -> 2/3
+    assert metrics.accuracy(preds, labels) == pytest.approx(4 / 6)
+    assert metrics.macro_f1(preds, labels) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_matches_sklearn_on_random_predictions(seed):
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(2, 6))
+    labels = rng.integers(0, k, 200)
+    preds = rng.integers(0, k - 1, 200)  # one class never predicted: zero-division path
+    assert metrics.accuracy(preds, labels) == pytest.approx(accuracy_score(labels, preds))
+    assert metrics.macro_f1(preds, labels) == pytest.approx(f1_score(labels, preds, average="macro", zero_division=0))
+
+
+def test_compute_metrics_offline_uses_local_backend():
+    out = metrics.compute_metrics([1, 0, 1], [1, 1, 1])
+    assert metrics.backend() == "local"  # tests run offline: evaluate cannot fetch its scripts
+    assert out == {"accuracy": pytest.approx(2 / 3), "macro_f1": pytest.approx(f1_score([1, 1, 1], [1, 0, 1], average="macro"))}

@@ -1,0 +1,129 @@
+"""Freeze depth per parameter across encoder families, summaries, heads, save/load."""
+
+import pytest
+import torch
+from conftest import tiny_config
+from transformers import AutoModelForSequenceClassification
+
+from ftui.config import ModelConfig
+from ftui.errors import ModelError
+from ftui.modeling import (
+    MLPClassifier,
+    apply_freeze,
+    build_model,
+    count_params,
+    encoder_layers,
+    frozen_prefix,
+    limitations_section,
+    load_classifier,
+    save_classifier,
+    summarize,
+)
+
+FAMILIES = ["bert", "distilbert", "roberta", "electra"]
+
+
+def seq_model(kind: str, layers: int = 3):
+    torch.manual_seed(0)
+    return AutoModelForSequenceClassification.from_config(tiny_config(kind, layers=layers, vocab_size=100))
+
+
+@pytest.mark.parametrize("kind", FAMILIES)
+@pytest.mark.parametrize("depth", [0, 1, 2, 3])
+def test_freeze_depth_sets_requires_grad_per_parameter(kind, depth):
+    model = seq_model(kind)
+    apply_freeze(model, depth)
+    base = model.base_model
+    layers = encoder_layers(base)
+    assert len(layers) == 3
+    for i, layer in enumerate(layers):
+        assert all(p.requires_grad == (i >= depth) for p in layer.parameters()), (kind, i)
+    emb = base.embeddings
+    assert all(p.requires_grad == (depth == 0) for p in emb.parameters())
+    base_ids = {id(p) for p in base.parameters()}
+    head = [p for p in model.parameters() if id(p) not in base_ids]
+    assert head and all(p.requires_grad for p in head)  # the head always trains
+    pooler = getattr(base, "pooler", None)
+    if pooler is not None:
+        assert all(p.requires_grad for p in pooler.parameters())
+
+
+def test_depth_above_layer_count_is_refused():
+    with pytest.raises(ModelError, match="above this model's 3 layers"):
+        apply_freeze(seq_model("bert"), 4)
+
+
+def test_unsupported_architecture_gets_a_message_not_a_crash():
+    from transformers import AlbertConfig
+
+    model = AutoModelForSequenceClassification.from_config(
+        AlbertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, embedding_size=16,
+                     vocab_size=100))
+    apply_freeze(model, 0)  # depth 0 works for any architecture
+    with pytest.raises(ModelError, match="not supported for 'albert'"):
+        apply_freeze(model, 1)
+
+
+def test_frozen_prefix_lists_embeddings_and_bottom_layers():
+    model = seq_model("bert")
+    mods = frozen_prefix(model, 2)
+    layers = encoder_layers(model.base_model)
+    assert mods[0] is model.base_model.embeddings and mods[1:] == [layers[0], layers[1]]
+    assert frozen_prefix(model, 0) == []
+
+
+def test_summary_trainable_counts_match_real_freezing(tiny_bert_dir):
+    for head in ("auto", "mlp"):
+        cfg = ModelConfig(source="local", checkpoint=str(tiny_bert_dir), head=head)
+        s = summarize(cfg)
+        assert s.num_layers == 2 and s.hidden_size == 32 and s.freeze_supported
+        assert "Random weights" in s.card_limitations
+        for depth in range(3):
+            model = build_model(cfg, ["a", "b"])
+            apply_freeze(model, depth)
+            assert count_params(model) == s.total_params
+            assert count_params(model, trainable_only=True) == s.trainable(depth), (head, depth)
+
+
+def test_packaged_minilm_summary():
+    s = summarize(ModelConfig())
+    assert (s.model_type, s.num_layers, s.hidden_size) == ("bert", 6, 384)
+    assert 22_000_000 < s.total_params < 23_000_000
+    assert s.trainable(6) < s.trainable(3) < s.trainable(0) == s.total_params
+
+
+@pytest.mark.parametrize("head", ["auto", "mlp"])
+def test_save_and_load_round_trip(tmp_path, tiny_bert_dir, head):
+    from transformers import AutoTokenizer
+
+    cfg = ModelConfig(source="local", checkpoint=str(tiny_bert_dir), head=head, mlp_hidden=16)
+    model = build_model(cfg, ["neg", "pos", "mixed"]).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    save_classifier(model, tok, tmp_path / "m", ["neg", "pos", "mixed"])
+    again, tok2, names = load_classifier(tmp_path / "m")
+    assert names == ["neg", "pos", "mixed"] and isinstance(again, MLPClassifier) == (head == "mlp")
+    enc = tok2(["a good day", "bad"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        a = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+        b = again(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_limitations_section_extracts_the_right_headings():
+    card = "# M\n\nintro\n\n## Bias, Risks, and Limitations\n\nIt is biased.\n\n### Details\n\nmore\n\n## Training\n\nno"
+    out = limitations_section(card)
+    assert "It is biased." in out and "more" in out and "Training" not in out
+    assert limitations_section("# nothing here") == ""
+
+
+def test_missing_local_checkpoint_is_explained(tmp_path):
+    with pytest.raises(ModelError):
+        summarize(ModelConfig(source="local", checkpoint=str(tmp_path)))
+
+
+def test_remote_code_checkpoint_is_refused_without_trust(tmp_path):
+    import json
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "custom-thing", "auto_map": {"AutoConfig": "x.CustomConfig"}}))
+    with pytest.raises(ModelError, match="Trust remote code"):
+        summarize(ModelConfig(source="local", checkpoint=str(tmp_path)))

@@ -1,0 +1,42 @@
+"""Figures and status text from a fixed run log."""
+
+from ftui.config import RunConfig
+from ftui.plots import accuracy_figure, loss_figure, status_markdown
+from ftui.runs import Run, RunStatus
+
+EVENTS = [
+    {"type": "start", "total_steps": 4},
+    {"type": "train", "step": 1, "loss": 0.9},
+    {"type": "train", "step": 2, "loss": 0.7},
+    {"type": "eval", "step": 2, "eval_loss": 0.8, "eval_accuracy": 0.6, "eval_macro_f1": 0.55},
+    {"type": "train", "step": 3, "loss": 0.5},
+    {"type": "eval", "step": 4, "eval_loss": 0.6, "eval_accuracy": 0.7, "eval_macro_f1": 0.69},
+]
+
+
+def test_loss_figure_has_train_and_eval_series():
+    fig = loss_figure(EVENTS, "rev")
+    train, ev = fig.data
+    assert list(train.x) == [1, 2, 3] and list(train.y) == [0.9, 0.7, 0.5]
+    assert list(ev.x) == [2, 4] and list(ev.y) == [0.8, 0.6]
+    assert fig.layout.uirevision == "rev"  # zoom survives live updates
+
+
+def test_accuracy_figure_series():
+    fig = accuracy_figure(EVENTS)
+    acc, f1 = fig.data
+    assert list(acc.y) == [0.6, 0.7] and list(f1.y) == [0.55, 0.69]
+
+
+def test_empty_log_gives_empty_series():
+    assert all(len(t.x) == 0 for t in loss_figure([]).data)
+
+
+def test_status_text(tmp_path):
+    run = Run("r", "demo-run", RunConfig(), tmp_path)
+    run.set_progress(phase="training", device="cpu", step=2, total_steps=4, epoch=0.5, samples_per_s=12.5, eta_s=65)
+    text = status_markdown(run.snapshot())
+    assert "step 2/4 (50%)" in text and "ETA 1m05s" in text and "12.5 samples/s" in text
+    run.finish(RunStatus.FAILED, "Out of GPU memory at batch size 64")
+    assert "Out of GPU memory" in status_markdown(run.snapshot())
+    assert "No run yet" in status_markdown(None)

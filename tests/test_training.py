@@ -1,0 +1,193 @@
+"""Training end to end through the engine: tiny random BERT for speed, the packaged MiniLM for a real run."""
+
+import json
+import threading
+
+import pytest
+import torch
+
+from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from ftui.errors import ConfigError, RunInProgress
+from ftui.runs import Run, RunStatus
+from ftui.training import MODEL_DIR, _set_train_mode, iter_events, length_grouped_batches
+
+
+def tiny_cfg(tiny_bert_dir, **train):
+    t = {"epochs": 2, "batch_size": 32, "learning_rate": 1e-3, "evals_per_epoch": 2, "max_length": 32, **train}
+    return RunConfig(data=DataConfig(), model=ModelConfig(source="local", checkpoint=str(tiny_bert_dir)), train=TrainConfig(**t))
+
+
+def wait_for(run: Run, predicate, timeout: float = 60.0) -> bool:
+    """Wait on the run's version counter (no sleeps) until predicate(run) holds."""
+    version = 0
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate(run):
+        if time.monotonic() > deadline:
+            return False
+        version = run.wait_for_change(version, timeout=max(0.0, deadline - time.monotonic()))
+    return True
+
+
+def test_tiny_bert_trains_and_streams_metrics(engine, tiny_bert_dir):
+    run = engine.start_run(tiny_cfg(tiny_bert_dir))
+    events = list(iter_events(run, timeout=120))
+    assert run.status == RunStatus.COMPLETED, run.error
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "test"
+    train = [e for e in events if e["type"] == "train"]
+    evals = [e for e in events if e["type"] == "eval"]
+    assert len(train) >= 4 and len(evals) == 4  # 2 evals per epoch x 2 epochs
+    assert [e["step"] for e in train] == sorted(e["step"] for e in train)
+    assert all(0 <= e["eval_accuracy"] <= 1 for e in evals)
+    start = events[0]
+    assert start["total_steps"] == 2 * start["steps_per_epoch"]
+    result = run.result
+    assert 0 <= result["test_accuracy"] <= 1 and result["best_eval"]["step"] in [e["step"] for e in evals]
+    model_dir = run.out_dir / MODEL_DIR
+    assert json.loads((model_dir / "labels.json").read_text()) == ["negative", "positive"]
+    assert (model_dir / "tokenizer.json").exists() or (model_dir / "vocab.txt").exists()
+    record = json.loads((run.out_dir / "run.json").read_text())
+    assert record["status"] == "completed" and len(record["events"]) == len(events)
+    probs = engine.predict("Great value, works perfectly.")
+    assert set(probs) == {"negative", "positive"} and abs(sum(probs.values()) - 1) < 1e-5
+    assert engine.join(30)
+
+
+def test_stop_mid_run_keeps_a_checkpoint_and_frees_the_slot(engine, tiny_bert_dir):
+    run = engine.start_run(tiny_cfg(tiny_bert_dir, epochs=200))
+    assert wait_for(run, lambda r: any(e["type"] == "train" for e in r.events()))
+    assert engine.stop_run() is run
+    assert run.done.wait(30)
+    assert run.status == RunStatus.STOPPED
+    assert (run.out_dir / MODEL_DIR / "labels.json").exists()
+    assert run.snapshot().progress["step"] < 200 * 8
+    assert engine.join(30)
+    # the lock is released: the next run starts and finishes
+    again = engine.start_run(tiny_cfg(tiny_bert_dir, epochs=1))
+    assert again.done.wait(120) and again.status == RunStatus.COMPLETED
+    # the stopped run can still be used for prediction
+    key = f"run:{run.run_id}"
+    assert key in [k for _, k in engine.predict_choices()]
+    assert set(engine.predict("nice", key)) == {"negative", "positive"}
+
+
+def test_one_run_at_a_time_even_under_concurrent_starts(engine, tiny_bert_dir):
+    cfg = tiny_cfg(tiny_bert_dir, epochs=200)
+    barrier = threading.Barrier(12)
+    started, refused = [], []
+
+    def press_start():
+        barrier.wait()
+        try:
+            started.append(engine.start_run(cfg))
+        except RunInProgress as exc:
+            refused.append(str(exc))
+
+    threads = [threading.Thread(target=press_start) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(started) == 1 and len(refused) == 11
+    assert "in progress" in refused[0]
+    engine.stop_run()
+    assert started[0].done.wait(60)
+
+
+def test_predict_answers_while_training(engine, tiny_bert_dir):
+    first = engine.start_run(tiny_cfg(tiny_bert_dir, epochs=1))
+    assert first.done.wait(120) and first.status == RunStatus.COMPLETED
+    engine.join(30)
+    second = engine.start_run(tiny_cfg(tiny_bert_dir, epochs=200))
+    assert wait_for(second, lambda r: any(e["type"] == "train" for e in r.events()))
+    probs = engine.predict("the food was cold", f"run:{first.run_id}")
+    assert second.status == RunStatus.RUNNING and set(probs) == {"negative", "positive"}
+    engine.stop_run()
+    assert second.done.wait(60)
+
+
+def test_out_of_memory_fails_with_advice_and_the_next_run_works(engine, tiny_bert_dir, monkeypatch):
+    import ftui.training as training
+
+    real = training.collate
+
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(training, "collate", oom)
+    run = engine.start_run(tiny_cfg(tiny_bert_dir, batch_size=64))
+    assert run.done.wait(60)
+    assert run.status == RunStatus.FAILED
+    assert "Out of host memory at batch size 64" in run.error and "try 32" in run.error
+    engine.join(30)
+    monkeypatch.setattr(training, "collate", real)
+    ok = engine.start_run(tiny_cfg(tiny_bert_dir, epochs=1))
+    assert ok.done.wait(120) and ok.status == RunStatus.COMPLETED
+
+
+def test_bad_data_fails_the_run_with_a_message(engine, tiny_bert_dir, tmp_path):
+    p = tmp_path / "one_class.csv"
+    p.write_text("text,label\n" + "\n".join(f"row {i},pos" for i in range(20)))
+    cfg = RunConfig(data=DataConfig(source="upload", dataset_id=str(p)), model=tiny_cfg(tiny_bert_dir).model,
+                    train=TrainConfig(epochs=1))
+    run = engine.start_run(cfg)
+    assert run.done.wait(60) and run.status == RunStatus.FAILED
+    assert "single class" in run.error
+
+
+def test_invalid_settings_are_refused_before_a_thread_starts(engine, tiny_bert_dir):
+    with pytest.raises(ConfigError) as err:
+        engine.start_run(tiny_cfg(tiny_bert_dir, learning_rate=float("nan"), batch_size=-1))
+    assert any("learning rate" in m for m in err.value.messages) and any("batch size" in m for m in err.value.messages)
+    bad_depth = RunConfig(model=ModelConfig(source="local", checkpoint=str(tiny_bert_dir), freeze_depth=5))
+    with pytest.raises(ConfigError, match="freeze depth must be 0 to 2"):
+        engine.start_run(bad_depth)
+    assert engine.current_run() is None
+
+
+def test_frozen_layers_run_in_eval_mode(tiny_bert_dir):
+    from ftui.modeling import build_model, encoder_layers
+
+    model = build_model(ModelConfig(source="local", checkpoint=str(tiny_bert_dir)), ["a", "b"])
+    _set_train_mode(model, 1)
+    layers = encoder_layers(model.base_model)
+    assert not model.base_model.embeddings.training and not layers[0].training
+    assert layers[1].training and model.classifier.training
+
+
+def test_length_grouped_batches_cover_every_example_once():
+    lengths = [(i * 37) % 100 for i in range(1000)]
+    batches = length_grouped_batches(lengths, 16, torch.Generator().manual_seed(0))
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(1000))
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    assert spread < 10  # similar lengths together: little padding
+
+
+def test_runs_reload_after_restart(engine, tiny_bert_dir):
+    from ftui.engine import Engine
+    from ftui.hub import HubStatus
+
+    run = engine.start_run(tiny_cfg(tiny_bert_dir, epochs=1))
+    assert run.done.wait(120)
+    engine.join(30)
+    fresh = Engine(runs_dir=engine.runs_dir, hub_status=HubStatus(False, "offline"))
+    again = fresh.get_run(run.run_id)
+    assert again is not None and again.status == RunStatus.COMPLETED
+    assert again.result["test_accuracy"] == run.result["test_accuracy"]
+    assert f"run:{run.run_id}" in [k for _, k in fresh.predict_choices()]
+
+
+def test_real_minilm_on_the_demo_data(engine):
+    """The packaged checkpoint on the bundled reviews: it must actually learn."""
+    cfg = RunConfig(data=DataConfig(), model=ModelConfig(), train=TrainConfig(epochs=3, learning_rate=1e-4))
+    run = engine.start_run(cfg)
+    assert run.done.wait(300), "MiniLM demo run did not finish in 5 minutes"
+    assert run.status == RunStatus.COMPLETED, run.error
+    assert run.result["best_eval"]["accuracy"] >= 0.75
+    assert run.result["test_accuracy"] >= 0.75
+    base = engine.predict("Wonderful food and friendly staff!", f"base:{run.run_id}")
+    tuned = engine.predict("Wonderful food and friendly staff!", f"run:{run.run_id}")
+    assert tuned["positive"] > 0.7 and tuned["positive"] > base["positive"]
