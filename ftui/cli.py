@@ -18,9 +18,15 @@ def _data_config(args: argparse.Namespace) -> DataConfig:
         source, ident = "local", ds
     else:
         source, ident = "hub", ds
-    return DataConfig(source=source, dataset_id=ident, config_name=args.config, text_columns=tuple(args.text_column or ()),
-                      label_column=args.label_column, max_train_examples=args.max_train_examples,
-                      trust_remote_code=args.trust_remote_code)
+    return DataConfig(
+        source=source,
+        dataset_id=ident,
+        config_name=args.config,
+        text_columns=tuple(args.text_column or ()),
+        label_column=args.label_column,
+        max_train_examples=args.max_train_examples,
+        trust_remote_code=args.trust_remote_code,
+    )
 
 
 def _model_config(args: argparse.Namespace) -> ModelConfig:
@@ -31,8 +37,9 @@ def _model_config(args: argparse.Namespace) -> ModelConfig:
         source, ident = "local", ck
     else:
         source, ident = "hub", ck
-    return ModelConfig(source=source, checkpoint=ident, freeze_depth=args.freeze_depth, head=args.head,
-                       trust_remote_code=args.trust_remote_code)
+    return ModelConfig(
+        source=source, checkpoint=ident, freeze_depth=args.freeze_depth, head=args.head, trust_remote_code=args.trust_remote_code
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,11 +89,20 @@ def main(argv: list[str] | None = None) -> int:
     cfg = RunConfig(
         data=_data_config(args),
         model=_model_config(args),
-        train=TrainConfig(learning_rate=args.lr, batch_size=args.batch_size, epochs=args.epochs,
-                          weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio, max_length=args.max_length,
-                          seed=args.seed, precision=args.precision, grad_accum=args.grad_accum,
-                          evals_per_epoch=args.evals_per_epoch, early_stopping_patience=args.early_stopping_patience,
-                          run_name=args.run_name),
+        train=TrainConfig(
+            learning_rate=args.lr,
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            weight_decay=args.weight_decay,
+            warmup_ratio=args.warmup_ratio,
+            max_length=args.max_length,
+            seed=args.seed,
+            precision=args.precision,
+            grad_accum=args.grad_accum,
+            evals_per_epoch=args.evals_per_epoch,
+            early_stopping_patience=args.early_stopping_patience,
+            run_name=args.run_name,
+        ),
     )
     try:
         run = engine.start_run(cfg, os.environ.get("HF_TOKEN"))
@@ -100,8 +116,18 @@ def main(argv: list[str] | None = None) -> int:
         run.request_stop()
         run.done.wait(60)
     engine.join(60)
-    print(json.dumps({"type": "end", "status": run.status.value, "error": run.error, "run_dir": str(run.out_dir),
-                      **{k: v for k, v in run.result.items() if k != "best_eval"}}), flush=True)
+    print(
+        json.dumps(
+            {
+                "type": "end",
+                "status": run.status.value,
+                "error": run.error,
+                "run_dir": str(run.out_dir),
+                **{k: v for k, v in run.result.items() if k != "best_eval"},
+            }
+        ),
+        flush=True,
+    )
     return 0 if run.status.value == "completed" else 1
 
 

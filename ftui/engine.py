@@ -167,9 +167,8 @@ class Engine:
                 raise RunInProgress(self._current.name)
             # Reserve the slot before any slow work, so a concurrent Start sees it at once.
             run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
-            name = cfg.train.run_name.strip() or (
-                f"{_slug(display_name(cfg.model))}-{_slug(cfg.data.dataset_id or 'demo')}-f{cfg.model.freeze_depth}-{run_id[9:15]}"
-            )
+            model_part, data_part = _slug(display_name(cfg.model)), _slug(cfg.data.dataset_id or "demo")
+            name = cfg.train.run_name.strip() or f"{model_part}-{data_part}-f{cfg.model.freeze_depth}-{run_id[9:15]}"
             run = Run(run_id, name, cfg, self.runs_dir / run_id)
             self._current = run
             self._runs[run_id] = run

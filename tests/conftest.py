@@ -19,11 +19,23 @@ def tiny_config(model_type: str = "bert", layers: int = 2, vocab_size: int = 305
     """A transformers config small enough to train in seconds on a CPU."""
     from transformers import AutoConfig
 
-    sizes = {"hidden_size": 32, "num_hidden_layers": layers, "num_attention_heads": 2, "intermediate_size": 64,
-             "max_position_embeddings": 128, "vocab_size": vocab_size}
+    sizes = {
+        "hidden_size": 32,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 128,
+        "vocab_size": vocab_size,
+    }
     if model_type == "distilbert":
-        sizes = {"dim": 32, "n_layers": layers, "n_heads": 2, "hidden_dim": 64, "max_position_embeddings": 128,
-                 "vocab_size": vocab_size}
+        sizes = {
+            "dim": 32,
+            "n_layers": layers,
+            "n_heads": 2,
+            "hidden_dim": 64,
+            "max_position_embeddings": 128,
+            "vocab_size": vocab_size,
+        }
     if model_type == "electra":
         sizes["embedding_size"] = 16
     if model_type == "roberta":
@@ -73,3 +85,48 @@ def csv_file(tmp_path: Path) -> Path:
     path = tmp_path / "reviews.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
+
+
+CHROMIUM = os.environ.get("FTUI_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory: pytest.TempPathFactory):
+    """The real app on a loopback port, around an offline engine; yields (url, engine)."""
+    from ftui.engine import Engine
+    from ftui.hub import HubStatus
+    from ftui.ui import create_app, launch_kwargs
+
+    eng = Engine(
+        runs_dir=tmp_path_factory.mktemp("ui-runs"),
+        hub_status=HubStatus(False, "The Hugging Face Hub cannot be reached (tests)."),
+    )
+    demo = create_app(eng)
+    demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True, **launch_kwargs())
+    yield demo.local_url.rstrip("/"), eng
+    eng.stop_run()
+    eng.join(60)
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium through Playwright (never a downloaded browser)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

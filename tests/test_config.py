@@ -2,7 +2,17 @@
 
 import math
 
-from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig, is_hub_id, validate_data, validate_model, validate_run, validate_train
+from ftui.config import (
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    is_hub_id,
+    validate_data,
+    validate_model,
+    validate_run,
+    validate_train,
+)
 
 
 def test_defaults_are_valid():
@@ -10,11 +20,33 @@ def test_defaults_are_valid():
 
 
 def test_out_of_range_hyperparameters_each_get_a_message():
-    bad = TrainConfig(learning_rate=-1, batch_size=0, epochs=math.nan, warmup_ratio=0.9, max_length=4, precision="int4",
-                      grad_accum=0, evals_per_epoch=0, early_stopping_patience=-2, seed=-1, weight_decay=math.inf)
+    bad = TrainConfig(
+        learning_rate=-1,
+        batch_size=0,
+        epochs=math.nan,
+        warmup_ratio=0.9,
+        max_length=4,
+        precision="int4",
+        grad_accum=0,
+        evals_per_epoch=0,
+        early_stopping_patience=-2,
+        seed=-1,
+        weight_decay=math.inf,
+    )
     msgs = validate_train(bad)
-    for word in ("learning rate", "batch size", "epochs", "warmup", "max sequence length", "precision", "gradient accumulation",
-                 "evaluations per epoch", "patience", "seed", "weight decay"):
+    for word in (
+        "learning rate",
+        "batch size",
+        "epochs",
+        "warmup",
+        "max sequence length",
+        "precision",
+        "gradient accumulation",
+        "evaluations per epoch",
+        "patience",
+        "seed",
+        "weight decay",
+    ):
         assert any(word in m for m in msgs), (word, msgs)
 
 

@@ -12,7 +12,9 @@ from ftui.errors import DataError
 
 
 def dd(**splits):
-    return datasets.DatasetDict({k: datasets.Dataset.from_pandas(pd.DataFrame(v), preserve_index=False) for k, v in splits.items()})
+    return datasets.DatasetDict(
+        {k: datasets.Dataset.from_pandas(pd.DataFrame(v), preserve_index=False) for k, v in splits.items()}
+    )
 
 
 def rows(n, label_fn, text="sample text {i}"):
@@ -84,8 +86,14 @@ def test_no_text_column_is_explained():
 
 
 def test_sentence_pairs_are_detected():
-    raw = dd(train={"sentence1": [f"a {i}" for i in range(20)], "sentence2": [f"b {i}" for i in range(20)],
-                    "label": [i % 2 for i in range(20)], "idx": list(range(20))})
+    raw = dd(
+        train={
+            "sentence1": [f"a {i}" for i in range(20)],
+            "sentence2": [f"b {i}" for i in range(20)],
+            "label": [i % 2 for i in range(20)],
+            "idx": list(range(20)),
+        }
+    )
     b = prepare(raw, DataConfig())
     assert b.text_columns == ("sentence1", "sentence2")
     assert TEXT_PAIR in b.splits["train"].column_names

@@ -57,8 +57,10 @@ def test_unsupported_architecture_gets_a_message_not_a_crash():
     from transformers import AlbertConfig
 
     model = AutoModelForSequenceClassification.from_config(
-        AlbertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, embedding_size=16,
-                     vocab_size=100))
+        AlbertConfig(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, embedding_size=16, vocab_size=100
+        )
+    )
     apply_freeze(model, 0)  # depth 0 works for any architecture
     with pytest.raises(ModelError, match="not supported for 'albert'"):
         apply_freeze(model, 1)
@@ -124,6 +126,8 @@ def test_missing_local_checkpoint_is_explained(tmp_path):
 def test_remote_code_checkpoint_is_refused_without_trust(tmp_path):
     import json
 
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "custom-thing", "auto_map": {"AutoConfig": "x.CustomConfig"}}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({"model_type": "custom-thing", "auto_map": {"AutoConfig": "x.CustomConfig"}})
+    )
     with pytest.raises(ModelError, match="Trust remote code"):
         summarize(ModelConfig(source="local", checkpoint=str(tmp_path)))

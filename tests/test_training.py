@@ -130,8 +130,9 @@ def test_out_of_memory_fails_with_advice_and_the_next_run_works(engine, tiny_ber
 def test_bad_data_fails_the_run_with_a_message(engine, tiny_bert_dir, tmp_path):
     p = tmp_path / "one_class.csv"
     p.write_text("text,label\n" + "\n".join(f"row {i},pos" for i in range(20)))
-    cfg = RunConfig(data=DataConfig(source="upload", dataset_id=str(p)), model=tiny_cfg(tiny_bert_dir).model,
-                    train=TrainConfig(epochs=1))
+    cfg = RunConfig(
+        data=DataConfig(source="upload", dataset_id=str(p)), model=tiny_cfg(tiny_bert_dir).model, train=TrainConfig(epochs=1)
+    )
     run = engine.start_run(cfg)
     assert run.done.wait(60) and run.status == RunStatus.FAILED
     assert "single class" in run.error

@@ -114,9 +114,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
             label="Text column(s) (empty: detect; two for sentence pairs)",
         )
         label_col = gr.Dropdown(choices=[], value=None, allow_custom_value=True, label="Label column (empty: detect)")
-        max_train = gr.Number(
-            value=0, precision=0, minimum=0, label="Max training examples (0 = all; stratified)", elem_id="max-train"
-        )
+        max_train = gr.Number(value=0, precision=0, label="Max training examples (0 = all; stratified)", elem_id="max-train")
     load_btn = gr.Button("Load dataset", variant="primary", elem_id="load-data")
     status = gr.Markdown("Pick a source and press **Load dataset** to preview it.", elem_id="data-status")
     preview = gr.Dataframe(label="First training rows", interactive=False, wrap=True)

@@ -94,7 +94,7 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI) -> ModelUI:
     trust = gr.Checkbox(False, label="Trust remote code: run model code shipped in the repo (off by default)")
     with gr.Row():
         head = gr.Radio(list(HEAD_LABELS.values()), value=HEAD_LABELS["auto"], label="Classification head")
-        mlp_hidden = gr.Number(value=256, precision=0, minimum=1, label="MLP hidden size")
+        mlp_hidden = gr.Number(value=256, precision=0, label="MLP hidden size")
         mlp_dropout = gr.Slider(0.0, 0.9, value=0.1, step=0.05, label="MLP dropout")
     load_btn = gr.Button("Load checkpoint summary", variant="primary", elem_id="load-model")
     status = gr.Markdown("Press **Load checkpoint summary** to see its size and card.", elem_id="model-status")

@@ -26,6 +26,7 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
             value=choices[0][1] if choices else None,
             scale=4,
             elem_id="predict-model",
+            allow_custom_value=True,  # runs appear after the page is built; the engine validates the key
             label="Model (a finished run, or its base checkpoint before fine-tuning)",
         )
         refresh = gr.Button("Refresh list", scale=1)

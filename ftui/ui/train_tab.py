@@ -66,19 +66,19 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
     """Lay out the Train tab and wire Start, Stop and the polling timer."""
     d = TrainConfig()
     with gr.Row():
-        lr = gr.Number(value=d.learning_rate, label="Learning rate", minimum=0, elem_id="lr")
-        batch = gr.Number(value=d.batch_size, precision=0, minimum=1, label="Batch size", elem_id="batch-size")
-        epochs = gr.Number(value=d.epochs, minimum=0, label="Epochs", elem_id="epochs")
-        wd = gr.Number(value=d.weight_decay, minimum=0, label="Weight decay")
+        lr = gr.Number(value=d.learning_rate, label="Learning rate", elem_id="lr")
+        batch = gr.Number(value=d.batch_size, precision=0, label="Batch size", elem_id="batch-size")
+        epochs = gr.Number(value=d.epochs, label="Epochs", elem_id="epochs")
+        wd = gr.Number(value=d.weight_decay, label="Weight decay")
     with gr.Row():
-        warmup = gr.Number(value=d.warmup_ratio, minimum=0, maximum=0.5, label="Warmup ratio")
-        max_len = gr.Number(value=d.max_length, precision=0, minimum=8, label="Max sequence length (tokens)", elem_id="max-len")
-        seed = gr.Number(value=d.seed, precision=0, minimum=0, label="Seed")
+        warmup = gr.Number(value=d.warmup_ratio, label="Warmup ratio")
+        max_len = gr.Number(value=d.max_length, precision=0, label="Max sequence length (tokens)", elem_id="max-len")
+        seed = gr.Number(value=d.seed, precision=0, label="Seed")
         precision = gr.Dropdown(list(PRECISIONS), value="auto", label="Precision (auto: bf16/fp16 on GPU, fp32 on CPU)")
     with gr.Row():
-        accum = gr.Number(value=d.grad_accum, precision=0, minimum=1, label="Gradient accumulation")
-        evals = gr.Number(value=d.evals_per_epoch, precision=0, minimum=1, label="Evaluations per epoch")
-        patience = gr.Number(value=0, precision=0, minimum=0, label="Early-stopping patience (evals; 0 = off)")
+        accum = gr.Number(value=d.grad_accum, precision=0, label="Gradient accumulation")
+        evals = gr.Number(value=d.evals_per_epoch, precision=0, label="Evaluations per epoch")
+        patience = gr.Number(value=0, precision=0, label="Early-stopping patience (evals; 0 = off)")
         name = gr.Textbox(label="Run name (optional)")
     gr.Markdown(f"Training device: **{engine.device_label()}**", elem_id="device")
     with gr.Row():

@@ -1,0 +1,197 @@
+"""The app in a real browser (Playwright + Debian Chromium): the main path and the bad-input messages."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+pytestmark = pytest.mark.browser
+
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture()
+def page(app_server, browser):
+    url, _ = app_server
+    ctx = browser.new_context(viewport={"width": 1300, "height": 1300})
+    pg = ctx.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    pg.goto(url)
+    pg.wait_for_selector("#load-data")
+    yield pg
+    ctx.close()
+
+
+def plot_points(page, elem_id: str, trace: int = 0) -> int:
+    """Points in one trace of a rendered plotly chart (0 when not drawn yet)."""
+    return page.evaluate(
+        """([id, t]) => { const el = document.querySelector(`#${id} .js-plotly-plot`);
+                          return el && el.data && el.data[t] ? el.data[t].x.length : 0; }""",
+        [elem_id, trace],
+    )
+
+
+def tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def fill_number(page, elem_id: str, value: str) -> None:
+    box = page.locator(f"#{elem_id} input")
+    box.fill(value)
+    box.press("Tab")
+
+
+def upload(page, path: Path) -> None:
+    page.locator("#data-source").get_by_text("Upload a file").click()
+    clear = page.locator("#data-upload button[aria-label='Clear']")
+    if clear.count():
+        clear.click()  # the previous file; the upload box comes back
+    page.locator("#data-upload input[type=file]").set_input_files(str(path))
+    page.wait_for_selector("#data-upload :text('" + path.name + "')")
+
+
+def md(page, elem_id: str) -> str:
+    """Text of a gr.Markdown, without its progress tracker."""
+    return page.inner_text(f"#{elem_id} [data-testid=markdown]")
+
+
+def data_status(page) -> str:
+    """Press Load dataset and return the new message (each step in these tests expects a different one)."""
+    before = md(page, "data-status")
+    page.click("#load-data")
+    page.wait_for_function(
+        """(before) => { const t = document.querySelector('#data-status [data-testid=markdown]').innerText;
+                         return t !== before && (t.includes('✅') || t.includes('❌')); }""",
+        arg=before,
+    )
+    return md(page, "data-status")
+
+
+def test_main_path_demo_data_train_stop_predict(page, app_server, tmp_path):
+    url, engine = app_server
+    # 1. Data: the bundled demo
+    assert "Working offline" in md(page, "hub-status")
+    status = data_status(page)
+    assert "Loaded" in status and "negative, positive" in status
+    # 2. Model: the packaged MiniLM summary and the freeze-depth slider
+    tab(page, "2. Model")
+    page.click("#load-model")
+    page.wait_for_selector("#model-status:has-text('6 layers')")
+    assert "everything trains" in md(page, "trainable")
+    # 3. Train: long enough to stop it mid-run
+    tab(page, "3. Train")
+    fill_number(page, "epochs", "30")
+    page.click("#start")
+    page.wait_for_selector("#run-status:has-text('running')")
+    page.wait_for_function(
+        "() => { const el = document.querySelector('#loss-plot .js-plotly-plot');"
+        " return el && el.data && el.data[0].x.length >= 2; }"
+    )
+    first = plot_points(page, "loss-plot")
+    page.wait_for_function(f"() => document.querySelector('#loss-plot .js-plotly-plot').data[0].x.length > {first}")
+    assert plot_points(page, "loss-plot") > first  # the chart gains points while training
+    page.wait_for_function(
+        "() => { const el = document.querySelector('#acc-plot .js-plotly-plot');"
+        " return el && el.data && el.data[0].x.length >= 1; }"
+    )
+    shot = tmp_path / "train.png"
+    page.screenshot(path=str(shot), full_page=True)
+    if os.environ.get("FTUI_SCREENSHOT"):
+        shutil.copy(shot, REPO / "assets" / "screenshot.png")
+    # a reload re-attaches to the same running job and its curves so far
+    page.reload()
+    page.wait_for_selector("#load-data")
+    tab(page, "3. Train")
+    page.wait_for_function(
+        "() => { const el = document.querySelector('#loss-plot .js-plotly-plot');"
+        " return el && el.data && el.data[0].x.length >= 2; }"
+    )
+    page.click("#stop")
+    page.wait_for_selector("#run-status:has-text('stopped')")
+    run = engine.current_run()
+    assert run is not None and run.status.value == "stopped"
+    # 4. Predict with the stopped run's best checkpoint
+    tab(page, "4. Predict")
+    page.wait_for_function("() => document.querySelector('#predict-model input').value.includes('fine-tuned')")
+    page.fill("#predict-text textarea", "The staff were rude and the room was filthy.")
+    page.click("#predict-btn")
+    page.wait_for_function(
+        "() => { const t = document.querySelector('#predict-label').innerText;"
+        " return t.includes('negative') && t.includes('positive'); }"
+    )
+    text = page.inner_text("#predict-label")
+    assert "%" in text
+
+
+def test_bad_inputs_get_clear_messages(page, tmp_path):
+    # not UTF-8
+    latin = tmp_path / "latin1.csv"
+    latin.write_bytes("text,label\ncaf\xe9 tr\xe8s bon,pos\nmauvais,neg\n".encode("latin-1"))
+    upload(page, latin)
+    assert "not UTF-8" in data_status(page)
+    # not a table
+    junk = tmp_path / "junk.parquet"
+    junk.write_bytes(b"\x00not parquet at all")
+    upload(page, junk)
+    assert "could not be read as a table" in data_status(page)
+    # a single class
+    one = tmp_path / "one_class.csv"
+    one.write_text("text,label\n" + "\n".join(f"review {i},pos" for i in range(30)))
+    upload(page, one)
+    msg = data_status(page)
+    assert "single class" in msg and "What to do" in msg
+    # float labels: regression
+    reg = tmp_path / "scores.csv"
+    reg.write_text("text,label\n" + "\n".join(f"review {i},{i / 7:.3f}" for i in range(30)))
+    upload(page, reg)
+    assert "regression" in data_status(page)
+    # no text column
+    nums = tmp_path / "numbers.csv"
+    nums.write_text("a,label\n" + "\n".join(f"{i},{i % 2}" for i in range(30)))
+    upload(page, nums)
+    assert "No text column" in data_status(page)
+    # empty texts are dropped with the count shown
+    gaps = tmp_path / "gaps.csv"
+    gaps.write_text("text,label\n" + "\n".join(f"review {i},{'pos' if i % 2 else 'neg'}" for i in range(40)) + "\n,pos\n  ,neg\n")
+    upload(page, gaps)
+    assert "Dropped 2 rows with empty or missing text" in data_status(page)
+    # a local path that does not exist
+    page.locator("#data-source").get_by_text("Local path").click()
+    page.fill("#data-local-path textarea, #data-local-path input", "/nope/missing.csv")
+    assert "no file or folder" in data_status(page)
+    # Hub ids that are URLs or unknown, with the Hub unreachable
+    page.locator("#data-source").get_by_text("Hugging Face Hub").click()
+    hub_id = page.get_by_label("Dataset id (pick a result or type owner/name)")
+    hub_id.fill("http://169.254.169.254/latest")
+    hub_id.press("Enter")
+    assert "not a Hub dataset id" in data_status(page)
+    hub_id.fill("someone/unknown-dataset")
+    hub_id.press("Enter")
+    assert "cannot be reached" in data_status(page)
+    # trust-remote-code is off by default
+    assert not page.get_by_label("Trust remote code: allow datasets", exact=False).is_checked()
+    # Hub search offline says so instead of failing
+    page.get_by_role("button", name="Search").first.click()
+    page.wait_for_selector("#data-status:has-text('cannot be reached')")
+    # unknown checkpoint on the Hub (offline)
+    tab(page, "2. Model")
+    page.locator("#model-source").get_by_text("Hugging Face Hub").click()
+    ck = page.get_by_label("Checkpoint id (pick a result or type owner/name)")
+    ck.fill("nobody/no-such-model")
+    ck.press("Enter")
+    page.click("#load-model")
+    page.wait_for_selector("#model-status:has-text('❌')")
+    assert "no-such-model" in md(page, "model-status")
+    page.locator("#model-source").get_by_text("Packaged MiniLM (offline)").click()
+    # out-of-range hyperparameters
+    tab(page, "1. Data")
+    page.locator("#data-source").get_by_text("Bundled demo").click()
+    tab(page, "3. Train")
+    fill_number(page, "lr", "-1")
+    fill_number(page, "batch-size", "0")
+    page.click("#start")
+    page.wait_for_selector("#train-message:has-text('❌')")
+    msg = md(page, "train-message")
+    assert "learning rate must be" in msg and "batch size must be" in msg
