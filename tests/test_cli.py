@@ -1,0 +1,62 @@
+"""`python -m ftui train` runs the engine headless and prints JSON lines."""
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO
+
+from ftui.cli import build_parser
+
+
+def test_cli_trains_and_streams_json_lines(tiny_bert_dir, tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "ftui",
+        "train",
+        "--offline",
+        "--dataset",
+        "demo",
+        "--checkpoint",
+        str(tiny_bert_dir),
+        "--freeze-depth",
+        "1",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--lr",
+        "1e-3",
+        "--runs-dir",
+        str(tmp_path),
+    ]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    events = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "start" and "train" in kinds and "eval" in kinds and kinds[-2:] == ["test", "end"]
+    assert events[0]["trainable_params"] > 0
+    end = events[-1]
+    assert end["status"] == "completed" and 0 <= end["test_accuracy"] <= 1
+    assert (tmp_path / end["run_dir"].split("/")[-1] / "model" / "labels.json").exists()
+
+
+def test_cli_reports_bad_settings_as_json(tmp_path):
+    cmd = [sys.executable, "-m", "ftui", "train", "--offline", "--lr", "-1", "--runs-dir", str(tmp_path)]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    err = json.loads(out.stdout.strip().splitlines()[-1])
+    assert err["type"] == "error" and "learning rate" in err["message"]
+
+
+def test_cli_sources_are_inferred(tmp_path):
+    from ftui.cli import _data_config, _model_config
+
+    args = build_parser().parse_args(
+        ["train", "--dataset", "glue", "--config", "sst2", "--checkpoint", "distilbert/distilbert-base-uncased"]
+    )
+    assert _data_config(args).source == "hub" and _data_config(args).config_name == "sst2"
+    assert _model_config(args).source == "hub"
+    args = build_parser().parse_args(["train", "--dataset", str(tmp_path), "--checkpoint", str(tmp_path)])
+    assert _data_config(args).source == "local" and _model_config(args).source == "local"
