@@ -59,6 +59,11 @@ class Engine:
         self.hub = hub_status or hub.check_hub()
         if not self.hub.online:
             hub.go_offline()
+        else:
+            from ftui import metrics
+
+            # evaluate fetches its metric scripts from the Hub: do it now, not at the first evaluation.
+            threading.Thread(target=metrics.backend, name="ftui-evaluate-load", daemon=True).start()
         self.device = pick_device()
         self._lock = threading.Lock()
         self._current: Run | None = None

@@ -161,15 +161,15 @@ def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
         try:
             configs = engine.dataset_configs(ds, token_of(token))
         except FtuiError as exc:
-            return gr.update(choices=[], value=None), error_md(exc)
+            return gr.update(choices=[], value=None), "Looking up configs: " + error_md(exc)
         if not configs:
             return gr.update(choices=[], value=None), f"'{ds}' has a single config. Press **Load dataset**."
         return gr.update(choices=configs, value=configs[0] if len(configs) == 1 else None), (
             f"'{ds}' has {len(configs)} configs: pick one, then press **Load dataset**." if len(configs) > 1 else gr.skip()
         )
 
-    dataset_id.input(on_dataset, [dataset_id, token_box], [config, status], api_visibility="private")
-    dataset_id.select(on_dataset, [dataset_id, token_box], [config, status], api_visibility="private")
+    # change: a picked result, a typed id once committed (Enter/blur), or a search filling the box
+    dataset_id.change(on_dataset, [dataset_id, token_box], [config, status], api_visibility="private")
 
     def on_config(ds: str | None, cfg_name: str | None, token: str) -> tuple[Any, ...]:
         if not ds:
