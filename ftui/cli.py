@@ -10,14 +10,15 @@ from pathlib import Path
 from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
 
+def _source(value: str, builtin: str, local: bool) -> tuple[str, str]:
+    """(source, id): the built-in name, an existing local path, or else a Hub id."""
+    if value == builtin:
+        return builtin, ""
+    return ("local", value) if local else ("hub", value)
+
+
 def _data_config(args: argparse.Namespace) -> DataConfig:
-    ds = args.dataset
-    if ds == "demo":
-        source, ident = "demo", ""
-    elif Path(ds).expanduser().exists():
-        source, ident = "local", ds
-    else:
-        source, ident = "hub", ds
+    source, ident = _source(args.dataset, "demo", Path(args.dataset).expanduser().exists())
     return DataConfig(
         source=source,
         dataset_id=ident,
@@ -30,13 +31,7 @@ def _data_config(args: argparse.Namespace) -> DataConfig:
 
 
 def _model_config(args: argparse.Namespace) -> ModelConfig:
-    ck = args.checkpoint
-    if ck == "packaged":
-        source, ident = "packaged", ""
-    elif Path(ck).expanduser().is_dir():
-        source, ident = "local", ck
-    else:
-        source, ident = "hub", ck
+    source, ident = _source(args.checkpoint, "packaged", Path(args.checkpoint).expanduser().is_dir())
     return ModelConfig(
         source=source, checkpoint=ident, freeze_depth=args.freeze_depth, head=args.head, trust_remote_code=args.trust_remote_code
     )

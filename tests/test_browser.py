@@ -195,3 +195,113 @@ def test_bad_inputs_get_clear_messages(page, tmp_path):
     page.wait_for_selector("#train-message:has-text('❌')")
     msg = md(page, "train-message")
     assert "learning rate must be" in msg and "batch size must be" in msg
+
+
+def _hub_page(page) -> None:
+    page.locator("#data-source").get_by_text("Hugging Face Hub").click()
+
+
+def _load_hub_id(page, dataset_id: str) -> str:
+    box = page.get_by_label("Dataset id (pick a result or type owner/name)")
+    box.fill(dataset_id)
+    box.press("Enter")
+    return data_status(page)
+
+
+def test_hub_failures_in_the_browser(page, monkeypatch):
+    """Gated repo, loading-script dataset, Hub timeout: the Hub is simulated inside the app's process."""
+    import datasets
+    import httpx
+    from huggingface_hub import errors as hf_errors
+
+    def fake_load(path, name=None, **kw):
+        if path == "org/gated":
+            req = httpx.Request("GET", "https://huggingface.co/api/datasets/org/gated")
+            raise hf_errors.GatedRepoError("Access to dataset org/gated is restricted", response=httpx.Response(401, request=req))
+        if path == "org/slow":
+            raise httpx.ReadTimeout("The read operation timed out")
+        if path == "org/scripted":
+            if kw.get("revision") == "refs/convert/parquet":
+                return datasets.DatasetDict(
+                    {
+                        "train": datasets.Dataset.from_dict(
+                            {"text": [f"t {i}" for i in range(40)], "label": [i % 2 for i in range(40)]}
+                        )
+                    }
+                )
+            raise RuntimeError("Dataset scripts are no longer supported, but found scripted.py")
+        raise AssertionError(path)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    monkeypatch.setattr(datasets, "get_dataset_config_names", lambda *a, **k: ["default"])
+    _hub_page(page)
+    msg = _load_hub_id(page, "org/gated")
+    assert "gated" in msg and "Hub token" in msg
+    msg = _load_hub_id(page, "org/slow")
+    assert "did not answer in time" in msg
+    msg = _load_hub_id(page, "org/scripted")
+    assert "loading script" in msg and "Trust remote code" in msg
+    page.get_by_label("Trust remote code: allow datasets", exact=False).check()
+    msg = data_status(page)
+    assert "Loaded" in msg and "train: 32" in msg  # 40 rows from the Parquet export, 4 + 4 carved
+
+
+def test_out_of_memory_in_the_browser(page, app_server, monkeypatch):
+    import torch
+
+    import ftui.training as training
+
+    _, engine = app_server
+    real = training.collate
+
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 30.00 GiB")
+
+    monkeypatch.setattr(training, "collate", oom)
+    tab(page, "3. Train")
+    fill_number(page, "batch-size", "512")
+    page.click("#start")
+    page.wait_for_selector("#run-status:has-text('failed')")
+    status = md(page, "run-status")
+    assert "Out of host memory at batch size 512" in status and "try 256" in status
+    assert engine.join(30)
+    # the app is still usable: the next run starts
+    monkeypatch.setattr(training, "collate", real)
+    fill_number(page, "batch-size", "16")
+    fill_number(page, "epochs", "0.25")
+    page.click("#start")
+    page.wait_for_selector("#run-status:has-text('completed')")
+
+
+def test_hub_configs_and_splits_in_the_browser(page, monkeypatch):
+    """The glue flow of the tutorials: configs fill a dropdown, splits follow, an unlabelled test split is replaced."""
+    import datasets
+
+    def fake_split(n, labels):
+        return datasets.Dataset.from_dict(
+            {"sentence": [f"sentence {i}" for i in range(n)], "label": [labels(i) for i in range(n)], "idx": list(range(n))}
+        ).cast_column("label", datasets.ClassLabel(names=["negative", "positive"]))
+
+    def fake_load(path, name=None, **kw):
+        assert (path, name) == ("nyu-mll/glue", "sst2")
+        return datasets.DatasetDict(
+            {
+                "train": fake_split(60, lambda i: i % 2),
+                "validation": fake_split(20, lambda i: i % 2),
+                "test": fake_split(20, lambda i: -1),
+            }
+        )
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    monkeypatch.setattr(datasets, "get_dataset_config_names", lambda *a, **k: ["cola", "sst2"])
+    monkeypatch.setattr(datasets, "get_dataset_split_names", lambda *a, **k: ["train", "validation", "test"])
+    _hub_page(page)
+    box = page.get_by_label("Dataset id (pick a result or type owner/name)")
+    box.fill("nyu-mll/glue")
+    box.press("Enter")
+    page.wait_for_selector("#data-status:has-text('has 2 configs')")
+    page.get_by_label("Config").click()
+    page.get_by_role("option", name="sst2").click()
+    msg = data_status(page)
+    assert "Loaded" in msg and "validation: 20" in msg
+    assert "has no labels" in msg and "sentence" in msg

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import gradio as gr
 
 from ftui.errors import FtuiError
 
@@ -63,3 +66,18 @@ def optional(value: Any) -> str | None:
 def token_of(value: Any) -> str | None:
     """The session's Hub token, or None."""
     return str(value).strip() or None if value else None
+
+
+def search_handler(search: Callable[[str, str | None], list[str]], what: str) -> Callable[[str, str], tuple[Any, str]]:
+    """A Hub search event: fills the id dropdown with results, or says why there are none."""
+
+    def on_search(query: str, token: str) -> tuple[Any, str]:
+        try:
+            found = search(query or "", token_of(token))
+        except FtuiError as exc:
+            return gr.update(), error_md(exc)
+        if not found:
+            return gr.update(), f"No Hub {what} match '{query}'. Type an id directly if you know it."
+        return gr.update(choices=found, value=found[0]), ok_md(f"{len(found)} {what} found, most downloaded first.")
+
+    return on_search

@@ -12,7 +12,7 @@ from ftui.data import label_counts, preview_frame, text_lengths
 from ftui.engine import Engine
 from ftui.errors import FtuiError
 from ftui.plots import label_distribution_figure, length_histogram
-from ftui.ui.common import AUTO, DATA_SOURCE_LABELS, as_int, error_md, key_for, ok_md, optional, token_of
+from ftui.ui.common import AUTO, DATA_SOURCE_LABELS, as_int, error_md, key_for, ok_md, optional, search_handler, token_of
 
 
 @dataclass
@@ -84,7 +84,11 @@ def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
         with gr.Row():
             train_split = gr.Dropdown(choices=["train"], value="train", label="Train split", allow_custom_value=True)
             val_split = gr.Dropdown(
-                choices=[AUTO], value=AUTO, label="Validation split (auto: use or carve)", allow_custom_value=True
+                choices=[AUTO],
+                value=AUTO,
+                label="Validation split (auto: use or carve)",
+                allow_custom_value=True,
+                elem_id="val-split",
             )
             test_split = gr.Dropdown(choices=[AUTO], value=AUTO, label="Test split (auto: use or carve)", allow_custom_value=True)
         trust = gr.Checkbox(
@@ -143,15 +147,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
 
     source.change(on_source, source, [hub_box, upload_box, local_box], api_visibility="private")
 
-    def on_search(q: str, token: str) -> tuple[Any, str]:
-        try:
-            found = engine.search_datasets(q or "", token_of(token))
-        except FtuiError as exc:
-            return gr.update(), error_md(exc)
-        if not found:
-            return gr.update(), f"No Hub text-classification datasets match '{q}'. Type an id directly if you know it."
-        return gr.update(choices=found, value=found[0]), ok_md(f"{len(found)} datasets found, most downloaded first.")
-
+    on_search = search_handler(engine.search_datasets, "text-classification datasets")
     search_btn.click(on_search, [query, token_box], [dataset_id, status], api_visibility="private")
     query.submit(on_search, [query, token_box], [dataset_id, status], api_visibility="private")
 

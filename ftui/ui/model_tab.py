@@ -13,7 +13,7 @@ from ftui.engine import Engine
 from ftui.errors import FtuiError
 from ftui.modeling import ModelSummary
 from ftui.plots import length_histogram
-from ftui.ui.common import HEAD_LABELS, MODEL_SOURCE_LABELS, as_float, as_int, error_md, key_for, ok_md, token_of
+from ftui.ui.common import HEAD_LABELS, MODEL_SOURCE_LABELS, as_float, as_int, error_md, key_for, ok_md, search_handler, token_of
 from ftui.ui.data_tab import DataUI
 
 
@@ -118,15 +118,7 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI) -> ModelUI:
 
     source.change(on_source, source, [hub_box, local_box], api_visibility="private")
 
-    def on_search(q: str, token: str) -> tuple[Any, str]:
-        try:
-            found = engine.search_models(q or "", token_of(token))
-        except FtuiError as exc:
-            return gr.update(), error_md(exc)
-        if not found:
-            return gr.update(), f"No checkpoints match '{q}'. Type an id directly if you know it."
-        return gr.update(choices=found, value=found[0]), ok_md(f"{len(found)} checkpoints found, most downloaded first.")
-
+    on_search = search_handler(engine.search_models, "checkpoints")
     search_btn.click(on_search, [query, token_box], [hub_id, status], api_visibility="private")
     query.submit(on_search, [query, token_box], [hub_id, status], api_visibility="private")
 
