@@ -69,7 +69,7 @@ def data_status(page) -> str:
     return md(page, "data-status")
 
 
-def test_main_path_demo_data_train_stop_predict(page, app_server, tmp_path):
+def test_main_path_demo_data_train_stop_predict(page, app_server, browser, tmp_path):
     url, engine = app_server
     # 1. Data: the bundled demo
     assert "Working offline" in md(page, "hub-status")
@@ -100,6 +100,22 @@ def test_main_path_demo_data_train_stop_predict(page, app_server, tmp_path):
     page.screenshot(path=str(shot), full_page=True)
     if os.environ.get("FTUI_SCREENSHOT"):
         shutil.copy(shot, REPO / "assets" / "screenshot.png")
+    # a second Start is refused while the run goes on
+    page.click("#start")
+    page.wait_for_selector("#train-message:has-text('in progress')")
+    # a second browser sees the same running job and its curves so far
+    other = browser.new_context(viewport={"width": 1300, "height": 1300})
+    second = other.new_page()
+    second.goto(url)
+    second.wait_for_selector("#load-data")
+    tab(second, "3. Train")
+    second.wait_for_selector("#run-status:has-text('running')", timeout=TIMEOUT_MS)
+    second.wait_for_function(
+        "() => { const el = document.querySelector('#loss-plot .js-plotly-plot');"
+        " return el && el.data && el.data[0].x.length >= 2; }",
+        timeout=TIMEOUT_MS,
+    )
+    other.close()
     # a reload re-attaches to the same running job and its curves so far
     page.reload()
     page.wait_for_selector("#load-data")
