@@ -246,6 +246,12 @@ def read_model_card(cfg: ModelConfig, token: str | None = None) -> str:
         return ""  # a missing card is normal; the summary still shows
 
 
+def strip_front_matter(card: str) -> str:
+    """The card without its YAML metadata block, which renders as run-on text."""
+    m = re.match(r"^\s*---\s*\n.*?\n---\s*(\n|$)", card, re.S)
+    return card[m.end() :].lstrip() if m else card
+
+
 def limitations_section(card: str) -> str:
     """The card's sections whose headings mention limitations, bias or risks."""
     out: list[str] = []
@@ -277,7 +283,7 @@ def summarize(cfg: ModelConfig, token: str | None = None) -> ModelSummary:
     total = count_params(model)
     pooler = getattr(base, "pooler", None)
     top = total - count_params(base) + (count_params(pooler) if isinstance(pooler, nn.Module) else 0)
-    card = read_model_card(cfg, token)
+    card = strip_front_matter(read_model_card(cfg, token))
     arch = (getattr(config, "architectures", None) or [type(model).__name__])[0]
     return ModelSummary(
         name=display_name(cfg),

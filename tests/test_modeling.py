@@ -17,6 +17,7 @@ from ftui.modeling import (
     limitations_section,
     load_classifier,
     save_classifier,
+    strip_front_matter,
     summarize,
 )
 
@@ -131,3 +132,10 @@ def test_remote_code_checkpoint_is_refused_without_trust(tmp_path):
     )
     with pytest.raises(ModelError, match="Trust remote code"):
         summarize(ModelConfig(source="local", checkpoint=str(tmp_path)))
+
+
+def test_card_front_matter_is_stripped():
+    assert strip_front_matter("---\nlicense: mit\ntags:\n- x\n---\n# Title\n\ntext") == "# Title\n\ntext"
+    assert strip_front_matter("# No metadata\n---\nrule") == "# No metadata\n---\nrule"
+    s = summarize(ModelConfig())
+    assert not s.card.startswith("---") and "license: apache-2.0" not in s.card
