@@ -188,12 +188,7 @@ def label_names_for(values: pd.Series, feature: Any) -> tuple[list[str], dict[An
     if present.empty:
         raise DataError("The label column is empty.", "Pick the column that holds the class of each row.")
     first = present.iloc[0]
-    if (
-        isinstance(first, (list, tuple, dict))
-        or hasattr(first, "__array__")
-        and not isinstance(first, (str, bytes))
-        and getattr(first, "ndim", 0) > 0
-    ):
+    if isinstance(first, (list, tuple, dict)) or getattr(first, "ndim", 0) > 0:  # ndim: numpy arrays from Arrow lists
         raise DataError(
             "The label column holds lists (multi-label), which ftui does not support yet.",
             "Pick a column with one class per row.",

@@ -264,8 +264,8 @@ class Engine:
         """Class probabilities for one text, from a run (default: the newest) or its base checkpoint."""
         if not isinstance(text, str) or not text.strip():
             raise FtuiError("There is no text to classify.", "Type a review in the box.")
-        choices = self.predict_choices()
         if not model_key:
+            choices = self.predict_choices()  # only here: it checks every run's folder
             if not choices:
                 raise FtuiError("No trained model yet.", "Train one in the Train tab, then press Refresh here.")
             model_key = choices[0][1]

@@ -69,6 +69,12 @@ def test_integral_floats_are_classes_but_real_floats_are_regression():
         prepare(dd(train=rows(20, lambda i: i / 7)), DataConfig())
 
 
+def test_multi_label_lists_are_refused():
+    raw = dd(train={"text": [f"t {i}" for i in range(20)], "label": [[i % 2, 1] for i in range(20)]})
+    with pytest.raises(DataError, match="multi-label"):
+        prepare(raw, DataConfig())
+
+
 def test_bool_labels():
     b = prepare(dd(train=rows(20, lambda i: i % 2 == 0)), DataConfig())
     assert b.label_names == ["False", "True"]
