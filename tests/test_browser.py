@@ -20,6 +20,8 @@ def page(app_server, browser):
     pg.set_default_timeout(TIMEOUT_MS)
     pg.goto(url)
     pg.wait_for_selector("#load-data")
+    # the page previews the local defaults by itself; let that settle so later messages are ours
+    pg.wait_for_selector("#data-status:has-text('Loaded')")  # chained after the model summary: both done
     yield pg
     ctx.close()
 
@@ -48,6 +50,7 @@ def upload(page, path: Path) -> None:
     clear = page.locator("#data-upload button[aria-label='Clear']")
     if clear.count():
         clear.click()  # the previous file; the upload box comes back
+        clear.wait_for(state="detached")  # else the clear can land after the new file and drop it
     page.locator("#data-upload input[type=file]").set_input_files(str(path))
     page.wait_for_selector("#data-upload :text('" + path.name + "')")
 
@@ -73,13 +76,19 @@ def test_main_path_demo_data_train_stop_predict(page, app_server, browser, tmp_p
     url, engine = app_server
     # 1. Data: the bundled demo
     assert "Working offline" in md(page, "hub-status")
-    status = data_status(page)
+    status = md(page, "data-status")  # previewed on page load
     assert "Loaded" in status and "negative, positive" in status
-    # 2. Model: the packaged MiniLM summary and the freeze-depth slider
+    # 2. Model: the packaged MiniLM summary (also loaded with the page), the freeze-depth slider
     tab(page, "2. Model")
-    page.click("#load-model")
     page.wait_for_selector("#model-status:has-text('6 layers')")
     assert "everything trains" in md(page, "trainable")
+    slider = page.locator("#freeze-depth input[type=number]")
+    slider.fill("6")
+    slider.press("Enter")
+    page.wait_for_selector("#trainable:has-text('only the head trains')")
+    slider.fill("0")
+    slider.press("Enter")
+    page.wait_for_selector("#trainable:has-text('everything trains')")
     # 3. Train: long enough to stop it mid-run
     tab(page, "3. Train")
     fill_number(page, "epochs", "30")

@@ -52,6 +52,11 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
             api_visibility="private",
         )
 
+        # Local defaults (bundled demo, packaged checkpoint) preview at once; Hub data waits for a click.
+        summary = demo.load(*model_ui.autoload, api_visibility="private")
+        if engine.default_data().source == "demo":
+            summary.then(*data_ui.autoload, api_visibility="private")
+
         def on_finish(current_model: str | None) -> Any:
             run = engine.current_run()
             return refresh_choices(current_model) if run is not None and run.status.finished else gr.skip()

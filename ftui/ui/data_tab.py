@@ -22,6 +22,7 @@ class DataUI:
     inputs: list[gr.components.Component]
     status: gr.Markdown
     len_plot: gr.Plot
+    autoload: tuple[Any, list[Any], list[Any]]  # (handler, inputs, outputs) of "Load dataset"
 
     @staticmethod
     def to_config(
@@ -207,7 +208,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
             gr.update(choices=bundle.columns),
         )
 
-    load_btn.click(
-        on_load, [*inputs, token_box], [status, preview, dist_plot, len_plot, text_cols, label_col], api_visibility="private"
-    )
-    return DataUI(inputs=inputs, status=status, len_plot=len_plot)
+    load_inputs = [*inputs, token_box]
+    load_outputs = [status, preview, dist_plot, len_plot, text_cols, label_col]
+    load_btn.click(on_load, load_inputs, load_outputs, api_visibility="private")
+    return DataUI(inputs=inputs, status=status, len_plot=len_plot, autoload=(on_load, load_inputs, load_outputs))

@@ -22,6 +22,7 @@ class ModelUI:
     """The Model tab's widgets; `inputs` feed `to_config` in this order."""
 
     inputs: list[gr.components.Component]
+    autoload: tuple[Any, list[Any], list[Any]]  # (handler, inputs, outputs) of "Load checkpoint summary"
 
     @staticmethod
     def to_config(
@@ -153,10 +154,12 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI) -> ModelUI:
             lengths_fig,
         )
 
+    load_inputs = [*inputs, token_box, *data_ui.inputs]
+    load_outputs = [status, depth, trainable, limits, card, data_ui.len_plot]
     load_btn.click(
         on_load,
-        [*inputs, token_box, *data_ui.inputs],
-        [status, depth, trainable, limits, card, data_ui.len_plot],
+        load_inputs,
+        load_outputs,
         api_visibility="private",
     )
 
@@ -170,4 +173,4 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI) -> ModelUI:
 
     depth.change(on_depth, [*inputs, token_box], trainable, api_visibility="private")
     head.change(on_depth, [*inputs, token_box], trainable, api_visibility="private")
-    return ModelUI(inputs=inputs)
+    return ModelUI(inputs=inputs, autoload=(on_load, load_inputs, load_outputs))
