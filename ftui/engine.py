@@ -272,4 +272,13 @@ class Engine:
         loader = self._loader(model_key)
         run = self.get_run(model_key.partition(":")[2])
         max_length = run.config.train.max_length if run else 256
-        return self.predictor.predict(model_key, loader, [text], max_length=max_length)[0]
+        try:
+            return self.predictor.predict(model_key, loader, [text], max_length=max_length)[0]
+        except FtuiError:
+            raise
+        except Exception as exc:  # a damaged or deleted model folder must not break the tab
+            self.predictor.forget(model_key)
+            raise FtuiError(
+                f"Could not run the model '{model_key}' ({type(exc).__name__}: {str(exc)[:200]}).",
+                "Pick another model, or train again.",
+            ) from exc

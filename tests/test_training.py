@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from ftui.errors import ConfigError, RunInProgress
+from ftui.errors import ConfigError, FtuiError, RunInProgress
 from ftui.runs import Run, RunStatus
 from ftui.training import MODEL_DIR, _set_train_mode, iter_events, length_grouped_batches
 
@@ -71,6 +71,11 @@ def test_stop_mid_run_keeps_a_checkpoint_and_frees_the_slot(engine, tiny_bert_di
     key = f"run:{run.run_id}"
     assert key in [k for _, k in engine.predict_choices()]
     assert set(engine.predict("nice", key)) == {"negative", "positive"}
+    # a damaged model folder gives a message, not a crash
+    broken = f"run:{again.run_id}"
+    (again.out_dir / MODEL_DIR / "config.json").write_text("{ not json")
+    with pytest.raises(FtuiError, match="Could not run the model"):
+        engine.predict("nice", broken)
 
 
 def test_one_run_at_a_time_even_under_concurrent_starts(engine, tiny_bert_dir):
