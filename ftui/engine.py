@@ -19,7 +19,7 @@ from ftui.config import DataConfig, ModelConfig, RunConfig, validate_data, valid
 from ftui.data import DataBundle, load_data
 from ftui.errors import ConfigError, FtuiError, HubError, ModelError, RunInProgress
 from ftui.hub import HubStatus
-from ftui.modeling import ModelSummary, display_name, load_classifier, summarize
+from ftui.modeling import ModelSummary, build_model, display_name, load_classifier, load_tokenizer, summarize
 from ftui.predict import Predictor
 from ftui.runs import RUN_FILE, Run
 from ftui.training import MODEL_DIR, pick_device, train_run
@@ -146,8 +146,6 @@ class Engine:
 
     def tokenizer(self, cfg: ModelConfig, token: str | None = None) -> Any:
         """The checkpoint's tokenizer, cached (for token-length previews)."""
-        from ftui.modeling import load_tokenizer
-
         key = (cfg.source, cfg.checkpoint, cfg.trust_remote_code, _token_key(token))
         if key not in self._tokenizers:
             self._tokenizers[key] = load_tokenizer(cfg, token)
@@ -251,8 +249,6 @@ class Engine:
             return lambda: load_classifier(model_dir, self.device)
 
         def load_base() -> tuple[Any, Any, list[str]]:
-            from ftui.modeling import build_model, load_tokenizer
-
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(run.config.train.seed)  # the same head init the run started from
                 model = build_model(run.config.model, run.label_names)

@@ -20,7 +20,7 @@ from ftui.config import RunConfig
 from ftui.data import LABEL, TEXT, TEXT_PAIR, DataBundle
 from ftui.errors import FtuiError, StopRequested
 from ftui.metrics import compute_metrics
-from ftui.modeling import apply_freeze, build_model, frozen_prefix, load_tokenizer, save_classifier
+from ftui.modeling import apply_freeze, build_model, frozen_prefix, load_classifier, load_tokenizer, save_classifier
 from ftui.runs import Run, RunStatus
 
 MODEL_DIR = "model"
@@ -376,8 +376,6 @@ def _train(run: Run, load_bundle: Callable[[], DataBundle], token: str | None, d
 
     # Test the best checkpoint, not the last weights.
     run.set_progress(phase="testing")
-    from ftui.modeling import load_classifier
-
     best_model, _, _ = load_classifier(run.out_dir / MODEL_DIR, device)
     state["model"] = best_model
     del model
