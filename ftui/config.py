@@ -77,6 +77,10 @@ class TrainConfig:
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
     evals_per_epoch: int = field(default=4, metadata={"help": "validation passes per epoch, so curves show early"})
     early_stopping_patience: int = field(default=0, metadata={"help": "stop after this many evals without improvement; 0 = off"})
+    max_steps: int = field(default=0, metadata={"help": "stop after this many optimizer steps; 0 = run all epochs"})
+    frozen_cache: bool = field(
+        default=True, metadata={"help": "reuse the frozen layers' outputs after their first pass instead of recomputing"}
+    )
     run_name: str = field(default="", metadata={"help": "label for the run; empty = generated"})
 
 
@@ -183,6 +187,9 @@ def validate_train(cfg: TrainConfig) -> list[str]:
     _int_in(errors, "gradient accumulation", cfg.grad_accum, 1, 1024)
     _int_in(errors, "evaluations per epoch", cfg.evals_per_epoch, 1, 100)
     _int_in(errors, "early-stopping patience", cfg.early_stopping_patience, 0, 1000)
+    _int_in(errors, "max steps", cfg.max_steps, 0, 10_000_000)
+    if not isinstance(cfg.frozen_cache, bool):
+        errors.append(f"frozen-layer cache must be true or false (got {cfg.frozen_cache!r})")
     if len(cfg.run_name) > 100 or any(c in cfg.run_name for c in "/\\\0"):
         errors.append("run name must be under 100 characters with no slashes")
     return errors

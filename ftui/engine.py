@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ftui import hub
+from ftui.batching import TokenCache
 from ftui.config import DataConfig, ModelConfig, RunConfig, validate_data, validate_model, validate_run
 from ftui.data import DataBundle, load_data
 from ftui.errors import ConfigError, FtuiError, HubError, ModelError, RunInProgress
@@ -73,6 +74,7 @@ class Engine:
         self._summary_cache: dict[tuple[Any, ...], ModelSummary] = {}
         self._tokenizers: dict[tuple[Any, ...], Any] = {}
         self.predictor = Predictor()
+        self.token_cache = TokenCache()
         self._load_finished_runs()
 
     # ------------------------------------------------------------------------------------------------ defaults
@@ -188,7 +190,10 @@ class Engine:
                 self._current = None
             raise exc
         self._thread = threading.Thread(
-            target=train_run, args=(run, lambda: self.load_data(cfg.data, token), token), name=f"ftui-run-{run_id}", daemon=True
+            target=train_run,
+            args=(run, lambda: self.load_data(cfg.data, token), token, self.token_cache),
+            name=f"ftui-run-{run_id}",
+            daemon=True,
         )
         self._thread.start()
         return run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import os
@@ -16,16 +17,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from ftui.batching import TokenCache, Tokenized, collate, eval_batches, length_grouped_batches, tokenize_split
 from ftui.config import RunConfig
-from ftui.data import LABEL, TEXT, TEXT_PAIR, DataBundle
+from ftui.data import DataBundle
 from ftui.errors import FtuiError, StopRequested
 from ftui.metrics import compute_metrics
 from ftui.modeling import apply_freeze, build_model, frozen_prefix, load_classifier, load_tokenizer, save_classifier
+from ftui.prefix_cache import PrefixCache
 from ftui.runs import Run, RunStatus
 
 MODEL_DIR = "model"
-PAD_MULTIPLE = 8  # tensor cores and oneDNN kernels like multiples of 8
-GROUP_FACTOR = 50  # batches per length-sorted chunk: similar lengths without losing shuffling
 
 
 def pick_device() -> str:
@@ -62,97 +63,61 @@ def memory_mb(device: str) -> float:
         return 0.0
 
 
-# ---------------------------------------------------------------------------------------------------- batching
-def tokenize(bundle: DataBundle, tokenizer: Any, max_length: int, stop: Callable[[], bool]) -> dict[str, dict[str, list]]:
-    """Token ids per split, no padding; checks for Stop between chunks."""
-    out: dict[str, dict[str, list]] = {}
-    for split, ds in bundle.splits.items():
-        enc: dict[str, list] = {}
-        for start in range(0, len(ds), 2048):
-            if stop():
-                raise StopRequested
-            chunk = ds[start : start + 2048]
-            pair = chunk.get(TEXT_PAIR)
-            toks = tokenizer(chunk[TEXT], pair, truncation=True, max_length=max_length)
-            for k in ("input_ids", "token_type_ids"):
-                if k in toks:
-                    enc.setdefault(k, []).extend(toks[k])
-            enc.setdefault("labels", []).extend(chunk[LABEL])
-        out[split] = enc
-    return out
+def peak_memory_mb(device: str) -> float:
+    """Peak GPU memory on CUDA, peak resident memory of this process on CPU."""
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def length_grouped_batches(lengths: list[int], batch_size: int, gen: torch.Generator) -> list[list[int]]:
-    """Shuffled batches whose members have similar lengths (sorted within chunks of GROUP_FACTOR batches)."""
-    perm = torch.randperm(len(lengths), generator=gen).tolist()
-    chunk = batch_size * GROUP_FACTOR
-    batches: list[list[int]] = []
-    for i in range(0, len(perm), chunk):
-        part = sorted(perm[i : i + chunk], key=lambda j: -lengths[j])
-        batches += [part[k : k + batch_size] for k in range(0, len(part), batch_size)]
-    order = torch.randperm(len(batches), generator=gen).tolist()
-    return [batches[i] for i in order]
+# --------------------------------------------------------------------------------------------------- tokenizing
+def tokenize(bundle: DataBundle, tokenizer: Any, max_length: int, stop: Callable[[], bool]) -> dict[str, Tokenized]:
+    """Every split of a bundle as flat token arrays."""
+    return {split: tokenize_split(ds, tokenizer, max_length, stop) for split, ds in bundle.splits.items()}
 
 
-def eval_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Batches sorted by length, for padding-light evaluation."""
-    order = sorted(range(len(lengths)), key=lambda j: -lengths[j])
-    return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
-
-
-def collate(enc: dict[str, list], idx: list[int], pad_id: int, device: str) -> dict[str, torch.Tensor]:
-    """Pad a batch to its longest member, rounded up to a multiple of 8."""
-    ids = [enc["input_ids"][i] for i in idx]
-    width = max(len(x) for x in ids)
-    width = int(math.ceil(width / PAD_MULTIPLE) * PAD_MULTIPLE)
-    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for r, x in enumerate(ids):
-        input_ids[r, : len(x)] = torch.tensor(x)
-        mask[r, : len(x)] = 1
-    batch = {"input_ids": input_ids, "attention_mask": mask}
-    if "token_type_ids" in enc:
-        tt = torch.zeros((len(ids), width), dtype=torch.long)
-        for r, i in enumerate(idx):
-            x = enc["token_type_ids"][i]
-            tt[r, : len(x)] = torch.tensor(x)
-        batch["token_type_ids"] = tt
-    batch["labels"] = torch.tensor([enc["labels"][i] for i in idx], dtype=torch.long)
-    non_blocking = device == "cuda"
-    return {k: v.to(device, non_blocking=non_blocking) for k, v in batch.items()}
+def _token_key(run: Run, token: str | None) -> tuple[Any, ...]:
+    m = run.config.model
+    return (*run.config.data.key(), m.source, m.checkpoint, run.config.train.max_length, hash(token or ""))
 
 
 # --------------------------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    enc: dict[str, list],
+    tok: Tokenized,
     batch_size: int,
     pad_id: int,
     device: str,
     amp: torch.dtype | None,
     stop: Callable[[], bool] = lambda: False,
+    cache: PrefixCache | None = None,
+    split: str = "validation",
 ) -> dict[str, float]:
-    """Mean loss, accuracy and macro-F1 on one tokenized split."""
+    """Mean loss, accuracy and macro-F1 on one tokenized split (predictions stay on the device until the end)."""
     was_training = model.training
     model.eval()
-    preds: list[int] = []
-    labels: list[int] = []
+    preds: list[torch.Tensor] = []
+    labels: list[torch.Tensor] = []
     total_loss = torch.zeros((), device=device)
-    lengths = [len(x) for x in enc["input_ids"]]
-    for idx in eval_batches(lengths, batch_size):
+    for idx in eval_batches(tok.lengths, batch_size):
         if stop():
             raise StopRequested
-        batch = collate(enc, idx, pad_id, device)
+        batch = collate(tok, idx, pad_id, device)
         y = batch.pop("labels")
-        with torch.autocast(device_type=device, dtype=amp or torch.float32, enabled=amp is not None):
+        ctx = cache.context(split, tok, idx) if cache else contextlib.nullcontext()
+        with ctx, torch.autocast(device_type=device, dtype=amp or torch.float32, enabled=amp is not None):
             logits = model(**batch).logits.float()
         total_loss += nn.functional.cross_entropy(logits, y, reduction="sum")
-        preds.extend(logits.argmax(-1).tolist())
-        labels.extend(y.tolist())
+        preds.append(logits.argmax(-1))
+        labels.append(y)
     model.train(was_training)
-    metrics = compute_metrics(preds, labels)
-    return {"loss": float(total_loss) / max(1, len(labels)), **metrics}
+    p = torch.cat(preds).tolist() if preds else []
+    y_all = torch.cat(labels).tolist() if labels else []
+    metrics = compute_metrics(p, y_all)
+    return {"loss": float(total_loss) / max(1, len(y_all)), **metrics}
 
 
 def _set_train_mode(model: nn.Module, depth: int) -> None:
@@ -200,7 +165,9 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 # -------------------------------------------------------------------------------------------------------- loop
-def train_run(run: Run, load_bundle: Callable[[], DataBundle], token: str | None = None) -> None:
+def train_run(
+    run: Run, load_bundle: Callable[[], DataBundle], token: str | None = None, token_cache: TokenCache | None = None
+) -> None:
     """Worker body: never raises; the outcome lands in run.finish(...) and run.json."""
     device = pick_device()
     state: dict[str, Any] = {}
@@ -208,7 +175,7 @@ def train_run(run: Run, load_bundle: Callable[[], DataBundle], token: str | None
         run.set_status(RunStatus.RUNNING)
         run.set_progress(phase="loading data", device=device)
         run.save()
-        _train(run, load_bundle, token, device, state)
+        _train(run, load_bundle, token, device, state, token_cache)
     except StopRequested:
         _finish_stopped(run, state)
     except FtuiError as exc:
@@ -229,7 +196,8 @@ def _finish_stopped(run: Run, state: dict[str, Any]) -> None:
     """Keep the best checkpoint so far; with none yet, save the current weights so nothing is lost."""
     result: dict[str, Any] = {}
     if not (run.out_dir / MODEL_DIR).exists() and "model" in state:
-        _save_best(state["model"], state["tokenizer"], run)
+        with contextlib.suppress(Exception):  # a half-built model may not save; the stop itself must still land
+            _save_best(state["model"], state["tokenizer"], run)
     if (run.out_dir / MODEL_DIR).exists():
         result["model_dir"] = str(run.out_dir / MODEL_DIR)
     if "best" in state:
@@ -237,8 +205,28 @@ def _finish_stopped(run: Run, state: dict[str, Any]) -> None:
     run.finish(RunStatus.STOPPED, None, result)
 
 
-def _train(run: Run, load_bundle: Callable[[], DataBundle], token: str | None, device: str, state: dict[str, Any]) -> None:
+def _tokenized(
+    run: Run, bundle: DataBundle, tokenizer: Any, token: str | None, cache: TokenCache | None, stop: Callable[[], bool]
+) -> dict[str, Tokenized]:
+    key = _token_key(run, token)
+    enc = cache.get(key) if cache else None
+    if enc is None:
+        enc = tokenize(bundle, tokenizer, run.config.train.max_length, stop)
+        if cache:
+            cache.put(key, enc)
+    return enc
+
+
+def _train(
+    run: Run,
+    load_bundle: Callable[[], DataBundle],
+    token: str | None,
+    device: str,
+    state: dict[str, Any],
+    token_cache: TokenCache | None = None,
+) -> None:
     cfg, t = run.config, run.config.train
+    depth = cfg.model.freeze_depth
     stop = run.stop_event.is_set
     bundle = load_bundle()
     run.label_names = list(bundle.label_names)
@@ -248,31 +236,34 @@ def _train(run: Run, load_bundle: Callable[[], DataBundle], token: str | None, d
     seed_everything(t.seed)
     tokenizer = load_tokenizer(cfg.model, token)
     model = build_model(cfg.model, bundle.label_names, token)
-    apply_freeze(model, cfg.model.freeze_depth)
+    apply_freeze(model, depth)
     model.to(device)
     state.update(model=model, tokenizer=tokenizer)
     if stop():
         raise StopRequested
 
     run.set_progress(phase="tokenizing")
-    enc = tokenize(bundle, tokenizer, t.max_length, stop)
+    enc = _tokenized(run, bundle, tokenizer, token, token_cache, stop)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     amp = autocast_dtype(t.precision, device)
     scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 and device == "cuda" else None
-    train_lengths = [len(x) for x in enc["train"]["input_ids"]]
+    train_lengths = enc["train"].lengths
     micro_per_epoch = math.ceil(len(train_lengths) / t.batch_size)
     steps_per_epoch = max(1, math.ceil(micro_per_epoch / t.grad_accum))
     total_steps = max(1, math.ceil(steps_per_epoch * t.epochs))
+    if t.max_steps:
+        total_steps = min(total_steps, t.max_steps)
     eval_every = max(1, steps_per_epoch // t.evals_per_epoch)
     log_every = max(1, min(eval_every, 10, steps_per_epoch // 20 or 1))
+    cache = PrefixCache(model, depth, device) if depth and t.frozen_cache else None
 
     from transformers import get_linear_schedule_with_warmup
 
+    trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(_param_groups(model, t.weight_decay), lr=t.learning_rate, fused=device == "cuda")
     sched = get_linear_schedule_with_warmup(opt, int(t.warmup_ratio * total_steps), total_steps)
     state["opt"] = opt
     gen = torch.Generator().manual_seed(t.seed)
-    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     run.log(
         {
             "type": "start",
@@ -280,7 +271,7 @@ def _train(run: Run, load_bundle: Callable[[], DataBundle], token: str | None, d
             "steps_per_epoch": steps_per_epoch,
             "device": device,
             "train_size": len(train_lengths),
-            "trainable_params": n_trainable,
+            "trainable_params": sum(p.numel() for p in trainable),
         }
     )
     run.set_progress(phase="training", step=0, total_steps=total_steps, epoch=0.0)
@@ -290,9 +281,11 @@ def _train(run: Run, load_bundle: Callable[[], DataBundle], token: str | None, d
     step, micro, evals_since_best = 0, 0, 0
     best: dict[str, float] | None = None
     running_loss = torch.zeros((), device=device)
-    running_n, window_samples = 0, 0
-    t0 = window_t0 = time.perf_counter()
-    _set_train_mode(model, cfg.model.freeze_depth)
+    running_n, window_samples, samples_seen = 0, 0, 0
+    t0 = window_t0 = epoch_t0 = time.perf_counter()
+    aside = epoch_aside = 0.0  # seconds spent evaluating and saving, kept out of the training speed
+    epoch_no = 0
+    _set_train_mode(model, depth)
     done = False
     while not done:
         for idx in length_grouped_batches(train_lengths, t.batch_size, gen):
@@ -300,19 +293,21 @@ def _train(run: Run, load_bundle: Callable[[], DataBundle], token: str | None, d
                 raise StopRequested
             batch = collate(enc["train"], idx, pad_id, device)
             y = batch.pop("labels")
-            with torch.autocast(device_type=device, dtype=amp or torch.float32, enabled=amp is not None):
+            ctx = cache.context("train", enc["train"], idx) if cache else contextlib.nullcontext()
+            with ctx, torch.autocast(device_type=device, dtype=amp or torch.float32, enabled=amp is not None):
                 logits = model(**batch).logits
             loss = nn.functional.cross_entropy(logits.float(), y)
             (scaler.scale(loss / t.grad_accum) if scaler else loss / t.grad_accum).backward()
-            running_loss += loss.detach()
+            running_loss += loss.detach()  # stays on the device: no host sync per step
             running_n += 1
             window_samples += len(idx)
+            samples_seen += len(idx)
             micro += 1
             if micro % t.grad_accum and micro % micro_per_epoch:
                 continue
             if scaler:
                 scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             if scaler:
                 scaler.step(opt)
                 scaler.update()
@@ -322,7 +317,8 @@ def _train(run: Run, load_bundle: Callable[[], DataBundle], token: str | None, d
             opt.zero_grad(set_to_none=True)
             step += 1
             epoch = step / steps_per_epoch
-            if step % log_every == 0 or step == total_steps:
+            # The first step is logged at once so the chart shows a point within seconds of Start.
+            if step % log_every == 0 or step == total_steps or step == 1:
                 now = time.perf_counter()
                 sps = window_samples / max(now - window_t0, 1e-9)
                 run.log(
@@ -341,13 +337,15 @@ def _train(run: Run, load_bundle: Callable[[], DataBundle], token: str | None, d
                     samples_per_s=round(sps, 1),
                     eta_s=round(eta, 1),
                     memory_mb=round(memory_mb(device), 1),
+                    **({"prefix_cache_mb": round(cache.size_mb(), 1)} if cache else {}),
                 )
                 running_loss.zero_()
                 running_n, window_samples, window_t0 = 0, 0, now
             if step % eval_every == 0 or step == total_steps:
+                t_eval = time.perf_counter()
                 run.set_progress(phase="evaluating")
-                m = evaluate(model, enc["validation"], t.batch_size * 2, pad_id, device, amp, stop)
-                _set_train_mode(model, cfg.model.freeze_depth)
+                m = evaluate(model, enc["validation"], t.batch_size * 2, pad_id, device, amp, stop, cache)
+                _set_train_mode(model, depth)
                 run.log(
                     {
                         "type": "eval",
@@ -366,19 +364,32 @@ def _train(run: Run, load_bundle: Callable[[], DataBundle], token: str | None, d
                 else:
                     evals_since_best += 1
                 run.set_progress(phase="training", best_eval_accuracy=best["accuracy"])
+                spent = time.perf_counter() - t_eval
+                aside += spent
+                epoch_aside += spent
+                window_t0 += spent
                 if t.early_stopping_patience and evals_since_best >= t.early_stopping_patience:
                     run.log({"type": "early_stop", "step": step})
                     done = True
-                    break
             if step >= total_steps:
                 done = True
+            if step % steps_per_epoch == 0 or done:
+                epoch_no += 1
+                now = time.perf_counter()
+                seconds = round(now - epoch_t0 - epoch_aside, 3)
+                run.log({"type": "epoch", "epoch": epoch_no, "step": step, "train_seconds": seconds})
+                epoch_t0, epoch_aside = now, 0.0
+            if done:
                 break
 
+    train_loop_s = time.perf_counter() - t0 - aside
     # Test the best checkpoint, not the last weights.
     run.set_progress(phase="testing")
+    state.pop("model", None)
+    del model, opt, cache
+    state.pop("opt", None)
     best_model, _, _ = load_classifier(run.out_dir / MODEL_DIR, device)
     state["model"] = best_model
-    del model
     test = evaluate(best_model, enc["test"], t.batch_size * 2, pad_id, device, amp)
     run.log(
         {
@@ -400,9 +411,12 @@ def _train(run: Run, load_bundle: Callable[[], DataBundle], token: str | None, d
             "best_eval": best,
             "model_dir": str(run.out_dir / MODEL_DIR),
             "train_seconds": round(elapsed, 2),
+            "train_loop_seconds": round(train_loop_s, 3),
+            "train_samples": samples_seen,
             "steps": step,
             "device": device,
             "train_size": len(train_lengths),
+            "peak_memory_mb": round(peak_memory_mb(device), 1),
         },
     )
 

@@ -9,7 +9,7 @@ import torch
 from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ftui.errors import ConfigError, FtuiError, RunInProgress
 from ftui.runs import Run, RunStatus
-from ftui.training import MODEL_DIR, _set_train_mode, iter_events, length_grouped_batches
+from ftui.training import MODEL_DIR, _set_train_mode, iter_events
 
 
 def tiny_cfg(tiny_bert_dir, **train):
@@ -161,15 +161,6 @@ def test_frozen_layers_run_in_eval_mode(tiny_bert_dir):
     layers = encoder_layers(model.base_model)
     assert not model.base_model.embeddings.training and not layers[0].training
     assert layers[1].training and model.classifier.training
-
-
-def test_length_grouped_batches_cover_every_example_once():
-    lengths = [(i * 37) % 100 for i in range(1000)]
-    batches = length_grouped_batches(lengths, 16, torch.Generator().manual_seed(0))
-    flat = sorted(i for b in batches for i in b)
-    assert flat == list(range(1000))
-    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
-    assert spread < 10  # similar lengths together: little padding
 
 
 def test_runs_reload_after_restart(engine, tiny_bert_dir):

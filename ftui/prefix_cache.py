@@ -1,0 +1,175 @@
+"""Frozen-prefix cache: the outputs of the frozen embeddings + bottom k layers, computed once per example and reused."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ftui.batching import Tokenized, gather_positions
+from ftui.modeling import encoder_layers
+
+GPU_SHARE = 0.4  # of free GPU memory the cache may take; the rest stays for activations
+HOST_SHARE = 0.25  # of available host memory the cache may take
+
+
+class _Embed(nn.Module):
+    """Stands in for the embeddings: returns the cached hidden states of the current batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.states: torch.Tensor | None = None
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        assert self.states is not None
+        return self.states
+
+
+class _Pass(nn.Module):
+    """Stands in for a frozen layer: its input already is the cached output."""
+
+    def __init__(self, returns_tuple: bool) -> None:
+        super().__init__()
+        self.returns_tuple = returns_tuple
+
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        return (hidden_states,) if self.returns_tuple else hidden_states
+
+
+def host_available_bytes() -> int:
+    """MemAvailable from /proc/meminfo (0 when unknown, which disables a host cache)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class PrefixCache:
+    """Per-split store of frozen-prefix outputs, one row per token, filled during the first pass over each example.
+
+    Frozen layers run in eval mode (no dropout), so their outputs are the same every epoch; reusing them gives the
+    same numbers as recomputing while the prefix's cost is paid once. Padding positions are never stored: the
+    attention mask hides them from every real token.
+    """
+
+    def __init__(self, model: nn.Module, depth: int, device: str) -> None:
+        base = model.base_model
+        self.base = base
+        self.layers = encoder_layers(base)
+        self.depth = depth
+        self.device = device
+        self.embed_name = "embeddings"
+        if not isinstance(getattr(base, "embeddings", None), nn.Module):
+            raise ValueError("no embeddings module to stand in for")
+        self.stores: dict[str, tuple[torch.Tensor, np.ndarray]] = {}  # split -> (flat states, filled rows)
+        self.disabled: dict[str, str] = {}  # split -> why no cache
+        self.returns_tuple = False
+        self._stub = _Embed()
+
+    # ----------------------------------------------------------------------------------------------- storage
+    def _store(self, split: str, tok: Tokenized, sample: torch.Tensor) -> tuple[torch.Tensor, np.ndarray] | None:
+        if split in self.stores:
+            return self.stores[split]
+        if split in self.disabled:
+            return None
+        need = tok.n_tokens * sample.shape[-1] * sample.element_size()
+        where = "cpu"
+        if self.device == "cuda":
+            free, _ = torch.cuda.mem_get_info()
+            if need < GPU_SHARE * free:
+                where = "cuda"
+        if where == "cpu" and need > HOST_SHARE * host_available_bytes():
+            self.disabled[split] = f"needs {need / 2**20:.0f} MB, more than the memory this run may use for it"
+            return None
+        flat = torch.empty((tok.n_tokens, sample.shape[-1]), dtype=sample.dtype, device=where)
+        if where == "cpu" and self.device == "cuda":
+            flat = flat.pin_memory()
+        self.stores[split] = (flat, np.zeros(len(tok), dtype=bool))
+        return self.stores[split]
+
+    def size_mb(self) -> float:
+        """Memory the cache holds."""
+        return sum(f.numel() * f.element_size() for f, _ in self.stores.values()) / 2**20
+
+    def ready(self, split: str, idx: np.ndarray) -> bool:
+        """True when every row of the batch has its prefix output stored."""
+        entry = self.stores.get(split)
+        return entry is not None and bool(entry[1][idx].all())
+
+    # ----------------------------------------------------------------------------------------------- capture
+    @contextlib.contextmanager
+    def capture(self, split: str, tok: Tokenized, idx: np.ndarray) -> Iterator[None]:
+        """Run the model normally and store the last frozen layer's output for the batch's rows."""
+        if split in self.disabled:
+            yield
+            return
+        seen: dict[str, Any] = {}
+
+        def hook(_mod: nn.Module, _inp: Any, out: Any) -> None:
+            seen["out"] = out
+
+        last = self.layers[self.depth - 1]
+        handle = last.register_forward_hook(hook)
+        try:
+            yield
+        finally:
+            handle.remove()
+        out = seen.get("out")
+        if out is None:
+            return
+        self.returns_tuple = isinstance(out, tuple)
+        states = (out[0] if isinstance(out, tuple) else out).detach()
+        entry = self._store(split, tok, states)
+        if entry is None:
+            return
+        flat, filled = entry
+        pos, mask, width = gather_positions(tok, idx)
+        states = states[:, :width]
+        keep = torch.from_numpy(mask).to(states.device)
+        target = torch.from_numpy(pos[mask]).to(flat.device)
+        flat.index_copy_(0, target, states[keep].to(flat.device, non_blocking=True))
+        filled[idx] = True
+
+    # ------------------------------------------------------------------------------------------------ reuse
+    def states(self, split: str, tok: Tokenized, idx: np.ndarray) -> torch.Tensor:
+        """The batch's cached prefix outputs, padded with zeros to the batch width."""
+        flat, _ = self.stores[split]
+        pos, mask, width = gather_positions(tok, idx)
+        out = torch.zeros((len(idx), width, flat.shape[-1]), dtype=flat.dtype, device=self.device)
+        src = flat[torch.from_numpy(pos[mask]).to(flat.device)]
+        out[torch.from_numpy(mask).to(self.device)] = src.to(self.device, non_blocking=True)
+        return out
+
+    @contextlib.contextmanager
+    def reuse(self, split: str, tok: Tokenized, idx: np.ndarray) -> Iterator[None]:
+        """Inside, a forward call skips the frozen prefix and starts from the cached states."""
+        self._stub.states = self.states(split, tok, idx)
+        originals = [self.layers[i] for i in range(self.depth)]
+        embed = getattr(self.base, self.embed_name)
+        setattr(self.base, self.embed_name, self._stub)
+        project = getattr(self.base, "embeddings_project", None)  # ELECTRA: embeddings are narrower than layers
+        if isinstance(project, nn.Module):
+            self.base.embeddings_project = _Pass(False)
+        for i in range(self.depth):
+            self.layers[i] = _Pass(self.returns_tuple)
+        try:
+            yield
+        finally:
+            setattr(self.base, self.embed_name, embed)
+            if isinstance(project, nn.Module):
+                self.base.embeddings_project = project
+            for i, layer in enumerate(originals):
+                self.layers[i] = layer
+            self._stub.states = None
+
+    def context(self, split: str, tok: Tokenized, idx: np.ndarray) -> contextlib.AbstractContextManager[None]:
+        """Reuse when the batch is cached, else compute and capture."""
+        return self.reuse(split, tok, idx) if self.ready(split, idx) else self.capture(split, tok, idx)
