@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--grad-accum", type=int, default=d.grad_accum)
     t.add_argument("--evals-per-epoch", type=int, default=d.evals_per_epoch)
     t.add_argument("--early-stopping-patience", type=int, default=0)
+    t.add_argument("--max-steps", type=int, default=0, help="stop after this many optimizer steps; 0 = all epochs")
+    t.add_argument("--no-frozen-cache", action="store_true", help="recompute frozen layers every epoch")
     t.add_argument("--run-name", default="")
     t.add_argument("--runs-dir", default=None, help="where runs are saved (default: ./runs or $FTUI_RUNS_DIR)")
     t.add_argument("--offline", action="store_true", help="do not contact the Hub")
@@ -97,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             evals_per_epoch=args.evals_per_epoch,
             early_stopping_patience=args.early_stopping_patience,
             run_name=args.run_name,
+            max_steps=args.max_steps,
+            frozen_cache=not args.no_frozen_cache,
         ),
     )
     try:

@@ -102,6 +102,8 @@ def status_markdown(snap: RunSnapshot | None) -> str:
             bits.append(f"ETA {_duration(p['eta_s'])}")
         if p.get("memory_mb"):
             bits.append(f"memory {p['memory_mb']:.0f} MB")
+        if p.get("prefix_cache_mb"):
+            bits.append(f"frozen layers cached ({p['prefix_cache_mb']:.0f} MB)")
         lines.append(" · ".join(bits))
     if p.get("best_eval_accuracy") is not None:
         lines.append(f"Best validation accuracy so far: **{p['best_eval_accuracy']:.3f}**")

@@ -51,7 +51,23 @@ def test_predict_errors_are_clear(trained):
         client.predict("hello", "run:../../etc", api_name="/predict")
 
 
-def test_only_predict_is_public(trained):
+def test_batch_predict_endpoint(trained, tmp_path):
+    url, engine, run = trained
+    client = Client(url, verbose=False)
+    msg, table, csv_path = client.predict(
+        "Great.\n\nAwful service.\nFine.", None, f"run:{run.run_id}", False, api_name="/predict_batch"
+    )
+    assert "3 reviews scored" in msg
+    frame = __import__("pandas").read_csv(csv_path)
+    assert frame["text"].tolist() == ["Great.", "Awful service.", "Fine."]
+    assert set(frame["label"]) <= {"negative", "positive"}
+    single = engine.predict("Awful service.", f"run:{run.run_id}")
+    assert frame.loc[1, "positive"] == pytest.approx(single["positive"], abs=1e-3)
+    msg, _, _ = client.predict("", None, f"run:{run.run_id}", True, api_name="/predict_batch")
+    assert "no text to classify" in msg
+
+
+def test_only_predict_endpoints_are_public(trained):
     url, _, _ = trained
     api = Client(url, verbose=False).view_api(print_info=False, return_format="dict")
-    assert list(api["named_endpoints"]) == ["/predict"]
+    assert sorted(api["named_endpoints"]) == ["/predict", "/predict_batch"]

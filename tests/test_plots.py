@@ -37,6 +37,9 @@ def test_status_text(tmp_path):
     run.set_progress(phase="training", device="cpu", step=2, total_steps=4, epoch=0.5, samples_per_s=12.5, eta_s=65)
     text = status_markdown(run.snapshot())
     assert "step 2/4 (50%)" in text and "ETA 1m05s" in text and "12.5 samples/s" in text
+    assert "cached" not in text
+    run.set_progress(prefix_cache_mb=41.6)
+    assert "frozen layers cached (42 MB)" in status_markdown(run.snapshot())
     run.finish(RunStatus.FAILED, "Out of GPU memory at batch size 64")
     assert "Out of GPU memory" in status_markdown(run.snapshot())
     assert "No run yet" in status_markdown(None)

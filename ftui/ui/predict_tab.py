@@ -1,13 +1,18 @@
-"""Predict tab: type a review, pick a finished run or its base checkpoint, see label probabilities."""
+"""Predict tab: type a review (or upload many), pick a finished run or its base checkpoint, see label probabilities."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from ftui.data import read_table
 from ftui.engine import Engine
 from ftui.errors import FtuiError
+from ftui.predict import predictions_frame, texts_from_lines, texts_from_table
+from ftui.ui.common import error_md, ok_md
 
 EXAMPLES = [
     "The battery died after two days and support never answered.",
@@ -51,4 +56,43 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
         return gr.update(choices=found, value=current if current in keys else (keys[0] if keys else None))
 
     refresh.click(refresh_choices, model, model, api_visibility="private")
+
+    with gr.Accordion("Many reviews at once", open=False):
+        gr.Markdown("One review per line, or a CSV / JSONL / Parquet file with a text column. Results download as CSV.")
+        with gr.Row():
+            lines = gr.Textbox(lines=5, label="Reviews, one per line", elem_id="batch-text", scale=3)
+            upload = gr.File(label="…or a file", file_types=[".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt"], scale=2)
+        with gr.Row():
+            fast = gr.Checkbox(
+                value=engine.device == "cpu",
+                label="Fast int8 copy on CPU (about 3x faster; on rotten_tomatoes 96% same labels, accuracy -0.4 pt)",
+                interactive=engine.device == "cpu",
+            )
+            batch_go = gr.Button("Predict all", elem_id="batch-btn")
+        batch_msg = gr.Markdown(elem_id="batch-status")
+        table = gr.Dataframe(label="Predictions (first 200 rows)", interactive=False, elem_id="batch-table")
+        download = gr.File(label="All predictions (CSV)", interactive=False, elem_id="batch-download")
+
+    def predict_batch(block: str, file: str | None, model_key: str | None, int8: bool = False) -> tuple[str, Any, Any]:
+        try:
+            if file:
+                path = Path(file)
+                texts = (
+                    texts_from_lines(path.read_text(errors="replace"))
+                    if path.suffix == ".txt"
+                    else texts_from_table(read_table(path))
+                )
+            else:
+                texts = texts_from_lines(block)
+            probs = engine.predict_many(texts, model_key or None, int8=bool(int8))
+        except FtuiError as exc:
+            return error_md(exc), gr.skip(), None
+        frame = predictions_frame(texts, probs)
+        out = Path(tempfile.mkdtemp(prefix="ftui-predictions-")) / "predictions.csv"
+        frame.to_csv(out, index=False)
+        counts = frame["label"].value_counts().to_dict()
+        summary = ", ".join(f"{k}: {v}" for k, v in counts.items())
+        return ok_md(f"{len(frame):,} reviews scored ({summary})."), frame.head(200), str(out)
+
+    batch_go.click(predict_batch, [lines, upload, model, fast], [batch_msg, table, download], api_name="predict_batch")
     return model, refresh_choices

@@ -1,0 +1,46 @@
+"""The benchmark scripts keep their contract: one invocation, three recipes, a final JSON line with the ratios."""
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+
+def run_script(*args: str) -> dict:
+    proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_train_speed_contract(tiny_bert_dir):
+    out = run_script(
+        "bench/train_speed.py", "--device", "cpu", "--synthetic", "96", "--model", str(tiny_bert_dir),
+        "--max-steps", "3", "--batch-size", "16", "--max-length", "64",
+    )  # fmt: skip
+    assert out["device"].startswith("cpu") and out["real_labels"] is False
+    assert set(out["recipes"]) == {"tutorial", "tuned_trainer", "ftui"}
+    for name, r in out["recipes"].items():
+        assert r["samples_per_s"] > 0 and r["epoch_s"] > 0 and r["peak_mem_mb"] > 0, name
+        assert r["steps"] == 3 and "accuracy" not in r  # random labels: no accuracy
+    ft, tut = out["recipes"]["ftui"], out["recipes"]["tutorial"]
+    assert out["ratio_vs_tutorial"] == round(ft["samples_per_s"] / tut["samples_per_s"], 2)
+    assert out["ratio_vs_tuned_trainer"] is not None
+
+
+def test_train_speed_reports_accuracy_with_real_labels(tiny_bert_dir, tmp_path):
+    import pandas as pd
+
+    from ftui.data import read_table
+
+    demo = read_table(REPO / "assets" / "demo_reviews.csv")
+    for split, part in (("train", demo[:200]), ("validation", demo[200:260]), ("test", demo[260:])):
+        part[["text", "label"]].to_csv(tmp_path / f"{split}.csv", index=False)
+    assert len(pd.read_csv(tmp_path / "test.csv")) == 60
+    out = run_script(
+        "bench/train_speed.py", "--device", "cpu", "--data", str(tmp_path), "--model", str(tiny_bert_dir),
+        "--recipes", "tuned_trainer,ftui", "--batch-size", "32", "--max-length", "64",
+    )  # fmt: skip
+    assert out["real_labels"] is True and out["ratio_vs_tutorial"] is None
+    for r in out["recipes"].values():
+        assert 0 <= r["accuracy"] <= 1 and r["train_samples"] == 200
