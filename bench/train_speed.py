@@ -127,10 +127,12 @@ def run_trainer(args: argparse.Namespace, data_dir: Path, model_dir: Path, tuned
         collator = DataCollatorWithPadding(tok, pad_to_multiple_of=8)
         batch = args.batch_size
     else:
+        # The course's line pads every example to the tokenizer's maximum (512) at map time; tiny test models with
+        # fewer positions get their own maximum instead.
+        pad_to = min(tok.model_max_length, getattr(model.config, "max_position_embeddings", tok.model_max_length))
 
         def encode(b: dict[str, list]) -> dict[str, list]:
-            # The course's line: every example padded to the model's maximum length (512) at map time.
-            return tok(b["text"], padding="max_length", truncation=True)
+            return tok(b["text"], padding="max_length", truncation=True, max_length=pad_to)
 
         collator = None
         batch = args.tutorial_batch_size

@@ -1,4 +1,4 @@
-"""Headless entry point: `python -m ftui train ...` runs the engine without the UI and prints JSON lines."""
+"""Headless entry point: `python -m ftui train ...` prints a run's metrics as JSON lines; `runs list|show` reads the store."""
 
 from __future__ import annotations
 
@@ -66,14 +66,53 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-steps", type=int, default=0, help="stop after this many optimizer steps; 0 = all epochs")
     t.add_argument("--no-frozen-cache", action="store_true", help="recompute frozen layers every epoch")
     t.add_argument("--run-name", default="")
+    t.add_argument("--report-to", default="", help="extra metric sinks: tensorboard, trackio (when installed)")
     t.add_argument("--runs-dir", default=None, help="where runs are saved (default: ./runs or $FTUI_RUNS_DIR)")
     t.add_argument("--offline", action="store_true", help="do not contact the Hub")
+    r = sub.add_parser("runs", help="read the experiment store")
+    rsub = r.add_subparsers(dest="runs_command", required=True)
+    ls = rsub.add_parser("list", help="every run, oldest first")
+    show = rsub.add_parser("show", help="one run with its config, result and every logged metric")
+    show.add_argument("run", help="run id (or a unique name)")
+    for q in (ls, show):
+        q.add_argument("--json", action="store_true", help="machine-readable output")
+        q.add_argument("--runs-dir", default=None, help="runs folder (default: ./runs or $FTUI_RUNS_DIR)")
     return p
+
+
+def runs_command(args: argparse.Namespace) -> int:
+    """`runs list` / `runs show`: read the store directly (no Hub check, no engine)."""
+    import os
+
+    from ftui.experiments import run_row
+    from ftui.store import Store
+
+    store = Store(Path(args.runs_dir or os.environ.get("FTUI_RUNS_DIR") or Path.cwd() / "runs").resolve())
+    store.mark_interrupted()
+    records = store.runs()
+    if args.runs_command == "list":
+        rows = [run_row(r) for r in records]
+        if args.json:
+            print(json.dumps(rows))
+        else:
+            for row in rows:
+                acc = "-" if row["test_acc"] is None else f"{row['test_acc']:.4f}"
+                print(f"{row['run_id']}  {row['status']:<11} test_acc={acc:<7} {row['name']}")
+        return 0
+    matches = [r for r in records if args.run in (r["run_id"], r["name"])]
+    if len(matches) != 1:
+        print(json.dumps({"error": f"{len(matches)} runs match {args.run!r}"}) if args.json else f"{len(matches)} runs match")
+        return 2
+    rec = store.get(matches[0]["run_id"])
+    print(json.dumps(rec, default=str) if args.json else json.dumps(rec, indent=1, default=str))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; exit code 0 when the run completed, 1 otherwise."""
     args = build_parser().parse_args(argv)
+    if args.command == "runs":
+        return runs_command(args)
     import os
 
     from ftui.engine import Engine
@@ -99,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             evals_per_epoch=args.evals_per_epoch,
             early_stopping_patience=args.early_stopping_patience,
             run_name=args.run_name,
+            report_to=args.report_to,
             max_steps=args.max_steps,
             frozen_cache=not args.no_frozen_cache,
         ),

@@ -82,6 +82,7 @@ class TrainConfig:
         default=True, metadata={"help": "reuse the frozen layers' outputs after their first pass instead of recomputing"}
     )
     run_name: str = field(default="", metadata={"help": "label for the run; empty = generated"})
+    report_to: str = field(default="", metadata={"help": "extra metric sinks, comma-separated: tensorboard, trackio"})
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,16 @@ def validate_train(cfg: TrainConfig) -> list[str]:
     _int_in(errors, "evaluations per epoch", cfg.evals_per_epoch, 1, 100)
     _int_in(errors, "early-stopping patience", cfg.early_stopping_patience, 0, 1000)
     _int_in(errors, "max steps", cfg.max_steps, 0, 10_000_000)
+    from ftui import sinks
+
+    if not isinstance(cfg.report_to, str):
+        errors.append("report_to must be text such as 'tensorboard'")
+    else:
+        for name in sinks.parse(cfg.report_to):
+            if name not in sinks.SINKS:
+                errors.append(f"unknown metric sink '{name}' (choose from {', '.join(sinks.SINKS)})")
+            elif name not in sinks.available():
+                errors.append(f"metric sink '{name}' is not installed (pip install {name})")
     if not isinstance(cfg.frozen_cache, bool):
         errors.append(f"frozen-layer cache must be true or false (got {cfg.frozen_cache!r})")
     if len(cfg.run_name) > 100 or any(c in cfg.run_name for c in "/\\\0"):

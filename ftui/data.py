@@ -404,3 +404,35 @@ def text_lengths(bundle: DataBundle, tokenizer: Any = None, limit: int = 2000) -
         enc = tokenizer(texts, add_special_tokens=True, truncation=False)
         return [len(ids) for ids in enc["input_ids"]], "tokens"
     return [len(t.split()) for t in texts], "words"
+
+
+IMBALANCE_RATIO = 3.0  # largest class over smallest in train above which the Data tab warns
+
+
+def sanity_report(bundle: DataBundle) -> list[str]:
+    """Warnings to read before training: class imbalance, labels unseen in train, texts shared across splits."""
+    out: list[str] = []
+    names = bundle.label_names
+    counts = {s: pd.Series(ds[LABEL]).value_counts() for s, ds in bundle.splits.items()}
+    train = counts.get("train", pd.Series(dtype=int))
+    present = train[train > 0]
+    if len(present) >= 2 and present.min() * IMBALANCE_RATIO <= present.max():
+        ratio = present.max() / present.min()
+        share = ", ".join(f"{names[i]} {n / present.sum():.0%}" for i, n in present.sort_values(ascending=False).items())
+        out.append(
+            f"Class imbalance in train: the largest class is {ratio:.1f}x the smallest ({share}). Accuracy will flatter "
+            "the model; watch macro-F1 and the per-class scores."
+        )
+    for split in ("validation", "test"):
+        unseen = sorted(set(counts.get(split, pd.Series(dtype=int)).index) - set(present.index))
+        if unseen:
+            out.append(f"Labels in {split} but not in train: {', '.join(names[i] for i in unseen)}. The model cannot learn them.")
+    texts = {s: set(ds[TEXT]) for s, ds in bundle.splits.items()}
+    for a, b in (("train", "validation"), ("train", "test"), ("validation", "test")):
+        shared = len(texts.get(a, set()) & texts.get(b, set()))
+        if shared:
+            out.append(
+                f"{shared} text(s) appear in both {a} and {b} (leakage): scores on {b} will be optimistic. "
+                "Remove the duplicates or re-split."
+            )
+    return out

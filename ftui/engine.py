@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import threading
 import time
 import uuid
@@ -12,19 +13,23 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
-from ftui import hub
+from ftui import export, hub
 from ftui.batching import TokenCache
 from ftui.config import DataConfig, ModelConfig, RunConfig, validate_data, validate_model, validate_run
-from ftui.data import DataBundle, load_data
+from ftui.data import LABEL, TEXT, TEXT_PAIR, DataBundle, load_data
 from ftui.errors import ConfigError, FtuiError, HubError, ModelError, RunInProgress
 from ftui.hub import HubStatus
+from ftui.metrics import compute_metrics
 from ftui.modeling import ModelSummary, build_model, display_name, load_classifier, load_tokenizer, summarize
 from ftui.predict import Predictor, int8_loader
 from ftui.runs import RUN_FILE, Run
-from ftui.training import MODEL_DIR, pick_device, train_run
+from ftui.store import Store
+from ftui.training import MODEL_DIR, PREDICTIONS_FILE, RESUME_DIR, can_resume, pick_device, train_run
 
+RUN_ID_RE = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}|[A-Za-z0-9][A-Za-z0-9_.-]{0,80}")
 MAX_BATCH_TEXTS = 10_000  # one batch prediction; bounds memory and the time one call holds a model
 ONLINE_DATASET = "cornell-movie-review-data/rotten_tomatoes"
 ONLINE_CHECKPOINT = "distilbert/distilbert-base-uncased"
@@ -40,6 +45,16 @@ def _quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
+
+
+def map_labels(theirs: list[str], ours: list[str]) -> dict[str, int] | None:
+    """Map another model's label names onto ours: by name (case-insensitive), else LABEL_i / same count by index."""
+    low = {n.lower(): i for i, n in enumerate(ours)}
+    if all(t.lower() in low for t in theirs):
+        return {t: low[t.lower()] for t in theirs}
+    if len(theirs) == len(ours):
+        return {t: i for i, t in enumerate(theirs)}
+    return None
 
 
 def _token_key(token: str | None) -> str:
@@ -76,6 +91,7 @@ class Engine:
         self._tokenizers: dict[tuple[Any, ...], Any] = {}
         self.predictor = Predictor()
         self.token_cache = TokenCache()
+        self.store = Store(self.runs_dir)
         self._load_finished_runs()
 
     # ------------------------------------------------------------------------------------------------ defaults
@@ -156,12 +172,34 @@ class Engine:
 
     # ---------------------------------------------------------------------------------------------------- runs
     def _load_finished_runs(self) -> None:
-        for path in sorted(self.runs_dir.glob(f"*/{RUN_FILE}")):
+        """Runs from the store (unfinished ones of dead processes become interrupted), plus older run.json folders."""
+        self.store.mark_interrupted()
+        found: dict[str, Run] = {}
+        for rec in self.store.runs():
             try:
-                run = Run.load(path.parent)
+                rec["events"] = self.store.events(rec["run_id"])
+                found[rec["run_id"]] = Run.from_record(rec, self._run_dir(rec["run_id"]), self.store)
             except Exception:
                 continue  # one unreadable record must not hide the others
+        for path in sorted(self.runs_dir.glob(f"*/{RUN_FILE}")):
+            if path.parent.name in found:
+                continue
+            try:
+                run = Run.load(path.parent)
+                self.store.save_run(run.header())  # a run from before the store existed: import it
+                self.store.replace_events(run.run_id, run.events())
+                run.store = self.store
+            except Exception:
+                continue
+            found[run.run_id] = run
+        for run in sorted(found.values(), key=lambda r: (r.started_at, r.run_id)):
             self._runs[run.run_id] = run
+
+    def _run_dir(self, run_id: str) -> Path:
+        """A run's folder; ids come from the store or the UI, so refuse anything that is not a plain name."""
+        if not RUN_ID_RE.fullmatch(run_id or ""):
+            raise FtuiError(f"'{run_id}' is not a run id.", "Pick a run from the table.")
+        return self.runs_dir / run_id
 
     def start_run(self, cfg: RunConfig, token: str | None = None) -> Run:
         """Validate, then train in a background thread; RunInProgress while another run is going."""
@@ -175,7 +213,7 @@ class Engine:
             run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
             model_part, data_part = _slug(display_name(cfg.model)), _slug(cfg.data.dataset_id or "demo")
             name = cfg.train.run_name.strip() or f"{model_part}-{data_part}-f{cfg.model.freeze_depth}-{run_id[9:15]}"
-            run = Run(run_id, name, cfg, self.runs_dir / run_id)
+            run = Run(run_id, name, cfg, self.runs_dir / run_id, store=self.store)
             self._current = run
             self._runs[run_id] = run
         try:
@@ -190,10 +228,158 @@ class Engine:
                 self._runs.pop(run_id, None)
                 self._current = None
             raise exc
+        run.save_header()
         self._thread = threading.Thread(
             target=train_run,
             args=(run, lambda: self.load_data(cfg.data, token), token, self.token_cache),
             name=f"ftui-run-{run_id}",
+            daemon=True,
+        )
+        self._thread.start()
+        return run
+
+    # --------------------------------------------------------------------------------------------- experiments
+    def _finished_run(self, run_id: str) -> Run:
+        run = self.get_run(run_id) if RUN_ID_RE.fullmatch(run_id or "") else None
+        if run is None:
+            raise FtuiError(f"No run '{run_id}'.", "Pick a run from the table (press Refresh if it was just deleted).")
+        return run
+
+    def rename_run(self, run_id: str, name: str) -> Run:
+        """Give a run a new display name."""
+        name = (name or "").strip()
+        if not name or len(name) > 100 or any(c in name for c in "/\\\0"):
+            raise FtuiError("A run name needs 1 to 100 characters and no slashes.", "Type another name.")
+        run = self._finished_run(run_id)
+        run.name = name
+        self.store.update(run_id, name=name)
+        if run.status.finished:
+            run.save()
+        return run
+
+    def set_note(self, run_id: str, note: str) -> Run:
+        """Attach a free-text note to a run."""
+        note = (note or "")[:2000]
+        run = self._finished_run(run_id)
+        run.note = note
+        self.store.update(run_id, note=note)
+        if run.status.finished:
+            run.save()
+        return run
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove a finished run: its record, events and files."""
+        run = self._finished_run(run_id)
+        if not run.status.finished:
+            raise FtuiError(f"Run '{run.name}' is still going.", "Stop it first, then delete it.")
+        with self._lock:
+            self._runs.pop(run_id, None)
+            if self._current is run:
+                self._current = None
+        self.store.delete(run_id)
+        for key in (f"run:{run_id}", f"base:{run_id}", f"run:{run_id}#int8", f"base:{run_id}#int8"):
+            self.predictor.forget(key)
+        target = run.out_dir.resolve()
+        if target.parent == self.runs_dir and target.exists():
+            shutil.rmtree(target, ignore_errors=True)
+
+    def run_records(self) -> list[dict[str, Any]]:
+        """Every run as a stored record (header + events), oldest first, including the live one."""
+        return [r.to_json() for r in self.runs()]
+
+    def run_record(self, run_id: str) -> dict[str, Any]:
+        """One run's record."""
+        return self._finished_run(run_id).to_json()
+
+    def test_predictions(self, run_id: str) -> pd.DataFrame:
+        """The run's saved test-set predictions (text, label, predicted, confidence, class probabilities)."""
+        run = self._finished_run(run_id)
+        path = run.out_dir / PREDICTIONS_FILE
+        if not path.exists():
+            raise FtuiError(f"Run '{run.name}' has no test predictions.", "Only runs that completed have them.")
+        return pd.read_parquet(path)
+
+    def score_checkpoint(self, run_id: str, hub_id: str | None = None, token: str | None = None) -> dict[str, Any]:
+        """Score the run's test set with its base checkpoint (same seeded head) or a ready fine-tuned Hub classifier."""
+        run = self._finished_run(run_id)
+        bundle = self.load_data(run.config.data, token)
+        texts = bundle.splits["test"][TEXT]
+        if TEXT_PAIR in bundle.splits["test"].column_names:
+            raise FtuiError("Baselines for sentence-pair tasks are not supported yet.", "Compare runs in the table instead.")
+        gold = bundle.splits["test"][LABEL]
+        names = list(run.label_names)
+        if hub_id:
+            cfg = ModelConfig(source="hub", checkpoint=hub_id.strip())
+            problems = validate_model(cfg)
+            if problems:
+                raise ModelError(problems[0] + ".", "Use 'owner/name'.")
+            key = f"hub:{hub_id.strip()}"
+
+            def load_hub() -> tuple[Any, Any, list[str]]:
+                from transformers import AutoModelForSequenceClassification
+
+                try:
+                    model = AutoModelForSequenceClassification.from_pretrained(hub_id.strip(), token=token or None)
+                except Exception as exc:
+                    raise hub.explain_hub_error(exc, "checkpoint", hub_id.strip()) from exc
+                labels = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
+                return model.to(self.device).eval(), load_tokenizer(cfg, token), labels
+
+            loader = load_hub
+        else:
+            key, loader = f"base:{run_id}", self._loader(f"base:{run_id}")
+        probs = self.predictor.predict(key, loader, list(texts), max_length=run.config.train.max_length)
+        theirs = list(probs[0].keys()) if probs else []
+        mapping = map_labels(theirs, names)
+        if mapping is None:
+            raise FtuiError(
+                f"'{hub_id}' predicts {theirs}, which do not match this run's labels {names}.",
+                "Pick a classifier trained on the same labels.",
+            )
+        preds = [mapping[max(p, key=p.__getitem__)] for p in probs]
+        m = compute_metrics(preds, gold)
+        return {"model": hub_id or f"{display_name(run.config.model)} (base, untrained head)", **m, "n": len(gold)}
+
+    def export_zip(self, run_id: str) -> Path:
+        """A zip of the run's model, tokenizer, labels, config, metrics and model card."""
+        run = self._finished_run(run_id)
+        rec = run.to_json()
+        return export.export_zip(rec, run.out_dir, run.out_dir / "export", self._base_limitations(run))
+
+    def push_to_hub(self, run_id: str, repo_id: str, token: str | None, private: bool = True) -> str:
+        """Upload the run's model with a generated card; the token is used for this call only."""
+        run = self._finished_run(run_id)
+        if not self.hub.online:
+            raise HubError(f"{hub.OFFLINE_MESSAGE}, so nothing can be pushed.", "Download the zip instead and upload it later.")
+        return export.push_to_hub(run.to_json(), run.out_dir, repo_id, token or "", private, self._base_limitations(run))
+
+    def _base_limitations(self, run: Run) -> str:
+        try:
+            return self.model_summary(run.config.model).card_limitations
+        except Exception:  # noqa: BLE001 - the card is optional; an offline Hub model has none
+            return ""
+
+    def resume_run(self, run_id: str, token: str | None = None) -> Run:
+        """Continue a stopped or interrupted run from its last snapshot, in the same record."""
+        run = self._finished_run(run_id)
+        if not can_resume(run):
+            raise FtuiError(
+                f"Run '{run.name}' cannot be resumed ({run.status.value}).",
+                "Only stopped or interrupted runs that reached a saved step can be resumed.",
+            )
+        import torch as _torch
+
+        snap = _torch.load(run.out_dir / RESUME_DIR / "state.pt", map_location="cpu", weights_only=True, mmap=True)
+        with self._lock:
+            if self._current is not None and not self._current.status.finished:
+                raise RunInProgress(self._current.name)
+            run.reopen(int(snap["step"]))
+            self._current = run
+        del snap
+        self._thread = threading.Thread(
+            target=train_run,
+            args=(run, lambda: self.load_data(run.config.data, token), token, self.token_cache, True),
+            name=f"ftui-resume-{run_id}",
             daemon=True,
         )
         self._thread.start()

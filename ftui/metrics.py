@@ -72,3 +72,23 @@ def compute_metrics(preds: Sequence[int], labels: Sequence[int]) -> dict[str, fl
         except Exception:
             pass  # fall through to the local numbers, which are the same formulas
     return {"accuracy": accuracy(preds, labels), "macro_f1": macro_f1(preds, labels)}
+
+
+def confusion(preds: Sequence[int], labels: Sequence[int], n_classes: int) -> np.ndarray:
+    """Counts [true class, predicted class] (scikit-learn's confusion_matrix layout)."""
+    m = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(m, (np.asarray(labels, dtype=np.int64), np.asarray(preds, dtype=np.int64)), 1)
+    return m
+
+
+def per_class(preds: Sequence[int], labels: Sequence[int], names: Sequence[str]) -> list[dict[str, Any]]:
+    """Precision, recall, F1 and support per class (0 where undefined, as scikit-learn with zero_division=0)."""
+    m = confusion(preds, labels, len(names))
+    rows = []
+    for i, name in enumerate(names):
+        tp, fp, fn = float(m[i, i]), float(m[:, i].sum() - m[i, i]), float(m[i, :].sum() - m[i, i])
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        rows.append({"class": name, "precision": precision, "recall": recall, "f1": f1, "support": int(m[i, :].sum())})
+    return rows

@@ -46,6 +46,43 @@ def accuracy_figure(events: Sequence[dict[str, Any]], revision: str = "") -> go.
     return fig
 
 
+COMPARE_METRICS = {
+    "train loss": ("train", "loss"),
+    "eval loss": ("eval", "eval_loss"),
+    "eval accuracy": ("eval", "eval_accuracy"),
+    "eval macro-F1": ("eval", "eval_macro_f1"),
+}
+
+
+def compare_figure(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], metric: str) -> go.Figure:
+    """One metric of several runs overlaid against epoch (runs differ in steps per epoch, so epochs line up)."""
+    kind, key = COMPARE_METRICS[metric]
+    fig = go.Figure()
+    for name, events in runs:
+        pts = [(e.get("epoch", e["step"]), e[key]) for e in events if e.get("type") == kind and key in e]
+        fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=name))
+    extra = {"yaxis_range": [0, 1.02]} if "accuracy" in metric or "F1" in metric else {}
+    fig.update_layout(title=metric, xaxis_title="epoch", **extra, **_LAYOUT)
+    return fig
+
+
+def confusion_figure(matrix: Sequence[Sequence[int]], names: Sequence[str]) -> go.Figure:
+    """Heatmap of counts, true class down, predicted class across, each cell labelled."""
+    fig = go.Figure(
+        go.Heatmap(
+            z=[list(r) for r in matrix],
+            x=[f"pred: {n}" for n in names],
+            y=[f"true: {n}" for n in names],
+            text=[[str(v) for v in r] for r in matrix],
+            texttemplate="%{text}",
+            colorscale="Blues",
+            showscale=False,
+        )
+    )
+    fig.update_layout(title="Confusion matrix (test)", yaxis_autorange="reversed", **{**_LAYOUT, "height": 360})
+    return fig
+
+
 def label_distribution_figure(counts: pd.DataFrame) -> go.Figure:
     """Bars of rows per label, grouped by split (from data.label_counts)."""
     fig = go.Figure()

@@ -58,6 +58,8 @@ class Run:
     out_dir: Path
     label_names: list[str] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
+    note: str = ""
+    store: Any = field(default=None, repr=False, compare=False)  # ftui.store.Store: every change is also written there
 
     def __post_init__(self) -> None:
         self._cond = threading.Condition()
@@ -70,13 +72,22 @@ class Run:
         self.ended_at: float | None = None
         self.stop_event = threading.Event()
         self.done = threading.Event()
+        self.listeners: list[Any] = []  # extra metric sinks (TensorBoard, trackio), called with each event
 
     # ---- writers
     def log(self, event: dict[str, Any]) -> None:
         """Append one metrics event (e.g. {'type': 'train', 'step': 3, 'loss': 0.7})."""
         with self._cond:
-            self._events.append({**event, "time": round(time.time() - self.started_at, 3)})
+            ev = {**event, "time": round(time.time() - self.started_at, 3)}
+            self._events.append(ev)
+            seq = len(self._events) - 1
             self._bump()
+        self._persist(lambda st: st.add_event(self.run_id, seq, ev))
+        for listener in list(self.listeners):
+            try:
+                listener(ev)
+            except Exception:  # noqa: BLE001 - a broken sink must not break the run
+                self.listeners.remove(listener)
 
     def set_progress(self, **fields_: Any) -> None:
         """Merge progress fields (phase, step, total_steps, eta_s, samples_per_s, memory_mb, device)."""
@@ -89,6 +100,7 @@ class Run:
         with self._cond:
             self._status = status
             self._bump()
+        self._persist(lambda st: st.save_run(self.header()))
 
     def finish(
         self, status: RunStatus, error: str | None = None, result: dict[str, Any] | None = None, persist: bool = True
@@ -103,6 +115,7 @@ class Run:
             self._progress["phase"] = status.value
             self._bump()
         if persist:
+            self._persist(lambda st: st.save_run(self.header()))
             try:
                 self.save()  # before `done`, so whoever waits on it reads a complete record
             except OSError as exc:
@@ -111,9 +124,40 @@ class Run:
                     self._bump()
         self.done.set()
 
+    def save_header(self) -> None:
+        """Write the run's header to the store now (at creation, before any event)."""
+        self._persist(lambda st: st.save_run(self.header()))
+
+    def _persist(self, write: Any) -> None:
+        """Write through to the store; a failing store (disk full) is reported but never stops training."""
+        if self.store is None:
+            return
+        try:
+            write(self.store)
+        except Exception as exc:  # noqa: BLE001 - sqlite3.Error, OSError: the run goes on, the UI shows why
+            with self._cond:
+                self._progress["store_error"] = f"could not write to the experiment store: {exc}"
+                self._bump()
+
     def _bump(self) -> None:
         self._version += 1
         self._cond.notify_all()
+
+    def reopen(self, keep_until_step: int) -> None:
+        """Make a stopped/interrupted run live again for a resume: events after the snapshot's step are dropped."""
+        with self._cond:
+            self._events = [
+                e for e in self._events if e.get("type") in ("start", "resume") or (e.get("step") or 0) <= keep_until_step
+            ]
+            self._status, self._error, self.ended_at = RunStatus.QUEUED, None, None
+            self._result = {}
+            self._progress = {"phase": "resuming"}
+            self.stop_event.clear()
+            self.done.clear()
+            events = list(self._events)
+            self._bump()
+        self._persist(lambda st: st.replace_events(self.run_id, events))
+        self._persist(lambda st: st.save_run(self.header()))
 
     def request_stop(self) -> None:
         """Ask the worker to end between steps."""
@@ -172,12 +216,20 @@ class Run:
             return self._version
 
     # ---- persistence
+    def header(self) -> dict[str, Any]:
+        """The run's record without its events (the store's runs row)."""
+        rec = self.to_json()
+        rec.pop("events")
+        return rec
+
     def to_json(self) -> dict[str, Any]:
         """Record of the run for run.json (no secrets: tokens never enter a RunConfig)."""
         snap = self.snapshot()
         return {
             "run_id": self.run_id,
             "name": self.name,
+            "note": self.note,
+            "out_dir": str(self.out_dir),
             "status": snap.status.value,
             "error": snap.error,
             "config": self.config.to_dict(),
@@ -199,7 +251,13 @@ class Run:
     def load(cls, out_dir: Path) -> Run:
         """A finished run read back from its folder; one left 'running' by a dead process is 'interrupted'."""
         d = json.loads((out_dir / RUN_FILE).read_text())
+        return cls.from_record(d, out_dir)
+
+    @classmethod
+    def from_record(cls, d: dict[str, Any], out_dir: Path, store: Any = None) -> Run:
+        """A run rebuilt from a stored record (run.json or the store); unfinished ones become 'interrupted'."""
         run = cls(d["run_id"], d["name"], RunConfig.from_dict(d.get("config", {})), out_dir, list(d.get("label_names", [])))
+        run.note = d.get("note") or ""
         run.started_at = float(d.get("started_at") or time.time())
         run._events = list(d.get("events", []))
         status = RunStatus(d.get("status", "failed"))
@@ -207,4 +265,5 @@ class Run:
             status = RunStatus.INTERRUPTED
         run.finish(status, d.get("error"), d.get("result") or {}, persist=False)
         run.ended_at = d.get("ended_at") or run.ended_at
+        run.store = store
         return run

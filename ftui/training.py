@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import math
 import os
@@ -17,9 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ftui import sinks
 from ftui.batching import TokenCache, Tokenized, collate, eval_batches, length_grouped_batches, tokenize_split
 from ftui.config import RunConfig
-from ftui.data import DataBundle
+from ftui.data import LABEL, TEXT, TEXT_PAIR, DataBundle
 from ftui.errors import FtuiError, StopRequested
 from ftui.metrics import compute_metrics
 from ftui.modeling import apply_freeze, build_model, frozen_prefix, load_classifier, load_tokenizer, save_classifier
@@ -27,6 +29,9 @@ from ftui.prefix_cache import PrefixCache
 from ftui.runs import Run, RunStatus
 
 MODEL_DIR = "model"
+RESUME_DIR = "resume"
+RESUME_EVERY_S = 30.0  # at most one resume snapshot (weights + optimizer) per this many seconds, and one at Stop
+PREDICTIONS_FILE = "test_predictions.parquet"
 
 
 def pick_device() -> str:
@@ -95,12 +100,18 @@ def evaluate(
     stop: Callable[[], bool] = lambda: False,
     cache: PrefixCache | None = None,
     split: str = "validation",
+    probs_out: list[np.ndarray] | None = None,
 ) -> dict[str, float]:
-    """Mean loss, accuracy and macro-F1 on one tokenized split (predictions stay on the device until the end)."""
+    """Mean loss, accuracy and macro-F1 on one tokenized split (predictions stay on the device until the end).
+
+    With probs_out, the class probabilities of every row (in the split's order) are appended to it.
+    """
     was_training = model.training
     model.eval()
     preds: list[torch.Tensor] = []
     labels: list[torch.Tensor] = []
+    probs: list[torch.Tensor] = []
+    order: list[np.ndarray] = []
     total_loss = torch.zeros((), device=device)
     for idx in eval_batches(tok.lengths, batch_size):
         if stop():
@@ -113,7 +124,15 @@ def evaluate(
         total_loss += nn.functional.cross_entropy(logits, y, reduction="sum")
         preds.append(logits.argmax(-1))
         labels.append(y)
+        if probs_out is not None:
+            probs.append(torch.softmax(logits, -1))
+            order.append(idx)
     model.train(was_training)
+    if probs_out is not None and probs:
+        flat = torch.cat(probs).cpu().numpy()
+        out = np.empty_like(flat)
+        out[np.concatenate(order)] = flat
+        probs_out.append(out)
     p = torch.cat(preds).tolist() if preds else []
     y_all = torch.cat(labels).tolist() if labels else []
     metrics = compute_metrics(p, y_all)
@@ -166,7 +185,11 @@ def _is_oom(exc: BaseException) -> bool:
 
 # -------------------------------------------------------------------------------------------------------- loop
 def train_run(
-    run: Run, load_bundle: Callable[[], DataBundle], token: str | None = None, token_cache: TokenCache | None = None
+    run: Run,
+    load_bundle: Callable[[], DataBundle],
+    token: str | None = None,
+    token_cache: TokenCache | None = None,
+    resume: bool = False,
 ) -> None:
     """Worker body: never raises; the outcome lands in run.finish(...) and run.json."""
     device = pick_device()
@@ -175,7 +198,8 @@ def train_run(
         run.set_status(RunStatus.RUNNING)
         run.set_progress(phase="loading data", device=device)
         run.save()
-        _train(run, load_bundle, token, device, state, token_cache)
+        run.listeners = sinks.open_sinks(sinks.parse(run.config.train.report_to), run.name, run.out_dir, run.config.to_dict())
+        _train(run, load_bundle, token, device, state, token_cache, resume)
     except StopRequested:
         _finish_stopped(run, state)
     except FtuiError as exc:
@@ -186,6 +210,10 @@ def train_run(
         else:
             run.finish(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
     finally:
+        for close in run.listeners:
+            with contextlib.suppress(Exception):
+                close(None)
+        run.listeners = []
         state.clear()
         gc.collect()
         if device == "cuda":
@@ -195,6 +223,9 @@ def train_run(
 def _finish_stopped(run: Run, state: dict[str, Any]) -> None:
     """Keep the best checkpoint so far; with none yet, save the current weights so nothing is lost."""
     result: dict[str, Any] = {}
+    if "resume" in state:
+        with contextlib.suppress(Exception):  # resuming is a convenience; the stop must land regardless
+            state["resume"]()
     if not (run.out_dir / MODEL_DIR).exists() and "model" in state:
         with contextlib.suppress(Exception):  # a half-built model may not save; the stop itself must still land
             _save_best(state["model"], state["tokenizer"], run)
@@ -224,6 +255,7 @@ def _train(
     device: str,
     state: dict[str, Any],
     token_cache: TokenCache | None = None,
+    resume: bool = False,
 ) -> None:
     cfg, t = run.config, run.config.train
     depth = cfg.model.freeze_depth
@@ -284,11 +316,26 @@ def _train(
     running_n, window_samples, samples_seen = 0, 0, 0
     t0 = window_t0 = epoch_t0 = time.perf_counter()
     aside = epoch_aside = 0.0  # seconds spent evaluating and saving, kept out of the training speed
-    epoch_no = 0
+    epoch_no, skip = 0, 0
+    if resume:
+        r = _load_resume(run, model, opt, sched, scaler, gen)
+        step, micro, epoch_no, skip = r["step"], r["micro"], r["epoch_no"], r["batch_in_epoch"]
+        best, evals_since_best, samples_seen = r["best"], r["evals_since_best"], r["samples_seen"]
+        if skip >= micro_per_epoch:  # saved at the last step of an epoch: that epoch is complete
+            epoch_no += 1
+        state["best"] = best
+        run.log({"type": "resume", "step": step})
+    first_step = step
+    resume_point: dict[str, Any] = {}
+    state["resume"] = functools.partial(_save_resume, run, model, opt, sched, scaler, resume_point)
+    last_resume_save = time.monotonic()
     _set_train_mode(model, depth)
-    done = False
+    done = step >= total_steps
     while not done:
-        for idx in length_grouped_batches(train_lengths, t.batch_size, gen):
+        epoch_gen_state = gen.get_state()
+        batches = length_grouped_batches(train_lengths, t.batch_size, gen)
+        for bi in range(skip, len(batches)):
+            idx = batches[bi]
             if stop():
                 raise StopRequested
             batch = collate(enc["train"], idx, pad_id, device)
@@ -317,6 +364,16 @@ def _train(
             opt.zero_grad(set_to_none=True)
             step += 1
             epoch = step / steps_per_epoch
+            resume_point.update(
+                step=step,
+                micro=micro,
+                epoch_no=epoch_no,
+                batch_in_epoch=bi + 1,
+                epoch_gen_state=epoch_gen_state,
+                best=best,
+                evals_since_best=evals_since_best,
+                samples_seen=samples_seen,
+            )
             # The first step is logged at once so the chart shows a point within seconds of Start.
             if step % log_every == 0 or step == total_steps or step == 1:
                 now = time.perf_counter()
@@ -330,7 +387,7 @@ def _train(
                         "lr": sched.get_last_lr()[0],
                     }
                 )
-                eta = (now - t0) / step * (total_steps - step)
+                eta = (now - t0 - aside) / max(1, step - first_step) * (total_steps - step)
                 run.set_progress(
                     step=step,
                     epoch=round(epoch, 3),
@@ -364,6 +421,10 @@ def _train(
                 else:
                     evals_since_best += 1
                 run.set_progress(phase="training", best_eval_accuracy=best["accuracy"])
+                resume_point.update(best=best, evals_since_best=evals_since_best)
+                if time.monotonic() - last_resume_save >= RESUME_EVERY_S and step < total_steps:
+                    _save_resume(run, model, opt, sched, scaler, resume_point)
+                    last_resume_save = time.monotonic()
                 spent = time.perf_counter() - t_eval
                 aside += spent
                 epoch_aside += spent
@@ -381,8 +442,11 @@ def _train(
                 epoch_t0, epoch_aside = now, 0.0
             if done:
                 break
+        skip = 0
 
     train_loop_s = time.perf_counter() - t0 - aside
+    state.pop("resume", None)
+    shutil.rmtree(run.out_dir / RESUME_DIR, ignore_errors=True)  # finished: nothing left to resume
     # Test the best checkpoint, not the last weights.
     run.set_progress(phase="testing")
     state.pop("model", None)
@@ -390,7 +454,10 @@ def _train(
     state.pop("opt", None)
     best_model, _, _ = load_classifier(run.out_dir / MODEL_DIR, device)
     state["model"] = best_model
-    test = evaluate(best_model, enc["test"], t.batch_size * 2, pad_id, device, amp)
+    test_probs: list[np.ndarray] = []
+    test = evaluate(best_model, enc["test"], t.batch_size * 2, pad_id, device, amp, probs_out=test_probs)
+    with contextlib.suppress(Exception):  # the analysis file is a bonus; the run's metrics stand without it
+        save_predictions(run.out_dir / PREDICTIONS_FILE, bundle.splits["test"], test_probs[0], run.label_names)
     run.log(
         {
             "type": "test",
@@ -419,6 +486,65 @@ def _train(
             "peak_memory_mb": round(peak_memory_mb(device), 1),
         },
     )
+
+
+def _save_resume(run: Run, model: nn.Module, opt: Any, sched: Any, scaler: Any, point: dict[str, Any]) -> None:
+    """Everything needed to continue from the last optimizer step: weights, optimizer, schedule, data order, RNG."""
+    if not point:
+        return  # no step yet: a resume would start from scratch anyway
+    folder = run.out_dir / RESUME_DIR
+    tmp = run.out_dir / f".{RESUME_DIR}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.save(
+        {
+            **point,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "scaler": scaler.state_dict() if scaler else None,
+            "rng": torch.get_rng_state(),
+        },
+        tmp / "state.pt",
+    )
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+
+
+def can_resume(run: Run) -> bool:
+    """True when a stopped or interrupted run left a resume snapshot."""
+    return run.status.value in ("stopped", "interrupted") and (run.out_dir / RESUME_DIR / "state.pt").exists()
+
+
+def _load_resume(run: Run, model: nn.Module, opt: Any, sched: Any, scaler: Any, gen: torch.Generator) -> dict[str, Any]:
+    state = torch.load(run.out_dir / RESUME_DIR / "state.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    if scaler and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    gen.set_state(state["epoch_gen_state"])
+    torch.set_rng_state(state["rng"])
+    return state
+
+
+def save_predictions(path: Path, ds: Any, probs: np.ndarray, names: list[str]) -> None:
+    """Every test row with its true and predicted label and the class probabilities, for error analysis."""
+    import pandas as pd
+
+    pred = probs.argmax(-1)
+    frame = pd.DataFrame({"text": ds[TEXT]})
+    if TEXT_PAIR in ds.column_names:
+        frame["text_pair"] = ds[TEXT_PAIR]
+    frame["label"] = [names[i] for i in ds[LABEL]]
+    frame["predicted"] = [names[i] for i in pred]
+    frame["confidence"] = probs.max(-1)
+    frame["correct"] = frame["label"] == frame["predicted"]
+    for i, name in enumerate(names):
+        frame[f"p({name})"] = probs[:, i]
+    tmp = path.with_suffix(".tmp")
+    frame.to_parquet(tmp)
+    os.replace(tmp, path)
 
 
 def iter_events(run: Run, timeout: float = 3600.0) -> Iterator[dict[str, Any]]:

@@ -67,7 +67,42 @@ def test_batch_predict_endpoint(trained, tmp_path):
     assert "no text to classify" in msg
 
 
-def test_only_predict_endpoints_are_public(trained):
+PUBLIC = ["/compare_runs", "/delete_run", "/evaluate_run", "/export_zip", "/predict", "/predict_batch", "/update_run"]
+
+
+def test_only_the_documented_endpoints_are_public(trained):
     url, _, _ = trained
     api = Client(url, verbose=False).view_api(print_info=False, return_format="dict")
-    assert sorted(api["named_endpoints"]) == ["/predict", "/predict_batch"]
+    assert sorted(api["named_endpoints"]) == PUBLIC
+
+
+def test_runs_endpoints_compare_diff_evaluate_export_delete(trained, tiny_bert_dir):
+    import zipfile
+
+    url, engine, first = trained
+    cfg = RunConfig(
+        data=DataConfig(),
+        model=ModelConfig(source="local", checkpoint=str(tiny_bert_dir), freeze_depth=1),
+        train=TrainConfig(epochs=1, batch_size=32, learning_rate=5e-4),
+    )
+    second = engine.start_run(cfg)
+    assert second.done.wait(120) and engine.join(30) and second.status == RunStatus.COMPLETED
+    client = Client(url, verbose=False)
+    msg, *figs, diff = client.predict([first.run_id, second.run_id], api_name="/compare_runs")
+    assert "2 runs" in msg and len(figs) == 4
+    fields = [row[0] for row in diff["data"]]
+    assert sorted(fields) == ["model.freeze_depth", "train.learning_rate"]
+    summary, per_class, _cm, mistakes, name, note = client.predict(second.run_id, api_name="/evaluate_run")[:6]
+    assert "Test accuracy" in summary and name == second.name
+    assert [row[0] for row in per_class["data"]] == ["negative", "positive"]
+    confidences = [row[mistakes["headers"].index("confidence")] for row in mistakes["data"]]
+    assert confidences == sorted(confidences, reverse=True)  # most confidently wrong first
+    out = client.predict(second.run_id, "second-run", "froze one layer", "", "all", [], api_name="/update_run")
+    assert "Saved" in out[0] and engine.get_run(second.run_id).name == "second-run"
+    status, zip_path = client.predict(second.run_id, api_name="/export_zip")
+    assert "Zip ready" in status and "model/labels.json" in zipfile.ZipFile(zip_path).namelist()
+    out = client.predict(second.run_id, "", "all", [], api_name="/delete_run")
+    assert "Deleted second-run" in out[0]
+    assert engine.get_run(second.run_id) is None and not second.out_dir.exists()
+    out = client.predict("../../etc", "", "all", [], api_name="/delete_run")
+    assert "not a run id" in out[0] or "No run" in out[0]

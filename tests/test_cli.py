@@ -41,6 +41,27 @@ def test_cli_trains_and_streams_json_lines(tiny_bert_dir, tmp_path):
     assert end["status"] == "completed" and 0 <= end["test_accuracy"] <= 1
     assert (tmp_path / end["run_dir"].split("/")[-1] / "model" / "labels.json").exists()
 
+    # The same store, read back by `runs list` / `runs show`.
+    listed = subprocess.run(
+        [sys.executable, "-m", "ftui", "runs", "list", "--json", "--runs-dir", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    rows = json.loads(listed.stdout)
+    assert len(rows) == 1 and rows[0]["status"] == "completed" and rows[0]["freeze"] == 1
+    assert rows[0]["test_acc"] == round(end["test_accuracy"], 4)
+    shown = subprocess.run(
+        [sys.executable, "-m", "ftui", "runs", "show", rows[0]["run_id"], "--json", "--runs-dir", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    rec = json.loads(shown.stdout)
+    assert [e["type"] for e in rec["events"]] == kinds[:-1]  # every event the run printed, minus the CLI's "end"
+    assert rec["config"]["train"]["batch_size"] == 32 and rec["label_names"] == ["negative", "positive"]
+    missing = subprocess.run(
+        [sys.executable, "-m", "ftui", "runs", "show", "nope", "--json", "--runs-dir", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "0 runs match" in missing.stdout
+
 
 def test_cli_reports_bad_settings_as_json(tmp_path):
     cmd = [sys.executable, "-m", "ftui", "train", "--offline", "--lr", "-1", "--runs-dir", str(tmp_path)]

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ftui.config import DataConfig
-from ftui.data import LABEL, TEXT, TEXT_PAIR, label_counts, load_data, prepare, preview_frame, text_lengths
+from ftui.data import LABEL, TEXT, TEXT_PAIR, label_counts, load_data, prepare, preview_frame, sanity_report, text_lengths
 from ftui.errors import DataError
 
 
@@ -191,3 +191,15 @@ def test_shared_rotten_tomatoes_folder():
 
     b = load_data(DataConfig(source="local", dataset_id=str(SHARED_DATA / "rotten_tomatoes")))
     assert b.sizes == {"train": 8530, "validation": 1066, "test": 1066}
+
+
+def test_sanity_report_flags_imbalance_unseen_labels_and_leakage():
+    train = {"text": [f"t{i}" for i in range(40)] + ["shared text"], "label": ["a"] * 32 + ["b"] * 8 + ["a"]}
+    test = {"text": ["shared text", "x1", "x2", "x3"], "label": ["a", "b", "c", "a"]}
+    val = {"text": ["v1", "v2"], "label": ["a", "b"]}
+    bundle = prepare(dd(train=train, validation=val, test=test), DataConfig())
+    report = " | ".join(sanity_report(bundle))
+    assert "Class imbalance in train" in report and "4.1x" in report
+    assert "Labels in test but not in train: c" in report
+    assert "1 text(s) appear in both train and test" in report
+    assert sanity_report(load_data(DataConfig())) == []  # the demo data is clean

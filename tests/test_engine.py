@@ -35,3 +35,40 @@ def test_predict_without_runs_explains(engine):
 
 def test_device_label_names_the_cpu(engine):
     assert engine.device_label().startswith("CPU") or engine.device_label().startswith("GPU")
+
+
+def test_rename_note_delete_and_baseline(engine, tiny_bert_dir):
+    from ftui.config import RunConfig, TrainConfig
+    from ftui.runs import RunStatus
+
+    cfg = RunConfig(
+        DataConfig(), ModelConfig(source="local", checkpoint=str(tiny_bert_dir)), TrainConfig(epochs=1, batch_size=32)
+    )
+    run = engine.start_run(cfg)
+    assert run.done.wait(120) and engine.join(30) and run.status == RunStatus.COMPLETED
+    engine.rename_run(run.run_id, "renamed")
+    engine.set_note(run.run_id, "try a higher lr")
+    fresh = Engine(runs_dir=engine.runs_dir, hub_status=HubStatus(False, "offline"))
+    again = fresh.get_run(run.run_id)
+    assert again.name == "renamed" and again.note == "try a higher lr"
+    with pytest.raises(FtuiError, match="no slashes"):
+        engine.rename_run(run.run_id, "a/b")
+    preds = engine.test_predictions(run.run_id)
+    assert len(preds) == len(engine.load_data(DataConfig()).splits["test"]) and set(preds["label"]) <= {"negative", "positive"}
+    assert (preds["correct"].mean()) == pytest.approx(run.result["test_accuracy"])
+    base = engine.score_checkpoint(run.run_id)
+    assert "base" in base["model"] and base["n"] == len(preds) and 0 <= base["accuracy"] <= 1
+    engine.delete_run(run.run_id)
+    assert engine.get_run(run.run_id) is None and not run.out_dir.exists() and engine.store.get(run.run_id) is None
+    with pytest.raises(FtuiError, match="No run"):
+        engine.delete_run(run.run_id)
+    with pytest.raises(FtuiError, match="not a run id|No run"):
+        engine.delete_run("../../etc")
+
+
+def test_label_mapping():
+    from ftui.engine import map_labels
+
+    assert map_labels(["NEGATIVE", "POSITIVE"], ["negative", "positive"]) == {"NEGATIVE": 0, "POSITIVE": 1}
+    assert map_labels(["LABEL_0", "LABEL_1"], ["neg", "pos"]) == {"LABEL_0": 0, "LABEL_1": 1}
+    assert map_labels(["a", "b", "c"], ["neg", "pos"]) is None

@@ -29,3 +29,22 @@ def test_compute_metrics_offline_uses_local_backend():
     out = metrics.compute_metrics([1, 0, 1], [1, 1, 1])
     assert metrics.backend() == "local"  # tests run offline: evaluate cannot fetch its scripts
     assert out == {"accuracy": pytest.approx(2 / 3), "macro_f1": pytest.approx(f1_score([1, 1, 1], [1, 0, 1], average="macro"))}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_per_class_and_confusion_match_sklearn(seed):
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, 300)
+    preds = np.where(rng.random(300) < 0.7, labels, rng.integers(0, 3, 300))
+    preds[preds == 2] = 1  # class 2 never predicted: precision undefined -> 0
+    names = ["a", "b", "c"]
+    assert (metrics.confusion(preds, labels, 3) == confusion_matrix(labels, preds, labels=[0, 1, 2])).all()
+    p, r, f, s = precision_recall_fscore_support(labels, preds, labels=[0, 1, 2], zero_division=0)
+    rows = metrics.per_class(preds, labels, names)
+    assert [row["class"] for row in rows] == names
+    assert [row["precision"] for row in rows] == pytest.approx(p)
+    assert [row["recall"] for row in rows] == pytest.approx(r)
+    assert [row["f1"] for row in rows] == pytest.approx(f)
+    assert [row["support"] for row in rows] == s.tolist()

@@ -188,3 +188,34 @@ def test_real_minilm_on_the_demo_data(engine):
     base = engine.predict("Wonderful food and friendly staff!", f"base:{run.run_id}")
     tuned = engine.predict("Wonderful food and friendly staff!", f"run:{run.run_id}")
     assert tuned["positive"] > 0.7 and tuned["positive"] > base["positive"]
+
+
+def test_stopped_run_resumes_to_the_same_result(engine, tiny_bert_dir):
+    """Stop after the first evaluation, resume: the evaluations and test score equal an uninterrupted run's."""
+    from ftui.training import RESUME_DIR
+
+    cfg = tiny_cfg(tiny_bert_dir, epochs=3, evals_per_epoch=2)
+    whole = engine.start_run(cfg)
+    assert whole.done.wait(120) and engine.join(30) and whole.status == RunStatus.COMPLETED
+
+    run = engine.start_run(cfg)
+    assert wait_for(run, lambda r: any(e["type"] == "eval" for e in r.events()))
+    engine.stop_run()
+    assert run.done.wait(60) and engine.join(30) and run.status == RunStatus.STOPPED
+    assert (run.out_dir / RESUME_DIR / "state.pt").exists()
+    stopped_at = max(e["step"] for e in run.events() if e["type"] == "train")
+
+    from ftui.engine import Engine
+    from ftui.hub import HubStatus
+
+    fresh = Engine(runs_dir=engine.runs_dir, hub_status=HubStatus(False, "offline"))  # after an app restart
+    again = fresh.resume_run(run.run_id)
+    assert again.done.wait(120) and fresh.join(30)
+    assert again.status == RunStatus.COMPLETED, again.error
+    evals = [(e["step"], round(e["eval_loss"], 5)) for e in again.events() if e["type"] == "eval"]
+    assert evals == [(e["step"], round(e["eval_loss"], 5)) for e in whole.events() if e["type"] == "eval"]
+    assert again.result["test_accuracy"] == whole.result["test_accuracy"]
+    assert any(e["type"] == "resume" and e["step"] <= stopped_at for e in again.events())
+    assert not (again.out_dir / RESUME_DIR).exists()
+    with pytest.raises(FtuiError, match="cannot be resumed"):
+        fresh.resume_run(run.run_id)

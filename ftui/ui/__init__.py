@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 
 from ftui.engine import Engine
-from ftui.ui import data_tab, model_tab, predict_tab, train_tab
+from ftui.ui import data_tab, model_tab, predict_tab, runs_tab, train_tab
 
 CSS = """
 #run-status { min-height: 6em; }
@@ -40,6 +40,8 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
                 train_ui = train_tab.build(engine, token, data_ui, model_ui)
             with gr.Tab("4. Predict", id="predict"):
                 predict_model, refresh_choices = predict_tab.build(engine)
+            with gr.Tab("5. Runs", id="runs"):
+                runs_ui = runs_tab.build(engine, token)
 
         def on_page_load(current_model: str | None) -> tuple[Any, ...]:
             # A reload or a second browser re-attaches to the running job and its curves so far.
@@ -63,6 +65,13 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
 
         # When a run ends, the Predict tab offers it without a manual refresh.
         train_ui.version.change(on_finish, predict_model, predict_model, api_visibility="private")
+
+        def runs_on_finish() -> Any:
+            run = engine.current_run()
+            return runs_ui.refresh() if run is not None and run.status.finished else (gr.skip(),) * 3
+
+        demo.load(runs_ui.refresh, None, runs_ui.outputs, api_visibility="private")
+        train_ui.version.change(runs_on_finish, None, runs_ui.outputs, api_visibility="private")
     return demo
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from ftui.config import DataConfig
-from ftui.data import label_counts, preview_frame, text_lengths
+from ftui.data import label_counts, preview_frame, sanity_report, text_lengths
 from ftui.engine import Engine
 from ftui.errors import FtuiError
 from ftui.plots import label_distribution_figure, length_histogram
@@ -198,6 +198,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
             + (" …" if len(bundle.label_names) > 20 else ""),
         ]
         lines += [f"- {n}" for n in bundle.notes]
+        lines += [f"- ⚠️ {w}" for w in sanity_report(bundle)]
         lengths, unit = text_lengths(bundle)
         return (
             "\n\n".join(lines),

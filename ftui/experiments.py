@@ -1,0 +1,107 @@
+"""Pure functions over stored run records: the runs table, config diffs and the curves of several runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+TABLE_COLUMNS = [
+    "run_id",
+    "name",
+    "dataset",
+    "checkpoint",
+    "freeze",
+    "lr",
+    "batch",
+    "epochs",
+    "max_len",
+    "status",
+    "best_eval_acc",
+    "test_acc",
+    "test_f1",
+    "duration_s",
+    "note",
+]
+
+
+def _dataset(data: dict[str, Any]) -> str:
+    source = data.get("source", "demo")
+    if source == "demo":
+        return "demo"
+    ident = str(data.get("dataset_id", ""))
+    if source != "hub":
+        ident = ident.rstrip("/").rsplit("/", 1)[-1]  # a local path: its last part is enough for the table
+    return ident + (f" / {data['config_name']}" if data.get("config_name") else "")
+
+
+def _checkpoint(model: dict[str, Any]) -> str:
+    if model.get("source", "packaged") == "packaged":
+        return "all-MiniLM-L6-v2 (packaged)"
+    ident = str(model.get("checkpoint", ""))
+    return ident.rstrip("/").rsplit("/", 1)[-1] if model.get("source") == "local" else ident
+
+
+def run_row(rec: dict[str, Any]) -> dict[str, Any]:
+    """One line of the runs table from a stored record (header fields; events not needed)."""
+    cfg = rec.get("config", {})
+    t, res = cfg.get("train", {}), rec.get("result", {}) or {}
+    best = (res.get("best_eval") or {}).get("accuracy")
+    ended, started = rec.get("ended_at"), rec.get("started_at")
+    return {
+        "run_id": rec["run_id"],
+        "name": rec.get("name", ""),
+        "dataset": _dataset(cfg.get("data", {})),
+        "checkpoint": _checkpoint(cfg.get("model", {})),
+        "freeze": cfg.get("model", {}).get("freeze_depth", 0),
+        "lr": t.get("learning_rate"),
+        "batch": t.get("batch_size"),
+        "epochs": t.get("epochs"),
+        "max_len": t.get("max_length"),
+        "status": rec.get("status", ""),
+        "best_eval_acc": round(best, 4) if isinstance(best, (int, float)) else None,
+        "test_acc": round(res["test_accuracy"], 4) if isinstance(res.get("test_accuracy"), (int, float)) else None,
+        "test_f1": round(res["test_macro_f1"], 4) if isinstance(res.get("test_macro_f1"), (int, float)) else None,
+        "duration_s": round(ended - started, 1) if ended and started else None,
+        "note": rec.get("note", ""),
+    }
+
+
+def runs_frame(records: Sequence[dict[str, Any]], query: str = "", status: str = "all") -> pd.DataFrame:
+    """The runs table, newest first, filtered by a free-text query (any column) and a status."""
+    rows = [run_row(r) for r in reversed(list(records))]
+    frame = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    if status and status != "all":
+        frame = frame[frame["status"] == status]
+    q = (query or "").strip().lower()
+    if q and not frame.empty:
+        hay = frame.apply(lambda r: " ".join(map(str, r)).lower(), axis=1)
+        frame = frame[hay.str.contains(q, regex=False)]
+    return frame.reset_index(drop=True)
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'train': {'lr': 1}} -> {'train.lr': 1}; lists become tuples so they compare."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = tuple(v) if isinstance(v, list) else v
+    return out
+
+
+def config_diff(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Only the config fields whose values differ between the runs: one row per field, one column per run."""
+    flat = [flatten(r.get("config", {})) for r in records]
+    keys = sorted({k for f in flat for k in f})
+    names = [f"{r.get('name', r['run_id'])}" for r in records]
+    names = [n if names.count(n) == 1 else f"{n} ({r['run_id']})" for n, r in zip(names, records, strict=True)]
+    rows = []
+    for k in keys:
+        values = [f.get(k) for f in flat]
+        if len({repr(v) for v in values}) > 1:
+            rows.append({"field": k, **{n: ("" if v is None else str(v)) for n, v in zip(names, values, strict=True)}})
+    return pd.DataFrame(rows, columns=["field", *names])

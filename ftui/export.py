@@ -1,0 +1,170 @@
+"""Exporting a run: a generated model card, a zip of everything needed to use the model, and a push to the Hub."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from ftui.errors import FtuiError, HubError
+from ftui.experiments import run_row
+from ftui.metrics import per_class
+from ftui.training import MODEL_DIR, PREDICTIONS_FILE
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.4f}" if isinstance(x, float) else ("-" if x is None else str(x))
+
+
+def model_card(rec: dict[str, Any], base_limitations: str = "", repo_id: str = "") -> str:
+    """A Hub model card (YAML front matter + markdown) for a finished run record."""
+    cfg, res = rec.get("config", {}), rec.get("result", {}) or {}
+    row = run_row(rec)
+    data, model, train = cfg.get("data", {}), cfg.get("model", {}), cfg.get("train", {})
+    base = model.get("checkpoint") if model.get("source") == "hub" else row["checkpoint"]
+    dataset = data.get("dataset_id") if data.get("source") == "hub" else row["dataset"]
+    labels = rec.get("label_names", [])
+    front = ["---", "library_name: transformers", "pipeline_tag: text-classification", "tags:", "- ftui", "- text-classification"]
+    if model.get("source") == "hub" and base:
+        front += [f"base_model: {base}"]
+    if data.get("source") == "hub" and dataset:
+        front += ["datasets:", f"- {dataset}"]
+    if isinstance(res.get("test_accuracy"), float):
+        front += [
+            "model-index:",
+            f"- name: {repo_id or rec.get('name', 'model')}",
+            "  results:",
+            "  - task: {type: text-classification}",
+            "    metrics:",
+            f"    - {{type: accuracy, value: {res['test_accuracy']:.4f}}}",
+            f"    - {{type: f1, value: {res.get('test_macro_f1', 0.0):.4f}, name: macro-F1}}",
+        ]
+    front.append("---")
+    hp = [
+        ("freeze depth (bottom layers frozen)", model.get("freeze_depth", 0)),
+        ("head", model.get("head", "auto")),
+        ("learning rate", train.get("learning_rate")),
+        ("batch size", train.get("batch_size")),
+        ("epochs", train.get("epochs")),
+        ("weight decay", train.get("weight_decay")),
+        ("warmup ratio", train.get("warmup_ratio")),
+        ("max sequence length", train.get("max_length")),
+        ("seed", train.get("seed")),
+        ("precision", train.get("precision")),
+    ]
+    best = res.get("best_eval") or {}
+    lines = [
+        *front,
+        "",
+        f"# {rec.get('name', 'ftui model')}",
+        "",
+        f"A text classifier fine-tuned from **{base}** on **{dataset}**"
+        + (f" (config `{data['config_name']}`)" if data.get("config_name") else "")
+        + " with [ftui](https://github.com/), a browser dashboard for fine-tuning encoder classifiers.",
+        "",
+        f"Labels: {', '.join(f'`{n}`' for n in labels)}.",
+        "",
+        "## Intended use",
+        "",
+        "Classifying short texts like those in the training data into the labels above. It was trained for one "
+        "dataset and inherits that dataset's domain and labelling choices: check it on your own data before relying "
+        "on it, and do not use it for decisions about people without human review.",
+        "",
+        "## Training",
+        "",
+        "| hyperparameter | value |",
+        "| --- | --- |",
+        *[f"| {k} | {_fmt(v)} |" for k, v in hp],
+        "",
+        f"Trained on {res.get('train_size', '?')} examples in {_fmt(res.get('train_seconds'))} s on {res.get('device', '?')}.",
+        "",
+        "## Evaluation",
+        "",
+        "| split | accuracy | macro-F1 | loss |",
+        "| --- | --- | --- | --- |",
+        f"| validation (best checkpoint, step {best.get('step', '?')}) | {_fmt(best.get('accuracy'))} | "
+        f"{_fmt(best.get('macro_f1'))} | {_fmt(best.get('loss'))} |",
+        f"| test | {_fmt(res.get('test_accuracy'))} | {_fmt(res.get('test_macro_f1'))} | {_fmt(res.get('test_loss'))} |",
+        "",
+        "## Limitations and bias",
+        "",
+        "This model inherits the limitations and biases of its base checkpoint and of its training data; small "
+        "datasets give a model that is confident about patterns specific to them.",
+    ]
+    if base_limitations.strip():
+        lines += ["", f"From the base model's card ({base}):", "", base_limitations.strip()]
+    return "\n".join(lines) + "\n"
+
+
+def per_class_table(run_dir: Path, names: list[str]) -> list[dict[str, Any]]:
+    """Per-class metrics from the run's saved test predictions (empty when there are none)."""
+    import pandas as pd
+
+    path = run_dir / PREDICTIONS_FILE
+    if not path.exists():
+        return []
+    frame = pd.read_parquet(path, columns=["label", "predicted"])
+    idx = {n: i for i, n in enumerate(names)}
+    return per_class(frame["predicted"].map(idx).tolist(), frame["label"].map(idx).tolist(), names)
+
+
+def export_zip(rec: dict[str, Any], run_dir: Path, dest_dir: Path, base_limitations: str = "") -> Path:
+    """A zip with the model folder (weights, tokenizer, labels), run config, metrics and a model card."""
+    model_dir = run_dir / MODEL_DIR
+    if not (model_dir / "labels.json").exists():
+        raise FtuiError(f"Run '{rec.get('name')}' has no saved model to export.", "Export a finished run.")
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in rec.get("name", rec["run_id"]))[:80] or "run"
+    out = dest_dir / f"{safe}.zip"
+    metrics = {
+        "result": rec.get("result", {}),
+        "per_class": per_class_table(run_dir, rec.get("label_names", [])),
+        "events": rec.get("events", []),
+    }
+    tmp = out.with_suffix(".zip.tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(model_dir.rglob("*")):
+            if f.is_file():
+                z.write(f, f"model/{f.relative_to(model_dir)}")
+        z.writestr("model/README.md", model_card(rec, base_limitations))
+        z.writestr("config.json", json.dumps(rec.get("config", {}), indent=1))
+        z.writestr("metrics.json", json.dumps(metrics, indent=1, default=str))
+        if (run_dir / PREDICTIONS_FILE).exists():
+            z.write(run_dir / PREDICTIONS_FILE, PREDICTIONS_FILE)
+    tmp.replace(out)
+    return out
+
+
+def push_to_hub(
+    rec: dict[str, Any], run_dir: Path, repo_id: str, token: str, private: bool, base_limitations: str = "", api: Any = None
+) -> str:
+    """Create (or reuse) a model repo and upload the model with its card; returns the repo URL."""
+    from ftui.config import is_hub_id
+
+    repo_id = (repo_id or "").strip()
+    if not is_hub_id(repo_id):
+        raise HubError(f"'{repo_id}' is not a Hub repo id.", "Use 'your-name/model-name'.")
+    if not (token or "").strip():
+        raise HubError("Pushing needs a Hub token with write access.", "Paste a write token in the token box.")
+    model_dir = run_dir / MODEL_DIR
+    if not (model_dir / "labels.json").exists():
+        raise FtuiError(f"Run '{rec.get('name')}' has no saved model to push.", "Push a finished run.")
+    if api is None:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+    with tempfile.TemporaryDirectory(prefix="ftui-push-") as tmp:
+        stage = Path(tmp) / "repo"
+        shutil.copytree(model_dir, stage)
+        (stage / "README.md").write_text(model_card(rec, base_limitations, repo_id), encoding="utf-8")
+        try:
+            url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+            api.upload_folder(folder_path=str(stage), repo_id=repo_id, repo_type="model", commit_message="Upload from ftui")
+        except Exception as exc:
+            from ftui.hub import explain_hub_error
+
+            raise explain_hub_error(exc, "model repo", repo_id) from exc
+    return str(url)

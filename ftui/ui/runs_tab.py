@@ -1,0 +1,263 @@
+"""Runs tab: every stored run in a table; compare curves and configs; evaluate, rename, note, delete, export one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from ftui.engine import Engine
+from ftui.errors import FtuiError
+from ftui.experiments import config_diff, runs_frame
+from ftui.export import per_class_table
+from ftui.metrics import confusion
+from ftui.plots import COMPARE_METRICS, compare_figure, confusion_figure
+from ftui.runs import RunStatus
+from ftui.ui.common import error_md, ok_md, token_of
+
+STATUSES = ["all", *[s.value for s in RunStatus]]
+MISTAKES_SHOWN = 100
+
+
+@dataclass
+class RunsUI:
+    """What the app wires after building the tab: a refresh of the table and pickers."""
+
+    refresh: Any
+    outputs: list[Any]
+
+
+def _choices(engine: Engine) -> list[tuple[str, str]]:
+    return [(f"{r.name} · {r.status.value}", r.run_id) for r in reversed(engine.runs())]
+
+
+def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
+    """Lay out the Runs tab and wire its events."""
+    gr.Markdown(
+        "Every run is recorded in `runs/ftui.db` as it happens and survives restarts. Click a column header to sort; "
+        "type in the filter box to narrow the table."
+    )
+    with gr.Row():
+        query = gr.Textbox(label="Filter (any column)", scale=3, elem_id="runs-filter")
+        status = gr.Dropdown(STATUSES, value="all", label="Status", scale=1)
+        refresh_btn = gr.Button("Refresh", scale=1, elem_id="runs-refresh")
+    table = gr.Dataframe(interactive=False, elem_id="runs-table", wrap=True)
+
+    gr.Markdown("### Compare")
+    # A multiselect that accepts ids it was not built with: runs appear after the page is built; the engine checks ids.
+    selected = gr.Dropdown(
+        choices=_choices(engine), multiselect=True, allow_custom_value=True, label="Runs to compare", elem_id="runs-select"
+    )
+    compare_btn = gr.Button("Compare selected", elem_id="compare-btn")
+    compare_msg = gr.Markdown()
+    with gr.Row():
+        plots = [gr.Plot(label=m, elem_id=f"compare-{i}") for i, m in enumerate(COMPARE_METRICS)][:2]
+    with gr.Row():
+        plots += [gr.Plot(label=m, elem_id=f"compare-{i + 2}") for i, m in enumerate(list(COMPARE_METRICS)[2:])]
+    diff = gr.Dataframe(label="Config fields that differ", interactive=False, elem_id="config-diff")
+
+    gr.Markdown("### One run")
+    pick = gr.Dropdown(choices=_choices(engine), label="Run", elem_id="run-pick", allow_custom_value=True)
+    with gr.Tab("Evaluation"):
+        eval_md = gr.Markdown(elem_id="eval-summary")
+        with gr.Row():
+            per_class = gr.Dataframe(label="Per-class scores (test)", interactive=False, elem_id="per-class")
+            cm_plot = gr.Plot(label="Confusion matrix", elem_id="confusion")
+        mistakes = gr.Dataframe(
+            label=f"Misclassified test examples, most confidently wrong first (up to {MISTAKES_SHOWN})",
+            interactive=False,
+            wrap=True,
+            elem_id="mistakes",
+        )
+        with gr.Row():
+            hub_clf = gr.Textbox(
+                label="Ready fine-tuned Hub classifier to compare (optional)",
+                placeholder="e.g. textattack/bert-base-uncased-rotten-tomatoes",
+                scale=3,
+            )
+            base_btn = gr.Button("Score base checkpoint", scale=1, elem_id="base-btn")
+            hub_btn = gr.Button("Score Hub classifier", scale=1)
+        baseline_md = gr.Markdown(elem_id="baseline")
+    with gr.Tab("Manage"):
+        with gr.Row():
+            new_name = gr.Textbox(label="Name", scale=2, elem_id="run-name-edit")
+            note = gr.Textbox(label="Note", scale=3, elem_id="run-note")
+            save_btn = gr.Button("Save name and note", scale=1, elem_id="save-run")
+        with gr.Row():
+            delete_btn = gr.Button("Delete run…", variant="stop", elem_id="delete-run")
+            confirm_btn = gr.Button("Yes, delete it and its files", variant="stop", visible=False, elem_id="confirm-delete")
+            cancel_btn = gr.Button("Cancel", visible=False)
+        manage_md = gr.Markdown(elem_id="manage-status")
+    with gr.Tab("Export"):
+        with gr.Row():
+            zip_btn = gr.Button("Build zip", elem_id="zip-btn")
+            zip_file = gr.File(label="Download", interactive=False, elem_id="zip-file")
+        with gr.Row():
+            repo = gr.Textbox(label="Hub repo id", placeholder="your-name/model-name", scale=2)
+            write_token = gr.Textbox(label="Write token (used for this push only)", type="password", scale=2)
+            private = gr.Checkbox(value=True, label="Private", scale=1)
+            push_btn = gr.Button("Push to Hub", scale=1)
+        export_md = gr.Markdown(elem_id="export-status")
+
+    # ------------------------------------------------------------------------------------------- handlers
+    def render_table(q: str = "", st: str = "all", current: list[str] | None = None, one: str | None = None) -> tuple:
+        frame = runs_frame(engine.run_records(), q or "", st or "all")
+        choices = _choices(engine)
+        keys = {k for _, k in choices}
+        return (
+            frame,
+            gr.update(choices=choices, value=[k for k in (current or []) if k in keys]),
+            gr.update(choices=choices, value=one if one in keys else None),
+        )
+
+    table_outputs = [table, selected, pick]
+    for trigger in (refresh_btn.click, query.submit, status.change):
+        trigger(render_table, [query, status, selected, pick], table_outputs, api_visibility="private")
+
+    def compare(run_ids: list[str]) -> tuple:
+        if not run_ids:
+            return ("Tick at least one run.", *[gr.skip()] * len(plots), gr.skip())
+        try:
+            recs = [engine.run_record(r) for r in run_ids]
+        except FtuiError as exc:
+            return (error_md(exc), *[gr.skip()] * len(plots), gr.skip())
+        series = [(r["name"], r["events"]) for r in recs]
+        figs = [compare_figure(series, m) for m in COMPARE_METRICS]
+        d = config_diff(recs) if len(recs) > 1 else pd.DataFrame({"field": []})
+        msg = f"{len(recs)} runs; {len(d)} config field(s) differ." if len(recs) > 1 else "One run: nothing to diff."
+        return (msg, *figs, d)
+
+    compare_btn.click(compare, selected, [compare_msg, *plots, diff], api_name="compare_runs")
+
+    def evaluation(run_id: str | None) -> tuple:
+        if not run_id:
+            return "Pick a run.", None, None, None, "", "", gr.skip()
+        try:
+            rec = engine.run_record(run_id)
+        except FtuiError as exc:
+            return error_md(exc), None, None, None, "", "", gr.skip()
+        res, names = rec.get("result", {}), rec.get("label_names", [])
+        lines = [f"**{rec['name']}** · {rec['status']}"]
+        if isinstance(res.get("test_accuracy"), float):
+            lines.append(f"Test accuracy **{res['test_accuracy']:.4f}** · macro-F1 **{res['test_macro_f1']:.4f}**")
+        if rec.get("note"):
+            lines.append(f"Note: {rec['note']}")
+        try:
+            preds = engine.test_predictions(run_id)
+        except FtuiError as exc:
+            return "\n\n".join([*lines, error_md(exc)]), None, None, None, rec["name"], rec.get("note", ""), gr.skip()
+        rows = pd.DataFrame(per_class_table(engine.get_run(run_id).out_dir, names)).round(4)
+        idx = {n: i for i, n in enumerate(names)}
+        cm = confusion(preds["predicted"].map(idx), preds["label"].map(idx), len(names))
+        wrong = preds[~preds["correct"]].sort_values("confidence", ascending=False)
+        cols = [c for c in ("text", "text_pair", "label", "predicted", "confidence") if c in wrong.columns]
+        lines.append(f"{len(wrong)} of {len(preds)} test examples misclassified.")
+        return (
+            "\n\n".join(lines),
+            rows,
+            confusion_figure(cm.tolist(), names),
+            wrong[cols].head(MISTAKES_SHOWN).round({"confidence": 4}),
+            rec["name"],
+            rec.get("note", ""),
+            gr.update(visible=False),
+        )
+
+    pick.change(
+        evaluation,
+        pick,
+        [eval_md, per_class, cm_plot, mistakes, new_name, note, confirm_btn],
+        api_name="evaluate_run",
+    )
+
+    def baseline(run_id: str | None, hub_id: str, token: str, use_hub: bool) -> str:
+        if not run_id:
+            return "Pick a run."
+        try:
+            if use_hub and not (hub_id or "").strip():
+                return "Type a Hub classifier id first."
+            score = engine.score_checkpoint(run_id, hub_id.strip() if use_hub else None, token_of(token))
+            rec = engine.run_record(run_id)
+        except FtuiError as exc:
+            return error_md(exc)
+        res = rec.get("result", {})
+        tuned = (res.get("test_accuracy"), res.get("test_macro_f1"))
+        rows = [
+            "| model | test accuracy | test macro-F1 |",
+            "| --- | --- | --- |",
+            f"| {score['model']} | {score['accuracy']:.4f} | {score['macro_f1']:.4f} |",
+        ]
+        if isinstance(tuned[0], float):
+            rows.append(f"| **{rec['name']}** (fine-tuned) | **{tuned[0]:.4f}** | **{tuned[1]:.4f}** |")
+        return f"Same {score['n']} test examples:\n\n" + "\n".join(rows)
+
+    base_btn.click(lambda r, h, t: baseline(r, h, t, False), [pick, hub_clf, token_box], baseline_md, api_visibility="private")
+    hub_btn.click(lambda r, h, t: baseline(r, h, t, True), [pick, hub_clf, token_box], baseline_md, api_visibility="private")
+
+    def save_meta(run_id: str | None, name: str, text: str, q: str, st: str, sel: list[str]) -> tuple:
+        if not run_id:
+            return ("Pick a run.", *[gr.skip()] * 3)
+        try:
+            engine.rename_run(run_id, name)
+            engine.set_note(run_id, text)
+        except FtuiError as exc:
+            return (error_md(exc), *[gr.skip()] * 3)
+        return (ok_md("Saved."), *render_table(q, st, sel, run_id))
+
+    save_btn.click(save_meta, [pick, new_name, note, query, status, selected], [manage_md, *table_outputs], api_name="update_run")
+
+    def ask_delete(run_id: str | None) -> tuple:
+        if not run_id:
+            return "Pick a run.", gr.skip(), gr.skip()
+        name = engine.get_run(run_id).name if engine.get_run(run_id) else run_id
+        return f"Delete **{name}** and all its files? This cannot be undone.", gr.update(visible=True), gr.update(visible=True)
+
+    delete_btn.click(ask_delete, pick, [manage_md, confirm_btn, cancel_btn], api_visibility="private")
+    cancel_btn.click(
+        lambda: ("Kept.", gr.update(visible=False), gr.update(visible=False)),
+        None,
+        [manage_md, confirm_btn, cancel_btn],
+        api_visibility="private",
+    )
+
+    def do_delete(run_id: str | None, q: str, st: str, sel: list[str]) -> tuple:
+        hidden = (gr.update(visible=False), gr.update(visible=False))
+        if not run_id:
+            return ("Pick a run.", *hidden, *[gr.skip()] * 3)
+        try:
+            name = engine.run_record(run_id)["name"]
+            engine.delete_run(run_id)
+        except FtuiError as exc:
+            return (error_md(exc), *hidden, *[gr.skip()] * 3)
+        return (ok_md(f"Deleted {name}."), *hidden, *render_table(q, st, [s for s in sel or [] if s != run_id], None))
+
+    confirm_btn.click(
+        do_delete,
+        [pick, query, status, selected],
+        [manage_md, confirm_btn, cancel_btn, *table_outputs],
+        api_name="delete_run",
+    )
+
+    def build_zip(run_id: str | None) -> tuple[str, Any]:
+        if not run_id:
+            return "Pick a run.", None
+        try:
+            path = engine.export_zip(run_id)
+        except FtuiError as exc:
+            return error_md(exc), None
+        return ok_md(f"Zip ready: `{path.name}` ({path.stat().st_size / 2**20:.1f} MB)."), str(path)
+
+    zip_btn.click(build_zip, pick, [export_md, zip_file], api_name="export_zip")
+
+    def push(run_id: str | None, repo_id: str, token: str, is_private: bool) -> str:
+        if not run_id:
+            return "Pick a run."
+        try:
+            url = engine.push_to_hub(run_id, repo_id, token_of(token), bool(is_private))
+        except FtuiError as exc:
+            return error_md(exc)
+        return ok_md(f"Pushed to {url}")
+
+    push_btn.click(push, [pick, repo, write_token, private], export_md, api_visibility="private")
+    return RunsUI(refresh=render_table, outputs=table_outputs)

@@ -1,0 +1,54 @@
+"""Runs table rows, filtering and config diffs from stored records."""
+
+from dataclasses import replace
+
+from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from ftui.experiments import config_diff, flatten, run_row, runs_frame
+
+
+def rec(run_id, name, cfg: RunConfig, status="completed", acc=0.8):
+    result = {"test_accuracy": acc, "test_macro_f1": acc and acc - 0.01, "best_eval": {"accuracy": 0.85}}
+    return {"run_id": run_id, "name": name, "status": status, "config": cfg.to_dict(), "started_at": 100.0,
+            "ended_at": 160.5, "result": result, "note": ""}  # fmt: skip
+
+
+BASE = RunConfig(DataConfig(), ModelConfig(), TrainConfig())
+
+
+def test_run_row_fields():
+    cfg = RunConfig(
+        DataConfig(source="hub", dataset_id="nyu-mll/glue", config_name="sst2"),
+        ModelConfig(source="hub", checkpoint="distilbert/distilbert-base-uncased", freeze_depth=2),
+        TrainConfig(learning_rate=3e-5),
+    )
+    row = run_row(rec("r1", "first", cfg))
+    assert row["dataset"] == "nyu-mll/glue / sst2" and row["checkpoint"] == "distilbert/distilbert-base-uncased"
+    assert row["freeze"] == 2 and row["lr"] == 3e-5 and row["duration_s"] == 60.5
+    assert row["best_eval_acc"] == 0.85 and row["test_acc"] == 0.8 and row["status"] == "completed"
+
+
+def test_runs_frame_filters_and_orders_newest_first():
+    records = [
+        rec("r1", "alpha", BASE),
+        rec("r2", "beta", BASE, status="failed", acc=None),
+        rec("r3", "gamma", replace(BASE, model=ModelConfig(freeze_depth=4))),
+    ]
+    frame = runs_frame(records)
+    assert frame["run_id"].tolist() == ["r3", "r2", "r1"]
+    assert runs_frame(records, status="failed")["name"].tolist() == ["beta"]
+    assert runs_frame(records, query="GAMMA")["run_id"].tolist() == ["r3"]
+    assert runs_frame(records, query="nothing-like-this").empty
+
+
+def test_config_diff_shows_only_differences():
+    a = rec("r1", "lr-small", BASE)
+    b = rec("r2", "lr-big", replace(BASE, train=replace(BASE.train, learning_rate=1e-3, epochs=1.0)))
+    d = config_diff([a, b])
+    assert sorted(d["field"]) == ["train.epochs", "train.learning_rate"]
+    row = d.set_index("field").loc["train.learning_rate"]
+    assert row["lr-small"] == "5e-05" and row["lr-big"] == "0.001"
+    assert config_diff([a, rec("r3", "lr-small", BASE)]).empty  # same config: nothing differs
+
+
+def test_flatten():
+    assert flatten({"a": {"b": 1, "c": [1, 2]}}) == {"a.b": 1, "a.c": (1, 2)}
