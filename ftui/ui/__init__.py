@@ -71,6 +71,8 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
             return runs_ui.refresh() if run is not None and run.status.finished else (gr.skip(),) * 3
 
         demo.load(runs_ui.refresh, None, runs_ui.outputs, api_visibility="private")
+        # A resumed run streams into the Train tab's charts like a fresh one.
+        runs_ui.resumed.then(lambda: gr.Timer(active=True), None, train_ui.timer, api_visibility="private")
         train_ui.version.change(runs_on_finish, None, runs_ui.outputs, api_visibility="private")
     return demo
 

@@ -27,6 +27,7 @@ class RunsUI:
 
     refresh: Any
     outputs: list[Any]
+    resumed: Any  # the Resume click's event, so the app can wake the Train tab's timer
 
 
 def _choices(engine: Engine) -> list[tuple[str, str]]:
@@ -86,6 +87,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
             note = gr.Textbox(label="Note", scale=3, elem_id="run-note")
             save_btn = gr.Button("Save name and note", scale=1, elem_id="save-run")
         with gr.Row():
+            resume_btn = gr.Button("Resume (stopped or interrupted runs)", elem_id="resume-run")
             delete_btn = gr.Button("Delete run…", variant="stop", elem_id="delete-run")
             confirm_btn = gr.Button("Yes, delete it and its files", variant="stop", visible=False, elem_id="confirm-delete")
             cancel_btn = gr.Button("Cancel", visible=False)
@@ -207,6 +209,17 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
 
     save_btn.click(save_meta, [pick, new_name, note, query, status, selected], [manage_md, *table_outputs], api_name="update_run")
 
+    def resume(run_id: str | None, token: str) -> str:
+        if not run_id:
+            return "Pick a run."
+        try:
+            run = engine.resume_run(run_id, token_of(token))
+        except FtuiError as exc:
+            return error_md(exc)
+        return ok_md(f"Resuming **{run.name}**: follow it in the Train tab.")
+
+    resumed = resume_btn.click(resume, [pick, token_box], manage_md, api_visibility="private")
+
     def ask_delete(run_id: str | None) -> tuple:
         if not run_id:
             return "Pick a run.", gr.skip(), gr.skip()
@@ -260,4 +273,4 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         return ok_md(f"Pushed to {url}")
 
     push_btn.click(push, [pick, repo, write_token, private], export_md, api_visibility="private")
-    return RunsUI(refresh=render_table, outputs=table_outputs)
+    return RunsUI(refresh=render_table, outputs=table_outputs, resumed=resumed)

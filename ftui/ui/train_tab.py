@@ -79,7 +79,7 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         accum = gr.Number(value=d.grad_accum, precision=0, label="Gradient accumulation")
         evals = gr.Number(value=d.evals_per_epoch, precision=0, label="Evaluations per epoch")
         patience = gr.Number(value=0, precision=0, label="Early-stopping patience (evals; 0 = off)")
-        name = gr.Textbox(label="Run name (optional)")
+        name = gr.Textbox(label="Run name (optional)", elem_id="run-name")
     gr.Markdown(f"Training device: **{engine.device_label()}**", elem_id="device")
     with gr.Row():
         start = gr.Button("Start training", variant="primary", elem_id="start")

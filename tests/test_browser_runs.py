@@ -1,0 +1,115 @@
+"""The experiments path in a real browser: three runs, an app restart, compare two, evaluate one, download it."""
+
+import zipfile
+
+import pytest
+from test_browser import TIMEOUT_MS, fill_number, md, tab
+
+pytestmark = pytest.mark.browser
+
+
+def serve(runs_dir):
+    from ftui.engine import Engine
+    from ftui.hub import HubStatus
+    from ftui.ui import create_app, launch_kwargs
+
+    eng = Engine(runs_dir=runs_dir, hub_status=HubStatus(False, "The Hugging Face Hub cannot be reached (tests)."))
+    demo = create_app(eng)
+    demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True, **launch_kwargs())
+    return demo, eng
+
+
+def open_page(browser, url):
+    ctx = browser.new_context(viewport={"width": 1300, "height": 1400}, accept_downloads=True)
+    page = ctx.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    page.wait_for_selector("#data-status:has-text('Loaded')")
+    return ctx, page
+
+
+def choose(page, elem_id: str, text: str) -> None:
+    """Pick an option of a Gradio dropdown by its visible text."""
+    page.click(f"#{elem_id} input")
+    page.locator("ul[role=listbox] li", has_text=text).first.click()
+
+
+def trace_lengths(page, elem_id: str) -> list[int]:
+    return page.evaluate(
+        """(id) => { const el = document.querySelector(`#${id} .js-plotly-plot`);
+                     return el && el.data ? el.data.map(t => (t.x || t.z || []).length) : []; }""",
+        elem_id,
+    )
+
+
+def test_three_runs_survive_a_restart_and_are_compared_evaluated_downloaded(browser, tmp_path):
+    runs_dir = tmp_path / "runs"
+    demo, engine = serve(runs_dir)
+    ctx, page = open_page(browser, demo.local_url)
+    tab(page, "3. Train")
+    fill_number(page, "epochs", "1")
+    for name, lr in (("slow-lr", "2e-5"), ("mid-lr", "5e-5"), ("fast-lr", "1e-4")):
+        fill_number(page, "lr", lr)
+        box = page.locator("#run-name textarea, #run-name input").first
+        box.fill(name)
+        box.press("Tab")
+        page.click("#start")
+        page.wait_for_selector(f"#run-status:has-text('{name}')")
+        page.wait_for_selector("#run-status:has-text('completed')", timeout=120_000)
+    ctx.close()
+    demo.close()
+
+    # Restart: a new engine and app on the same runs folder.
+    demo, engine = serve(runs_dir)
+    try:
+        ctx, page = open_page(browser, demo.local_url)
+        tab(page, "5. Runs")
+        page.wait_for_function(
+            """() => { const t = document.querySelector('#runs-table').innerText;
+                       return ['slow-lr', 'mid-lr', 'fast-lr'].every(n => t.includes(n)); }"""
+        )
+        assert page.inner_text("#runs-table").count("completed") >= 3
+
+        choose(page, "runs-select", "slow-lr")
+        choose(page, "runs-select", "fast-lr")
+        page.click("#compare-btn")
+        page.wait_for_function(
+            "() => { const el = document.querySelector('#compare-2 .js-plotly-plot');"
+            " return el && el.data && el.data.length === 2 && el.data.every(t => t.x.length >= 1); }"
+        )
+        assert all(n >= 1 for n in trace_lengths(page, "compare-0"))  # train loss curves of both runs
+        page.wait_for_function("() => document.querySelector('#config-diff').innerText.includes('train.learning_rate')")
+        diff = page.inner_text("#config-diff")
+        assert "train.run_name" in diff and "model.checkpoint" not in diff
+
+        choose(page, "run-pick", "fast-lr")
+        page.wait_for_selector("#eval-summary:has-text('Test accuracy')")
+        page.wait_for_function(
+            "() => { const el = document.querySelector('#confusion .js-plotly-plot');"
+            " return el && el.data && el.data[0].type === 'heatmap'; }"
+        )
+        cells = page.evaluate("() => document.querySelector('#confusion .js-plotly-plot').data[0].z.flat()")
+        run = next(r for r in engine.runs() if r.name == "fast-lr")
+        preds = engine.test_predictions(run.run_id)
+        assert sum(cells) == len(preds)
+        assert "misclassified" in md(page, "eval-summary")
+        wrong = preds[~preds["correct"]].sort_values("confidence", ascending=False)
+        if len(wrong):
+            page.wait_for_function(
+                "(t) => document.querySelector('#mistakes').innerText.includes(t)", arg=wrong.iloc[0]["text"][:30]
+            )
+
+        page.get_by_role("tab", name="Export").click()
+        page.click("#zip-btn")
+        page.wait_for_selector("#export-status:has-text('Zip ready')")
+        with page.expect_download() as info:
+            page.locator("#zip-file a").first.click()
+        saved = tmp_path / "download.zip"
+        info.value.save_as(saved)
+        names = zipfile.ZipFile(saved).namelist()
+        assert "model/labels.json" in names and "model/README.md" in names and "metrics.json" in names
+        ctx.close()
+    finally:
+        engine.stop_run()
+        engine.join(60)
+        demo.close()
