@@ -250,21 +250,19 @@ class Engine:
         name = (name or "").strip()
         if not name or len(name) > 100 or any(c in name for c in "/\\\0"):
             raise FtuiError("A run name needs 1 to 100 characters and no slashes.", "Type another name.")
-        run = self._finished_run(run_id)
-        run.name = name
-        self.store.update(run_id, name=name)
-        if run.status.finished:
-            run.save()
-        return run
+        return self._set_meta(run_id, name=name)
 
     def set_note(self, run_id: str, note: str) -> Run:
         """Attach a free-text note to a run."""
-        note = (note or "")[:2000]
+        return self._set_meta(run_id, note=(note or "")[:2000])
+
+    def _set_meta(self, run_id: str, **fields: str) -> Run:
         run = self._finished_run(run_id)
-        run.note = note
-        self.store.update(run_id, note=note)
+        for key, value in fields.items():
+            setattr(run, key, value)
+        self.store.update(run_id, **fields)
         if run.status.finished:
-            run.save()
+            run.save()  # run.json travels with the folder (zip export), so it follows too
         return run
 
     def delete_run(self, run_id: str) -> None:
