@@ -60,6 +60,9 @@ class ModelConfig:
     mlp_hidden: int = field(default=256, metadata={"help": "hidden width of the MLP head"})
     mlp_dropout: float = field(default=0.1, metadata={"help": "dropout inside the MLP head"})
     trust_remote_code: bool = field(default=False, metadata={"help": "run model code shipped in the repo"})
+    allow_bin_weights: bool = field(
+        default=False, metadata={"help": "accept pickle (.bin) weights when a checkpoint has no safetensors"}
+    )
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class TrainConfig:
     evals_per_epoch: int = field(default=4, metadata={"help": "validation passes per epoch, so curves show early"})
     early_stopping_patience: int = field(default=0, metadata={"help": "stop after this many evals without improvement; 0 = off"})
     max_steps: int = field(default=0, metadata={"help": "stop after this many optimizer steps; 0 = run all epochs"})
+    max_minutes: float = field(default=0.0, metadata={"help": "stop training after this many minutes; 0 = no limit"})
     frozen_cache: bool = field(
         default=True, metadata={"help": "reuse the frozen layers' outputs after their first pass instead of recomputing"}
     )
@@ -189,6 +193,7 @@ def validate_train(cfg: TrainConfig) -> list[str]:
     _int_in(errors, "evaluations per epoch", cfg.evals_per_epoch, 1, 100)
     _int_in(errors, "early-stopping patience", cfg.early_stopping_patience, 0, 1000)
     _int_in(errors, "max steps", cfg.max_steps, 0, 10_000_000)
+    _float_in(errors, "max minutes", cfg.max_minutes, 0.0, 100_000.0)
     from ftui import sinks
 
     if not isinstance(cfg.report_to, str):

@@ -26,10 +26,12 @@ from ftui.metrics import compute_metrics
 from ftui.modeling import ModelSummary, build_model, display_name, load_classifier, load_tokenizer, summarize
 from ftui.predict import Predictor, int8_loader
 from ftui.runs import RUN_FILE, Run
+from ftui.settings import Settings
 from ftui.store import Store
 from ftui.training import MODEL_DIR, PREDICTIONS_FILE, RESUME_DIR, can_resume, pick_device, train_run
 
 RUN_ID_RE = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}|[A-Za-z0-9][A-Za-z0-9_.-]{0,80}")
+DEMO_MESSAGE = "This deployment serves predictions only."
 MAX_BATCH_TEXTS = 10_000  # one batch prediction; bounds memory and the time one call holds a model
 ONLINE_DATASET = "cornell-movie-review-data/rotten_tomatoes"
 ONLINE_CHECKPOINT = "distilbert/distilbert-base-uncased"
@@ -69,8 +71,11 @@ def _slug(text: str, n: int = 24) -> str:
 class Engine:
     """All state of one app: hub status, caches, the runs, and the lock that allows one training at a time."""
 
-    def __init__(self, runs_dir: str | Path | None = None, hub_status: HubStatus | None = None) -> None:
+    def __init__(
+        self, runs_dir: str | Path | None = None, hub_status: HubStatus | None = None, settings: Settings | None = None
+    ) -> None:
         _quiet_libraries()
+        self.settings = settings if settings is not None else Settings.from_env()
         self.runs_dir = Path(runs_dir or os.environ.get("FTUI_RUNS_DIR") or Path.cwd() / "runs").resolve()
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.hub = hub_status or hub.check_hub()
@@ -201,9 +206,16 @@ class Engine:
             raise FtuiError(f"'{run_id}' is not a run id.", "Pick a run from the table.")
         return self.runs_dir / run_id
 
+    def _full_mode(self) -> None:
+        if self.settings.demo:
+            raise FtuiError(DEMO_MESSAGE, "Duplicate this Space (or run ftui locally) to train and manage runs.")
+
     def start_run(self, cfg: RunConfig, token: str | None = None) -> Run:
-        """Validate, then train in a background thread; RunInProgress while another run is going."""
+        """Validate (settings' caps included), then train in a background thread; RunInProgress while one is going."""
+        self._full_mode()
         problems = validate_run(cfg)
+        if not problems:
+            cfg, problems = self.settings.apply(cfg)
         if problems:
             raise ConfigError(problems)
         with self._lock:
@@ -257,6 +269,7 @@ class Engine:
         return self._set_meta(run_id, note=(note or "")[:2000])
 
     def _set_meta(self, run_id: str, **fields: str) -> Run:
+        self._full_mode()
         run = self._finished_run(run_id)
         for key, value in fields.items():
             setattr(run, key, value)
@@ -267,6 +280,7 @@ class Engine:
 
     def delete_run(self, run_id: str) -> None:
         """Remove a finished run: its record, events and files."""
+        self._full_mode()
         run = self._finished_run(run_id)
         if not run.status.finished:
             raise FtuiError(f"Run '{run.name}' is still going.", "Stop it first, then delete it.")
@@ -299,6 +313,7 @@ class Engine:
 
     def score_checkpoint(self, run_id: str, hub_id: str | None = None, token: str | None = None) -> dict[str, Any]:
         """Score the run's test set with its base checkpoint (same seeded head) or a ready fine-tuned Hub classifier."""
+        self._full_mode()
         run = self._finished_run(run_id)
         bundle = self.load_data(run.config.data, token)
         texts = bundle.splits["test"][TEXT]
@@ -340,12 +355,14 @@ class Engine:
 
     def export_zip(self, run_id: str) -> Path:
         """A zip of the run's model, tokenizer, labels, config, metrics and model card."""
+        self._full_mode()
         run = self._finished_run(run_id)
         rec = run.to_json()
         return export.export_zip(rec, run.out_dir, run.out_dir / "export", self._base_limitations(run))
 
     def push_to_hub(self, run_id: str, repo_id: str, token: str | None, private: bool = True) -> str:
         """Upload the run's model with a generated card; the token is used for this call only."""
+        self._full_mode()
         run = self._finished_run(run_id)
         if not self.hub.online:
             raise HubError(f"{hub.OFFLINE_MESSAGE}, so nothing can be pushed.", "Download the zip instead and upload it later.")
@@ -359,6 +376,7 @@ class Engine:
 
     def resume_run(self, run_id: str, token: str | None = None) -> Run:
         """Continue a stopped or interrupted run from its last snapshot, in the same record."""
+        self._full_mode()
         run = self._finished_run(run_id)
         if not can_resume(run):
             raise FtuiError(

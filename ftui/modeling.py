@@ -62,6 +62,11 @@ def _translate(exc: Exception, cfg: ModelConfig) -> FtuiError:
             f"'{display_name(cfg)}' ships its own model code, which ftui does not run by default.",
             "Tick 'Trust remote code' if you trust its authors, or pick a standard architecture.",
         )
+    if "safetensors" in text and ("does not appear to have" in text or "no file named" in text.lower()):
+        return ModelError(
+            f"'{display_name(cfg)}' has only pickle (.bin) weights, which can run code when loaded.",
+            "Tick 'Allow .bin weights' if you trust its authors, or pick a checkpoint with model.safetensors.",
+        )
     if "Unrecognized configuration class" in text or "Unrecognized model" in text:
         return ModelError(
             f"'{display_name(cfg)}' has an architecture without a text-classification head in transformers.",
@@ -167,7 +172,10 @@ def build_model(cfg: ModelConfig, label_names: list[str], token: str | None = No
                         AutoModel.from_config(config, **common), len(label_names), cfg.mlp_hidden, cfg.mlp_dropout
                     )
                 return AutoModelForSequenceClassification.from_config(config, **common)
+        # safetensors only, unless the user accepts pickle weights (which can run code when loaded)
         kwargs = {**common, "config": config, "token": token or None, "dtype": torch.float32}
+        if not cfg.allow_bin_weights:
+            kwargs["use_safetensors"] = True
         if cfg.head == "mlp":
             return MLPClassifier(AutoModel.from_pretrained(ckpt, **kwargs), len(label_names), cfg.mlp_hidden, cfg.mlp_dropout)
         # A checkpoint fine-tuned on other classes has a head of another size: start that head afresh.

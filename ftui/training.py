@@ -326,6 +326,7 @@ def _train(
         state["best"] = best
         run.log({"type": "resume", "step": step})
     first_step = step
+    deadline = time.monotonic() + 60 * t.max_minutes if t.max_minutes else 0.0
     resume_point: dict[str, Any] = {}
     state["resume"] = functools.partial(_save_resume, run, model, opt, sched, scaler, resume_point)
     last_resume_save = time.monotonic()
@@ -398,7 +399,8 @@ def _train(
                 )
                 running_loss.zero_()
                 running_n, window_samples, window_t0 = 0, 0, now
-            if step % eval_every == 0 or step == total_steps:
+            over_time = bool(deadline) and time.monotonic() > deadline
+            if step % eval_every == 0 or step == total_steps or over_time:
                 t_eval = time.perf_counter()
                 run.set_progress(phase="evaluating")
                 m = evaluate(model, enc["validation"], t.batch_size * 2, pad_id, device, amp, stop, cache)
@@ -434,6 +436,9 @@ def _train(
                     done = True
             if step >= total_steps:
                 done = True
+            elif over_time:
+                run.log({"type": "time_limit", "step": step, "minutes": t.max_minutes})
+                done = True  # like early stopping: the best checkpoint so far is tested and kept
             if step % steps_per_epoch == 0 or done:
                 epoch_no += 1
                 now = time.perf_counter()

@@ -7,6 +7,7 @@ from typing import Any
 import gradio as gr
 
 from ftui.engine import Engine
+from ftui.settings import Settings
 from ftui.ui import data_tab, model_tab, predict_tab, runs_tab, train_tab
 
 CSS = """
@@ -31,6 +32,20 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
                 type="password",
                 scale=1,
             )
+        limits = engine.settings.describe()
+        if limits:
+            gr.Markdown(limits, elem_id="limits")
+        if engine.settings.demo:
+            gr.Markdown(
+                "**Demo mode:** this Space serves predictions from the models already trained here. "
+                "To train your own, duplicate this Space (⋮ menu → Duplicate this Space) or run ftui locally.",
+                elem_id="demo-notice",
+            )
+            with gr.Tabs():
+                with gr.Tab("Predict", id="predict"):
+                    predict_model, refresh_choices = predict_tab.build(engine)
+            demo.load(refresh_choices, predict_model, predict_model, api_visibility="private")
+            return demo
         with gr.Tabs():
             with gr.Tab("1. Data", id="data"):
                 data_ui = data_tab.build(engine, token)
@@ -77,6 +92,10 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
     return demo
 
 
-def launch_kwargs() -> dict[str, Any]:
-    """Options for demo.launch(): Gradio 6 takes theme and css here."""
-    return {"theme": THEME, "css": CSS}
+def launch_kwargs(settings: Settings | None = None) -> dict[str, Any]:
+    """Options for demo.launch(): Gradio 6 takes theme and css here; FTUI_AUTH adds a login page."""
+    settings = settings if settings is not None else Settings.from_env()
+    kwargs: dict[str, Any] = {"theme": THEME, "css": CSS}
+    if settings.auth:
+        kwargs["auth"] = list(settings.auth)
+    return kwargs

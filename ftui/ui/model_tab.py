@@ -26,7 +26,15 @@ class ModelUI:
 
     @staticmethod
     def to_config(
-        source: str, hub_id: str | None, local: str | None, trust: bool, depth: Any, head: str, mlp_hidden: Any, mlp_dropout: Any
+        source: str,
+        hub_id: str | None,
+        local: str | None,
+        trust: bool,
+        depth: Any,
+        head: str,
+        mlp_hidden: Any,
+        mlp_dropout: Any,
+        allow_bin: bool = False,
     ) -> ModelConfig:
         """Widget values to a ModelConfig (validation happens in the engine)."""
         src = key_for(MODEL_SOURCE_LABELS, source, "packaged")
@@ -39,6 +47,7 @@ class ModelUI:
             mlp_hidden=as_int(mlp_hidden, 256),
             mlp_dropout=as_float(mlp_dropout, 0.1),
             trust_remote_code=bool(trust),
+            allow_bin_weights=bool(allow_bin),
         )
 
 
@@ -92,7 +101,9 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI) -> ModelUI:
         )
     with gr.Group(visible=default.source == "local") as local_box:
         local = gr.Textbox(label="Checkpoint folder (with config.json)", elem_id="model-local")
-    trust = gr.Checkbox(False, label="Trust remote code: run model code shipped in the repo (off by default)")
+    with gr.Row():
+        trust = gr.Checkbox(False, label="Trust remote code: run model code shipped in the repo (off by default)")
+        allow_bin = gr.Checkbox(False, label="Allow .bin weights: pickle files can run code when loaded (off: safetensors only)")
     with gr.Row():
         head = gr.Radio(list(HEAD_LABELS.values()), value=HEAD_LABELS["auto"], label="Classification head")
         mlp_hidden = gr.Number(value=256, precision=0, label="MLP hidden size")
@@ -111,7 +122,7 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI) -> ModelUI:
     with gr.Accordion("Model card", open=False):
         limits = gr.Markdown("")
         card = gr.Markdown("")
-    inputs = [source, hub_id, local, trust, depth, head, mlp_hidden, mlp_dropout]
+    inputs = [source, hub_id, local, trust, depth, head, mlp_hidden, mlp_dropout, allow_bin]
 
     def on_source(shown: str) -> tuple[Any, ...]:
         src = key_for(MODEL_SOURCE_LABELS, shown, "packaged")

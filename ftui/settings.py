@@ -1,0 +1,122 @@
+"""Deployment settings from environment variables: caps, allowlists, demo mode and login for a public Space."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from ftui.config import RunConfig
+
+
+def _int(env: Mapping[str, str], name: str) -> int:
+    raw = env.get(name, "").strip()
+    try:
+        return max(0, int(float(raw))) if raw else 0
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a whole number (got {raw!r})") from exc
+
+
+def _float(env: Mapping[str, str], name: str) -> float:
+    raw = env.get(name, "").strip()
+    try:
+        return max(0.0, float(raw)) if raw else 0.0
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number (got {raw!r})") from exc
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in env.get(name, "").split(",") if x.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the operator of a deployment allows; 0 or empty means no limit. Enforced by the engine, not the widgets."""
+
+    demo: bool = field(default=False, metadata={"help": "FTUI_MODE=demo: predictions only, no training"})
+    max_train_examples: int = field(default=0, metadata={"help": "FTUI_MAX_TRAIN_EXAMPLES: rows of train per run"})
+    max_epochs: float = field(default=0.0, metadata={"help": "FTUI_MAX_EPOCHS"})
+    max_length: int = field(default=0, metadata={"help": "FTUI_MAX_LENGTH: tokens per example"})
+    max_batch_size: int = field(default=0, metadata={"help": "FTUI_MAX_BATCH_SIZE"})
+    max_minutes: float = field(default=0.0, metadata={"help": "FTUI_MAX_RUN_MINUTES: wall clock of training per run"})
+    allowed_checkpoints: tuple[str, ...] = field(
+        default=(), metadata={"help": "FTUI_ALLOWED_CHECKPOINTS (packaged = the built-in)"}
+    )
+    allowed_datasets: tuple[str, ...] = field(default=(), metadata={"help": "FTUI_ALLOWED_DATASETS (demo = the built-in)"})
+    auth: tuple[tuple[str, str], ...] = field(default=(), metadata={"help": "FTUI_AUTH=user:password[,user:password]"})
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the FTUI_* variables (ValueError names a malformed one)."""
+        env = os.environ if env is None else env
+        mode = env.get("FTUI_MODE", "full").strip().lower() or "full"
+        if mode not in ("full", "demo"):
+            raise ValueError(f"FTUI_MODE must be 'full' or 'demo' (got {mode!r})")
+        pairs = []
+        for item in _list(env, "FTUI_AUTH"):
+            user, sep, password = item.partition(":")
+            if not sep or not user or not password:
+                raise ValueError("FTUI_AUTH must be user:password pairs separated by commas")
+            pairs.append((user, password))
+        return cls(
+            demo=mode == "demo",
+            max_train_examples=_int(env, "FTUI_MAX_TRAIN_EXAMPLES"),
+            max_epochs=_float(env, "FTUI_MAX_EPOCHS"),
+            max_length=_int(env, "FTUI_MAX_LENGTH"),
+            max_batch_size=_int(env, "FTUI_MAX_BATCH_SIZE"),
+            max_minutes=_float(env, "FTUI_MAX_RUN_MINUTES"),
+            allowed_checkpoints=_list(env, "FTUI_ALLOWED_CHECKPOINTS"),
+            allowed_datasets=_list(env, "FTUI_ALLOWED_DATASETS"),
+            auth=tuple(pairs),
+        )
+
+    def apply(self, cfg: RunConfig) -> tuple[RunConfig, list[str]]:
+        """The config with unset limits filled from the caps, and a message for every value over a cap."""
+        errors: list[str] = []
+        data, model, train = cfg.data, cfg.model, cfg.train
+        if self.max_train_examples:
+            if data.max_train_examples == 0:
+                data = replace(data, max_train_examples=self.max_train_examples)  # "all" means "as many as allowed"
+            elif data.max_train_examples > self.max_train_examples:
+                errors.append(f"this deployment trains on at most {self.max_train_examples} examples per run")
+        if self.max_minutes:
+            if train.max_minutes == 0:
+                train = replace(train, max_minutes=self.max_minutes)
+            elif train.max_minutes > self.max_minutes:
+                errors.append(f"this deployment allows at most {self.max_minutes:g} minutes of training per run")
+        checks = [
+            (self.max_epochs, train.epochs, "epochs"),
+            (self.max_length, train.max_length, "max sequence length"),
+            (self.max_batch_size, train.batch_size, "batch size"),
+        ]
+        for cap, value, what in checks:
+            if cap and isinstance(value, (int, float)) and value > cap:
+                errors.append(f"{what} is capped at {cap:g} on this deployment (got {value:g})")
+        if self.allowed_checkpoints:
+            name = "packaged" if model.source == "packaged" else model.checkpoint.strip()
+            if name not in self.allowed_checkpoints or model.source == "local":
+                errors.append(f"checkpoint '{name}' is not allowed here; choose one of: {', '.join(self.allowed_checkpoints)}")
+        if self.allowed_datasets:
+            name = "demo" if data.source == "demo" else data.dataset_id.strip()
+            if name not in self.allowed_datasets or data.source in ("local", "upload"):
+                errors.append(f"dataset '{name}' is not allowed here; choose one of: {', '.join(self.allowed_datasets)}")
+        return replace(cfg, data=data, model=model, train=train), errors
+
+    def describe(self) -> str:
+        """One line for the page header: the limits in force (empty without any)."""
+        bits = []
+        if self.max_train_examples:
+            bits.append(f"≤ {self.max_train_examples} train examples")
+        if self.max_epochs:
+            bits.append(f"≤ {self.max_epochs:g} epochs")
+        if self.max_length:
+            bits.append(f"≤ {self.max_length} tokens")
+        if self.max_batch_size:
+            bits.append(f"batch ≤ {self.max_batch_size}")
+        if self.max_minutes:
+            bits.append(f"≤ {self.max_minutes:g} min per run")
+        if self.allowed_checkpoints:
+            bits.append("checkpoints: " + ", ".join(self.allowed_checkpoints))
+        if self.allowed_datasets:
+            bits.append("datasets: " + ", ".join(self.allowed_datasets))
+        return ("Limits on this deployment: " + "; ".join(bits) + ".") if bits else ""
