@@ -32,6 +32,7 @@ PAIR_NAMES = (
 VALIDATION_NAMES = ("validation", "valid", "dev", "val")
 TEST_NAMES = ("test",)
 FILE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
+PREVIEW_CHARS = 500  # characters of a text shown in the data preview
 CARVE_FRACTION = 0.1
 
 
@@ -53,14 +54,63 @@ class DataBundle:
 
 
 # ----------------------------------------------------------------------------------------------------------- raw
+def _limits() -> tuple[int, int]:
+    """(max file bytes, max rows) from FTUI_MAX_UPLOAD_MB (default 500) and FTUI_MAX_ROWS (default 0 = no cap)."""
+    import os
+
+    try:
+        mb = float(os.environ.get("FTUI_MAX_UPLOAD_MB", "") or 500)
+        rows = int(float(os.environ.get("FTUI_MAX_ROWS", "") or 0))
+    except ValueError:
+        mb, rows = 500.0, 0
+    return int(mb * 2**20), max(0, rows)
+
+
+def _too_many_rows(path: Path, max_rows: int) -> DataError:
+    return DataError(
+        f"'{path.name}' has more than {max_rows:,} rows, the most this deployment reads from one file.",
+        "Upload a sample, or run ftui yourself to train on the whole file.",
+    )
+
+
+def _read_parquet(path: Path, max_bytes: int, max_rows: int) -> pd.DataFrame:
+    """Read in record batches, stopping as soon as rows or decoded bytes pass the caps: dictionary-encoded or
+    compressed columns can inflate a small file by thousands of times (a decompression bomb)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    if max_rows and pf.metadata.num_rows > max_rows:
+        raise _too_many_rows(path, max_rows)
+    batches, decoded = [], 0
+    for batch in pf.iter_batches(batch_size=256):
+        decoded += batch.nbytes
+        if decoded > 4 * max_bytes:
+            raise DataError(
+                f"'{path.name}' expands to more than {4 * max_bytes / 2**20:,.0f} MB in memory, more than this deployment "
+                "allows.",
+                "Upload a smaller file (this looks like a decompression bomb or a very large dataset).",
+            )
+        batches.append(batch)
+    return pa.Table.from_batches(batches, schema=pf.schema_arrow).to_pandas()
+
+
 def read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV/TSV/JSON/JSONL/Parquet file into a DataFrame, with messages for bad files."""
+    """Read a CSV/TSV/JSON/JSONL/Parquet file into a DataFrame, with messages for bad files; size and rows capped."""
     suffix = path.suffix.lower()
+    max_bytes, max_rows = _limits()
+    size = path.stat().st_size if path.exists() else 0
+    if size > max_bytes:
+        raise DataError(
+            f"'{path.name}' is {size / 2**20:,.0f} MB; this deployment reads files up to {max_bytes / 2**20:,.0f} MB.",
+            "Upload a smaller file or a sample of it.",
+        )
+    nrows = {"nrows": max_rows + 1} if max_rows else {}
     try:
         if suffix == ".parquet":
-            df = pd.read_parquet(path)
+            df = _read_parquet(path, max_bytes, max_rows)
         elif suffix == ".jsonl":
-            df = pd.read_json(path, lines=True, encoding="utf-8")
+            df = pd.read_json(path, lines=True, encoding="utf-8", **nrows)
         elif suffix == ".json":
             try:
                 df = pd.read_json(path, encoding="utf-8")
@@ -68,7 +118,9 @@ def read_table(path: Path) -> pd.DataFrame:
                 df = pd.read_json(path, lines=True, encoding="utf-8")
         else:
             sep = "\t" if suffix == ".tsv" else ","
-            df = pd.read_csv(path, sep=sep, encoding="utf-8", encoding_errors="strict")
+            df = pd.read_csv(path, sep=sep, encoding="utf-8", encoding_errors="strict", **nrows)
+    except DataError:
+        raise
     except UnicodeDecodeError as exc:
         raise DataError(
             f"'{path.name}' is not UTF-8 text (byte {exc.start} cannot be decoded).",
@@ -84,6 +136,8 @@ def read_table(path: Path) -> pd.DataFrame:
             f"'{path.name}' holds no table with at least a text column and a label column.",
             "Upload a file with one row per example and columns such as 'text' and 'label'.",
         )
+    if max_rows and len(df) > max_rows:
+        raise _too_many_rows(path, max_rows)
     df.columns = [str(c) for c in df.columns]
     return df
 
@@ -383,6 +437,9 @@ def preview_frame(bundle: DataBundle, n: int = 8) -> pd.DataFrame:
     """First rows of train with label names, for a table."""
     head = bundle.splits["train"].select(range(min(n, len(bundle.splits["train"])))).to_pandas()
     head[LABEL] = [bundle.label_names[i] for i in head[LABEL]]
+    for col in (TEXT, TEXT_PAIR):
+        if col in head:  # a 10 MB review must not travel to the browser for a preview
+            head[col] = [t if len(t) <= PREVIEW_CHARS else t[:PREVIEW_CHARS] + " …" for t in head[col]]
     return head
 
 

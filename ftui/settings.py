@@ -44,6 +44,7 @@ class Settings:
     )
     allowed_datasets: tuple[str, ...] = field(default=(), metadata={"help": "FTUI_ALLOWED_DATASETS (demo = the built-in)"})
     auth: tuple[tuple[str, str], ...] = field(default=(), metadata={"help": "FTUI_AUTH=user:password[,user:password]"})
+    max_upload_mb: float = field(default=500.0, metadata={"help": "FTUI_MAX_UPLOAD_MB: largest data file accepted"})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -68,6 +69,7 @@ class Settings:
             allowed_checkpoints=_list(env, "FTUI_ALLOWED_CHECKPOINTS"),
             allowed_datasets=_list(env, "FTUI_ALLOWED_DATASETS"),
             auth=tuple(pairs),
+            max_upload_mb=_float(env, "FTUI_MAX_UPLOAD_MB") or 500.0,
         )
 
     def apply(self, cfg: RunConfig) -> tuple[RunConfig, list[str]]:

@@ -130,3 +130,36 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+def raw_call(url: str, app, fn_name: str, overrides: dict | None = None, session: str | None = None, timeout: float = 60):
+    """Call any event handler (hidden ones too) over raw HTTP, as a hostile client would; returns the final message.
+
+    Inputs start from the components' defaults; `overrides` maps elem_id (or label) to a value.
+    """
+    import json
+    import uuid
+
+    import httpx
+
+    index = next(i for i, f in app.fns.items() if f.name == fn_name)
+    fn = app.fns[index]
+    data = []
+    for comp in fn.inputs:
+        key = next((k for k in (getattr(comp, "elem_id", None), getattr(comp, "label", None)) if k in (overrides or {})), None)
+        data.append(overrides[key] if key is not None else getattr(comp, "value", None))
+    session = session or uuid.uuid4().hex[:12]
+    with httpx.Client(timeout=timeout) as c:
+        payload = {"data": data, "fn_index": index, "session_hash": session, "event_data": None, "trigger_id": None}
+        joined = c.post(  # json.dumps writes NaN/Infinity as a hostile client may
+            f"{url}/gradio_api/queue/join", content=json.dumps(payload), headers={"content-type": "application/json"}
+        )
+        if joined.status_code != 200:
+            return {"msg": "rejected", "status": joined.status_code, "text": joined.text}
+        with c.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session}) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data:"):
+                    msg = json.loads(line[5:])
+                    if msg.get("msg") == "process_completed":
+                        return msg
+    return {"msg": "no answer"}

@@ -20,7 +20,8 @@ THEME = gr.themes.Soft(primary_hue="indigo")
 def create_app(engine: Engine | None = None) -> gr.Blocks:
     """Build the app; nothing is built at import time."""
     engine = engine or Engine()
-    with gr.Blocks(title="ftui: fine-tune text classifiers") as demo:
+    # Uploaded files and generated downloads in Gradio's cache are deleted after a day (checked hourly).
+    with gr.Blocks(title="ftui: fine-tune text classifiers", delete_cache=(3600, 86400)) as demo:
         gr.Markdown("# ftui — fine-tune a text classifier\nPick data and a checkpoint, train with live curves, try the model.")
         hub_line = ("🟢 " if engine.hub.online else "🟠 ") + engine.hub.message
         if not engine.hub.online:
@@ -98,4 +99,6 @@ def launch_kwargs(settings: Settings | None = None) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"theme": THEME, "css": CSS}
     if settings.auth:
         kwargs["auth"] = list(settings.auth)
+    # Gradio refuses larger uploads before they reach the disk; ftui's readers check again (FTUI_MAX_UPLOAD_MB).
+    kwargs["max_file_size"] = f"{settings.max_upload_mb:g}mb"
     return kwargs

@@ -75,6 +75,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
             search_btn = gr.Button("Search", scale=1)
         with gr.Row():
             dataset_id = gr.Dropdown(
+                elem_id="data-hub-id",
                 choices=[default.dataset_id] if default.dataset_id else [],
                 value=default.dataset_id or None,
                 label="Dataset id (pick a result or type owner/name)",

@@ -94,6 +94,7 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI) -> ModelUI:
             )
             search_btn = gr.Button("Search", scale=1)
         hub_id = gr.Dropdown(
+            elem_id="model-hub-id",
             choices=[default.checkpoint] if default.checkpoint else [],
             value=default.checkpoint or None,
             allow_custom_value=True,
