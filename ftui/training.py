@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import gc
 import math
@@ -159,7 +160,11 @@ def _save_best(model: nn.Module, tokenizer: Any, run: Run) -> Path:
     final = run.out_dir / MODEL_DIR
     tmp = run.out_dir / f".{MODEL_DIR}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    save_classifier(model, tokenizer, tmp, run.label_names)
+    try:
+        save_classifier(model, tokenizer, tmp, run.label_names)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk must not also leave half a model lying around
+        raise
     old = run.out_dir / f".{MODEL_DIR}.old"
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
@@ -207,6 +212,15 @@ def train_run(
     except Exception as exc:  # the app must survive any failure of one run
         if _is_oom(exc):
             run.finish(RunStatus.FAILED, _oom_advice(run.config, device))
+        elif isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            kept = (run.out_dir / MODEL_DIR).exists()
+            run.finish(
+                RunStatus.FAILED,
+                f"The disk is full ({exc.filename or run.out_dir}): the checkpoint could not be saved. "
+                + ("The best checkpoint saved before is kept. " if kept else "")
+                + "Free some space (delete old runs in the Runs tab) and start again.",
+                {"model_dir": str(run.out_dir / MODEL_DIR)} if kept else {},
+            )
         else:
             run.finish(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
     finally:

@@ -51,8 +51,16 @@ def upload(page, path: Path) -> None:
     if clear.count():
         clear.click()  # the previous file; the upload box comes back
         clear.wait_for(state="detached")  # else the clear can land after the new file and drop it
-    page.locator("#data-upload input[type=file]").set_input_files(str(path))
-    page.wait_for_selector("#data-upload :text('" + path.name + "')")
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(3):  # under load the upload box can drop a file set while it re-renders: set it again
+        page.locator("#data-upload input[type=file]").set_input_files(str(path))
+        try:
+            page.wait_for_selector("#data-upload :text('" + path.name + "')", timeout=20_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
 
 
 def md(page, elem_id: str) -> str:

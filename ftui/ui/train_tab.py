@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,21 +95,33 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
     train_inputs = [lr, batch, epochs, wd, warmup, max_len, seed, precision, accum, evals, patience, name]
     n_data, n_model = len(data_ui.inputs), len(model_ui.inputs)
 
+    drawn: dict[tuple[str, int], tuple[Any, ...]] = {}  # the last version drawn, shared by every tab
+    drawn_lock = threading.Lock()
+
     def render(last_version: int) -> tuple[Any, ...]:
         run = engine.current_run()
         if run is None:
             return gr.skip(), gr.skip(), gr.skip(), last_version, gr.Timer(active=False)
-        snap = run.snapshot()
-        keep_polling = gr.Timer(active=not snap.status.finished)
-        if snap.version == last_version:
+        version = run.version  # cheap: no copy of the events unless something changed
+        finished = run.status.finished
+        keep_polling = gr.Timer(active=not finished)
+        if version == last_version:
             return gr.skip(), gr.skip(), gr.skip(), last_version, keep_polling
-        return (
-            status_markdown(snap),
-            loss_figure(snap.events, snap.run_id),
-            accuracy_figure(snap.events, snap.run_id),
-            snap.version,
-            keep_polling,
-        )
+        with drawn_lock:
+            key = next(iter(drawn), None)
+            if key != (run.run_id, version):
+                # Many tabs poll the same run: build its figures once per version, not once per tab.
+                snap = run.snapshot()
+                drawn.clear()
+                drawn[(run.run_id, snap.version)] = (
+                    status_markdown(snap),
+                    loss_figure(snap.events, snap.run_id),
+                    accuracy_figure(snap.events, snap.run_id),
+                    snap.version,
+                )
+                key = (run.run_id, snap.version)
+            outputs = drawn[key]
+        return (*outputs, keep_polling)
 
     outputs = [status, loss_plot, acc_plot, version, timer]
     # Ticks are cheap reads of the run; no limit so they never wait behind other events.
