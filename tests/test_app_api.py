@@ -106,3 +106,21 @@ def test_runs_endpoints_compare_diff_evaluate_export_delete(trained, tiny_bert_d
     assert engine.get_run(second.run_id) is None and not second.out_dir.exists()
     out = client.predict("../../etc", "", "all", [], api_name="/delete_run")
     assert "not a run id" in out[0] or "No run" in out[0]
+
+
+def test_tick_skips_unchanged_versions_and_keeps_zoom(trained, tiny_bert_dir):
+    """The timer's handler: a full draw once per version, gr.skip() for every tab already at it."""
+    from ftui.ui import create_app
+
+    _, engine, _ = trained
+    cfg = RunConfig(DataConfig(), ModelConfig(source="local", checkpoint=str(tiny_bert_dir)), TrainConfig(epochs=1))
+    run = engine.start_run(cfg)
+    assert run.done.wait(120) and engine.join(30)
+    app = create_app(engine)
+    tick = next(f for f in app.fns.values() if f.name == "render")
+    assert tick.concurrency_limit is None  # ticks never wait behind other events
+    status, loss, acc, version, _timer = tick.fn(-1)
+    assert version == run.version and loss.layout.uirevision == run.run_id and acc.layout.uirevision == run.run_id
+    again = tick.fn(version)
+    assert all(part == {"__type__": "update"} for part in again[:3]) and again[3] == version
+    assert app.delete_cache == (3600, 86400)  # cached uploads and downloads are cleaned up after a day

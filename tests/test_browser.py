@@ -338,3 +338,22 @@ def test_hub_configs_and_splits_in_the_browser(page, monkeypatch):
     msg = data_status(page)
     assert "Loaded" in msg and "validation: 20" in msg
     assert "has no labels" in msg and "sentence" in msg
+
+
+def test_batch_predictions_show_hostile_text_escaped(page, app_server, tiny_bert_dir):
+    from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+
+    url, engine = app_server
+    if not any(r.status.value in ("completed", "stopped") for r in engine.runs()):
+        cfg = RunConfig(DataConfig(), ModelConfig(source="local", checkpoint=str(tiny_bert_dir)), TrainConfig(epochs=1))
+        run = engine.start_run(cfg)
+        assert run.done.wait(120) and engine.join(30)
+    tab(page, "4. Predict")
+    page.get_by_text("Many reviews at once").click()
+    hostile = '<img src=x onerror="window.__pwned=1">\n<script>window.__pwned=2</script>\nهذا رائع 😀'
+    page.locator("#batch-text textarea").fill(hostile)
+    page.click("#batch-btn")
+    page.wait_for_selector("#batch-status:has-text('3 reviews scored')")
+    page.wait_for_function("() => document.querySelector('#batch-table').innerText.includes('onerror')")
+    assert page.evaluate("() => window.__pwned") is None  # shown as text, never run
+    assert "<script>window.__pwned=2</script>" in page.inner_text("#batch-table")
