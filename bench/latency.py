@@ -13,23 +13,12 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("FTUI_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-
-def percentile(xs: list[float], q: float) -> float:
-    """q-th percentile (0-100) by nearest rank."""
-    s = sorted(xs)
-    return s[min(len(s) - 1, max(0, round(q / 100 * len(s)) - 1))]
+from common import ROOT, percentile  # first: sets the environment (offline, tokenizers), makes ftui importable
 
 
 def load_texts(path: str | None, n: int) -> list[str]:

@@ -22,15 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("FTUI_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import percentile  # first: sets the environment (offline, tokenizers), makes ftui importable
 
 
 def pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return round(s[min(len(s) - 1, max(0, round(q / 100 * len(s)) - 1))], 1)
+    return round(percentile(xs, q), 1)
 
 
 def tick(c: Any, url: str, index: int, version: int, session: str) -> tuple[bool, int]:

@@ -22,11 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("FTUI_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import common  # noqa: F401 - sets the environment first (offline, tokenizers) and makes ftui importable
 
 RECIPES = ("tutorial", "tuned_trainer", "ftui")
 RESULT_TAG = "BENCH_RESULT "

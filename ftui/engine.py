@@ -295,9 +295,9 @@ class Engine:
         if target.parent == self.runs_dir and target.exists():
             shutil.rmtree(target, ignore_errors=True)
 
-    def run_records(self) -> list[dict[str, Any]]:
-        """Every run as a stored record (header + events), oldest first, including the live one."""
-        return [r.to_json() for r in self.runs()]
+    def run_headers(self) -> list[dict[str, Any]]:
+        """Every run's record without events (what the runs table needs), oldest first, including the live one."""
+        return [r.header() for r in self.runs()]
 
     def run_record(self, run_id: str) -> dict[str, Any]:
         """One run's record."""

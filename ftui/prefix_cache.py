@@ -73,6 +73,8 @@ class PrefixCache:
         self.disabled: dict[str, str] = {}  # split -> why no cache
         self.returns_tuple = False
         self._stub = _Embed()
+        self._project_stub = _Pass(False)
+        self._passes: list[_Pass] | None = None
 
     # ----------------------------------------------------------------------------------------------- storage
     def _store(self, split: str, tok: Tokenized, sample: torch.Tensor) -> tuple[torch.Tensor, np.ndarray] | None:
@@ -157,9 +159,11 @@ class PrefixCache:
         setattr(self.base, self.embed_name, self._stub)
         project = getattr(self.base, "embeddings_project", None)  # ELECTRA: embeddings are narrower than layers
         if isinstance(project, nn.Module):
-            self.base.embeddings_project = _Pass(False)
+            self.base.embeddings_project = self._project_stub
+        if self._passes is None or self._passes[0].returns_tuple != self.returns_tuple:
+            self._passes = [_Pass(self.returns_tuple) for _ in range(self.depth)]  # once, not per batch
         for i in range(self.depth):
-            self.layers[i] = _Pass(self.returns_tuple)
+            self.layers[i] = self._passes[i]
         try:
             yield
         finally:

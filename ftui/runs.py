@@ -217,28 +217,27 @@ class Run:
 
     # ---- persistence
     def header(self) -> dict[str, Any]:
-        """The run's record without its events (the store's runs row)."""
-        rec = self.to_json()
-        rec.pop("events")
-        return rec
-
-    def to_json(self) -> dict[str, Any]:
-        """Record of the run for run.json (no secrets: tokens never enter a RunConfig)."""
-        snap = self.snapshot()
+        """The run's record without its events (the store's runs row); no copy of the event log."""
+        with self._cond:
+            status, error, result, ended = self._status, self._error, dict(self._result), self.ended_at
         return {
             "run_id": self.run_id,
             "name": self.name,
             "note": self.note,
             "out_dir": str(self.out_dir),
-            "status": snap.status.value,
-            "error": snap.error,
+            "status": status.value,
+            "error": error,
             "config": self.config.to_dict(),
             "label_names": self.label_names,
-            "events": list(snap.events),
-            "result": snap.result,
+            "result": result,
             "started_at": self.started_at,
-            "ended_at": snap.ended_at,
+            "ended_at": ended,
         }
+
+    def to_json(self) -> dict[str, Any]:
+        """Record of the run for run.json (no secrets: tokens never enter a RunConfig)."""
+        with self._cond:  # one lock for both, so the header and the events describe the same moment
+            return {**self.header(), "events": list(self._events)}
 
     def save(self) -> None:
         """Write run.json atomically (temp file, then rename)."""

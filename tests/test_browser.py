@@ -357,3 +357,27 @@ def test_batch_predictions_show_hostile_text_escaped(page, app_server, tiny_bert
     page.wait_for_function("() => document.querySelector('#batch-table').innerText.includes('onerror')")
     assert page.evaluate("() => window.__pwned") is None  # shown as text, never run
     assert "<script>window.__pwned=2</script>" in page.inner_text("#batch-table")
+
+
+def test_demo_mode_page_shows_only_predict_with_the_notice(browser, tmp_path):
+    from ftui.engine import Engine
+    from ftui.hub import HubStatus
+    from ftui.settings import Settings
+    from ftui.ui import create_app, launch_kwargs
+
+    settings = Settings(demo=True, max_epochs=2)
+    app = create_app(Engine(tmp_path, HubStatus(False, "offline (tests)"), settings))
+    app.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_kwargs(settings))
+    ctx = browser.new_context(viewport={"width": 1300, "height": 900})
+    try:
+        page = ctx.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(app.local_url)
+        page.wait_for_selector("#demo-notice:has-text('Duplicate this Space')")
+        assert "≤ 2 epochs" in page.inner_text("#limits")
+        tabs = [t.strip() for t in page.get_by_role("tab").all_inner_texts()]
+        assert tabs == ["Predict"]
+        assert page.locator("#start").count() == 0 and page.locator("#predict-text").count() == 1
+    finally:
+        ctx.close()
+        app.close()

@@ -105,7 +105,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
 
     # ------------------------------------------------------------------------------------------- handlers
     def render_table(q: str = "", st: str = "all", current: list[str] | None = None, one: str | None = None) -> tuple:
-        frame = runs_frame(engine.run_records(), q or "", st or "all")
+        frame = runs_frame(engine.run_headers(), q or "", st or "all")
         choices = _choices(engine)
         keys = {k for _, k in choices}
         return (
