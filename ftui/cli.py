@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--freeze-depth", type=int, default=0, help="0 trains all; k freezes embeddings + bottom k layers")
     t.add_argument("--head", choices=["auto", "mlp"], default="auto", help="model's own head or an MLP head")
     t.add_argument("--trust-remote-code", action="store_true", help="allow code shipped in Hub repos")
-    t.add_argument("--lr", type=float, default=d.learning_rate)
+    t.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 1e-4 for packaged, else 5e-5)")
     t.add_argument("--batch-size", type=int, default=d.batch_size)
     t.add_argument("--epochs", type=float, default=d.epochs)
     t.add_argument("--weight-decay", type=float, default=d.weight_decay)
@@ -118,15 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     from ftui.engine import Engine
     from ftui.errors import FtuiError
     from ftui.hub import HubStatus
+    from ftui.modeling import default_learning_rate
     from ftui.training import iter_events
 
     hub_status = HubStatus(False, "offline (--offline)") if args.offline else None
     engine = Engine(runs_dir=args.runs_dir, hub_status=hub_status)
+    model_cfg = _model_config(args)
     cfg = RunConfig(
         data=_data_config(args),
-        model=_model_config(args),
+        model=model_cfg,
         train=TrainConfig(
-            learning_rate=args.lr,
+            learning_rate=args.lr if args.lr is not None else default_learning_rate(model_cfg),
             batch_size=args.batch_size,
             epochs=args.epochs,
             weight_decay=args.weight_decay,

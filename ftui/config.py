@@ -23,6 +23,14 @@ def is_hub_id(value: str) -> bool:
 
 
 @dataclass(frozen=True)
+class ReadLimits:
+    """How much one data file or Hub split may hold; the deployment's settings pass these down to the readers."""
+
+    max_bytes: int = field(default=500 * 2**20, metadata={"help": "largest file read (a Space's disk and memory are small)"})
+    max_rows: int = field(default=0, metadata={"help": "rows read from one file or split; 0 = no cap"})
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Which rows to train on and how to read them."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from ftui.config import DataConfig, validate_data
+from ftui.config import DataConfig, ReadLimits, validate_data
 from ftui.errors import DataError, FtuiError
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -54,18 +55,6 @@ class DataBundle:
 
 
 # ----------------------------------------------------------------------------------------------------------- raw
-def _limits() -> tuple[int, int]:
-    """(max file bytes, max rows) from FTUI_MAX_UPLOAD_MB (default 500) and FTUI_MAX_ROWS (default 0 = no cap)."""
-    import os
-
-    try:
-        mb = float(os.environ.get("FTUI_MAX_UPLOAD_MB", "") or 500)
-        rows = int(float(os.environ.get("FTUI_MAX_ROWS", "") or 0))
-    except ValueError:
-        mb, rows = 500.0, 0
-    return int(mb * 2**20), max(0, rows)
-
-
 def _too_many_rows(path: Path, max_rows: int) -> DataError:
     return DataError(
         f"'{path.name}' has more than {max_rows:,} rows, the most this deployment reads from one file.",
@@ -95,10 +84,30 @@ def _read_parquet(path: Path, max_bytes: int, max_rows: int) -> pd.DataFrame:
     return pa.Table.from_batches(batches, schema=pf.schema_arrow).to_pandas()
 
 
-def read_table(path: Path) -> pd.DataFrame:
+SEPARATORS = ",;\t|"  # what spreadsheet exports use: Excel in many locales writes semicolons
+
+
+def _read_delimited(path: Path, sep: str, nrows: dict[str, int]) -> pd.DataFrame:
+    """A CSV/TSV; when the expected separator yields one column, sniff another (an Excel export with semicolons)."""
+    df = pd.read_csv(path, sep=sep, encoding="utf-8", encoding_errors="strict", **nrows)
+    if len(df.columns) >= 2:
+        return df
+    import csv
+
+    with open(path, encoding="utf-8", errors="replace") as f:
+        sample = f.read(65536)
+    try:
+        sniffed = csv.Sniffer().sniff(sample, delimiters=SEPARATORS).delimiter
+    except csv.Error:
+        return df
+    return pd.read_csv(path, sep=sniffed, encoding="utf-8", encoding_errors="strict", **nrows) if sniffed != sep else df
+
+
+def read_table(path: Path, limits: ReadLimits | None = None) -> pd.DataFrame:
     """Read a CSV/TSV/JSON/JSONL/Parquet file into a DataFrame, with messages for bad files; size and rows capped."""
+    limits = limits or ReadLimits()
     suffix = path.suffix.lower()
-    max_bytes, max_rows = _limits()
+    max_bytes, max_rows = limits.max_bytes, limits.max_rows
     size = path.stat().st_size if path.exists() else 0
     if size > max_bytes:
         raise DataError(
@@ -117,8 +126,7 @@ def read_table(path: Path) -> pd.DataFrame:
             except ValueError:
                 df = pd.read_json(path, lines=True, encoding="utf-8")
         else:
-            sep = "\t" if suffix == ".tsv" else ","
-            df = pd.read_csv(path, sep=sep, encoding="utf-8", encoding_errors="strict", **nrows)
+            df = _read_delimited(path, "\t" if suffix == ".tsv" else ",", nrows)
     except DataError:
         raise
     except UnicodeDecodeError as exc:
@@ -133,13 +141,33 @@ def read_table(path: Path) -> pd.DataFrame:
         ) from exc
     if not isinstance(df, pd.DataFrame) or df.empty or len(df.columns) < 2:
         raise DataError(
-            f"'{path.name}' holds no table with at least a text column and a label column.",
-            "Upload a file with one row per example and columns such as 'text' and 'label'.",
+            f"'{path.name}' holds no table with at least a text column and a label column"
+            + (f" (it has one column, '{df.columns[0]}')." if isinstance(df, pd.DataFrame) and len(df.columns) == 1 else "."),
+            "Upload a file with one row per example and columns such as 'text' and 'label', separated by commas, "
+            "semicolons or tabs.",
         )
     if max_rows and len(df) > max_rows:
         raise _too_many_rows(path, max_rows)
     df.columns = [str(c) for c in df.columns]
+    return _arrow_safe(df)
+
+
+def _arrow_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """Columns mixing numbers and strings (a JSONL label that is sometimes 1, sometimes "pos") become strings,
+    which Arrow can hold; missing values stay missing."""
+    for col in df.columns:
+        if df[col].dtype != object:
+            continue
+        kinds = {type(v) for v in df[col].dropna()}
+        if len(kinds) > 1:
+            df[col] = df[col].map(lambda v: v if v is None or (isinstance(v, float) and math.isnan(v)) else _text_of(v))
     return df
+
+
+def _text_of(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # 1.0 from a JSON number is the class "1"
+    return value if isinstance(value, str) else (json.dumps(value) if isinstance(value, (dict, list)) else str(value))
 
 
 def _from_frames(frames: dict[str, pd.DataFrame]) -> Any:
@@ -150,45 +178,67 @@ def _from_frames(frames: dict[str, pd.DataFrame]) -> Any:
     )
 
 
-def load_raw(cfg: DataConfig, token: str | None = None) -> Any:
+def _check_rows(raw: Any, max_rows: int, what: str) -> Any:
+    for split, ds in raw.items():
+        if max_rows and len(ds) > max_rows:
+            raise DataError(
+                f"{what} split '{split}' has {len(ds):,} rows; this deployment reads at most {max_rows:,} per split.",
+                "Pick a smaller dataset or config, or run ftui yourself to train on all of it.",
+            )
+    return raw
+
+
+def load_raw(cfg: DataConfig, token: str | None = None, limits: ReadLimits | None = None) -> Any:
     """The dataset as its source has it: a DatasetDict of whatever splits exist."""
     import datasets
 
+    limits = limits or ReadLimits()
     if cfg.source == "demo":
-        return _from_frames({"train": read_table(DEMO_DATASET)})
+        return _from_frames({"train": read_table(DEMO_DATASET, limits)})
     if cfg.source in ("upload", "local"):
         path = Path(cfg.dataset_id).expanduser()
         if path.is_file():
-            return _from_frames({"train": read_table(path)})
+            return _from_frames({"train": read_table(path, limits)})
         if path.is_dir():
             if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
-                loaded = datasets.load_from_disk(str(path))
-                return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
+                loaded = datasets.load_from_disk(str(path))  # memory-mapped: counting rows reads nothing
+                loaded = loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
+                return _check_rows(loaded, limits.max_rows, f"'{path.name}'")
             files = sorted(p for p in path.iterdir() if p.suffix.lower() in FILE_SUFFIXES)
             if not files:
                 raise DataError(
                     f"The folder '{path}' has no data files.",
                     "Point at a save_to_disk folder, a data file, or a folder of train/validation/test files.",
                 )
-            return _from_frames({p.stem: read_table(p) for p in files})
+            return _from_frames({p.stem: read_table(p, limits) for p in files})
         raise DataError(f"No file or folder at '{path}'.", "Check the path.")
     # Hub
-    from ftui.hub import explain_hub_error
+    from ftui.hub import explain_hub_error, hub_split_rows
 
     kwargs: dict[str, Any] = {"token": token or None}
+    if limits.max_rows:
+        # Refuse before downloading when the Hub's metadata already says a split is too big.
+        for split, rows in hub_split_rows(cfg.dataset_id.strip(), cfg.config_name, token).items():
+            if rows > limits.max_rows:
+                raise DataError(
+                    f"The Hub dataset '{cfg.dataset_id}' split '{split}' has {rows:,} rows; this deployment reads at most "
+                    f"{limits.max_rows:,} per split.",
+                    "Pick a smaller dataset or config, or run ftui yourself to train on all of it.",
+                )
     try:
-        return datasets.load_dataset(cfg.dataset_id.strip(), cfg.config_name or None, **kwargs)
+        loaded = datasets.load_dataset(cfg.dataset_id.strip(), cfg.config_name or None, **kwargs)
     except Exception as exc:
         err = explain_hub_error(exc, "dataset", cfg.dataset_id)
-        if cfg.trust_remote_code and "loading script" in err.problem:
-            # datasets>=4 never executes scripts; the Hub's Parquet export is the same data without code.
-            try:
-                return datasets.load_dataset(
-                    cfg.dataset_id.strip(), cfg.config_name or None, revision="refs/convert/parquet", **kwargs
-                )
-            except Exception as exc2:
-                raise explain_hub_error(exc2, "dataset (Parquet export)", cfg.dataset_id) from exc2
-        raise err from exc
+        if not (cfg.trust_remote_code and "loading script" in err.problem):
+            raise err from exc
+        # datasets>=4 never executes scripts; the Hub's Parquet export is the same data without code.
+        try:
+            loaded = datasets.load_dataset(
+                cfg.dataset_id.strip(), cfg.config_name or None, revision="refs/convert/parquet", **kwargs
+            )
+        except Exception as exc2:
+            raise explain_hub_error(exc2, "dataset (Parquet export)", cfg.dataset_id) from exc2
+    return _check_rows(loaded, limits.max_rows, f"The Hub dataset '{cfg.dataset_id}'")
 
 
 # ---------------------------------------------------------------------------------------------------- detection
@@ -233,8 +283,12 @@ def detect_text_columns(features: dict[str, Any], sample: pd.DataFrame, label: s
 
 
 # -------------------------------------------------------------------------------------------------- label casting
-def label_names_for(values: pd.Series, feature: Any) -> tuple[list[str], dict[Any, int]]:
-    """Names and a value→index map: ClassLabel kept, ints/bools by sorted value, strings sorted."""
+def label_names_for(values: pd.Series, feature: Any, negative_is_missing: bool = False) -> tuple[list[str], dict[Any, int]]:
+    """Names and a value→index map: ClassLabel kept, ints/bools by sorted value, strings sorted.
+
+    negative_is_missing: integer labels below 0 mean "unlabelled" (the convention of some Hub test splits); a user's
+    own file keeps them as classes (-1/0/1 sentiment is common).
+    """
     if _is_classlabel(feature):
         names = list(feature.names)
         return names, {i: i for i in range(len(names))}
@@ -257,7 +311,7 @@ def label_names_for(values: pd.Series, feature: Any) -> tuple[list[str], dict[An
             )
         present = present.astype("int64")
     if pd.api.types.is_integer_dtype(present):
-        uniq = sorted(int(v) for v in present.unique() if int(v) >= 0)
+        uniq = sorted(int(v) for v in present.unique() if int(v) >= 0 or not negative_is_missing)
         return [str(v) for v in uniq], {v: i for i, v in enumerate(uniq)}
     uniq_s = sorted({str(v).strip() for v in present if str(v).strip()})
     return uniq_s, {v: i for i, v in enumerate(uniq_s)}
@@ -364,7 +418,7 @@ def prepare(raw: Any, cfg: DataConfig) -> DataBundle:
     frames = {k: raw[v].select_columns([*text_cols, label_col]).to_pandas() for k, v in picked.items() if v}
     label_feature = features[label_col]
     all_labels = pd.concat([f[label_col] for f in frames.values()], ignore_index=True)
-    label_names, mapping = label_names_for(all_labels, label_feature)
+    label_names, mapping = label_names_for(all_labels, label_feature, negative_is_missing=cfg.source == "hub")
     is_str = not _is_classlabel(label_feature) and not (
         pd.api.types.is_numeric_dtype(all_labels.dropna()) or pd.api.types.is_bool_dtype(all_labels.dropna())
     )
@@ -418,12 +472,20 @@ def prepare(raw: Any, cfg: DataConfig) -> DataBundle:
     )
 
 
-def load_data(cfg: DataConfig, token: str | None = None) -> DataBundle:
+def load_data(cfg: DataConfig, token: str | None = None, limits: ReadLimits | None = None) -> DataBundle:
     """Validate, load and prepare; every failure is an FtuiError with a fix."""
     problems = validate_data(cfg)
     if problems:
         raise DataError("; ".join(problems) + ".", "")
-    raw = load_raw(cfg, token)
+    try:
+        raw = load_raw(cfg, token, limits)
+    except FtuiError:
+        raise
+    except Exception as exc:  # Arrow refusing a column, a damaged save_to_disk folder, ...
+        raise DataError(
+            f"The data could not be read: {type(exc).__name__}: {str(exc)[:300]}",
+            "Check that each column holds one kind of value (all text, or all numbers), or re-export the file.",
+        ) from exc
     try:
         return prepare(raw, cfg)
     except FtuiError:

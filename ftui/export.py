@@ -11,6 +11,7 @@ from typing import Any
 
 from ftui.errors import FtuiError, HubError
 from ftui.experiments import run_row
+from ftui.files import COMPLETE
 from ftui.metrics import per_class
 from ftui.training import MODEL_DIR, PREDICTIONS_FILE
 
@@ -127,7 +128,7 @@ def export_zip(rec: dict[str, Any], run_dir: Path, dest_dir: Path, base_limitati
     tmp = out.with_suffix(".zip.tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
         for f in sorted(model_dir.rglob("*")):
-            if f.is_file():
+            if f.is_file() and f.name != COMPLETE:
                 z.write(f, f"model/{f.relative_to(model_dir)}")
         z.writestr("model/README.md", model_card(rec, base_limitations))
         z.writestr("config.json", json.dumps(rec.get("config", {}), indent=1))
@@ -158,7 +159,7 @@ def push_to_hub(
         api = HfApi(token=token)
     with tempfile.TemporaryDirectory(prefix="ftui-push-") as tmp:
         stage = Path(tmp) / "repo"
-        shutil.copytree(model_dir, stage)
+        shutil.copytree(model_dir, stage, ignore=shutil.ignore_patterns(COMPLETE))
         (stage / "README.md").write_text(model_card(rec, base_limitations, repo_id), encoding="utf-8")
         try:
             url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
 from ftui.errors import FtuiError, HubError
 
+log = logging.getLogger(__name__)
 OFFLINE_MESSAGE = "The Hugging Face Hub cannot be reached from this machine"
 
 
@@ -102,6 +104,18 @@ def dataset_splits(dataset_id: str, config: str | None, token: str | None = None
         return list(datasets.get_dataset_split_names(dataset_id, config or None, token=token or None))
     except Exception as exc:
         raise explain_hub_error(exc, "dataset", dataset_id) from exc
+
+
+def hub_split_rows(dataset_id: str, config: str | None, token: str | None = None) -> dict[str, int]:
+    """Rows per split from the dataset's Hub metadata, without downloading its data; empty when unknown."""
+    import datasets
+
+    try:
+        info = datasets.load_dataset_builder(dataset_id, config or None, token=token or None).info
+        return {name: int(split.num_examples) for name, split in (info.splits or {}).items() if split.num_examples}
+    except Exception as exc:  # noqa: BLE001 - metadata is a shortcut; the rows are counted after loading anyway
+        log.info("no split sizes for %s: %s", dataset_id, exc)
+        return {}
 
 
 def explain_hub_error(exc: BaseException, what: str, name: str) -> FtuiError:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ftui.config import ModelConfig
+from ftui.config import ModelConfig, TrainConfig
 from ftui.errors import FtuiError, ModelError
 
 PACKAGED_NAME = "all-MiniLM-L6-v2 (packaged)"
@@ -29,6 +29,14 @@ def packaged_checkpoint() -> Path | None:
         return None
     path = Path(spec.origin).parent / "model"
     return path if (path / "config.json").exists() else None
+
+
+PACKAGED_LEARNING_RATE = 1e-4  # the small MiniLM: on the demo data 5e-5 sat at chance for a third of the run
+
+
+def default_learning_rate(cfg: ModelConfig) -> float:
+    """A starting learning rate for the checkpoint: higher for the small packaged MiniLM, the usual 5e-5 otherwise."""
+    return PACKAGED_LEARNING_RATE if cfg.source == "packaged" else TrainConfig().learning_rate
 
 
 def resolve_checkpoint(cfg: ModelConfig) -> str:
@@ -154,8 +162,41 @@ class MLPClassifier(nn.Module):
         return SequenceClassifierOutput(logits=self.head(pooled))
 
 
-def build_model(cfg: ModelConfig, label_names: list[str], token: str | None = None, meta: bool = False) -> nn.Module:
-    """A classifier for `label_names` on the checkpoint; with meta=True no weights are read (for counting)."""
+def head_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """The parameters outside the encoder: the classification head (and a pooler-like dense layer some heads own)."""
+    inside = {id(p) for p in model.base_model.parameters()}
+    return [(n, p) for n, p in model.named_parameters() if id(p) not in inside]
+
+
+@torch.no_grad()
+def init_head(model: nn.Module, generator: torch.Generator, only: set[str] | None = None) -> None:
+    """Draw the head's starting weights from `generator` (normal, std = the config's initializer_range; biases 0), so
+    a run's head depends on its seed alone, never on what other threads did to the global random state.
+
+    only: names of the head parameters the checkpoint did not provide (a classifier checkpoint's trained head stays).
+    """
+    std = float(getattr(model.config, "initializer_range", 0.02) or 0.02)
+    for name, p in head_parameters(model):
+        if only is not None and name not in only:
+            continue
+        if p.ndim >= 2:
+            p.copy_(torch.randn(p.shape, generator=generator, dtype=torch.float32).mul_(std).to(p.dtype))
+        else:
+            p.zero_()
+
+
+def build_model(
+    cfg: ModelConfig,
+    label_names: list[str],
+    token: str | None = None,
+    meta: bool = False,
+    generator: torch.Generator | None = None,
+) -> nn.Module:
+    """A classifier for `label_names` on the checkpoint; with meta=True no weights are read (for counting).
+
+    generator: where the new head's weights come from (a run passes one seeded with its seed); None keeps
+    transformers' own initialisation.
+    """
     from transformers import AutoModel, AutoModelForSequenceClassification
 
     ckpt = resolve_checkpoint(cfg)
@@ -176,12 +217,23 @@ def build_model(cfg: ModelConfig, label_names: list[str], token: str | None = No
         kwargs = {**common, "config": config, "token": token or None, "dtype": torch.float32}
         if not cfg.allow_bin_weights:
             kwargs["use_safetensors"] = True
+        fresh: set[str] | None = None  # head parameters the checkpoint did not provide; None = all of them
         if cfg.head == "mlp":
-            return MLPClassifier(AutoModel.from_pretrained(ckpt, **kwargs), len(label_names), cfg.mlp_hidden, cfg.mlp_dropout)
-        # A checkpoint fine-tuned on other classes has a head of another size: start that head afresh.
-        return AutoModelForSequenceClassification.from_pretrained(ckpt, ignore_mismatched_sizes=True, **kwargs)
+            model: nn.Module = MLPClassifier(
+                AutoModel.from_pretrained(ckpt, **kwargs), len(label_names), cfg.mlp_hidden, cfg.mlp_dropout
+            )
+        else:
+            # A checkpoint fine-tuned on other classes has a head of another size: start that head afresh.
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                ckpt, ignore_mismatched_sizes=True, output_loading_info=True, **kwargs
+            )
+            mismatched = {k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", ())}
+            fresh = set(info.get("missing_keys", ())) | mismatched
     except Exception as exc:
         raise _translate(exc, cfg) from exc
+    if generator is not None:
+        init_head(model, generator, fresh)
+    return model
 
 
 def apply_freeze(model: nn.Module, depth: int) -> None:

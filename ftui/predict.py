@@ -15,6 +15,8 @@ from torch import nn
 from ftui.errors import FtuiError
 
 MAX_PREDICT_CHARS = 20_000  # longer input is cut: the model only reads max_length tokens anyway
+CHARS_PER_TOKEN = 16  # text kept per token the model reads (English averages about 4-5 characters per token)
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 BATCH_SIZE = 64  # texts per forward pass in batch prediction
 
 
@@ -47,6 +49,17 @@ class Predictor:
         with self._lock:
             self._models.pop(key, None)
 
+    def forget_prefix(self, prefix: str, keep: str | None = None) -> None:
+        """Drop every cached model whose key starts with `prefix` (older versions of one model), except `keep`."""
+        with self._lock:
+            for key in [k for k in self._models if k.startswith(prefix) and k != keep]:
+                del self._models[key]
+
+    def keys(self) -> list[str]:
+        """Cached model keys, least recently used first."""
+        with self._lock:
+            return list(self._models)
+
     def predict(
         self,
         key: str,
@@ -57,17 +70,18 @@ class Predictor:
     ) -> list[dict[str, float]]:
         """Class probabilities for each text, as {label name: probability}, in the input order."""
         model, tok, names, lock = self.get(key, loader)
-        texts = [t[:MAX_PREDICT_CHARS] for t in texts]
+        # A model reads max_length tokens; even odd text rarely packs more than CHARS_PER_TOKEN characters into one,
+        # so cutting first bounds the tokenizer's time and memory without changing what the model sees.
+        cut = min(MAX_PREDICT_CHARS, max_length * CHARS_PER_TOKEN)
         device = next(model.parameters()).device
-        ids = tok(texts, truncation=True, max_length=max_length)
-        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in ids]
-        # Similar lengths together: a batch pads only to its own longest text.
-        order = sorted(range(len(texts)), key=lambda i: len(ids["input_ids"][i]))
+        # Similar lengths together, so a batch pads only to its own longest text; tokenized one batch at a time, so
+        # memory stays bounded by one batch whatever the request's size.
+        order = sorted(range(len(texts)), key=lambda i: min(len(texts[i]), cut))
         probs = torch.empty((len(texts), len(names)))
         for start in range(0, len(order), batch_size):
             part = order[start : start + batch_size]
-            batch = tok.pad({k: [ids[k][i] for i in part] for k in keys}, return_tensors="pt")
-            batch = {k: v.to(device) for k, v in batch.items()}
+            batch = tok([texts[i][:cut] for i in part], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+            batch = {k: v.to(device) for k, v in batch.items() if k in MODEL_INPUTS}
             # One lock per batch, not per call: a single review can slip in between the batches of a long file.
             with lock, torch.inference_mode():
                 probs[part] = torch.softmax(model(**batch).logits.float(), dim=-1).cpu()

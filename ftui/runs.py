@@ -60,6 +60,7 @@ class Run:
     started_at: float = field(default_factory=time.time)
     note: str = ""
     store: Any = field(default=None, repr=False, compare=False)  # ftui.store.Store: every change is also written there
+    remote: bool = False  # trained by another process (the CLI, another app): this object is a view of the store
 
     def __post_init__(self) -> None:
         self._cond = threading.Condition()
@@ -253,16 +254,56 @@ class Run:
         return cls.from_record(d, out_dir)
 
     @classmethod
-    def from_record(cls, d: dict[str, Any], out_dir: Path, store: Any = None) -> Run:
-        """A run rebuilt from a stored record (run.json or the store); unfinished ones become 'interrupted'."""
+    def from_record(cls, d: dict[str, Any], out_dir: Path, store: Any = None, live: bool = False) -> Run:
+        """A run rebuilt from a stored record (run.json or the store).
+
+        live: another process is training it (the store's heartbeat says so), so it stays queued/running as a remote
+        view; otherwise an unfinished record means its process died and the run is 'interrupted'.
+        """
         run = cls(d["run_id"], d["name"], RunConfig.from_dict(d.get("config", {})), out_dir, list(d.get("label_names", [])))
         run.note = d.get("note") or ""
         run.started_at = float(d.get("started_at") or time.time())
         run._events = list(d.get("events", []))
+        run.store = store
         status = RunStatus(d.get("status", "failed"))
+        if live and not status.finished:
+            run.remote = True
+            run.apply_record(d, [])
+            return run
         if not status.finished:
             status = RunStatus.INTERRUPTED
-        run.finish(status, d.get("error"), d.get("result") or {}, persist=False)
+        result = dict(d.get("result") or {})
+        if not result.get("best_eval"):
+            result.pop("best_eval", None)
+            best = best_eval_of(run._events)  # an interrupted run's evaluations are in its events
+            if best:
+                result["best_eval"] = best
+        run.finish(status, d.get("error"), result, persist=False)
         run.ended_at = d.get("ended_at") or run.ended_at
-        run.store = store
         return run
+
+    def apply_record(self, d: dict[str, Any], new_events: list[dict[str, Any]]) -> None:
+        """Bring a remote run up to date with its store record and the events logged since the last sync."""
+        with self._cond:
+            self._status = RunStatus(d.get("status", "failed"))
+            self._error = d.get("error")
+            self._result = dict(d.get("result") or {})
+            self.ended_at = d.get("ended_at")
+            self.name, self.note = d.get("name", self.name), d.get("note") or ""
+            self.label_names = list(d.get("label_names", self.label_names))
+            self._events.extend(new_events)
+            owner = str(d.get("owner") or "").split(":")
+            where = f"process {owner[1]} on {owner[0]}" if len(owner) == 3 else "another process"
+            self._progress = {"phase": self._status.value, "owner": where}
+            self._bump()
+        if self._status.finished:
+            self.done.set()
+
+
+def best_eval_of(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The best evaluation in an event log (highest accuracy, then lowest loss), as the training loop records it."""
+    evals = [e for e in events if e.get("type") == "eval" and isinstance(e.get("eval_accuracy"), (int, float))]
+    if not evals:
+        return None
+    e = max(evals, key=lambda e: (e["eval_accuracy"], -float(e.get("eval_loss") or 0.0)))
+    return {"loss": e.get("eval_loss"), "accuracy": e["eval_accuracy"], "macro_f1": e.get("eval_macro_f1"), "step": e.get("step")}

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from ftui.config import RunConfig
+from ftui.config import DataConfig, ModelConfig, ReadLimits, RunConfig
 
 
 def _int(env: Mapping[str, str], name: str) -> int:
@@ -29,6 +29,17 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in env.get(name, "").split(",") if x.strip())
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool | None:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return None
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be 1 or 0 (got {raw!r})")
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the operator of a deployment allows; 0 or empty means no limit. Enforced by the engine, not the widgets."""
@@ -45,6 +56,14 @@ class Settings:
     allowed_datasets: tuple[str, ...] = field(default=(), metadata={"help": "FTUI_ALLOWED_DATASETS (demo = the built-in)"})
     auth: tuple[tuple[str, str], ...] = field(default=(), metadata={"help": "FTUI_AUTH=user:password[,user:password]"})
     max_upload_mb: float = field(default=500.0, metadata={"help": "FTUI_MAX_UPLOAD_MB: largest data file accepted"})
+    max_rows: int = field(default=0, metadata={"help": "FTUI_MAX_ROWS: rows read from one data file or Hub split"})
+    allow_remote_code: bool = field(
+        default=True,
+        metadata={"help": "FTUI_ALLOW_REMOTE_CODE: honour 'Trust remote code'; off by default on a Space or a locked-down app"},
+    )
+    max_batch_chars: int = field(
+        default=5_000_000, metadata={"help": "FTUI_MAX_BATCH_CHARS: characters in one batch prediction (memory and time bound)"}
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -59,6 +78,12 @@ class Settings:
             if not sep or not user or not password:
                 raise ValueError("FTUI_AUTH must be user:password pairs separated by commas")
             pairs.append((user, password))
+        allowed_checkpoints = _list(env, "FTUI_ALLOWED_CHECKPOINTS")
+        allowed_datasets = _list(env, "FTUI_ALLOWED_DATASETS")
+        # A Space (SPACE_ID is set by Hugging Face) or any restriction means strangers call this app: their ticked
+        # box must not run code in it. The operator can still allow it explicitly.
+        locked = bool(env.get("SPACE_ID")) or mode == "demo" or bool(allowed_checkpoints or allowed_datasets or pairs)
+        remote = _flag(env, "FTUI_ALLOW_REMOTE_CODE")
         return cls(
             demo=mode == "demo",
             max_train_examples=_int(env, "FTUI_MAX_TRAIN_EXAMPLES"),
@@ -66,11 +91,41 @@ class Settings:
             max_length=_int(env, "FTUI_MAX_LENGTH"),
             max_batch_size=_int(env, "FTUI_MAX_BATCH_SIZE"),
             max_minutes=_float(env, "FTUI_MAX_RUN_MINUTES"),
-            allowed_checkpoints=_list(env, "FTUI_ALLOWED_CHECKPOINTS"),
-            allowed_datasets=_list(env, "FTUI_ALLOWED_DATASETS"),
+            allowed_checkpoints=allowed_checkpoints,
+            allowed_datasets=allowed_datasets,
             auth=tuple(pairs),
             max_upload_mb=_float(env, "FTUI_MAX_UPLOAD_MB") or 500.0,
+            max_rows=_int(env, "FTUI_MAX_ROWS"),
+            allow_remote_code=(not locked) if remote is None else remote,
+            max_batch_chars=_int(env, "FTUI_MAX_BATCH_CHARS") or 5_000_000,
         )
+
+    def admit_model(self, model: ModelConfig) -> list[str]:
+        """Why this checkpoint may not be touched here (loaded, summarised, tokenized): empty when it may."""
+        errors: list[str] = []
+        if self.allowed_checkpoints:
+            name = "packaged" if model.source == "packaged" else model.checkpoint.strip()
+            if name not in self.allowed_checkpoints or model.source == "local":
+                errors.append(f"checkpoint '{name}' is not allowed here; choose one of: {', '.join(self.allowed_checkpoints)}")
+        if model.trust_remote_code and not self.allow_remote_code:
+            errors.append(
+                "this deployment does not run code shipped in model repos ('Trust remote code'); its operator can allow it "
+                "with FTUI_ALLOW_REMOTE_CODE=1"
+            )
+        return errors
+
+    def admit_data(self, data: DataConfig) -> list[str]:
+        """Why this dataset may not be read here: empty when it may."""
+        if not self.allowed_datasets:
+            return []
+        name = "demo" if data.source == "demo" else data.dataset_id.strip()
+        if name not in self.allowed_datasets or data.source in ("local", "upload"):
+            return [f"dataset '{name}' is not allowed here; choose one of: {', '.join(self.allowed_datasets)}"]
+        return []
+
+    def read_limits(self) -> ReadLimits:
+        """The caps on reading one data file or Hub split."""
+        return ReadLimits(max_bytes=int(self.max_upload_mb * 2**20), max_rows=self.max_rows)
 
     def apply(self, cfg: RunConfig) -> tuple[RunConfig, list[str]]:
         """The config with unset limits filled from the caps, and a message for every value over a cap."""
@@ -94,14 +149,7 @@ class Settings:
         for cap, value, what in checks:
             if cap and isinstance(value, (int, float)) and value > cap:
                 errors.append(f"{what} is capped at {cap:g} on this deployment (got {value:g})")
-        if self.allowed_checkpoints:
-            name = "packaged" if model.source == "packaged" else model.checkpoint.strip()
-            if name not in self.allowed_checkpoints or model.source == "local":
-                errors.append(f"checkpoint '{name}' is not allowed here; choose one of: {', '.join(self.allowed_checkpoints)}")
-        if self.allowed_datasets:
-            name = "demo" if data.source == "demo" else data.dataset_id.strip()
-            if name not in self.allowed_datasets or data.source in ("local", "upload"):
-                errors.append(f"dataset '{name}' is not allowed here; choose one of: {', '.join(self.allowed_datasets)}")
+        errors += self.admit_model(model) + self.admit_data(data)
         return replace(cfg, data=data, model=model, train=train), errors
 
     def describe(self) -> str:

@@ -1,19 +1,42 @@
-"""The experiment store: every run and every metric event in one SQLite database inside the runs folder."""
+"""The experiment store: every run and every metric event in one SQLite database inside the runs folder.
+
+The store is the truth about runs shared by several processes (the app, the CLI): each live run's owner writes a
+heartbeat, so any process can tell a run that is training elsewhere from one whose process died.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger(__name__)
+
 DB_FILE = "ftui.db"
 FINAL = ("completed", "stopped", "failed", "interrupted")
+HEARTBEAT_S = 5.0  # a live run's owner refreshes its heartbeat this often
+STALE_S = 60.0  # a run whose heartbeat is older than this is dead (its process hung, died or lost the disk)
+_IDENTITY: dict[int, str] = {}
+
+
+def process_identity() -> str:
+    """host:pid:nonce of this process; the nonce tells a new process apart from a dead one with the same PID
+    (a restarted container runs as PID 1 again)."""
+    pid = os.getpid()  # per PID, so a forked child gets its own identity
+    if pid not in _IDENTITY:
+        _IDENTITY[pid] = f"{socket.gethostname()}:{pid}:{uuid.uuid4().hex[:12]}"
+    return _IDENTITY[pid]
+
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id      TEXT PRIMARY KEY,
@@ -28,7 +51,9 @@ CREATE TABLE IF NOT EXISTS runs (
     ended_at    REAL,
     out_dir     TEXT NOT NULL,
     host        TEXT,
-    pid         INTEGER
+    pid         INTEGER,
+    owner       TEXT,
+    heartbeat   REAL
 );
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
@@ -39,7 +64,17 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (run_id, seq)
 );
 """
-HEADER = ("run_id", "name", "note", "status", "error", "config", "label_names", "result", "started_at", "ended_at", "out_dir")
+HEADER = (
+    "run_id", "name", "note", "status", "error", "config", "label_names", "result", "started_at", "ended_at", "out_dir",
+    "host", "pid", "owner", "heartbeat",
+)  # fmt: skip
+
+
+def _probe_writable(folder: Path) -> None:
+    """OSError when nothing can be created in `folder` (a read-only mount, permissions, an immutable folder)."""
+    probe = folder / f".ftui-write-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    probe.write_bytes(b"")
+    probe.unlink()
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -54,23 +89,105 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
+class StoreUnavailable(Exception):
+    """The runs folder cannot be written (read-only disk or permissions); `reason` says which."""
+
+
 class Store:
     """Runs and their events in SQLite (WAL): each write is one transaction, so a killed process loses nothing
-    already logged; several processes (the app and the CLI) may share one runs folder."""
+    already logged; several processes (the app and the CLI) may share one runs folder.
 
-    def __init__(self, runs_dir: Path) -> None:
-        runs_dir.mkdir(parents=True, exist_ok=True)
+    A damaged database file is moved aside and a fresh one started (`notice` says so; the engine re-imports the run
+    folders). A read-only runs folder opens read-only (`read_only` holds the reason) and every write raises.
+    """
+
+    def __init__(self, runs_dir: Path, stale_after: float = STALE_S, clock: Callable[[], float] = time.time) -> None:
         self.path = runs_dir / DB_FILE
+        self.stale_after = stale_after
+        self.clock = clock
+        self.identity = process_identity()
+        self.notice = ""
+        self.read_only = ""
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.execute("PRAGMA busy_timeout=30000")
-        self._conn.executescript(SCHEMA)
+        try:
+            runs_dir.mkdir(parents=True, exist_ok=True)
+            _probe_writable(runs_dir)
+            self._conn = self._open_checked()
+        except (OSError, sqlite3.OperationalError) as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "readonly" not in str(exc) and "unable to open" not in str(exc):
+                raise
+            self.read_only = f"the runs folder {runs_dir} cannot be written ({exc})"
+            log.warning("opening the store read-only: %s", self.read_only)
+            self._conn = self._open_read_only()
+
+        # Writes land somewhere: the database, or the in-memory index standing in for an unreadable read-only one.
+        self.writable = not self.read_only or self._conn.execute("PRAGMA database_list").fetchone()[2] == ""
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.executescript(SCHEMA)
+        have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+        for column, kind in (("owner", "TEXT"), ("heartbeat", "REAL")):  # databases from before heartbeats
+            if column not in have:
+                conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+        return conn
+
+    def _open_checked(self) -> sqlite3.Connection:
+        """Open the database; a damaged file (truncated, overwritten) is moved aside and a fresh one created."""
+        try:
+            conn = self._open()
+            problems = conn.execute("PRAGMA quick_check").fetchall()
+            if problems != [("ok",)]:
+                conn.close()
+                raise sqlite3.DatabaseError(f"integrity check: {problems[0][0]}")
+            return conn
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and ("readonly" in str(exc) or "unable to open" in str(exc)):
+                raise
+            aside = self.path.with_name(f"{DB_FILE}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+            for suffix in ("", "-wal", "-shm"):
+                part = Path(f"{self.path}{suffix}")
+                if part.exists():
+                    os.replace(part, f"{aside}{suffix}")
+            self.notice = (
+                f"The experiment store {self.path.name} was damaged ({exc}); it was moved to {aside.name} and rebuilt "
+                "from the run folders (runs and their final metrics are back; live curves of unfinished runs may be missing)."
+            )
+            log.warning(self.notice)
+            return self._open()
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        if self.path.exists():
+            # mode=ro reads a WAL database when its -wal/-shm files are there; immutable (no side files at all) when not
+            for query in ("mode=ro", "mode=ro&immutable=1"):
+                try:
+                    conn = sqlite3.connect(f"file:{self.path}?{query}", uri=True, check_same_thread=False)
+                except sqlite3.Error as exc:
+                    log.info("read-only open (%s) failed: %s", query, exc)
+                    continue
+                try:
+                    have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+                    if {"owner", "heartbeat"} <= have:
+                        return conn
+                except sqlite3.DatabaseError as exc:
+                    log.info("read-only store unreadable (%s): %s", query, exc)
+                conn.close()
+        # Nothing readable (or an older schema that cannot be upgraded here): an in-memory index of the run folders.
+        conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        conn.executescript(SCHEMA)
+        return conn
+
+    def _write_guard(self) -> None:
+        if not self.writable:
+            raise StoreUnavailable(self.read_only)
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._write_guard()
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -106,17 +223,44 @@ class Store:
             str(rec["out_dir"]),
             socket.gethostname(),
             os.getpid(),
+            self.identity,
+            self.clock(),
         )
         with self._tx() as c:
             c.execute(
                 "INSERT INTO runs (run_id, name, note, status, error, config, label_names, result, started_at, ended_at,"
-                " out_dir, host, pid) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(run_id) DO UPDATE SET"
-                " name=excluded.name, note=excluded.note, status=excluded.status, error=excluded.error,"
+                " out_dir, host, pid, owner, heartbeat) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(run_id) DO UPDATE"
+                " SET name=excluded.name, note=excluded.note, status=excluded.status, error=excluded.error,"
                 " config=excluded.config, label_names=excluded.label_names, result=excluded.result,"
                 " started_at=excluded.started_at, ended_at=excluded.ended_at, out_dir=excluded.out_dir,"
-                " host=excluded.host, pid=excluded.pid",
+                " host=excluded.host, pid=excluded.pid, owner=excluded.owner, heartbeat=excluded.heartbeat",
                 row,
             )
+
+    def beat(self, run_id: str) -> bool:
+        """Refresh the heartbeat of a run this process owns; False when another process has taken it over.
+
+        A run marked interrupted while its process was only slow (a long stall past STALE_S) is running again.
+        """
+        with self._tx() as c:
+            cur = c.execute(
+                "UPDATE runs SET heartbeat=?, status=CASE WHEN status='interrupted' THEN 'running' ELSE status END,"
+                " error=CASE WHEN status='interrupted' THEN NULL ELSE error END WHERE run_id=? AND owner=?",
+                (self.clock(), run_id, self.identity),
+            )
+            return cur.rowcount == 1
+
+    def claim(self, run_id: str) -> bool:
+        """Take a stopped or interrupted run for a resume, atomically: False when it is live or was just claimed."""
+        with self._tx() as c:
+            row = c.execute("SELECT status, host, pid, owner, heartbeat FROM runs WHERE run_id=?", (run_id,)).fetchone()
+            if row is None or row[0] not in ("stopped", "interrupted"):
+                return False
+            c.execute(
+                "UPDATE runs SET status='queued', error=NULL, owner=?, heartbeat=?, host=?, pid=? WHERE run_id=?",
+                (self.identity, self.clock(), socket.gethostname(), os.getpid(), run_id),
+            )
+            return True
 
     def add_event(self, run_id: str, seq: int, event: dict[str, Any]) -> None:
         """Append one metric event (idempotent per seq)."""
@@ -150,18 +294,32 @@ class Store:
             c.execute("DELETE FROM events WHERE run_id=?", (run_id,))
             c.execute("DELETE FROM runs WHERE run_id=?", (run_id,))
 
+    def alive(self, rec: dict[str, Any]) -> bool:
+        """Whether the process that owns a queued/running record still works on it."""
+        host, pid, owner, beat = rec.get("host"), rec.get("pid"), rec.get("owner"), rec.get("heartbeat")
+        fresh = beat is not None and self.clock() - float(beat) < self.stale_after
+        if owner is None:  # a database from before heartbeats: the PID is all there is
+            return host == socket.gethostname() and pid != os.getpid() and _pid_alive(pid)
+        if owner == self.identity:
+            return fresh  # this process: alive while something here keeps beating for it
+        if host == socket.gethostname():
+            if pid == os.getpid():
+                return False  # an earlier process that had our PID (a restarted container is PID 1 again)
+            if not _pid_alive(pid):
+                return False
+        return fresh
+
     def mark_interrupted(self) -> list[str]:
-        """Runs left queued/running by a process on this host that no longer exists become 'interrupted'."""
-        host = socket.gethostname()
-        rows = self._query("SELECT run_id, host, pid FROM runs WHERE status IN ('queued', 'running')")
-        dead = [r[0] for r in rows if r[1] != host or (r[2] != os.getpid() and not _pid_alive(r[2]))]
-        # Another host's run cannot be checked; a shared folder across hosts is not supported, so treat it as dead.
-        if dead:
-            with self._tx() as c:
-                c.executemany(
-                    "UPDATE runs SET status='interrupted', error=COALESCE(error, ?) WHERE run_id=?",
-                    [("The process running it ended before the run finished.", r) for r in dead],
-                )
+        """Queued/running runs whose owner is dead (no process, a reused PID, or a stale heartbeat) become interrupted."""
+        if self.read_only:
+            return []
+        with self._tx() as c:  # one transaction: a heartbeat or a finish cannot slip between the check and the update
+            rows = c.execute(f"SELECT {', '.join(HEADER)} FROM runs WHERE status IN ('queued', 'running')").fetchall()  # noqa: S608
+            dead = [rec["run_id"] for rec in map(self._decode, rows) if not self.alive(rec)]
+            c.executemany(
+                "UPDATE runs SET status='interrupted', error=COALESCE(error, ?) WHERE run_id=?",
+                [("The process running it ended before the run finished.", r) for r in dead],
+            )
         return dead
 
     # ----------------------------------------------------------------------------------------------------- reads
@@ -179,9 +337,10 @@ class Store:
         rec["events"] = self.events(run_id)
         return rec
 
-    def events(self, run_id: str) -> list[dict[str, Any]]:
-        """A run's events in order."""
-        return [json.loads(d) for (d,) in self._query("SELECT data FROM events WHERE run_id=? ORDER BY seq", (run_id,))]
+    def events(self, run_id: str, since: int = 0) -> list[dict[str, Any]]:
+        """A run's events in order, from index `since` on."""
+        rows = self._query("SELECT data FROM events WHERE run_id=? AND seq>=? ORDER BY seq", (run_id, since))
+        return [json.loads(d) for (d,) in rows]
 
     @staticmethod
     def _decode(row: tuple[Any, ...]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from ftui.batching import TokenCache, Tokenized, collate, eval_batches, length_g
 from ftui.config import RunConfig
 from ftui.data import LABEL, TEXT, TEXT_PAIR, DataBundle
 from ftui.errors import FtuiError, StopRequested
+from ftui.files import replace_dir
 from ftui.metrics import compute_metrics
 from ftui.modeling import apply_freeze, build_model, frozen_prefix, load_classifier, load_tokenizer, save_classifier
 from ftui.prefix_cache import PrefixCache
@@ -156,22 +157,8 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
 
 
 def _save_best(model: nn.Module, tokenizer: Any, run: Run) -> Path:
-    """Write the checkpoint beside the old one, then swap, so a crash never leaves half a model."""
-    final = run.out_dir / MODEL_DIR
-    tmp = run.out_dir / f".{MODEL_DIR}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        save_classifier(model, tokenizer, tmp, run.label_names)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # a full disk must not also leave half a model lying around
-        raise
-    old = run.out_dir / f".{MODEL_DIR}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
-    return final
+    """Write the checkpoint beside the old one, then swap (recoverable at startup if killed in between)."""
+    return replace_dir(run.out_dir / MODEL_DIR, lambda tmp: save_classifier(model, tokenizer, tmp, run.label_names))
 
 
 def _oom_advice(cfg: RunConfig, device: str) -> str:
@@ -281,7 +268,8 @@ def _train(
     run.set_progress(phase="loading model")
     seed_everything(t.seed)
     tokenizer = load_tokenizer(cfg.model, token)
-    model = build_model(cfg.model, bundle.label_names, token)
+    # The head's start comes from its own generator: a prediction on a base checkpoint in another thread cannot shift it.
+    model = build_model(cfg.model, bundle.label_names, token, generator=torch.Generator().manual_seed(t.seed))
     apply_freeze(model, depth)
     model.to(device)
     state.update(model=model, tokenizer=tokenizer)
@@ -337,6 +325,8 @@ def _train(
         best, evals_since_best, samples_seen = r["best"], r["evals_since_best"], r["samples_seen"]
         if skip >= micro_per_epoch:  # saved at the last step of an epoch: that epoch is complete
             epoch_no += 1
+        if best is not None and not (run.out_dir / MODEL_DIR / "labels.json").exists():
+            best, evals_since_best = None, 0  # the saved best is gone: the next evaluation saves a new one
         state["best"] = best
         run.log({"type": "resume", "step": step})
     first_step = step
@@ -465,7 +455,6 @@ def _train(
 
     train_loop_s = time.perf_counter() - t0 - aside
     state.pop("resume", None)
-    shutil.rmtree(run.out_dir / RESUME_DIR, ignore_errors=True)  # finished: nothing left to resume
     # Test the best checkpoint, not the last weights.
     run.set_progress(phase="testing")
     state.pop("model", None)
@@ -475,6 +464,8 @@ def _train(
     state["model"] = best_model
     test_probs: list[np.ndarray] = []
     test = evaluate(best_model, enc["test"], t.batch_size * 2, pad_id, device, amp, probs_out=test_probs)
+    # Only now, with the best model loaded and tested, is the resume snapshot that protected the run not needed.
+    shutil.rmtree(run.out_dir / RESUME_DIR, ignore_errors=True)
     with contextlib.suppress(Exception):  # the analysis file is a bonus; the run's metrics stand without it
         save_predictions(run.out_dir / PREDICTIONS_FILE, bundle.splits["test"], test_probs[0], run.label_names)
     run.log(
@@ -511,23 +502,15 @@ def _save_resume(run: Run, model: nn.Module, opt: Any, sched: Any, scaler: Any, 
     """Everything needed to continue from the last optimizer step: weights, optimizer, schedule, data order, RNG."""
     if not point:
         return  # no step yet: a resume would start from scratch anyway
-    folder = run.out_dir / RESUME_DIR
-    tmp = run.out_dir / f".{RESUME_DIR}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    torch.save(
-        {
-            **point,
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "scaler": scaler.state_dict() if scaler else None,
-            "rng": torch.get_rng_state(),
-        },
-        tmp / "state.pt",
-    )
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    state = {
+        **point,
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "scaler": scaler.state_dict() if scaler else None,
+        "rng": torch.get_rng_state(),
+    }
+    replace_dir(run.out_dir / RESUME_DIR, lambda tmp: torch.save(state, tmp / "state.pt"))
 
 
 def can_resume(run: Run) -> bool:

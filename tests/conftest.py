@@ -142,7 +142,11 @@ def raw_call(url: str, app, fn_name: str, overrides: dict | None = None, session
 
     import httpx
 
-    index = next(i for i, f in app.fns.items() if f.name == fn_name)
+    def keys(f) -> set:
+        return {k for c in f.inputs for k in (getattr(c, "elem_id", None), getattr(c, "label", None)) if k}
+
+    # Handlers share names across tabs (each tab's "on_load"): take the one whose inputs have every overridden widget.
+    index = next(i for i, f in app.fns.items() if f.name == fn_name and set(overrides or {}) <= keys(f))
     fn = app.fns[index]
     data = []
     for comp in fn.inputs:
@@ -163,3 +167,28 @@ def raw_call(url: str, app, fn_name: str, overrides: dict | None = None, session
                     if msg.get("msg") == "process_completed":
                         return msg
     return {"msg": "no answer"}
+
+
+def remote_code_checkpoint(path: Path, marker: Path) -> Path:
+    """A tiny BERT whose config.json points (auto_map) at code in the folder that, when run, writes `marker`."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from ftui.modeling import packaged_checkpoint
+
+    torch.manual_seed(0)
+    AutoModel.from_config(tiny_config("bert")).save_pretrained(path)
+    AutoTokenizer.from_pretrained(packaged_checkpoint()).save_pretrained(path)
+    (path / "configuration_evil.py").write_text(
+        "from pathlib import Path\n"
+        "from transformers import BertConfig\n"
+        f"Path({str(marker)!r}).write_text('remote code ran')\n"
+        "class EvilConfig(BertConfig):\n"
+        "    model_type = 'bert'\n"
+    )
+    import json
+
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["auto_map"] = {"AutoConfig": "configuration_evil.EvilConfig"}
+    (path / "config.json").write_text(json.dumps(cfg))
+    return path

@@ -58,6 +58,8 @@ def test_batch_predict_endpoint(trained, tmp_path):
         "Great.\n\nAwful service.\nFine.", None, f"run:{run.run_id}", False, api_name="/predict_batch"
     )
     assert "3 reviews scored" in msg
+    # the CSV was written where the download sweep reaches, not left in a /tmp folder of its own forever
+    assert any(p.name == "predictions.csv" for p in engine.serving.downloads.root.rglob("*"))
     frame = __import__("pandas").read_csv(csv_path)
     assert frame["text"].tolist() == ["Great.", "Awful service.", "Fine."]
     assert set(frame["label"]) <= {"negative", "positive"}
@@ -124,3 +126,10 @@ def test_tick_skips_unchanged_versions_and_keeps_zoom(trained, tiny_bert_dir):
     again = tick.fn(version)
     assert all(part == {"__type__": "update"} for part in again[:3]) and again[3] == version
     assert app.delete_cache == (3600, 86400)  # cached uploads and downloads are cleaned up after a day
+
+
+def test_predict_needs_only_the_text(trained):
+    """Case: client.predict(text, api_name='/predict') failed with 'No value provided for required argument'."""
+    url, _, _ = trained
+    out = Client(url, verbose=False).predict("Lovely hotel, friendly staff.", api_name="/predict")
+    assert out["label"] in ("negative", "positive")

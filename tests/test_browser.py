@@ -147,7 +147,7 @@ def test_main_path_demo_data_train_stop_predict(page, app_server, browser, tmp_p
     assert run is not None and run.status.value == "stopped"
     # 4. Predict with the stopped run's best checkpoint
     tab(page, "4. Predict")
-    page.wait_for_function("() => document.querySelector('#predict-model input').value.includes('fine-tuned')")
+    page.wait_for_function("() => document.querySelector('#predict-model input').value.includes('stopped early')")
     page.fill("#predict-text textarea", "The staff were rude and the room was filthy.")
     page.click("#predict-btn")
     page.wait_for_function(

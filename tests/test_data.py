@@ -203,3 +203,55 @@ def test_sanity_report_flags_imbalance_unseen_labels_and_leakage():
     assert "Labels in test but not in train: c" in report
     assert "1 text(s) appear in both train and test" in report
     assert sanity_report(load_data(DataConfig())) == []  # the demo data is clean
+
+
+def test_negative_labels_in_a_users_file_are_classes(tmp_path):
+    """Case: labels -1/0/1 in a CSV lost class -1 ('missing or unknown label'); -1 as 'unlabelled' is a Hub convention."""
+    f = tmp_path / "sentiment.csv"
+    pd.DataFrame({"text": [f"review {i}" for i in range(90)], "label": [-1, 0, 1] * 30}).to_csv(f, index=False)
+    bundle = load_data(DataConfig(source="upload", dataset_id=str(f)))
+    assert bundle.label_names == ["-1", "0", "1"] and sum(bundle.sizes.values()) == 90
+    assert not any("unknown label" in n for n in bundle.notes)
+
+
+def test_jsonl_with_mixed_value_types_loads(tmp_path):
+    """Case: a JSONL label that is sometimes 1, sometimes "pos", or a mixed unused column, gave a raw ArrowInvalid."""
+    import json
+
+    f = tmp_path / "mixed.jsonl"
+    rows = [{"text": f"review {i}", "label": (i % 2 if i % 3 else ["neg", "pos"][i % 2]), "meta": (i if i % 2 else "x")}
+            for i in range(60)]  # fmt: skip
+    f.write_text("\n".join(json.dumps(r) for r in rows))
+    bundle = load_data(DataConfig(source="upload", dataset_id=str(f)))
+    assert sum(bundle.sizes.values()) == 60 and set(bundle.label_names) == {"0", "1", "neg", "pos"}
+
+
+def test_semicolon_csv_from_excel_is_read(tmp_path):
+    f = tmp_path / "excel.csv"
+    f.write_text("text;label\n" + "\n".join(f"review number {i}, with a comma;{'pos' if i % 2 else 'neg'}" for i in range(40)))
+    bundle = load_data(DataConfig(source="upload", dataset_id=str(f)))
+    assert bundle.label_names == ["neg", "pos"] and sum(bundle.sizes.values()) == 40
+
+
+def test_one_column_file_says_what_it_found(tmp_path):
+    f = tmp_path / "one.csv"
+    f.write_text("just_text\n" + "\n".join(f"line {i}" for i in range(10)))
+    with pytest.raises(DataError, match="it has one column, 'just_text'"):
+        load_data(DataConfig(source="upload", dataset_id=str(f)))
+
+
+def test_a_hub_dataset_over_the_row_cap_is_refused_before_downloading(monkeypatch):
+    import datasets
+
+    from ftui import hub
+    from ftui.config import ReadLimits
+    from ftui.data import load_raw
+
+    monkeypatch.setattr(hub, "hub_split_rows", lambda *a, **k: {"train": 25_000, "test": 25_000})
+
+    def no_download(*a, **k):
+        raise AssertionError("downloaded")
+
+    monkeypatch.setattr(datasets, "load_dataset", no_download)
+    with pytest.raises(DataError, match="25,000 rows; this deployment reads at most 10,000"):
+        load_raw(DataConfig(source="hub", dataset_id="stanfordnlp/imdb"), limits=ReadLimits(max_rows=10_000))

@@ -11,6 +11,7 @@ import pytest
 from ftui.config import DataConfig
 from ftui.data import load_data, read_table
 from ftui.errors import DataError
+from ftui.settings import Settings
 from tests.conftest import raw_call
 
 
@@ -152,25 +153,23 @@ def test_hostile_predict_text(served, tiny_bert_dir, text):
     assert out["label"] in ("negative", "positive")  # the label is ours; the text is never echoed back
 
 
-def test_upload_limits(tmp_path, monkeypatch):
+def test_upload_limits(tmp_path):
     big = tmp_path / "big.csv"
     pd.DataFrame({"text": ["a review"] * 1_000_000, "label": ["pos", "neg"] * 500_000}).to_csv(big, index=False)
-    monkeypatch.setenv("FTUI_MAX_ROWS", "100000")
+    limits = Settings.from_env({"FTUI_MAX_ROWS": "100000"}).read_limits()
     with pytest.raises(DataError, match="more than 100,000 rows"):
-        read_table(big)
-    monkeypatch.setenv("FTUI_MAX_UPLOAD_MB", "1")
+        read_table(big, limits)
     with pytest.raises(DataError, match="up to 1 MB"):
-        read_table(big)
+        read_table(big, Settings.from_env({"FTUI_MAX_UPLOAD_MB": "1"}).read_limits())
 
 
-def test_parquet_bomb_is_refused_from_its_footer(tmp_path, monkeypatch):
+def test_parquet_bomb_is_refused_from_its_footer(tmp_path):
     bomb = tmp_path / "bomb.parquet"
     # 200 rows of 1 MB of one repeated letter: a few KB on disk, ~200 MB in memory
     pd.DataFrame({"text": ["a" * 2**20] * 200, "label": [0, 1] * 100}).to_parquet(bomb, compression="zstd")
     assert bomb.stat().st_size < 2**20
-    monkeypatch.setenv("FTUI_MAX_UPLOAD_MB", "10")
     with pytest.raises(DataError, match="expands to"):
-        read_table(bomb)
+        read_table(bomb, Settings.from_env({"FTUI_MAX_UPLOAD_MB": "10"}).read_limits())
 
 
 def test_one_ten_megabyte_line_loads_and_previews_short(tmp_path):

@@ -85,3 +85,21 @@ def test_run_left_running_by_a_dead_process_loads_as_interrupted(tmp_path):
     back = Run.load(run.out_dir)
     assert back.status == RunStatus.INTERRUPTED
     assert back.events()[0]["loss"] == 0.9
+
+
+def test_an_interrupted_run_shows_its_best_evaluation(tmp_path):
+    """Case: interrupted runs showed no best validation accuracy although their evaluations were stored."""
+    from ftui.experiments import run_row
+
+    events = [
+        {"type": "eval", "step": 5, "eval_loss": 0.6, "eval_accuracy": 0.70, "eval_macro_f1": 0.69},
+        {"type": "eval", "step": 10, "eval_loss": 0.5, "eval_accuracy": 0.80, "eval_macro_f1": 0.79},
+        {"type": "eval", "step": 15, "eval_loss": 0.4, "eval_accuracy": 0.80, "eval_macro_f1": 0.80},
+        {"type": "eval", "step": 20, "eval_loss": 0.7, "eval_accuracy": 0.75, "eval_macro_f1": 0.74},
+    ]
+    rec = {"run_id": "r", "name": "r", "status": "running", "config": RunConfig().to_dict(), "events": events, "result": {}}
+    run = Run.from_record(rec, tmp_path / "r")
+    assert run.status == RunStatus.INTERRUPTED
+    best = run.result["best_eval"]
+    assert best["accuracy"] == 0.80 and best["step"] == 15 and best["loss"] == 0.4  # ties go to the lower loss
+    assert run_row(run.header())["best_eval_acc"] == 0.8

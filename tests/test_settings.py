@@ -142,3 +142,108 @@ def test_a_typed_token_is_never_written(engine, tiny_bert_dir):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
     assert secret not in repr(run.to_json()) and secret not in repr(run.snapshot())
+
+
+def test_remote_code_runs_only_where_the_operator_allows_it(tmp_path):
+    from tests.conftest import remote_code_checkpoint
+
+    marker = tmp_path / "remote-code-ran"
+    ckpt = remote_code_checkpoint(tmp_path / "ckpt", marker)
+    cfg = ModelConfig(source="local", checkpoint=str(ckpt), trust_remote_code=True)
+    # An allowlist: the local checkpoint is refused before its config is read.
+    engine = Engine(tmp_path / "r1", OFFLINE, Settings(allowed_checkpoints=("packaged",)))
+    with pytest.raises(ModelError, match="not allowed"):
+        engine.model_summary(cfg)
+    # A Space: remote code is off whatever a caller sends, for the summary and the tokenizer alike.
+    space = Settings.from_env({"SPACE_ID": "someone/ftui"})
+    assert not space.allow_remote_code and Settings.from_env({}).allow_remote_code
+    engine = Engine(tmp_path / "r2", OFFLINE, space)
+    for call in (engine.model_summary, engine.tokenizer):
+        with pytest.raises(ModelError, match="FTUI_ALLOW_REMOTE_CODE=1"):
+            call(cfg)
+    assert engine.model_summary(ModelConfig(source="local", checkpoint=str(ckpt))).model_type == "bert"  # unticked: fine
+    assert not marker.exists()
+    # The operator allows it: the same call runs the repo's code (so the refusals above were real).
+    allowed = Settings.from_env({"SPACE_ID": "someone/ftui", "FTUI_ALLOW_REMOTE_CODE": "1"})
+    with pytest.raises(ModelError, match="architecture"):  # the fake config class has no classifier; its code ran first
+        Engine(tmp_path / "r3", OFFLINE, allowed).model_summary(cfg)
+    assert marker.read_text() == "remote code ran"
+
+
+def test_every_engine_entry_point_applies_the_deployment_rules(tmp_path, tiny_bert_dir, csv_file, monkeypatch):
+    """The rule behind the preview holes: any Engine method that takes a dataset or a checkpoint refuses what the
+    deployment forbids before it reads anything, so a new entry point cannot forget it."""
+    import inspect
+    import typing
+
+    import datasets
+    import transformers
+
+    from ftui import data as data_module
+
+    def touched(*a, **k):
+        raise AssertionError("read something before applying the deployment rules")
+
+    for target, name in (
+        (transformers.AutoConfig, "from_pretrained"),
+        (transformers.AutoTokenizer, "from_pretrained"),
+        (datasets, "load_dataset"),
+        (data_module, "read_table"),
+        (data_module, "load_raw"),
+    ):
+        monkeypatch.setattr(target, name, touched)
+    engine = Engine(tmp_path / "runs", OFFLINE, Settings(allowed_checkpoints=("packaged",), allowed_datasets=("demo",)))
+    bad_data = DataConfig(source="local", dataset_id=str(csv_file))
+    bad_model = ModelConfig(source="local", checkpoint=str(tiny_bert_dir))
+    values = {
+        DataConfig: bad_data,
+        ModelConfig: bad_model,
+        RunConfig: RunConfig(bad_data, bad_model),
+    }
+    checked = []
+    for name, fn in inspect.getmembers(Engine, inspect.isfunction):
+        if name.startswith("_"):
+            continue
+        hints = typing.get_type_hints(fn)
+        params = [p for p in inspect.signature(fn).parameters.values() if p.name != "self"]
+        if not any(hints.get(p.name) in values or p.name == "dataset_id" for p in params):
+            continue
+        args = []
+        for p in params:
+            if hints.get(p.name) in values:
+                args.append(values[hints[p.name]])
+            elif p.name == "dataset_id":
+                args.append("someone/secret-data")
+            elif p.default is inspect.Parameter.empty:
+                args.append(None)
+        with pytest.raises(FtuiError, match="not allowed"):
+            getattr(engine, name)(*args)
+        checked.append(name)
+    assert {"load_data", "model_summary", "tokenizer", "start_run", "dataset_configs", "dataset_splits"} <= set(checked)
+    assert engine.current_run() is None
+
+
+def test_the_model_tab_preview_refuses_a_forbidden_checkpoint_over_raw_http(tmp_path):
+    """The hole as found: the Model tab's hidden summary event with a local checkpoint and 'Trust remote code' ticked."""
+    from ftui.ui import create_app, launch_kwargs
+    from tests.conftest import raw_call, remote_code_checkpoint
+
+    marker = tmp_path / "remote-code-ran"
+    ckpt = remote_code_checkpoint(tmp_path / "ckpt", marker)
+    settings = Settings.from_env({"FTUI_ALLOWED_CHECKPOINTS": "packaged", "FTUI_ALLOWED_DATASETS": "demo"})
+    app = create_app(Engine(tmp_path / "runs", OFFLINE, settings))
+    app.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_kwargs(settings))
+    try:
+        url = app.local_url.rstrip("/")
+        trust = "Trust remote code: run model code shipped in the repo (off by default)"
+        msg = raw_call(url, app, "on_load", {"model-source": "Local folder", "model-local": str(ckpt), trust: True})
+        out = msg["output"]["data"][0] if msg.get("success") else str(msg)
+        assert "not allowed" in out and not marker.exists()
+        # The Data tab's Load with a local path: refused, and nothing about the file (its columns) leaks.
+        secret = tmp_path / "secret.csv"
+        secret.write_text("password_column,label\nhunter2,1\nswordfish,0\n")
+        msg = raw_call(url, app, "on_load", {"data-source": "Local path", "data-local-path": str(secret)})
+        out = str(msg["output"]["data"][0]) if msg.get("success") else str(msg)
+        assert "not allowed" in out and "password_column" not in out and "hunter2" not in out
+    finally:
+        app.close()

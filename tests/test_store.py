@@ -8,7 +8,10 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 from ftui.config import RunConfig
+from ftui.errors import FtuiError
 from ftui.runs import Run, RunStatus
 from ftui.store import Store
 from tests.conftest import REPO
@@ -58,15 +61,48 @@ def test_concurrent_writers_threads_and_processes(tmp_path):
 
 
 def test_unfinished_runs_of_dead_processes_become_interrupted(tmp_path):
-    store = Store(tmp_path)
-    store.save_run(header("mine"))  # this process: still alive, left alone
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    rec = header("gone")
-    store.save_run(rec)
-    with store._tx() as c:
-        c.execute("UPDATE runs SET pid=? WHERE run_id='gone'", (int(dead.stdout),))
-    assert store.mark_interrupted() == ["gone"]
-    assert {r["run_id"]: r["status"] for r in store.runs()} == {"mine": "running", "gone": "interrupted"}
+    import socket
+
+    now = [1000.0]
+    store = Store(tmp_path, stale_after=60.0, clock=lambda: now[0])
+    host, me = socket.gethostname(), os.getpid()
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout)
+    owners = {
+        "mine": None,  # written by this store: this process, heartbeat fresh
+        "dead-pid": (host, dead, f"{host}:{dead}:aaaa"),
+        "reused-pid": (host, me, f"{host}:{me}:an-earlier-process"),  # a restarted container's PID 1 again
+        "other-host-fresh": ("elsewhere", 1, "elsewhere:1:bbbb"),
+        "other-host-stale": ("elsewhere", 1, "elsewhere:1:cccc"),
+        "legacy-my-pid": (host, me, None),  # a database from before heartbeats
+    }
+    for run_id, owner in owners.items():
+        store.save_run(header(run_id))
+        if owner:
+            beat = now[0] - (120 if run_id.endswith("stale") else 1)
+            with store._tx() as c:
+                c.execute("UPDATE runs SET host=?, pid=?, owner=?, heartbeat=? WHERE run_id=?", (*owner, beat, run_id))
+    assert sorted(store.mark_interrupted()) == ["dead-pid", "legacy-my-pid", "other-host-stale", "reused-pid"]
+    status = {r["run_id"]: r["status"] for r in store.runs()}
+    assert status["mine"] == "running" and status["other-host-fresh"] == "running"
+    now[0] += 61  # this process stopped beating for "mine" (its worker died): it goes stale too
+    assert sorted(store.mark_interrupted()) == ["mine", "other-host-fresh"]
+
+
+def test_heartbeat_revives_a_run_marked_interrupted_while_its_process_stalled(tmp_path):
+    now = [1000.0]
+    store = Store(tmp_path, stale_after=60.0, clock=lambda: now[0])
+    store.save_run(header("slow"))
+    now[0] += 100
+    assert store.mark_interrupted() == ["slow"]
+    assert store.beat("slow")  # still the owner: back to running, the stale error cleared
+    rec = store.get("slow")
+    assert rec["status"] == "running" and rec["error"] is None
+    other = Store(tmp_path)
+    other.identity = "another-host:1:another-process"  # as a second process would be
+    with other._tx() as c:
+        c.execute("UPDATE runs SET status='interrupted' WHERE run_id='slow'")
+    assert other.claim("slow") and not other.claim("slow")  # one claim wins
+    assert not store.beat("slow")  # taken over: the old owner learns it at its next beat
 
 
 CHILD = """
@@ -129,3 +165,87 @@ def test_runs_from_before_the_store_are_imported(tmp_path):
     engine = Engine(runs_dir=tmp_path, hub_status=HubStatus(False, "offline"))
     assert engine.get_run(old.run_id).status == RunStatus.COMPLETED
     assert engine.store.get(old.run_id)["events"][0]["loss"] == 0.5
+
+
+def finished_run(runs_dir, run_id: str = "20260101-000000-abcdef") -> Run:
+    run = Run(run_id, "kept", RunConfig(), runs_dir / run_id)
+    run.log({"type": "eval", "step": 4, "eval_loss": 0.4, "eval_accuracy": 0.8, "eval_macro_f1": 0.79})
+    run.finish(RunStatus.COMPLETED, None, {"test_accuracy": 0.75})
+    return run
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_database_is_moved_aside_and_rebuilt(tmp_path, damage):
+    """Case: a corrupt ftui.db stopped the app from starting with a raw sqlite3 traceback."""
+    from ftui.engine import Engine
+    from ftui.hub import HubStatus
+
+    run = finished_run(tmp_path)
+    store = Store(tmp_path)
+    store.save_run(run.header())
+    store.close()
+    db = tmp_path / "ftui.db"
+    if damage == "garbage":
+        db.write_bytes(b"this is not a database at all " * 100)
+    else:
+        db.write_bytes(db.read_bytes()[: 100 + len(db.read_bytes()) // 3])
+    for extra in ("ftui.db-wal", "ftui.db-shm"):
+        (tmp_path / extra).unlink(missing_ok=True)
+    engine = Engine(runs_dir=tmp_path, hub_status=HubStatus(False, "offline"))
+    assert engine.notices and "damaged" in engine.notices[0] and "rebuilt" in engine.notices[0]
+    assert engine.get_run(run.run_id).result["test_accuracy"] == 0.75  # back, from its run.json
+    assert any(p.name.startswith("ftui.db.damaged-") for p in tmp_path.iterdir())
+    assert engine.store.get(run.run_id) is not None  # and in the new store
+
+
+def _make_read_only(folder) -> bool:
+    """chmod for ordinary users; root ignores modes, so an immutable flag (chattr +i) instead. False if neither holds."""
+    for path in (folder, *folder.iterdir()):
+        if path.is_file():
+            os.chmod(path, 0o444)
+    os.chmod(folder, 0o555)
+    if not os.access(folder, os.W_OK):
+        return True
+    targets = [folder, *(p for p in folder.iterdir() if p.is_file())]
+    done = subprocess.run(["chattr", "+i", *map(str, targets)], capture_output=True)
+    if done.returncode != 0:
+        return False
+    try:
+        (folder / ".probe").write_text("")
+    except OSError:
+        return True
+    (folder / ".probe").unlink()
+    return False
+
+
+def _undo_read_only(folder) -> None:
+    subprocess.run(["chattr", "-i", str(folder), *map(str, folder.iterdir())], capture_output=True)
+    os.chmod(folder, 0o755)
+
+
+def test_a_read_only_runs_folder_is_served_read_only(tmp_path):
+    """Case: a read-only runs folder stopped the app from starting. Now it serves its runs, refuses changes clearly."""
+    from ftui.config import DataConfig
+    from ftui.engine import Engine
+    from ftui.hub import HubStatus
+    from ftui.ui import create_app
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    run = finished_run(runs)
+    writer = Store(runs)
+    writer.save_run(run.header())
+    writer.close()  # the process that wrote it has ended
+    if not _make_read_only(runs):
+        pytest.skip("cannot make a folder read-only here")
+    try:
+        engine = Engine(runs_dir=runs, hub_status=HubStatus(False, "offline"))
+        assert engine.store.read_only and "Read-only" in engine.notices[-1]
+        assert [r.run_id for r in engine.runs()] == [run.run_id] and engine.get_run(run.run_id).status == RunStatus.COMPLETED
+        for call in (lambda: engine.start_run(RunConfig(DataConfig())), lambda: engine.delete_run(run.run_id),
+                     lambda: engine.set_note(run.run_id, "x")):  # fmt: skip
+            with pytest.raises(FtuiError, match="read-only"):
+                call()
+        create_app(engine)  # the page builds, with the notice
+    finally:
+        _undo_read_only(runs)

@@ -219,3 +219,61 @@ def test_stopped_run_resumes_to_the_same_result(engine, tiny_bert_dir):
     assert not (again.out_dir / RESUME_DIR).exists()
     with pytest.raises(FtuiError, match="cannot be resumed"):
         fresh.resume_run(run.run_id)
+
+
+def test_a_crash_mid_swap_is_repaired_at_startup_and_the_run_resumes(engine, tiny_bert_dir, monkeypatch):
+    """Case: kill -9 between the two renames of the best-model swap left no model/; resuming then failed and deleted
+    the resume snapshot. Now startup restores model/, the resume completes, and the snapshot goes only after the
+    restored model was tested."""
+    import shutil
+
+    from ftui import training
+    from ftui.engine import Engine
+    from ftui.hub import HubStatus
+    from ftui.training import RESUME_DIR
+
+    run = engine.start_run(tiny_cfg(tiny_bert_dir, epochs=3, evals_per_epoch=2))
+    assert wait_for(run, lambda r: any(e["type"] == "eval" for e in r.events()))
+    engine.stop_run()
+    assert run.done.wait(60) and engine.join(30) and run.status == RunStatus.STOPPED
+    model = run.out_dir / MODEL_DIR
+    # The state a kill between the renames leaves: the complete new copy in .model.tmp, the old in .model.old.
+    shutil.copytree(model, run.out_dir / ".model.tmp")
+    model.rename(run.out_dir / ".model.old")
+    assert not model.exists()
+
+    fresh = Engine(runs_dir=engine.runs_dir, hub_status=HubStatus(False, "offline"))  # the app restarts
+    assert (model / "labels.json").exists() and not (run.out_dir / ".model.tmp").exists()
+    assert not (run.out_dir / ".model.old").exists()
+
+    # If testing the best model fails at the end, the snapshot that protects the run must still be there.
+    def broken(*a, **k):
+        raise OSError("the model folder is unreadable")
+
+    monkeypatch.setattr(training, "load_classifier", broken)
+    again = fresh.resume_run(run.run_id)
+    assert again.done.wait(120) and fresh.join(30) and again.status == RunStatus.FAILED
+    assert (again.out_dir / RESUME_DIR / "state.pt").exists()
+    monkeypatch.undo()
+    # (a failed run is not resumable by status; the point is that nothing was thrown away)
+    assert (model / "labels.json").exists()
+
+
+def test_an_unbroken_resume_deletes_the_snapshot_only_after_testing(engine, tiny_bert_dir):
+    from ftui.engine import Engine
+    from ftui.hub import HubStatus
+    from ftui.training import RESUME_DIR
+
+    run = engine.start_run(tiny_cfg(tiny_bert_dir, epochs=2, evals_per_epoch=2))
+    assert wait_for(run, lambda r: any(e["type"] == "eval" for e in r.events()))
+    engine.stop_run()
+    assert run.done.wait(60) and engine.join(30) and run.status == RunStatus.STOPPED
+    import shutil
+
+    model = run.out_dir / MODEL_DIR
+    shutil.rmtree(model)  # the best checkpoint is gone entirely: the resumed run must save a new one
+    fresh = Engine(runs_dir=engine.runs_dir, hub_status=HubStatus(False, "offline"))
+    again = fresh.resume_run(run.run_id)
+    assert again.done.wait(120) and fresh.join(30)
+    assert again.status == RunStatus.COMPLETED, again.error
+    assert (model / "labels.json").exists() and not (again.out_dir / RESUME_DIR).exists()

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from ftui.engine import Engine
 from ftui.settings import Settings
 from ftui.ui import data_tab, model_tab, predict_tab, runs_tab, train_tab
+from ftui.ui.login_throttle import LoginThrottle
 
 CSS = """
 #run-status { min-height: 6em; }
@@ -36,6 +38,8 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
         limits = engine.settings.describe()
         if limits:
             gr.Markdown(limits, elem_id="limits")
+        for i, notice in enumerate(engine.notices):
+            gr.Markdown(f"⚠️ {notice}", elem_id=f"notice-{i}")
         if engine.settings.demo:
             gr.Markdown(
                 "**Demo mode:** this Space serves predictions from the models already trained here. "
@@ -99,6 +103,8 @@ def launch_kwargs(settings: Settings | None = None) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"theme": THEME, "css": CSS}
     if settings.auth:
         kwargs["auth"] = list(settings.auth)
+        # Gradio's login has no limit on guesses: a middleware makes each client wait longer after every few failures.
+        kwargs["app_kwargs"] = {"middleware": [Middleware(LoginThrottle)]}
     # Gradio refuses larger uploads before they reach the disk; ftui's readers check again (FTUI_MAX_UPLOAD_MB).
     kwargs["max_file_size"] = f"{settings.max_upload_mb:g}mb"
     return kwargs

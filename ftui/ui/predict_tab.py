@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from ftui.data import read_table
+from ftui.data import PREVIEW_CHARS
 from ftui.engine import Engine
 from ftui.errors import FtuiError
-from ftui.predict import predictions_frame, texts_from_lines, texts_from_table
+from ftui.predict import predictions_frame
 from ftui.ui.common import error_md, ok_md
 
 EXAMPLES = [
@@ -40,8 +38,8 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
     out = gr.Label(label="Predicted label and class probabilities", num_top_classes=10, elem_id="predict-label")
     gr.Examples(EXAMPLES, inputs=text)
 
-    def predict(review: str, model_key: str | None) -> dict[str, float]:
-        """Class probabilities for a review from the chosen model (default: the newest finished run)."""
+    def predict(review: str, model_key: str | None = None) -> dict[str, float]:
+        """Class probabilities for a review from the chosen model (default: the newest completed run)."""
         try:
             return engine.predict(review, model_key or None)
         except FtuiError as exc:
@@ -73,26 +71,22 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
         table = gr.Dataframe(label="Predictions (first 200 rows)", interactive=False, elem_id="batch-table")
         download = gr.File(label="All predictions (CSV)", interactive=False, elem_id="batch-download")
 
-    def predict_batch(block: str, file: str | None, model_key: str | None, int8: bool = False) -> tuple[str, Any, Any]:
+    def predict_batch(
+        block: str | None = None, file: str | None = None, model_key: str | None = None, int8: bool = False
+    ) -> tuple[str, Any, Any]:
         try:
-            if file:
-                path = Path(file)
-                texts = (
-                    texts_from_lines(path.read_text(errors="replace"))
-                    if path.suffix == ".txt"
-                    else texts_from_table(read_table(path))
-                )
-            else:
-                texts = texts_from_lines(block)
+            texts = engine.batch_texts(block, file)
             probs = engine.predict_many(texts, model_key or None, int8=bool(int8))
         except FtuiError as exc:
             return error_md(exc), gr.skip(), None
         frame = predictions_frame(texts, probs)
-        out = Path(tempfile.mkdtemp(prefix="ftui-predictions-")) / "predictions.csv"
+        out = engine.serving.downloads.new_path("predictions.csv")  # swept after an hour; Gradio serves its own copy
         frame.to_csv(out, index=False)
         counts = frame["label"].value_counts().to_dict()
         summary = ", ".join(f"{k}: {v}" for k, v in counts.items())
-        return ok_md(f"{len(frame):,} reviews scored ({summary})."), frame.head(200), str(out)
+        shown = frame.head(200).copy()
+        shown["text"] = [t if len(t) <= PREVIEW_CHARS else t[:PREVIEW_CHARS] + " …" for t in shown["text"]]
+        return ok_md(f"{len(frame):,} reviews scored ({summary})."), shown, str(out)
 
     batch_go.click(predict_batch, [lines, upload, model, fast], [batch_msg, table, download], api_name="predict_batch")
     return model, refresh_choices

@@ -65,7 +65,7 @@ def train_config(
 
 def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: ModelUI) -> TrainUI:
     """Lay out the Train tab and wire Start, Stop and the polling timer."""
-    d = TrainConfig()
+    d = engine.default_train()
     with gr.Row():
         lr = gr.Number(value=d.learning_rate, label="Learning rate", elem_id="lr")
         batch = gr.Number(value=d.batch_size, precision=0, label="Batch size", elem_id="batch-size")

@@ -1,0 +1,181 @@
+"""Prediction for the Predict tab and the API: which models are offered, loading them by version, bounded batches."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ftui.config import ModelConfig
+from ftui.data import read_table
+from ftui.errors import DataError, FtuiError, ModelError
+from ftui.files import DownloadFolder, recover_dir
+from ftui.modeling import build_model, load_classifier, load_tokenizer
+from ftui.predict import Predictor, int8_loader, texts_from_lines, texts_from_table
+from ftui.runner import RUN_ID_RE, RunManager
+from ftui.runs import RunStatus
+from ftui.settings import Settings
+from ftui.training import MODEL_DIR
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_TEXTS = 10_000  # one batch prediction; bounds memory and the time one call holds a model
+BIG_REQUEST_CHARS = 1_000_000  # after a prediction call this large, freed memory goes back to the system
+
+
+def admit_model(settings: Settings, cfg: ModelConfig) -> None:
+    """ModelError when the deployment forbids touching this checkpoint (allowlist, remote code)."""
+    if not isinstance(cfg, ModelConfig):
+        raise ModelError("No checkpoint was given.", "Pick one in the Model tab.")
+    problems = settings.admit_model(cfg)
+    if problems:
+        text = "; ".join(problems)
+        raise ModelError(text[:1].upper() + text[1:] + ".", "")
+
+
+def release_memory() -> None:
+    """Give freed memory back to the system after a big request: glibc keeps freed heap pages otherwise, so one large
+    batch would leave the app gigabytes bigger for good."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError) as exc:  # not glibc (macOS, musl): nothing to trim
+        log.debug("malloc_trim unavailable: %s", exc)
+
+
+def model_version(model_dir: Path) -> str:
+    """Changes whenever a model folder is replaced (a new best checkpoint, a resumed run's end): the prediction cache
+    keys on it, so nobody is served yesterday's weights."""
+    try:
+        labels = (model_dir / "labels.json").stat()
+        return f"{model_dir.stat().st_ino}-{labels.st_mtime_ns}"
+    except OSError:
+        return "missing"
+
+
+class PredictionService:
+    """The models Predict offers (from the runs), each loaded once per version of its folder, and bounded scoring."""
+
+    def __init__(self, manager: RunManager, settings: Settings, device: str) -> None:
+        self.manager = manager
+        self.settings = settings
+        self.device = device
+        self.predictor = Predictor()
+        self.downloads = DownloadFolder()
+
+    def choices(self) -> list[tuple[str, str]]:
+        """(label, key) for each run with a saved model: completed runs newest first, then a training run's best
+        checkpoint so far, then stopped/interrupted/failed runs, each labelled; each followed by its base checkpoint."""
+        groups: dict[str, list[tuple[str, str]]] = {"completed": [], "live": [], "other": []}
+        for run in reversed(self.manager.runs()):
+            if not (run.out_dir / MODEL_DIR / "labels.json").exists():
+                continue
+            status = run.status
+            if status == RunStatus.COMPLETED:
+                acc = run.result.get("test_accuracy")
+                what, group = (f"fine-tuned, test acc {acc:.3f}" if isinstance(acc, (int, float)) else "fine-tuned"), "completed"
+            elif not status.finished:
+                best = (run.snapshot().progress.get("best_eval_accuracy")) if not run.remote else None
+                score = f", val acc {best:.3f}" if isinstance(best, (int, float)) else ""
+                what, group = f"training now: best checkpoint so far{score}", "live"
+            else:
+                what, group = f"{status.value} early: best checkpoint before it ended", "other"
+            groups[group].append((f"{run.name} ({what})", f"run:{run.run_id}"))
+            groups[group].append((f"{run.name} — base checkpoint before fine-tuning", f"base:{run.run_id}"))
+        return groups["completed"] + groups["live"] + groups["other"]
+
+    def versioned(self, key: str) -> tuple[str, Any]:
+        """(cache key with the model folder's version, loader); drops cached older versions of the same model."""
+        kind, _, run_id = key.partition(":")
+        run = self.manager.get(run_id) if kind in ("run", "base") and RUN_ID_RE.fullmatch(run_id) else None
+        if run is None:
+            raise FtuiError(f"Unknown model '{key}'.", "Pick a model from the list (press Refresh after a run ends).")
+        model_dir = run.out_dir / MODEL_DIR
+        if not (model_dir / "labels.json").exists() and not self.manager.training() and not run.remote:
+            recover_dir(model_dir)  # a swap its process did not finish (killed mid-save)
+        if not (model_dir / "labels.json").exists():
+            raise FtuiError(f"Run '{run.name}' has no saved model.", "Pick a finished run.")
+        if kind == "base":
+            admit_model(self.settings, run.config.model)  # the base checkpoint is loaded afresh: today's rules apply
+
+            def load_base() -> tuple[Any, Any, list[str]]:
+                gen = torch.Generator().manual_seed(run.config.train.seed)  # the same head init the run started from
+                model = build_model(run.config.model, run.label_names, generator=gen)
+                return model.to(self.device).eval(), load_tokenizer(run.config.model), list(run.label_names)
+
+            return key, load_base
+        version = model_version(model_dir)
+        self.predictor.forget_prefix(key + "@", keep=f"{key}@{version}")
+        return f"{key}@{version}", lambda: load_classifier(model_dir, self.device)
+
+    def predict(self, text: str, model_key: str | None = None) -> dict[str, float]:
+        """Class probabilities for one text, from a run (default: the newest) or its base checkpoint."""
+        if not isinstance(text, str) or not text.strip():
+            raise FtuiError("There is no text to classify.", "Type a review in the box.")
+        return self.predict_many([text], model_key)[0]
+
+    def predict_many(self, texts: list[str], model_key: str | None = None, int8: bool = False) -> list[dict[str, float]]:
+        """Class probabilities for many texts (batched, similar lengths together), in the input order.
+
+        int8=True runs a dynamically quantized copy on CPU (several times faster; ignored on GPU). Bounded: at most
+        MAX_BATCH_TEXTS texts and settings.max_batch_chars characters per call; each text is cut to what the model
+        can read before it is tokenized.
+        """
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise FtuiError("Batch prediction takes a list of texts.", "Give one review per line or a CSV with a text column.")
+        if not texts:
+            raise FtuiError("There is no text to classify.", "Give one review per line or a CSV with a text column.")
+        if len(texts) > MAX_BATCH_TEXTS:
+            raise FtuiError(
+                f"{len(texts):,} texts is more than one batch prediction takes ({MAX_BATCH_TEXTS:,}).", "Split the file."
+            )
+        chars = sum(map(len, texts))
+        if chars > self.settings.max_batch_chars:
+            raise FtuiError(
+                f"These texts hold {chars:,} characters, more than one batch prediction takes here "
+                f"({self.settings.max_batch_chars:,}).",
+                "Split the file into smaller parts.",
+            )
+        if model_key is not None and not isinstance(model_key, str):
+            raise FtuiError(f"'{str(model_key)[:100]}' is not a model choice.", "Pick a model from the list, or leave it empty.")
+        if not model_key:
+            choices = self.choices()  # only here: it checks every run's folder
+            if not choices:
+                raise FtuiError("No trained model yet.", "Train one in the Train tab, then press Refresh here.")
+            model_key = choices[0][1]
+        key, loader = self.versioned(model_key)
+        run = self.manager.get(model_key.partition(":")[2])
+        max_length = run.config.train.max_length if run else 256
+        if int8 and self.device == "cpu":
+            loader, key = int8_loader(loader), f"{key}#int8"
+        try:
+            return self.predictor.predict(key, loader, texts, max_length=max_length)
+        except FtuiError:
+            raise
+        except Exception as exc:  # a damaged or deleted model folder must not break the tab
+            self.predictor.forget(key)
+            raise FtuiError(
+                f"Could not run the model '{model_key}' ({type(exc).__name__}: {str(exc)[:200]}).",
+                "Pick another model, or train again.",
+            ) from exc
+        finally:
+            if chars > BIG_REQUEST_CHARS:
+                release_memory()
+
+    def batch_texts(self, lines: str | None, path: str | None) -> list[str]:
+        """The texts of a batch request: an uploaded file (one review per line in .txt, else a table with a text
+        column, read under the deployment's caps) or typed lines."""
+        if path:
+            p = Path(path)
+            if p.suffix.lower() == ".txt":
+                limit = self.settings.read_limits().max_bytes
+                if p.stat().st_size > limit:
+                    raise DataError(f"'{p.name}' is larger than {limit / 2**20:,.0f} MB.", "Split the file.")
+                return texts_from_lines(p.read_text(errors="replace"))
+            return texts_from_table(read_table(p, self.settings.read_limits()))
+        return texts_from_lines(lines or "")
