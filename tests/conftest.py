@@ -104,13 +104,11 @@ CHROMIUM_ARGS = [
 def app_server(tmp_path_factory: pytest.TempPathFactory):
     """The real app on a loopback port, around an offline engine; yields (url, engine)."""
     from ftui.engine import Engine
-    from ftui.hub import HubStatus
+    from ftui.hub import check_hub
     from ftui.ui import create_app, launch_kwargs
 
-    eng = Engine(
-        runs_dir=tmp_path_factory.mktemp("ui-runs"),
-        hub_status=HubStatus(False, "The Hugging Face Hub cannot be reached (tests)."),
-    )
+    # FTUI_OFFLINE is set above: the status line is the one a user without the Hub sees
+    eng = Engine(runs_dir=tmp_path_factory.mktemp("ui-runs"), hub_status=check_hub())
     demo = create_app(eng)
     demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True, **launch_kwargs())
     yield demo.local_url.rstrip("/"), eng
