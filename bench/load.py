@@ -39,7 +39,7 @@ def tick(c: Any, url: str, index: int, version: int, session: str) -> tuple[bool
                 msg = json.loads(line[5:])
                 if msg.get("msg") == "process_completed":
                     data = (msg.get("output") or {}).get("data") or [None] * 4
-                    skipped = data[0] == {"__type__": "update"}
+                    skipped = data[1] == {"__type__": "update"}  # no chart redrawn (the status line ticks anyway)
                     return skipped, data[3] if isinstance(data[3], int) else version
     raise RuntimeError("no answer to a tick")
 

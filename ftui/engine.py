@@ -433,6 +433,10 @@ class Engine:
         """Class probabilities for many texts, in the input order (bounded; see PredictionService.predict_many)."""
         return self.serving.predict_many(texts, model_key, int8)
 
+    def predict_examples(self, model_key: str | None, fallback: list[str]) -> list[str]:
+        """Example texts for a model: one per class from its run's test set, else `fallback`."""
+        return self.serving.examples(model_key, fallback)
+
     def batch_texts(self, lines: str | None, path: str | None) -> list[str]:
         """The texts of a batch request, from a file (read under the deployment's caps) or typed lines."""
         return self.serving.batch_texts(lines, path)

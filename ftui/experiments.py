@@ -81,6 +81,42 @@ def runs_frame(records: Sequence[dict[str, Any]], query: str = "", status: str =
     return frame.reset_index(drop=True)
 
 
+# The runs table as shown: scores first, short one-word-ish headers, widths that fit them (no mid-word wrap).
+DISPLAY_COLUMNS: list[tuple[str, str, int]] = [
+    ("name", "run", 200),
+    ("status", "status", 96),
+    ("test_acc", "test acc", 84),
+    ("test_f1", "test F1", 84),
+    ("best_eval_acc", "best val", 84),
+    ("dataset", "dataset", 150),
+    ("checkpoint", "model", 190),
+    ("freeze", "frozen", 76),
+    ("lr", "lr", 80),
+    ("batch", "batch", 72),
+    ("epochs", "epochs", 80),
+    ("max_len", "max len", 84),
+    ("duration_s", "time (s)", 84),
+    ("note", "note", 160),
+    ("run_id", "id", 200),
+]
+TABLE_LEGEND = (
+    "**test acc / test F1**: accuracy and macro-F1 of the best checkpoint on the test split · **best val**: best "
+    "validation accuracy · **frozen**: freeze depth (bottom layers frozen) · **lr**: learning rate · **max len**: "
+    "max sequence length in tokens · **time**: wall clock of the run"
+)
+
+
+def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The runs table with the display order and headers of DISPLAY_COLUMNS (an empty table keeps its headers)."""
+    keys = [k for k, _, _ in DISPLAY_COLUMNS]
+    return frame.reindex(columns=keys).rename(columns={k: h for k, h, _ in DISPLAY_COLUMNS})
+
+
+def display_widths() -> list[str]:
+    """Column widths for the table, in DISPLAY_COLUMNS order."""
+    return [f"{w}px" for _, _, w in DISPLAY_COLUMNS]
+
+
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """{'train': {'lr': 1}} -> {'train.lr': 1}; lists become tuples so they compare."""
     out: dict[str, Any] = {}

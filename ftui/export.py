@@ -17,7 +17,21 @@ from ftui.training import MODEL_DIR, PREDICTIONS_FILE
 
 
 def _fmt(x: Any) -> str:
+    """A metric: four decimals."""
     return f"{x:.4f}" if isinstance(x, float) else ("-" if x is None else str(x))
+
+
+def _setting(x: Any) -> str:
+    """A hyperparameter as it was typed: 5e-05 stays 5e-05 (not 0.0001), 3.0 epochs is 3, 0.01 is 0.01."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return "-" if x is None else str(x)
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def _seconds(x: Any) -> str:
+    if not isinstance(x, (int, float)):
+        return "? s"
+    return f"{x:.1f} s" if x < 120 else f"{int(x) // 60} min {int(x) % 60} s"
 
 
 def model_card(rec: dict[str, Any], base_limitations: str = "", repo_id: str = "") -> str:
@@ -64,7 +78,7 @@ def model_card(rec: dict[str, Any], base_limitations: str = "", repo_id: str = "
         "",
         f"A text classifier fine-tuned from **{base}** on **{dataset}**"
         + (f" (config `{data['config_name']}`)" if data.get("config_name") else "")
-        + " with [ftui](https://github.com/), a browser dashboard for fine-tuning encoder classifiers.",
+        + " with ftui, a browser dashboard for fine-tuning encoder classifiers.",
         "",
         f"Labels: {', '.join(f'`{n}`' for n in labels)}.",
         "",
@@ -78,9 +92,10 @@ def model_card(rec: dict[str, Any], base_limitations: str = "", repo_id: str = "
         "",
         "| hyperparameter | value |",
         "| --- | --- |",
-        *[f"| {k} | {_fmt(v)} |" for k, v in hp],
+        *[f"| {k} | {_setting(v)} |" for k, v in hp],
         "",
-        f"Trained on {res.get('train_size', '?')} examples in {_fmt(res.get('train_seconds'))} s on {res.get('device', '?')}.",
+        f"Trained on {_setting(res.get('train_size'))} examples in {_seconds(res.get('train_seconds'))} on "
+        f"{res.get('device', '?')}.",
         "",
         "## Evaluation",
         "",

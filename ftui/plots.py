@@ -12,10 +12,22 @@ from ftui.runs import RunSnapshot, RunStatus
 
 _LAYOUT = {
     "height": 320,
-    "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
+    "margin": {"l": 50, "r": 20, "t": 60, "b": 45},
     "template": "plotly_white",
-    "legend": {"orientation": "h", "y": -0.2},
+    # above the plot area, right-aligned under the title: never on top of the x-axis title
+    "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
 }
+FEW_POINTS = 40  # below this many points a line also shows its markers (a single point would draw nothing)
+
+
+def _mode(n: int) -> str:
+    return "lines+markers" if n < FEW_POINTS else "lines"
+
+
+def _step_axis(xs: Sequence[float]) -> dict[str, Any]:
+    """Whole steps on the x axis: plotly would put ticks at 0.5, 1.5 on a short run."""
+    top = max(xs, default=0)
+    return {"xaxis_tickformat": "d", **({"xaxis_dtick": 1} if top <= 10 else {})}
 
 
 def _series(events: Sequence[dict[str, Any]], kind: str, key: str) -> tuple[list[int], list[float]]:
@@ -27,21 +39,31 @@ def loss_figure(events: Sequence[dict[str, Any]], revision: str = "") -> go.Figu
     """Train and eval loss against optimizer step; `revision` keeps the user's zoom across updates."""
     fig = go.Figure()
     x, y = _series(events, "train", "loss")
-    fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="train loss"))
+    fig.add_trace(go.Scatter(x=x, y=y, mode=_mode(len(x)), name="train loss"))
+    steps = list(x)
     x, y = _series(events, "eval", "eval_loss")
     fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name="eval loss"))
-    fig.update_layout(title="Loss", xaxis_title="step", yaxis_title="cross-entropy", uirevision=revision, **_LAYOUT)
+    fig.update_layout(
+        title="Loss", xaxis_title="step", yaxis_title="cross-entropy", uirevision=revision, **_step_axis(steps + x), **_LAYOUT
+    )
     return fig
 
 
 def accuracy_figure(events: Sequence[dict[str, Any]], revision: str = "") -> go.Figure:
     """Eval accuracy and macro-F1 against optimizer step."""
     fig = go.Figure()
+    steps: list[int] = []
     for key, name in (("eval_accuracy", "eval accuracy"), ("eval_macro_f1", "eval macro-F1")):
         x, y = _series(events, "eval", key)
+        steps += x
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=name))
     fig.update_layout(
-        title="Validation accuracy and macro-F1", xaxis_title="step", yaxis_range=[0, 1.02], uirevision=revision, **_LAYOUT
+        title="Validation accuracy and macro-F1",
+        xaxis_title="step",
+        yaxis_range=[0, 1.02],
+        uirevision=revision,
+        **_step_axis(steps),
+        **_LAYOUT,
     )
     return fig
 
@@ -118,14 +140,21 @@ STATUS_ICON = {
 }
 
 
-def status_markdown(snap: RunSnapshot | None) -> str:
-    """One block of text: status, phase, progress with ETA, speed, memory, and the outcome."""
+def status_markdown(snap: RunSnapshot | None, now: float | None = None) -> str:
+    """One block of text: status, phase, progress with ETA, speed, memory, and the outcome.
+
+    now: the current time, for the elapsed time of a live run (it ticks every second even between log points).
+    """
     if snap is None:
         return "No run yet. Set up data and model, then press **Start training**."
     p = snap.progress
+    elapsed = ""
+    if now is not None and not snap.status.finished:
+        elapsed = f" · {_duration(max(0.0, now - snap.started_at))} elapsed"
     lines = [
         f"**{STATUS_ICON[snap.status]} {snap.name}** — {snap.status.value}"
         + (f" ({p['phase']})" if p.get("phase") and not snap.status.finished else "")
+        + elapsed
     ]
     if p.get("device"):
         lines.append(f"Device: `{p['device']}`")
@@ -150,10 +179,20 @@ def status_markdown(snap: RunSnapshot | None) -> str:
             f"**Test accuracy {r['test_accuracy']:.3f} · test macro-F1 {r['test_macro_f1']:.3f}** "
             f"(best checkpoint, step {r.get('best_eval', {}).get('step', '?')}; {_duration(r.get('train_seconds'))})"
         )
-    if r.get("model_dir"):
+    if r.get("model_dir") and snap.status == RunStatus.COMPLETED:
         lines.append(f"Model saved in `{r['model_dir']}`")
     if snap.status == RunStatus.STOPPED:
-        lines.append("Stopped by the user; the best checkpoint so far is kept and can be used in Predict.")
+        if r.get("kept") == "best":
+            step = f" (step {r['kept_step']})" if r.get("kept_step") else ""
+            kept = f"The best checkpoint so far{step} is kept in `{r['model_dir']}`: Predict offers it."
+            lines.append(f"Stopped by the user. {kept}")
+        elif r.get("kept") == "last":
+            lines.append(
+                f"Stopped by the user after {r['kept_step']} training steps, before any evaluation: those weights are kept "
+                f"in `{r['model_dir']}` (not yet validated)."
+            )
+        else:
+            lines.append("Stopped by the user before any training step: nothing was trained, so no model was kept.")
     if snap.error:
         lines.append(f"**Error:** {snap.error}")
     return "\n\n".join(lines)

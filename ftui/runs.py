@@ -194,15 +194,15 @@ class Run:
         with self._cond:
             return list(self._events[since:])
 
-    def snapshot(self) -> RunSnapshot:
-        """Everything the UI renders, read under one lock."""
+    def snapshot(self, events: bool = True) -> RunSnapshot:
+        """Everything the UI renders, read under one lock (events=False skips copying the log, for status lines)."""
         with self._cond:
             return RunSnapshot(
                 self.run_id,
                 self.name,
                 self._version,
                 self._status,
-                tuple(self._events),
+                tuple(self._events) if events else (),
                 dict(self._progress),
                 self._error,
                 dict(self._result),

@@ -18,7 +18,7 @@ from ftui.predict import Predictor, int8_loader, texts_from_lines, texts_from_ta
 from ftui.runner import RUN_ID_RE, RunManager
 from ftui.runs import RunStatus
 from ftui.settings import Settings
-from ftui.training import MODEL_DIR
+from ftui.training import MODEL_DIR, PREDICTIONS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,25 @@ class PredictionService:
         finally:
             if chars > BIG_REQUEST_CHARS:
                 release_memory()
+
+    def examples(self, model_key: str | None, fallback: list[str], max_chars: int = 300) -> list[str]:
+        """Example texts for the Predict tab: one per class from the chosen run's own test set (the most confidently
+        right), so a movie model gets movie reviews; `fallback` when the run has none."""
+        import pandas as pd
+
+        run_id = model_key.partition(":")[2] if isinstance(model_key, str) else ""
+        run = self.manager.get(run_id) if RUN_ID_RE.fullmatch(run_id) else None
+        path = run.out_dir / PREDICTIONS_FILE if run else None
+        try:
+            frame = pd.read_parquet(path, columns=["text", "label", "correct", "confidence"]) if path else None
+        except (OSError, ValueError) as exc:
+            log.info("no test predictions for examples (%s): %s", model_key, exc)
+            frame = None
+        if frame is None or frame.empty:
+            return list(fallback)
+        frame = frame.sort_values(["correct", "confidence"], ascending=False)
+        picks = frame.groupby("label", sort=True).head(1)["text"].tolist()
+        return [t if len(t) <= max_chars else t[:max_chars] + " …" for t in picks]
 
     def batch_texts(self, lines: str | None, path: str | None) -> list[str]:
         """The texts of a batch request: an uploaded file (one review per line in .txt, else a table with a text

@@ -222,17 +222,25 @@ def train_run(
 
 
 def _finish_stopped(run: Run, state: dict[str, Any]) -> None:
-    """Keep the best checkpoint so far; with none yet, save the current weights so nothing is lost."""
+    """Keep the best checkpoint so far; with none yet but some training done, the current weights, so nothing is
+    lost; before the first optimizer step there is nothing worth keeping (an untrained head is not a model)."""
     result: dict[str, Any] = {}
     if "resume" in state:
         with contextlib.suppress(Exception):  # resuming is a convenience; the stop must land regardless
             state["resume"]()
-    if not (run.out_dir / MODEL_DIR).exists() and "model" in state:
+    has_model = (run.out_dir / MODEL_DIR / "labels.json").exists()
+    steps = int(state.get("steps", 0))
+    if not has_model and "model" in state and steps > 0:
         with contextlib.suppress(Exception):  # a half-built model may not save; the stop itself must still land
             _save_best(state["model"], state["tokenizer"], run)
-    if (run.out_dir / MODEL_DIR).exists():
+            result["kept"], result["kept_step"] = "last", steps
+            has_model = True
+    elif has_model:
+        result["kept"] = "best"
+        result["kept_step"] = (state.get("best") or {}).get("step")
+    if has_model:
         result["model_dir"] = str(run.out_dir / MODEL_DIR)
-    if "best" in state:
+    if state.get("best"):
         result["best_eval"] = state["best"]
     run.finish(RunStatus.STOPPED, None, result)
 
@@ -327,7 +335,7 @@ def _train(
             epoch_no += 1
         if best is not None and not (run.out_dir / MODEL_DIR / "labels.json").exists():
             best, evals_since_best = None, 0  # the saved best is gone: the next evaluation saves a new one
-        state["best"] = best
+        state["best"], state["steps"] = best, step
         run.log({"type": "resume", "step": step})
     first_step = step
     deadline = time.monotonic() + 60 * t.max_minutes if t.max_minutes else 0.0
@@ -368,6 +376,7 @@ def _train(
             sched.step()
             opt.zero_grad(set_to_none=True)
             step += 1
+            state["steps"] = step
             epoch = step / steps_per_epoch
             resume_point.update(
                 step=step,

@@ -121,11 +121,46 @@ def test_tick_skips_unchanged_versions_and_keeps_zoom(trained, tiny_bert_dir):
     app = create_app(engine)
     tick = next(f for f in app.fns.values() if f.name == "render")
     assert tick.concurrency_limit is None  # ticks never wait behind other events
-    status, loss, acc, version, _timer = tick.fn(-1)
+    status, loss, acc, version, _timer, start = tick.fn(-1)
     assert version == run.version and loss.layout.uirevision == run.run_id and acc.layout.uirevision == run.run_id
+    assert start.interactive is not False  # a finished run leaves Start usable
     again = tick.fn(version)
     assert all(part == {"__type__": "update"} for part in again[:3]) and again[3] == version
     assert app.delete_cache == (3600, 86400)  # cached uploads and downloads are cleaned up after a day
+
+
+def test_a_live_run_ticks_its_elapsed_time_and_locks_start(trained, tiny_bert_dir, monkeypatch):
+    """Between log points (20-40 s on a slow CPU) the status still moves every second; Start is off during a run."""
+    import threading
+
+    from ftui import training
+    from ftui.ui import create_app
+
+    _, engine, _ = trained
+    held, release = threading.Event(), threading.Event()
+    real = training.collate
+
+    def slow_step(*a, **k):  # the worker sits in one long step, as on a slow CPU
+        held.set()
+        release.wait(30)
+        return real(*a, **k)
+
+    monkeypatch.setattr(training, "collate", slow_step)
+    cfg = RunConfig(DataConfig(), ModelConfig(source="local", checkpoint=str(tiny_bert_dir)), TrainConfig(epochs=1))
+    app = create_app(engine)
+    tick = next(f for f in app.fns.values() if f.name == "render")
+    run = engine.start_run(cfg)
+    try:
+        assert held.wait(60)
+        _, _, _, version, _, start = tick.fn(-1)
+        assert start.interactive is False and "Training" in start.value
+        status, loss, acc, same, _, start = tick.fn(version)  # nothing new from the worker
+        assert same == version and loss == {"__type__": "update"} and acc == {"__type__": "update"}
+        assert "elapsed" in status and "(training)" in status and start.interactive is False
+    finally:
+        release.set()
+        engine.stop_run()
+        assert run.done.wait(60) and engine.join(30)
 
 
 def test_predict_needs_only_the_text(trained):

@@ -34,6 +34,17 @@ def test_model_card_has_the_facts(finished):
     assert "`negative`, `positive`" in card
 
 
+def test_model_card_numbers_are_formatted_for_what_they_are():
+    """Case: the card said 'learning rate | 0.0001' for a 5e-05 run, 'epochs | 3.0000', '86.9800 s'."""
+    rec = {"run_id": "r", "name": "r", "label_names": ["a", "b"], "config": RunConfig(train=TrainConfig(learning_rate=5e-5,
+           epochs=3.0, weight_decay=0.01)).to_dict(), "result": {"train_seconds": 86.98, "train_size": 256,
+           "test_accuracy": 0.9375, "test_macro_f1": 0.9373, "device": "cpu"}}  # fmt: skip
+    card = model_card(rec)
+    assert "| learning rate | 5e-05 |" in card and "| epochs | 3 |" in card and "| weight decay | 0.01 |" in card
+    assert "in 87.0 s on cpu" in card and "| test | 0.9375 | 0.9373 |" in card
+    assert "github.com/)" not in card
+
+
 def test_zip_holds_model_tokenizer_labels_config_metrics_card(finished):
     engine, run = finished
     path = engine.export_zip(run.run_id)

@@ -61,6 +61,12 @@ def test_stop_in_each_phase_ends_promptly_and_frees_everything(engine, tiny_bert
     assert run.done.wait(10), f"Stop during {phase} took more than 10 s"
     assert engine.join(10) and no_worker_threads()
     assert run.status == RunStatus.STOPPED, run.error
+    if phase == "tokenizing":  # no training step yet: no model is kept, and none is offered as fine-tuned
+        from ftui.plots import status_markdown
+
+        assert not (run.out_dir / "model").exists() and "model_dir" not in run.result
+        assert "nothing was trained" in status_markdown(run.snapshot())
+        assert f"run:{run.run_id}" not in [k for _, k in engine.predict_choices()]
     gc.collect()
     assert models and all(ref() is None for ref in models)  # weights released
     monkeypatch.undo()

@@ -49,7 +49,7 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
             with gr.Tabs():
                 with gr.Tab("Predict", id="predict"):
                     predict_model, refresh_choices = predict_tab.build(engine)
-            demo.load(refresh_choices, predict_model, predict_model, api_visibility="private")
+            demo.load(lambda: refresh_choices(None), None, predict_model, api_visibility="private")
             return demo
         with gr.Tabs():
             with gr.Tab("1. Data", id="data"):
@@ -63,14 +63,15 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
             with gr.Tab("5. Runs", id="runs"):
                 runs_ui = runs_tab.build(engine, token)
 
-        def on_page_load(current_model: str | None) -> tuple[Any, ...]:
-            # A reload or a second browser re-attaches to the running job and its curves so far.
-            return (*train_ui.render(-1), refresh_choices(current_model))
+        def on_page_load() -> tuple[Any, ...]:
+            # A reload or a second browser re-attaches to the running job and its curves so far; Predict starts
+            # on the default model (the newest completed run), never on what was current when the app was built.
+            return (*train_ui.render(-1), refresh_choices(None))
 
         demo.load(
             on_page_load,
-            predict_model,
-            [train_ui.status, train_ui.loss_plot, train_ui.acc_plot, train_ui.version, train_ui.timer, predict_model],
+            None,
+            [*train_ui.outputs, predict_model],
             api_visibility="private",
         )
 
@@ -79,12 +80,12 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
         if engine.default_data().source == "demo":
             summary.then(*data_ui.autoload, api_visibility="private")
 
-        def on_finish(current_model: str | None) -> Any:
+        def on_finish() -> Any:
             run = engine.current_run()
-            return refresh_choices(current_model) if run is not None and run.status.finished else gr.skip()
+            return refresh_choices(None) if run is not None and run.status.finished else gr.skip()
 
-        # When a run ends, the Predict tab offers it without a manual refresh.
-        train_ui.version.change(on_finish, predict_model, predict_model, api_visibility="private")
+        # When a run ends, the Predict tab offers it (as the default, when it completed) without a manual refresh.
+        train_ui.version.change(on_finish, None, predict_model, api_visibility="private")
 
         def runs_on_finish() -> Any:
             run = engine.current_run()

@@ -36,7 +36,16 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
     text = gr.Textbox(lines=3, label="Review text", placeholder="Type a review…", elem_id="predict-text")
     go = gr.Button("Predict", variant="primary", elem_id="predict-btn")
     out = gr.Label(label="Predicted label and class probabilities", num_top_classes=10, elem_id="predict-label")
-    gr.Examples(EXAMPLES, inputs=text)
+    first = engine.predict_examples(choices[0][1] if choices else None, EXAMPLES)
+    examples = gr.Dataset(
+        components=[text], samples=[[e] for e in first], label="Examples (from the model's own test set)", elem_id="examples"
+    )
+    examples.click(lambda sample: sample[0], examples, text, api_visibility="private")
+
+    def on_model(model_key: str | None) -> Any:
+        return gr.Dataset(samples=[[e] for e in engine.predict_examples(model_key, EXAMPLES)])
+
+    model.change(on_model, model, examples, api_visibility="private", show_progress="hidden")
 
     def predict(review: str, model_key: str | None = None) -> dict[str, float]:
         """Class probabilities for a review from the chosen model (default: the newest completed run)."""
@@ -49,6 +58,7 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
     text.submit(predict, [text, model], out, api_visibility="private")
 
     def refresh_choices(current: str | None = None) -> Any:
+        """The list as it is now; keeps the current choice while it is listed, else the default (newest completed)."""
         found = engine.predict_choices()
         keys = [k for _, k in found]
         return gr.update(choices=found, value=current if current in keys else (keys[0] if keys else None))

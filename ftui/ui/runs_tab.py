@@ -8,9 +8,10 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from ftui.data import PREVIEW_CHARS
 from ftui.engine import Engine
 from ftui.errors import FtuiError
-from ftui.experiments import config_diff, runs_frame
+from ftui.experiments import TABLE_LEGEND, config_diff, display_frame, display_widths, runs_frame
 from ftui.export import per_class_table
 from ftui.metrics import confusion
 from ftui.plots import COMPARE_METRICS, compare_figure, confusion_figure
@@ -30,6 +31,18 @@ class RunsUI:
     resumed: Any  # the Resume click's event, so the app can wake the Train tab's timer
 
 
+def mistakes_view(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mistakes as shown: confidence as a float64 with 3 decimals (float32 from Parquet printed 0.5184000134468079),
+    long texts cut for the table."""
+    out = frame.copy()
+    if "confidence" in out:
+        out["confidence"] = out["confidence"].astype("float64").round(3)
+    for col in ("text", "text_pair"):
+        if col in out:
+            out[col] = [t if len(t) <= PREVIEW_CHARS else t[:PREVIEW_CHARS] + " …" for t in out[col].astype(str)]
+    return out
+
+
 def _choices(engine: Engine) -> list[tuple[str, str]]:
     return [(f"{r.name} · {r.status.value}", r.run_id) for r in reversed(engine.runs())]
 
@@ -44,7 +57,15 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         query = gr.Textbox(label="Filter (any column)", scale=3, elem_id="runs-filter")
         status = gr.Dropdown(STATUSES, value="all", label="Status", scale=1)
         refresh_btn = gr.Button("Refresh", scale=1, elem_id="runs-refresh")
-    table = gr.Dataframe(interactive=False, elem_id="runs-table", wrap=True)
+    table = gr.Dataframe(
+        value=display_frame(runs_frame(engine.run_headers())),
+        interactive=False,
+        elem_id="runs-table",
+        wrap=True,
+        column_widths=display_widths(),
+        pinned_columns=1,
+    )
+    gr.Markdown(TABLE_LEGEND, elem_id="runs-legend")
 
     gr.Markdown("### Compare")
     # A multiselect that accepts ids it was not built with: runs appear after the page is built; the engine checks ids.
@@ -53,10 +74,11 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
     )
     compare_btn = gr.Button("Compare selected", elem_id="compare-btn")
     compare_msg = gr.Markdown()
-    with gr.Row():
-        plots = [gr.Plot(label=m, elem_id=f"compare-{i}") for i, m in enumerate(COMPARE_METRICS)][:2]
-    with gr.Row():
-        plots += [gr.Plot(label=m, elem_id=f"compare-{i + 2}") for i, m in enumerate(list(COMPARE_METRICS)[2:])]
+    metrics = list(COMPARE_METRICS)
+    plots: list[gr.Plot] = []
+    for row in (metrics[:2], metrics[2:]):  # two charts per row, each built exactly once
+        with gr.Row():
+            plots += [gr.Plot(label=m, elem_id=f"compare-{len(plots) + i}") for i, m in enumerate(row)]
     diff = gr.Dataframe(label="Config fields that differ", interactive=False, elem_id="config-diff")
 
     gr.Markdown("### One run")
@@ -105,7 +127,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
 
     # ------------------------------------------------------------------------------------------- handlers
     def render_table(q: str = "", st: str = "all", current: list[str] | None = None, one: str | None = None) -> tuple:
-        frame = runs_frame(engine.run_headers(), q or "", st or "all")
+        frame = display_frame(runs_frame(engine.run_headers(), q or "", st or "all"))
         choices = _choices(engine)
         keys = {k for _, k in choices}
         return (
@@ -160,7 +182,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
             "\n\n".join(lines),
             rows,
             confusion_figure(cm.tolist(), names),
-            wrong[cols].head(MISTAKES_SHOWN).round({"confidence": 4}),
+            mistakes_view(wrong[cols].head(MISTAKES_SHOWN)),
             rec["name"],
             rec.get("note", ""),
             gr.update(visible=False),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from ftui.ui.data_tab import DataUI
 from ftui.ui.model_tab import ModelUI
 
 POLL_SECONDS = 1.0
+START_LABEL = "Start training"
 
 
 @dataclass
@@ -28,7 +30,9 @@ class TrainUI:
     loss_plot: gr.Plot
     acc_plot: gr.Plot
     version: gr.State
-    render: Any  # (version) -> outputs for [status, loss_plot, acc_plot, version, timer]
+    start: gr.Button
+    render: Any  # (version) -> values for `outputs`
+    outputs: list[Any]  # [status, loss_plot, acc_plot, version, timer, start]
 
 
 def train_config(
@@ -83,7 +87,7 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         name = gr.Textbox(label="Run name (optional)", elem_id="run-name")
     gr.Markdown(f"Training device: **{engine.device_label()}**", elem_id="device")
     with gr.Row():
-        start = gr.Button("Start training", variant="primary", elem_id="start")
+        start = gr.Button(START_LABEL, variant="primary", elem_id="start")
         stop = gr.Button("Stop", variant="stop", elem_id="stop")
     message = gr.Markdown("", elem_id="train-message")
     status = gr.Markdown(status_markdown(None), elem_id="run-status")
@@ -98,15 +102,25 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
     drawn: dict[tuple[str, int], tuple[Any, ...]] = {}  # the last version drawn, shared by every tab
     drawn_lock = threading.Lock()
 
+    def start_button(training: bool) -> Any:
+        # While a run trains, Start is off and says why: a second click read as if one's own start had failed.
+        if training:
+            return gr.Button(value="Training… (Stop ends it)", interactive=False)
+        return gr.Button(value=START_LABEL, interactive=True)
+
     def render(last_version: int) -> tuple[Any, ...]:
         run = engine.current_run()
         if run is None:
-            return gr.skip(), gr.skip(), gr.skip(), last_version, gr.Timer(active=False)
+            return gr.skip(), gr.skip(), gr.skip(), last_version, gr.Timer(active=False), start_button(False)
         version = run.version  # cheap: no copy of the events unless something changed
         finished = run.status.finished
         keep_polling = gr.Timer(active=not finished)
         if version == last_version:
-            return gr.skip(), gr.skip(), gr.skip(), last_version, keep_polling
+            if finished:
+                return gr.skip(), gr.skip(), gr.skip(), last_version, keep_polling, gr.skip()
+            # Nothing new from the worker (a slow step on a CPU): still tick the elapsed time and the phase.
+            status_now = status_markdown(run.snapshot(events=False), now=time.time())
+            return status_now, gr.skip(), gr.skip(), last_version, keep_polling, start_button(True)
         with drawn_lock:
             key = next(iter(drawn), None)
             if key != (run.run_id, version):
@@ -114,16 +128,16 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
                 snap = run.snapshot()
                 drawn.clear()
                 drawn[(run.run_id, snap.version)] = (
-                    status_markdown(snap),
                     loss_figure(snap.events, snap.run_id),
                     accuracy_figure(snap.events, snap.run_id),
                     snap.version,
                 )
                 key = (run.run_id, snap.version)
-            outputs = drawn[key]
-        return (*outputs, keep_polling)
+            figures = drawn[key]
+        status_now = status_markdown(run.snapshot(events=False), now=time.time())
+        return (status_now, *figures, keep_polling, start_button(not finished))
 
-    outputs = [status, loss_plot, acc_plot, version, timer]
+    outputs = [status, loss_plot, acc_plot, version, timer, start]
     # Ticks are cheap reads of the run; no limit so they never wait behind other events.
     timer.tick(render, version, outputs, api_visibility="private", concurrency_limit=None, show_progress="hidden")
 
@@ -138,20 +152,21 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
             )
             run = engine.start_run(cfg, token)
         except FtuiError as exc:
-            return error_md(exc), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return error_md(exc), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         return (
             f"Started **{run.name}**.",
-            status_markdown(run.snapshot()),
+            status_markdown(run.snapshot(), now=time.time()),
             loss_figure([], run.run_id),
             accuracy_figure([], run.run_id),
             -1,
             gr.Timer(active=True),
+            start_button(True),
         )
 
     start.click(
         on_start,
         [*data_ui.inputs, *model_ui.inputs, *train_inputs, token_box],
-        [message, status, loss_plot, acc_plot, version, timer],
+        [message, *outputs[:5], start],
         api_visibility="private",
     )
 
@@ -164,4 +179,13 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         )
 
     stop.click(on_stop, None, message, api_visibility="private")
-    return TrainUI(timer=timer, status=status, loss_plot=loss_plot, acc_plot=acc_plot, version=version, render=render)
+    return TrainUI(
+        timer=timer,
+        status=status,
+        loss_plot=loss_plot,
+        acc_plot=acc_plot,
+        version=version,
+        start=start,
+        render=render,
+        outputs=outputs,
+    )
