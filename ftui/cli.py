@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields
 from pathlib import Path
 
-from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from ftui.config import PRECISIONS, DataConfig, ModelConfig, RunConfig, TrainConfig
+
+HELP = {f.name: f.metadata.get("help", "") for f in fields(TrainConfig)}
 
 
 def _source(value: str, builtin: str, local: bool) -> tuple[str, str]:
@@ -39,44 +42,52 @@ def _model_config(args: argparse.Namespace) -> ModelConfig:
 
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of `python -m ftui`."""
-    p = argparse.ArgumentParser(prog="python -m ftui", description=__doc__)
+    fmt = argparse.ArgumentDefaultsHelpFormatter  # --help shows every default
+    p = argparse.ArgumentParser(prog="ftui", description=__doc__, formatter_class=fmt)
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train one run and stream its metrics as JSON lines")
+    a = sub.add_parser("app", help="serve the dashboard in the browser", formatter_class=fmt)
+    a.add_argument("--host", default=None, help="address to listen on (None: 127.0.0.1 or $GRADIO_SERVER_NAME)")
+    a.add_argument("--port", type=int, default=None, help="port (None: 7860 or $GRADIO_SERVER_PORT)")
+    a.add_argument("--runs-dir", default=None, help="where runs are kept (None: ./runs or $FTUI_RUNS_DIR)")
+    t = sub.add_parser("train", help="train one run and stream its metrics as JSON lines", formatter_class=fmt)
     d = TrainConfig()
     t.add_argument("--dataset", default="demo", help="'demo', a Hub id, or a local file/folder")
     t.add_argument("--config", default=None, help="Hub dataset config (e.g. sst2 for glue)")
-    t.add_argument("--text-column", action="append", help="text column (twice for pairs); default: detect")
-    t.add_argument("--label-column", default=None, help="label column; default: detect")
+    t.add_argument("--text-column", action="append", help="text column (twice for pairs); None: detect")
+    t.add_argument("--label-column", default=None, help="label column; None: detect")
     t.add_argument("--max-train-examples", type=int, default=0, help="stratified cap on train rows; 0 = all")
     t.add_argument("--checkpoint", default="packaged", help="'packaged', a Hub id, or a local checkpoint folder")
     t.add_argument("--freeze-depth", type=int, default=0, help="0 trains all; k freezes embeddings + bottom k layers")
     t.add_argument("--head", choices=["auto", "mlp"], default="auto", help="model's own head or an MLP head")
     t.add_argument("--trust-remote-code", action="store_true", help="allow code shipped in Hub repos")
-    t.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 1e-4 for packaged, else 5e-5)")
-    t.add_argument("--batch-size", type=int, default=d.batch_size)
-    t.add_argument("--epochs", type=float, default=d.epochs)
-    t.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    t.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio)
-    t.add_argument("--max-length", type=int, default=d.max_length)
-    t.add_argument("--seed", type=int, default=d.seed)
-    t.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
-    t.add_argument("--grad-accum", type=int, default=d.grad_accum)
-    t.add_argument("--evals-per-epoch", type=int, default=d.evals_per_epoch)
-    t.add_argument("--early-stopping-patience", type=int, default=0)
+    t.add_argument("--lr", type=float, default=None, help="peak learning rate (None: 1e-4 packaged, else 5e-5)")
+    for flag, name, kind in (
+        ("--batch-size", "batch_size", int),
+        ("--epochs", "epochs", float),
+        ("--weight-decay", "weight_decay", float),
+        ("--warmup-ratio", "warmup_ratio", float),
+        ("--max-length", "max_length", int),
+        ("--seed", "seed", int),
+        ("--grad-accum", "grad_accum", int),
+        ("--evals-per-epoch", "evals_per_epoch", int),
+        ("--early-stopping-patience", "early_stopping_patience", int),
+    ):
+        t.add_argument(flag, type=kind, default=getattr(d, name), help=HELP[name])  # the config's own one-line why
+    t.add_argument("--precision", choices=list(PRECISIONS), default=d.precision, help=HELP["precision"])
     t.add_argument("--max-steps", type=int, default=0, help="stop after this many optimizer steps; 0 = all epochs")
     t.add_argument("--no-frozen-cache", action="store_true", help="recompute frozen layers every epoch")
     t.add_argument("--run-name", default="")
     t.add_argument("--report-to", default="", help="extra metric sinks: tensorboard, trackio (when installed)")
-    t.add_argument("--runs-dir", default=None, help="where runs are saved (default: ./runs or $FTUI_RUNS_DIR)")
+    t.add_argument("--runs-dir", default=None, help="where runs are saved (None: ./runs or $FTUI_RUNS_DIR)")
     t.add_argument("--offline", action="store_true", help="do not contact the Hub")
-    r = sub.add_parser("runs", help="read the experiment store")
+    r = sub.add_parser("runs", help="read the experiment store", formatter_class=fmt)
     rsub = r.add_subparsers(dest="runs_command", required=True)
-    ls = rsub.add_parser("list", help="every run, oldest first")
-    show = rsub.add_parser("show", help="one run with its config, result and every logged metric")
+    ls = rsub.add_parser("list", help="every run, oldest first", formatter_class=fmt)
+    show = rsub.add_parser("show", help="one run with its config, result and every logged metric", formatter_class=fmt)
     show.add_argument("run", help="run id (or a unique name)")
     for q in (ls, show):
         q.add_argument("--json", action="store_true", help="machine-readable output")
-        q.add_argument("--runs-dir", default=None, help="runs folder (default: ./runs or $FTUI_RUNS_DIR)")
+        q.add_argument("--runs-dir", default=None, help="runs folder (None: ./runs or $FTUI_RUNS_DIR)")
     return p
 
 
@@ -108,11 +119,23 @@ def runs_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def app_command(args: argparse.Namespace) -> int:
+    """`ftui app`: the same app as `python app.py`, from any folder."""
+    from ftui.engine import Engine
+    from ftui.ui import create_app, launch_kwargs
+
+    app = create_app(Engine(runs_dir=args.runs_dir))
+    app.queue().launch(server_name=args.host, server_port=args.port, **launch_kwargs())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; exit code 0 when the run completed, 1 otherwise."""
     args = build_parser().parse_args(argv)
     if args.command == "runs":
         return runs_command(args)
+    if args.command == "app":
+        return app_command(args)
     import os
 
     from ftui.engine import Engine

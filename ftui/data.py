@@ -13,7 +13,10 @@ import pandas as pd
 from ftui.config import DataConfig, ReadLimits, validate_data
 from ftui.errors import DataError, FtuiError
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+# Inside the package when installed (pip install .), beside it in the repository and on a Space.
+_PACKAGED_ASSETS = Path(__file__).resolve().parent / "assets"
+_REPO_ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ASSETS = _PACKAGED_ASSETS if (_PACKAGED_ASSETS / "demo_reviews.csv").exists() else _REPO_ASSETS
 DEMO_DATASET = ASSETS / "demo_reviews.csv"
 
 TEXT = "text"
@@ -32,7 +35,8 @@ PAIR_NAMES = (
 )
 VALIDATION_NAMES = ("validation", "valid", "dev", "val")
 TEST_NAMES = ("test",)
-FILE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
+FILE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".xlsx", ".xls")
+EXCEL_SUFFIXES = (".xlsx", ".xls")
 PREVIEW_CHARS = 500  # characters of a text shown in the data preview
 CARVE_FRACTION = 0.1
 
@@ -103,6 +107,20 @@ def _read_delimited(path: Path, sep: str, nrows: dict[str, int]) -> pd.DataFrame
     return pd.read_csv(path, sep=sniffed, encoding="utf-8", encoding_errors="strict", **nrows) if sniffed != sep else df
 
 
+def _read_excel(path: Path, nrows: dict[str, int]) -> pd.DataFrame:
+    """The first sheet of an Excel workbook (what a spreadsheet user means by 'the file')."""
+    if path.suffix.lower() == ".xls":
+        raise DataError(
+            f"'{path.name}' is an old Excel 97-2003 workbook (.xls), which ftui cannot read.",
+            "Save it as .xlsx or CSV UTF-8 in Excel, then upload again.",
+        )
+    import zipfile
+
+    if not zipfile.is_zipfile(path):  # an .xlsx is a zip; anything else renamed to .xlsx is not
+        raise DataError(f"'{path.name}' is not an Excel workbook.", "Save it as .xlsx or CSV from Excel, then upload again.")
+    return pd.read_excel(path, sheet_name=0, engine="openpyxl", **nrows)
+
+
 def read_table(path: Path, limits: ReadLimits | None = None) -> pd.DataFrame:
     """Read a CSV/TSV/JSON/JSONL/Parquet file into a DataFrame, with messages for bad files; size and rows capped."""
     limits = limits or ReadLimits()
@@ -118,6 +136,8 @@ def read_table(path: Path, limits: ReadLimits | None = None) -> pd.DataFrame:
     try:
         if suffix == ".parquet":
             df = _read_parquet(path, max_bytes, max_rows)
+        elif suffix in EXCEL_SUFFIXES:
+            df = _read_excel(path, nrows)
         elif suffix == ".jsonl":
             df = pd.read_json(path, lines=True, encoding="utf-8", **nrows)
         elif suffix == ".json":
@@ -137,7 +157,7 @@ def read_table(path: Path, limits: ReadLimits | None = None) -> pd.DataFrame:
     except Exception as exc:
         raise DataError(
             f"'{path.name}' could not be read as a table ({type(exc).__name__}: {str(exc)[:200]}).",
-            "Upload a CSV, TSV, JSON/JSONL or Parquet file with one row per example.",
+            "Upload a CSV, TSV, Excel (.xlsx), JSON/JSONL or Parquet file with one row per example.",
         ) from exc
     if not isinstance(df, pd.DataFrame) or df.empty or len(df.columns) < 2:
         raise DataError(
@@ -499,6 +519,7 @@ def preview_frame(bundle: DataBundle, n: int = 8) -> pd.DataFrame:
     """First rows of train with label names, for a table."""
     head = bundle.splits["train"].select(range(min(n, len(bundle.splits["train"])))).to_pandas()
     head[LABEL] = [bundle.label_names[i] for i in head[LABEL]]
+    head = head[[LABEL, *(c for c in head.columns if c != LABEL)]]  # first: long texts never push it off-screen
     for col in (TEXT, TEXT_PAIR):
         if col in head:  # a 10 MB review must not travel to the browser for a preview
             head[col] = [t if len(t) <= PREVIEW_CHARS else t[:PREVIEW_CHARS] + " …" for t in head[col]]

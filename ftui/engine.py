@@ -19,7 +19,7 @@ import torch
 from ftui import export, hub
 from ftui.batching import TokenCache
 from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig, validate_data, validate_model, validate_run
-from ftui.data import LABEL, TEXT, TEXT_PAIR, DataBundle, load_data
+from ftui.data import LABEL, TEXT, TEXT_PAIR, DataBundle, load_data, text_lengths
 from ftui.errors import ConfigError, DataError, FtuiError, HubError, ModelError
 from ftui.hub import HubStatus
 from ftui.metrics import compute_metrics
@@ -224,6 +224,17 @@ class Engine:
         if key not in self._tokenizers:
             self._tokenizers[key] = load_tokenizer(cfg, token)
         return self._tokenizers[key]
+
+    def text_lengths(self, data: DataConfig, model: ModelConfig, token: str | None = None) -> tuple[list[int], str]:
+        """Lengths of a sample of train texts: in the checkpoint's tokens, or in words when its tokenizer is refused or
+        cannot be loaded."""
+        bundle = self.load_data(data, token)
+        try:
+            tokenizer = self.tokenizer(model, token)
+        except FtuiError as exc:
+            log.info("lengths in words: %s", exc)
+            tokenizer = None
+        return text_lengths(bundle, tokenizer)
 
     # ---------------------------------------------------------------------------------------------------- runs
     def start_run(self, cfg: RunConfig, token: str | None = None) -> Run:

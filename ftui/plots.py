@@ -114,12 +114,19 @@ def label_distribution_figure(counts: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def cut_share(lengths: Sequence[int], max_length: int) -> float:
+    """Share of texts longer than max_length tokens: the part the model never reads is cut away."""
+    return sum(n > max_length for n in lengths) / len(lengths) if lengths else 0.0
+
+
 def length_histogram(lengths: Sequence[int], unit: str, max_length: int | None = None) -> go.Figure:
-    """Histogram of text lengths, with the max-length cut marked when known."""
+    """Histogram of text lengths; in tokens with the max length marked and the share of texts it cuts in the title."""
     fig = go.Figure(go.Histogram(x=list(lengths), nbinsx=40, name=unit))
-    if max_length:
-        fig.add_vline(x=max_length, line_dash="dash", annotation_text=f"max length {max_length}")
-    fig.update_layout(title=f"Text length ({unit}, train)", xaxis_title=unit, yaxis_title="rows", **_LAYOUT)
+    title = f"Text length ({unit}, {len(lengths):,} train texts)"
+    if max_length and unit == "tokens":
+        fig.add_vline(x=max_length, line_dash="dash", line_color="firebrick", annotation_text=f"max length {max_length}")
+        title += f"<br><sup>{cut_share(lengths, max_length):.0%} are longer than {max_length} tokens and will be cut</sup>"
+    fig.update_layout(title=title, xaxis_title=unit, yaxis_title="rows", **_LAYOUT)
     return fig
 
 

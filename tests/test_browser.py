@@ -45,22 +45,30 @@ def fill_number(page, elem_id: str, value: str) -> None:
     box.press("Tab")
 
 
-def upload(page, path: Path) -> None:
+def upload(page, path: Path) -> str:
+    """Choose a file in the Data tab; it loads by itself. Returns the status it produced."""
     page.locator("#data-source").get_by_text("Upload a file").click()
     clear = page.locator("#data-upload button[aria-label='Clear']")
     if clear.count():
         clear.click()  # the previous file; the upload box comes back
         clear.wait_for(state="detached")  # else the clear can land after the new file and drop it
+    # the previous dataset's status is gone at once (case: it stayed until Load was pressed)
+    page.wait_for_selector("#data-status:has-text('Choose a file to preview it')")
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     for attempt in range(3):  # under load the upload box can drop a file set while it re-renders: set it again
         page.locator("#data-upload input[type=file]").set_input_files(str(path))
         try:
             page.wait_for_selector("#data-upload :text('" + path.name + "')", timeout=20_000)
-            return
+            break
         except PlaywrightTimeout:
             if attempt == 2:
                 raise
+    page.wait_for_function(
+        """() => { const t = document.querySelector('#data-status [data-testid=markdown]').innerText;
+                   return t.includes('✅') || t.includes('❌'); }"""
+    )
+    return md(page, "data-status")
 
 
 def md(page, elem_id: str) -> str:
@@ -113,9 +121,9 @@ def test_main_path_demo_data_train_stop_predict(page, app_server, browser, tmp_p
         "() => { const el = document.querySelector('#acc-plot .js-plotly-plot');"
         " return el && el.data && el.data[0].x.length >= 3; }"  # a few evaluations: a curve, not a dot
     )
-    # a second Start is refused while the run goes on
-    page.click("#start")
-    page.wait_for_selector("#train-message:has-text('in progress')")
+    # Start is off while the run goes on, and says why (case: a second click read as if one's own start failed)
+    page.wait_for_function("() => document.querySelector('#start').disabled")
+    assert "Training" in page.inner_text("#start")
     # a second browser sees the same running job and its curves so far
     other = browser.new_context(viewport={"width": 1300, "height": 1300})
     second = other.new_page()
@@ -137,10 +145,16 @@ def test_main_path_demo_data_train_stop_predict(page, app_server, browser, tmp_p
         "() => { const el = document.querySelector('#loss-plot .js-plotly-plot');"
         " return el && el.data && el.data[0].x.length >= 2; }"
     )
+    # Predict after a reload during the run: no completed run yet, so the live run is offered, labelled for what it is
+    tab(page, "4. Predict")
+    choice = page.locator("#predict-model input").input_value()
+    assert "training now: best checkpoint so far" in choice
+    tab(page, "3. Train")
     page.click("#stop")
     page.wait_for_selector("#run-status:has-text('stopped')")
     run = engine.current_run()
     assert run is not None and run.status.value == "stopped"
+    page.wait_for_function("() => !document.querySelector('#start').disabled")  # usable again
     # 4. Predict with the stopped run's best checkpoint
     tab(page, "4. Predict")
     page.wait_for_function("() => document.querySelector('#predict-model input').value.includes('stopped early')")
@@ -182,34 +196,28 @@ def test_bad_inputs_get_clear_messages(page, tmp_path):
     # not UTF-8
     latin = tmp_path / "latin1.csv"
     latin.write_bytes("text,label\ncaf\xe9 tr\xe8s bon,pos\nmauvais,neg\n".encode("latin-1"))
-    upload(page, latin)
-    assert "not UTF-8" in data_status(page)
+    assert "not UTF-8" in upload(page, latin)
     # not a table
     junk = tmp_path / "junk.parquet"
     junk.write_bytes(b"\x00not parquet at all")
-    upload(page, junk)
-    assert "could not be read as a table" in data_status(page)
+    assert "could not be read as a table" in upload(page, junk)
     # a single class
     one = tmp_path / "one_class.csv"
     one.write_text("text,label\n" + "\n".join(f"review {i},pos" for i in range(30)))
-    upload(page, one)
-    msg = data_status(page)
+    msg = upload(page, one)
     assert "single class" in msg and "What to do" in msg
     # float labels: regression
     reg = tmp_path / "scores.csv"
     reg.write_text("text,label\n" + "\n".join(f"review {i},{i / 7:.3f}" for i in range(30)))
-    upload(page, reg)
-    assert "regression" in data_status(page)
+    assert "regression" in upload(page, reg)
     # no text column
     nums = tmp_path / "numbers.csv"
     nums.write_text("a,label\n" + "\n".join(f"{i},{i % 2}" for i in range(30)))
-    upload(page, nums)
-    assert "No text column" in data_status(page)
+    assert "No text column" in upload(page, nums)
     # empty texts are dropped with the count shown
     gaps = tmp_path / "gaps.csv"
     gaps.write_text("text,label\n" + "\n".join(f"review {i},{'pos' if i % 2 else 'neg'}" for i in range(40)) + "\n,pos\n  ,neg\n")
-    upload(page, gaps)
-    assert "Dropped 2 rows with empty or missing text" in data_status(page)
+    assert "Dropped 2 rows with empty or missing text" in upload(page, gaps)
     # a local path that does not exist
     page.locator("#data-source").get_by_text("Local path").click()
     page.fill("#data-local-path textarea, #data-local-path input", "/nope/missing.csv")
@@ -358,6 +366,100 @@ def test_hub_configs_and_splits_in_the_browser(page, monkeypatch):
     msg = data_status(page)
     assert "Loaded" in msg and "validation: 20" in msg
     assert "has no labels" in msg and "sentence" in msg
+
+
+BROKEN_WORDS_JS = """(sel) => {
+  const broken = [];
+  for (const th of document.querySelectorAll(sel)) {
+    const walker = document.createTreeWalker(th, NodeFilter.SHOW_TEXT);
+    while (walker.nextNode()) {
+      const node = walker.currentNode, re = /\\S+/g;
+      let m;
+      while ((m = re.exec(node.textContent))) {
+        const r = document.createRange();
+        r.setStart(node, m.index);
+        r.setEnd(node, m.index + m[0].length);
+        const lines = new Set(Array.from(r.getClientRects()).map((c) => Math.round(c.top)));
+        if (lines.size > 1) broken.push(m[0]);  // one word on two lines: wrapped mid-word
+      }
+    }
+  }
+  return broken;
+}"""
+
+
+def test_excel_upload_previews_with_the_label_first(page, tmp_path):
+    import pandas as pd
+
+    f = tmp_path / "reviews.xlsx"
+    long = "A very long review that goes on and on about everything. " * 20
+    pd.DataFrame({"review": [f"{long} {i}" for i in range(40)], "sentiment": ["pos", "neg"] * 20}).to_excel(f, index=False)
+    msg = upload(page, f)
+    assert "Loaded" in msg and "label: sentiment" in msg
+    page.wait_for_function("() => document.querySelector('#data-preview').innerText.includes('pos')")
+    first_header = page.locator("#data-preview th").first.inner_text().strip()
+    assert first_header == "label"  # never pushed off-screen by the long texts
+
+
+def test_predict_defaults_to_the_newest_completed_run_with_its_own_examples(page, app_server):
+    _, engine = app_server
+    completed = [r for r in engine.runs() if r.status.value == "completed" and (r.out_dir / "model").exists()]
+    assert completed, "the earlier tests leave a completed run"
+    newest = completed[-1]
+    page.reload()
+    page.wait_for_selector("#load-data")
+    tab(page, "4. Predict")
+    page.wait_for_function("(name) => document.querySelector('#predict-model input').value.startsWith(name)", arg=newest.name)
+    assert "fine-tuned" in page.locator("#predict-model input").input_value()
+    test_texts = set(engine.test_predictions(newest.run_id)["text"])
+    shown = page.locator("#examples").inner_text()
+    assert any(t[:40] in shown for t in test_texts)  # examples come from the run's own test set
+    page.locator("#examples button, #examples td").first.click()
+    assert page.locator("#predict-text textarea").input_value()[:20] in shown
+
+
+def test_runs_table_fits_1400px_without_breaking_words(browser, app_server):
+    url, _ = app_server
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        page = ctx.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        page.wait_for_selector("#load-data")
+        tab(page, "5. Runs")
+        page.wait_for_selector("#runs-table th")
+        headers = [h.strip() for h in page.locator("#runs-table th").all_inner_texts() if h.strip()]
+        assert headers[:5] == ["run", "status", "test acc", "test F1", "best val"], headers
+        assert page.evaluate(BROKEN_WORDS_JS, "#runs-table th") == []
+        right = page.evaluate(
+            "() => Array.from(document.querySelectorAll('#runs-table th')).slice(0, 5).map(t => t.getBoundingClientRect().right)"
+        )
+        assert max(right) <= 1400  # the scores are on screen
+    finally:
+        ctx.close()
+
+
+def test_screen_readers_hear_words_not_translation_keys(browser, app_server):
+    """Case: after actions, screen readers announced an untranslated 'common.complete'."""
+    url, _ = app_server
+    ctx = browser.new_context(viewport={"width": 1300, "height": 900})
+    try:
+        page = ctx.new_page()
+        page.add_init_script(
+            """window.__said = [];
+               new MutationObserver(() => document.querySelectorAll('[aria-live]').forEach(
+                   (e) => e.textContent.trim() && window.__said.push(e.textContent.trim())))
+               .observe(document, {subtree: true, childList: true, characterData: true});"""
+        )
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        page.wait_for_selector("#data-status:has-text('Loaded')")
+        page.click("#load-data")
+        page.wait_for_function("() => window.__said.length > 0")
+        said = page.evaluate("() => window.__said")
+        assert not [s for s in said if "common." in s], said
+    finally:
+        ctx.close()
 
 
 def test_batch_predictions_show_hostile_text_escaped(page, app_server, tiny_bert_dir):

@@ -46,6 +46,10 @@ def test_three_runs_survive_a_restart_and_are_compared_evaluated_downloaded(brow
     runs_dir = tmp_path / "runs"
     demo, engine = serve(runs_dir)
     ctx, page = open_page(browser, demo.local_url)
+    tab(page, "5. Runs")  # no runs yet: the table still has its real headers (case: placeholder headers "1 2 3")
+    page.wait_for_selector("#runs-table th")
+    headers = [h.strip() for h in page.locator("#runs-table th").all_inner_texts() if h.strip()]
+    assert headers[:3] == ["run", "status", "test acc"], headers
     tab(page, "3. Train")
     fill_number(page, "epochs", "1")
     for name, lr in (("slow-lr", "2e-5"), ("mid-lr", "5e-5"), ("fast-lr", "1e-4")):

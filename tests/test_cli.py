@@ -81,3 +81,37 @@ def test_cli_sources_are_inferred(tmp_path):
     assert _model_config(args).source == "hub"
     args = build_parser().parse_args(["train", "--dataset", str(tmp_path), "--checkpoint", str(tmp_path)])
     assert _data_config(args).source == "local" and _model_config(args).source == "local"
+
+
+def test_pip_install_gives_an_ftui_command_that_works_from_any_folder(tmp_path):
+    """`pip install .` installs the package (demo data inside) and an `ftui` command; neither needs the repository."""
+    import os
+
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target), str(REPO)],
+        check=True,
+        capture_output=True,
+    )
+    assert (target / "ftui" / "assets" / "demo_reviews.csv").exists()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(target), "FTUI_OFFLINE": "1"}
+    where = subprocess.run(
+        [sys.executable, "-c", "import ftui, ftui.data; print(ftui.__file__); print(ftui.data.DEMO_DATASET)"],
+        cwd=elsewhere, env=env, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert all(line.startswith(str(target)) for line in where)  # the installed copy, not the repository
+    help_text = subprocess.run([str(target / "bin" / "ftui"), "train", "--help"], cwd=elsewhere, env=env,
+                               capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "(default: 16)" in help_text and "--max-length" in help_text
+    out = subprocess.run(
+        [sys.executable, "-m", "ftui", "train", "--offline", "--dataset", "demo", "--max-steps", "2", "--evals-per-epoch", "1",
+         "--runs-dir", str(elsewhere / "runs")],
+        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    end = json.loads(out.stdout.strip().splitlines()[-1])
+    assert end["status"] == "completed", out.stderr[-2000:]
+    listed = subprocess.run([str(target / "bin" / "ftui"), "runs", "list", "--json", "--runs-dir", str(elsewhere / "runs")],
+                            cwd=elsewhere, env=env, capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert len(json.loads(listed)) == 1

@@ -255,3 +255,23 @@ def test_a_hub_dataset_over_the_row_cap_is_refused_before_downloading(monkeypatc
     monkeypatch.setattr(datasets, "load_dataset", no_download)
     with pytest.raises(DataError, match="25,000 rows; this deployment reads at most 10,000"):
         load_raw(DataConfig(source="hub", dataset_id="stanfordnlp/imdb"), limits=ReadLimits(max_rows=10_000))
+
+
+def test_excel_workbooks_are_read_like_csv(tmp_path):
+    f = tmp_path / "reviews.xlsx"
+    pd.DataFrame({"review": [f"review number {i}" for i in range(40)], "label": ["pos", "neg"] * 20}).to_excel(f, index=False)
+    bundle = load_data(DataConfig(source="local", dataset_id=str(f)))
+    assert bundle.label_names == ["neg", "pos"] and sum(bundle.sizes.values()) == 40
+    fake = tmp_path / "not-really.xlsx"
+    fake.write_text("text,label\na,b\n")
+    with pytest.raises(DataError, match="not an Excel workbook"):
+        load_data(DataConfig(source="local", dataset_id=str(fake)))
+    old = tmp_path / "old.xls"
+    old.write_bytes(b"\xd0\xcf\x11\xe0" + b"\0" * 100)
+    with pytest.raises(DataError, match=r"Save it as \.xlsx"):
+        load_data(DataConfig(source="local", dataset_id=str(old)))
+
+
+def test_the_preview_shows_the_label_first():
+    bundle = load_data(DataConfig())
+    assert list(preview_frame(bundle).columns)[0] == LABEL

@@ -43,3 +43,27 @@ def test_status_text(tmp_path):
     run.finish(RunStatus.FAILED, "Out of GPU memory at batch size 64")
     assert "Out of GPU memory" in status_markdown(run.snapshot())
     assert "No run yet" in status_markdown(None)
+
+
+def test_length_histogram_marks_the_max_length_and_the_share_it_cuts():
+    from ftui.plots import cut_share, length_histogram
+
+    lengths = [10] * 6 + [200] * 4
+    assert cut_share(lengths, 128) == 0.4
+    fig = length_histogram(lengths, "tokens", 128)
+    assert "40% are longer than 128 tokens" in fig.layout.title.text
+    assert any(s.x0 == 128 for s in fig.layout.shapes)
+    assert "longer" not in length_histogram(lengths, "words", 128).layout.title.text  # words: no cut to speak of
+
+
+def test_short_runs_draw_markers_and_whole_steps():
+    from ftui.plots import accuracy_figure, loss_figure
+
+    events = [{"type": "train", "step": 1, "loss": 0.7}, {"type": "eval", "step": 1, "eval_loss": 0.6, "eval_accuracy": 0.5,
+              "eval_macro_f1": 0.4}]  # fmt: skip
+    loss = loss_figure(events)
+    assert "markers" in loss.data[0].mode  # a single point is visible
+    assert loss.layout.xaxis.tickformat == "d" and loss.layout.xaxis.dtick == 1
+    assert accuracy_figure(events).layout.xaxis.dtick == 1
+    many = [{"type": "train", "step": i, "loss": 1.0} for i in range(1, 200)]
+    assert loss_figure(many).data[0].mode == "lines" and loss_figure(many).layout.xaxis.dtick is None

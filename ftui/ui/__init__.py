@@ -9,7 +9,7 @@ from starlette.middleware import Middleware
 
 from ftui.engine import Engine
 from ftui.settings import Settings
-from ftui.ui import data_tab, model_tab, predict_tab, runs_tab, train_tab
+from ftui.ui import data_tab, lengths, model_tab, predict_tab, runs_tab, train_tab
 from ftui.ui.login_throttle import LoginThrottle
 
 CSS = """
@@ -17,6 +17,9 @@ CSS = """
 footer { display: none !important; }
 """
 THEME = gr.themes.Soft(primary_hue="indigo")
+# Gradio 6's status announcer (an aria-live region screen readers read out) says i18n("common.complete") when an
+# event ends, but its English dictionary has no such key (only chatbot.complete), so the raw key was announced.
+SCREEN_READER_FIXES = {"en": {"common.complete": "Done"}}
 
 
 def create_app(engine: Engine | None = None) -> gr.Blocks:
@@ -55,7 +58,7 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
             with gr.Tab("1. Data", id="data"):
                 data_ui = data_tab.build(engine, token)
             with gr.Tab("2. Model", id="model"):
-                model_ui = model_tab.build(engine, token, data_ui)
+                model_ui = model_tab.build(engine, token)
             with gr.Tab("3. Train", id="train"):
                 train_ui = train_tab.build(engine, token, data_ui, model_ui)
             with gr.Tab("4. Predict", id="predict"):
@@ -77,8 +80,11 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
 
         # Local defaults (bundled demo, packaged checkpoint) preview at once; Hub data waits for a click.
         summary = demo.load(*model_ui.autoload, api_visibility="private")
+        previewed = [summary]
         if engine.default_data().source == "demo":
-            summary.then(*data_ui.autoload, api_visibility="private")
+            previewed = [summary.then(*data_ui.autoload, api_visibility="private")]
+        # The length histogram follows the data, the checkpoint (its tokenizer) and the max length.
+        lengths.wire(engine, data_ui, model_ui, train_ui.max_len, token, [*previewed, *data_ui.loaded, *model_ui.loaded])
 
         def on_finish() -> Any:
             run = engine.current_run()
@@ -101,7 +107,7 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
 def launch_kwargs(settings: Settings | None = None) -> dict[str, Any]:
     """Options for demo.launch(): Gradio 6 takes theme and css here; FTUI_AUTH adds a login page."""
     settings = settings if settings is not None else Settings.from_env()
-    kwargs: dict[str, Any] = {"theme": THEME, "css": CSS}
+    kwargs: dict[str, Any] = {"theme": THEME, "css": CSS, "i18n": gr.I18n(**SCREEN_READER_FIXES)}
     if settings.auth:
         kwargs["auth"] = list(settings.auth)
         # Gradio's login has no limit on guesses: a middleware makes each client wait longer after every few failures.

@@ -8,11 +8,18 @@ from typing import Any
 import gradio as gr
 
 from ftui.config import DataConfig
-from ftui.data import label_counts, preview_frame, sanity_report, text_lengths
+from ftui.data import label_counts, preview_frame, sanity_report
 from ftui.engine import Engine
 from ftui.errors import FtuiError
-from ftui.plots import label_distribution_figure, length_histogram
+from ftui.plots import label_distribution_figure
 from ftui.ui.common import AUTO, DATA_SOURCE_LABELS, as_int, error_md, key_for, ok_md, optional, search_handler, token_of
+
+SOURCE_PROMPTS = {
+    "demo": "Press **Load dataset** to preview the bundled demo reviews.",
+    "hub": "Pick or type a Hub dataset, then press **Load dataset**.",
+    "upload": "Choose a file to preview it.",
+    "local": "Type a file or folder path, then press **Load dataset**.",
+}
 
 
 @dataclass
@@ -23,6 +30,7 @@ class DataUI:
     status: gr.Markdown
     len_plot: gr.Plot
     autoload: tuple[Any, list[Any], list[Any]]  # (handler, inputs, outputs) of "Load dataset"
+    loaded: list[Any]  # the events that load a dataset, so the length histogram can follow each
 
     @staticmethod
     def to_config(
@@ -100,8 +108,8 @@ def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
         )
     with gr.Group(visible=default.source == "upload") as upload_box:
         upload = gr.File(
-            label="CSV, TSV, JSON/JSONL or Parquet file",
-            file_types=[".csv", ".tsv", ".json", ".jsonl", ".parquet"],
+            label="CSV, TSV, Excel (.xlsx), JSON/JSONL or Parquet file (loads as soon as it is chosen)",
+            file_types=[".csv", ".tsv", ".xlsx", ".json", ".jsonl", ".parquet"],
             type="filepath",
             elem_id="data-upload",
         )
@@ -123,10 +131,10 @@ def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
         max_train = gr.Number(value=0, precision=0, label="Max training examples (0 = all; stratified)", elem_id="max-train")
     load_btn = gr.Button("Load dataset", variant="primary", elem_id="load-data")
     status = gr.Markdown("Pick a source and press **Load dataset** to preview it.", elem_id="data-status")
-    preview = gr.Dataframe(label="First training rows", interactive=False, wrap=True)
+    preview = gr.Dataframe(label="First training rows", interactive=False, wrap=True, elem_id="data-preview")
     with gr.Row():
         dist_plot = gr.Plot(label="Labels")
-        len_plot = gr.Plot(label="Lengths")
+        len_plot = gr.Plot(label="Lengths", elem_id="len-plot")
 
     inputs = [
         source,
@@ -145,9 +153,17 @@ def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
 
     def on_source(shown: str) -> tuple[Any, ...]:
         src = key_for(DATA_SOURCE_LABELS, shown, "demo")
-        return gr.update(visible=src == "hub"), gr.update(visible=src == "upload"), gr.update(visible=src == "local")
+        # A new source: the status and column lists must not keep describing the previous dataset.
+        return (
+            gr.update(visible=src == "hub"),
+            gr.update(visible=src == "upload"),
+            gr.update(visible=src == "local"),
+            SOURCE_PROMPTS[src],
+            gr.update(choices=[], value=[]),
+            gr.update(choices=[], value=None),
+        )
 
-    source.change(on_source, source, [hub_box, upload_box, local_box], api_visibility="private")
+    source.change(on_source, source, [hub_box, upload_box, local_box, status, text_cols, label_col], api_visibility="private")
 
     on_search = search_handler(engine.search_datasets, "text-classification datasets")
     search_btn.click(on_search, [query, token_box], [dataset_id, status], api_visibility="private")
@@ -190,7 +206,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
             cfg = DataUI.to_config(*widget_values)
             bundle = engine.load_data(cfg, token_of(token))
         except FtuiError as exc:
-            return error_md(exc), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return error_md(exc), None, None, gr.skip(), gr.skip()  # no stale preview of the previous dataset
         sizes = " · ".join(f"{k}: **{v}**" for k, v in bundle.sizes.items())
         lines = [
             ok_md(f"Loaded. Splits: {sizes}."),
@@ -200,17 +216,24 @@ def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
         ]
         lines += [f"- {n}" for n in bundle.notes]
         lines += [f"- ⚠️ {w}" for w in sanity_report(bundle)]
-        lengths, unit = text_lengths(bundle)
         return (
             "\n\n".join(lines),
             preview_frame(bundle),
             label_distribution_figure(label_counts(bundle)),
-            length_histogram(lengths, unit),
             gr.update(choices=bundle.columns),
             gr.update(choices=bundle.columns),
         )
 
     load_inputs = [*inputs, token_box]
-    load_outputs = [status, preview, dist_plot, len_plot, text_cols, label_col]
-    load_btn.click(on_load, load_inputs, load_outputs, api_visibility="private")
-    return DataUI(inputs=inputs, status=status, len_plot=len_plot, autoload=(on_load, load_inputs, load_outputs))
+    load_outputs = [status, preview, dist_plot, text_cols, label_col]
+    loaded = [load_btn.click(on_load, load_inputs, load_outputs, api_visibility="private")]
+
+    def on_upload(*values: Any) -> tuple[Any, ...]:
+        """A file chosen is a file loaded: the status must never keep describing the previous dataset."""
+        if values[inputs.index(upload)]:
+            return on_load(*values)
+        cleared = gr.update(choices=[], value=None)
+        return SOURCE_PROMPTS["upload"], None, None, gr.update(choices=[], value=[]), cleared
+
+    loaded.append(upload.change(on_upload, load_inputs, load_outputs, api_visibility="private"))
+    return DataUI(inputs=inputs, status=status, len_plot=len_plot, autoload=(on_load, load_inputs, load_outputs), loaded=loaded)

@@ -8,13 +8,10 @@ from typing import Any
 import gradio as gr
 
 from ftui.config import ModelConfig
-from ftui.data import text_lengths
 from ftui.engine import Engine
 from ftui.errors import FtuiError
 from ftui.modeling import ModelSummary
-from ftui.plots import length_histogram
 from ftui.ui.common import HEAD_LABELS, MODEL_SOURCE_LABELS, as_float, as_int, error_md, key_for, ok_md, search_handler, token_of
-from ftui.ui.data_tab import DataUI
 
 
 @dataclass
@@ -23,6 +20,7 @@ class ModelUI:
 
     inputs: list[gr.components.Component]
     autoload: tuple[Any, list[Any], list[Any]]  # (handler, inputs, outputs) of "Load checkpoint summary"
+    loaded: list[Any]  # the events that load a checkpoint summary (the length histogram follows them)
 
     @staticmethod
     def to_config(
@@ -79,7 +77,7 @@ def trainable_md(s: ModelSummary, depth: int) -> str:
     )
 
 
-def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI) -> ModelUI:
+def build(engine: Engine, token_box: gr.Textbox) -> ModelUI:
     """Lay out the Model tab and wire its events."""
     default = engine.default_model()
     source = gr.Radio(
@@ -136,13 +134,12 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI) -> ModelUI:
     query.submit(on_search, [query, token_box], [hub_id, status], api_visibility="private")
 
     def on_load(*values: Any) -> tuple[Any, ...]:
-        *model_values, token = values[: len(inputs) + 1]
-        data_values = values[len(inputs) + 1 :]
+        *model_values, token = values
         try:
             cfg = ModelUI.to_config(*model_values)
             s = engine.model_summary(cfg, token_of(token))
         except FtuiError as exc:
-            return error_md(exc), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return error_md(exc), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         n = s.num_layers if s.freeze_supported else 0
         d = min(int(cfg.freeze_depth), n)
         lim = (
@@ -150,30 +147,17 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI) -> ModelUI:
             if s.card_limitations
             else "The card has no limitations or bias section: the model inherits whatever biases its pre-training data has."
         )
-        lengths_fig = gr.skip()
-        try:  # token lengths of the loaded data, now that a tokenizer is known
-            bundle = engine.load_data(DataUI.to_config(*data_values), token_of(token))
-            lengths, unit = text_lengths(bundle, engine.tokenizer(cfg, token_of(token)))
-            lengths_fig = length_histogram(lengths, unit)
-        except Exception:
-            pass  # the data tab may not be set up yet; the histogram then stays in words
         return (
             ok_md(summary_md(s)),
             gr.update(maximum=max(n, 1), value=d, interactive=s.freeze_supported),
             trainable_md(s, d),
             lim,
             s.card[:20000] or "_No model card._",
-            lengths_fig,
         )
 
-    load_inputs = [*inputs, token_box, *data_ui.inputs]
-    load_outputs = [status, depth, trainable, limits, card, data_ui.len_plot]
-    load_btn.click(
-        on_load,
-        load_inputs,
-        load_outputs,
-        api_visibility="private",
-    )
+    load_inputs = [*inputs, token_box]
+    load_outputs = [status, depth, trainable, limits, card]
+    loaded = [load_btn.click(on_load, load_inputs, load_outputs, api_visibility="private")]
 
     def on_depth(*values: Any) -> str | Any:
         *model_values, token = values
@@ -185,4 +169,4 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI) -> ModelUI:
 
     depth.change(on_depth, [*inputs, token_box], trainable, api_visibility="private")
     head.change(on_depth, [*inputs, token_box], trainable, api_visibility="private")
-    return ModelUI(inputs=inputs, autoload=(on_load, load_inputs, load_outputs))
+    return ModelUI(inputs=inputs, autoload=(on_load, load_inputs, load_outputs), loaded=loaded)

@@ -31,6 +31,7 @@ class TrainUI:
     acc_plot: gr.Plot
     version: gr.State
     start: gr.Button
+    max_len: gr.Number
     render: Any  # (version) -> values for `outputs`
     outputs: list[Any]  # [status, loss_plot, acc_plot, version, timer, start]
 
@@ -186,6 +187,7 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         acc_plot=acc_plot,
         version=version,
         start=start,
+        max_len=max_len,
         render=render,
         outputs=outputs,
     )
