@@ -94,6 +94,23 @@ def test_main_path_demo_data_train_stop_predict(page, app_server, browser, tmp_p
     assert "Working offline" in md(page, "hub-status")
     status = md(page, "data-status")  # previewed on page load
     assert "Loaded" in status and "negative, positive" in status
+    # the length histogram is in the packaged checkpoint's tokens, the max length marked with the share it cuts
+    page.wait_for_function(
+        "() => { const el = document.querySelector('#len-plot .js-plotly-plot');"
+        " return el && el.layout && el.layout.title.text.includes('tokens') && el.layout.title.text.includes('128'); }"
+    )
+    max_len = page.locator("#max-len input")  # the Train tab's max length moves the mark
+    tab(page, "3. Train")
+    max_len.fill("8")
+    max_len.press("Tab")
+    tab(page, "1. Data")
+    page.wait_for_function(
+        "() => document.querySelector('#len-plot .js-plotly-plot').layout.title.text.includes('longer than 8 tokens')"
+    )
+    tab(page, "3. Train")
+    max_len.fill("128")
+    max_len.press("Tab")
+    tab(page, "1. Data")
     # 2. Model: the packaged MiniLM summary (also loaded with the page), the freeze-depth slider
     tab(page, "2. Model")
     page.wait_for_selector("#model-status:has-text('6 layers')")
