@@ -8,7 +8,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from ftui.config import PRECISIONS, DataConfig, ModelConfig, RunConfig, TrainConfig
+from ftui.config import BASELINES, PRECISIONS, SCHEDULES, DataConfig, ModelConfig, RunConfig, TrainConfig
 
 HELP = {f.name: f.metadata.get("help", "") for f in fields(TrainConfig)}
 
@@ -36,8 +36,25 @@ def _data_config(args: argparse.Namespace) -> DataConfig:
 def _model_config(args: argparse.Namespace) -> ModelConfig:
     source, ident = _source(args.checkpoint, "packaged", Path(args.checkpoint).expanduser().is_dir())
     return ModelConfig(
-        source=source, checkpoint=ident, freeze_depth=args.freeze_depth, head=args.head, trust_remote_code=args.trust_remote_code
+        source=source,
+        checkpoint=ident,
+        freeze_depth=getattr(args, "freeze_depth", 0),
+        head=getattr(args, "head", "auto"),
+        trust_remote_code=args.trust_remote_code,
     )
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="demo", help="'demo', a Hub id, or a local file/folder")
+    p.add_argument("--config", default=None, help="Hub dataset config (e.g. sst2 for glue)")
+    p.add_argument("--text-column", action="append", help="text column (twice for pairs); None: detect")
+    p.add_argument("--label-column", default=None, help="label column; None: detect")
+    p.add_argument("--max-train-examples", type=int, default=0, help="stratified cap on train rows; 0 = all")
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", default="packaged", help="'packaged', a Hub id, or a local checkpoint folder")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow code shipped in Hub repos")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,15 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--runs-dir", default=None, help="where runs are kept (None: ./runs or $FTUI_RUNS_DIR)")
     t = sub.add_parser("train", help="train one run and stream its metrics as JSON lines", formatter_class=fmt)
     d = TrainConfig()
-    t.add_argument("--dataset", default="demo", help="'demo', a Hub id, or a local file/folder")
-    t.add_argument("--config", default=None, help="Hub dataset config (e.g. sst2 for glue)")
-    t.add_argument("--text-column", action="append", help="text column (twice for pairs); None: detect")
-    t.add_argument("--label-column", default=None, help="label column; None: detect")
-    t.add_argument("--max-train-examples", type=int, default=0, help="stratified cap on train rows; 0 = all")
-    t.add_argument("--checkpoint", default="packaged", help="'packaged', a Hub id, or a local checkpoint folder")
+    _data_args(t)
+    _model_args(t)
     t.add_argument("--freeze-depth", type=int, default=0, help="0 trains all; k freezes embeddings + bottom k layers")
     t.add_argument("--head", choices=["auto", "mlp"], default="auto", help="model's own head or an MLP head")
-    t.add_argument("--trust-remote-code", action="store_true", help="allow code shipped in Hub repos")
     t.add_argument("--lr", type=float, default=None, help="peak learning rate (None: 1e-4 packaged, else 5e-5)")
     for flag, name, kind in (
         ("--batch-size", "batch_size", int),
@@ -74,12 +86,28 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         t.add_argument(flag, type=kind, default=getattr(d, name), help=HELP[name])  # the config's own one-line why
     t.add_argument("--precision", choices=list(PRECISIONS), default=d.precision, help=HELP["precision"])
+    t.add_argument("--schedule", choices=list(SCHEDULES), default=d.schedule, help=HELP["schedule"])
+    t.add_argument("--head-epochs", type=float, default=d.head_epochs, help=HELP["head_epochs"])
+    t.add_argument("--head-lr", type=float, default=d.head_learning_rate, help=HELP["head_learning_rate"])
     t.add_argument("--max-steps", type=int, default=0, help="stop after this many optimizer steps; 0 = all epochs")
     t.add_argument("--no-frozen-cache", action="store_true", help="recompute frozen layers every epoch")
     t.add_argument("--run-name", default="")
     t.add_argument("--report-to", default="", help="extra metric sinks: tensorboard, trackio (when installed)")
     t.add_argument("--runs-dir", default=None, help="where runs are saved (None: ./runs or $FTUI_RUNS_DIR)")
     t.add_argument("--offline", action="store_true", help="do not contact the Hub")
+    b = sub.add_parser(
+        "baseline", help="fit a baseline as a run; the last line is JSON with its test scores", formatter_class=fmt
+    )
+    _data_args(b)
+    _model_args(b)
+    b.add_argument("--kind", choices=list(BASELINES), default="tfidf",
+                   help="tfidf: word 1-2-grams + logistic regression; embeddings: the checkpoint's mean-pooled states + "
+                        "logistic regression")  # fmt: skip
+    b.add_argument("--max-length", type=int, default=d.max_length, help=HELP["max_length"] + " (embeddings)")
+    b.add_argument("--seed", type=int, default=d.seed, help=HELP["seed"])
+    b.add_argument("--run-name", default="")
+    b.add_argument("--runs-dir", default=None, help="where runs are saved (None: ./runs or $FTUI_RUNS_DIR)")
+    b.add_argument("--offline", action="store_true", help="do not contact the Hub")
     r = sub.add_parser("runs", help="read the experiment store", formatter_class=fmt)
     rsub = r.add_subparsers(dest="runs_command", required=True)
     ls = rsub.add_parser("list", help="every run, oldest first", formatter_class=fmt)
@@ -147,27 +175,39 @@ def main(argv: list[str] | None = None) -> int:
     hub_status = HubStatus(False, "offline (--offline)") if args.offline else None
     engine = Engine(runs_dir=args.runs_dir, hub_status=hub_status)
     model_cfg = _model_config(args)
-    cfg = RunConfig(
-        data=_data_config(args),
-        model=model_cfg,
-        train=TrainConfig(
-            learning_rate=args.lr if args.lr is not None else default_learning_rate(model_cfg),
-            batch_size=args.batch_size,
-            epochs=args.epochs,
-            weight_decay=args.weight_decay,
-            warmup_ratio=args.warmup_ratio,
-            max_length=args.max_length,
-            seed=args.seed,
-            precision=args.precision,
-            grad_accum=args.grad_accum,
-            evals_per_epoch=args.evals_per_epoch,
-            early_stopping_patience=args.early_stopping_patience,
-            run_name=args.run_name,
-            report_to=args.report_to,
-            max_steps=args.max_steps,
-            frozen_cache=not args.no_frozen_cache,
-        ),
-    )
+    if args.command == "baseline":
+        cfg = RunConfig(
+            data=_data_config(args),
+            model=model_cfg,
+            train=TrainConfig(max_length=args.max_length, seed=args.seed, run_name=args.run_name),
+            kind="baseline",
+            baseline=args.kind,
+        )
+    else:
+        cfg = RunConfig(
+            data=_data_config(args),
+            model=model_cfg,
+            train=TrainConfig(
+                learning_rate=args.lr if args.lr is not None else default_learning_rate(model_cfg),
+                batch_size=args.batch_size,
+                epochs=args.epochs,
+                weight_decay=args.weight_decay,
+                warmup_ratio=args.warmup_ratio,
+                max_length=args.max_length,
+                seed=args.seed,
+                precision=args.precision,
+                grad_accum=args.grad_accum,
+                evals_per_epoch=args.evals_per_epoch,
+                early_stopping_patience=args.early_stopping_patience,
+                run_name=args.run_name,
+                report_to=args.report_to,
+                max_steps=args.max_steps,
+                frozen_cache=not args.no_frozen_cache,
+                schedule=args.schedule,
+                head_epochs=args.head_epochs,
+                head_learning_rate=args.head_lr,
+            ),
+        )
     try:
         run = engine.start_run(cfg, os.environ.get("HF_TOKEN"))
     except FtuiError as exc:

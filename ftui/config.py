@@ -12,6 +12,9 @@ DATA_SOURCES = ("demo", "hub", "upload", "local")
 MODEL_SOURCES = ("packaged", "hub", "local")
 HEADS = ("auto", "mlp")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SCHEDULES = ("one-phase", "two-phase")
+KINDS = ("finetune", "baseline")
+BASELINES = ("tfidf", "embeddings")
 
 # A Hub repo id: "name" or "owner/name", letters, digits, '-', '_', '.'; never a URL or a path.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
@@ -93,6 +96,14 @@ class TrainConfig:
     frozen_cache: bool = field(
         default=True, metadata={"help": "reuse the frozen layers' outputs after their first pass instead of recomputing"}
     )
+    schedule: str = field(
+        default="one-phase",
+        metadata={"help": "one-phase | two-phase: first train only the new head (transfer learning), then fine-tune"},
+    )
+    head_epochs: float = field(default=1.0, metadata={"help": "two-phase: epochs of the head-only phase"})
+    head_learning_rate: float = field(
+        default=1e-3, metadata={"help": "two-phase: learning rate of the head-only phase (a new head learns fast)"}
+    )
     run_name: str = field(default="", metadata={"help": "label for the run; empty = generated"})
     report_to: str = field(default="", metadata={"help": "extra metric sinks, comma-separated: tensorboard, trackio"})
 
@@ -104,6 +115,10 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    kind: str = field(default="finetune", metadata={"help": "finetune | baseline: what the run trains"})
+    baseline: str = field(
+        default="", metadata={"help": "for a baseline: tfidf (words + logistic regression) | embeddings (frozen encoder)"}
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""
@@ -115,7 +130,13 @@ class RunConfig:
         data = _build(DataConfig, d.get("data", {}))
         if isinstance(data.text_columns, list):
             data = replace(data, text_columns=tuple(data.text_columns))
-        return cls(data=data, model=_build(ModelConfig, d.get("model", {})), train=_build(TrainConfig, d.get("train", {})))
+        return cls(
+            data=data,
+            model=_build(ModelConfig, d.get("model", {})),
+            train=_build(TrainConfig, d.get("train", {})),
+            kind=str(d.get("kind") or "finetune"),
+            baseline=str(d.get("baseline") or ""),
+        )
 
 
 def _build(kind: type, d: dict[str, Any]) -> Any:
@@ -212,6 +233,11 @@ def validate_train(cfg: TrainConfig) -> list[str]:
                 errors.append(f"unknown metric sink '{name}' (choose from {', '.join(sinks.SINKS)})")
             elif name not in sinks.available():
                 errors.append(f"metric sink '{name}' is not installed (pip install {name})")
+    if cfg.schedule not in SCHEDULES:
+        errors.append(f"schedule must be one of {', '.join(SCHEDULES)} (got {cfg.schedule!r})")
+    elif cfg.schedule == "two-phase":
+        _float_in(errors, "head-phase epochs", cfg.head_epochs, 0.0, 1000.0, lo_open=True)
+        _float_in(errors, "head-phase learning rate", cfg.head_learning_rate, 0.0, 1.0, lo_open=True)
     if not isinstance(cfg.frozen_cache, bool):
         errors.append(f"frozen-layer cache must be true or false (got {cfg.frozen_cache!r})")
     if len(cfg.run_name) > 100 or any(c in cfg.run_name for c in "/\\\0"):
@@ -221,4 +247,9 @@ def validate_train(cfg: TrainConfig) -> list[str]:
 
 def validate_run(cfg: RunConfig) -> list[str]:
     """All messages for a whole run config."""
-    return validate_data(cfg.data) + validate_model(cfg.model) + validate_train(cfg.train)
+    errors = validate_data(cfg.data) + validate_model(cfg.model) + validate_train(cfg.train)
+    if cfg.kind not in KINDS:
+        errors.append(f"run kind must be one of {', '.join(KINDS)} (got {cfg.kind!r})")
+    elif cfg.kind == "baseline" and cfg.baseline not in BASELINES:
+        errors.append(f"baseline must be one of {', '.join(BASELINES)} (got {cfg.baseline!r})")
+    return errors

@@ -10,6 +10,8 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import pandas as pd
 import torch
 
 from ftui import export, hub
+from ftui.baselines import baseline_run
 from ftui.batching import TokenCache
 from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig, validate_data, validate_model, validate_run
 from ftui.data import LABEL, TEXT, TEXT_PAIR, DataBundle, load_data, text_lengths
@@ -25,7 +28,7 @@ from ftui.hub import HubStatus
 from ftui.metrics import compute_metrics
 from ftui.modeling import ModelSummary, default_learning_rate, display_name, load_tokenizer, summarize
 from ftui.runner import RunManager
-from ftui.runs import Run
+from ftui.runs import Run, RunStatus
 from ftui.serving import PredictionService, admit_model
 from ftui.settings import Settings
 from ftui.store import Store
@@ -237,37 +240,80 @@ class Engine:
         return text_lengths(bundle, tokenizer)
 
     # ---------------------------------------------------------------------------------------------------- runs
-    def start_run(self, cfg: RunConfig, token: str | None = None) -> Run:
-        """Validate (settings' caps included), then train in a background thread; RunInProgress while one is going."""
+    def start_run(self, cfg: RunConfig, token: str | None = None, then: Callable[[], Any] | None = None) -> Run:
+        """Validate (settings' caps included), then train in a background thread; RunInProgress while one is going.
+
+        A baseline config (kind='baseline') fits its baseline instead. `then` runs in the worker after a completed
+        run (the next baseline of "Run baselines").
+        """
         self._writable()
         problems = validate_run(cfg)
         if not problems:
             cfg, problems = self.settings.apply(cfg)
         if problems:
             raise ConfigError(problems)
+        baseline = cfg.kind == "baseline"
 
         def make_run() -> Run:
             run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
             model_part, data_part = _slug(display_name(cfg.model)), _slug(cfg.data.dataset_id or "demo")
-            name = cfg.train.run_name.strip() or f"{model_part}-{data_part}-f{cfg.model.freeze_depth}-{run_id[9:15]}"
-            return Run(run_id, name, cfg, self.runs_dir / run_id, store=self.store)
+            if baseline:
+                what = "tfidf" if cfg.baseline == "tfidf" else f"embeddings-{model_part}"
+                generated = f"baseline-{what}-{data_part}-{run_id[9:15]}"
+            else:
+                schedule = "-2phase" if cfg.train.schedule == "two-phase" else ""
+                generated = f"{model_part}-{data_part}-f{cfg.model.freeze_depth}{schedule}-{run_id[9:15]}"
+            return Run(run_id, cfg.train.run_name.strip() or generated, cfg, self.runs_dir / run_id, store=self.store)
 
         run = self.manager.reserve(make_run)
         try:
-            summary = self.model_summary(cfg.model, token)
-            depth = cfg.model.freeze_depth
-            if depth and not summary.freeze_supported:
-                raise ModelError(f"Freeze depth is not supported for '{summary.model_type}' models.", "Set freeze depth to 0.")
-            if depth > summary.num_layers:
-                raise ConfigError([f"freeze depth must be 0 to {summary.num_layers} for this checkpoint (got {depth})"])
+            if not (baseline and cfg.baseline == "tfidf"):  # TF-IDF never touches the checkpoint
+                self._check_model_fits(cfg, token)
         except FtuiError:
             self.manager.release(run)
             raise
         run.save_header()
-        self.manager.launch(
-            run, train_run, (run, lambda: self.load_data(cfg.data, token), token, self.token_cache), f"ftui-run-{run.run_id}"
-        )
+        load = lambda: self.load_data(cfg.data, token)  # noqa: E731 - the worker loads, so Start answers at once
+        worker = baseline_run if baseline else train_run
+
+        def work() -> None:
+            worker(run, load, token, self.token_cache)
+            if then is not None and run.status == RunStatus.COMPLETED:
+                try:
+                    then()
+                except FtuiError as exc:  # the slot was taken meanwhile, or the next config is refused
+                    log.warning("the follow-up of run %s did not start: %s", run.run_id, exc)
+                finally:
+                    self.manager.expecting = False
+
+        self.manager.expecting = then is not None
+        self.manager.launch(run, work, (), f"ftui-run-{run.run_id}")
         return run
+
+    def _check_model_fits(self, cfg: RunConfig, token: str | None) -> None:
+        """The checkpoint loads, and the freeze depth and schedule make sense for it (before a thread starts)."""
+        summary = self.model_summary(cfg.model, token)
+        depth = cfg.model.freeze_depth
+        if cfg.kind == "finetune" and depth and not summary.freeze_supported:
+            raise ModelError(f"Freeze depth is not supported for '{summary.model_type}' models.", "Set freeze depth to 0.")
+        if cfg.kind == "finetune" and cfg.train.schedule == "two-phase" and not summary.freeze_supported:
+            raise ModelError(
+                f"'Head first, then fine-tune' needs a per-layer encoder, which '{summary.model_type}' models lack here.",
+                "Choose the one-phase schedule.",
+            )
+        if depth > summary.num_layers:
+            raise ConfigError([f"freeze depth must be 0 to {summary.num_layers} for this checkpoint (got {depth})"])
+        if cfg.kind == "finetune" and cfg.train.schedule == "two-phase" and depth >= summary.num_layers:
+            raise ConfigError(
+                [f"with freeze depth {depth} of {summary.num_layers} the fine-tune phase would train only the head again: "
+                 "lower the freeze depth, or choose the one-phase schedule"]
+            )  # fmt: skip
+
+    def start_baselines(self, cfg: RunConfig, token: str | None = None) -> Run:
+        """ "Run baselines": TF-IDF + logistic regression now, then frozen embeddings + logistic regression, as runs."""
+        embeddings = replace(cfg, kind="baseline", baseline="embeddings", train=replace(cfg.train, run_name=""))
+        tfidf = replace(cfg, kind="baseline", baseline="tfidf", train=replace(cfg.train, run_name=""))
+        return self.start_run(tfidf, token, then=lambda: self.start_run(embeddings, token))
 
     def resume_run(self, run_id: str, token: str | None = None) -> Run:
         """Continue a stopped or interrupted run from its last snapshot, in the same record."""

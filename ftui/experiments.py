@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,6 +11,8 @@ import pandas as pd
 TABLE_COLUMNS = [
     "run_id",
     "name",
+    "method",
+    "delta_vs_baseline",
     "dataset",
     "checkpoint",
     "freeze",
@@ -43,6 +46,47 @@ def _checkpoint(model: dict[str, Any]) -> str:
     return ident.rstrip("/").rsplit("/", 1)[-1] if model.get("source") == "local" else ident
 
 
+def method_of(cfg: dict[str, Any]) -> str:
+    """What a run trains, in a word or two: fine-tune, head→fine-tune (two phases), TF-IDF or embeddings (baselines)."""
+    if cfg.get("kind") == "baseline":
+        return {"tfidf": "TF-IDF", "embeddings": "embeddings"}.get(cfg.get("baseline", ""), "baseline")
+    return "head→fine-tune" if cfg.get("train", {}).get("schedule") == "two-phase" else "fine-tune"
+
+
+def test_split_key(cfg: dict[str, Any]) -> str:
+    """Runs with equal keys were tested on the same rows (the training-row cap does not change the test split)."""
+    data = {k: v for k, v in cfg.get("data", {}).items() if k not in ("max_train_examples", "trust_remote_code")}
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+def best_baselines(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per test split, the completed baseline with the best test accuracy."""
+    best: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        cfg, res = rec.get("config", {}), rec.get("result", {}) or {}
+        if cfg.get("kind") != "baseline" or not isinstance(res.get("test_accuracy"), (int, float)):
+            continue
+        key = test_split_key(cfg)
+        if key not in best or res["test_accuracy"] > best[key]["result"]["test_accuracy"]:
+            best[key] = rec
+    return best
+
+
+def baseline_verdict(rec: dict[str, Any], records: Sequence[dict[str, Any]]) -> str:
+    """One sentence comparing a completed fine-tuned run with the best baseline on its test split ('' without one)."""
+    cfg, res = rec.get("config", {}), rec.get("result", {}) or {}
+    acc = res.get("test_accuracy")
+    base = best_baselines(records).get(test_split_key(cfg))
+    if cfg.get("kind") == "baseline" or base is None or not isinstance(acc, (int, float)):
+        return ""
+    b_acc, b_name = base["result"]["test_accuracy"], base.get("name", "baseline")
+    diff = 100 * (acc - b_acc)
+    if diff < 0:
+        return (f"⚠️ The baseline **{b_name}** ({b_acc:.3f}) beats this fine-tuned model ({acc:.3f}) by {-diff:.1f} points on "
+                "the same test set: try more epochs, a longer max length, or another learning rate.")  # fmt: skip
+    return f"This fine-tuned model beats the best baseline **{b_name}** ({b_acc:.3f}) by {diff:.1f} points on the same test set."
+
+
 def run_row(rec: dict[str, Any]) -> dict[str, Any]:
     """One line of the runs table from a stored record (header fields; events not needed)."""
     cfg = rec.get("config", {})
@@ -52,6 +96,8 @@ def run_row(rec: dict[str, Any]) -> dict[str, Any]:
     return {
         "run_id": rec["run_id"],
         "name": rec.get("name", ""),
+        "method": method_of(cfg),
+        "delta_vs_baseline": None,  # filled by runs_frame, which sees the other runs
         "dataset": _dataset(cfg.get("data", {})),
         "checkpoint": _checkpoint(cfg.get("model", {})),
         "freeze": cfg.get("model", {}).get("freeze_depth", 0),
@@ -70,7 +116,15 @@ def run_row(rec: dict[str, Any]) -> dict[str, Any]:
 
 def runs_frame(records: Sequence[dict[str, Any]], query: str = "", status: str = "all") -> pd.DataFrame:
     """The runs table, newest first, filtered by a free-text query (any column) and a status."""
-    rows = [run_row(r) for r in reversed(list(records))]
+    records = list(records)
+    best = best_baselines(records)
+    rows = []
+    for rec in reversed(records):
+        row = run_row(rec)
+        base = best.get(test_split_key(rec.get("config", {})))
+        if base is not None and rec.get("config", {}).get("kind") != "baseline" and row["test_acc"] is not None:
+            row["delta_vs_baseline"] = round(row["test_acc"] - base["result"]["test_accuracy"], 4)
+        rows.append(row)
     frame = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     if status and status != "all":
         frame = frame[frame["status"] == status]
@@ -87,7 +141,9 @@ DISPLAY_COLUMNS: list[tuple[str, str, int]] = [
     ("status", "status", 96),
     ("test_acc", "test acc", 84),
     ("test_f1", "test F1", 84),
+    ("delta_vs_baseline", "vs base", 84),
     ("best_eval_acc", "best val", 84),
+    ("method", "method", 124),
     ("dataset", "dataset", 150),
     ("checkpoint", "model", 190),
     ("freeze", "frozen", 76),
@@ -100,7 +156,8 @@ DISPLAY_COLUMNS: list[tuple[str, str, int]] = [
     ("run_id", "id", 200),
 ]
 TABLE_LEGEND = (
-    "**test acc / test F1**: accuracy and macro-F1 of the best checkpoint on the test split · **best val**: best "
+    "**test acc / test F1**: accuracy and macro-F1 of the best checkpoint on the test split · **vs base**: test accuracy "
+    "minus the best baseline's on the same test split · **best val**: best "
     "validation accuracy · **frozen**: freeze depth (bottom layers frozen) · **lr**: learning rate · **max len**: "
     "max sequence length in tokens · **time**: wall clock of the run"
 )

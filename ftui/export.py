@@ -42,8 +42,10 @@ def model_card(rec: dict[str, Any], base_limitations: str = "", repo_id: str = "
     base = model.get("checkpoint") if model.get("source") == "hub" else row["checkpoint"]
     dataset = data.get("dataset_id") if data.get("source") == "hub" else row["dataset"]
     labels = rec.get("label_names", [])
-    front = ["---", "library_name: transformers", "pipeline_tag: text-classification", "tags:", "- ftui", "- text-classification"]
-    if model.get("source") == "hub" and base:
+    baseline = cfg.get("kind") == "baseline"
+    library = "sklearn" if baseline else "transformers"
+    front = ["---", f"library_name: {library}", "pipeline_tag: text-classification", "tags:", "- ftui", "- text-classification"]
+    if model.get("source") == "hub" and base and not (baseline and cfg.get("baseline") == "tfidf"):
         front += [f"base_model: {base}"]
     if data.get("source") == "hub" and dataset:
         front += ["datasets:", f"- {dataset}"]
@@ -70,15 +72,35 @@ def model_card(rec: dict[str, Any], base_limitations: str = "", repo_id: str = "
         ("seed", train.get("seed")),
         ("precision", train.get("precision")),
     ]
+    if train.get("schedule") == "two-phase" and not baseline:
+        hp[2:2] = [
+            ("schedule", "head first (encoder frozen), then fine-tuning"),
+            ("head-phase epochs", train.get("head_epochs")),
+            ("head-phase learning rate", train.get("head_learning_rate")),
+        ]
+    if baseline:
+        what = {"tfidf": "word 1-2-gram TF-IDF features", "embeddings": f"the mean-pooled last hidden states of **{base}** "
+                "(frozen)"}.get(cfg.get("baseline", ""), "features")  # fmt: skip
+        intro = (
+            f"A **baseline** text classifier on **{dataset}**: logistic regression (C = {_setting(res.get('C'))}, chosen on "
+            f"the validation split) on {what}, made with ftui to compare fine-tuned models against. It is a scikit-learn "
+            "pipeline saved with joblib (`baseline.joblib`): `joblib.load(...).predict_proba(texts)` for TF-IDF; the "
+            "embeddings pipeline takes the encoder's features."
+        )
+        hp = [("features", what), ("C (inverse regularisation)", res.get("C")), ("max sequence length", train.get("max_length"))]
+    else:
+        intro = (
+            f"A text classifier fine-tuned from **{base}** on **{dataset}**"
+            + (f" (config `{data['config_name']}`)" if data.get("config_name") else "")
+            + " with ftui, a browser dashboard for fine-tuning encoder classifiers."
+        )
     best = res.get("best_eval") or {}
     lines = [
         *front,
         "",
         f"# {rec.get('name', 'ftui model')}",
         "",
-        f"A text classifier fine-tuned from **{base}** on **{dataset}**"
-        + (f" (config `{data['config_name']}`)" if data.get("config_name") else "")
-        + " with ftui, a browser dashboard for fine-tuning encoder classifiers.",
+        intro,
         "",
         f"Labels: {', '.join(f'`{n}`' for n in labels)}.",
         "",

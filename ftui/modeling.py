@@ -133,6 +133,25 @@ def hidden_size(config: Any) -> int:
     raise ModelError("Could not tell the checkpoint's hidden size.", "Use the model's own head instead of the MLP head.")
 
 
+def mean_pool(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of the token states a text has (padding left out): one vector per text."""
+    mask = attention_mask.unsqueeze(-1).to(states.dtype)
+    return (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+def load_encoder(cfg: ModelConfig, token: str | None = None) -> nn.Module:
+    """The checkpoint's encoder without a head (for frozen features), under the same safety rules as build_model."""
+    from transformers import AutoModel
+
+    kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code, "token": token or None, "dtype": torch.float32}
+    if not cfg.allow_bin_weights:
+        kwargs["use_safetensors"] = True
+    try:
+        return AutoModel.from_pretrained(resolve_checkpoint(cfg), **kwargs)
+    except Exception as exc:
+        raise _translate(exc, cfg) from exc
+
+
 class MLPClassifier(nn.Module):
     """An encoder with a small MLP on mean-pooled token states, instead of the model's own head."""
 
@@ -157,9 +176,7 @@ class MLPClassifier(nn.Module):
         from transformers.modeling_outputs import SequenceClassifierOutput
 
         states = self.base(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(states.dtype)
-        pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        return SequenceClassifierOutput(logits=self.head(pooled))
+        return SequenceClassifierOutput(logits=self.head(mean_pool(states, attention_mask)))
 
 
 def head_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:

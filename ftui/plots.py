@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from ftui.events import EventType, of_type
 from ftui.runs import RunSnapshot, RunStatus
 
 _LAYOUT = {
@@ -24,28 +25,38 @@ def _mode(n: int) -> str:
     return "lines+markers" if n < FEW_POINTS else "lines"
 
 
+def mark_phases(fig: go.Figure, events: Sequence[dict[str, Any]]) -> None:
+    """A dashed line where each later phase of the schedule begins (head first, then fine-tune), labelled."""
+    for e in of_type(events, EventType.PHASE):
+        if e.get("index", 0) > 0:
+            fig.add_vline(
+                x=e["step"] + 0.5, line_dash="dot", line_color="gray", annotation_text=f"{e.get('phase', 'phase')} begins"
+            )
+
+
 def _step_axis(xs: Sequence[float]) -> dict[str, Any]:
     """Whole steps on the x axis: plotly would put ticks at 0.5, 1.5 on a short run."""
     top = max(xs, default=0)
     return {"xaxis_tickformat": "d", **({"xaxis_dtick": 1} if top <= 10 else {})}
 
 
-def _series(events: Sequence[dict[str, Any]], kind: str, key: str) -> tuple[list[int], list[float]]:
-    pts = [(e["step"], e[key]) for e in events if e.get("type") == kind and key in e]
+def _series(events: Sequence[dict[str, Any]], kind: EventType, key: str) -> tuple[list[int], list[float]]:
+    pts = [(e["step"], e[key]) for e in events if e.get("type") == kind.value and key in e]
     return [p[0] for p in pts], [float(p[1]) for p in pts]
 
 
 def loss_figure(events: Sequence[dict[str, Any]], revision: str = "") -> go.Figure:
     """Train and eval loss against optimizer step; `revision` keeps the user's zoom across updates."""
     fig = go.Figure()
-    x, y = _series(events, "train", "loss")
+    x, y = _series(events, EventType.TRAIN, "loss")
     fig.add_trace(go.Scatter(x=x, y=y, mode=_mode(len(x)), name="train loss"))
     steps = list(x)
-    x, y = _series(events, "eval", "eval_loss")
+    x, y = _series(events, EventType.EVAL, "eval_loss")
     fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name="eval loss"))
     fig.update_layout(
         title="Loss", xaxis_title="step", yaxis_title="cross-entropy", uirevision=revision, **_step_axis(steps + x), **_LAYOUT
     )
+    mark_phases(fig, events)
     return fig
 
 
@@ -54,7 +65,7 @@ def accuracy_figure(events: Sequence[dict[str, Any]], revision: str = "") -> go.
     fig = go.Figure()
     steps: list[int] = []
     for key, name in (("eval_accuracy", "eval accuracy"), ("eval_macro_f1", "eval macro-F1")):
-        x, y = _series(events, "eval", key)
+        x, y = _series(events, EventType.EVAL, key)
         steps += x
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=name))
     fig.update_layout(
@@ -65,14 +76,15 @@ def accuracy_figure(events: Sequence[dict[str, Any]], revision: str = "") -> go.
         **_step_axis(steps),
         **_LAYOUT,
     )
+    mark_phases(fig, events)
     return fig
 
 
 COMPARE_METRICS = {
-    "train loss": ("train", "loss"),
-    "eval loss": ("eval", "eval_loss"),
-    "eval accuracy": ("eval", "eval_accuracy"),
-    "eval macro-F1": ("eval", "eval_macro_f1"),
+    "train loss": (EventType.TRAIN, "loss"),
+    "eval loss": (EventType.EVAL, "eval_loss"),
+    "eval accuracy": (EventType.EVAL, "eval_accuracy"),
+    "eval macro-F1": (EventType.EVAL, "eval_macro_f1"),
 }
 
 
@@ -81,7 +93,7 @@ def compare_figure(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], metric:
     kind, key = COMPARE_METRICS[metric]
     fig = go.Figure()
     for name, events in runs:
-        pts = [(e.get("epoch", e["step"]), e[key]) for e in events if e.get("type") == kind and key in e]
+        pts = [(e.get("epoch", e["step"]), e[key]) for e in events if e.get("type") == kind.value and key in e]
         fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=name))
     extra = {"yaxis_range": [0, 1.02]} if "accuracy" in metric or "F1" in metric else {}
     fig.update_layout(title=metric, xaxis_title="epoch", **extra, **_LAYOUT)
@@ -147,6 +159,16 @@ STATUS_ICON = {
 }
 
 
+PHASE_WORDS = {"head": "phase 1 of 2: only the new head trains", "finetune": "phase 2 of 2: fine-tuning"}
+
+
+def _phase_words(progress: dict[str, Any]) -> str:
+    phase = str(progress["phase"])
+    if phase == "training" and progress.get("train_phase") in PHASE_WORDS:
+        return f"training, {PHASE_WORDS[progress['train_phase']]}"
+    return phase
+
+
 def status_markdown(snap: RunSnapshot | None, now: float | None = None) -> str:
     """One block of text: status, phase, progress with ETA, speed, memory, and the outcome.
 
@@ -160,7 +182,7 @@ def status_markdown(snap: RunSnapshot | None, now: float | None = None) -> str:
         elapsed = f" · {_duration(max(0.0, now - snap.started_at))} elapsed"
     lines = [
         f"**{STATUS_ICON[snap.status]} {snap.name}** — {snap.status.value}"
-        + (f" ({p['phase']})" if p.get("phase") and not snap.status.finished else "")
+        + (f" ({_phase_words(p)})" if p.get("phase") and not snap.status.finished else "")
         + elapsed
     ]
     if p.get("device"):

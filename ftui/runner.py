@@ -45,6 +45,7 @@ class RunManager:
         self._runs: OrderedDict[str, Run] = OrderedDict()
         self._busy: dict[str, list[str]] = {}  # run_id -> what reads its files now (exports), so a delete waits
         self._synced_at = 0.0
+        self.expecting = False  # a finished run will start a follow-up ("Run baselines"): pollers keep watching
         self._load()
 
     # ---------------------------------------------------------------------------------------------- registry

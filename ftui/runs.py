@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ftui.config import RunConfig
+from ftui.events import Event, EventType, of_type
 
 RUN_FILE = "run.json"
 
@@ -76,8 +77,10 @@ class Run:
         self.listeners: list[Any] = []  # extra metric sinks (TensorBoard, trackio), called with each event
 
     # ---- writers
-    def log(self, event: dict[str, Any]) -> None:
-        """Append one metrics event (e.g. {'type': 'train', 'step': 3, 'loss': 0.7})."""
+    def log(self, event: Event | dict[str, Any]) -> None:
+        """Append one event (ftui.events; a plain dict with a 'type' is accepted for tests and imports)."""
+        if isinstance(event, Event):
+            event = event.to_dict()
         with self._cond:
             ev = {**event, "time": round(time.time() - self.started_at, 3)}
             # Stored before anyone can see it: whatever a reader saw survives a kill (a WAL commit takes ~0.1 ms).
@@ -147,9 +150,8 @@ class Run:
     def reopen(self, keep_until_step: int) -> None:
         """Make a stopped/interrupted run live again for a resume: events after the snapshot's step are dropped."""
         with self._cond:
-            self._events = [
-                e for e in self._events if e.get("type") in ("start", "resume") or (e.get("step") or 0) <= keep_until_step
-            ]
+            kept = (EventType.START.value, EventType.RESUME.value)
+            self._events = [e for e in self._events if e.get("type") in kept or (e.get("step") or 0) <= keep_until_step]
             self._status, self._error, self.ended_at = RunStatus.QUEUED, None, None
             self._result = {}
             self._progress = {"phase": "resuming"}
@@ -302,7 +304,7 @@ class Run:
 
 def best_eval_of(events: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The best evaluation in an event log (highest accuracy, then lowest loss), as the training loop records it."""
-    evals = [e for e in events if e.get("type") == "eval" and isinstance(e.get("eval_accuracy"), (int, float))]
+    evals = [e for e in of_type(events, EventType.EVAL) if isinstance(e.get("eval_accuracy"), (int, float))]
     if not evals:
         return None
     e = max(evals, key=lambda e: (e["eval_accuracy"], -float(e.get("eval_loss") or 0.0)))

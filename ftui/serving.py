@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from ftui.baselines import NAMES, is_baseline, load_baseline
 from ftui.config import ModelConfig
 from ftui.data import read_table
 from ftui.errors import DataError, FtuiError, ModelError
@@ -69,25 +70,31 @@ class PredictionService:
         self.downloads = DownloadFolder()
 
     def choices(self) -> list[tuple[str, str]]:
-        """(label, key) for each run with a saved model: completed runs newest first, then a training run's best
-        checkpoint so far, then stopped/interrupted/failed runs, each labelled; each followed by its base checkpoint."""
-        groups: dict[str, list[tuple[str, str]]] = {"completed": [], "live": [], "other": []}
+        """(label, key) for each run with a saved model: completed fine-tuned runs newest first (the default), then
+        baselines, then a training run's best checkpoint so far, then stopped/interrupted/failed runs, each labelled;
+        each fine-tuned run followed by its base checkpoint."""
+        groups: dict[str, list[tuple[str, str]]] = {"completed": [], "baseline": [], "live": [], "other": []}
         for run in reversed(self.manager.runs()):
             if not (run.out_dir / MODEL_DIR / "labels.json").exists():
                 continue
-            status = run.status
+            status, acc = run.status, run.result.get("test_accuracy")
+            score = f", test acc {acc:.3f}" if isinstance(acc, (int, float)) else ""
+            if run.config.kind == "baseline":
+                if status == RunStatus.COMPLETED:
+                    groups["baseline"].append((f"{run.name} (baseline: {NAMES.get(run.config.baseline, '?')}{score})",
+                                               f"run:{run.run_id}"))  # fmt: skip
+                continue
             if status == RunStatus.COMPLETED:
-                acc = run.result.get("test_accuracy")
-                what, group = (f"fine-tuned, test acc {acc:.3f}" if isinstance(acc, (int, float)) else "fine-tuned"), "completed"
+                what, group = f"fine-tuned{score}", "completed"
             elif not status.finished:
                 best = (run.snapshot().progress.get("best_eval_accuracy")) if not run.remote else None
-                score = f", val acc {best:.3f}" if isinstance(best, (int, float)) else ""
-                what, group = f"training now: best checkpoint so far{score}", "live"
+                val = f", val acc {best:.3f}" if isinstance(best, (int, float)) else ""
+                what, group = f"training now: best checkpoint so far{val}", "live"
             else:
                 what, group = f"{status.value} early: best checkpoint before it ended", "other"
             groups[group].append((f"{run.name} ({what})", f"run:{run.run_id}"))
             groups[group].append((f"{run.name} — base checkpoint before fine-tuning", f"base:{run.run_id}"))
-        return groups["completed"] + groups["live"] + groups["other"]
+        return groups["completed"] + groups["baseline"] + groups["live"] + groups["other"]
 
     def versioned(self, key: str) -> tuple[str, Any]:
         """(cache key with the model folder's version, loader); drops cached older versions of the same model."""
@@ -100,6 +107,9 @@ class PredictionService:
             recover_dir(model_dir)  # a swap its process did not finish (killed mid-save)
         if not (model_dir / "labels.json").exists():
             raise FtuiError(f"Run '{run.name}' has no saved model.", "Pick a finished run.")
+        baseline = is_baseline(model_dir)
+        if kind == "base" and baseline:
+            raise FtuiError(f"Run '{run.name}' is a baseline: it has no base checkpoint.", "Pick the run itself.")
         if kind == "base":
             admit_model(self.settings, run.config.model)  # the base checkpoint is loaded afresh: today's rules apply
 
@@ -111,6 +121,10 @@ class PredictionService:
             return key, load_base
         version = model_version(model_dir)
         self.predictor.forget_prefix(key + "@", keep=f"{key}@{version}")
+        if baseline:
+            if run.config.baseline == "embeddings":
+                admit_model(self.settings, run.config.model)  # its encoder is loaded afresh to make features
+            return f"{key}@{version}", lambda: load_baseline(model_dir, self.device)
         return f"{key}@{version}", lambda: load_classifier(model_dir, self.device)
 
     def predict(self, text: str, model_key: str | None = None) -> dict[str, float]:

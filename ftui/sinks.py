@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ftui.events import EventType
+
 SINKS = ("tensorboard", "trackio")
 _SCALARS = ("loss", "lr", "eval_loss", "eval_accuracy", "eval_macro_f1", "test_loss", "test_accuracy", "test_macro_f1")
 
@@ -24,7 +26,7 @@ def parse(report_to: str) -> list[str]:
 
 
 def _scalars(event: dict[str, Any]) -> dict[str, float]:
-    prefix = {"train": "train/", "eval": "eval/", "test": "test/"}.get(event.get("type", ""), "")
+    prefix = {EventType.TRAIN: "train/", EventType.EVAL: "eval/", EventType.TEST: "test/"}.get(event.get("type", ""), "")
     out = {}
     for key in _SCALARS:
         if isinstance(event.get(key), (int, float)):

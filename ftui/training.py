@@ -1,17 +1,19 @@
-"""The training loop: tokenize once, length-grouped batches, AdamW with warmup, periodic evaluation, best checkpoint."""
+"""The one training core (steps, evaluation, best checkpoint, early stop, Stop, resume) and the schedules and
+objectives that plug into it; tokenize once, length-grouped batches, AdamW with warmup per phase."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import gc
+import logging
 import math
 import os
 import random
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,32 @@ from ftui.batching import TokenCache, Tokenized, collate, eval_batches, length_g
 from ftui.config import RunConfig
 from ftui.data import LABEL, TEXT, TEXT_PAIR, DataBundle
 from ftui.errors import FtuiError, StopRequested
+from ftui.events import (
+    EarlyStopEvent,
+    EpochEvent,
+    EvalEvent,
+    PhaseEvent,
+    ResumeEvent,
+    StartEvent,
+    TestEvent,
+    TimeLimitEvent,
+    TrainEvent,
+)
 from ftui.files import replace_dir
 from ftui.metrics import compute_metrics
-from ftui.modeling import apply_freeze, build_model, frozen_prefix, load_classifier, load_tokenizer, save_classifier
+from ftui.modeling import (
+    apply_freeze,
+    build_model,
+    encoder_layers,
+    frozen_prefix,
+    load_classifier,
+    load_tokenizer,
+    save_classifier,
+)
 from ftui.prefix_cache import PrefixCache
 from ftui.runs import Run, RunStatus
+
+log = logging.getLogger(__name__)
 
 MODEL_DIR = "model"
 RESUME_DIR = "resume"
@@ -175,28 +198,26 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower() or "can't allocate memory" in str(exc)
 
 
-# -------------------------------------------------------------------------------------------------------- loop
-def train_run(
-    run: Run,
-    load_bundle: Callable[[], DataBundle],
-    token: str | None = None,
-    token_cache: TokenCache | None = None,
-    resume: bool = False,
-) -> None:
-    """Worker body: never raises; the outcome lands in run.finish(...) and run.json."""
-    device = pick_device()
-    state: dict[str, Any] = {}
+# ---------------------------------------------------------------------------------------------- the worker body
+def run_worker(run: Run, body: Callable[[dict[str, Any]], None], device: str) -> None:
+    """The lifecycle every run shares (fine-tune or baseline): status, metric sinks, and one outcome whatever happens.
+
+    `body(scratch)` does the work; what it leaves in `scratch` (model, tokenizer, best, resume) is what a Stop keeps.
+    Never raises: the outcome lands in run.finish(...) and run.json.
+    """
+    scratch: dict[str, Any] = {}
     try:
         run.set_status(RunStatus.RUNNING)
         run.set_progress(phase="loading data", device=device)
         run.save()
         run.listeners = sinks.open_sinks(sinks.parse(run.config.train.report_to), run.name, run.out_dir, run.config.to_dict())
-        _train(run, load_bundle, token, device, state, token_cache, resume)
+        body(scratch)
     except StopRequested:
-        _finish_stopped(run, state)
+        _finish_stopped(run, scratch)
     except FtuiError as exc:
         run.finish(RunStatus.FAILED, str(exc))
     except Exception as exc:  # the app must survive any failure of one run
+        log.warning("run %s failed", run.run_id, exc_info=True)
         if _is_oom(exc):
             run.finish(RunStatus.FAILED, _oom_advice(run.config, device))
         elif isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
@@ -212,13 +233,27 @@ def train_run(
             run.finish(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
     finally:
         for close in run.listeners:
-            with contextlib.suppress(Exception):
+            try:
                 close(None)
+            except Exception as exc:  # noqa: BLE001 - a sink that fails to close must not hide the outcome
+                log.info("metric sink did not close: %s", exc)
         run.listeners = []
-        state.clear()
+        scratch.clear()
         gc.collect()
         if device == "cuda":
             torch.cuda.empty_cache()
+
+
+def train_run(
+    run: Run,
+    load_bundle: Callable[[], DataBundle],
+    token: str | None = None,
+    token_cache: TokenCache | None = None,
+    resume: bool = False,
+) -> None:
+    """Worker body of a fine-tuning run (one phase or two); never raises."""
+    device = pick_device()
+    run_worker(run, lambda scratch: _train(run, load_bundle, token, device, scratch, token_cache, resume), device)
 
 
 def _finish_stopped(run: Run, state: dict[str, Any]) -> None:
@@ -226,15 +261,19 @@ def _finish_stopped(run: Run, state: dict[str, Any]) -> None:
     lost; before the first optimizer step there is nothing worth keeping (an untrained head is not a model)."""
     result: dict[str, Any] = {}
     if "resume" in state:
-        with contextlib.suppress(Exception):  # resuming is a convenience; the stop must land regardless
+        try:
             state["resume"]()
+        except Exception as exc:  # noqa: BLE001 - resuming is a convenience; the stop must land regardless
+            log.warning("no resume snapshot at Stop: %s", exc)
     has_model = (run.out_dir / MODEL_DIR / "labels.json").exists()
     steps = int(state.get("steps", 0))
     if not has_model and "model" in state and steps > 0:
-        with contextlib.suppress(Exception):  # a half-built model may not save; the stop itself must still land
+        try:
             _save_best(state["model"], state["tokenizer"], run)
             result["kept"], result["kept_step"] = "last", steps
             has_model = True
+        except Exception as exc:  # noqa: BLE001 - a half-built model may not save; the stop itself must still land
+            log.warning("could not keep the weights at Stop: %s", exc)
     elif has_model:
         result["kept"] = "best"
         result["kept_step"] = (state.get("best") or {}).get("step")
@@ -245,9 +284,10 @@ def _finish_stopped(run: Run, state: dict[str, Any]) -> None:
     run.finish(RunStatus.STOPPED, None, result)
 
 
-def _tokenized(
+def tokenized_splits(
     run: Run, bundle: DataBundle, tokenizer: Any, token: str | None, cache: TokenCache | None, stop: Callable[[], bool]
 ) -> dict[str, Tokenized]:
+    """The run's splits tokenized, from the engine's cache when the same data and tokenizer were tokenized before."""
     key = _token_key(run, token)
     enc = cache.get(key) if cache else None
     if enc is None:
@@ -257,17 +297,368 @@ def _tokenized(
     return enc
 
 
+# ----------------------------------------------------------------------------------------------------- schedules
+@dataclass(frozen=True)
+class Phase:
+    """One stretch of training with its own trainable set, learning rate and warmup (and a fresh optimizer)."""
+
+    name: str  # "train" (one phase), "head" (transfer learning), "finetune"
+    epochs: float
+    learning_rate: float
+    warmup_ratio: float
+    freeze_depth: int  # bottom layers frozen; the encoder's depth = only the head trains
+
+
+def build_schedule(cfg: RunConfig, num_layers: int) -> list[Phase]:
+    """The phases of a run: one, or the head on a frozen encoder first and then fine-tuning down to the freeze depth."""
+    t, depth = cfg.train, cfg.model.freeze_depth
+    if t.schedule != "two-phase":
+        return [Phase("train", t.epochs, t.learning_rate, t.warmup_ratio, depth)]
+    return [
+        Phase("head", t.head_epochs, t.head_learning_rate, t.warmup_ratio, num_layers),
+        Phase("finetune", t.epochs, t.learning_rate, t.warmup_ratio, depth),
+    ]
+
+
+@dataclass
+class TrainState:
+    """Where a run is: what the resume snapshot stores, and what Stop, early stopping and the best checkpoint read."""
+
+    phase: int = 0  # index into the schedule
+    step: int = 0  # optimizer steps over all phases (the charts' x axis)
+    phase_step: int = 0  # optimizer steps within the phase (its learning-rate schedule)
+    micro: int = 0  # micro-batches within the phase (gradient accumulation)
+    epoch_no: int = 0  # epochs completed within the phase
+    batch_in_epoch: int = 0  # batches of the current epoch already trained
+    epoch_gen_state: torch.Tensor | None = None  # the data-order generator at the start of the current epoch
+    best: dict[str, Any] | None = None  # the best evaluation so far (its metrics and step)
+    evals_since_best: int = 0
+    samples_seen: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """What goes into the resume snapshot (tensors stay tensors; torch.save keeps them)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainState:
+        """From a snapshot; snapshots from before phases existed had one phase, so phase_step = step."""
+        known = {f.name for f in fields(cls)}
+        state = cls(**{k: v for k, v in d.items() if k in known})
+        if "phase_step" not in d:
+            state.phase_step = state.step
+        return state
+
+
+# ---------------------------------------------------------------------------------------------------- objectives
+class ClassificationObjective:
+    """Cross-entropy on class labels; the best checkpoint has the highest validation accuracy (then the lowest loss)."""
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The training loss of a batch."""
+        return nn.functional.cross_entropy(logits.float(), labels)
+
+    def better(self, metrics: dict[str, float], best: dict[str, Any] | None) -> bool:
+        """Whether an evaluation beats the best so far."""
+        return best is None or (metrics["accuracy"], -metrics["loss"]) > (best["accuracy"], -best["loss"])
+
+    def eval_event(self, step: int, epoch: float, metrics: dict[str, float], phase: str) -> EvalEvent:
+        """The event an evaluation logs."""
+        return EvalEvent(
+            step=step,
+            epoch=round(epoch, 4),
+            eval_loss=metrics["loss"],
+            eval_accuracy=metrics["accuracy"],
+            eval_macro_f1=metrics["macro_f1"],
+            phase=phase,
+        )
+
+
+# ----------------------------------------------------------------------------------------------------- the core
+class TrainingCore:
+    """The one training loop: steps, accumulation, evaluation cadence, best checkpoint, early stop, wall-clock cap,
+    Stop and resume snapshots, over the phases of a schedule; the objective says what a loss and a better model are."""
+
+    def __init__(
+        self,
+        run: Run,
+        model: nn.Module,
+        tokenizer: Any,
+        enc: dict[str, Tokenized],
+        phases: list[Phase],
+        objective: ClassificationObjective,
+        device: str,
+        scratch: dict[str, Any],
+    ) -> None:
+        self.run, self.model, self.tokenizer, self.enc = run, model, tokenizer, enc
+        self.phases, self.objective, self.device, self.scratch = phases, objective, device, scratch
+        self.t = run.config.train
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.amp = autocast_dtype(self.t.precision, device)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 and device == "cuda" else None
+        self.train_lengths = enc["train"].lengths
+        self.micro_per_epoch = math.ceil(len(self.train_lengths) / self.t.batch_size)
+        self.steps_per_epoch = max(1, math.ceil(self.micro_per_epoch / self.t.grad_accum))
+        self.phase_steps = self._plan_steps()
+        self.total_steps = sum(self.phase_steps)
+        self.eval_every = max(1, self.steps_per_epoch // self.t.evals_per_epoch)
+        self.log_every = max(1, min(self.eval_every, 10, self.steps_per_epoch // 20 or 1))
+        self.gen = torch.Generator().manual_seed(self.t.seed)
+        self.deadline = time.monotonic() + 60 * self.t.max_minutes if self.t.max_minutes else 0.0
+        self.opt: Any = None
+        self.sched: Any = None
+        self.cache: PrefixCache | None = None
+        self.point: dict[str, Any] = {}  # the TrainState as of the last optimizer step: what a snapshot stores
+        self.aside = 0.0  # seconds spent evaluating and saving, kept out of the training speed
+
+    def _plan_steps(self) -> list[int]:
+        steps = [max(1, math.ceil(self.steps_per_epoch * p.epochs)) for p in self.phases]
+        if self.t.max_steps:  # a cap on the whole run: later phases are cut first
+            left, capped = self.t.max_steps, []
+            for n in steps:
+                capped.append(min(n, left))
+                left -= capped[-1]
+            steps = capped
+        return steps
+
+    def _epoch_of(self, state: TrainState) -> float:
+        """Epochs over the whole run, for the charts (phases add up)."""
+        done = sum(self.phase_steps[: state.phase]) / self.steps_per_epoch
+        return done + state.phase_step / self.steps_per_epoch
+
+    # -------------------------------------------------------------------------------------------- phases
+    def _enter_phase(self, index: int) -> None:
+        """Freeze for the phase, a frozen-prefix cache at its depth, and a fresh optimizer and schedule; parameters
+        that trained in the previous phase keep their optimizer state (only the newly trainable ones start fresh)."""
+        phase = self.phases[index]
+        apply_freeze(self.model, phase.freeze_depth)
+        self.cache = None  # a cache at another depth is of no use: free it before the next one fills
+        if phase.freeze_depth and self.t.frozen_cache:
+            self.cache = PrefixCache(self.model, phase.freeze_depth, self.device)
+        from transformers import get_linear_schedule_with_warmup
+
+        previous = self.opt
+        fused = self.device == "cuda"
+        self.opt = torch.optim.AdamW(_param_groups(self.model, self.t.weight_decay), lr=phase.learning_rate, fused=fused)
+        if previous is not None:
+            for group in self.opt.param_groups:
+                for p in group["params"]:
+                    if p in previous.state:
+                        self.opt.state[p] = previous.state[p]
+        total = self.phase_steps[index]
+        self.sched = get_linear_schedule_with_warmup(self.opt, int(phase.warmup_ratio * total), total)
+        self.scratch["opt"] = self.opt
+        _set_train_mode(self.model, phase.freeze_depth)
+
+    def _phase_event(self, index: int, state: TrainState) -> PhaseEvent:
+        p = self.phases[index]
+        trainable = sum(x.numel() for x in self.model.parameters() if x.requires_grad)
+        return PhaseEvent(
+            step=state.step,
+            phase=p.name,
+            index=index,
+            learning_rate=p.learning_rate,
+            epochs=p.epochs,
+            freeze_depth=p.freeze_depth,
+            trainable_params=trainable,
+        )
+
+    # -------------------------------------------------------------------------------------------- resume
+    def save_snapshot(self) -> None:
+        """Everything needed to continue from the last optimizer step: weights, optimizer, schedule, data order, RNG."""
+        if not self.point:
+            return  # no step yet: a resume would start from scratch anyway
+        snapshot = {
+            **self.point,
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler else None,
+            "rng": torch.get_rng_state(),
+        }
+        replace_dir(self.run.out_dir / RESUME_DIR, lambda tmp: torch.save(snapshot, tmp / "state.pt"))
+
+    def load_snapshot(self) -> TrainState:
+        """The state of a resume snapshot, with the model, optimizer, schedule and random streams restored."""
+        snap = torch.load(self.run.out_dir / RESUME_DIR / "state.pt", map_location="cpu", weights_only=True)
+        state = TrainState.from_dict(snap)
+        self.model.load_state_dict(snap["model"])
+        self._enter_phase(state.phase)  # the optimizer of the phase the snapshot was taken in
+        self.opt.load_state_dict(snap["optimizer"])
+        self.sched.load_state_dict(snap["scheduler"])
+        if self.scaler and snap.get("scaler"):
+            self.scaler.load_state_dict(snap["scaler"])
+        if state.epoch_gen_state is not None:
+            self.gen.set_state(state.epoch_gen_state)
+        torch.set_rng_state(snap["rng"])
+        if state.batch_in_epoch >= self.micro_per_epoch:  # saved at the last step of an epoch: that epoch is complete
+            state.epoch_no += 1
+            state.batch_in_epoch = 0
+        return state
+
+    # ------------------------------------------------------------------------------------------------ fit
+    def fit(self, state: TrainState, resumed: bool) -> TrainState:
+        """Train every phase from `state` on; returns the final state (best checkpoint saved on the way)."""
+        run = self.run
+        self.scratch["resume"] = self.save_snapshot
+        self.scratch["steps"] = state.step
+        self.t0 = time.perf_counter()
+        self.first_step = state.step
+        for index in range(state.phase, len(self.phases)):
+            if index != state.phase or not resumed:
+                if index != state.phase:  # the next phase begins
+                    state.phase, state.phase_step, state.micro = index, 0, 0
+                    state.epoch_no, state.batch_in_epoch, state.evals_since_best = 0, 0, 0
+                self._enter_phase(index)
+                run.log(self._phase_event(index, state))
+            resumed = False
+            if self._fit_phase(state):
+                break  # the wall-clock cap: no further phases
+        return state
+
+    def _fit_phase(self, state: TrainState) -> bool:
+        """Train one phase to its end (or early stop); True when the wall-clock cap ended the whole run."""
+        run, t, phase = self.run, self.t, self.phases[state.phase]
+        stop = run.stop_event.is_set
+        total = self.phase_steps[state.phase]
+        running_loss = torch.zeros((), device=self.device)
+        running_n, window_samples = 0, 0
+        window_t0 = epoch_t0 = time.perf_counter()
+        epoch_aside = 0.0
+        last_snapshot = time.monotonic()
+        done = state.phase_step >= total
+        skip = state.batch_in_epoch
+        while not done:
+            epoch_gen_state = self.gen.get_state()
+            batches = length_grouped_batches(self.train_lengths, t.batch_size, self.gen)
+            for bi in range(skip, len(batches)):
+                idx = batches[bi]
+                if stop():
+                    raise StopRequested
+                batch = collate(self.enc["train"], idx, self.pad_id, self.device)
+                y = batch.pop("labels")
+                ctx = self.cache.context("train", self.enc["train"], idx) if self.cache else contextlib.nullcontext()
+                with ctx, torch.autocast(device_type=self.device, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+                    logits = self.model(**batch).logits
+                loss = self.objective.loss(logits, y)
+                (self.scaler.scale(loss / t.grad_accum) if self.scaler else loss / t.grad_accum).backward()
+                running_loss += loss.detach()  # stays on the device: no host sync per step
+                running_n += 1
+                window_samples += len(idx)
+                state.samples_seen += len(idx)
+                state.micro += 1
+                if state.micro % t.grad_accum and state.micro % self.micro_per_epoch:
+                    continue
+                self._optimizer_step()
+                state.step += 1
+                state.phase_step += 1
+                state.batch_in_epoch = bi + 1
+                state.epoch_gen_state = epoch_gen_state
+                self.scratch["steps"] = state.step
+                self.point = state.to_dict()
+                epoch = self._epoch_of(state)
+                # The first step is logged at once so the chart shows a point within seconds of Start.
+                if state.phase_step % self.log_every == 0 or state.phase_step == total or state.step == 1:
+                    now = time.perf_counter()
+                    run.log(
+                        TrainEvent(
+                            step=state.step,
+                            epoch=round(epoch, 4),
+                            loss=float(running_loss) / max(1, running_n),
+                            lr=self.sched.get_last_lr()[0],
+                            phase=phase.name,
+                        )
+                    )
+                    eta = (now - self.t0 - self.aside) / max(1, state.step - self.first_step) * (self.total_steps - state.step)
+                    run.set_progress(
+                        step=state.step,
+                        total_steps=self.total_steps,
+                        epoch=round(epoch, 3),
+                        samples_per_s=round(window_samples / max(now - window_t0, 1e-9), 1),
+                        eta_s=round(eta, 1),
+                        memory_mb=round(memory_mb(self.device), 1),
+                        train_phase=phase.name,
+                        **({"prefix_cache_mb": round(self.cache.size_mb(), 1)} if self.cache else {}),
+                    )
+                    running_loss.zero_()
+                    running_n, window_samples, window_t0 = 0, 0, now
+                over_time = bool(self.deadline) and time.monotonic() > self.deadline
+                if state.phase_step % self.eval_every == 0 or state.phase_step == total or over_time:
+                    spent = self._evaluate(state, epoch, phase)
+                    if time.monotonic() - last_snapshot >= RESUME_EVERY_S and state.step < self.total_steps:
+                        t_save = time.perf_counter()
+                        self.save_snapshot()
+                        last_snapshot = time.monotonic()
+                        spent += time.perf_counter() - t_save
+                    self.aside += spent
+                    epoch_aside += spent
+                    window_t0 += spent
+                    if t.early_stopping_patience and state.evals_since_best >= t.early_stopping_patience:
+                        run.log(EarlyStopEvent(step=state.step, phase=phase.name))
+                        done = True
+                if state.phase_step >= total:
+                    done = True
+                elif over_time:
+                    run.log(TimeLimitEvent(step=state.step, minutes=t.max_minutes))
+                    done = True  # like early stopping: the best checkpoint so far is tested and kept
+                if state.phase_step % self.steps_per_epoch == 0 or done:
+                    state.epoch_no += 1
+                    now = time.perf_counter()
+                    seconds = round(now - epoch_t0 - epoch_aside, 3)
+                    run.log(EpochEvent(step=state.step, epoch=state.epoch_no, train_seconds=seconds, phase=phase.name))
+                    epoch_t0, epoch_aside = now, 0.0
+                    state.batch_in_epoch = 0
+                if done:
+                    return over_time  # the cap ends the run, not only this phase
+            skip = 0
+            state.batch_in_epoch = 0
+        return False
+
+    def _optimizer_step(self) -> None:
+        trainable = [p for g in self.opt.param_groups for p in g["params"]]
+        if self.scaler:
+            self.scaler.unscale_(self.opt)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        if self.scaler:
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            self.opt.step()
+        self.sched.step()
+        self.opt.zero_grad(set_to_none=True)
+
+    def _evaluate(self, state: TrainState, epoch: float, phase: Phase) -> float:
+        """Validate, log, keep the checkpoint when it is the best so far; returns the seconds it took."""
+        t_eval = time.perf_counter()
+        run, t = self.run, self.t
+        run.set_progress(phase="evaluating")
+        m = evaluate(
+            self.model, self.enc["validation"], t.batch_size * 2, self.pad_id, self.device, self.amp,
+            run.stop_event.is_set, self.cache,
+        )  # fmt: skip
+        _set_train_mode(self.model, phase.freeze_depth)
+        run.log(self.objective.eval_event(state.step, epoch, m, phase.name))
+        if self.objective.better(m, state.best):
+            state.best = {**m, "step": state.step}
+            state.evals_since_best = 0
+            self.scratch["best"] = state.best
+            _save_best(self.model, self.tokenizer, run)
+        else:
+            state.evals_since_best += 1
+        run.set_progress(phase="training", best_eval_accuracy=state.best["accuracy"])
+        self.point = state.to_dict()
+        return time.perf_counter() - t_eval
+
+
 def _train(
     run: Run,
     load_bundle: Callable[[], DataBundle],
     token: str | None,
     device: str,
-    state: dict[str, Any],
+    scratch: dict[str, Any],
     token_cache: TokenCache | None = None,
     resume: bool = False,
 ) -> None:
     cfg, t = run.config, run.config.train
-    depth = cfg.model.freeze_depth
     stop = run.stop_event.is_set
     bundle = load_bundle()
     run.label_names = list(bundle.label_names)
@@ -278,215 +669,62 @@ def _train(
     tokenizer = load_tokenizer(cfg.model, token)
     # The head's start comes from its own generator: a prediction on a base checkpoint in another thread cannot shift it.
     model = build_model(cfg.model, bundle.label_names, token, generator=torch.Generator().manual_seed(t.seed))
-    apply_freeze(model, depth)
     model.to(device)
-    state.update(model=model, tokenizer=tokenizer)
+    scratch.update(model=model, tokenizer=tokenizer)
     if stop():
         raise StopRequested
-
     run.set_progress(phase="tokenizing")
-    enc = _tokenized(run, bundle, tokenizer, token, token_cache, stop)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    amp = autocast_dtype(t.precision, device)
-    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 and device == "cuda" else None
-    train_lengths = enc["train"].lengths
-    micro_per_epoch = math.ceil(len(train_lengths) / t.batch_size)
-    steps_per_epoch = max(1, math.ceil(micro_per_epoch / t.grad_accum))
-    total_steps = max(1, math.ceil(steps_per_epoch * t.epochs))
-    if t.max_steps:
-        total_steps = min(total_steps, t.max_steps)
-    eval_every = max(1, steps_per_epoch // t.evals_per_epoch)
-    log_every = max(1, min(eval_every, 10, steps_per_epoch // 20 or 1))
-    cache = PrefixCache(model, depth, device) if depth and t.frozen_cache else None
-
-    from transformers import get_linear_schedule_with_warmup
-
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(_param_groups(model, t.weight_decay), lr=t.learning_rate, fused=device == "cuda")
-    sched = get_linear_schedule_with_warmup(opt, int(t.warmup_ratio * total_steps), total_steps)
-    state["opt"] = opt
-    gen = torch.Generator().manual_seed(t.seed)
-    run.log(
-        {
-            "type": "start",
-            "total_steps": total_steps,
-            "steps_per_epoch": steps_per_epoch,
-            "device": device,
-            "train_size": len(train_lengths),
-            "trainable_params": sum(p.numel() for p in trainable),
-        }
-    )
-    run.set_progress(phase="training", step=0, total_steps=total_steps, epoch=0.0)
+    enc = tokenized_splits(run, bundle, tokenizer, token, token_cache, stop)
+    num_layers = len(encoder_layers(model.base_model)) if t.schedule == "two-phase" else 0
+    phases = build_schedule(cfg, num_layers)
+    core = TrainingCore(run, model, tokenizer, enc, phases, ClassificationObjective(), device, scratch)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-
-    step, micro, evals_since_best = 0, 0, 0
-    best: dict[str, float] | None = None
-    running_loss = torch.zeros((), device=device)
-    running_n, window_samples, samples_seen = 0, 0, 0
-    t0 = window_t0 = epoch_t0 = time.perf_counter()
-    aside = epoch_aside = 0.0  # seconds spent evaluating and saving, kept out of the training speed
-    epoch_no, skip = 0, 0
     if resume:
-        r = _load_resume(run, model, opt, sched, scaler, gen)
-        step, micro, epoch_no, skip = r["step"], r["micro"], r["epoch_no"], r["batch_in_epoch"]
-        best, evals_since_best, samples_seen = r["best"], r["evals_since_best"], r["samples_seen"]
-        if skip >= micro_per_epoch:  # saved at the last step of an epoch: that epoch is complete
-            epoch_no += 1
-        if best is not None and not (run.out_dir / MODEL_DIR / "labels.json").exists():
-            best, evals_since_best = None, 0  # the saved best is gone: the next evaluation saves a new one
-        state["best"], state["steps"] = best, step
-        run.log({"type": "resume", "step": step})
-    first_step = step
-    deadline = time.monotonic() + 60 * t.max_minutes if t.max_minutes else 0.0
-    resume_point: dict[str, Any] = {}
-    state["resume"] = functools.partial(_save_resume, run, model, opt, sched, scaler, resume_point)
-    last_resume_save = time.monotonic()
-    _set_train_mode(model, depth)
-    done = step >= total_steps
-    while not done:
-        epoch_gen_state = gen.get_state()
-        batches = length_grouped_batches(train_lengths, t.batch_size, gen)
-        for bi in range(skip, len(batches)):
-            idx = batches[bi]
-            if stop():
-                raise StopRequested
-            batch = collate(enc["train"], idx, pad_id, device)
-            y = batch.pop("labels")
-            ctx = cache.context("train", enc["train"], idx) if cache else contextlib.nullcontext()
-            with ctx, torch.autocast(device_type=device, dtype=amp or torch.float32, enabled=amp is not None):
-                logits = model(**batch).logits
-            loss = nn.functional.cross_entropy(logits.float(), y)
-            (scaler.scale(loss / t.grad_accum) if scaler else loss / t.grad_accum).backward()
-            running_loss += loss.detach()  # stays on the device: no host sync per step
-            running_n += 1
-            window_samples += len(idx)
-            samples_seen += len(idx)
-            micro += 1
-            if micro % t.grad_accum and micro % micro_per_epoch:
-                continue
-            if scaler:
-                scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-            if scaler:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            state["steps"] = step
-            epoch = step / steps_per_epoch
-            resume_point.update(
-                step=step,
-                micro=micro,
-                epoch_no=epoch_no,
-                batch_in_epoch=bi + 1,
-                epoch_gen_state=epoch_gen_state,
-                best=best,
-                evals_since_best=evals_since_best,
-                samples_seen=samples_seen,
+        state = core.load_snapshot()
+        if state.best is not None and not (run.out_dir / MODEL_DIR / "labels.json").exists():
+            state.best, state.evals_since_best = None, 0  # the saved best is gone: the next evaluation saves a new one
+        scratch["best"], scratch["steps"] = state.best, state.step
+        core.point = state.to_dict()
+        run.log(ResumeEvent(step=state.step, phase=phases[state.phase].name))
+    else:
+        state = TrainState()
+        core._enter_phase(0)  # the first phase's trainable set, for the start event's count
+        run.log(
+            StartEvent(
+                total_steps=core.total_steps,
+                steps_per_epoch=core.steps_per_epoch,
+                device=device,
+                train_size=len(core.train_lengths),
+                trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
+                phases=[{"phase": p.name, "epochs": p.epochs, "learning_rate": p.learning_rate,
+                         "freeze_depth": p.freeze_depth, "steps": n} for p, n in zip(phases, core.phase_steps, strict=True)],
             )
-            # The first step is logged at once so the chart shows a point within seconds of Start.
-            if step % log_every == 0 or step == total_steps or step == 1:
-                now = time.perf_counter()
-                sps = window_samples / max(now - window_t0, 1e-9)
-                run.log(
-                    {
-                        "type": "train",
-                        "step": step,
-                        "epoch": round(epoch, 4),
-                        "loss": float(running_loss) / max(1, running_n),
-                        "lr": sched.get_last_lr()[0],
-                    }
-                )
-                eta = (now - t0 - aside) / max(1, step - first_step) * (total_steps - step)
-                run.set_progress(
-                    step=step,
-                    epoch=round(epoch, 3),
-                    samples_per_s=round(sps, 1),
-                    eta_s=round(eta, 1),
-                    memory_mb=round(memory_mb(device), 1),
-                    **({"prefix_cache_mb": round(cache.size_mb(), 1)} if cache else {}),
-                )
-                running_loss.zero_()
-                running_n, window_samples, window_t0 = 0, 0, now
-            over_time = bool(deadline) and time.monotonic() > deadline
-            if step % eval_every == 0 or step == total_steps or over_time:
-                t_eval = time.perf_counter()
-                run.set_progress(phase="evaluating")
-                m = evaluate(model, enc["validation"], t.batch_size * 2, pad_id, device, amp, stop, cache)
-                _set_train_mode(model, depth)
-                run.log(
-                    {
-                        "type": "eval",
-                        "step": step,
-                        "epoch": round(epoch, 4),
-                        "eval_loss": m["loss"],
-                        "eval_accuracy": m["accuracy"],
-                        "eval_macro_f1": m["macro_f1"],
-                    }
-                )
-                if best is None or (m["accuracy"], -m["loss"]) > (best["accuracy"], -best["loss"]):
-                    best = {**m, "step": step}
-                    state["best"] = best
-                    evals_since_best = 0
-                    _save_best(model, tokenizer, run)
-                else:
-                    evals_since_best += 1
-                run.set_progress(phase="training", best_eval_accuracy=best["accuracy"])
-                resume_point.update(best=best, evals_since_best=evals_since_best)
-                if time.monotonic() - last_resume_save >= RESUME_EVERY_S and step < total_steps:
-                    _save_resume(run, model, opt, sched, scaler, resume_point)
-                    last_resume_save = time.monotonic()
-                spent = time.perf_counter() - t_eval
-                aside += spent
-                epoch_aside += spent
-                window_t0 += spent
-                if t.early_stopping_patience and evals_since_best >= t.early_stopping_patience:
-                    run.log({"type": "early_stop", "step": step})
-                    done = True
-            if step >= total_steps:
-                done = True
-            elif over_time:
-                run.log({"type": "time_limit", "step": step, "minutes": t.max_minutes})
-                done = True  # like early stopping: the best checkpoint so far is tested and kept
-            if step % steps_per_epoch == 0 or done:
-                epoch_no += 1
-                now = time.perf_counter()
-                seconds = round(now - epoch_t0 - epoch_aside, 3)
-                run.log({"type": "epoch", "epoch": epoch_no, "step": step, "train_seconds": seconds})
-                epoch_t0, epoch_aside = now, 0.0
-            if done:
-                break
-        skip = 0
-
-    train_loop_s = time.perf_counter() - t0 - aside
-    state.pop("resume", None)
+        )  # fmt: skip
+        core.opt = None  # fit() enters phase 0 again, with a fresh optimizer and the phase event
+    run.set_progress(phase="training", step=state.step, total_steps=core.total_steps, epoch=core._epoch_of(state))
+    state = core.fit(state, resumed=resume)
+    train_loop_s = time.perf_counter() - core.t0 - core.aside
+    t0 = core.t0
+    scratch.pop("resume", None)
     # Test the best checkpoint, not the last weights.
     run.set_progress(phase="testing")
-    state.pop("model", None)
-    del model, opt, cache
-    state.pop("opt", None)
+    scratch.pop("model", None)
+    scratch.pop("opt", None)
+    del model, core
     best_model, _, _ = load_classifier(run.out_dir / MODEL_DIR, device)
-    state["model"] = best_model
+    scratch["model"] = best_model
+    amp = autocast_dtype(t.precision, device)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     test_probs: list[np.ndarray] = []
     test = evaluate(best_model, enc["test"], t.batch_size * 2, pad_id, device, amp, probs_out=test_probs)
     # Only now, with the best model loaded and tested, is the resume snapshot that protected the run not needed.
     shutil.rmtree(run.out_dir / RESUME_DIR, ignore_errors=True)
-    with contextlib.suppress(Exception):  # the analysis file is a bonus; the run's metrics stand without it
+    try:
         save_predictions(run.out_dir / PREDICTIONS_FILE, bundle.splits["test"], test_probs[0], run.label_names)
-    run.log(
-        {
-            "type": "test",
-            "step": step,
-            "test_loss": test["loss"],
-            "test_accuracy": test["accuracy"],
-            "test_macro_f1": test["macro_f1"],
-        }
-    )
-    elapsed = time.perf_counter() - t0
+    except Exception as exc:  # noqa: BLE001 - the analysis file is a bonus; the run's metrics stand without it
+        log.warning("could not save test predictions: %s", exc)
+    run.log(TestEvent(step=state.step, test_loss=test["loss"], test_accuracy=test["accuracy"], test_macro_f1=test["macro_f1"]))
     run.finish(
         RunStatus.COMPLETED,
         None,
@@ -494,49 +732,22 @@ def _train(
             "test_accuracy": test["accuracy"],
             "test_macro_f1": test["macro_f1"],
             "test_loss": test["loss"],
-            "best_eval": best,
+            "best_eval": state.best,
             "model_dir": str(run.out_dir / MODEL_DIR),
-            "train_seconds": round(elapsed, 2),
+            "train_seconds": round(time.perf_counter() - t0, 2),
             "train_loop_seconds": round(train_loop_s, 3),
-            "train_samples": samples_seen,
-            "steps": step,
+            "train_samples": state.samples_seen,
+            "steps": state.step,
             "device": device,
-            "train_size": len(train_lengths),
+            "train_size": len(enc["train"]),
             "peak_memory_mb": round(peak_memory_mb(device), 1),
         },
     )
 
 
-def _save_resume(run: Run, model: nn.Module, opt: Any, sched: Any, scaler: Any, point: dict[str, Any]) -> None:
-    """Everything needed to continue from the last optimizer step: weights, optimizer, schedule, data order, RNG."""
-    if not point:
-        return  # no step yet: a resume would start from scratch anyway
-    state = {
-        **point,
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(),
-        "scaler": scaler.state_dict() if scaler else None,
-        "rng": torch.get_rng_state(),
-    }
-    replace_dir(run.out_dir / RESUME_DIR, lambda tmp: torch.save(state, tmp / "state.pt"))
-
-
 def can_resume(run: Run) -> bool:
     """True when a stopped or interrupted run left a resume snapshot."""
     return run.status.value in ("stopped", "interrupted") and (run.out_dir / RESUME_DIR / "state.pt").exists()
-
-
-def _load_resume(run: Run, model: nn.Module, opt: Any, sched: Any, scaler: Any, gen: torch.Generator) -> dict[str, Any]:
-    state = torch.load(run.out_dir / RESUME_DIR / "state.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
-    if scaler and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    gen.set_state(state["epoch_gen_state"])
-    torch.set_rng_state(state["rng"])
-    return state
 
 
 def save_predictions(path: Path, ds: Any, probs: np.ndarray, names: list[str]) -> None:

@@ -122,7 +122,7 @@ def test_tick_skips_unchanged_versions_and_keeps_zoom(trained, tiny_bert_dir):
     app = create_app(engine)
     tick = next(f for f in app.fns.values() if f.name == "render")
     assert tick.concurrency_limit is None  # ticks never wait behind other events
-    status, loss, acc, version, _timer, start = tick.fn(-1)
+    status, loss, acc, version, _timer, start, _baselines = tick.fn(-1)
     assert version == run.version and loss.layout.uirevision == run.run_id and acc.layout.uirevision == run.run_id
     assert start.interactive is not False  # a finished run leaves Start usable
     again = tick.fn(version)
@@ -153,9 +153,9 @@ def test_a_live_run_ticks_its_elapsed_time_and_locks_start(trained, tiny_bert_di
     run = engine.start_run(cfg)
     try:
         assert held.wait(60)
-        _, _, _, version, _, start = tick.fn(-1)
-        assert start.interactive is False and "Training" in start.value
-        status, loss, acc, same, _, start = tick.fn(version)  # nothing new from the worker
+        _, _, _, version, _, start, baselines = tick.fn(-1)
+        assert start.interactive is False and "Training" in start.value and baselines.interactive is False
+        status, loss, acc, same, _, start, _ = tick.fn(version)  # nothing new from the worker
         assert same == version and loss == {"__type__": "update"} and acc == {"__type__": "update"}
         assert "elapsed" in status and "(training)" in status and start.interactive is False
     finally:

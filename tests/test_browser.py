@@ -446,7 +446,7 @@ def test_runs_table_fits_1400px_without_breaking_words(browser, app_server):
         tab(page, "5. Runs")
         page.wait_for_selector("#runs-table th")
         headers = [h.strip() for h in page.locator("#runs-table th").all_inner_texts() if h.strip()]
-        assert headers[:5] == ["run", "status", "test acc", "test F1", "best val"], headers
+        assert headers[:5] == ["run", "status", "test acc", "test F1", "vs base"], headers
         assert page.evaluate(BROKEN_WORDS_JS, "#runs-table th") == []
         right = page.evaluate(
             "() => Array.from(document.querySelectorAll('#runs-table th')).slice(0, 5).map(t => t.getBoundingClientRect().right)"

@@ -183,7 +183,8 @@ def test_batch_requests_are_bounded(engine, finished, monkeypatch):
         engine.predict_many(["w" * 20_000] * 10_000, f"run:{finished.run_id}")
     assert time.perf_counter() - t0 < 2.0
     seen: list[list[str]] = []
-    model, tok, names, lock = engine.predictor.get(*engine.serving.versioned(f"run:{finished.run_id}"))
+    entry = engine.predictor.get(*engine.serving.versioned(f"run:{finished.run_id}"))
+    tok = entry.scorer.tokenizer
 
     class Spy:
         def __getattr__(self, name):
@@ -193,8 +194,7 @@ def test_batch_requests_are_bounded(engine, finished, monkeypatch):
             seen.append(list(texts))
             return tok(texts, **kw)
 
-    key = next(k for k in engine.predictor.keys() if k.startswith(f"run:{finished.run_id}@"))
-    engine.predictor._models[key] = (model, Spy(), names, lock)
+    entry.scorer.tokenizer = Spy()
     texts = ["A long review. " * 300] * 300  # 4,500 characters each, 1.35 M in all
     probs = engine.predict_many(texts, f"run:{finished.run_id}")
     assert len(probs) == 300 and probs[0] == probs[-1]

@@ -277,3 +277,117 @@ def test_an_unbroken_resume_deletes_the_snapshot_only_after_testing(engine, tiny
     assert again.done.wait(120) and fresh.join(30)
     assert again.status == RunStatus.COMPLETED, again.error
     assert (model / "labels.json").exists() and not (again.out_dir / RESUME_DIR).exists()
+
+
+# ------------------------------------------------------------------------------------------ schedules and the core
+def two_phase_cfg(tiny_bert_dir, **train):
+    t = {"schedule": "two-phase", "head_epochs": 2, "head_learning_rate": 5e-3, "epochs": 2, "learning_rate": 1e-3, **train}
+    return tiny_cfg(tiny_bert_dir, **t)
+
+
+def test_build_schedule_phases():
+    from ftui.training import Phase, build_schedule
+
+    one = build_schedule(RunConfig(model=ModelConfig(freeze_depth=2), train=TrainConfig(epochs=3, learning_rate=2e-5)), 6)
+    assert one == [Phase("train", 3, 2e-5, 0.1, 2)]
+    two = build_schedule(
+        RunConfig(model=ModelConfig(freeze_depth=1), train=TrainConfig(schedule="two-phase", head_epochs=1,
+                  head_learning_rate=1e-3, epochs=2, learning_rate=3e-5)), 6)  # fmt: skip
+    assert [(p.name, p.epochs, p.learning_rate, p.freeze_depth) for p in two] == [("head", 1, 1e-3, 6), ("finetune", 2, 3e-5, 1)]
+
+
+def test_two_phase_run_steps_rates_and_trainable_sets(engine, tiny_bert_dir):
+    from ftui.events import EventType, of_type
+
+    run = engine.start_run(two_phase_cfg(tiny_bert_dir))
+    assert run.done.wait(180) and engine.join(30) and run.status == RunStatus.COMPLETED, run.error
+    events = run.events()
+    start = of_type(events, EventType.START)[0]
+    per_epoch = start["steps_per_epoch"]
+    assert [p["steps"] for p in start["phases"]] == [2 * per_epoch, 2 * per_epoch]
+    assert start["total_steps"] == 4 * per_epoch == run.result["steps"]
+    phases = of_type(events, EventType.PHASE)
+    assert [(p["phase"], p["index"], p["step"]) for p in phases] == [("head", 0, 0), ("finetune", 1, 2 * per_epoch)]
+    head_params = sum(p.numel() for n, p in run_model_params(tiny_bert_dir) if n.startswith(("classifier", "bert.pooler")))
+    assert phases[0]["trainable_params"] == head_params  # only the head (and the pooler it reads) in phase 1
+    assert phases[1]["trainable_params"] > 10 * head_params  # the whole encoder in phase 2 (freeze depth 0)
+    train = of_type(events, EventType.TRAIN)
+    head_lr = max(e["lr"] for e in train if e["phase"] == "head")
+    tune_lr = max(e["lr"] for e in train if e["phase"] == "finetune")
+    assert head_lr <= 5e-3 and head_lr > 1e-3 and tune_lr <= 1e-3  # each phase its own peak rate (and warmup)
+    assert {e["phase"] for e in of_type(events, EventType.EVAL)} == {"head", "finetune"}
+    assert [e["step"] for e in train] == sorted(e["step"] for e in train)  # one step axis across the phases
+
+
+def run_model_params(tiny_bert_dir):
+    from ftui.modeling import build_model
+
+    return list(build_model(ModelConfig(source="local", checkpoint=str(tiny_bert_dir)), ["a", "b"]).named_parameters())
+
+
+def test_head_epochs_after_the_first_never_call_the_encoder(engine, tiny_bert_dir, monkeypatch):
+    """Phase 1 trains a head on a frozen encoder: its outputs are cached in the first pass and reused after."""
+    from ftui import training
+    from ftui.modeling import encoder_layers
+
+    calls: list[tuple[str, int]] = []
+    real_core = training.TrainingCore
+
+    class Counting(real_core):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            for layer in encoder_layers(self.model.base_model):  # every call of an encoder layer, with where it was
+                layer.register_forward_hook(lambda *_: calls.append(self._where()))
+
+        def _fit_phase(self, state):
+            self._state = state
+            return super()._fit_phase(state)
+
+        def _where(self):
+            state = getattr(self, "_state", None)
+            return (self.phases[state.phase].name, state.epoch_no) if state else ("setup", -1)
+
+    monkeypatch.setattr(training, "TrainingCore", Counting)
+    run = engine.start_run(two_phase_cfg(tiny_bert_dir, head_epochs=3, epochs=1, evals_per_epoch=1))
+    assert run.done.wait(180) and engine.join(30) and run.status == RunStatus.COMPLETED, run.error
+    head_calls = [epoch for phase, epoch in calls if phase == "head"]
+    assert head_calls and max(head_calls) == 0  # only in the first head epoch (epochs 2 and 3 read the cache)
+    assert any(phase == "finetune" for phase, _ in calls)
+
+
+def test_a_run_stopped_in_phase_two_resumes_to_the_same_result(engine, tiny_bert_dir):
+    from ftui.engine import Engine
+    from ftui.events import EventType, of_type
+    from ftui.hub import HubStatus
+
+    cfg = two_phase_cfg(tiny_bert_dir, head_epochs=1, epochs=2)
+    whole = engine.start_run(cfg)
+    assert whole.done.wait(180) and engine.join(30) and whole.status == RunStatus.COMPLETED, whole.error
+    run = engine.start_run(cfg)
+    assert wait_for(run, lambda r: any(e.get("phase") == "finetune" for e in of_type(r.events(), EventType.EVAL)))
+    engine.stop_run()
+    assert run.done.wait(60) and engine.join(30) and run.status == RunStatus.STOPPED
+    fresh = Engine(runs_dir=engine.runs_dir, hub_status=HubStatus(False, "offline"))
+    again = fresh.resume_run(run.run_id)
+    assert again.done.wait(180) and fresh.join(30) and again.status == RunStatus.COMPLETED, again.error
+    evals = [(e["step"], e["phase"], round(e["eval_loss"], 5)) for e in of_type(again.events(), EventType.EVAL)]
+    assert evals == [(e["step"], e["phase"], round(e["eval_loss"], 5)) for e in of_type(whole.events(), EventType.EVAL)]
+    assert again.result["test_accuracy"] == whole.result["test_accuracy"]
+    assert of_type(again.events(), EventType.RESUME)[0]["phase"] == "finetune"
+
+
+def test_the_head_starts_from_its_seed_whatever_else_used_the_global_random_state(tiny_bert_dir):
+    from ftui.modeling import build_model, head_parameters
+
+    cfg = ModelConfig(source="local", checkpoint=str(tiny_bert_dir))
+    first = build_model(cfg, ["a", "b"], generator=torch.Generator().manual_seed(7))
+    torch.rand(1000)  # another thread (a prediction on a base checkpoint) drawing from the global stream
+    second = build_model(cfg, ["a", "b"], generator=torch.Generator().manual_seed(7))
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(head_parameters(first), head_parameters(second), strict=True))
+
+
+def test_two_phase_needs_something_left_to_fine_tune(engine, tiny_bert_dir):
+    model = ModelConfig(source="local", checkpoint=str(tiny_bert_dir), freeze_depth=2)  # all 2 layers frozen
+    with pytest.raises(ConfigError, match="fine-tune phase would train only the head"):
+        engine.start_run(RunConfig(DataConfig(), model, TrainConfig(schedule="two-phase")))
+    assert engine.current_run() is None

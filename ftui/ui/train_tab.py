@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gradio as gr
@@ -12,13 +12,15 @@ import gradio as gr
 from ftui.config import PRECISIONS, RunConfig, TrainConfig
 from ftui.engine import Engine
 from ftui.errors import FtuiError
+from ftui.experiments import baseline_verdict
 from ftui.plots import accuracy_figure, loss_figure, status_markdown
-from ftui.ui.common import as_float, as_int, error_md, token_of
+from ftui.ui.common import as_float, as_int, error_md, key_for, token_of
 from ftui.ui.data_tab import DataUI
 from ftui.ui.model_tab import ModelUI
 
 POLL_SECONDS = 1.0
 START_LABEL = "Start training"
+BASELINES_LABEL = "Run baselines (TF-IDF, then frozen embeddings)"
 
 
 @dataclass
@@ -33,63 +35,76 @@ class TrainUI:
     start: gr.Button
     max_len: gr.Number
     render: Any  # (version) -> values for `outputs`
-    outputs: list[Any]  # [status, loss_plot, acc_plot, version, timer, start]
+    outputs: list[Any]  # [status, loss_plot, acc_plot, version, timer, start, baselines]
 
 
-def train_config(
-    lr: Any,
-    batch: Any,
-    epochs: Any,
-    wd: Any,
-    warmup: Any,
-    max_len: Any,
-    seed: Any,
-    precision: str,
-    accum: Any,
-    evals: Any,
-    patience: Any,
-    name: str | None,
-) -> TrainConfig:
-    """Widget values to a TrainConfig (validation happens in the engine)."""
+SCHEDULE_LABELS = {"one-phase": "One phase", "two-phase": "Head first, then fine-tune"}
+
+
+def train_config(values: dict[str, Any]) -> TrainConfig:
+    """Widget values, keyed by TrainConfig field name, to a TrainConfig (validation happens in the engine)."""
     d = TrainConfig()
-    return TrainConfig(
-        learning_rate=as_float(lr, d.learning_rate),
-        batch_size=as_int(batch, d.batch_size),
-        epochs=as_float(epochs, d.epochs),
-        weight_decay=as_float(wd, d.weight_decay),
-        warmup_ratio=as_float(warmup, d.warmup_ratio),
-        max_length=as_int(max_len, d.max_length),
-        seed=as_int(seed, d.seed),
-        precision=precision or "auto",
-        grad_accum=as_int(accum, d.grad_accum),
-        evals_per_epoch=as_int(evals, d.evals_per_epoch),
-        early_stopping_patience=as_int(patience, 0),
-        run_name=(name or "").strip(),
-    )
+    parsed: dict[str, Any] = {}
+    for name, value in values.items():
+        default = getattr(d, name)
+        if name == "schedule":
+            parsed[name] = key_for(SCHEDULE_LABELS, value, d.schedule)
+        elif isinstance(default, bool):
+            parsed[name] = bool(value)
+        elif isinstance(default, int):
+            parsed[name] = as_int(value, default)
+        elif isinstance(default, float):
+            parsed[name] = as_float(value, default)
+        else:
+            parsed[name] = (value or default).strip() if isinstance(value or default, str) else value
+    return replace(d, **parsed)
 
 
 def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: ModelUI) -> TrainUI:
-    """Lay out the Train tab and wire Start, Stop and the polling timer."""
+    """Lay out the Train tab and wire Start, Run baselines, Stop and the polling timer."""
     d = engine.default_train()
+    w: dict[str, Any] = {}  # TrainConfig field name -> its widget: values reach the config by name
     with gr.Row():
-        lr = gr.Number(value=d.learning_rate, label="Learning rate", elem_id="lr")
-        batch = gr.Number(value=d.batch_size, precision=0, label="Batch size", elem_id="batch-size")
-        epochs = gr.Number(value=d.epochs, label="Epochs", elem_id="epochs")
-        wd = gr.Number(value=d.weight_decay, label="Weight decay")
+        w["learning_rate"] = gr.Number(value=d.learning_rate, label="Learning rate", elem_id="lr")
+        w["batch_size"] = gr.Number(value=d.batch_size, precision=0, label="Batch size", elem_id="batch-size")
+        w["epochs"] = gr.Number(value=d.epochs, label="Epochs", elem_id="epochs")
+        w["weight_decay"] = gr.Number(value=d.weight_decay, label="Weight decay")
     with gr.Row():
-        warmup = gr.Number(value=d.warmup_ratio, label="Warmup ratio")
-        max_len = gr.Number(value=d.max_length, precision=0, label="Max sequence length (tokens)", elem_id="max-len")
-        seed = gr.Number(value=d.seed, precision=0, label="Seed")
-        precision = gr.Dropdown(list(PRECISIONS), value="auto", label="Precision (auto: bf16/fp16 on GPU, fp32 on CPU)")
+        w["warmup_ratio"] = gr.Number(value=d.warmup_ratio, label="Warmup ratio")
+        max_len = w["max_length"] = gr.Number(
+            value=d.max_length, precision=0, label="Max sequence length (tokens)", elem_id="max-len"
+        )
+        w["seed"] = gr.Number(value=d.seed, precision=0, label="Seed")
+        w["precision"] = gr.Dropdown(list(PRECISIONS), value="auto", label="Precision (auto: bf16/fp16 on GPU, fp32 on CPU)")
     with gr.Row():
-        accum = gr.Number(value=d.grad_accum, precision=0, label="Gradient accumulation")
-        evals = gr.Number(value=d.evals_per_epoch, precision=0, label="Evaluations per epoch")
-        patience = gr.Number(value=0, precision=0, label="Early-stopping patience (evals; 0 = off)")
-        name = gr.Textbox(label="Run name (optional)", elem_id="run-name")
+        w["grad_accum"] = gr.Number(value=d.grad_accum, precision=0, label="Gradient accumulation")
+        w["evals_per_epoch"] = gr.Number(value=d.evals_per_epoch, precision=0, label="Evaluations per epoch")
+        w["early_stopping_patience"] = gr.Number(value=0, precision=0, label="Early-stopping patience (evals; 0 = off)")
+        w["run_name"] = gr.Textbox(label="Run name (optional)", elem_id="run-name")
+    with gr.Row():
+        w["schedule"] = gr.Radio(
+            list(SCHEDULE_LABELS.values()),
+            value=SCHEDULE_LABELS[d.schedule],
+            label="Schedule: one phase, or transfer learning first (only the new head trains on the frozen encoder), "
+            "then fine-tuning down to the freeze depth at the learning rate above",
+            elem_id="schedule",
+            scale=3,
+        )
+        w["head_epochs"] = gr.Number(value=d.head_epochs, label="Head-phase epochs", elem_id="head-epochs", visible=False)
+        w["head_learning_rate"] = gr.Number(
+            value=d.head_learning_rate, label="Head-phase learning rate", elem_id="head-lr", visible=False
+        )
     gr.Markdown(f"Training device: **{engine.device_label()}**", elem_id="device")
     with gr.Row():
-        start = gr.Button(START_LABEL, variant="primary", elem_id="start")
-        stop = gr.Button("Stop", variant="stop", elem_id="stop")
+        start = gr.Button(START_LABEL, variant="primary", elem_id="start", scale=2)
+        baselines = gr.Button(BASELINES_LABEL, elem_id="baselines", scale=2)
+        stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
+
+    def on_schedule(shown: str) -> tuple[Any, Any]:
+        two = key_for(SCHEDULE_LABELS, shown, "one-phase") == "two-phase"
+        return gr.update(visible=two), gr.update(visible=two)
+
+    w["schedule"].change(on_schedule, w["schedule"], [w["head_epochs"], w["head_learning_rate"]], api_visibility="private")
     message = gr.Markdown("", elem_id="train-message")
     status = gr.Markdown(status_markdown(None), elem_id="run-status")
     with gr.Row():
@@ -97,11 +112,13 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         acc_plot = gr.Plot(label="Accuracy", elem_id="acc-plot")
     timer = gr.Timer(POLL_SECONDS, active=False)
     version = gr.State(-1)
-    train_inputs = [lr, batch, epochs, wd, warmup, max_len, seed, precision, accum, evals, patience, name]
-    n_data, n_model = len(data_ui.inputs), len(model_ui.inputs)
 
     drawn: dict[tuple[str, int], tuple[Any, ...]] = {}  # the last version drawn, shared by every tab
     drawn_lock = threading.Lock()
+
+    def buttons(training: bool) -> tuple[Any, Any]:
+        """Start and Run baselines: off while a run trains."""
+        return start_button(training), gr.Button(interactive=not training)
 
     def start_button(training: bool) -> Any:
         # While a run trains, Start is off and says why: a second click read as if one's own start had failed.
@@ -112,16 +129,17 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
     def render(last_version: int) -> tuple[Any, ...]:
         run = engine.current_run()
         if run is None:
-            return gr.skip(), gr.skip(), gr.skip(), last_version, gr.Timer(active=False), start_button(False)
+            return gr.skip(), gr.skip(), gr.skip(), last_version, gr.Timer(active=False), *buttons(False)
         version = run.version  # cheap: no copy of the events unless something changed
         finished = run.status.finished
-        keep_polling = gr.Timer(active=not finished)
+        # "Run baselines" starts its second run when the first completes: keep watching for it.
+        keep_polling = gr.Timer(active=not finished or engine.manager.expecting)
         if version == last_version:
             if finished:
-                return gr.skip(), gr.skip(), gr.skip(), last_version, keep_polling, gr.skip()
+                return gr.skip(), gr.skip(), gr.skip(), last_version, keep_polling, gr.skip(), gr.skip()
             # Nothing new from the worker (a slow step on a CPU): still tick the elapsed time and the phase.
             status_now = status_markdown(run.snapshot(events=False), now=time.time())
-            return status_now, gr.skip(), gr.skip(), last_version, keep_polling, start_button(True)
+            return status_now, gr.skip(), gr.skip(), last_version, keep_polling, *buttons(True)
         with drawn_lock:
             key = next(iter(drawn), None)
             if key != (run.run_id, version):
@@ -136,40 +154,51 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
                 key = (run.run_id, snap.version)
             figures = drawn[key]
         status_now = status_markdown(run.snapshot(events=False), now=time.time())
-        return (status_now, *figures, keep_polling, start_button(not finished))
+        if finished:
+            verdict = baseline_verdict(run.header(), engine.run_headers())
+            status_now += f"\n\n{verdict}" if verdict else ""
+        return (status_now, *figures, keep_polling, *buttons(not finished))
 
-    outputs = [status, loss_plot, acc_plot, version, timer, start]
+    outputs = [status, loss_plot, acc_plot, version, timer, start, baselines]
     # Ticks are cheap reads of the run; no limit so they never wait behind other events.
     timer.tick(render, version, outputs, api_visibility="private", concurrency_limit=None, show_progress="hidden")
 
-    def on_start(*values: Any) -> tuple[Any, ...]:
-        data_vals = values[:n_data]
-        model_vals = values[n_data : n_data + n_model]
-        train_vals = values[n_data + n_model : -1]
-        token = token_of(values[-1])
-        try:
-            cfg = RunConfig(
-                data=DataUI.to_config(*data_vals), model=ModelUI.to_config(*model_vals), train=train_config(*train_vals)
-            )
-            run = engine.start_run(cfg, token)
-        except FtuiError as exc:
-            return error_md(exc), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    def config_of(values: dict[Any, Any]) -> RunConfig:
+        return RunConfig(
+            data=DataUI.to_config(*[values[c] for c in data_ui.inputs]),
+            model=ModelUI.to_config(*[values[c] for c in model_ui.inputs]),
+            train=train_config({name: values[widget] for name, widget in w.items()}),
+        )
+
+    def started(run: Any, message_text: str) -> tuple[Any, ...]:
         return (
-            f"Started **{run.name}**.",
+            message_text,
             status_markdown(run.snapshot(), now=time.time()),
             loss_figure([], run.run_id),
             accuracy_figure([], run.run_id),
             -1,
             gr.Timer(active=True),
-            start_button(True),
+            *buttons(True),
         )
 
-    start.click(
-        on_start,
-        [*data_ui.inputs, *model_ui.inputs, *train_inputs, token_box],
-        [message, *outputs[:5], start],
-        api_visibility="private",
-    )
+    def on_start(values: dict[Any, Any]) -> tuple[Any, ...]:
+        try:
+            run = engine.start_run(config_of(values), token_of(values[token_box]))
+        except FtuiError as exc:
+            return error_md(exc), *[gr.skip()] * 7
+        return started(run, f"Started **{run.name}**.")
+
+    def on_baselines(values: dict[Any, Any]) -> tuple[Any, ...]:
+        try:
+            run = engine.start_baselines(config_of(values), token_of(values[token_box]))
+        except FtuiError as exc:
+            return error_md(exc), *[gr.skip()] * 7
+        return started(run, f"Started **{run.name}**; the frozen-embeddings baseline follows. Both appear in the Runs tab.")
+
+    # Inputs as a set: the handlers receive {widget: value} and read each value by its widget, never by position.
+    inputs = {*data_ui.inputs, *model_ui.inputs, *w.values(), token_box}
+    start.click(on_start, inputs, [message, *outputs], api_visibility="private")
+    baselines.click(on_baselines, inputs, [message, *outputs], api_visibility="private")
 
     def on_stop() -> str:
         run = engine.stop_run()

@@ -1,0 +1,146 @@
+"""The typed schema of run events: what a run logs, as the store keeps it and the plots, CLI and tests read it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class EventType(str, Enum):
+    """Kinds of run events; the string value is what the store and run.json hold."""
+
+    START = "start"  # the run's shape: steps, phases, sizes
+    PHASE = "phase"  # a phase of the schedule begins (its trainable set and learning rate)
+    TRAIN = "train"  # training loss and learning rate at a step
+    EVAL = "eval"  # validation metrics at a step
+    EPOCH = "epoch"  # an epoch ended: its training time
+    EARLY_STOP = "early_stop"  # no improvement for `patience` evaluations: the phase ends
+    TIME_LIMIT = "time_limit"  # the wall-clock cap ended training
+    RESUME = "resume"  # training continues from a snapshot at this step
+    NOTICE = "notice"  # something the user should know that changed how the run trains (a cache switched off)
+    TEST = "test"  # test metrics of the best checkpoint
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of every event: its type and the optimizer step it belongs to."""
+
+    type: EventType
+    step: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (the type as its string value); fields left None are dropped."""
+        d = {k: v for k, v in asdict(self).items() if v is not None}
+        d["type"] = self.type.value
+        return d
+
+
+def _t(kind: EventType) -> Any:
+    return field(default=kind, init=False)
+
+
+@dataclass(frozen=True)
+class StartEvent(Event):
+    """The run's shape as planned when training starts."""
+
+    type: EventType = _t(EventType.START)
+    total_steps: int = 0
+    steps_per_epoch: int = 0
+    device: str = "cpu"
+    train_size: int = 0
+    trainable_params: int = 0
+    phases: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class PhaseEvent(Event):
+    """A phase of the schedule begins."""
+
+    type: EventType = _t(EventType.PHASE)
+    phase: str = "train"
+    index: int = 0
+    learning_rate: float = 0.0
+    epochs: float = 0.0
+    freeze_depth: int = 0
+    trainable_params: int = 0
+
+
+@dataclass(frozen=True)
+class TrainEvent(Event):
+    """Mean training loss since the previous one, and the learning rate."""
+
+    type: EventType = _t(EventType.TRAIN)
+    epoch: float = 0.0
+    loss: float = 0.0
+    lr: float = 0.0
+    phase: str | None = None
+
+
+@dataclass(frozen=True)
+class EvalEvent(Event):
+    """Validation metrics."""
+
+    type: EventType = _t(EventType.EVAL)
+    epoch: float = 0.0
+    eval_loss: float = 0.0
+    eval_accuracy: float = 0.0
+    eval_macro_f1: float = 0.0
+    phase: str | None = None
+
+
+@dataclass(frozen=True)
+class EpochEvent(Event):
+    """An epoch ended (numbered within its phase)."""
+
+    type: EventType = _t(EventType.EPOCH)
+    epoch: int = 0
+    train_seconds: float = 0.0
+    phase: str | None = None
+
+
+@dataclass(frozen=True)
+class EarlyStopEvent(Event):
+    """Patience ran out: the current phase ends."""
+
+    type: EventType = _t(EventType.EARLY_STOP)
+    phase: str | None = None
+
+
+@dataclass(frozen=True)
+class TimeLimitEvent(Event):
+    """The wall-clock cap ended training."""
+
+    type: EventType = _t(EventType.TIME_LIMIT)
+    minutes: float = 0.0
+
+
+@dataclass(frozen=True)
+class ResumeEvent(Event):
+    """Training continues from a snapshot."""
+
+    type: EventType = _t(EventType.RESUME)
+    phase: str | None = None
+
+
+@dataclass(frozen=True)
+class NoticeEvent(Event):
+    """A message for the user about how the run trains."""
+
+    type: EventType = _t(EventType.NOTICE)
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class TestEvent(Event):
+    """Test metrics of the best checkpoint."""
+
+    type: EventType = _t(EventType.TEST)
+    test_loss: float = 0.0
+    test_accuracy: float = 0.0
+    test_macro_f1: float = 0.0
+
+
+def of_type(events: list[dict[str, Any]] | tuple[dict[str, Any], ...], kind: EventType) -> list[dict[str, Any]]:
+    """The stored events of one type, in order."""
+    return [e for e in events if e.get("type") == kind.value]

@@ -1,0 +1,125 @@
+"""Baselines as runs: TF-IDF + LR equals a hand-built scikit-learn pipeline, embedding features equal the model's
+mean-pooled states, and a baseline run is stored, predicted with, compared and exported like any run."""
+
+import json
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from ftui.baselines import C_GRID, META_FILE, PIPELINE_FILE, embed, texts_of
+from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from ftui.errors import FtuiError
+from ftui.runs import RunStatus
+from tests.conftest import REPO
+
+
+def baseline_cfg(kind: str, checkpoint=None, **train) -> RunConfig:
+    model = ModelConfig(source="local", checkpoint=str(checkpoint)) if checkpoint else ModelConfig()
+    return RunConfig(DataConfig(), model, TrainConfig(max_length=32, **train), kind="baseline", baseline=kind)
+
+
+def finish(engine, run):
+    assert run.done.wait(180) and engine.join(30)
+    assert run.status == RunStatus.COMPLETED, run.error
+    return run
+
+
+def test_tfidf_baseline_equals_a_hand_built_pipeline(engine):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    run = finish(engine, engine.start_run(baseline_cfg("tfidf")))
+    c = run.result["C"]
+    assert c in C_GRID and len(run.result["c_scores"]) == len(C_GRID)
+    bundle = engine.load_data(DataConfig())
+    by_hand = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), LogisticRegression(C=c, max_iter=2000,
+                            random_state=42))  # fmt: skip
+    by_hand.fit(texts_of(bundle.splits["train"]), bundle.splits["train"]["label"])
+    expected = by_hand.predict(texts_of(bundle.splits["test"]))
+    preds = engine.test_predictions(run.run_id)
+    names = bundle.label_names
+    assert preds["predicted"].tolist() == [names[i] for i in expected]
+    assert run.result["test_accuracy"] == pytest.approx(float(np.mean(expected == np.array(bundle.splits["test"]["label"]))))
+    best_c = max(run.result["c_scores"], key=lambda r: (r["accuracy"], r["macro_f1"]))  # chosen on validation
+    assert best_c["C"] == c or (best_c["accuracy"], best_c["macro_f1"]) == next(
+        (r["accuracy"], r["macro_f1"]) for r in run.result["c_scores"] if r["C"] == c
+    )
+    kinds = [e["type"] for e in run.events()]
+    assert kinds == ["start", "eval", "test"] and run.config.kind == "baseline"
+
+
+def test_embedding_features_are_the_models_mean_pooled_states(tiny_bert_dir):
+    from transformers import AutoModel, AutoTokenizer
+
+    from ftui.batching import tokenize_split
+    from ftui.data import load_data
+
+    bundle = load_data(DataConfig(max_train_examples=40))
+    tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    model = AutoModel.from_pretrained(tiny_bert_dir).eval()
+    split = bundle.splits["validation"]
+    feats = embed(model, tokenize_split(split, tok, 32), tok.pad_token_id, "cpu", lambda: False)
+    for i in range(len(split)):  # one text at a time, no padding at all
+        ids = tok(split[i]["text"], truncation=True, max_length=32, return_tensors="pt")
+        with torch.no_grad():
+            alone = model(**ids).last_hidden_state[0].mean(0).numpy()
+        assert np.allclose(feats[i], alone, atol=1e-5)
+
+
+def test_a_baseline_run_is_predicted_with_compared_and_exported(engine, tiny_bert_dir):
+    from ftui.experiments import baseline_verdict, runs_frame
+
+    base = finish(engine, engine.start_run(baseline_cfg("embeddings", tiny_bert_dir)))
+    assert (base.out_dir / "model" / PIPELINE_FILE).exists() and (base.out_dir / "model" / META_FILE).exists()
+    probs = engine.predict("The hotel was lovely.", f"run:{base.run_id}")
+    assert set(probs) == {"negative", "positive"} and abs(sum(probs.values()) - 1) < 1e-6
+    labels = dict((k, v) for v, k in engine.predict_choices())
+    assert "baseline: frozen embeddings" in labels[f"run:{base.run_id}"] and f"base:{base.run_id}" not in labels
+    with pytest.raises(FtuiError, match="is a baseline"):
+        engine.predict("x", f"base:{base.run_id}")
+    tuned_cfg = RunConfig(DataConfig(), ModelConfig(source="local", checkpoint=str(tiny_bert_dir)),
+                          TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3, max_length=32))  # fmt: skip
+    tuned = finish(engine, engine.start_run(tuned_cfg))
+    frame = runs_frame(engine.run_headers())
+    row = frame[frame["run_id"] == tuned.run_id].iloc[0]
+    assert row["method"] == "fine-tune" and row["delta_vs_baseline"] == pytest.approx(
+        round(tuned.result["test_accuracy"] - base.result["test_accuracy"], 4)
+    )
+    assert frame[frame["run_id"] == base.run_id].iloc[0]["method"] == "embeddings"
+    verdict = baseline_verdict(tuned.header(), engine.run_headers())
+    assert base.name in verdict and ("beats this fine-tuned" in verdict or "beats the best baseline" in verdict)
+    path = engine.export_zip(base.run_id)
+    with zipfile.ZipFile(path) as z:
+        assert f"model/{PIPELINE_FILE}" in z.namelist()
+        card = z.read("model/README.md").decode()
+    assert "library_name: sklearn" in card and "**baseline**" in card and "joblib" in card
+
+
+def test_run_baselines_runs_both_one_after_the_other(engine):
+    first = engine.start_baselines(RunConfig(DataConfig(), ModelConfig(), TrainConfig(max_length=32)))
+    finish(engine, first)
+    version = 0
+    while True:  # the second starts from the first's worker once it completed
+        runs = [r for r in engine.runs() if r.config.kind == "baseline"]
+        if len(runs) == 2 and runs[-1].done.is_set():
+            break
+        version = first.wait_for_change(version, timeout=0.5)
+    second = runs[-1]
+    assert second.status == RunStatus.COMPLETED, second.error
+    assert [r.config.baseline for r in runs] == ["tfidf", "embeddings"] and not engine.manager.expecting
+
+
+def test_cli_baseline_prints_its_scores_last(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "ftui", "baseline", "--offline", "--dataset", "demo", "--kind", "tfidf",
+         "--runs-dir", str(tmp_path / "runs")],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    end = json.loads(out.stdout.strip().splitlines()[-1])
+    assert end["status"] == "completed", out.stderr[-2000:]
+    assert 0 <= end["test_accuracy"] <= 1 and 0 <= end["test_macro_f1"] <= 1
