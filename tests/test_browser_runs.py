@@ -117,3 +117,64 @@ def test_three_runs_survive_a_restart_and_are_compared_evaluated_downloaded(brow
         engine.stop_run()
         engine.join(60)
         demo.close()
+
+
+def test_the_course_method_baselines_two_phase_and_one_phase_compared(browser, tmp_path):
+    """Baselines first, then transfer learning followed by fine-tuning, then plain fine-tuning: all four runs in the
+    Runs tab with their test scores and their difference to the best baseline."""
+    demo, engine = serve(tmp_path / "runs")
+    try:
+        ctx, page = open_page(browser, demo.local_url)
+        tab(page, "3. Train")
+        page.click("#baselines")
+        page.wait_for_selector("#train-message:has-text('frozen-embeddings baseline follows')")
+        page.wait_for_function(
+            "() => document.querySelector('#run-status').innerText.includes('baseline-embeddings')"
+            " && document.querySelector('#run-status').innerText.includes('completed')",
+            timeout=180_000,
+        )
+        baselines = [r for r in engine.runs() if r.config.kind == "baseline"]
+        assert [r.status.value for r in baselines] == ["completed", "completed"]
+        fill_number(page, "epochs", "1")
+        page.locator("#schedule").get_by_text("Head first, then fine-tune").click()
+        page.wait_for_selector("#head-epochs input")  # its settings appear with the choice
+        page.click("#start")
+        page.wait_for_function(
+            "() => { const t = document.querySelector('#run-status').innerText;"
+            " return t.includes('2phase') && t.includes('completed'); }",
+            timeout=180_000,
+        )
+        page.wait_for_function(  # the phase boundary is drawn on the live chart
+            "() => { const el = document.querySelector('#acc-plot .js-plotly-plot');"
+            " return el && (el.layout.annotations || []).some(a => a.text.includes('finetune begins')); }"
+        )
+        assert "baseline" in md(page, "run-status")  # the verdict against the best baseline
+        page.locator("#schedule").get_by_text("One phase", exact=True).click()
+        page.click("#start")
+        page.wait_for_function(
+            "() => { const t = document.querySelector('#run-status').innerText;"
+            " return t.includes('completed') && t.includes('-f0-') && !t.includes('2phase'); }",
+            timeout=180_000,
+        )
+        tab(page, "5. Runs")
+        page.click("#runs-refresh")
+        page.wait_for_function(
+            """() => { const t = document.querySelector('#runs-table').innerText;
+                       return ['TF-IDF', 'embeddings', 'head→fine-tune', 'fine-tune'].every(m => t.includes(m)); }"""
+        )
+        frame = __import__("ftui.experiments", fromlist=["runs_frame"]).runs_frame(engine.run_headers())
+        tuned = frame[frame["method"].isin(["fine-tune", "head→fine-tune"])]
+        assert len(tuned) == 2 and tuned["delta_vs_baseline"].notna().all() and frame["test_acc"].notna().all()
+        table = page.inner_text("#runs-table")
+        for delta in tuned["delta_vs_baseline"]:
+            assert f"{delta:g}"[:5] in table  # the difference to the best baseline is shown
+        two_phase = next(r for r in engine.runs() if r.config.train.schedule == "two-phase")
+        choose(page, "runs-select", two_phase.name)
+        choose(page, "runs-select", "baseline-tfidf")
+        page.click("#compare-btn")
+        page.wait_for_selector(":text('Against the best baseline on the same test set')")
+        ctx.close()
+    finally:
+        engine.stop_run()
+        engine.join(60)
+        demo.close()

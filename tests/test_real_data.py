@@ -42,3 +42,34 @@ def test_minilm_on_rotten_tomatoes(engine):
     )
     # Pang & Lee's classical models reach about 77%; a fine-tuned MiniLM must beat that.
     assert r["test_accuracy"] >= 0.77
+
+
+def test_the_course_method_on_rotten_tomatoes(engine):
+    """Baselines, transfer learning (head only), head first then fine-tune, and full fine-tuning on one test set:
+    the figures of the README's method table (packaged MiniLM, max length 64, batch 32, 1 epoch of fine-tuning)."""
+    data = DataConfig(source="local", dataset_id=str(RT))
+    common = {"batch_size": 32, "max_length": 64, "evals_per_epoch": 2}
+    recipes = {
+        "TF-IDF + LR": RunConfig(data, ModelConfig(), TrainConfig(**common), kind="baseline", baseline="tfidf"),
+        "embeddings + LR": RunConfig(data, ModelConfig(), TrainConfig(**common), kind="baseline", baseline="embeddings"),
+        "head only (1 epoch, lr 1e-3)": RunConfig(data, ModelConfig(freeze_depth=6),
+                                                 TrainConfig(epochs=1, learning_rate=1e-3, **common)),  # fmt: skip
+        "head 1 epoch, then fine-tune 1 epoch": RunConfig(data, ModelConfig(), TrainConfig(
+            epochs=1, learning_rate=1e-4, schedule="two-phase", head_epochs=1, head_learning_rate=1e-3, **common)),
+        "full fine-tune (1 epoch, lr 1e-4)": RunConfig(data, ModelConfig(), TrainConfig(epochs=1, learning_rate=1e-4, **common)),
+    }  # fmt: skip
+    table = {}
+    for name, cfg in recipes.items():
+        t0 = time.perf_counter()
+        run = engine.start_run(cfg)
+        assert run.done.wait(3600) and engine.join(60)
+        assert run.status == RunStatus.COMPLETED, (name, run.error)
+        r = run.result
+        wall = round(time.perf_counter() - t0, 1)
+        table[name] = {"test_accuracy": round(r["test_accuracy"], 4), "test_macro_f1": round(r["test_macro_f1"], 4),
+                       "wall_seconds": wall}  # fmt: skip
+        print(json.dumps({name: table[name]}), flush=True)
+    print(json.dumps(table))
+    assert table["TF-IDF + LR"]["test_accuracy"] >= 0.70  # Pang & Lee's classical models: about 77%
+    assert table["full fine-tune (1 epoch, lr 1e-4)"]["test_accuracy"] >= 0.77
+    assert table["head 1 epoch, then fine-tune 1 epoch"]["test_accuracy"] >= 0.77

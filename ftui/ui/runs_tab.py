@@ -11,7 +11,7 @@ import pandas as pd
 from ftui.data import PREVIEW_CHARS
 from ftui.engine import Engine
 from ftui.errors import FtuiError
-from ftui.experiments import TABLE_LEGEND, config_diff, display_frame, display_widths, runs_frame
+from ftui.experiments import TABLE_LEGEND, baseline_verdict, config_diff, display_frame, display_widths, runs_frame
 from ftui.export import per_class_table
 from ftui.metrics import confusion
 from ftui.plots import COMPARE_METRICS, compare_figure, confusion_figure
@@ -151,6 +151,10 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         figs = [compare_figure(series, m) for m in COMPARE_METRICS]
         d = config_diff(recs) if len(recs) > 1 else pd.DataFrame({"field": []})
         msg = f"{len(recs)} runs; {len(d)} config field(s) differ." if len(recs) > 1 else "One run: nothing to diff."
+        everyone = engine.run_headers()  # the best baseline may be a run that is not ticked
+        verdicts = [f"- **{r['name']}**: {v}" for r in recs if (v := baseline_verdict(r, everyone))]
+        if verdicts:
+            msg += "\n\nAgainst the best baseline on the same test set:\n" + "\n".join(verdicts)
         return (msg, *figs, d)
 
     compare_btn.click(compare, selected, [compare_msg, *plots, diff], api_name="compare_runs")
