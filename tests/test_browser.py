@@ -428,9 +428,12 @@ def test_predict_defaults_to_the_newest_completed_run_with_its_own_examples(page
     tab(page, "4. Predict")
     page.wait_for_function("(name) => document.querySelector('#predict-model input').value.startsWith(name)", arg=newest.name)
     assert "fine-tuned" in page.locator("#predict-model input").input_value()
-    test_texts = set(engine.test_predictions(newest.run_id)["text"])
+    test_texts = sorted({t[:40] for t in engine.test_predictions(newest.run_id)["text"]})
+    page.wait_for_function(  # examples come from the run's own test set (they follow the model choice)
+        "(texts) => { const t = document.querySelector('#examples').innerText; return texts.some(x => t.includes(x)); }",
+        arg=test_texts,
+    )
     shown = page.locator("#examples").inner_text()
-    assert any(t[:40] in shown for t in test_texts)  # examples come from the run's own test set
     page.locator("#examples button, #examples td").first.click()
     assert page.locator("#predict-text textarea").input_value()[:20] in shown
 
