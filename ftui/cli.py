@@ -8,9 +8,11 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from ftui.config import BASELINES, PRECISIONS, SCHEDULES, DataConfig, ModelConfig, RunConfig, TrainConfig
+from ftui.config import BASELINES, PRECISIONS, SCHEDULES, AdaptConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
+from ftui.config import PRESETS as CONFIG_PRESETS
 
-HELP = {f.name: f.metadata.get("help", "") for f in fields(TrainConfig)}
+HELP = {f.name: f.metadata.get("help", "").replace("%", "%%") for f in fields(TrainConfig)}
+ADAPT_HELP = {f.name: f.metadata.get("help", "").replace("%", "%%") for f in fields(AdaptConfig)}  # argparse formats %
 
 
 def _source(value: str, builtin: str, local: bool) -> tuple[str, str]:
@@ -108,6 +110,31 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--run-name", default="")
     b.add_argument("--runs-dir", default=None, help="where runs are saved (None: ./runs or $FTUI_RUNS_DIR)")
     b.add_argument("--offline", action="store_true", help="do not contact the Hub")
+    ad = sub.add_parser("adapt", help="masked-LM pre-training; last line: JSON with the adapted model_dir", formatter_class=fmt)
+    a_cfg = AdaptConfig()
+    ad.add_argument("--corpus", default="demo", help="'demo', a file (.txt one document per line, or a table), or a Hub id")
+    ad.add_argument("--corpus-config", default=None, help="Hub dataset config")
+    ad.add_argument("--split", default=a_cfg.corpus_split, help=ADAPT_HELP["corpus_split"])
+    ad.add_argument("--text-column", default=None, help=ADAPT_HELP["text_column"])
+    ad.add_argument("--checkpoint", default="packaged", help="continue pre-training this ('packaged', a Hub id or a folder)")
+    ad.add_argument("--trust-remote-code", action="store_true", help="allow code shipped in Hub repos")
+    ad.add_argument("--from-scratch", action="store_true", help="train a WordPiece tokenizer and a new BERT instead")
+    ad.add_argument("--vocab-size", type=int, default=a_cfg.vocab_size, help=ADAPT_HELP["vocab_size"])
+    ad.add_argument("--min-frequency", type=int, default=a_cfg.min_frequency, help=ADAPT_HELP["min_frequency"])
+    ad.add_argument("--cased", action="store_true", help="scratch: keep case (default: lowercase)")
+    ad.add_argument("--preset", choices=list(CONFIG_PRESETS), default=a_cfg.preset, help=ADAPT_HELP["preset"])
+    ad.add_argument("--mask-rate", type=float, default=a_cfg.mask_rate, help=ADAPT_HELP["mask_rate"])
+    ad.add_argument("--whole-word", action="store_true", help=ADAPT_HELP["whole_word"])
+    ad.add_argument("--lr", type=float, default=5e-5, help="peak learning rate")
+    ad.add_argument("--batch-size", type=int, default=16, help="blocks per batch")
+    ad.add_argument("--epochs", type=float, default=1.0, help="passes over the corpus")
+    ad.add_argument("--max-steps", type=int, default=0, help="stop after this many steps; 0 = all epochs")
+    ad.add_argument("--block-length", type=int, default=128, help="tokens per block")
+    ad.add_argument("--evals-per-epoch", type=int, default=4, help="held-out evaluations per epoch")
+    ad.add_argument("--seed", type=int, default=d.seed, help=HELP["seed"])
+    ad.add_argument("--run-name", default="")
+    ad.add_argument("--runs-dir", default=None, help="where runs are saved (None: ./runs or $FTUI_RUNS_DIR)")
+    ad.add_argument("--offline", action="store_true", help="do not contact the Hub")
     r = sub.add_parser("runs", help="read the experiment store", formatter_class=fmt)
     rsub = r.add_subparsers(dest="runs_command", required=True)
     ls = rsub.add_parser("list", help="every run, oldest first", formatter_class=fmt)
@@ -175,7 +202,24 @@ def main(argv: list[str] | None = None) -> int:
     hub_status = HubStatus(False, "offline (--offline)") if args.offline else None
     engine = Engine(runs_dir=args.runs_dir, hub_status=hub_status)
     model_cfg = _model_config(args)
-    if args.command == "baseline":
+    if args.command == "adapt":
+        corpus = args.corpus
+        source = "demo" if corpus == "demo" else ("file" if Path(corpus).expanduser().is_file() else "hub")
+        cfg = RunConfig(
+            model=model_cfg,
+            train=TrainConfig(
+                learning_rate=args.lr, batch_size=args.batch_size, epochs=args.epochs, max_steps=args.max_steps,
+                max_length=args.block_length, evals_per_epoch=args.evals_per_epoch, seed=args.seed, run_name=args.run_name,
+            ),
+            kind="mlm",
+            adapt=AdaptConfig(
+                corpus_source=source, corpus="" if source == "demo" else corpus, corpus_config=args.corpus_config,
+                corpus_split=args.split, text_column=args.text_column, mode="scratch" if args.from_scratch else "continue",
+                mask_rate=args.mask_rate, whole_word=args.whole_word, vocab_size=args.vocab_size,
+                min_frequency=args.min_frequency, lowercase=not args.cased, preset=args.preset,
+            ),
+        )  # fmt: skip
+    elif args.command == "baseline":
         cfg = RunConfig(
             data=_data_config(args),
             model=model_cfg,

@@ -13,7 +13,10 @@ MODEL_SOURCES = ("packaged", "hub", "local")
 HEADS = ("auto", "mlp")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCHEDULES = ("one-phase", "two-phase")
-KINDS = ("finetune", "baseline")
+KINDS = ("finetune", "baseline", "mlm")
+CORPUS_SOURCES = ("demo", "file", "hub")
+ADAPT_MODES = ("continue", "scratch")
+PRESETS = ("tiny", "small", "base")
 BASELINES = ("tfidf", "embeddings")
 
 # A Hub repo id: "name" or "owner/name", letters, digits, '-', '_', '.'; never a URL or a path.
@@ -109,6 +112,25 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class AdaptConfig:
+    """Masked-language-model pre-training: which texts, and whether to continue a checkpoint or start from scratch."""
+
+    corpus_source: str = field(default="demo", metadata={"help": "demo | file (txt, one document per line; or a table) | hub"})
+    corpus: str = field(default="", metadata={"help": "file path or Hub dataset id"})
+    corpus_config: str | None = field(default=None, metadata={"help": "Hub config"})
+    corpus_split: str = field(default="train", metadata={"help": "Hub split (IMDB's 'unsupervised' has 50k unlabelled)"})
+    text_column: str | None = field(default=None, metadata={"help": "text column of a table or Hub split; None = detect"})
+    mode: str = field(default="continue", metadata={"help": "continue pre-training the checkpoint, or scratch"})
+    mask_rate: float = field(default=0.15, metadata={"help": "share of tokens masked (BERT's 15%; 80/10/10 mask/random/keep)"})
+    whole_word: bool = field(default=False, metadata={"help": "mask every piece of a chosen word together"})
+    vocab_size: int = field(default=8000, metadata={"help": "scratch: WordPiece vocabulary size"})
+    min_frequency: int = field(default=2, metadata={"help": "scratch: a piece must occur this often to enter the vocabulary"})
+    lowercase: bool = field(default=True, metadata={"help": "scratch: lowercase before tokenizing (uncased model)"})
+    preset: str = field(default="tiny", metadata={"help": "scratch: tiny | small | base (model size)"})
+    holdout: float = field(default=0.05, metadata={"help": "share of documents held out for perplexity"})
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything that defines one training run."""
 
@@ -119,6 +141,7 @@ class RunConfig:
     baseline: str = field(
         default="", metadata={"help": "for a baseline: tfidf (words + logistic regression) | embeddings (frozen encoder)"}
     )
+    adapt: AdaptConfig = field(default_factory=AdaptConfig, metadata={"help": "for kind 'mlm': corpus and recipe"})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""
@@ -136,6 +159,7 @@ class RunConfig:
             train=_build(TrainConfig, d.get("train", {})),
             kind=str(d.get("kind") or "finetune"),
             baseline=str(d.get("baseline") or ""),
+            adapt=_build(AdaptConfig, d.get("adapt", {}) or {}),
         )
 
 
@@ -252,4 +276,35 @@ def validate_run(cfg: RunConfig) -> list[str]:
         errors.append(f"run kind must be one of {', '.join(KINDS)} (got {cfg.kind!r})")
     elif cfg.kind == "baseline" and cfg.baseline not in BASELINES:
         errors.append(f"baseline must be one of {', '.join(BASELINES)} (got {cfg.baseline!r})")
+    elif cfg.kind == "mlm":
+        errors += validate_adapt(cfg.adapt)
+    return errors
+
+
+def corpus_as_data(cfg: AdaptConfig) -> DataConfig:
+    """A pre-training corpus as the dataset it is (for the deployment's dataset rules and the runs table)."""
+    if cfg.corpus_source == "hub":
+        return DataConfig(source="hub", dataset_id=str(cfg.corpus).strip(), config_name=cfg.corpus_config)
+    if cfg.corpus_source == "file":
+        return DataConfig(source="local", dataset_id=str(cfg.corpus).strip())
+    return DataConfig()
+
+
+def validate_adapt(cfg: AdaptConfig) -> list[str]:
+    """Messages for every problem in a pre-training config."""
+    errors: list[str] = []
+    if cfg.corpus_source not in CORPUS_SOURCES:
+        errors.append(f"corpus source must be one of {', '.join(CORPUS_SOURCES)} (got {cfg.corpus_source!r})")
+    elif cfg.corpus_source == "hub" and not is_hub_id(str(cfg.corpus).strip()):
+        errors.append(f"'{cfg.corpus}' is not a Hub dataset id: use 'owner/name'")
+    elif cfg.corpus_source == "file" and not Path(str(cfg.corpus)).expanduser().is_file():
+        errors.append(f"no corpus file at '{cfg.corpus}'")
+    if cfg.mode not in ADAPT_MODES:
+        errors.append(f"pre-training mode must be one of {', '.join(ADAPT_MODES)} (got {cfg.mode!r})")
+    _float_in(errors, "mask rate", cfg.mask_rate, 0.0, 0.5, lo_open=True)
+    _int_in(errors, "vocabulary size", cfg.vocab_size, 100, 200_000)
+    _int_in(errors, "minimum frequency", cfg.min_frequency, 1, 1_000_000)
+    if cfg.preset not in PRESETS:
+        errors.append(f"model size must be one of {', '.join(PRESETS)} (got {cfg.preset!r})")
+    _float_in(errors, "held-out share", cfg.holdout, 0.0, 0.5, lo_open=True)
     return errors

@@ -19,9 +19,21 @@ import pandas as pd
 import torch
 
 from ftui import export, hub
+from ftui.adapt import adapt_run, adapted_checkpoints, corpus_preview, load_corpus
 from ftui.baselines import baseline_run
 from ftui.batching import TokenCache
-from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig, validate_data, validate_model, validate_run
+from ftui.config import (
+    AdaptConfig,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    corpus_as_data,
+    validate_adapt,
+    validate_data,
+    validate_model,
+    validate_run,
+)
 from ftui.data import LABEL, TEXT, TEXT_PAIR, DataBundle, load_data, text_lengths
 from ftui.errors import ConfigError, DataError, FtuiError, HubError, ModelError
 from ftui.hub import HubStatus
@@ -247,12 +259,14 @@ class Engine:
         run (the next baseline of "Run baselines").
         """
         self._writable()
+        if cfg.kind == "mlm":  # the corpus is the run's data: the deployment's dataset rules apply to it
+            cfg = replace(cfg, data=corpus_as_data(cfg.adapt))
         problems = validate_run(cfg)
         if not problems:
             cfg, problems = self.settings.apply(cfg)
         if problems:
             raise ConfigError(problems)
-        baseline = cfg.kind == "baseline"
+        baseline, mlm = cfg.kind == "baseline", cfg.kind == "mlm"
 
         def make_run() -> Run:
             run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -260,6 +274,9 @@ class Engine:
             if baseline:
                 what = "tfidf" if cfg.baseline == "tfidf" else f"embeddings-{model_part}"
                 generated = f"baseline-{what}-{data_part}-{run_id[9:15]}"
+            elif mlm:
+                what = f"scratch-{cfg.adapt.preset}" if cfg.adapt.mode == "scratch" else model_part
+                generated = f"mlm-{what}-{data_part}-{run_id[9:15]}"
             else:
                 schedule = "-2phase" if cfg.train.schedule == "two-phase" else ""
                 generated = f"{model_part}-{data_part}-f{cfg.model.freeze_depth}{schedule}-{run_id[9:15]}"
@@ -267,7 +284,8 @@ class Engine:
 
         run = self.manager.reserve(make_run)
         try:
-            if not (baseline and cfg.baseline == "tfidf"):  # TF-IDF never touches the checkpoint
+            # TF-IDF and a from-scratch model never touch the checkpoint
+            if not (baseline and cfg.baseline == "tfidf") and not (mlm and cfg.adapt.mode == "scratch"):
                 self._check_model_fits(cfg, token)
         except FtuiError:
             self.manager.release(run)
@@ -277,7 +295,10 @@ class Engine:
         worker = baseline_run if baseline else train_run
 
         def work() -> None:
-            worker(run, load, token, self.token_cache)
+            if mlm:
+                adapt_run(run, token, self.settings.read_limits())
+            else:
+                worker(run, load, token, self.token_cache)
             if then is not None and run.status == RunStatus.COMPLETED:
                 try:
                     then()
@@ -309,6 +330,20 @@ class Engine:
                  "lower the freeze depth, or choose the one-phase schedule"]
             )  # fmt: skip
 
+    def preview_corpus(self, cfg: AdaptConfig, model: ModelConfig, block: int, token: str | None = None) -> dict[str, Any]:
+        """Documents, tokens (in the checkpoint's tokenizer when continuing), blocks, duplicates of a corpus."""
+        problems = validate_adapt(cfg)
+        if problems:
+            raise DataError(_sentence(problems), "")
+        self._admit_data(corpus_as_data(cfg))
+        corpus = load_corpus(cfg, self.settings.read_limits(), token)
+        tokenizer = self.tokenizer(model, token) if cfg.mode == "continue" else None
+        return {"name": corpus.name, **corpus_preview(corpus, tokenizer, block)}
+
+    def adapted_checkpoints(self) -> list[tuple[str, str]]:
+        """(label, folder) of completed masked-LM runs: checkpoints a classifier run can start from."""
+        return adapted_checkpoints(self.runs())
+
     def start_baselines(self, cfg: RunConfig, token: str | None = None) -> Run:
         """ "Run baselines": TF-IDF + logistic regression now, then frozen embeddings + logistic regression, as runs."""
         embeddings = replace(cfg, kind="baseline", baseline="embeddings", train=replace(cfg.train, run_name=""))
@@ -330,6 +365,10 @@ class Engine:
             r.reopen(int(snap["step"]))
 
         run = self.manager.resume(run_id, reopen)
+        if run.config.kind == "mlm":
+            args: tuple[Any, ...] = (run, token, self.settings.read_limits(), True)
+            self.manager.launch(run, adapt_run, args, f"ftui-resume-{run.run_id}")
+            return run
         self.manager.launch(
             run,
             train_run,

@@ -90,6 +90,18 @@ class EvalEvent(Event):
 
 
 @dataclass(frozen=True)
+class MLMEvalEvent(Event):
+    """Held-out metrics of a masked-language-model run (an 'eval' event with perplexity, not class metrics)."""
+
+    type: EventType = _t(EventType.EVAL)
+    epoch: float = 0.0
+    eval_loss: float = 0.0
+    eval_perplexity: float = 0.0
+    eval_masked_accuracy: float = 0.0
+    phase: str | None = None
+
+
+@dataclass(frozen=True)
 class EpochEvent(Event):
     """An epoch ended (numbered within its phase)."""
 

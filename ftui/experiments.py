@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -50,6 +51,8 @@ def method_of(cfg: dict[str, Any]) -> str:
     """What a run trains, in a word or two: fine-tune, head→fine-tune (two phases), TF-IDF or embeddings (baselines)."""
     if cfg.get("kind") == "baseline":
         return {"tfidf": "TF-IDF", "embeddings": "embeddings"}.get(cfg.get("baseline", ""), "baseline")
+    if cfg.get("kind") == "mlm":
+        return "MLM from scratch" if cfg.get("adapt", {}).get("mode") == "scratch" else "MLM (adapt)"
     return "head→fine-tune" if cfg.get("train", {}).get("schedule") == "two-phase" else "fine-tune"
 
 
@@ -91,7 +94,7 @@ def run_row(rec: dict[str, Any]) -> dict[str, Any]:
     """One line of the runs table from a stored record (header fields; events not needed)."""
     cfg = rec.get("config", {})
     t, res = cfg.get("train", {}), rec.get("result", {}) or {}
-    best = (res.get("best_eval") or {}).get("accuracy")
+    best = (res.get("best_eval") or {}).get("accuracy") if cfg.get("kind") != "mlm" else None
     ended, started = rec.get("ended_at"), rec.get("started_at")
     return {
         "run_id": rec["run_id"],
@@ -118,9 +121,14 @@ def runs_frame(records: Sequence[dict[str, Any]], query: str = "", status: str =
     """The runs table, newest first, filtered by a free-text query (any column) and a status."""
     records = list(records)
     best = best_baselines(records)
+    adapted = {str(Path(r.get("out_dir", "")) / "model"): r.get("name", "") for r in records
+               if r.get("config", {}).get("kind") == "mlm"}  # fmt: skip
     rows = []
     for rec in reversed(records):
         row = run_row(rec)
+        start = str(rec.get("config", {}).get("model", {}).get("checkpoint", ""))
+        if start in adapted:  # a classifier that started from an adapted checkpoint names the run that made it
+            row["checkpoint"] = f"adapted: {adapted[start]}"
         base = best.get(test_split_key(rec.get("config", {})))
         if base is not None and rec.get("config", {}).get("kind") != "baseline" and row["test_acc"] is not None:
             row["delta_vs_baseline"] = round(row["test_acc"] - base["result"]["test_accuracy"], 4)

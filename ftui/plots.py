@@ -80,6 +80,21 @@ def accuracy_figure(events: Sequence[dict[str, Any]], revision: str = "") -> go.
     return fig
 
 
+def perplexity_figure(events: Sequence[dict[str, Any]], revision: str = "") -> go.Figure:
+    """Held-out perplexity (log scale: it falls by orders of magnitude from scratch) and masked-token accuracy."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    x, y = _series(events, EventType.EVAL, "eval_perplexity")
+    fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name="held-out perplexity"), secondary_y=False)
+    x2, y2 = _series(events, EventType.EVAL, "eval_masked_accuracy")
+    fig.add_trace(go.Scatter(x=x2, y=y2, mode="lines+markers", name="masked-token accuracy"), secondary_y=True)
+    fig.update_yaxes(type="log", title_text="perplexity", secondary_y=False)
+    fig.update_yaxes(range=[0, 1.02], title_text="accuracy", secondary_y=True)
+    fig.update_layout(title="Held-out perplexity", xaxis_title="step", uirevision=revision, **_step_axis(x), **_LAYOUT)
+    return fig
+
+
 COMPARE_METRICS = {
     "train loss": (EventType.TRAIN, "loss"),
     "eval loss": (EventType.EVAL, "eval_loss"),
@@ -202,12 +217,18 @@ def status_markdown(snap: RunSnapshot | None, now: float | None = None) -> str:
         lines.append(" · ".join(bits))
     if p.get("best_eval_accuracy") is not None:
         lines.append(f"Best validation accuracy so far: **{p['best_eval_accuracy']:.3f}**")
+    if p.get("best_perplexity") is not None:
+        lines.append(f"Best held-out perplexity so far: **{p['best_perplexity']:.2f}**")
     r = snap.result
     if snap.status == RunStatus.COMPLETED and "test_accuracy" in r:
         lines.append(
             f"**Test accuracy {r['test_accuracy']:.3f} · test macro-F1 {r['test_macro_f1']:.3f}** "
             f"(best checkpoint, step {r.get('best_eval', {}).get('step', '?')}; {_duration(r.get('train_seconds'))})"
         )
+    if snap.status == RunStatus.COMPLETED and r.get("perplexity_after") is not None:
+        before = r.get("perplexity_before")
+        start = f"{before:.2f} → " if isinstance(before, (int, float)) else ""
+        lines.append(f"**Held-out perplexity {start}{r['perplexity_after']:.2f}**: the adapted checkpoint is in the Model tab")
     if r.get("model_dir") and snap.status == RunStatus.COMPLETED:
         lines.append(f"Model saved in `{r['model_dir']}`")
     if snap.status == RunStatus.STOPPED:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from ftui.events import (
     EarlyStopEvent,
     EpochEvent,
     EvalEvent,
+    Event,
     PhaseEvent,
     ResumeEvent,
     StartEvent,
@@ -269,7 +270,11 @@ def _finish_stopped(run: Run, state: dict[str, Any]) -> None:
     steps = int(state.get("steps", 0))
     if not has_model and "model" in state and steps > 0:
         try:
-            _save_best(state["model"], state["tokenizer"], run)
+            save = state.get("save")  # the objective's own way of saving (a classifier, or a masked-LM checkpoint)
+            if save is not None:
+                replace_dir(run.out_dir / MODEL_DIR, lambda tmp: save(state["model"], state["tokenizer"], tmp))
+            else:
+                _save_best(state["model"], state["tokenizer"], run)
             result["kept"], result["kept_step"] = "last", steps
             has_model = True
         except Exception as exc:  # noqa: BLE001 - a half-built model may not save; the stop itself must still land
@@ -350,15 +355,71 @@ class TrainState:
 
 
 # ---------------------------------------------------------------------------------------------------- objectives
-class ClassificationObjective:
-    """Cross-entropy on class labels; the best checkpoint has the highest validation accuracy (then the lowest loss)."""
+class Objective(Protocol):
+    """What the core trains for: how an epoch is batched, a batch's loss, an evaluation, which one is better, and how
+    the best model is saved. Classification is one; masked-language modelling (ftui.adapt) is another."""
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The training loss of a batch."""
-        return nn.functional.cross_entropy(logits.float(), labels)
+    train_rows: int  # examples (or blocks) in one epoch of train
+
+    def epoch_batches(self, gen: torch.Generator) -> list[np.ndarray]:
+        """One epoch's batches (row indices), in order, drawn from `gen`."""
+        ...
+
+    def train_loss(self, model: nn.Module, idx: np.ndarray, cache: PrefixCache | None, amp: torch.dtype | None) -> torch.Tensor:
+        """The mean loss of one micro-batch (graph attached)."""
+        ...
+
+    def evaluate(
+        self, model: nn.Module, amp: torch.dtype | None, stop: Callable[[], bool], cache: PrefixCache | None
+    ) -> dict[str, float]:
+        """Validation metrics, 'loss' among them."""
+        ...
 
     def better(self, metrics: dict[str, float], best: dict[str, Any] | None) -> bool:
         """Whether an evaluation beats the best so far."""
+        ...
+
+    def eval_event(self, step: int, epoch: float, metrics: dict[str, float], phase: str) -> Event:
+        """The event an evaluation logs."""
+        ...
+
+    def progress(self, best: dict[str, Any]) -> dict[str, Any]:
+        """Progress fields for the best evaluation so far."""
+        ...
+
+    def save(self, model: nn.Module, tokenizer: Any, folder: Path) -> None:
+        """Write the best model into `folder` (swapped in by the core)."""
+        ...
+
+
+class ClassificationObjective:
+    """Cross-entropy on class labels; the best checkpoint has the highest validation accuracy (then the lowest loss)."""
+
+    def __init__(self, enc: dict[str, Tokenized], pad_id: int, device: str, batch_size: int, names: list[str]) -> None:
+        self.enc, self.pad_id, self.device, self.batch_size, self.names = enc, pad_id, device, batch_size, names
+        self.train_rows = len(enc["train"])
+
+    def epoch_batches(self, gen: torch.Generator) -> list[np.ndarray]:
+        """Shuffled batches of similar lengths."""
+        return length_grouped_batches(self.enc["train"].lengths, self.batch_size, gen)
+
+    def train_loss(self, model: nn.Module, idx: np.ndarray, cache: PrefixCache | None, amp: torch.dtype | None) -> torch.Tensor:
+        """Cross-entropy of one batch (frozen layers read from the cache when it holds the batch)."""
+        batch = collate(self.enc["train"], idx, self.pad_id, self.device)
+        y = batch.pop("labels")
+        ctx = cache.context("train", self.enc["train"], idx) if cache else contextlib.nullcontext()
+        with ctx, torch.autocast(device_type=self.device, dtype=amp or torch.float32, enabled=amp is not None):
+            logits = model(**batch).logits
+        return nn.functional.cross_entropy(logits.float(), y)
+
+    def evaluate(
+        self, model: nn.Module, amp: torch.dtype | None, stop: Callable[[], bool], cache: PrefixCache | None
+    ) -> dict[str, float]:
+        """Loss, accuracy and macro-F1 on validation."""
+        return evaluate(model, self.enc["validation"], self.batch_size * 2, self.pad_id, self.device, amp, stop, cache)
+
+    def better(self, metrics: dict[str, float], best: dict[str, Any] | None) -> bool:
+        """Higher validation accuracy, then lower loss."""
         return best is None or (metrics["accuracy"], -metrics["loss"]) > (best["accuracy"], -best["loss"])
 
     def eval_event(self, step: int, epoch: float, metrics: dict[str, float], phase: str) -> EvalEvent:
@@ -372,6 +433,14 @@ class ClassificationObjective:
             phase=phase,
         )
 
+    def progress(self, best: dict[str, Any]) -> dict[str, Any]:
+        """The best validation accuracy, for the status line."""
+        return {"best_eval_accuracy": best["accuracy"]}
+
+    def save(self, model: nn.Module, tokenizer: Any, folder: Path) -> None:
+        """Model, tokenizer and label names."""
+        save_classifier(model, tokenizer, folder, self.names)
+
 
 # ----------------------------------------------------------------------------------------------------- the core
 class TrainingCore:
@@ -383,20 +452,18 @@ class TrainingCore:
         run: Run,
         model: nn.Module,
         tokenizer: Any,
-        enc: dict[str, Tokenized],
         phases: list[Phase],
-        objective: ClassificationObjective,
+        objective: Objective,
         device: str,
         scratch: dict[str, Any],
     ) -> None:
-        self.run, self.model, self.tokenizer, self.enc = run, model, tokenizer, enc
+        self.run, self.model, self.tokenizer = run, model, tokenizer
         self.phases, self.objective, self.device, self.scratch = phases, objective, device, scratch
         self.t = run.config.train
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.amp = autocast_dtype(self.t.precision, device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 and device == "cuda" else None
-        self.train_lengths = enc["train"].lengths
-        self.micro_per_epoch = math.ceil(len(self.train_lengths) / self.t.batch_size)
+        self.train_rows = objective.train_rows
+        self.micro_per_epoch = math.ceil(self.train_rows / self.t.batch_size)
         self.steps_per_epoch = max(1, math.ceil(self.micro_per_epoch / self.t.grad_accum))
         self.phase_steps = self._plan_steps()
         self.total_steps = sum(self.phase_steps)
@@ -490,9 +557,10 @@ class TrainingCore:
         if state.epoch_gen_state is not None:
             self.gen.set_state(state.epoch_gen_state)
         torch.set_rng_state(snap["rng"])
-        if state.batch_in_epoch >= self.micro_per_epoch:  # saved at the last step of an epoch: that epoch is complete
+        if state.batch_in_epoch >= self.micro_per_epoch:
+            # Saved at the last step of an epoch: that epoch is complete. Its order is drawn again from the saved
+            # generator state and every batch of it skipped, so the next epoch draws the order it would have drawn.
             state.epoch_no += 1
-            state.batch_in_epoch = 0
         return state
 
     # ------------------------------------------------------------------------------------------------ fit
@@ -500,6 +568,7 @@ class TrainingCore:
         """Train every phase from `state` on; returns the final state (best checkpoint saved on the way)."""
         run = self.run
         self.scratch["resume"] = self.save_snapshot
+        self.scratch["save"] = self.objective.save
         self.scratch["steps"] = state.step
         self.t0 = time.perf_counter()
         self.first_step = state.step
@@ -529,17 +598,12 @@ class TrainingCore:
         skip = state.batch_in_epoch
         while not done:
             epoch_gen_state = self.gen.get_state()
-            batches = length_grouped_batches(self.train_lengths, t.batch_size, self.gen)
+            batches = self.objective.epoch_batches(self.gen)
             for bi in range(skip, len(batches)):
                 idx = batches[bi]
                 if stop():
                     raise StopRequested
-                batch = collate(self.enc["train"], idx, self.pad_id, self.device)
-                y = batch.pop("labels")
-                ctx = self.cache.context("train", self.enc["train"], idx) if self.cache else contextlib.nullcontext()
-                with ctx, torch.autocast(device_type=self.device, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-                    logits = self.model(**batch).logits
-                loss = self.objective.loss(logits, y)
+                loss = self.objective.train_loss(self.model, idx, self.cache, self.amp)
                 (self.scaler.scale(loss / t.grad_accum) if self.scaler else loss / t.grad_accum).backward()
                 running_loss += loss.detach()  # stays on the device: no host sync per step
                 running_n += 1
@@ -629,22 +693,19 @@ class TrainingCore:
     def _evaluate(self, state: TrainState, epoch: float, phase: Phase) -> float:
         """Validate, log, keep the checkpoint when it is the best so far; returns the seconds it took."""
         t_eval = time.perf_counter()
-        run, t = self.run, self.t
+        run = self.run
         run.set_progress(phase="evaluating")
-        m = evaluate(
-            self.model, self.enc["validation"], t.batch_size * 2, self.pad_id, self.device, self.amp,
-            run.stop_event.is_set, self.cache,
-        )  # fmt: skip
+        m = self.objective.evaluate(self.model, self.amp, run.stop_event.is_set, self.cache)
         _set_train_mode(self.model, phase.freeze_depth)
         run.log(self.objective.eval_event(state.step, epoch, m, phase.name))
         if self.objective.better(m, state.best):
             state.best = {**m, "step": state.step}
             state.evals_since_best = 0
             self.scratch["best"] = state.best
-            _save_best(self.model, self.tokenizer, run)
+            replace_dir(run.out_dir / MODEL_DIR, lambda tmp: self.objective.save(self.model, self.tokenizer, tmp))
         else:
             state.evals_since_best += 1
-        run.set_progress(phase="training", best_eval_accuracy=state.best["accuracy"])
+        run.set_progress(phase="training", **self.objective.progress(state.best))
         self.point = state.to_dict()
         return time.perf_counter() - t_eval
 
@@ -677,7 +738,9 @@ def _train(
     enc = tokenized_splits(run, bundle, tokenizer, token, token_cache, stop)
     num_layers = len(encoder_layers(model.base_model)) if t.schedule == "two-phase" else 0
     phases = build_schedule(cfg, num_layers)
-    core = TrainingCore(run, model, tokenizer, enc, phases, ClassificationObjective(), device, scratch)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    objective = ClassificationObjective(enc, pad_id, device, t.batch_size, run.label_names)
+    core = TrainingCore(run, model, tokenizer, phases, objective, device, scratch)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     if resume:
@@ -695,7 +758,7 @@ def _train(
                 total_steps=core.total_steps,
                 steps_per_epoch=core.steps_per_epoch,
                 device=device,
-                train_size=len(core.train_lengths),
+                train_size=core.train_rows,
                 trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
                 phases=[{"phase": p.name, "epochs": p.epochs, "learning_rate": p.learning_rate,
                          "freeze_depth": p.freeze_depth, "steps": n} for p, n in zip(phases, core.phase_steps, strict=True)],
@@ -715,7 +778,6 @@ def _train(
     best_model, _, _ = load_classifier(run.out_dir / MODEL_DIR, device)
     scratch["model"] = best_model
     amp = autocast_dtype(t.precision, device)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     test_probs: list[np.ndarray] = []
     test = evaluate(best_model, enc["test"], t.batch_size * 2, pad_id, device, amp, probs_out=test_probs)
     # Only now, with the best model loaded and tested, is the resume snapshot that protected the run not needed.

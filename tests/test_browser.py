@@ -100,14 +100,14 @@ def test_main_path_demo_data_train_stop_predict(page, app_server, browser, tmp_p
         " return el && el.layout && el.layout.title.text.includes('tokens') && el.layout.title.text.includes('128'); }"
     )
     max_len = page.locator("#max-len input")  # the Train tab's max length moves the mark
-    tab(page, "3. Train")
+    tab(page, "4. Train")
     max_len.fill("8")
     max_len.press("Tab")
     tab(page, "1. Data")
     page.wait_for_function(
         "() => document.querySelector('#len-plot .js-plotly-plot').layout.title.text.includes('longer than 8 tokens')"
     )
-    tab(page, "3. Train")
+    tab(page, "4. Train")
     max_len.fill("128")
     max_len.press("Tab")
     tab(page, "1. Data")
@@ -123,7 +123,7 @@ def test_main_path_demo_data_train_stop_predict(page, app_server, browser, tmp_p
     slider.press("Enter")
     page.wait_for_selector("#trainable:has-text('everything trains')")
     # 3. Train: long enough to stop it mid-run
-    tab(page, "3. Train")
+    tab(page, "4. Train")
     fill_number(page, "epochs", "30")
     page.click("#start")
     page.wait_for_selector("#run-status:has-text('running')")
@@ -146,7 +146,7 @@ def test_main_path_demo_data_train_stop_predict(page, app_server, browser, tmp_p
     second = other.new_page()
     second.goto(url)
     second.wait_for_selector("#load-data")
-    tab(second, "3. Train")
+    tab(second, "4. Train")
     second.wait_for_selector("#run-status:has-text('running')", timeout=TIMEOUT_MS)
     second.wait_for_function(
         "() => { const el = document.querySelector('#loss-plot .js-plotly-plot');"
@@ -157,23 +157,23 @@ def test_main_path_demo_data_train_stop_predict(page, app_server, browser, tmp_p
     # a reload re-attaches to the same running job and its curves so far
     page.reload()
     page.wait_for_selector("#load-data")
-    tab(page, "3. Train")
+    tab(page, "4. Train")
     page.wait_for_function(
         "() => { const el = document.querySelector('#loss-plot .js-plotly-plot');"
         " return el && el.data && el.data[0].x.length >= 2; }"
     )
     # Predict after a reload during the run: no completed run yet, so the live run is offered, labelled for what it is
-    tab(page, "4. Predict")
+    tab(page, "5. Predict")
     choice = page.locator("#predict-model input").input_value()
     assert "training now: best checkpoint so far" in choice
-    tab(page, "3. Train")
+    tab(page, "4. Train")
     page.click("#stop")
     page.wait_for_selector("#run-status:has-text('stopped')")
     run = engine.current_run()
     assert run is not None and run.status.value == "stopped"
     page.wait_for_function("() => !document.querySelector('#start').disabled")  # usable again
     # 4. Predict with the stopped run's best checkpoint
-    tab(page, "4. Predict")
+    tab(page, "5. Predict")
     page.wait_for_function("() => document.querySelector('#predict-model input').value.includes('stopped early')")
     page.fill("#predict-text textarea", "The staff were rude and the room was filthy.")
     page.click("#predict-btn")
@@ -191,7 +191,7 @@ def test_the_default_demo_run_learns_within_a_minute(page, app_server, tmp_path)
     import time
 
     _, engine = app_server
-    tab(page, "3. Train")
+    tab(page, "4. Train")
     assert page.locator("#lr input").input_value() == "0.0001"  # the packaged MiniLM's default
     t0 = time.perf_counter()
     page.click("#start")
@@ -266,7 +266,7 @@ def test_bad_inputs_get_clear_messages(page, tmp_path):
     # out-of-range hyperparameters
     tab(page, "1. Data")
     page.locator("#data-source").get_by_text("Bundled demo").click()
-    tab(page, "3. Train")
+    tab(page, "4. Train")
     fill_number(page, "lr", "-1")
     fill_number(page, "batch-size", "0")
     page.click("#start")
@@ -336,7 +336,7 @@ def test_out_of_memory_in_the_browser(page, app_server, monkeypatch):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 30.00 GiB")
 
     monkeypatch.setattr(training, "collate", oom)
-    tab(page, "3. Train")
+    tab(page, "4. Train")
     fill_number(page, "batch-size", "512")
     page.click("#start")
     page.wait_for_selector("#run-status:has-text('failed')")
@@ -425,7 +425,7 @@ def test_predict_defaults_to_the_newest_completed_run_with_its_own_examples(page
     newest = completed[-1]
     page.reload()
     page.wait_for_selector("#load-data")
-    tab(page, "4. Predict")
+    tab(page, "5. Predict")
     page.wait_for_function("(name) => document.querySelector('#predict-model input').value.startsWith(name)", arg=newest.name)
     assert "fine-tuned" in page.locator("#predict-model input").input_value()
     test_texts = sorted({t[:40] for t in engine.test_predictions(newest.run_id)["text"]})
@@ -446,7 +446,7 @@ def test_runs_table_fits_1400px_without_breaking_words(browser, app_server):
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(url)
         page.wait_for_selector("#load-data")
-        tab(page, "5. Runs")
+        tab(page, "6. Runs")
         page.wait_for_selector("#runs-table th")
         headers = [h.strip() for h in page.locator("#runs-table th").all_inner_texts() if h.strip()]
         assert headers[:5] == ["run", "status", "test acc", "test F1", "vs base"], headers
@@ -490,7 +490,7 @@ def test_batch_predictions_show_hostile_text_escaped(page, app_server, tiny_bert
         cfg = RunConfig(DataConfig(), ModelConfig(source="local", checkpoint=str(tiny_bert_dir)), TrainConfig(epochs=1))
         run = engine.start_run(cfg)
         assert run.done.wait(120) and engine.join(30)
-    tab(page, "4. Predict")
+    tab(page, "5. Predict")
     page.get_by_text("Many reviews at once").click()
     hostile = '<img src=x onerror="window.__pwned=1">\n<script>window.__pwned=2</script>\nهذا رائع 😀'
     page.locator("#batch-text textarea").fill(hostile)

@@ -46,11 +46,11 @@ def test_three_runs_survive_a_restart_and_are_compared_evaluated_downloaded(brow
     runs_dir = tmp_path / "runs"
     demo, engine = serve(runs_dir)
     ctx, page = open_page(browser, demo.local_url)
-    tab(page, "5. Runs")  # no runs yet: the table still has its real headers (case: placeholder headers "1 2 3")
+    tab(page, "6. Runs")  # no runs yet: the table still has its real headers (case: placeholder headers "1 2 3")
     page.wait_for_selector("#runs-table th")
     headers = [h.strip() for h in page.locator("#runs-table th").all_inner_texts() if h.strip()]
     assert headers[:3] == ["run", "status", "test acc"], headers
-    tab(page, "3. Train")
+    tab(page, "4. Train")
     fill_number(page, "epochs", "1")
     for name, lr in (("slow-lr", "2e-5"), ("mid-lr", "5e-5"), ("fast-lr", "1e-4")):
         fill_number(page, "lr", lr)
@@ -67,7 +67,7 @@ def test_three_runs_survive_a_restart_and_are_compared_evaluated_downloaded(brow
     demo, engine = serve(runs_dir)
     try:
         ctx, page = open_page(browser, demo.local_url)
-        tab(page, "5. Runs")
+        tab(page, "6. Runs")
         page.wait_for_function(
             """() => { const t = document.querySelector('#runs-table').innerText;
                        return ['slow-lr', 'mid-lr', 'fast-lr'].every(n => t.includes(n)); }"""
@@ -125,7 +125,7 @@ def test_the_course_method_baselines_two_phase_and_one_phase_compared(browser, t
     demo, engine = serve(tmp_path / "runs")
     try:
         ctx, page = open_page(browser, demo.local_url)
-        tab(page, "3. Train")
+        tab(page, "4. Train")
         page.click("#baselines")
         page.wait_for_selector("#train-message:has-text('frozen-embeddings baseline follows')")
         page.wait_for_function(
@@ -156,7 +156,7 @@ def test_the_course_method_baselines_two_phase_and_one_phase_compared(browser, t
             " return t.includes('completed') && t.includes('-f0-') && !t.includes('2phase'); }",
             timeout=180_000,
         )
-        tab(page, "5. Runs")
+        tab(page, "6. Runs")
         page.click("#runs-refresh")
         page.wait_for_function(
             """() => { const t = document.querySelector('#runs-table').innerText;

@@ -195,10 +195,13 @@ def test_every_engine_entry_point_applies_the_deployment_rules(tmp_path, tiny_be
     engine = Engine(tmp_path / "runs", OFFLINE, Settings(allowed_checkpoints=("packaged",), allowed_datasets=("demo",)))
     bad_data = DataConfig(source="local", dataset_id=str(csv_file))
     bad_model = ModelConfig(source="local", checkpoint=str(tiny_bert_dir))
+    from ftui.config import AdaptConfig
+
     values = {
         DataConfig: bad_data,
         ModelConfig: bad_model,
         RunConfig: RunConfig(bad_data, bad_model),
+        AdaptConfig: AdaptConfig(corpus_source="file", corpus=str(csv_file)),  # a pre-training corpus is a dataset too
     }
     checked = []
     for name, fn in inspect.getmembers(Engine, inspect.isfunction):
@@ -219,7 +222,8 @@ def test_every_engine_entry_point_applies_the_deployment_rules(tmp_path, tiny_be
         with pytest.raises(FtuiError, match="not allowed"):
             getattr(engine, name)(*args)
         checked.append(name)
-    assert {"load_data", "model_summary", "tokenizer", "start_run", "dataset_configs", "dataset_splits"} <= set(checked)
+    assert {"load_data", "model_summary", "tokenizer", "start_run", "dataset_configs", "dataset_splits",
+            "preview_corpus", "text_lengths", "start_baselines"} <= set(checked)  # fmt: skip
     assert engine.current_run() is None
 
 

@@ -391,3 +391,33 @@ def test_two_phase_needs_something_left_to_fine_tune(engine, tiny_bert_dir):
     with pytest.raises(ConfigError, match="fine-tune phase would train only the head"):
         engine.start_run(RunConfig(DataConfig(), model, TrainConfig(schedule="two-phase")))
     assert engine.current_run() is None
+
+
+def test_a_snapshot_taken_at_the_end_of_an_epoch_resumes_into_the_next_epochs_order(engine, tiny_bert_dir, monkeypatch):
+    """The data order of the next epoch must be the one an uninterrupted run draws (a snapshot at an epoch's last step
+    once replayed the finished epoch)."""
+    from ftui import training
+    from ftui.engine import Engine
+    from ftui.events import EventType, of_type
+    from ftui.hub import HubStatus
+
+    cfg = tiny_cfg(tiny_bert_dir, epochs=3, evals_per_epoch=1)
+    whole = engine.start_run(cfg)
+    assert whole.done.wait(120) and engine.join(30) and whole.status == RunStatus.COMPLETED
+    real = training.TrainingCore._evaluate
+
+    def stop_after_first_epoch(self, state, epoch, phase):
+        spent = real(self, state, epoch, phase)
+        if state.phase_step == self.steps_per_epoch:
+            self.run.request_stop()  # the evaluation at the epoch's last step: the snapshot lands on the boundary
+        return spent
+
+    monkeypatch.setattr(training.TrainingCore, "_evaluate", stop_after_first_epoch)
+    run = engine.start_run(cfg)
+    assert run.done.wait(120) and engine.join(30) and run.status == RunStatus.STOPPED
+    monkeypatch.undo()
+    fresh = Engine(runs_dir=engine.runs_dir, hub_status=HubStatus(False, "offline"))
+    again = fresh.resume_run(run.run_id)
+    assert again.done.wait(120) and fresh.join(30) and again.status == RunStatus.COMPLETED, again.error
+    losses = [(e["step"], round(e["eval_loss"], 5)) for e in of_type(again.events(), EventType.EVAL)]
+    assert losses == [(e["step"], round(e["eval_loss"], 5)) for e in of_type(whole.events(), EventType.EVAL)]

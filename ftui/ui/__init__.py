@@ -9,7 +9,7 @@ from starlette.middleware import Middleware
 
 from ftui.engine import Engine
 from ftui.settings import Settings
-from ftui.ui import data_tab, lengths, model_tab, predict_tab, runs_tab, train_tab
+from ftui.ui import adapt_tab, data_tab, lengths, model_tab, predict_tab, runs_tab, train_tab
 from ftui.ui.login_throttle import LoginThrottle
 
 CSS = """
@@ -59,11 +59,13 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
                 data_ui = data_tab.build(engine, token)
             with gr.Tab("2. Model", id="model"):
                 model_ui = model_tab.build(engine, token)
-            with gr.Tab("3. Train", id="train"):
+            with gr.Tab("3. Adapt", id="adapt"):
+                adapt_tab.build(engine, token, model_ui)
+            with gr.Tab("4. Train", id="train"):
                 train_ui = train_tab.build(engine, token, data_ui, model_ui)
-            with gr.Tab("4. Predict", id="predict"):
+            with gr.Tab("5. Predict", id="predict"):
                 predict_model, refresh_choices = predict_tab.build(engine)
-            with gr.Tab("5. Runs", id="runs"):
+            with gr.Tab("6. Runs", id="runs"):
                 runs_ui = runs_tab.build(engine, token)
 
         def on_page_load() -> tuple[Any, ...]:

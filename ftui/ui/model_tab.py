@@ -99,7 +99,18 @@ def build(engine: Engine, token_box: gr.Textbox) -> ModelUI:
             label="Checkpoint id (pick a result or type owner/name)",
         )
     with gr.Group(visible=default.source == "local") as local_box:
+        with gr.Row():
+            adapted = gr.Dropdown(
+                choices=engine.adapted_checkpoints(),
+                value=None,
+                label="Adapted checkpoint (from the Adapt tab)",
+                elem_id="adapted",
+                scale=3,
+            )
+            adapted_refresh = gr.Button("Refresh", scale=1)
         local = gr.Textbox(label="Checkpoint folder (with config.json)", elem_id="model-local")
+    adapted.change(lambda folder: folder or gr.skip(), adapted, local, api_visibility="private")
+    adapted_refresh.click(lambda: gr.update(choices=engine.adapted_checkpoints()), None, adapted, api_visibility="private")
     with gr.Row():
         trust = gr.Checkbox(False, label="Trust remote code: run model code shipped in the repo (off by default)")
         allow_bin = gr.Checkbox(False, label="Allow .bin weights: pickle files can run code when loaded (off: safetensors only)")
