@@ -347,6 +347,7 @@ def _adapt(run: Run, token: str | None, device: str, scratch: dict[str, Any], li
         core.opt = None
     run.set_progress(phase="training", step=state.step, total_steps=core.total_steps)
     state = core.fit(state, resumed=resume)
+    train_loop_s = time.perf_counter() - core.t0 - core.aside
     scratch.pop("resume", None)
     import shutil
 
@@ -363,6 +364,9 @@ def _adapt(run: Run, token: str | None, device: str, scratch: dict[str, Any], li
         "perplexity_after": best.get("perplexity"),
         "train_seconds": round(time.perf_counter() - t0, 2),
         "steps": state.step,
+        "train_loop_seconds": round(train_loop_s, 3),
+        "train_samples": state.samples_seen,
+        "block_length": t.max_length,
         "device": device,
         "corpus": corpus.name,
         "documents": len(corpus.texts),

@@ -35,6 +35,8 @@ def test_a_tiny_model_from_scratch_learns_and_becomes_a_classifier(engine):
     run = done(engine, engine.start_run(mlm_cfg()))
     r = run.result
     assert r["perplexity_after"] < 0.8 * r["perplexity_before"]  # held-out perplexity falls
+    notices = [e["message"] for e in of_type(run.events(), EventType.NOTICE)]
+    assert any("supports a vocabulary of" in m and "fewer than the 1,500" in m for m in notices)  # said, not hidden
     evals = of_type(run.events(), EventType.EVAL)
     assert evals[0]["step"] == 0 and all("eval_perplexity" in e for e in evals)
     train = [e["loss"] for e in of_type(run.events(), EventType.TRAIN)]

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -44,3 +46,12 @@ def test_train_speed_reports_accuracy_with_real_labels(tiny_bert_dir, tmp_path):
     assert out["real_labels"] is True and out["ratio_vs_tutorial"] is None
     for r in out["recipes"].values():
         assert 0 <= r["accuracy"] <= 1 and r["train_samples"] == 200
+
+
+@pytest.mark.slow
+def test_mlm_speed_contract():
+    out = run_script("bench/mlm_speed.py", "--docs", "200", "--steps", "2", "--batch", "8", "--block", "32")
+    assert set(out["recipes"]) == {"tutorial", "tuned_trainer", "ftui"}
+    assert all(r["tokens_per_s"] > 0 and r["samples_per_s"] > 0 for r in out["recipes"].values())
+    r = out["recipes"]
+    assert out["ratio_vs_tutorial"] == round(r["ftui"]["tokens_per_s"] / r["tutorial"]["tokens_per_s"], 2)

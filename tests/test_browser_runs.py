@@ -178,3 +178,67 @@ def test_the_course_method_baselines_two_phase_and_one_phase_compared(browser, t
         engine.stop_run()
         engine.join(60)
         demo.close()
+
+
+def test_adapt_then_fine_tune_from_each_adapted_checkpoint(browser, tmp_path):
+    """Adapt the packaged checkpoint on the demo texts, train a tokenizer and a tiny model from scratch, fine-tune a
+    classifier from each adapted checkpoint, and compare them in the Runs tab."""
+    demo, engine = serve(tmp_path / "runs")
+    try:
+        ctx, page = open_page(browser, demo.local_url)
+        tab(page, "3. Adapt")
+        fill_number(page, "adapt-block", "64")
+        page.click("#corpus-preview-btn")
+        page.wait_for_selector("#corpus-preview:has-text('320 documents')")
+        page.click("#adapt-start")
+        page.wait_for_selector("#adapt-status:has-text('completed')", timeout=180_000)
+        page.wait_for_function(
+            "() => { const el = document.querySelector('#mlm-perplexity .js-plotly-plot');"
+            " return el && el.data && el.data[0].x.length >= 3; }"  # the starting point and the evaluations
+        )
+        assert "Held-out perplexity" in md(page, "adapt-status")
+        page.locator("#adapt-mode").get_by_text("From scratch", exact=False).click()
+        page.wait_for_selector("#preset-size:has-text('M parameters')")  # the preset's size is shown
+        fill_number(page, "adapt-lr", "0.0005")
+        fill_number(page, "adapt-epochs", "3")
+        page.click("#adapt-start")
+        page.wait_for_function(
+            "() => { const t = document.querySelector('#adapt-status').innerText;"
+            " return t.includes('scratch') && t.includes('completed'); }",
+            timeout=180_000,
+        )
+        adapted = engine.adapted_checkpoints()
+        assert len(adapted) == 2
+        tab(page, "2. Model")
+        page.locator("#model-source").get_by_text("Local folder").click()
+        page.get_by_role("button", name="Refresh").first.click()
+        classifiers = []
+        for label, folder in adapted:
+            choose(page, "adapted", label.split(" (")[0])
+            page.wait_for_function("(f) => document.querySelector('#model-local textarea, #model-local input').value === f",
+                                   arg=folder)  # fmt: skip
+            tab(page, "4. Train")
+            fill_number(page, "epochs", "1")
+            before = engine.current_run()
+            page.click("#start")
+            page.wait_for_function(  # a new run's name in the status, then its end
+                "(old) => { const t = document.querySelector('#run-status').innerText;"
+                " return !t.includes(old) && t.includes('model-demo') && t.includes('completed'); }",
+                arg=before.name,
+                timeout=180_000,
+            )
+            classifiers.append(engine.current_run())
+            tab(page, "2. Model")
+        assert all(r.status.value == "completed" for r in classifiers) and len({r.run_id for r in classifiers}) == 2
+        tab(page, "6. Runs")
+        page.click("#runs-refresh")
+        page.wait_for_function("() => document.querySelector('#runs-table').innerText.split('adapted:').length >= 3")
+        for run in classifiers:
+            choose(page, "runs-select", run.name)
+        page.click("#compare-btn")
+        page.wait_for_function("() => document.querySelector('#config-diff').innerText.includes('model.checkpoint')")
+        ctx.close()
+    finally:
+        engine.stop_run()
+        engine.join(60)
+        demo.close()
