@@ -29,6 +29,7 @@ LOGIN_PATHS = ("/login", "/login/")
 class _Client:
     failures: int = 0
     locked_until: float = 0.0
+    pending: int = 0  # attempts admitted whose answer has not come back yet
 
 
 class LoginThrottle:
@@ -65,12 +66,36 @@ class LoginThrottle:
             c = self._clients.get(key)
             return max(0.0, c.locked_until - self.clock()) if c else 0.0
 
-    def _record(self, key: str, ok: bool) -> None:
+    def _admit(self, key: str) -> float:
+        """Reserve one password check for this client, or say how long it must wait. Checking and reserving under one
+        lock keeps parallel guesses to the allowance: without it, 1,000 simultaneous requests would all see "no wait"
+        before the first failure was recorded."""
         with self._lock:
-            if ok:
-                self._clients.pop(key, None)
-                return
             c = self._clients.pop(key, None) or _Client()
+            self._clients[key] = c
+            while len(self._clients) > MAX_CLIENTS:
+                self._clients.popitem(last=False)
+            wait = c.locked_until - self.clock()
+            if wait > 0:
+                return wait
+            if c.pending >= max(1, self.free_attempts - c.failures):
+                return self.base_delay_s  # the allowance is already in flight; try again once those are answered
+            c.pending += 1
+            return 0.0
+
+    def _record(self, key: str, ok: bool | None) -> None:
+        """Settle a reserved check: True forgets the client's failures, False counts one, None (no verdict) neither."""
+        with self._lock:
+            c = self._clients.pop(key, None) or _Client()
+            c.pending = max(0, c.pending - 1)
+            if ok:
+                if c.pending:
+                    c.failures, c.locked_until = 0, 0.0
+                    self._clients[key] = c
+                return
+            if ok is None:
+                self._clients[key] = c
+                return
             c.failures += 1
             over = c.failures - self.free_attempts
             if over >= 0:
@@ -86,7 +111,7 @@ class LoginThrottle:
             await self.app(scope, receive, send)
             return
         key = self.client_key(scope)
-        wait = self.wait_s(key)
+        wait = self._admit(key)
         if wait > 0:
             body = b'{"detail": "Too many failed logins from this address. Wait, then try again."}'
             await send(
@@ -109,9 +134,13 @@ class LoginThrottle:
                 status["code"] = int(message["status"])
             await send(message)
 
-        await self.app(scope, receive, watch)
-        code = status.get("code", 500)
-        if code == 200:
-            self._record(key, ok=True)
-        elif 400 <= code < 500:
-            self._record(key, ok=False)  # Gradio answers a wrong password with 400
+        verdict: bool | None = None
+        try:
+            await self.app(scope, receive, watch)
+            code = status.get("code", 500)
+            if code == 200:
+                verdict = True
+            elif 400 <= code < 500:
+                verdict = False  # Gradio answers a wrong password with 400
+        finally:
+            self._record(key, verdict)
