@@ -1,10 +1,15 @@
-"""Latency benchmark: try-it prediction (one review, and 1,000 at once) and Start -> first loss point, against baselines.
+"""Latency benchmark: try-it prediction (one review, and 1,000 at once) per runtime, explanations, and Start -> first
+loss point, against baselines.
 
 Baselines, run in the same process on the same model and texts: the transformers `pipeline("text-classification")`
-one review per call (the usual try-it code) and the same pipeline over the whole list. Needs no Hub.
+one review per call (the usual try-it code) and the same pipeline over the whole list. Runtimes: PyTorch fp32, its
+dynamic int8 copy, ONNX Runtime fp32 and int8 (exported and checked by ftui.onnx_export). Needs no Hub.
 
     python bench/latency.py                       # packaged MiniLM, bundled demo reviews
-    python bench/latency.py --texts ../shared/data/rotten_tomatoes/test.parquet
+    python bench/latency.py --texts ../shared/data/rotten_tomatoes/test.parquet --labels --model-dir RUN/model
+
+Targets (issue 13, 2-core CPU, packaged MiniLM): ONNX Runtime single review p50 <= 5 ms, batch >= 1,000 reviews/s,
+>= 98% of labels equal to torch fp32, accuracy within 0.5 point; an explanation of a 64-token review within ~1 s.
 """
 
 from __future__ import annotations
@@ -76,6 +81,64 @@ def first_point(runs_dir: Path) -> list[float]:
     return out
 
 
+def onnx_rows(
+    model: Any,
+    tok: Any,
+    names: list[str],
+    texts: list[str],
+    torch_top: list[str],
+    gold: list[str] | None,
+    tmp: Path,
+    calls: int,
+) -> dict[str, Any]:
+    """Export through ftui (checked against torch), then time ONNX Runtime fp32 and int8 like the torch rows."""
+    from ftui.onnx_export import FP32_FILE, INT8_FILE, OnnxScorer, export_run
+    from ftui.predict import Predictor
+
+    idx = {n: i for i, n in enumerate(names)}
+    report = export_run(model, tok, names, texts[:256], [idx[g] for g in gold[:256]] if gold else None, 256, tmp / "onnx")
+    rows: dict[str, Any] = {"export_s": report.export_s}
+    for kind, file in (("fp32", FP32_FILE), ("int8", INT8_FILE)):
+        scorer = OnnxScorer(tmp / "onnx" / file, tok, names, report.inputs)
+        pred = Predictor()
+        ms = time_single(lambda t, s=scorer, p=pred, k=kind: p.predict(k, lambda: s, [t], max_length=256), texts, calls)
+        t0 = time.perf_counter()
+        probs = pred.predict(kind, lambda s=scorer: s, texts, max_length=256)
+        per_s = len(texts) / (time.perf_counter() - t0)
+        top = [max(p, key=p.__getitem__) for p in probs]
+        rows[kind] = {
+            "p50_ms": round(statistics.median(ms), 2),
+            "p95_ms": round(percentile(ms, 95), 2),
+            "batch_reviews_per_s": round(per_s, 1),
+            "label_agreement_vs_torch_fp32": round(sum(a == b for a, b in zip(top, torch_top, strict=True)) / len(top), 4),
+            **({"accuracy": round(sum(a == g for a, g in zip(top, gold, strict=True)) / len(gold), 4)} if gold else {}),
+        }
+    return rows
+
+
+def explain_rows(model: Any, tok: Any, names: list[str], texts: list[str], n: int) -> dict[str, Any]:
+    """Milliseconds per explanation (integrated gradients, and the fast method) of reviews cut to 64 tokens."""
+    from ftui.explain import explain
+
+    longish = sorted(texts, key=len)[-n:]  # the longest reviews: most reach the 64-token cut
+    out: dict[str, Any] = {}
+    for method in ("ig", "fast"):
+        explain(model, tok, names, longish[0], max_length=64, method=method)  # warm-up
+        ms, deltas, lengths = [], [], []
+        for t in longish:
+            t0 = time.perf_counter()
+            ex = explain(model, tok, names, t, max_length=64, method=method)
+            ms.append((time.perf_counter() - t0) * 1000)
+            lengths.append(len(ex.tokens))
+            if ex.delta is not None:
+                deltas.append(abs(ex.delta) / max(1e-6, abs(ex.logit - ex.baseline_logit)))
+        out[method] = {"p50": round(statistics.median(ms), 1), "p95": round(percentile(ms, 95), 1),
+                       "tokens_p50": int(statistics.median(lengths))}  # fmt: skip
+        if deltas:
+            out[method]["relative_delta_p50"] = round(statistics.median(deltas), 4)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--texts", help="table with a text column (default: the bundled demo reviews)")
@@ -83,6 +146,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--batch", type=int, default=1000, help="reviews in the batch test")
     p.add_argument("--model-dir", help="a finished run's model folder (default: packaged MiniLM, untrained head)")
     p.add_argument("--labels", action="store_true", help="the texts table has a label column: report accuracy")
+    p.add_argument("--explain", type=int, default=20, help="reviews to explain (0: skip explanations)")
+    p.add_argument("--no-first-point", action="store_true", help="skip the Start -> first loss point timing")
     args = p.parse_args(argv)
 
     import torch
@@ -132,8 +197,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     pipe(texts, truncation=True, max_length=256)
     pipe_batch = len(texts) / (time.perf_counter() - t0)
 
+    gold_names = load_labels(args.texts, len(texts), names) if args.labels else None
     with tempfile.TemporaryDirectory() as tmp:
-        first = first_point(Path(tmp))
+        onnx = onnx_rows(model, tok, names, texts, top, gold_names, Path(tmp), args.calls)
+        first = [float("nan")] * 2 if args.no_first_point else first_point(Path(tmp) / "runs")
+    explain_ms = explain_rows(model, tok, names, texts, args.explain) if args.explain else {}
 
     out = {
         "device": f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)",
@@ -150,11 +218,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         },
         "int8_label_agreement": round(agree, 4),
         **({"accuracy": accuracy} if accuracy else {}),
+        "onnx": onnx,
+        **({"explain_ms_64_tokens": explain_ms} if explain_ms else {}),
         "first_loss_point_s": {"first_run": round(first[0], 2), "second_run": round(first[1], 2)},
     }
     out["ratio_single_p50_vs_pipeline"] = round(out["single_ms"]["pipeline"]["p50"] / out["single_ms"]["ftui"]["p50"], 2)
     out["ratio_batch_vs_pipeline"] = round(ftui_batch / pipe_batch, 2)
     out["ratio_batch_int8_vs_pipeline"] = round(int8_batch / pipe_batch, 2)
+    for kind in ("fp32", "int8"):
+        out[f"ratio_single_p50_onnx_{kind}_vs_torch"] = round(out["single_ms"]["ftui"]["p50"] / onnx[kind]["p50_ms"], 2)
+        out[f"ratio_batch_onnx_{kind}_vs_torch"] = round(onnx[kind]["batch_reviews_per_s"] / ftui_batch, 2)
     print(json.dumps(out), flush=True)
     return out
 

@@ -36,9 +36,11 @@ from ftui.config import (
 )
 from ftui.data import LABEL, TEXT, TEXT_PAIR, DataBundle, load_data, text_lengths
 from ftui.errors import ConfigError, DataError, FtuiError, HubError, ModelError
+from ftui.explain import Explanation
 from ftui.hub import HubStatus
 from ftui.metrics import compute_metrics
 from ftui.modeling import ModelSummary, default_learning_rate, display_name, load_tokenizer, summarize
+from ftui.onnx_export import OnnxReport, has_export, read_report
 from ftui.runner import RunManager
 from ftui.runs import Run, RunStatus
 from ftui.serving import PredictionService, admit_model
@@ -423,6 +425,7 @@ class Engine:
         run = self.manager.delete(run_id)
         self.predictor.forget_prefix(f"run:{run.run_id}")
         self.predictor.forget_prefix(f"base:{run.run_id}")
+        self.predictor.forget_prefix(f"onnx:{run.run_id}#")
 
     def run_headers(self) -> list[dict[str, Any]]:
         """Every run's record without events (what the runs table needs), oldest first, including live ones."""
@@ -521,13 +524,33 @@ class Engine:
         """(label, key) of every model Predict offers, the default first (see PredictionService.choices)."""
         return self.serving.choices()
 
-    def predict(self, text: str, model_key: str | None = None) -> dict[str, float]:
+    def predict(self, text: str, model_key: str | None = None, runtime: str = "pytorch") -> dict[str, float]:
         """Class probabilities for one text, from a run (default: the newest completed) or its base checkpoint."""
-        return self.serving.predict(text, model_key)
+        return self.serving.predict(text, model_key, runtime)
 
-    def predict_many(self, texts: list[str], model_key: str | None = None, int8: bool = False) -> list[dict[str, float]]:
+    def predict_many(
+        self, texts: list[str], model_key: str | None = None, int8: bool = False, runtime: str = "pytorch"
+    ) -> list[dict[str, float]]:
         """Class probabilities for many texts, in the input order (bounded; see PredictionService.predict_many)."""
-        return self.serving.predict_many(texts, model_key, int8)
+        return self.serving.predict_many(texts, model_key, int8, runtime)
+
+    def explain(self, text: str, model_key: str | None = None, method: str = "ig") -> Explanation:
+        """Token attributions for the class a fine-tuned model predicts (see ftui.explain)."""
+        return self.serving.explain(text, model_key, method)  # type: ignore[arg-type]  # checked in explain()
+
+    def export_onnx(self, run_id: str, int8: bool = True) -> OnnxReport:
+        """ONNX (and int8) export of a finished run, checked against torch on its test set, kept in the run folder."""
+        self._writable()
+        run = self.manager.require(run_id)
+        with self.manager.hold(run.run_id, "an ONNX export"):
+            if self.manager.get(run.run_id) is None:
+                raise FtuiError(f"Run '{run.name}' was just deleted.", "Pick another run.")
+            return self.serving.export_onnx(run.run_id, int8)
+
+    def onnx_report(self, run_id: str) -> OnnxReport | None:
+        """The stored check of a run's ONNX export (None when it has none)."""
+        run = self.manager.require(run_id)
+        return read_report(run.out_dir) if has_export(run.out_dir) else None
 
     def predict_examples(self, model_key: str | None, fallback: list[str]) -> list[str]:
         """Example texts for a model: one per class from its run's test set, else `fallback`."""

@@ -13,6 +13,7 @@ from ftui.errors import FtuiError, HubError
 from ftui.experiments import run_row
 from ftui.files import COMPLETE
 from ftui.metrics import per_class
+from ftui.onnx_export import ONNX_DIR
 from ftui.training import MODEL_DIR, PREDICTIONS_FILE
 
 
@@ -149,6 +150,14 @@ def per_class_table(run_dir: Path, names: list[str]) -> list[dict[str, Any]]:
     return per_class(frame["predicted"].map(idx).tolist(), frame["label"].map(idx).tolist(), names)
 
 
+def onnx_files(run_dir: Path) -> list[Path]:
+    """The run's checked ONNX export (graphs and report), or nothing when it has none."""
+    folder = run_dir / ONNX_DIR
+    if not (folder / COMPLETE).exists():
+        return []
+    return sorted(f for f in folder.iterdir() if f.is_file() and f.name != COMPLETE)
+
+
 def export_zip(rec: dict[str, Any], run_dir: Path, dest_dir: Path, base_limitations: str = "") -> Path:
     """A zip with the model folder (weights, tokenizer, labels), run config, metrics and a model card."""
     model_dir = run_dir / MODEL_DIR
@@ -172,6 +181,8 @@ def export_zip(rec: dict[str, Any], run_dir: Path, dest_dir: Path, base_limitati
         z.writestr("metrics.json", json.dumps(metrics, indent=1, default=str))
         if (run_dir / PREDICTIONS_FILE).exists():
             z.write(run_dir / PREDICTIONS_FILE, PREDICTIONS_FILE)
+        for f in onnx_files(run_dir):
+            z.write(f, f"onnx/{f.name}")
     tmp.replace(out)
     return out
 
@@ -198,6 +209,9 @@ def push_to_hub(
         stage = Path(tmp) / "repo"
         shutil.copytree(model_dir, stage, ignore=shutil.ignore_patterns(COMPLETE))
         (stage / "README.md").write_text(model_card(rec, base_limitations, repo_id), encoding="utf-8")
+        for f in onnx_files(run_dir):
+            (stage / ONNX_DIR).mkdir(exist_ok=True)
+            shutil.copy2(f, stage / ONNX_DIR / f.name)
         try:
             url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
             api.upload_folder(folder_path=str(stage), repo_id=repo_id, repo_type="model", commit_message="Upload from ftui")

@@ -13,9 +13,11 @@ from ftui.baselines import NAMES, is_baseline, load_baseline
 from ftui.config import ModelConfig
 from ftui.data import read_table
 from ftui.errors import DataError, FtuiError, ModelError
+from ftui.explain import Explanation, Method, explain
 from ftui.files import DownloadFolder, recover_dir
 from ftui.modeling import build_model, load_classifier, load_tokenizer
-from ftui.predict import Predictor, int8_loader, texts_from_lines, texts_from_table
+from ftui.onnx_export import ONNX_DIR, REPORT_FILE, OnnxReport, export_run, has_export, load_scorer
+from ftui.predict import Predictor, TransformerScorer, int8_loader, texts_from_lines, texts_from_table
 from ftui.runner import RUN_ID_RE, RunManager
 from ftui.runs import RunStatus
 from ftui.settings import Settings
@@ -25,6 +27,12 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH_TEXTS = 10_000  # one batch prediction; bounds memory and the time one call holds a model
 BIG_REQUEST_CHARS = 1_000_000  # after a prediction call this large, freed memory goes back to the system
+RUNTIMES: dict[str, str] = {  # how Predict runs a model: key -> what the UI calls it
+    "pytorch": "PyTorch",
+    "pytorch-int8": "PyTorch, dynamic int8 copy (CPU)",
+    "onnx": "ONNX Runtime (CPU; needs the run's ONNX export)",
+    "onnx-int8": "ONNX Runtime int8 (CPU; needs the run's ONNX export)",
+}
 
 
 def admit_model(settings: Settings, cfg: ModelConfig) -> None:
@@ -55,6 +63,15 @@ def model_version(model_dir: Path) -> str:
     try:
         labels = (model_dir / "labels.json").stat()
         return f"{model_dir.stat().st_ino}-{labels.st_mtime_ns}"
+    except OSError:
+        return "missing"
+
+
+def model_version_file(path: Path) -> str:
+    """A file's version (inode and modification time): changes when it is rewritten."""
+    try:
+        st = path.stat()
+        return f"{st.st_ino}-{st.st_mtime_ns}"
     except OSError:
         return "missing"
 
@@ -127,18 +144,56 @@ class PredictionService:
             return f"{key}@{version}", lambda: load_baseline(model_dir, self.device)
         return f"{key}@{version}", lambda: load_classifier(model_dir, self.device)
 
-    def predict(self, text: str, model_key: str | None = None) -> dict[str, float]:
+    def predict(self, text: str, model_key: str | None = None, runtime: str = "pytorch") -> dict[str, float]:
         """Class probabilities for one text, from a run (default: the newest) or its base checkpoint."""
         if not isinstance(text, str) or not text.strip():
             raise FtuiError("There is no text to classify.", "Type a review in the box.")
-        return self.predict_many([text], model_key)[0]
+        return self.predict_many([text], model_key, runtime=runtime)[0]
 
-    def predict_many(self, texts: list[str], model_key: str | None = None, int8: bool = False) -> list[dict[str, float]]:
+    def default_key(self, model_key: str | None) -> str:
+        """The model a request means: the one asked for (type-checked), else the default choice."""
+        if model_key is not None and not isinstance(model_key, str):
+            raise FtuiError(f"'{str(model_key)[:100]}' is not a model choice.", "Pick a model from the list, or leave it empty.")
+        if model_key:
+            return model_key
+        choices = self.choices()  # only here: it checks every run's folder
+        if not choices:
+            raise FtuiError("No trained model yet.", "Train one in the Train tab, then press Refresh here.")
+        return choices[0][1]
+
+    def _runtime(self, model_key: str, runtime: str) -> tuple[str, Any]:
+        """(cache key, loader) for a model under a runtime (see RUNTIMES)."""
+        if runtime not in RUNTIMES:
+            raise FtuiError(f"Unknown runtime '{str(runtime)[:40]}'.", f"Use one of: {', '.join(RUNTIMES)}.")
+        key, loader = self.versioned(model_key)
+        if runtime == "pytorch" or self.device != "cpu" and runtime == "pytorch-int8":
+            return key, loader  # int8 copies are a CPU speed-up; a GPU serves fp32/bf16 faster
+        if runtime == "pytorch-int8":
+            return f"{key}#int8", int8_loader(loader)
+        kind, _, run_id = model_key.partition(":")
+        run = self.manager.get(run_id)
+        if kind != "run" or run is None or run.config.kind != "finetune":
+            raise FtuiError("ONNX Runtime serves fine-tuned runs only.", "Pick a fine-tuned run, or the PyTorch runtime.")
+        int8 = runtime == "onnx-int8"
+        if not has_export(run.out_dir, int8):
+            raise FtuiError(
+                f"Run '{run.name}' has no ONNX export{' with an int8 copy' if int8 else ''}.",
+                "Export it first (Runs tab: Export to ONNX), or use the PyTorch runtime.",
+            )
+        version = model_version_file(run.out_dir / ONNX_DIR / REPORT_FILE)
+        prefix = f"onnx:{run.run_id}#{runtime}"
+        self.predictor.forget_prefix(prefix + "@", keep=f"{prefix}@{version}")
+        return f"{prefix}@{version}", lambda: load_scorer(run.out_dir, int8)
+
+    def predict_many(
+        self, texts: list[str], model_key: str | None = None, int8: bool = False, runtime: str = "pytorch"
+    ) -> list[dict[str, float]]:
         """Class probabilities for many texts (batched, similar lengths together), in the input order.
 
-        int8=True runs a dynamically quantized copy on CPU (several times faster; ignored on GPU). Bounded: at most
-        MAX_BATCH_TEXTS texts and settings.max_batch_chars characters per call; each text is cut to what the model
-        can read before it is tokenized.
+        runtime (a RUNTIMES key) picks PyTorch, its dynamic int8 copy on CPU, or ONNX Runtime (fp32 or int8) on a
+        run's checked export; int8=True is the older spelling of "pytorch-int8". Bounded: at most MAX_BATCH_TEXTS
+        texts and settings.max_batch_chars characters per call; each text is cut to what the model can read before
+        it is tokenized.
         """
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise FtuiError("Batch prediction takes a list of texts.", "Give one review per line or a CSV with a text column.")
@@ -155,18 +210,10 @@ class PredictionService:
                 f"({self.settings.max_batch_chars:,}).",
                 "Split the file into smaller parts.",
             )
-        if model_key is not None and not isinstance(model_key, str):
-            raise FtuiError(f"'{str(model_key)[:100]}' is not a model choice.", "Pick a model from the list, or leave it empty.")
-        if not model_key:
-            choices = self.choices()  # only here: it checks every run's folder
-            if not choices:
-                raise FtuiError("No trained model yet.", "Train one in the Train tab, then press Refresh here.")
-            model_key = choices[0][1]
-        key, loader = self.versioned(model_key)
+        model_key = self.default_key(model_key)
+        key, loader = self._runtime(model_key, "pytorch-int8" if int8 and runtime == "pytorch" else runtime)
         run = self.manager.get(model_key.partition(":")[2])
         max_length = run.config.train.max_length if run else 256
-        if int8 and self.device == "cpu":
-            loader, key = int8_loader(loader), f"{key}#int8"
         try:
             return self.predictor.predict(key, loader, texts, max_length=max_length)
         except FtuiError:
@@ -180,6 +227,52 @@ class PredictionService:
         finally:
             if chars > BIG_REQUEST_CHARS:
                 release_memory()
+
+    def explain(
+        self, text: str, model_key: str | None = None, method: Method = "ig", text_pair: str | None = None
+    ) -> Explanation:
+        """Token attributions for the predicted class of a fine-tuned run (or its base checkpoint)."""
+        if not isinstance(text, str) or not text.strip():
+            raise FtuiError("There is no text to explain.", "Type a review in the box.")
+        model_key = self.default_key(model_key)
+        key, loader = self.versioned(model_key)
+        run = self.manager.get(model_key.partition(":")[2])
+        entry = self.predictor.get(key, loader)
+        if not isinstance(entry.scorer, TransformerScorer):
+            raise FtuiError(
+                "Explanations need a transformer: this model is a baseline.",
+                "Pick a fine-tuned run (a TF-IDF model's weights per word are in its exported pipeline).",
+            )
+        sc = entry.scorer
+        with entry.lock:  # the model is shared with Predict; gradients must not interleave with another call
+            return explain(sc.model, sc.tokenizer, sc.names, text, text_pair,
+                           max_length=run.config.train.max_length if run else 256, method=method)  # fmt: skip
+
+    def export_onnx(self, run_id: str, int8: bool = True) -> OnnxReport:
+        """Export a finished fine-tuned run to ONNX (and int8), checked on its test set; kept in the run folder."""
+        run = self.manager.require(run_id)
+        if run.config.kind != "finetune":
+            raise FtuiError(f"Run '{run.name}' is not a fine-tuned classifier.", "Export a fine-tuned run to ONNX.")
+        if not run.status.finished or run.remote:
+            raise FtuiError(f"Run '{run.name}' is still training.", "Export it when it has finished.")
+        model_dir = run.out_dir / "model"
+        if not (model_dir / "labels.json").exists():
+            raise FtuiError(f"Run '{run.name}' has no saved model.", "Export a run that trained.")
+        import pandas as pd
+
+        try:
+            frame = pd.read_parquet(run.out_dir / "test_predictions.parquet")
+        except (OSError, ValueError) as exc:
+            raise FtuiError(f"Run '{run.name}' has no test predictions to check an export against.",
+                            "Export a run that completed its test.") from exc  # fmt: skip
+        model, tokenizer, names = load_classifier(model_dir, "cpu")
+        index = {n: i for i, n in enumerate(names)}
+        gold = [index.get(str(x), -1) for x in frame["label"]]
+        pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame.columns else None
+        report = export_run(model, tokenizer, names, frame["text"].astype(str).tolist(), gold,
+                            run.config.train.max_length, run.out_dir / ONNX_DIR, int8=int8, pairs=pairs)  # fmt: skip
+        self.predictor.forget_prefix(f"onnx:{run.run_id}#")
+        return report
 
     def examples(self, model_key: str | None, fallback: list[str], max_chars: int = 300) -> list[str]:
         """Example texts for the Predict tab: one per class from the chosen run's own test set (the most confidently

@@ -55,3 +55,23 @@ def test_mlm_speed_contract():
     assert all(r["tokens_per_s"] > 0 and r["samples_per_s"] > 0 for r in out["recipes"].values())
     r = out["recipes"]
     assert out["ratio_vs_tutorial"] == round(r["ftui"]["tokens_per_s"] / r["tutorial"]["tokens_per_s"], 2)
+
+
+def test_latency_contract_every_runtime_and_explanations(tiny_bert_dir, tmp_path):
+    from ftui.config import ModelConfig
+    from ftui.modeling import build_model, load_tokenizer, save_classifier
+
+    cfg = ModelConfig(source="local", checkpoint=str(tiny_bert_dir))
+    names = ["negative", "positive"]
+    save_classifier(build_model(cfg, names).eval(), load_tokenizer(cfg), tmp_path / "m", names)
+    out = run_script(
+        "bench/latency.py", "--model-dir", str(tmp_path / "m"), "--calls", "5", "--batch", "64", "--labels",
+        "--explain", "2", "--no-first-point",
+    )  # fmt: skip
+    assert set(out["onnx"]) == {"export_s", "fp32", "int8"}
+    for kind in ("fp32", "int8"):
+        row = out["onnx"][kind]
+        assert row["p50_ms"] > 0 and row["batch_reviews_per_s"] > 0 and 0 <= row["accuracy"] <= 1
+        assert out[f"ratio_single_p50_onnx_{kind}_vs_torch"] == round(out["single_ms"]["ftui"]["p50"] / row["p50_ms"], 2)
+    assert out["onnx"]["fp32"]["label_agreement_vs_torch_fp32"] >= 0.99  # the same graph
+    assert set(out["explain_ms_64_tokens"]) == {"ig", "fast"} and out["explain_ms_64_tokens"]["ig"]["p50"] > 0

@@ -242,3 +242,71 @@ def test_adapt_then_fine_tune_from_each_adapted_checkpoint(browser, tmp_path):
         engine.stop_run()
         engine.join(60)
         demo.close()
+
+
+def test_explain_a_mistake_and_a_prediction_then_serve_the_onnx_export(browser, tmp_path):
+    """Runs tab: click a misclassified example to see why; export the run to ONNX; Predict with ONNX Runtime and
+    explain the answer with coloured words. Screenshot of the explanation: assets/explain.png (FTUI_SCREENSHOT=1)."""
+    import os
+    import shutil
+
+    from conftest import REPO
+
+    from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+
+    demo, engine = serve(tmp_path / "runs")
+    try:
+        cfg = RunConfig(DataConfig(), ModelConfig(), TrainConfig(epochs=1, learning_rate=1e-4, run_name="why-run"))
+        run = engine.start_run(cfg)
+        assert run.done.wait(300) and engine.join(30) and run.status.value == "completed"
+        preds = engine.test_predictions(run.run_id)
+        ctx, page = open_page(browser, demo.local_url)
+        tab(page, "6. Runs")
+        choose(page, "run-pick", "why-run")
+        page.wait_for_selector("#eval-summary:has-text('Test accuracy')")
+        wrong = preds[~preds["correct"]].sort_values("confidence", ascending=False, kind="stable")
+        if len(wrong):  # the demo run misclassifies a few test reviews; click the first
+            page.wait_for_function(
+                "(t) => document.querySelector('#mistakes').innerText.includes(t)", arg=wrong.iloc[0]["text"][:30]
+            )
+            page.locator("#mistakes span.text:visible", has_text=wrong.iloc[0]["text"][:30]).first.click()
+            page.wait_for_selector("#mistake-explain-note:has-text('True label')")
+            assert f"True label: {wrong.iloc[0]['label']}" in md(page, "mistake-explain-note")
+            assert f"Why {wrong.iloc[0]['predicted']}" in md(page, "mistake-explain-note")
+            first_word = wrong.iloc[0]["text"].split()[0].lower().strip(".,!?\"'")
+            assert first_word[:3] in page.inner_text("#mistake-explain").lower()
+
+        page.get_by_role("tab", name="Export").click()
+        page.click("#onnx-btn")
+        page.wait_for_selector("#export-status:has-text('ONNX export ready')", timeout=180_000)
+        status = md(page, "export-status")
+        assert "ONNX Runtime fp32 | 100.0%" in status.replace("\t", " | ") or "100.0%" in status, status
+
+        tab(page, "5. Predict")
+        choose(page, "predict-runtime", "ONNX Runtime int8")
+        page.locator("#predict-text textarea").fill("A warm, funny film with a terrific cast. I loved every minute.")
+        page.click("#predict-btn")
+        page.wait_for_function("() => document.querySelector('#predict-label').innerText.match(/positive|negative/)")
+        label = page.inner_text("#predict-label")
+        expected = engine.predict(
+            "A warm, funny film with a terrific cast. I loved every minute.", f"run:{run.run_id}", "onnx-int8"
+        )
+        assert max(expected, key=expected.__getitem__) in label
+
+        page.click("#explain-btn")
+        page.wait_for_selector("#explain-note:has-text('convergence delta')")
+        view = page.inner_text("#explain-view").lower()
+        assert "terrific" in view and "loved" in view
+        shot = tmp_path / "explain.png"
+        page.locator("#explain-view").screenshot(path=str(shot))
+        colours = page.evaluate(
+            "() => [...document.querySelectorAll('#explain-view .score-token')].map(s => getComputedStyle(s).backgroundColor)"
+        )
+        assert len(set(colours)) > 2, colours  # words coloured by score, not one flat colour
+        if os.environ.get("FTUI_SCREENSHOT"):
+            shutil.copy(shot, REPO / "assets" / "explain.png")
+        ctx.close()
+    finally:
+        engine.stop_run()
+        engine.join(60)
+        demo.close()

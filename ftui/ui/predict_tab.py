@@ -9,7 +9,10 @@ import gradio as gr
 from ftui.data import PREVIEW_CHARS
 from ftui.engine import Engine
 from ftui.errors import FtuiError
+from ftui.explain import METHODS
 from ftui.predict import predictions_frame
+from ftui.serving import RUNTIMES
+from ftui.ui import explain_view
 from ftui.ui.common import error_md, ok_md
 
 EXAMPLES = [
@@ -33,9 +36,32 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
             label="Model (a finished run, or its base checkpoint before fine-tuning)",
         )
         refresh = gr.Button("Refresh list", scale=1)
+        runtime = gr.Dropdown(
+            choices=[(label, key) for key, label in RUNTIMES.items()],
+            value="pytorch",
+            scale=2,
+            elem_id="predict-runtime",
+            label="Runtime (ONNX needs the run's export: Runs tab)",
+        )
     text = gr.Textbox(lines=3, label="Review text", placeholder="Type a review…", elem_id="predict-text")
-    go = gr.Button("Predict", variant="primary", elem_id="predict-btn")
+    with gr.Row():
+        go = gr.Button("Predict", variant="primary", elem_id="predict-btn", scale=2)
+        why = gr.Button("Explain: which words decided it?", elem_id="explain-btn", scale=2)
+        method = gr.Radio(
+            choices=[(METHODS["ig"], "ig"), (f"fast ({METHODS['fast']})", "fast")],
+            value="ig",
+            label="Explanation",
+            elem_id="explain-method",
+            scale=1,
+        )
     out = gr.Label(label="Predicted label and class probabilities", num_top_classes=10, elem_id="predict-label")
+    explained = gr.HighlightedText(
+        label="Each word's push towards the predicted class (red: for, purple: against)",
+        show_legend=False,
+        elem_id="explain-view",
+        visible=False,
+    )
+    explain_note = gr.Markdown(elem_id="explain-note")
     first = engine.predict_examples(choices[0][1] if choices else None, EXAMPLES)
     examples = gr.Dataset(
         components=[text], samples=[[e] for e in first], label="Examples (from the model's own test set)", elem_id="examples"
@@ -47,15 +73,26 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
 
     model.change(on_model, model, examples, api_visibility="private", show_progress="hidden")
 
-    def predict(review: str, model_key: str | None = None) -> dict[str, float]:
-        """Class probabilities for a review from the chosen model (default: the newest completed run)."""
+    def predict(review: str, model_key: str | None = None, runtime: str = "pytorch") -> dict[str, float]:
+        """Class probabilities for a review from the chosen model (default: the newest completed run) and runtime
+        (pytorch, pytorch-int8, onnx, onnx-int8)."""
         try:
-            return engine.predict(review, model_key or None)
+            return engine.predict(review, model_key or None, runtime or "pytorch")
         except FtuiError as exc:
             raise gr.Error(str(exc)) from exc
 
-    go.click(predict, [text, model], out, api_name="predict")
-    text.submit(predict, [text, model], out, api_visibility="private")
+    go.click(predict, [text, model, runtime], out, api_name="predict")
+    text.submit(predict, [text, model, runtime], out, api_visibility="private")
+
+    def explain(review: str, model_key: str | None = None, how: str = "ig") -> tuple[Any, str]:
+        """Each word's contribution to the predicted class (integrated gradients, or "fast" gradient x input)."""
+        try:
+            ex = engine.explain(review, model_key or None, how or "ig")
+        except FtuiError as exc:
+            return gr.update(value=None, visible=False), error_md(exc)
+        return gr.update(value=explain_view.spans(ex), visible=True), explain_view.summary(ex)
+
+    why.click(explain, [text, model, method], [explained, explain_note], api_name="explain")
 
     def refresh_choices(current: str | None = None) -> Any:
         """The list as it is now; keeps the current choice while it is listed, else the default (newest completed)."""
@@ -73,7 +110,8 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
         with gr.Row():
             fast = gr.Checkbox(
                 value=engine.device == "cpu",
-                label="Fast int8 copy on CPU (about 3x faster; on rotten_tomatoes 96% same labels, accuracy -0.4 pt)",
+                label="With the PyTorch runtime: a fast int8 copy on CPU (about 3x faster; on rotten_tomatoes 96% same "
+                "labels, accuracy -0.4 pt)",
                 interactive=engine.device == "cpu",
             )
             batch_go = gr.Button("Predict all", elem_id="batch-btn")
@@ -82,11 +120,15 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
         download = gr.File(label="All predictions (CSV)", interactive=False, elem_id="batch-download")
 
     def predict_batch(
-        block: str | None = None, file: str | None = None, model_key: str | None = None, int8: bool = False
+        block: str | None = None,
+        file: str | None = None,
+        model_key: str | None = None,
+        int8: bool = False,
+        runtime: str = "pytorch",
     ) -> tuple[str, Any, Any]:
         try:
             texts = engine.batch_texts(block, file)
-            probs = engine.predict_many(texts, model_key or None, int8=bool(int8))
+            probs = engine.predict_many(texts, model_key or None, int8=bool(int8), runtime=runtime or "pytorch")
         except FtuiError as exc:
             return error_md(exc), gr.skip(), None
         frame = predictions_frame(texts, probs)
@@ -98,5 +140,5 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
         shown["text"] = [t if len(t) <= PREVIEW_CHARS else t[:PREVIEW_CHARS] + " …" for t in shown["text"]]
         return ok_md(f"{len(frame):,} reviews scored ({summary})."), shown, str(out)
 
-    batch_go.click(predict_batch, [lines, upload, model, fast], [batch_msg, table, download], api_name="predict_batch")
+    batch_go.click(predict_batch, [lines, upload, model, fast, runtime], [batch_msg, table, download], api_name="predict_batch")
     return model, refresh_choices

@@ -14,8 +14,10 @@ from ftui.errors import FtuiError
 from ftui.experiments import TABLE_LEGEND, baseline_verdict, config_diff, display_frame, display_widths, runs_frame
 from ftui.export import per_class_table
 from ftui.metrics import confusion
+from ftui.onnx_export import OnnxReport
 from ftui.plots import COMPARE_METRICS, compare_figure, confusion_figure
 from ftui.runs import RunStatus
+from ftui.ui import explain_view
 from ftui.ui.common import error_md, ok_md, token_of
 
 STATUSES = ["all", *[s.value for s in RunStatus]]
@@ -41,6 +43,33 @@ def mistakes_view(frame: pd.DataFrame) -> pd.DataFrame:
         if col in out:
             out[col] = [t if len(t) <= PREVIEW_CHARS else t[:PREVIEW_CHARS] + " …" for t in out[col].astype(str)]
     return out
+
+
+def wrong_first(preds: pd.DataFrame) -> pd.DataFrame:
+    """The misclassified test rows, most confidently wrong first (the order the mistakes table shows)."""
+    return preds[~preds["correct"]].sort_values("confidence", ascending=False, kind="stable")
+
+
+def onnx_md(report: OnnxReport) -> str:
+    """An export's check as a table: agreement with the torch model and accuracy, per runtime."""
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{x:.1%}"
+
+    rows = [
+        "| runtime | labels equal to PyTorch | test accuracy |",
+        "| --- | --- | --- |",
+        f"| PyTorch fp32 | - | {pct(report.torch_accuracy)} |",
+        f"| ONNX Runtime fp32 | {pct(report.fp32_agreement)} | {pct(report.fp32_accuracy)} |",
+    ]
+    if report.int8_agreement is not None:
+        rows.append(f"| ONNX Runtime int8 | {pct(report.int8_agreement)} | {pct(report.int8_accuracy)} |")
+    return (
+        f"Checked on {report.examples:,} test examples (largest probability difference in fp32: "
+        f"{report.fp32_max_abs_diff:.1e}; export took {report.export_s:.1f} s).\n\n"
+        + "\n".join(rows)
+        + "\n\nPick the ONNX runtime in the Predict tab to serve it; the zip and the Hub push include it."
+    )
 
 
 def _choices(engine: Engine) -> list[tuple[str, str]]:
@@ -94,6 +123,14 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
             wrap=True,
             elem_id="mistakes",
         )
+        gr.Markdown("Click a misclassified example to see which words made the model say what it said.")
+        wrong_view = gr.HighlightedText(
+            label="Why was this wrong? Each word's push towards the predicted (wrong) class",
+            show_legend=False,
+            elem_id="mistake-explain",
+            visible=False,
+        )
+        wrong_note = gr.Markdown(elem_id="mistake-explain-note")
         with gr.Row():
             hub_clf = gr.Textbox(
                 label="Ready fine-tuned Hub classifier to compare (optional)",
@@ -123,6 +160,9 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
             write_token = gr.Textbox(label="Write token (used for this push only)", type="password", scale=2)
             private = gr.Checkbox(value=True, label="Private", scale=1)
             push_btn = gr.Button("Push to Hub", scale=1)
+        with gr.Row():
+            onnx_int8 = gr.Checkbox(value=True, label="Also an int8 copy (smaller, faster on CPU)", scale=2)
+            onnx_btn = gr.Button("Export to ONNX (checked on the test set)", scale=2, elem_id="onnx-btn")
         export_md = gr.Markdown(elem_id="export-status")
 
     # ------------------------------------------------------------------------------------------- handlers
@@ -179,7 +219,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         rows = pd.DataFrame(per_class_table(engine.get_run(run_id).out_dir, names)).round(4)
         idx = {n: i for i, n in enumerate(names)}
         cm = confusion(preds["predicted"].map(idx), preds["label"].map(idx), len(names))
-        wrong = preds[~preds["correct"]].sort_values("confidence", ascending=False)
+        wrong = wrong_first(preds)
         cols = [c for c in ("text", "text_pair", "label", "predicted", "confidence") if c in wrong.columns]
         lines.append(f"{len(wrong)} of {len(preds)} test examples misclassified.")
         return (
@@ -198,6 +238,23 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         [eval_md, per_class, cm_plot, mistakes, new_name, note, confirm_btn],
         api_name="evaluate_run",
     )
+
+    def explain_mistake(run_id: str | None, evt: gr.SelectData) -> tuple[Any, str]:
+        hidden = gr.update(value=None, visible=False)
+        if not run_id:
+            return hidden, "Pick a run."
+        try:
+            wrong = wrong_first(engine.test_predictions(run_id))
+            row = int(evt.index[0]) if isinstance(evt.index, (list, tuple)) else int(evt.index)
+            if not 0 <= row < len(wrong):
+                return hidden, "That row is no longer in the table: pick the run again."
+            ex = engine.explain(str(wrong.iloc[row]["text"]), f"run:{run_id}")
+        except FtuiError as exc:
+            return hidden, error_md(exc)
+        truth = wrong.iloc[row]["label"]
+        return gr.update(value=explain_view.spans(ex), visible=True), f"True label: **{truth}**. " + explain_view.summary(ex)
+
+    mistakes.select(explain_mistake, pick, [wrong_view, wrong_note], api_visibility="private")
 
     def baseline(run_id: str | None, hub_id: str, token: str, use_hub: bool) -> str:
         if not run_id:
@@ -299,4 +356,16 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         return ok_md(f"Pushed to {url}")
 
     push_btn.click(push, [pick, repo, write_token, private], export_md, api_visibility="private")
+
+    def to_onnx(run_id: str | None, int8: bool = True) -> str:
+        """Export the run to ONNX (and int8), checked against PyTorch on its test set."""
+        if not run_id:
+            return "Pick a run."
+        try:
+            report = engine.export_onnx(run_id, bool(int8))
+        except FtuiError as exc:
+            return error_md(exc)
+        return ok_md("ONNX export ready. ") + onnx_md(report)
+
+    onnx_btn.click(to_onnx, [pick, onnx_int8], export_md, api_name="export_onnx")
     return RunsUI(refresh=render_table, outputs=table_outputs, resumed=resumed)
