@@ -31,7 +31,7 @@ def _data_config(args: argparse.Namespace) -> DataConfig:
         text_columns=tuple(args.text_column or ()),
         label_column=args.label_column,
         max_train_examples=args.max_train_examples,
-        trust_remote_code=args.trust_remote_code,
+        trust_remote_code=getattr(args, "trust_dataset_code", False),
     )
 
 
@@ -52,11 +52,14 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-column", action="append", help="text column (twice for pairs); None: detect")
     p.add_argument("--label-column", default=None, help="label column; None: detect")
     p.add_argument("--max-train-examples", type=int, default=0, help="stratified cap on train rows; 0 = all")
+    p.add_argument("--trust-dataset-code", action="store_true", help="allow code shipped in the dataset's Hub repo")
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default="packaged", help="'packaged', a Hub id, or a local checkpoint folder")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow code shipped in Hub repos")
+    p.add_argument(
+        "--trust-remote-code", action="store_true", help="allow model code shipped in the checkpoint (not the dataset's)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--schedule", choices=list(SCHEDULES), default=d.schedule, help=HELP["schedule"])
     t.add_argument("--head-epochs", type=float, default=d.head_epochs, help=HELP["head_epochs"])
     t.add_argument("--head-lr", type=float, default=d.head_learning_rate, help=HELP["head_learning_rate"])
+    t.add_argument("--class-weights", default=d.class_weights, help=HELP["class_weights"])
     t.add_argument("--max-steps", type=int, default=0, help="stop after this many optimizer steps; 0 = all epochs")
     t.add_argument("--no-frozen-cache", action="store_true", help="recompute frozen layers every epoch")
     t.add_argument("--run-name", default="")
@@ -250,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                 schedule=args.schedule,
                 head_epochs=args.head_epochs,
                 head_learning_rate=args.head_lr,
+                class_weights=args.class_weights,
             ),
         )
     try:

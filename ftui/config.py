@@ -107,6 +107,10 @@ class TrainConfig:
     head_learning_rate: float = field(
         default=1e-3, metadata={"help": "two-phase: learning rate of the head-only phase (a new head learns fast)"}
     )
+    class_weights: str = field(
+        default="none",
+        metadata={"help": "none | balanced (inverse train frequency, for imbalanced data) | one weight per class: 1,3"},
+    )
     run_name: str = field(default="", metadata={"help": "label for the run; empty = generated"})
     report_to: str = field(default="", metadata={"help": "extra metric sinks, comma-separated: tensorboard, trackio"})
 
@@ -230,6 +234,27 @@ def validate_model(cfg: ModelConfig) -> list[str]:
     return errors
 
 
+def parse_class_weights(spec: str) -> list[float] | None:
+    """Custom weights from "1, 3.5" (None for the words none/balanced); ValueError when it is neither."""
+    if not isinstance(spec, str):
+        raise ValueError(spec)
+    if spec.strip().lower() in ("", "none", "balanced"):
+        return None
+    weights = [float(x) for x in spec.replace(";", ",").split(",") if x.strip()]
+    if not weights or any(not (0 < w <= 1000) for w in weights):
+        raise ValueError(spec)
+    return weights
+
+
+def class_weight_problems(spec: Any) -> list[str]:
+    """A message when the class-weight setting is neither none, balanced nor a list of positive numbers."""
+    try:
+        parse_class_weights(spec)
+    except (ValueError, TypeError):
+        return [f"class weights must be 'none', 'balanced' or one positive number per class like '1, 3' (got {str(spec)[:40]!r})"]
+    return []
+
+
 def validate_train(cfg: TrainConfig) -> list[str]:
     """Messages for every out-of-range hyperparameter."""
     errors: list[str] = []
@@ -257,6 +282,7 @@ def validate_train(cfg: TrainConfig) -> list[str]:
                 errors.append(f"unknown metric sink '{name}' (choose from {', '.join(sinks.SINKS)})")
             elif name not in sinks.available():
                 errors.append(f"metric sink '{name}' is not installed (pip install {name})")
+    errors += class_weight_problems(cfg.class_weights)
     if cfg.schedule not in SCHEDULES:
         errors.append(f"schedule must be one of {', '.join(SCHEDULES)} (got {cfg.schedule!r})")
     elif cfg.schedule == "two-phase":

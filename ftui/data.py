@@ -561,7 +561,7 @@ def sanity_report(bundle: DataBundle) -> list[str]:
         share = ", ".join(f"{names[i]} {n / present.sum():.0%}" for i, n in present.sort_values(ascending=False).items())
         out.append(
             f"Class imbalance in train: the largest class is {ratio:.1f}x the smallest ({share}). Accuracy will flatter "
-            "the model; watch macro-F1 and the per-class scores."
+            "the model; watch macro-F1 and the per-class scores, and consider Class weights: balanced in the Train tab."
         )
     for split in ("validation", "test"):
         unseen = sorted(set(counts.get(split, pd.Series(dtype=int)).index) - set(present.index))

@@ -326,6 +326,12 @@ class Engine:
             )
         if depth > summary.num_layers:
             raise ConfigError([f"freeze depth must be 0 to {summary.num_layers} for this checkpoint (got {depth})"])
+        if summary.max_length and cfg.kind != "baseline" and cfg.train.max_length > summary.max_length:
+            # Caught here, not mid-run (an index error) or worse, in Predict on the first long review.
+            raise ConfigError(
+                [f"max sequence length {cfg.train.max_length} is more than {summary.name} can read "
+                 f"({summary.max_length} tokens): set it to {summary.max_length} or less in the Train tab"]
+            )  # fmt: skip
         if cfg.kind == "finetune" and cfg.train.schedule == "two-phase" and depth >= summary.num_layers:
             raise ConfigError(
                 [f"with freeze depth {depth} of {summary.num_layers} the fine-tune phase would train only the head again: "

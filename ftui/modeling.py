@@ -133,6 +133,31 @@ def hidden_size(config: Any) -> int:
     raise ModelError("Could not tell the checkpoint's hidden size.", "Use the model's own head instead of the MLP head.")
 
 
+# Models whose position ids start after the padding index (fairseq heritage): the first 2 rows of the position table
+# are never used for tokens, so 514 positions hold 512 tokens.
+POSITION_OFFSET: dict[str, int] = {
+    "roberta": 2,
+    "xlm-roberta": 2,
+    "xlm-roberta-xl": 2,
+    "camembert": 2,
+    "data2vec-text": 2,
+    "mpnet": 2,
+    "longformer": 2,
+    "bart": 2,
+}
+
+
+def position_limit(config: Any) -> int | None:
+    """The most tokens one input can hold (absolute position table size minus the padding offset); None when the
+    model has no such table (relative or rotary positions with no stated maximum)."""
+    if getattr(config, "position_biased_input", True) is False:
+        return None  # DeBERTa-v2/v3: relative positions only
+    n = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if not isinstance(n, int) or n <= 0:
+        return None
+    return n - POSITION_OFFSET.get(str(getattr(config, "model_type", "")), 0)
+
+
 def mean_pool(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """The mean of the token states a text has (padding left out): one vector per text."""
     mask = attention_mask.unsqueeze(-1).to(states.dtype)
@@ -302,6 +327,7 @@ class ModelSummary:
     freeze_supported: bool
     card: str
     card_limitations: str
+    max_length: int | None = None  # the longest input in tokens (None: no fixed limit)
 
     def trainable(self, depth: int) -> int:
         """Parameters that train at a given freeze depth."""
@@ -374,6 +400,7 @@ def summarize(cfg: ModelConfig, token: str | None = None) -> ModelSummary:
         freeze_supported=supported,
         card=card,
         card_limitations=limitations_section(card),
+        max_length=position_limit(config),
     )
 
 
@@ -393,19 +420,21 @@ def save_classifier(model: nn.Module, tokenizer: Any, path: Path, label_names: l
     (path / "labels.json").write_text(json.dumps(label_names))
 
 
-def load_classifier(path: Path, device: str = "cpu") -> tuple[nn.Module, Any, list[str]]:
-    """(model in eval mode, tokenizer, label names) from a folder written by save_classifier."""
+def load_classifier(path: Path, device: str = "cpu", trust_remote_code: bool = False) -> tuple[nn.Module, Any, list[str]]:
+    """(model in eval mode, tokenizer, label names) from a folder written by save_classifier. trust_remote_code: the
+    run's own setting (a model with custom code saves that code beside its weights and needs it to load again)."""
     from safetensors.torch import load_file
     from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
     label_names = json.loads((path / "labels.json").read_text())
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    trust = {"trust_remote_code": True} if trust_remote_code else {}
+    tokenizer = AutoTokenizer.from_pretrained(path, **trust)
     if (path / HEAD_FILE).exists():
         head_cfg = json.loads((path / HEAD_FILE).read_text())
         model: nn.Module = MLPClassifier(
-            AutoModel.from_pretrained(path), head_cfg["num_labels"], head_cfg["hidden"], head_cfg["dropout"]
+            AutoModel.from_pretrained(path, **trust), head_cfg["num_labels"], head_cfg["hidden"], head_cfg["dropout"]
         )
         model.head.load_state_dict(load_file(str(path / HEAD_WEIGHTS)))
     else:
-        model = AutoModelForSequenceClassification.from_pretrained(path)
+        model = AutoModelForSequenceClassification.from_pretrained(path, **trust)
     return model.to(device).eval(), tokenizer, label_names

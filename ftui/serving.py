@@ -142,7 +142,10 @@ class PredictionService:
             if run.config.baseline == "embeddings":
                 admit_model(self.settings, run.config.model)  # its encoder is loaded afresh to make features
             return f"{key}@{version}", lambda: load_baseline(model_dir, self.device)
-        return f"{key}@{version}", lambda: load_classifier(model_dir, self.device)
+        trust = run.config.model.trust_remote_code
+        if trust:
+            admit_model(self.settings, run.config.model)  # its own code runs again on load: today's rules apply
+        return f"{key}@{version}", lambda: load_classifier(model_dir, self.device, trust)
 
     def predict(self, text: str, model_key: str | None = None, runtime: str = "pytorch") -> dict[str, float]:
         """Class probabilities for one text, from a run (default: the newest) or its base checkpoint."""
@@ -265,7 +268,9 @@ class PredictionService:
         except (OSError, ValueError) as exc:
             raise FtuiError(f"Run '{run.name}' has no test predictions to check an export against.",
                             "Export a run that completed its test.") from exc  # fmt: skip
-        model, tokenizer, names = load_classifier(model_dir, "cpu")
+        if run.config.model.trust_remote_code:
+            admit_model(self.settings, run.config.model)
+        model, tokenizer, names = load_classifier(model_dir, "cpu", run.config.model.trust_remote_code)
         index = {n: i for i, n in enumerate(names)}
         gold = [index.get(str(x), -1) for x in frame["label"]]
         pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame.columns else None

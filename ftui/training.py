@@ -392,12 +392,43 @@ class Objective(Protocol):
         ...
 
 
-class ClassificationObjective:
-    """Cross-entropy on class labels; the best checkpoint has the highest validation accuracy (then the lowest loss)."""
+def class_weight_vector(spec: str, train_labels: np.ndarray, names: list[str]) -> torch.Tensor | None:
+    """Per-class loss weights: None for "none"; "balanced" gives n / (k * n_c) (a class 10x rarer weighs 10x more,
+    scikit-learn's convention); a custom list must have one weight per class."""
+    from ftui.config import parse_class_weights
 
-    def __init__(self, enc: dict[str, Tokenized], pad_id: int, device: str, batch_size: int, names: list[str]) -> None:
+    word = spec.strip().lower()
+    if word in ("", "none"):
+        return None
+    if word == "balanced":
+        counts = np.bincount(train_labels, minlength=len(names)).astype(np.float64)
+        weights = np.where(counts > 0, counts.sum() / (len(names) * np.maximum(counts, 1)), 1.0)
+        return torch.tensor(weights, dtype=torch.float32)
+    custom = parse_class_weights(spec) or []
+    if len(custom) != len(names):
+        raise FtuiError(
+            f"{len(custom)} class weights were given for {len(names)} classes ({', '.join(names)}).",
+            "Give one weight per class, in that order, or choose 'balanced'.",
+        )
+    return torch.tensor(custom, dtype=torch.float32)
+
+
+class ClassificationObjective:
+    """Cross-entropy on class labels (optionally class-weighted); the best checkpoint has the highest validation
+    accuracy (then the lowest loss). Evaluation loss stays unweighted, so runs with and without weights compare."""
+
+    def __init__(
+        self,
+        enc: dict[str, Tokenized],
+        pad_id: int,
+        device: str,
+        batch_size: int,
+        names: list[str],
+        class_weights: torch.Tensor | None = None,
+    ) -> None:
         self.enc, self.pad_id, self.device, self.batch_size, self.names = enc, pad_id, device, batch_size, names
         self.train_rows = len(enc["train"])
+        self.class_weights = class_weights.to(device) if class_weights is not None else None
 
     def epoch_batches(self, gen: torch.Generator) -> list[np.ndarray]:
         """Shuffled batches of similar lengths."""
@@ -410,7 +441,7 @@ class ClassificationObjective:
         ctx = cache.context("train", self.enc["train"], idx) if cache else contextlib.nullcontext()
         with ctx, torch.autocast(device_type=self.device, dtype=amp or torch.float32, enabled=amp is not None):
             logits = model(**batch).logits
-        return nn.functional.cross_entropy(logits.float(), y)
+        return nn.functional.cross_entropy(logits.float(), y, weight=self.class_weights)
 
     def evaluate(
         self, model: nn.Module, amp: torch.dtype | None, stop: Callable[[], bool], cache: PrefixCache | None
@@ -739,7 +770,11 @@ def _train(
     num_layers = len(encoder_layers(model.base_model)) if t.schedule == "two-phase" else 0
     phases = build_schedule(cfg, num_layers)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    objective = ClassificationObjective(enc, pad_id, device, t.batch_size, run.label_names)
+    weights = class_weight_vector(t.class_weights, enc["train"].labels, run.label_names)
+    if weights is not None:
+        log.info("run %s: class weights %s", run.run_id, dict(zip(run.label_names, weights.tolist(), strict=True)))
+        run.set_progress(class_weights=[round(w, 4) for w in weights.tolist()])
+    objective = ClassificationObjective(enc, pad_id, device, t.batch_size, run.label_names, weights)
     core = TrainingCore(run, model, tokenizer, phases, objective, device, scratch)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -775,7 +810,7 @@ def _train(
     scratch.pop("model", None)
     scratch.pop("opt", None)
     del model, core
-    best_model, _, _ = load_classifier(run.out_dir / MODEL_DIR, device)
+    best_model, _, _ = load_classifier(run.out_dir / MODEL_DIR, device, run.config.model.trust_remote_code)
     scratch["model"] = best_model
     amp = autocast_dtype(t.precision, device)
     test_probs: list[np.ndarray] = []

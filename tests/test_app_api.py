@@ -69,7 +69,26 @@ def test_batch_predict_endpoint(trained, tmp_path):
     assert "no text to classify" in msg
 
 
-PUBLIC = ["/compare_runs", "/delete_run", "/evaluate_run", "/export_zip", "/predict", "/predict_batch", "/update_run"]
+PUBLIC = ["/compare_runs", "/delete_run", "/evaluate_run", "/explain", "/export_onnx", "/export_zip", "/predict",
+          "/predict_batch", "/update_run"]  # fmt: skip
+
+
+def test_explain_export_onnx_and_predict_with_it_over_the_api(trained):
+    url, engine, run = trained
+    client = Client(url, verbose=False)
+    spans, note = client.predict("A warm and funny film.", f"run:{run.run_id}", "ig", api_name="/explain")
+    words = [s["token"].strip() for s in spans["value"]]
+    assert words[:3] == ["a", "warm", "and"] and "convergence delta" in note
+    assert all(-1 <= s["class_or_confidence"] <= 1 for s in spans["value"])
+    status = client.predict(run.run_id, True, api_name="/export_onnx")
+    assert "ONNX export ready" in status and "labels equal to PyTorch" in status
+    out = client.predict("A warm and funny film.", f"run:{run.run_id}", "onnx", api_name="/predict")
+    torch_out = engine.predict("A warm and funny film.", f"run:{run.run_id}")
+    assert out["label"] == max(torch_out, key=torch_out.__getitem__)
+    with pytest.raises(Exception, match="Unknown runtime|not in the list of choices"):
+        client.predict("fine", f"run:{run.run_id}", "tensorrt", api_name="/predict")
+    msg, _, _ = client.predict("Great.\nAwful.", None, f"run:{run.run_id}", False, "onnx-int8", api_name="/predict_batch")
+    assert "2 reviews scored" in msg
 
 
 def test_only_the_documented_endpoints_are_public(trained):

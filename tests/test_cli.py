@@ -115,3 +115,14 @@ def test_pip_install_gives_an_ftui_command_that_works_from_any_folder(tmp_path):
     listed = subprocess.run([str(target / "bin" / "ftui"), "runs", "list", "--json", "--runs-dir", str(elsewhere / "runs")],
                             cwd=elsewhere, env=env, capture_output=True, text=True, check=True).stdout  # fmt: skip
     assert len(json.loads(listed)) == 1
+
+
+def test_model_and_dataset_code_are_trusted_separately():
+    from ftui.cli import _data_config, _model_config, build_parser
+
+    args = build_parser().parse_args(["train", "--trust-remote-code"])
+    assert _model_config(args).trust_remote_code and not _data_config(args).trust_remote_code
+    args = build_parser().parse_args(["train", "--trust-dataset-code"])
+    assert _data_config(args).trust_remote_code and not _model_config(args).trust_remote_code
+    args = build_parser().parse_args(["train", "--class-weights", "balanced"])
+    assert args.class_weights == "balanced"

@@ -139,3 +139,77 @@ def test_card_front_matter_is_stripped():
     assert strip_front_matter("# No metadata\n---\nrule") == "# No metadata\n---\nrule"
     s = summarize(ModelConfig())
     assert not s.card.startswith("---") and "license: apache-2.0" not in s.card
+
+
+@pytest.mark.parametrize(
+    ("model_type", "table", "limit"),
+    [("bert", 512, 512), ("distilbert", 512, 512), ("electra", 512, 512), ("roberta", 514, 512),
+     ("xlm-roberta", 514, 512), ("mpnet", 514, 512), ("modernbert", 8192, 8192)],
+)  # fmt: skip
+def test_position_limit_per_family(model_type, table, limit):
+    from transformers import AutoConfig
+
+    from ftui.modeling import position_limit
+
+    assert position_limit(AutoConfig.for_model(model_type, max_position_embeddings=table)) == limit
+
+
+def test_relative_position_models_have_no_fixed_limit():
+    from transformers import AutoConfig
+
+    from ftui.modeling import position_limit
+
+    assert position_limit(AutoConfig.for_model("deberta-v2", position_biased_input=False)) is None
+
+
+def test_summary_states_the_longest_input_and_a_longer_max_length_is_refused_before_training(engine, tiny_bert_dir):
+    from ftui.config import DataConfig, RunConfig, TrainConfig
+    from ftui.errors import ConfigError
+
+    cfg = ModelConfig(source="local", checkpoint=str(tiny_bert_dir))
+    assert engine.model_summary(cfg).max_length == 128  # the tiny fixture's position table
+    assert engine.model_summary(ModelConfig()).max_length == 512  # the packaged MiniLM
+    with pytest.raises(ConfigError, match="max sequence length 256 is more than .* can read \\(128 tokens\\)"):
+        engine.start_run(RunConfig(DataConfig(), cfg, TrainConfig(max_length=256)))
+    assert engine.current_run() is None and engine.runs() == []  # nothing started, nothing recorded
+
+
+def test_a_run_trained_with_remote_code_reloads_for_its_test_and_predict(engine, tmp_path):
+    """Case: training completed, then testing the best checkpoint and Predict failed with "contains custom code ...
+    pass trust_remote_code=True" (the reload never passed the run's setting)."""
+    import json
+
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    from ftui.config import DataConfig, RunConfig, TrainConfig
+    from ftui.modeling import packaged_checkpoint
+    from ftui.runs import RunStatus
+
+    ckpt = tmp_path / "custom"
+    torch.manual_seed(0)
+    BertForSequenceClassification(tiny_config("bert")).save_pretrained(ckpt)
+    AutoTokenizer.from_pretrained(packaged_checkpoint()).save_pretrained(ckpt)
+    (ckpt / "configuration_custom.py").write_text(
+        "from transformers import BertConfig\nclass CustomConfig(BertConfig):\n    model_type = 'custom-bert'\n"
+    )
+    (ckpt / "modeling_custom.py").write_text(
+        "from transformers import BertForSequenceClassification, BertModel\n"
+        "from .configuration_custom import CustomConfig\n"
+        "class CustomModel(BertModel):\n    config_class = CustomConfig\n"
+        "class CustomForSequenceClassification(BertForSequenceClassification):\n    config_class = CustomConfig\n"
+    )
+    config = json.loads((ckpt / "config.json").read_text())
+    config.update(model_type="custom-bert", auto_map={
+        "AutoConfig": "configuration_custom.CustomConfig",
+        "AutoModel": "modeling_custom.CustomModel",
+        "AutoModelForSequenceClassification": "modeling_custom.CustomForSequenceClassification",
+    })  # fmt: skip
+    (ckpt / "config.json").write_text(json.dumps(config))
+    cfg = RunConfig(DataConfig(), ModelConfig(source="local", checkpoint=str(ckpt), trust_remote_code=True),
+                    TrainConfig(epochs=1, max_length=64))  # fmt: skip
+    run = engine.start_run(cfg)
+    assert run.done.wait(120) and engine.join(30)
+    assert run.status == RunStatus.COMPLETED, run.error
+    assert isinstance(run.result["test_accuracy"], float)
+    probs = engine.predict("a fine film", f"run:{run.run_id}")
+    assert abs(sum(probs.values()) - 1) < 1e-5

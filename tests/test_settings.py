@@ -89,7 +89,7 @@ def test_demo_mode_app_exposes_prediction_only(tmp_path):
     app.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_kwargs(settings))
     try:
         api = Client(app.local_url, verbose=False).view_api(print_info=False, return_format="dict")
-        assert sorted(api["named_endpoints"]) == ["/predict", "/predict_batch"]
+        assert sorted(api["named_endpoints"]) == ["/explain", "/predict", "/predict_batch"]
     finally:
         app.close()
 

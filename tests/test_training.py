@@ -2,7 +2,9 @@
 
 import json
 import threading
+from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -421,3 +423,58 @@ def test_a_snapshot_taken_at_the_end_of_an_epoch_resumes_into_the_next_epochs_or
     assert again.done.wait(120) and fresh.join(30) and again.status == RunStatus.COMPLETED, again.error
     losses = [(e["step"], round(e["eval_loss"], 5)) for e in of_type(again.events(), EventType.EVAL)]
     assert losses == [(e["step"], round(e["eval_loss"], 5)) for e in of_type(whole.events(), EventType.EVAL)]
+
+
+def test_class_weights_balanced_custom_and_refused():
+    from ftui.errors import FtuiError
+    from ftui.training import class_weight_vector
+
+    labels = np.array([0, 0, 0, 1])
+    assert class_weight_vector("none", labels, ["a", "b"]) is None
+    w = class_weight_vector("balanced", labels, ["a", "b"])
+    assert w.tolist() == pytest.approx([4 / (2 * 3), 4 / (2 * 1)])  # n / (k * n_c)
+    assert class_weight_vector("1, 3", labels, ["a", "b"]).tolist() == [1.0, 3.0]
+    with pytest.raises(FtuiError, match="3 class weights were given for 2 classes"):
+        class_weight_vector("1,2,3", labels, ["a", "b"])
+
+
+def test_weighted_loss_by_hand_on_a_tiny_batch():
+    """Weighted cross-entropy = sum_i w[y_i] * CE_i / sum_i w[y_i], computed here without torch's weight argument."""
+    import math
+
+    from ftui.batching import Tokenized
+    from ftui.training import ClassificationObjective
+
+    ids = np.array([5, 6, 7, 8], dtype=np.int32)
+    tok = Tokenized(ids=ids, offsets=np.array([0, 1, 2, 3, 4]), labels=np.array([0, 0, 0, 1]))
+    logits = torch.tensor([[2.0, 0.0], [0.5, 0.5], [0.0, 1.0], [1.0, -1.0]])
+
+    class Fixed(torch.nn.Module):
+        def forward(self, input_ids, attention_mask):
+            return type("Out", (), {"logits": logits[input_ids[:, 0] - 5]})()
+
+    weights = torch.tensor([1 / 1.5, 2.0])
+    obj = ClassificationObjective({"train": tok}, 0, "cpu", 4, ["a", "b"], weights)
+    loss = obj.train_loss(Fixed(), np.arange(4), None, None)
+    ce = [-(logits[i, y].item() - math.log(sum(math.exp(v) for v in logits[i].tolist()))) for i, y in enumerate([0, 0, 0, 1])]
+    w = [weights[y].item() for y in [0, 0, 0, 1]]
+    assert loss.item() == pytest.approx(sum(a * b for a, b in zip(w, ce, strict=True)) / sum(w), rel=1e-6)
+    plain = ClassificationObjective({"train": tok}, 0, "cpu", 4, ["a", "b"]).train_loss(Fixed(), np.arange(4), None, None)
+    assert plain.item() == pytest.approx(sum(ce) / 4, rel=1e-6) and plain.item() != pytest.approx(loss.item())
+
+
+def test_class_weights_setting_is_validated_and_recorded(engine, tiny_bert_dir):
+    from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig, validate_train
+    from ftui.runs import RunStatus
+
+    assert validate_train(TrainConfig(class_weights="balanced")) == []
+    assert any("class weights" in m for m in validate_train(TrainConfig(class_weights="heavy")))
+    assert any("class weights" in m for m in validate_train(TrainConfig(class_weights="1, -2")))
+    cfg = RunConfig(DataConfig(), ModelConfig(source="local", checkpoint=str(tiny_bert_dir)),
+                    TrainConfig(epochs=1, class_weights="balanced"))  # fmt: skip
+    run = engine.start_run(cfg)
+    assert run.done.wait(120) and engine.join(30) and run.status == RunStatus.COMPLETED
+    assert run.to_json()["config"]["train"]["class_weights"] == "balanced"
+    bad = engine.start_run(replace(cfg, train=replace(cfg.train, class_weights="1,2,3")))
+    assert bad.done.wait(60) and engine.join(30) and bad.status == RunStatus.FAILED
+    assert "3 class weights were given for 2 classes" in (bad.error or "")

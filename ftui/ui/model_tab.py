@@ -53,7 +53,8 @@ def summary_md(s: ModelSummary) -> str:
     """Architecture and sizes as markdown."""
     return (
         f"**{s.name}** · `{s.architecture}` ({s.model_type}) · {s.num_layers} layers · hidden size {s.hidden_size} · "
-        f"{s.total_params / 1e6:.1f} M parameters"
+        f"{s.total_params / 1e6:.1f} M parameters · "
+        + (f"reads at most **{s.max_length:,} tokens** per input" if s.max_length else "no fixed input length limit")
     )
 
 

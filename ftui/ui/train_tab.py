@@ -82,6 +82,15 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         w["early_stopping_patience"] = gr.Number(value=0, precision=0, label="Early-stopping patience (evals; 0 = off)")
         w["run_name"] = gr.Textbox(label="Run name (optional)", elem_id="run-name")
     with gr.Row():
+        w["class_weights"] = gr.Dropdown(
+            ["none", "balanced"],
+            value=d.class_weights,
+            allow_custom_value=True,  # custom weights are typed: "1, 3" (checked in the engine)
+            label="Class weights in the loss: none, balanced (for imbalanced data: rarer classes weigh more), or one "
+            "weight per class such as 1, 3",
+            elem_id="class-weights",
+        )
+    with gr.Row():
         w["schedule"] = gr.Radio(
             list(SCHEDULE_LABELS.values()),
             value=SCHEDULE_LABELS[d.schedule],
