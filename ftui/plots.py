@@ -215,6 +215,8 @@ def status_markdown(snap: RunSnapshot | None, now: float | None = None) -> str:
         if p.get("prefix_cache_mb"):
             bits.append(f"frozen layers cached ({p['prefix_cache_mb']:.0f} MB)")
         lines.append(" · ".join(bits))
+    for notice in p.get("notices", []):
+        lines.append(f"⚠️ {notice}")
     if p.get("best_eval_accuracy") is not None:
         lines.append(f"Best validation accuracy so far: **{p['best_eval_accuracy']:.3f}**")
     if p.get("best_perplexity") is not None:

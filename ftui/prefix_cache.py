@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,8 @@ from torch import nn
 
 from ftui.batching import Tokenized, gather_positions
 from ftui.modeling import encoder_layers
+
+log = logging.getLogger(__name__)
 
 GPU_SHARE = 0.4  # of free GPU memory the cache may take; the rest stays for activations
 HOST_SHARE = 0.25  # of available host memory the cache may take
@@ -75,6 +78,9 @@ class PrefixCache:
         self._stub = _Embed()
         self._project_stub = _Pass(False)
         self._passes: list[_Pass] | None = None
+        self.verified: set[str] = set()  # splits whose first reuse matched a full forward
+        self.off_reason: str | None = None  # set when the self-check failed: the cache is off for the rest of the run
+        self.on_off: Callable[[str], None] = lambda reason: None  # told once, when the cache switches itself off
 
     # ----------------------------------------------------------------------------------------------- storage
     def _store(self, split: str, tok: Tokenized, sample: torch.Tensor) -> tuple[torch.Tensor, np.ndarray] | None:
@@ -177,3 +183,53 @@ class PrefixCache:
     def context(self, split: str, tok: Tokenized, idx: np.ndarray) -> contextlib.AbstractContextManager[None]:
         """Reuse when the batch is cached, else compute and capture."""
         return self.reuse(split, tok, idx) if self.ready(split, idx) else self.capture(split, tok, idx)
+
+    # ------------------------------------------------------------------------------------------- self-check
+    def guarded(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], split: str, tok: Tokenized, idx: np.ndarray
+    ) -> contextlib.AbstractContextManager[None]:
+        """`context`, made safe: the first reuse of each split is checked against a full forward of the same batch;
+        an exception or a mismatch switches the cache off for the rest of the run (through `on_off`), and the batch
+        is simply computed. A cache problem costs speed, never the run."""
+        if self.off_reason is not None:
+            return contextlib.nullcontext()
+        try:
+            if self.ready(split, idx) and split not in self.verified:
+                self._verify(model, batch, split, tok, idx)
+                self.verified.add(split)
+            return self.context(split, tok, idx)
+        except Exception as exc:  # noqa: BLE001 - any failure of the stand-ins means: compute normally from now on
+            self.turn_off(f"{type(exc).__name__}: {str(exc)[:200]}")
+            return contextlib.nullcontext()
+
+    def _verify(self, model: nn.Module, batch: dict[str, torch.Tensor], split: str, tok: Tokenized, idx: np.ndarray) -> None:
+        """Logits through the cache must equal logits computed in full (eval mode: no dropout in either)."""
+        modes = {m: m.training for m in model.modules()}  # frozen layers stay in eval; restore exactly
+        model.eval()
+        try:
+            with torch.no_grad():
+                full = _logits(model(**batch)).float()
+                with self.reuse(split, tok, idx):
+                    cached = _logits(model(**batch)).float()
+        finally:
+            for m, mode in modes.items():
+                m.training = mode
+        stored = self.stores[split][0].dtype
+        tol = 1e-3 if stored == torch.float32 else 5e-2  # half-precision states round differently than fp32 compute
+        diff = float((cached - full).abs().max()) if cached.shape == full.shape else float("inf")
+        if not diff <= tol * (1.0 + float(full.abs().max())):
+            raise ValueError(f"cached logits differ from recomputed ones by {diff:.2g}")
+        log.info("frozen-prefix cache self-check passed on %s (max difference %.2g)", split, diff)
+
+    def turn_off(self, reason: str) -> None:
+        """Stop caching for this run (memory freed); the caller's notice says why."""
+        if self.off_reason is not None:
+            return
+        self.off_reason = reason
+        self.stores.clear()
+        log.warning("frozen-prefix cache switched off: %s", reason)
+        self.on_off(reason)
+
+
+def _logits(out: Any) -> torch.Tensor:
+    return out.logits if hasattr(out, "logits") else out[0]

@@ -31,6 +31,7 @@ from ftui.events import (
     EpochEvent,
     EvalEvent,
     Event,
+    NoticeEvent,
     PhaseEvent,
     ResumeEvent,
     StartEvent,
@@ -144,7 +145,7 @@ def evaluate(
             raise StopRequested
         batch = collate(tok, idx, pad_id, device)
         y = batch.pop("labels")
-        ctx = cache.context(split, tok, idx) if cache else contextlib.nullcontext()
+        ctx = cache.guarded(model, batch, split, tok, idx) if cache else contextlib.nullcontext()
         with ctx, torch.autocast(device_type=device, dtype=amp or torch.float32, enabled=amp is not None):
             logits = model(**batch).logits.float()
         total_loss += nn.functional.cross_entropy(logits, y, reduction="sum")
@@ -438,7 +439,7 @@ class ClassificationObjective:
         """Cross-entropy of one batch (frozen layers read from the cache when it holds the batch)."""
         batch = collate(self.enc["train"], idx, self.pad_id, self.device)
         y = batch.pop("labels")
-        ctx = cache.context("train", self.enc["train"], idx) if cache else contextlib.nullcontext()
+        ctx = cache.guarded(model, batch, "train", self.enc["train"], idx) if cache else contextlib.nullcontext()
         with ctx, torch.autocast(device_type=self.device, dtype=amp or torch.float32, enabled=amp is not None):
             logits = model(**batch).logits
         return nn.functional.cross_entropy(logits.float(), y, weight=self.class_weights)
@@ -523,6 +524,16 @@ class TrainingCore:
         done = sum(self.phase_steps[: state.phase]) / self.steps_per_epoch
         return done + state.phase_step / self.steps_per_epoch
 
+    def _cache_off(self, reason: str) -> None:
+        """The frozen-layer cache could not stand in for this model: say so on the run and keep training without it."""
+        message = (
+            f"The frozen-layer cache was switched off for this run ({reason}); frozen layers are recomputed each "
+            "step instead: slower, same results. Untick it (--no-frozen-cache) to skip the check next time."
+        )
+        self.run.log(NoticeEvent(step=self.run.snapshot().progress.get("step", 0), message=message))
+        notices = [*self.run.snapshot().progress.get("notices", []), message]
+        self.run.set_progress(notices=notices[-3:])
+
     # -------------------------------------------------------------------------------------------- phases
     def _enter_phase(self, index: int) -> None:
         """Freeze for the phase, a frozen-prefix cache at its depth, and a fresh optimizer and schedule; parameters
@@ -531,7 +542,11 @@ class TrainingCore:
         apply_freeze(self.model, phase.freeze_depth)
         self.cache = None  # a cache at another depth is of no use: free it before the next one fills
         if phase.freeze_depth and self.t.frozen_cache:
-            self.cache = PrefixCache(self.model, phase.freeze_depth, self.device)
+            try:
+                self.cache = PrefixCache(self.model, phase.freeze_depth, self.device)
+                self.cache.on_off = self._cache_off
+            except Exception as exc:  # noqa: BLE001 - an architecture the cache cannot stand in for: compute instead
+                self._cache_off(f"{type(exc).__name__}: {exc}")
         from transformers import get_linear_schedule_with_warmup
 
         previous = self.opt

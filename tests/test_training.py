@@ -353,7 +353,11 @@ def test_head_epochs_after_the_first_never_call_the_encoder(engine, tiny_bert_di
     run = engine.start_run(two_phase_cfg(tiny_bert_dir, head_epochs=3, epochs=1, evals_per_epoch=1))
     assert run.done.wait(180) and engine.join(30) and run.status == RunStatus.COMPLETED, run.error
     head_calls = [epoch for phase, epoch in calls if phase == "head"]
-    assert head_calls and max(head_calls) == 0  # only in the first head epoch (epochs 2 and 3 read the cache)
+    assert head_calls and head_calls.count(0) > 4  # the first head epoch fills the cache
+    # Later head epochs read the cache; the only encoder calls left are the cache's one-batch self-check at the first
+    # reuse of train and of validation (2 batches x 2 layers), all in the second epoch.
+    later = [epoch for epoch in head_calls if epoch >= 1]
+    assert len(later) <= 4 and set(later) <= {1}, later
     assert any(phase == "finetune" for phase, _ in calls)
 
 
