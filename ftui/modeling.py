@@ -19,7 +19,26 @@ PACKAGED_NAME = "all-MiniLM-L6-v2 (packaged)"
 HEAD_FILE = "ftui_head.json"
 HEAD_WEIGHTS = "head.safetensors"
 # Where encoder families keep their stack of layers, relative to the base model.
-LAYER_PATHS = ("encoder.layer", "transformer.layer", "encoder.layers", "layers", "layer", "transformer.h", "h")
+# ------------------------------------------------------------------------------- architecture knowledge, in tables
+# Where the stack of layers lives (first match wins), across BERT, DistilBERT, ModernBERT, ALBERT, EuroBERT, ...
+LAYER_PATHS = (
+    "encoder.layer",
+    "transformer.layer",
+    "encoder.layers",
+    "layers",
+    "layer",
+    "transformer.h",
+    "h",
+    "encoder.albert_layer_groups",  # ALBERT: one group reused at every depth (see apply_freeze)
+)
+# The input side, frozen at any depth >= 1 (and run in eval mode there): token/position embeddings and projections.
+EMBEDDING_MODULES = ("embeddings", "embeddings_project", "embed_tokens", "word_embedding")
+# Modules every layer reads (relative-position tables and their norm, DeBERTa-v2's convolution after layer 0, ALBERT's
+# projection of the embeddings to the hidden size): frozen
+# with the bottom layers at depth >= 1, since training them would change what the frozen layers compute.
+SHARED_MODULES = ("rel_embeddings", "relative_attention_bias", "conv", "embedding_hidden_mapping_in")
+# Everything else in the encoder outside the stack (a pooler, a norm after the last layer: ModernBERT final_norm,
+# EuroBERT norm, XLM-R-XL's final LayerNorm) sits above the trainable layers and always trains.
 
 
 def packaged_checkpoint() -> Path | None:
@@ -121,7 +140,8 @@ def encoder_layers(base: nn.Module) -> nn.ModuleList:
     kind = getattr(getattr(base, "config", None), "model_type", type(base).__name__)
     raise ModelError(
         f"Freeze depth is not supported for '{kind}' models (no per-layer encoder stack was found).",
-        "Set freeze depth to 0 (train everything); BERT, DistilBERT, RoBERTa, MiniLM and ELECTRA support it.",
+        "Set freeze depth to 0 (train everything). Freezing works for encoders with a stack of layers: BERT, MiniLM, "
+        "DistilBERT, RoBERTa, XLM-RoBERTa, ELECTRA, DeBERTa-v2/v3, MPNet, ModernBERT, ALBERT and similar.",
     )
 
 
@@ -278,8 +298,34 @@ def build_model(
     return model
 
 
+def shared_modules(base: nn.Module) -> dict[str, nn.Module]:
+    """Modules outside the layers that every layer reads (see SHARED_MODULES), by dotted name; a relative-position
+    table's own LayerNorm (DeBERTa-v2 normalises rel_embeddings) goes with it."""
+    layer_ids = {id(m) for layer in encoder_layers(base) for m in layer.modules()}
+    found: dict[str, nn.Module] = {}
+    for name, mod in base.named_modules():
+        if id(mod) in layer_ids or not name:
+            continue
+        leaf = name.rsplit(".", 1)[-1]
+        parent = base.get_submodule(name.rsplit(".", 1)[0]) if "." in name else base
+        if any(name.startswith(f + ".") for f in found):
+            continue  # inside one already found
+        if leaf in SHARED_MODULES or (leaf == "LayerNorm" and hasattr(parent, "rel_embeddings")):
+            found[name] = mod
+    return found
+
+
+def embedding_modules(base: nn.Module) -> list[nn.Module]:
+    """The input-side modules of the encoder (see EMBEDDING_MODULES)."""
+    return [m for name in EMBEDDING_MODULES if isinstance(m := getattr(base, name, None), nn.Module)]
+
+
 def apply_freeze(model: nn.Module, depth: int) -> None:
-    """depth 0 trains all; depth k freezes embeddings and the bottom k layers; the head always trains."""
+    """depth 0 trains all; depth k freezes the embeddings, the modules every layer shares (relative positions) and the
+    bottom k layers; the layers above, any norm after the stack, the pooler and the head train.
+
+    ALBERT shares one layer's weights across its whole depth: its "stack" is one layer group, so the freeze depth
+    there is 0 (train all) or 1 (only the head and pooler train)."""
     for p in model.parameters():
         p.requires_grad = True
     if depth <= 0:
@@ -288,13 +334,12 @@ def apply_freeze(model: nn.Module, depth: int) -> None:
     layers = encoder_layers(base)
     if depth > len(layers):
         raise ModelError(f"Freeze depth {depth} is above this model's {len(layers)} layers.", f"Choose 0 to {len(layers)}.")
+    frozen = [*embedding_modules(base), *shared_modules(base).values(), *layers[:depth]]
     keep = {id(p) for layer in layers[depth:] for p in layer.parameters()}
-    pooler = getattr(base, "pooler", None)
-    if isinstance(pooler, nn.Module):
-        keep |= {id(p) for p in pooler.parameters()}
-    for p in base.parameters():
-        if id(p) not in keep:
-            p.requires_grad = False
+    for mod in frozen:
+        for p in mod.parameters():
+            if id(p) not in keep:  # a tied weight used above the frozen part keeps training
+                p.requires_grad = False
 
 
 def frozen_prefix(model: nn.Module, depth: int) -> list[nn.Module]:
@@ -302,8 +347,7 @@ def frozen_prefix(model: nn.Module, depth: int) -> list[nn.Module]:
     if depth <= 0:
         return []
     base = model.base_model
-    mods = [m for name in ("embeddings", "embeddings_project") if isinstance(m := getattr(base, name, None), nn.Module)]
-    return mods + list(encoder_layers(base)[:depth])
+    return [*embedding_modules(base), *shared_modules(base).values(), *encoder_layers(base)[:depth]]
 
 
 def count_params(module: nn.Module, trainable_only: bool = False) -> int:
@@ -328,6 +372,8 @@ class ModelSummary:
     card: str
     card_limitations: str
     max_length: int | None = None  # the longest input in tokens (None: no fixed limit)
+    shared_frozen: tuple[str, ...] = ()  # modules every layer reads, frozen with the bottom layers (relative positions)
+    always_trains: tuple[str, ...] = ()  # encoder parts above the stack that train at every depth (pooler, final norm)
 
     def trainable(self, depth: int) -> int:
         """Parameters that train at a given freeze depth."""
@@ -384,10 +430,18 @@ def summarize(cfg: ModelConfig, token: str | None = None) -> ModelSummary:
     except ModelError:
         layer_params, supported = (), False
     total = count_params(model)
-    pooler = getattr(base, "pooler", None)
-    top = total - count_params(base) + (count_params(pooler) if isinstance(pooler, nn.Module) else 0)
+    shared: dict[str, nn.Module] = {}
+    if supported:
+        shared = shared_modules(base)
+        bottom = [*embedding_modules(base), *shared.values(), *encoder_layers(base)]
+        below = {id(p) for m in bottom for p in m.parameters()}
+        top = sum(p.numel() for p in model.parameters() if id(p) not in below)  # head, pooler, norms after the stack
+    else:
+        top = total
     card = strip_front_matter(read_model_card(cfg, token))
-    arch = (getattr(config, "architectures", None) or [type(model).__name__])[0]
+    # The class that will train (the classifier built on the checkpoint), not the one it was saved as (e.g. *ForMaskedLM)
+    saved = (getattr(config, "architectures", None) or [""])[0]
+    arch = type(model).__name__ + (f" (saved as {saved})" if saved and saved != type(model).__name__ else "")
     return ModelSummary(
         name=display_name(cfg),
         architecture=arch,
@@ -401,7 +455,25 @@ def summarize(cfg: ModelConfig, token: str | None = None) -> ModelSummary:
         card=card,
         card_limitations=limitations_section(card),
         max_length=position_limit(config),
+        shared_frozen=tuple(shared),
+        always_trains=above_stack(base) if supported else (),
     )
+
+
+def above_stack(base: nn.Module) -> tuple[str, ...]:
+    """Names of the encoder's parts outside the embeddings, the shared modules and the layers (a pooler, a norm after
+    the last layer): the largest such modules, by dotted name."""
+    below = [*embedding_modules(base), *shared_modules(base).values(), encoder_layers(base)]
+    below_ids = {id(m) for b in below for m in b.modules()}
+    holders = {id(m) for m in base.modules() if any(id(c) in below_ids for c in m.modules())}
+    names = []
+    for name, mod in base.named_modules():
+        if not name or id(mod) in holders or id(mod) in below_ids or not any(True for _ in mod.parameters()):
+            continue
+        parent = base.get_submodule(name.rsplit(".", 1)[0]) if "." in name else base
+        if id(parent) in holders:  # the largest part: its parent still holds something below
+            names.append(name)
+    return tuple(names)
 
 
 # ------------------------------------------------------------------------------------------------ save and load

@@ -528,11 +528,13 @@ class TrainingCore:
         """The frozen-layer cache could not stand in for this model: say so on the run and keep training without it."""
         message = (
             f"The frozen-layer cache was switched off for this run ({reason}); frozen layers are recomputed each "
-            "step instead: slower, same results. Untick it (--no-frozen-cache) to skip the check next time."
+            "step instead: slower, same results (the CLI's --no-frozen-cache skips the check)."
         )
+        notices = list(self.run.snapshot().progress.get("notices", []))
+        if message in notices:
+            return  # the same reason again (a later phase): said once
         self.run.log(NoticeEvent(step=self.run.snapshot().progress.get("step", 0), message=message))
-        notices = [*self.run.snapshot().progress.get("notices", []), message]
-        self.run.set_progress(notices=notices[-3:])
+        self.run.set_progress(notices=[*notices, message][-3:])
 
     # -------------------------------------------------------------------------------------------- phases
     def _enter_phase(self, index: int) -> None:

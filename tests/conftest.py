@@ -43,6 +43,38 @@ def tiny_config(model_type: str = "bert", layers: int = 2, vocab_size: int = 305
     return AutoConfig.for_model(model_type, **sizes)
 
 
+FAMILY_EXTRAS: dict[str, dict] = {  # what each family needs beyond the common tiny sizes
+    "bert": {},
+    "distilbert": {},
+    "roberta": {},
+    "electra": {},
+    "xlm-roberta": {"max_position_embeddings": 130},
+    "mpnet": {"max_position_embeddings": 130},
+    "albert": {"embedding_size": 16},
+    "deberta-v2": {"relative_attention": True, "position_buckets": 16, "pos_att_type": ["p2c", "c2p"],
+                   "position_biased_input": False, "norm_rel_ebd": "layer_norm"},  # DeBERTa-v3's shape
+    "deberta-v2-conv": {"relative_attention": True, "position_buckets": 16, "pos_att_type": ["p2c", "c2p"],
+                        "position_biased_input": False, "norm_rel_ebd": "layer_norm", "conv_kernel_size": 3},
+    "modernbert": {"global_attn_every_n_layers": 1, "local_attention": 16, "pad_token_id": 0, "bos_token_id": 101,
+                   "eos_token_id": 102, "cls_token_id": 101, "sep_token_id": 102},
+    "eurobert": {"pad_token_id": 0, "bos_token_id": 101, "eos_token_id": 102},
+}  # fmt: skip
+
+
+def family_config(kind: str, layers: int = 3, vocab_size: int = 30522):
+    """A tiny config of an encoder family (FAMILY_EXTRAS' keys; "deberta-v2-conv" is DeBERTa-v2 with its conv layer)."""
+    from transformers import AutoConfig
+
+    if kind in ("bert", "distilbert", "roberta", "electra"):
+        return tiny_config(kind, layers, vocab_size)
+    model_type = "deberta-v2" if kind.startswith("deberta-v2") else kind
+    sizes = {"hidden_size": 32, "num_hidden_layers": layers, "num_attention_heads": 2, "intermediate_size": 64,
+             "max_position_embeddings": 128, "vocab_size": vocab_size}  # fmt: skip
+    if kind == "eurobert":
+        sizes["num_key_value_heads"] = 2
+    return AutoConfig.for_model(model_type, **{**sizes, **FAMILY_EXTRAS[kind]})
+
+
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer random BERT saved like a checkpoint, with the packaged MiniLM's tokenizer."""

@@ -55,15 +55,13 @@ def test_depth_above_layer_count_is_refused():
 
 
 def test_unsupported_architecture_gets_a_message_not_a_crash():
-    from transformers import AlbertConfig
+    from transformers import AutoConfig
 
-    model = AutoModelForSequenceClassification.from_config(
-        AlbertConfig(
-            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, embedding_size=16, vocab_size=100
-        )
-    )
+    # Funnel pools between blocks of blocks: no single stack of layers to count a depth in
+    config = AutoConfig.for_model("funnel", vocab_size=100, d_model=32, n_head=2, d_head=16, d_inner=64, block_sizes=[1, 1])
+    model = AutoModelForSequenceClassification.from_config(config)
     apply_freeze(model, 0)  # depth 0 works for any architecture
-    with pytest.raises(ModelError, match="not supported for 'albert'"):
+    with pytest.raises(ModelError, match="not supported for 'funnel'.*ModernBERT, ALBERT"):
         apply_freeze(model, 1)
 
 

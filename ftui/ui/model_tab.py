@@ -66,15 +66,24 @@ def trainable_md(s: ModelSummary, depth: int) -> str:
             "(keep depth at 0)."
         )
     n = s.trainable(depth)
+    notes = []
+    if depth and s.shared_frozen:
+        notes.append(f"also frozen: {', '.join(f'`{m}`' for m in s.shared_frozen)} (every layer reads them, frozen ones too)")
+    if s.always_trains:
+        notes.append(f"always trains: {', '.join(f'`{m}`' for m in s.always_trains)} (above the layers)")
+    if s.model_type == "albert":
+        notes.append("ALBERT reuses one layer's weights at every depth: freeze depth 1 freezes all of them")
     what = (
         "everything trains"
         if depth == 0
-        else "only the head trains"
+        else "only the head trains (and what sits above the layers)"
         if depth >= s.num_layers
         else f"embeddings + bottom {depth} of {s.num_layers} layers frozen"
     )
+    extra = "".join(f"; {n_}" for n_ in notes)
     return (
-        f"Trainable: **{n / 1e6:.2f} M** of {s.total_params / 1e6:.2f} M parameters ({100 * n / s.total_params:.1f}%) — {what}."
+        f"Trainable: **{n / 1e6:.2f} M** of {s.total_params / 1e6:.2f} M parameters ({100 * n / s.total_params:.1f}%) — "
+        f"{what}{extra}."
     )
 
 
