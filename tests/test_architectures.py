@@ -122,3 +122,18 @@ def test_modernbert_uses_sdpa_and_never_compiles(checkpoints, monkeypatch):
     assert model.config._attn_implementation == "sdpa"
     with torch.no_grad():
         model(input_ids=torch.tensor([[101, 2204, 102]]), attention_mask=torch.ones(1, 3, dtype=torch.long))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", FAMILIES)
+def test_every_family_exports_to_onnx_with_the_same_labels(kind, checkpoints, engine):
+    """About 7 s per family (the exporter traces the model): in the slow suite."""
+    cfg = RunConfig(DataConfig(), ModelConfig(source="local", checkpoint=str(checkpoints[kind])),
+                    TrainConfig(epochs=1, batch_size=64, learning_rate=1e-3, max_length=64))  # fmt: skip
+    run = engine.start_run(cfg)
+    assert run.done.wait(300) and engine.join(30) and run.status == RunStatus.COMPLETED, run.error
+    report = engine.export_onnx(run.run_id)
+    assert report.fp32_agreement == 1.0 and report.fp32_max_abs_diff < 1e-4, (kind, report)
+    text = "A warm, funny film."
+    torch_p, onnx_p = engine.predict(text, f"run:{run.run_id}"), engine.predict(text, f"run:{run.run_id}", "onnx")
+    assert all(abs(torch_p[k] - onnx_p[k]) < 1e-4 for k in torch_p)
