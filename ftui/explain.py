@@ -100,8 +100,9 @@ def explain(
         return_tensors="pt",
         return_special_tokens_mask=True,
     )
-    full = tokenizer(text[: cut + 1], text_pair, truncation=False, add_special_tokens=True)["input_ids"]
-    truncated = len(text) > cut or len(full) > enc["input_ids"].shape[1]
+    pair_cut = text_pair[: cut + 1] if text_pair else None
+    full = tokenizer(text[: cut + 1], pair_cut, truncation=False, add_special_tokens=True)["input_ids"]
+    truncated = len(text) > cut or len(pair_cut or "") > cut or len(full) > enc["input_ids"].shape[1]
     device = next(model.parameters()).device
     special = enc.pop("special_tokens_mask")[0].bool()
     inputs = {k: v.to(device) for k, v in enc.items() if k in MODEL_INPUTS}
