@@ -79,6 +79,8 @@ def model_card(rec: dict[str, Any], base_limitations: str = "", repo_id: str = "
             ("head-phase epochs", train.get("head_epochs")),
             ("head-phase learning rate", train.get("head_learning_rate")),
         ]
+    if not baseline and str(train.get("class_weights") or "none").strip().lower() != "none":
+        hp.append(("class weights in the loss", train.get("class_weights")))
     if baseline:
         what = {"tfidf": "word 1-2-gram TF-IDF features", "embeddings": f"the mean-pooled last hidden states of **{base}** "
                 "(frozen)"}.get(cfg.get("baseline", ""), "features")  # fmt: skip

@@ -215,6 +215,8 @@ def status_markdown(snap: RunSnapshot | None, now: float | None = None) -> str:
         if p.get("prefix_cache_mb"):
             bits.append(f"frozen layers cached ({p['prefix_cache_mb']:.0f} MB)")
         lines.append(" · ".join(bits))
+    if p.get("class_weights"):
+        lines.append("Class weights in the loss: " + ", ".join(f"{w:g}" for w in p["class_weights"]))
     for notice in p.get("notices", []):
         lines.append(f"⚠️ {notice}")
     if p.get("best_eval_accuracy") is not None:

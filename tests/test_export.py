@@ -101,3 +101,12 @@ def test_push_refusals(finished):
         push_to_hub(run.to_json(), run.out_dir, "me/x", "", True, api=FakeApi())
     with pytest.raises(FtuiError, match="Download the zip"):
         engine.push_to_hub(run.run_id, "me/x", "tok")  # the test engine is offline
+
+
+def test_model_card_states_class_weights_only_when_used():
+    def card(weights: str) -> str:
+        cfg = RunConfig(train=TrainConfig(class_weights=weights)).to_dict()
+        return model_card({"run_id": "r", "name": "r", "label_names": ["a", "b"], "config": cfg, "result": {}})
+
+    assert "| class weights in the loss | balanced |" in card("balanced")
+    assert "class weights" not in card("none")

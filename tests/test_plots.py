@@ -67,3 +67,13 @@ def test_short_runs_draw_markers_and_whole_steps():
     assert accuracy_figure(events).layout.xaxis.dtick == 1
     many = [{"type": "train", "step": i, "loss": 1.0} for i in range(1, 200)]
     assert loss_figure(many).data[0].mode == "lines" and loss_figure(many).layout.xaxis.dtick is None
+
+
+def test_status_shows_class_weights_when_the_run_uses_them():
+    from ftui.plots import status_markdown
+    from ftui.runs import RunSnapshot, RunStatus
+
+    snap = RunSnapshot("r1", "r", 1, RunStatus.RUNNING, (), {"class_weights": [0.55, 5.5]}, None, {}, 0.0, None)
+    assert "Class weights in the loss: 0.55, 5.5" in status_markdown(snap)
+    plain = RunSnapshot("r1", "r", 1, RunStatus.RUNNING, (), {}, None, {}, 0.0, None)
+    assert "Class weights" not in status_markdown(plain)
