@@ -137,3 +137,17 @@ def test_every_family_exports_to_onnx_with_the_same_labels(kind, checkpoints, en
     text = "A warm, funny film."
     torch_p, onnx_p = engine.predict(text, f"run:{run.run_id}"), engine.predict(text, f"run:{run.run_id}", "onnx")
     assert all(abs(torch_p[k] - onnx_p[k]) < 1e-4 for k in torch_p)
+
+
+def test_model_tab_says_what_else_is_frozen_and_what_always_trains(checkpoints, engine):
+    from ftui.ui.model_tab import trainable_md
+
+    def summary(kind: str):
+        return engine.model_summary(ModelConfig(source="local", checkpoint=str(checkpoints[kind])))
+
+    deberta, modern, albert = summary("deberta-v2"), summary("modernbert"), summary("albert")
+    assert "also frozen: `encoder.rel_embeddings`, `encoder.LayerNorm`" in trainable_md(deberta, 1)
+    assert "always trains: `final_norm`" in trainable_md(modern, 2)
+    assert "freeze depth 1 freezes all of them" in trainable_md(albert, 1)
+    assert all("also frozen" not in trainable_md(s, 0) and "always trains" not in trainable_md(s, 0)
+               for s in (deberta, modern, albert))  # fmt: skip

@@ -69,9 +69,9 @@ def trainable_md(s: ModelSummary, depth: int) -> str:
     notes = []
     if depth and s.shared_frozen:
         notes.append(f"also frozen: {', '.join(f'`{m}`' for m in s.shared_frozen)} (every layer reads them, frozen ones too)")
-    if s.always_trains:
+    if depth and s.always_trains:
         notes.append(f"always trains: {', '.join(f'`{m}`' for m in s.always_trains)} (above the layers)")
-    if s.model_type == "albert":
+    if depth and s.model_type == "albert":
         notes.append("ALBERT reuses one layer's weights at every depth: freeze depth 1 freezes all of them")
     what = (
         "everything trains"
