@@ -103,6 +103,21 @@ def engine(tmp_path: Path):
     eng.join(60)
 
 
+def finished_tiny_run(engine, checkpoint: Path, run_name: str):
+    """A completed 1-epoch run of a tiny checkpoint on the demo data, freeze depth 1 (for export tests)."""
+    from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from ftui.runs import RunStatus
+
+    cfg = RunConfig(
+        DataConfig(),
+        ModelConfig(source="local", checkpoint=str(checkpoint), freeze_depth=1),
+        TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3, run_name=run_name),
+    )
+    run = engine.start_run(cfg)
+    assert run.done.wait(120) and engine.join(30) and run.status == RunStatus.COMPLETED
+    return run
+
+
 @pytest.fixture()
 def csv_file(tmp_path: Path) -> Path:
     """A small labelled CSV with string labels, three classes, some empty texts."""

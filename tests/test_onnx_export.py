@@ -5,6 +5,7 @@ import json
 import zipfile
 
 import pytest
+from conftest import finished_tiny_run
 
 from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ftui.errors import FtuiError
@@ -14,14 +15,7 @@ from ftui.runs import RunStatus
 
 @pytest.fixture()
 def finished(engine, tiny_bert_dir):
-    cfg = RunConfig(
-        DataConfig(),
-        ModelConfig(source="local", checkpoint=str(tiny_bert_dir), freeze_depth=1),
-        TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3, run_name="onnx-run"),
-    )
-    run = engine.start_run(cfg)
-    assert run.done.wait(120) and engine.join(30) and run.status == RunStatus.COMPLETED
-    return engine, run
+    return engine, finished_tiny_run(engine, tiny_bert_dir, "onnx-run")
 
 
 def test_export_is_checked_served_and_shipped(finished):

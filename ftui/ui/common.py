@@ -8,6 +8,8 @@ from typing import Any
 import gradio as gr
 
 from ftui.errors import FtuiError
+from ftui.explain import Explanation
+from ftui.ui import explain_view
 
 DATA_SOURCE_LABELS = {"demo": "Bundled demo", "hub": "Hugging Face Hub", "upload": "Upload a file", "local": "Local path"}
 MODEL_SOURCE_LABELS = {"packaged": "Packaged MiniLM (offline)", "hub": "Hugging Face Hub", "local": "Local folder"}
@@ -81,3 +83,14 @@ def search_handler(search: Callable[[str, str | None], list[str]], what: str) ->
         return gr.update(choices=found, value=found[0]), ok_md(f"{len(found)} {what} found, most downloaded first.")
 
     return on_search
+
+
+def explanation_view(label: str, elem_id: str, note_id: str) -> tuple[gr.HighlightedText, gr.Markdown]:
+    """Coloured words (hidden until there is an explanation) and the summary under them."""
+    words = gr.HighlightedText(label=label, show_legend=False, elem_id=elem_id, visible=False)
+    return words, gr.Markdown(elem_id=note_id)
+
+
+def show_explanation(ex: Explanation, before: str = "") -> tuple[Any, str]:
+    """The values for explanation_view's pair: the words with scores, and the summary (after `before`)."""
+    return gr.update(value=explain_view.spans(ex), visible=True), before + explain_view.summary(ex)

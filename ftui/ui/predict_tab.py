@@ -12,8 +12,7 @@ from ftui.errors import FtuiError
 from ftui.explain import METHODS
 from ftui.predict import predictions_frame
 from ftui.serving import RUNTIMES
-from ftui.ui import explain_view
-from ftui.ui.common import error_md, ok_md
+from ftui.ui.common import error_md, explanation_view, ok_md, show_explanation
 
 EXAMPLES = [
     "The battery died after two days and support never answered.",
@@ -55,13 +54,9 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
             scale=1,
         )
     out = gr.Label(label="Predicted label and class probabilities", num_top_classes=10, elem_id="predict-label")
-    explained = gr.HighlightedText(
-        label="Each word's push towards the predicted class (red: for, purple: against)",
-        show_legend=False,
-        elem_id="explain-view",
-        visible=False,
+    explained, explain_note = explanation_view(
+        "Each word's push towards the predicted class (red: for, purple: against)", "explain-view", "explain-note"
     )
-    explain_note = gr.Markdown(elem_id="explain-note")
     first = engine.predict_examples(choices[0][1] if choices else None, EXAMPLES)
     examples = gr.Dataset(
         components=[text], samples=[[e] for e in first], label="Examples (from the model's own test set)", elem_id="examples"
@@ -90,7 +85,7 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
             ex = engine.explain(review, model_key or None, how or "ig")
         except FtuiError as exc:
             return gr.update(value=None, visible=False), error_md(exc)
-        return gr.update(value=explain_view.spans(ex), visible=True), explain_view.summary(ex)
+        return show_explanation(ex)
 
     why.click(explain, [text, model, method], [explained, explain_note], api_name="explain")
 

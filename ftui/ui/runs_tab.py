@@ -17,8 +17,7 @@ from ftui.metrics import confusion
 from ftui.onnx_export import OnnxReport
 from ftui.plots import COMPARE_METRICS, compare_figure, confusion_figure
 from ftui.runs import RunStatus
-from ftui.ui import explain_view
-from ftui.ui.common import error_md, ok_md, token_of
+from ftui.ui.common import error_md, explanation_view, ok_md, show_explanation, token_of
 
 STATUSES = ["all", *[s.value for s in RunStatus]]
 MISTAKES_SHOWN = 100
@@ -124,13 +123,9 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
             elem_id="mistakes",
         )
         gr.Markdown("Click a misclassified example to see which words made the model say what it said.")
-        wrong_view = gr.HighlightedText(
-            label="Why was this wrong? Each word's push towards the predicted (wrong) class",
-            show_legend=False,
-            elem_id="mistake-explain",
-            visible=False,
+        wrong_view, wrong_note = explanation_view(
+            "Why was this wrong? Each word's push towards the predicted (wrong) class", "mistake-explain", "mistake-explain-note"
         )
-        wrong_note = gr.Markdown(elem_id="mistake-explain-note")
         with gr.Row():
             hub_clf = gr.Textbox(
                 label="Ready fine-tuned Hub classifier to compare (optional)",
@@ -252,7 +247,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         except FtuiError as exc:
             return hidden, error_md(exc)
         truth = wrong.iloc[row]["label"]
-        return gr.update(value=explain_view.spans(ex), visible=True), f"True label: **{truth}**. " + explain_view.summary(ex)
+        return show_explanation(ex, f"True label: **{truth}**. ")
 
     mistakes.select(explain_mistake, pick, [wrong_view, wrong_note], api_visibility="private")
 
