@@ -7,9 +7,21 @@ import json
 import sys
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
-from ftui.config import BASELINES, PRECISIONS, SCHEDULES, AdaptConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
+from ftui.config import (
+    BASELINES,
+    PRECISIONS,
+    SCHEDULES,
+    SWEEP_METRICS,
+    AdaptConfig,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+)
 from ftui.config import PRESETS as CONFIG_PRESETS
+from ftui.runs import Run
 
 HELP = {f.name: f.metadata.get("help", "").replace("%", "%%") for f in fields(TrainConfig)}
 ADAPT_HELP = {f.name: f.metadata.get("help", "").replace("%", "%%") for f in fields(AdaptConfig)}  # argparse formats %
@@ -62,16 +74,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Arguments of `python -m ftui`."""
-    fmt = argparse.ArgumentDefaultsHelpFormatter  # --help shows every default
-    p = argparse.ArgumentParser(prog="ftui", description=__doc__, formatter_class=fmt)
-    sub = p.add_subparsers(dest="command", required=True)
-    a = sub.add_parser("app", help="serve the dashboard in the browser", formatter_class=fmt)
-    a.add_argument("--host", default=None, help="address to listen on (None: 127.0.0.1 or $GRADIO_SERVER_NAME)")
-    a.add_argument("--port", type=int, default=None, help="port (None: 7860 or $GRADIO_SERVER_PORT)")
-    a.add_argument("--runs-dir", default=None, help="where runs are kept (None: ./runs or $FTUI_RUNS_DIR)")
-    t = sub.add_parser("train", help="train one run and stream its metrics as JSON lines", formatter_class=fmt)
+def _train_args(t: argparse.ArgumentParser) -> None:
+    """The flags of `train` (and the fixed part of `sweep`)."""
     d = TrainConfig()
     _data_args(t)
     _model_args(t)
@@ -101,6 +105,37 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--report-to", default="", help="extra metric sinks: tensorboard, trackio (when installed)")
     t.add_argument("--runs-dir", default=None, help="where runs are saved (None: ./runs or $FTUI_RUNS_DIR)")
     t.add_argument("--offline", action="store_true", help="do not contact the Hub")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments of `python -m ftui`."""
+    fmt = argparse.ArgumentDefaultsHelpFormatter  # --help shows every default
+    p = argparse.ArgumentParser(prog="ftui", description=__doc__, formatter_class=fmt)
+    sub = p.add_subparsers(dest="command", required=True)
+    d = TrainConfig()
+    a = sub.add_parser("app", help="serve the dashboard in the browser", formatter_class=fmt)
+    a.add_argument("--host", default=None, help="address to listen on (None: 127.0.0.1 or $GRADIO_SERVER_NAME)")
+    a.add_argument("--port", type=int, default=None, help="port (None: 7860 or $GRADIO_SERVER_PORT)")
+    a.add_argument("--runs-dir", default=None, help="where runs are kept (None: ./runs or $FTUI_RUNS_DIR)")
+    t = sub.add_parser("train", help="train one run and stream its metrics as JSON lines", formatter_class=fmt)
+    _train_args(t)
+    sw = sub.add_parser(
+        "sweep",
+        help="queue one run per point of a grid (or random draws) and print each finished run's end line",
+        formatter_class=fmt,
+        description="Every `train` flag sets the fixed part; --grid/--range vary learning_rate (lr), freeze_depth, "
+        "checkpoint, epochs, batch_size, max_length or schedule. Example: --grid lr=1e-5,3e-5,1e-4 --grid freeze_depth=0,3",
+    )
+    _train_args(sw)
+    sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="values of one swept setting")
+    sw.add_argument("--range", action="append", default=[], metavar="KEY=LO:HI", help="random mode: a range to draw from")
+    sw.add_argument("--random", type=int, default=0, metavar="N", help="draw N random points instead of the full grid")
+    sw.add_argument("--sweep-seed", type=int, default=0, help="seed of the random draws")
+    sw.add_argument("--metric", choices=list(SWEEP_METRICS), default="accuracy", help="validation metric to rank and prune by")
+    sw.add_argument(
+        "--prune", action="store_true", help="stop points whose first evaluation is below the median of completed ones"
+    )
+    sw.add_argument("--minutes-per-run", type=float, default=0.0, help="training budget per point; 0 = none")
     b = sub.add_parser(
         "baseline", help="fit a baseline as a run; the last line is JSON with its test scores", formatter_class=fmt
     )
@@ -183,7 +218,7 @@ def app_command(args: argparse.Namespace) -> int:
     from ftui.engine import Engine
     from ftui.ui import create_app, launch_kwargs
 
-    app = create_app(Engine(runs_dir=args.runs_dir))
+    app = create_app(Engine(runs_dir=args.runs_dir, adopt_queue=True))
     app.queue().launch(server_name=args.host, server_port=args.port, **launch_kwargs())
     return 0
 
@@ -257,10 +292,15 @@ def main(argv: list[str] | None = None) -> int:
                 class_weights=args.class_weights,
             ),
         )
+    if args.command == "sweep":
+        return sweep_command(engine, cfg, args)
     try:
         run = engine.start_run(cfg, os.environ.get("HF_TOKEN"))
     except FtuiError as exc:
         print(json.dumps({"type": "error", "message": str(exc)}), flush=True)
+        return 2
+    if not isinstance(run, Run):  # this process trains nothing else, so this cannot queue; say so if it ever does
+        print(json.dumps({"type": "error", "message": "the run was queued behind another in this process"}), flush=True)
         return 2
     try:
         for event in iter_events(run, timeout=7 * 24 * 3600):
@@ -269,19 +309,83 @@ def main(argv: list[str] | None = None) -> int:
         run.request_stop()
         run.done.wait(60)
     engine.join(60)
-    print(
-        json.dumps(
-            {
-                "type": "end",
-                "status": run.status.value,
-                "error": run.error,
-                "run_dir": str(run.out_dir),
-                **{k: v for k, v in run.result.items() if k != "best_eval"},
-            }
-        ),
-        flush=True,
-    )
+    print(json.dumps(end_line(run)), flush=True)
     return 0 if run.status.value == "completed" else 1
+
+
+def end_line(run: Run) -> dict[str, Any]:
+    """The last line `train` prints for a run (and `sweep` for each of its runs)."""
+    return {
+        "type": "end",
+        "name": run.name,
+        "status": run.status.value,
+        "error": run.error,
+        "run_dir": str(run.out_dir),
+        **{k: v for k, v in run.result.items() if k != "best_eval"},
+        **({"swept": dict(run.config.sweep.point)} if run.config.sweep.sweep_id else {}),
+        **({"pruned": True} if any(e.get("type") == "pruned" for e in run.events()) else {}),
+    }
+
+
+def _sweep_values(args: argparse.Namespace) -> tuple[tuple[str, str], ...] | str:
+    """--grid/--range pairs as SweepConfig.values, or a message naming the malformed one."""
+    pairs = []
+    for flag, items in (("--grid", args.grid), ("--range", args.range)):
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                return f"{flag} {item!r} must look like KEY=VALUES (e.g. lr=1e-5,3e-5)"
+            pairs.append((key.strip(), value.strip()))
+    return tuple(pairs)
+
+
+def sweep_command(engine: Any, base: RunConfig, args: argparse.Namespace) -> int:
+    """`ftui sweep`: queue the points, wait for each, print its end line, then one summary line."""
+    import os
+
+    from ftui.errors import FtuiError
+    from ftui.sweeps import SweepConfig, best_run, sweep_table
+
+    values = _sweep_values(args)
+    if isinstance(values, str):
+        print(json.dumps({"type": "error", "message": values}), flush=True)
+        return 2
+    sweep = SweepConfig(
+        values=values, mode="random" if args.random else "grid", draws=args.random or 8, seed=args.sweep_seed,
+        metric=args.metric, prune=args.prune, max_train_examples=args.max_train_examples,
+        max_minutes=args.minutes_per_run,
+    )  # fmt: skip
+    try:
+        items = engine.start_sweep(base, sweep, os.environ.get("HF_TOKEN"))
+    except FtuiError as exc:
+        print(json.dumps({"type": "error", "message": str(exc)}), flush=True)
+        return 2
+    sweep_id = items[0].sweep_id
+    print(json.dumps({"type": "sweep", "sweep_id": sweep_id, "points": len(items)}), flush=True)
+    printed: set[str] = set()
+    try:
+        while True:
+            # The worker of each run starts the next queued one before it ends: joining it waits for both.
+            engine.join(7 * 24 * 3600)
+            for run in engine.runs():
+                if run.config.sweep.sweep_id == sweep_id and run.status.finished and run.run_id not in printed:
+                    printed.add(run.run_id)
+                    print(json.dumps(end_line(run)), flush=True)
+            current = engine.current_run()
+            if len(printed) >= len(items) or (not engine.manager.waiting_here() and (current is None or current.status.finished)):
+                break
+    except KeyboardInterrupt:
+        engine.clear_queue()
+        engine.stop_run()
+        engine.join(60)
+    rows = sweep_table([r.to_json() for r in engine.runs()], sweep_id, args.metric)
+    best = best_run(rows)
+    counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("completed", "pruned", "stopped", "failed")}
+    summary = {"type": "sweep_end", "sweep_id": sweep_id, "points": len(items), **counts}
+    if best:
+        summary["best"] = {k: best[k] for k in ("name", "run_id", "swept", "val_score", "test_acc")}
+    print(json.dumps(summary), flush=True)
+    return 0 if counts["completed"] else 1
 
 
 if __name__ == "__main__":

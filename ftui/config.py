@@ -134,6 +134,24 @@ class AdaptConfig:
     holdout: float = field(default=0.05, metadata={"help": "share of documents held out for perplexity"})
 
 
+SWEEP_METRICS = ("accuracy", "macro_f1")
+
+
+@dataclass(frozen=True)
+class SweepRef:
+    """Which sweep a run is a point of, and how the sweep judges its points."""
+
+    sweep_id: str = field(default="", metadata={"help": "the sweep this run belongs to; empty = not part of a sweep"})
+    point: tuple[tuple[str, str], ...] = field(
+        default=(), metadata={"help": "the swept settings of this run as (field, value), for the sweep view"}
+    )
+    metric: str = field(default="accuracy", metadata={"help": "accuracy | macro_f1: what the sweep ranks and prunes by"})
+    prune: bool = field(
+        default=False,
+        metadata={"help": "stop after the first evaluation when below the median of completed points (saves time)"},
+    )
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that defines one training run."""
@@ -146,6 +164,7 @@ class RunConfig:
         default="", metadata={"help": "for a baseline: tfidf (words + logistic regression) | embeddings (frozen encoder)"}
     )
     adapt: AdaptConfig = field(default_factory=AdaptConfig, metadata={"help": "for kind 'mlm': corpus and recipe"})
+    sweep: SweepRef = field(default_factory=SweepRef, metadata={"help": "set on the runs a sweep queues"})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""
@@ -164,7 +183,13 @@ class RunConfig:
             kind=str(d.get("kind") or "finetune"),
             baseline=str(d.get("baseline") or ""),
             adapt=_build(AdaptConfig, d.get("adapt", {}) or {}),
+            sweep=_sweep_ref(d.get("sweep") or {}),
         )
+
+
+def _sweep_ref(d: dict[str, Any]) -> SweepRef:
+    ref = _build(SweepRef, d)
+    return replace(ref, point=tuple((str(k), str(v)) for k, v in ref.point))
 
 
 def _build(kind: type, d: dict[str, Any]) -> Any:
@@ -304,6 +329,8 @@ def validate_run(cfg: RunConfig) -> list[str]:
         errors.append(f"baseline must be one of {', '.join(BASELINES)} (got {cfg.baseline!r})")
     elif cfg.kind == "mlm":
         errors += validate_adapt(cfg.adapt)
+    if cfg.sweep.metric not in SWEEP_METRICS:
+        errors.append(f"sweep metric must be one of {', '.join(SWEEP_METRICS)} (got {cfg.sweep.metric!r})")
     return errors
 
 

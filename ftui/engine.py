@@ -5,13 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 import threading
-import time
-import uuid
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +14,7 @@ import pandas as pd
 import torch
 
 from ftui import export, hub
-from ftui.adapt import adapt_run, adapted_checkpoints, corpus_preview, load_corpus
-from ftui.baselines import baseline_run
+from ftui.adapt import adapted_checkpoints, corpus_preview, load_corpus
 from ftui.batching import TokenCache
 from ftui.config import (
     AdaptConfig,
@@ -32,21 +26,22 @@ from ftui.config import (
     validate_adapt,
     validate_data,
     validate_model,
-    validate_run,
 )
 from ftui.data import LABEL, TEXT, TEXT_PAIR, DataBundle, load_data, text_lengths
 from ftui.errors import ConfigError, DataError, FtuiError, HubError, ModelError
 from ftui.explain import Explanation
 from ftui.hub import HubStatus
+from ftui.launcher import Launcher
 from ftui.metrics import compute_metrics
 from ftui.modeling import ModelSummary, default_learning_rate, display_name, load_tokenizer, summarize
 from ftui.onnx_export import OnnxReport, has_export, read_report
-from ftui.runner import RunManager
-from ftui.runs import Run, RunStatus
+from ftui.runner import QueuedRun, RunManager
+from ftui.runs import Run
 from ftui.serving import PredictionService, admit_model
 from ftui.settings import Settings
 from ftui.store import Store
-from ftui.training import PREDICTIONS_FILE, pick_device, train_run
+from ftui.sweeps import SweepConfig
+from ftui.training import PREDICTIONS_FILE, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +78,6 @@ def _token_key(token: str | None) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:16] if token else ""
 
 
-def _slug(text: str, n: int = 24) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text.split(" (")[0].split("/")[-1]).strip("-")[:n] or "x"
-
-
 def _sentence(problems: list[str]) -> str:
     text = "; ".join(problems)
     return text[:1].upper() + text[1:] + "."
@@ -97,8 +88,14 @@ class Engine:
     caches, the runs (RunManager), and prediction."""
 
     def __init__(
-        self, runs_dir: str | Path | None = None, hub_status: HubStatus | None = None, settings: Settings | None = None
+        self,
+        runs_dir: str | Path | None = None,
+        hub_status: HubStatus | None = None,
+        settings: Settings | None = None,
+        adopt_queue: bool = False,
     ) -> None:
+        """adopt_queue: start the runs a previous process of the app left queued (the app does; the CLI does not,
+        so a `train` command never runs someone else's queue)."""
         _quiet_libraries()
         self.settings = settings if settings is not None else Settings.from_env()
         self.runs_dir = Path(runs_dir or os.environ.get("FTUI_RUNS_DIR") or Path.cwd() / "runs").resolve()
@@ -117,10 +114,15 @@ class Engine:
         self._tokenizers: dict[tuple[Any, ...], Any] = {}
         self.token_cache = TokenCache()
         self.store = Store(self.runs_dir)
-        self.manager = RunManager(self.runs_dir, self.store)
+        self.manager = RunManager(self.runs_dir, self.store, max_queue=self.settings.max_queue)
+        self.launcher = Launcher(
+            self.manager, self.settings, self.runs_dir, self.token_cache, self.load_data, self._check_model_fits
+        )
         self.serving = PredictionService(self.manager, self.settings, self.device)
         self.predictor = self.serving.predictor  # the model cache, shared with baselines (score_checkpoint)
         self.notices = [n for n in (self.store.notice, self._read_only_notice()) if n]
+        if adopt_queue and not self.settings.demo and not self.store.read_only:
+            self.manager.adopt()
 
     def _read_only_notice(self) -> str:
         if not self.store.read_only:
@@ -254,64 +256,62 @@ class Engine:
         return text_lengths(bundle, tokenizer)
 
     # ---------------------------------------------------------------------------------------------------- runs
-    def start_run(self, cfg: RunConfig, token: str | None = None, then: Callable[[], Any] | None = None) -> Run:
-        """Validate (settings' caps included), then train in a background thread; RunInProgress while one is going.
-
-        A baseline config (kind='baseline') fits its baseline instead. `then` runs in the worker after a completed
-        run (the next baseline of "Run baselines").
-        """
+    def start_run(self, cfg: RunConfig, token: str | None = None) -> Run | QueuedRun:
+        """Validate (settings' caps and the checkpoint included), then train in a background thread, or queue the run
+        when one is training (QueueFull past the queue cap). A baseline config fits its baseline instead."""
         self._writable()
-        if cfg.kind == "mlm":  # the corpus is the run's data: the deployment's dataset rules apply to it
-            cfg = replace(cfg, data=corpus_as_data(cfg.adapt))
-        problems = validate_run(cfg)
-        if not problems:
-            cfg, problems = self.settings.apply(cfg)
-        if problems:
-            raise ConfigError(problems)
-        baseline, mlm = cfg.kind == "baseline", cfg.kind == "mlm"
+        return self.launcher.start_run(cfg, token)
 
-        def make_run() -> Run:
-            run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
-            model_part, data_part = _slug(display_name(cfg.model)), _slug(cfg.data.dataset_id or "demo")
-            if baseline:
-                what = "tfidf" if cfg.baseline == "tfidf" else f"embeddings-{model_part}"
-                generated = f"baseline-{what}-{data_part}-{run_id[9:15]}"
-            elif mlm:
-                what = f"scratch-{cfg.adapt.preset}" if cfg.adapt.mode == "scratch" else model_part
-                generated = f"mlm-{what}-{data_part}-{run_id[9:15]}"
-            else:
-                schedule = "-2phase" if cfg.train.schedule == "two-phase" else ""
-                generated = f"{model_part}-{data_part}-f{cfg.model.freeze_depth}{schedule}-{run_id[9:15]}"
-            return Run(run_id, cfg.train.run_name.strip() or generated, cfg, self.runs_dir / run_id, store=self.store)
+    def start_baselines(self, cfg: RunConfig, token: str | None = None) -> list[Run | QueuedRun]:
+        """ "Run baselines": TF-IDF + logistic regression, then (queued behind it) frozen embeddings + logistic
+        regression, as runs."""
+        self._writable()
+        return self.launcher.start_baselines(cfg, token)
 
-        run = self.manager.reserve(make_run)
-        try:
-            # TF-IDF and a from-scratch model never touch the checkpoint
-            if not (baseline and cfg.baseline == "tfidf") and not (mlm and cfg.adapt.mode == "scratch"):
-                self._check_model_fits(cfg, token)
-        except FtuiError:
-            self.manager.release(run)
-            raise
-        run.save_header()
-        load = lambda: self.load_data(cfg.data, token)  # noqa: E731 - the worker loads, so Start answers at once
-        worker = baseline_run if baseline else train_run
+    def resume_run(self, run_id: str, token: str | None = None) -> Run:
+        """Continue a stopped or interrupted run from its last snapshot, in the same record."""
+        self._writable()
+        return self.launcher.resume_run(run_id, token)
 
-        def work() -> None:
-            if mlm:
-                adapt_run(run, token, self.settings.read_limits())
-            else:
-                worker(run, load, token, self.token_cache)
-            if then is not None and run.status == RunStatus.COMPLETED:
-                try:
-                    then()
-                except FtuiError as exc:  # the slot was taken meanwhile, or the next config is refused
-                    log.warning("the follow-up of run %s did not start: %s", run.run_id, exc)
-                finally:
-                    self.manager.expecting = False
+    # ------------------------------------------------------------------------------------------------- queue
+    def queued(self) -> list[QueuedRun]:
+        """Runs waiting for the training slot, in the order they start."""
+        return self.manager.queued()
 
-        self.manager.expecting = then is not None
-        self.manager.launch(run, work, (), f"ftui-run-{run.run_id}")
-        return run
+    def cancel_queued(self, item_id: str) -> QueuedRun:
+        """Take a waiting run off the queue."""
+        self._writable()
+        return self.manager.cancel(item_id)
+
+    def move_queued(self, item_id: str, delta: int) -> bool:
+        """Move a waiting run up (-1) or down (+1)."""
+        self._writable()
+        if delta not in (-1, 1):
+            raise FtuiError(f"A queued run moves one place up or down (got {delta!r}).", "Use Up or Down.")
+        return self.manager.move(item_id, delta)
+
+    def clear_queue(self) -> int:
+        """Take every run this app queued off the queue; the training run goes on."""
+        self._writable()
+        return self.manager.clear()
+
+    # ------------------------------------------------------------------------------------------------- sweeps
+    def plan_sweep(self, base: RunConfig, sweep: SweepConfig, token: str | None = None) -> list[RunConfig]:
+        """Every point of a sweep as a checked run config; ConfigError lists every problem (each field or point named)."""
+        return self.launcher.plan_sweep(base, sweep, token)
+
+    def start_sweep(self, base: RunConfig, sweep: SweepConfig, token: str | None = None) -> list[QueuedRun]:
+        """Queue one run per point of the sweep (all or none); the first starts at once when nothing trains."""
+        self._writable()
+        return self.launcher.start_sweep(base, sweep, token)
+
+    def sweep_ids(self) -> list[str]:
+        """Sweep ids of the stored runs and the queue, newest first."""
+        return self.launcher.sweep_ids()
+
+    def sweep_table(self, sweep_id: str, metric: str = "accuracy") -> list[dict[str, Any]]:
+        """One sweep's runs, best validation score first, plus its points still queued."""
+        return self.launcher.sweep_table(sweep_id, metric)
 
     def _check_model_fits(self, cfg: RunConfig, token: str | None) -> None:
         """The checkpoint loads, and the freeze depth and schedule make sense for it (before a thread starts)."""
@@ -351,39 +351,6 @@ class Engine:
     def adapted_checkpoints(self) -> list[tuple[str, str]]:
         """(label, folder) of completed masked-LM runs: checkpoints a classifier run can start from."""
         return adapted_checkpoints(self.runs())
-
-    def start_baselines(self, cfg: RunConfig, token: str | None = None) -> Run:
-        """ "Run baselines": TF-IDF + logistic regression now, then frozen embeddings + logistic regression, as runs."""
-        embeddings = replace(cfg, kind="baseline", baseline="embeddings", train=replace(cfg.train, run_name=""))
-        tfidf = replace(cfg, kind="baseline", baseline="tfidf", train=replace(cfg.train, run_name=""))
-        return self.start_run(tfidf, token, then=lambda: self.start_run(embeddings, token))
-
-    def resume_run(self, run_id: str, token: str | None = None) -> Run:
-        """Continue a stopped or interrupted run from its last snapshot, in the same record."""
-        self._writable()
-        run = self.manager.require(run_id)
-        _, problems = self.settings.apply(run.config)  # the rules of today, not of the day it started
-        if problems:
-            raise ConfigError(problems)
-
-        def reopen(r: Run) -> None:
-            from ftui.training import RESUME_DIR
-
-            snap = torch.load(r.out_dir / RESUME_DIR / "state.pt", map_location="cpu", weights_only=True, mmap=True)
-            r.reopen(int(snap["step"]))
-
-        run = self.manager.resume(run_id, reopen)
-        if run.config.kind == "mlm":
-            args: tuple[Any, ...] = (run, token, self.settings.read_limits(), True)
-            self.manager.launch(run, adapt_run, args, f"ftui-resume-{run.run_id}")
-            return run
-        self.manager.launch(
-            run,
-            train_run,
-            (run, lambda: self.load_data(run.config.data, token), token, self.token_cache, True),
-            f"ftui-resume-{run.run_id}",
-        )
-        return run
 
     def stop_run(self) -> Run | None:
         """Ask the current run to stop; returns it (None when nothing runs)."""

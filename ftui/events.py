@@ -18,6 +18,7 @@ class EventType(str, Enum):
     EARLY_STOP = "early_stop"  # no improvement for `patience` evaluations: the phase ends
     TIME_LIMIT = "time_limit"  # the wall-clock cap ended training
     RESUME = "resume"  # training continues from a snapshot at this step
+    PRUNED = "pruned"  # a sweep stopped this run early: its first evaluation was below the median of completed points
     NOTICE = "notice"  # something the user should know that changed how the run trains (a cache switched off)
     TEST = "test"  # test metrics of the best checkpoint
 
@@ -141,6 +142,17 @@ class NoticeEvent(Event):
 
     type: EventType = _t(EventType.NOTICE)
     message: str = ""
+
+
+@dataclass(frozen=True)
+class PrunedEvent(Event):
+    """A sweep's median rule stopped the run after its first evaluation."""
+
+    type: EventType = _t(EventType.PRUNED)
+    metric: str = "accuracy"
+    score: float = 0.0
+    median: float = 0.0
+    completed: int = 0  # completed points the median was taken over
 
 
 @dataclass(frozen=True)

@@ -206,3 +206,31 @@ def config_diff(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
         if len({repr(v) for v in values}) > 1:
             rows.append({"field": k, **{n: ("" if v is None else str(v)) for n, v in zip(names, values, strict=True)}})
     return pd.DataFrame(rows, columns=["field", *names])
+
+
+QUEUE_COLUMNS = [
+    "#", "name", "method", "checkpoint", "dataset", "freeze", "lr", "epochs", "batch", "max_len", "sweep", "queued by",
+]  # fmt: skip
+
+
+def queue_frame(items: Sequence[Any]) -> pd.DataFrame:
+    """The queue panel's table: waiting runs in the order they start (items are runner.QueuedRun)."""
+    rows = []
+    for q in items:
+        cfg = q.config.to_dict()
+        t = cfg["train"]
+        rows.append({
+            "#": q.position,
+            "name": t.get("run_name") or "(generated at start)",
+            "method": method_of(cfg),
+            "checkpoint": _checkpoint(cfg["model"]),
+            "dataset": _dataset(cfg["data"]),
+            "freeze": cfg["model"].get("freeze_depth", 0),
+            "lr": t.get("learning_rate"),
+            "epochs": t.get("epochs"),
+            "batch": t.get("batch_size"),
+            "max_len": t.get("max_length"),
+            "sweep": q.sweep_id,
+            "queued by": "this app" if q.here else "another process",
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=QUEUE_COLUMNS)

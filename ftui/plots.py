@@ -132,6 +132,33 @@ def confusion_figure(matrix: Sequence[Sequence[int]], names: Sequence[str]) -> g
     return fig
 
 
+def sweep_figure(rows: Sequence[dict[str, Any]], metric: str) -> go.Figure:
+    """Parallel coordinates of a sweep: one line per scored run across its swept settings to its validation score
+    (colour = score); text settings (checkpoint, schedule) become numbered axes. The best run is named in the title."""
+    scored = [r for r in rows if r.get("val_score") is not None]
+    fig = go.Figure()
+    if not scored:
+        fig.update_layout(**_LAYOUT, title="Sweep: no run has a validation score yet")
+        return fig
+    names = list(dict.fromkeys(k for r in scored for k in r["point"]))
+    dims = []
+    for name in names:
+        raw = [r["point"].get(name, "") for r in scored]
+        try:
+            values = [float(v) for v in raw]
+            dims.append({"label": name, "values": values})
+        except ValueError:
+            levels = list(dict.fromkeys(raw))
+            dims.append({"label": name, "values": [levels.index(v) for v in raw], "tickvals": list(range(len(levels))),
+                         "ticktext": [str(v)[-24:] for v in levels]})  # fmt: skip
+    scores = [r["val_score"] for r in scored]
+    dims.append({"label": f"val {metric}", "values": scores})
+    fig.add_trace(go.Parcoords(line={"color": scores, "colorscale": "Viridis", "showscale": True}, dimensions=dims))
+    best = max(scored, key=lambda r: (r.get("completed", False), r["val_score"]))
+    fig.update_layout(**{**_LAYOUT, "height": 360}, title=f"Best: {best['name']} (val {metric} {best['val_score']:.3f})")
+    return fig
+
+
 def label_distribution_figure(counts: pd.DataFrame) -> go.Figure:
     """Bars of rows per label, grouped by split (from data.label_counts)."""
     fig = go.Figure()

@@ -1,5 +1,6 @@
 """Run management: every run of the runs folder (from the store, whichever process trains it), the one training
-slot of this process, its worker and heartbeat threads, Stop, resume claims, and the guards on delete and edit."""
+slot of this process, the queue of runs waiting for it, its worker and heartbeat threads, Stop, resume claims, and the
+guards on delete and edit."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import re
 import shutil
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ftui.config import RunConfig
 from ftui.errors import FtuiError, RunInProgress
 from ftui.files import recover_dir
 from ftui.runs import RUN_FILE, Run
@@ -23,6 +27,34 @@ log = logging.getLogger(__name__)
 
 RUN_ID_RE = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}|[A-Za-z0-9][A-Za-z0-9_.-]{0,80}")
 SYNC_MIN_S = 0.5  # the runs list re-reads the store at most this often (many tabs may ask at once)
+MAX_QUEUE = 20  # runs waiting at once, unless the deployment says otherwise (FTUI_MAX_QUEUE)
+
+
+@dataclass(frozen=True)
+class QueuedRun:
+    """A run waiting for the training slot, as the store keeps it (so a restart keeps the queue)."""
+
+    item_id: str
+    position: int  # 1 = starts next
+    config: RunConfig
+    created_at: float
+    here: bool  # queued by this process, which will start it; other processes' items are shown, not started here
+
+    @property
+    def sweep_id(self) -> str:
+        """The sweep it is a point of ('' = none)."""
+        return self.config.sweep.sweep_id
+
+
+class QueueFull(FtuiError):
+    """More runs were asked for than the queue may hold."""
+
+    def __init__(self, waiting: int, asked: int, cap: int) -> None:
+        super().__init__(
+            f"The queue holds at most {cap} runs; {waiting} are waiting and {asked} more were asked for.",
+            "Wait for queued runs to finish, cancel some in the Train tab's queue, or ask for fewer "
+            "(the operator can raise FTUI_MAX_QUEUE).",
+        )
 
 
 def check_run_id(run_id: Any) -> str:
@@ -35,17 +67,21 @@ def check_run_id(run_id: Any) -> str:
 class RunManager:
     """Runs of one folder: this process trains at most one at a time; the store says what the others do."""
 
-    def __init__(self, runs_dir: Path, store: Store, heartbeat_s: float = HEARTBEAT_S) -> None:
+    def __init__(self, runs_dir: Path, store: Store, heartbeat_s: float = HEARTBEAT_S, max_queue: int = MAX_QUEUE) -> None:
         self.runs_dir = runs_dir
         self.store = store
         self.heartbeat_s = heartbeat_s
+        self.max_queue = max_queue
+        # The engine's way to start a run taken off the queue (checks, then reserve + launch); True when one started.
+        self.start_item: Callable[[QueuedRun, str | None], bool] | None = None
+        self._dispatching = False  # a queued run is being started: a Start meanwhile queues behind it
+        self._tokens: dict[str, str | None] = {}  # Hub tokens of queued runs: memory only, never in the store
         self._lock = threading.Lock()
         self._current: Run | None = None
         self._thread: threading.Thread | None = None
         self._runs: OrderedDict[str, Run] = OrderedDict()
         self._busy: dict[str, list[str]] = {}  # run_id -> what reads its files now (exports), so a delete waits
         self._synced_at = 0.0
-        self.expecting = False  # a finished run will start a follow-up ("Run baselines"): pollers keep watching
         self._load()
 
     # ---------------------------------------------------------------------------------------------- registry
@@ -171,8 +207,8 @@ class RunManager:
             return self._current is not None and not self._current.status.finished
 
     def reserve(self, make_run: Callable[[], Run]) -> Run:
-        """Take the slot for a new run at once (before any slow work), so a concurrent Start sees it; RunInProgress
-        when it is taken."""
+        """Take the slot for a run (the one `dispatch` is starting; a plain Start goes through start_or_queue);
+        RunInProgress when it is taken."""
         with self._lock:
             if self._current is not None and not self._current.status.finished:
                 raise RunInProgress(self._current.name)
@@ -181,16 +217,22 @@ class RunManager:
             self._runs[run.run_id] = run
         return run
 
-    def release(self, run: Run) -> None:
-        """Give the slot back after a start was refused before its worker began."""
+    def record(self, run: Run) -> None:
+        """Add a run that never took the slot (a queued run refused when its turn came) to the registry."""
         with self._lock:
-            self._runs.pop(run.run_id, None)
-            if self._current is run:
-                self._current = None
+            self._runs[run.run_id] = run
 
     def launch(self, run: Run, target: Callable[..., None], args: tuple[Any, ...], name: str) -> None:
-        """Run `target(*args)` in the worker thread, with a heartbeat for the run until it is done."""
-        self._thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        """Run `target(*args)` in the worker thread, with a heartbeat for the run until it is done; then the next
+        queued run starts (whether this one completed, stopped or failed)."""
+
+        def body() -> None:
+            try:
+                target(*args)
+            finally:
+                self.dispatch()
+
+        self._thread = threading.Thread(target=body, name=name, daemon=True)
         self._thread.start()
         threading.Thread(target=self._beat, args=(run,), name=f"ftui-heartbeat-{run.run_id}", daemon=True).start()
 
@@ -205,6 +247,120 @@ class RunManager:
             except Exception as exc:  # noqa: BLE001 - a locked or full store: the run goes on, the UI says why
                 run.set_progress(store_error=f"could not write the heartbeat: {exc}")
 
+    # ------------------------------------------------------------------------------------------------- queue
+    def _slot_busy(self) -> bool:
+        """Under the lock: a run holds the slot, a queued one is being started, or this process's runs are waiting
+        (a new Start goes behind them, so the queue keeps arrival order)."""
+        if self._current is not None and not self._current.status.finished:
+            return True
+        return self._dispatching or any(q["owner"] == self.store.identity for q in self.store.queue())
+
+    def start_or_queue(self, make_run: Callable[[], Run], config: RunConfig, token: str | None) -> Run | QueuedRun:
+        """Take the slot for a new run at once (the caller launches it), or queue it when the slot is taken; one
+        locked step, so under any number of concurrent Starts exactly one trains and the rest queue in arrival
+        order (QueueFull past the cap)."""
+        with self._lock:
+            if not self._slot_busy():
+                run = make_run()
+                self._current = run
+                self._runs[run.run_id] = run
+                return run
+            return self._enqueue_locked([config], token)[0]
+
+    def enqueue(self, configs: list[RunConfig], token: str | None) -> list[QueuedRun]:
+        """Queue several runs behind the others, all or none (a sweep); the first starts now when the slot is free
+        (before this returns, so a caller that waits for the sweep finds it training or queued, never in between)."""
+        with self._lock:
+            items = self._enqueue_locked(configs, token)
+        self.dispatch()
+        return items
+
+    def _enqueue_locked(self, configs: list[RunConfig], token: str | None) -> list[QueuedRun]:
+        ids = [uuid.uuid4().hex[:12] for _ in configs]
+        if not self.store.writable:
+            raise FtuiError(f"Nothing can be queued: {self.store.read_only}.", "Set FTUI_RUNS_DIR to a writable folder.")
+        rows = [(i, c.to_dict(), c.sweep.sweep_id) for i, c in zip(ids, configs, strict=True)]
+        total = self.store.enqueue(rows, self.max_queue)
+        if not total:
+            raise QueueFull(len(self.store.queue()), len(configs), self.max_queue)
+        for i in ids:
+            self._tokens[i] = token
+        now = time.time()
+        first = total - len(configs) + 1
+        return [QueuedRun(i, first + k, c, now, True) for k, (i, c) in enumerate(zip(ids, configs, strict=True))]
+
+    def queued(self) -> list[QueuedRun]:
+        """Every run waiting in this runs folder, in the order they start (this process's and others')."""
+        out = []
+        for k, rec in enumerate(self.store.queue(), start=1):
+            try:
+                cfg = RunConfig.from_dict(rec["config"])
+            except Exception as exc:  # noqa: BLE001 - an unreadable item is shown as failing when its turn comes
+                log.warning("unreadable queued run %s: %s", rec["item_id"], exc)
+                cfg = RunConfig()
+            out.append(QueuedRun(rec["item_id"], k, cfg, rec["created_at"], rec["owner"] == self.store.identity))
+        return out
+
+    def waiting_here(self) -> int:
+        """How many queued runs this process will start."""
+        return sum(1 for q in self.queued() if q.here)
+
+    def _own(self, item_id: Any) -> QueuedRun:
+        item = next((q for q in self.queued() if q.item_id == item_id), None)
+        if item is None:
+            raise FtuiError("That run is no longer in the queue (it started, or was cancelled).", "Refresh the queue.")
+        if not item.here:
+            raise FtuiError("That run was queued by another process.", "Change it where it was queued.")
+        return item
+
+    def cancel(self, item_id: Any) -> QueuedRun:
+        """Take one waiting run off the queue."""
+        item = self._own(item_id)
+        self.store.cancel_queued([item.item_id])
+        self._tokens.pop(item.item_id, None)
+        return item
+
+    def move(self, item_id: Any, delta: int) -> bool:
+        """Move a waiting run up (-1) or down (+1) one place; False when it is already first/last."""
+        return self.store.move_queued(self._own(item_id).item_id, delta)
+
+    def clear(self) -> int:
+        """Empty this process's queue; how many runs were taken off."""
+        n = self.store.cancel_queued(None)
+        self._tokens.clear()
+        return n
+
+    def adopt(self) -> int:
+        """Take over runs queued by a process that has ended (after a restart) and start the first (before this
+        returns: the app comes up with it training)."""
+        n = self.store.adopt_queue() if self.store.writable else 0
+        if n:
+            self.dispatch()
+        return n
+
+    def dispatch(self) -> None:
+        """While the slot is free, start this process's next queued run; one refused when its turn comes (its data or
+        checkpoint gone) is recorded as failed by `start_item`, and the next is tried."""
+        while True:
+            with self._lock:
+                if self._dispatching or (self._current is not None and not self._current.status.finished):
+                    return
+                self._dispatching = True
+            started = False
+            try:
+                rec = self.store.pop_queued()
+                if rec is not None and self.start_item is not None:
+                    item = QueuedRun(rec["item_id"], 1, RunConfig.from_dict(rec["config"]), rec["created_at"], True)
+                    started = self.start_item(item, self._tokens.pop(item.item_id, None))
+            except Exception as exc:  # noqa: BLE001 - a broken item must not stall the queue behind it
+                log.warning("a queued run could not be started: %s", exc, exc_info=True)
+            finally:
+                with self._lock:
+                    self._dispatching = False
+                    more = not started and any(q["owner"] == self.store.identity for q in self.store.queue())
+            if not more:
+                return
+
     def resume(self, run_id: Any, reopen: Callable[[Run], None]) -> Run:
         """Claim a stopped or interrupted run in the store (atomically, so two processes cannot both resume it) and
         take the slot; `reopen(run)` prepares it under the slot lock."""
@@ -215,8 +371,8 @@ class RunManager:
                 "Only stopped or interrupted runs that reached a saved step can be resumed.",
             )
         with self._lock:
-            if self._current is not None and not self._current.status.finished:
-                raise RunInProgress(self._current.name)
+            if (self._current is not None and not self._current.status.finished) or self._dispatching:
+                raise RunInProgress(self._current.name if self._current else "a queued run is starting")
             if not self.store.claim(run.run_id):
                 raise FtuiError(f"Run '{run.name}' was just resumed elsewhere.", "Refresh the runs table.")
             self._recover_files(run)
@@ -232,6 +388,11 @@ class RunManager:
             run.request_stop()
             return run
         return None
+
+    @property
+    def worker(self) -> threading.Thread | None:
+        """The latest worker thread (it starts the next queued run before it ends): join it to wait for both."""
+        return self._thread
 
     def join(self, timeout: float) -> bool:
         """Wait for the worker thread; True when it has ended."""

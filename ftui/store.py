@@ -63,7 +63,18 @@ CREATE TABLE IF NOT EXISTS events (
     data   TEXT NOT NULL,
     PRIMARY KEY (run_id, seq)
 );
+CREATE TABLE IF NOT EXISTS queue (
+    item_id    TEXT PRIMARY KEY,
+    position   REAL NOT NULL,
+    config     TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    sweep_id   TEXT NOT NULL DEFAULT '',
+    host       TEXT,
+    pid        INTEGER,
+    owner      TEXT NOT NULL
+);
 """
+QUEUE_COLUMNS = ("item_id", "position", "config", "created_at", "sweep_id", "host", "pid", "owner")
 HEADER = (
     "run_id", "name", "note", "status", "error", "config", "label_names", "result", "started_at", "ended_at", "out_dir",
     "host", "pid", "owner", "heartbeat",
@@ -321,6 +332,77 @@ class Store:
                 [("The process running it ended before the run finished.", r) for r in dead],
             )
         return dead
+
+    # ----------------------------------------------------------------------------------------------------- queue
+    def enqueue(self, items: list[tuple[str, dict[str, Any], str]], cap: int) -> int:
+        """Append (item_id, config, sweep_id) items behind every queued one, all or none: 0 when the queue would pass
+        `cap` items (the folder's whole queue, every process's), else how many items the queue holds now."""
+        with self._tx() as c:
+            count, last = c.execute("SELECT COUNT(*), MAX(position) FROM queue").fetchone()
+            if cap and count + len(items) > cap:
+                return 0
+            now, position = self.clock(), float(last or 0.0)
+            rows = []
+            for item_id, config, sweep_id in items:
+                position += 1.0
+                rows.append((item_id, position, json.dumps(config), now, sweep_id, socket.gethostname(), os.getpid(),
+                             self.identity))  # fmt: skip
+            c.executemany(f"INSERT INTO queue ({', '.join(QUEUE_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?)", rows)  # noqa: S608
+            return count + len(items)
+
+    def queue(self) -> list[dict[str, Any]]:
+        """Queued items in the order they will start (config decoded)."""
+        try:
+            rows = self._query(f"SELECT {', '.join(QUEUE_COLUMNS)} FROM queue ORDER BY position")  # noqa: S608
+        except sqlite3.OperationalError as exc:  # a read-only database from before the queue: nothing is queued
+            log.info("no queue in the store: %s", exc)
+            return []
+        return [{**dict(zip(QUEUE_COLUMNS, r, strict=True)), "config": json.loads(r[2])} for r in rows]
+
+    def pop_queued(self) -> dict[str, Any] | None:
+        """Take the first item this process owns off the queue (atomically: no other dispatcher gets it)."""
+        with self._tx() as c:
+            row = c.execute(
+                f"SELECT {', '.join(QUEUE_COLUMNS)} FROM queue WHERE owner=? ORDER BY position LIMIT 1",  # noqa: S608
+                (self.identity,),
+            ).fetchone()
+            if row is None:
+                return None
+            c.execute("DELETE FROM queue WHERE item_id=?", (row[0],))
+        return {**dict(zip(QUEUE_COLUMNS, row, strict=True)), "config": json.loads(row[2])}
+
+    def cancel_queued(self, item_ids: list[str] | None = None) -> int:
+        """Remove the given items (None: every item this process owns); how many went."""
+        with self._tx() as c:
+            if item_ids is None:
+                return c.execute("DELETE FROM queue WHERE owner=?", (self.identity,)).rowcount
+            return sum(c.execute("DELETE FROM queue WHERE item_id=?", (i,)).rowcount for i in item_ids)
+
+    def move_queued(self, item_id: str, delta: int) -> bool:
+        """Swap an item with its neighbour `delta` places away (-1 up, +1 down); False at either end or when gone."""
+        with self._tx() as c:
+            order = [r[0] for r in c.execute("SELECT item_id FROM queue ORDER BY position")]
+            if item_id not in order:
+                return False
+            i = order.index(item_id)
+            j = i + (1 if delta > 0 else -1)
+            if not 0 <= j < len(order):
+                return False
+            order[i], order[j] = order[j], order[i]
+            c.executemany("UPDATE queue SET position=? WHERE item_id=?", [(float(k + 1), x) for k, x in enumerate(order)])
+            return True
+
+    def adopt_queue(self) -> int:
+        """Take over queued items whose process has ended (the app restarted): they start here, in their order."""
+        with self._tx() as c:
+            rows = c.execute("SELECT item_id, host, pid, owner FROM queue WHERE owner<>?", (self.identity,)).fetchall()
+            here = socket.gethostname()
+            dead = [r[0] for r in rows if r[1] == here and (r[2] == os.getpid() or not _pid_alive(r[2]))]
+            c.executemany(
+                "UPDATE queue SET owner=?, host=?, pid=? WHERE item_id=?",
+                [(self.identity, here, os.getpid(), i) for i in dead],
+            )
+        return len(dead)
 
     # ----------------------------------------------------------------------------------------------------- reads
     def runs(self) -> list[dict[str, Any]]:

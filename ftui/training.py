@@ -212,7 +212,8 @@ def run_worker(run: Run, body: Callable[[dict[str, Any]], None], device: str) ->
         run.set_status(RunStatus.RUNNING)
         run.set_progress(phase="loading data", device=device)
         run.save()
-        run.listeners = sinks.open_sinks(sinks.parse(run.config.train.report_to), run.name, run.out_dir, run.config.to_dict())
+        sink_list = sinks.open_sinks(sinks.parse(run.config.train.report_to), run.name, run.out_dir, run.config.to_dict())
+        run.listeners = [*run.listeners, *sink_list]  # the engine's own (a sweep's pruning rule) come first
         body(scratch)
     except StopRequested:
         _finish_stopped(run, scratch)

@@ -99,6 +99,7 @@ def engine(tmp_path: Path):
 
     eng = Engine(runs_dir=tmp_path / "runs", hub_status=HubStatus(False, "offline (tests)"))
     yield eng
+    eng.manager.clear()  # queued runs would start as soon as the current one stops
     eng.stop_run()
     eng.join(60)
 
@@ -159,6 +160,7 @@ def app_server(tmp_path_factory: pytest.TempPathFactory):
     demo = create_app(eng)
     demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True, **launch_kwargs())
     yield demo.local_url.rstrip("/"), eng
+    eng.manager.clear()
     eng.stop_run()
     eng.join(60)
     demo.close()

@@ -1,5 +1,7 @@
 """The app's API through gradio_client: the public `predict` endpoint, and what stays private."""
 
+from dataclasses import replace
+
 import pytest
 from gradio_client import Client
 
@@ -70,7 +72,7 @@ def test_batch_predict_endpoint(trained, tmp_path):
 
 
 PUBLIC = ["/compare_runs", "/delete_run", "/evaluate_run", "/explain", "/export_onnx", "/export_zip", "/predict",
-          "/predict_batch", "/update_run"]  # fmt: skip
+          "/predict_batch", "/queue_cancel", "/queue_clear", "/queue_down", "/queue_up", "/update_run"]  # fmt: skip
 
 
 def test_explain_export_onnx_and_predict_with_it_over_the_api(trained):
@@ -141,22 +143,25 @@ def test_tick_skips_unchanged_versions_and_keeps_zoom(trained, tiny_bert_dir):
     app = create_app(engine)
     tick = next(f for f in app.fns.values() if f.name == "render")
     assert tick.concurrency_limit is None  # ticks never wait behind other events
-    status, loss, acc, version, _timer, start, _baselines = tick.fn(-1)
-    assert version == run.version and loss.layout.uirevision == run.run_id and acc.layout.uirevision == run.run_id
+    status, loss, acc, version, _timer, start, _baselines = tick.fn("")
+    assert (
+        version == f"{run.run_id}#{run.version}" and loss.layout.uirevision == run.run_id and acc.layout.uirevision == run.run_id
+    )
     assert start.interactive is not False  # a finished run leaves Start usable
     again = tick.fn(version)
     assert all(part == {"__type__": "update"} for part in again[:3]) and again[3] == version
     assert app.delete_cache == (3600, 86400)  # cached uploads and downloads are cleaned up after a day
 
 
-def test_a_live_run_ticks_its_elapsed_time_and_locks_start(trained, tiny_bert_dir, monkeypatch):
-    """Between log points (20-40 s on a slow CPU) the status still moves every second; Start is off during a run."""
+def test_a_live_run_ticks_its_elapsed_time_and_start_queues(trained, tiny_bert_dir, monkeypatch):
+    """Between log points (20-40 s on a slow CPU) the status still moves every second; during a run Start says it
+    queues; the queue endpoints reorder, cancel and clear over the API."""
     import threading
 
     from ftui import training
     from ftui.ui import create_app
 
-    _, engine, _ = trained
+    url, engine, _ = trained
     held, release = threading.Event(), threading.Event()
     real = training.collate
 
@@ -172,12 +177,25 @@ def test_a_live_run_ticks_its_elapsed_time_and_locks_start(trained, tiny_bert_di
     run = engine.start_run(cfg)
     try:
         assert held.wait(60)
-        _, _, _, version, _, start, baselines = tick.fn(-1)
-        assert start.interactive is False and "Training" in start.value and baselines.interactive is False
+        _, _, _, version, _, start, baselines = tick.fn("")
+        assert start.interactive is not False and "Add to queue" in start.value and baselines.interactive is not False
         status, loss, acc, same, _, start, _ = tick.fn(version)  # nothing new from the worker
         assert same == version and loss == {"__type__": "update"} and acc == {"__type__": "update"}
-        assert "elapsed" in status and "(training)" in status and start.interactive is False
+        assert "elapsed" in status and "(training)" in status and "Add to queue" in start.value
+        a = engine.start_run(replace(cfg, train=replace(cfg.train, run_name="queued-a")))
+        b = engine.start_run(replace(cfg, train=replace(cfg.train, run_name="queued-b")))
+        c = engine.start_run(replace(cfg, train=replace(cfg.train, run_name="queued-c")))
+        client = Client(url, verbose=False)
+        msg, table, *_ = client.predict(a.item_id, api_name="/queue_down")
+        assert msg == "Moved." and [row[1] for row in table["data"]] == ["queued-b", "queued-a", "queued-c"]
+        msg, table, *_ = client.predict(b.item_id, api_name="/queue_cancel")
+        assert "Cancelled queued run #1" in msg and [row[1] for row in table["data"]] == ["queued-a", "queued-c"]
+        msg, *_ = client.predict("not-an-item", api_name="/queue_up")
+        assert "no longer in the queue" in msg
+        msg, table, *_ = client.predict(api_name="/queue_clear")
+        assert "Took 2 run(s) off the queue" in msg and engine.queued() == [] and c.item_id
     finally:
+        engine.manager.clear()
         release.set()
         engine.stop_run()
         assert run.done.wait(60) and engine.join(30)

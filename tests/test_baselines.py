@@ -13,7 +13,8 @@ import torch
 from ftui.baselines import C_GRID, META_FILE, PIPELINE_FILE, embed, texts_of
 from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ftui.errors import FtuiError
-from ftui.runs import RunStatus
+from ftui.runner import QueuedRun
+from ftui.runs import Run, RunStatus
 from tests.conftest import REPO
 
 
@@ -101,17 +102,16 @@ def test_a_baseline_run_is_predicted_with_compared_and_exported(engine, tiny_ber
 
 
 def test_run_baselines_runs_both_one_after_the_other(engine):
-    first = engine.start_baselines(RunConfig(DataConfig(), ModelConfig(), TrainConfig(max_length=32)))
-    finish(engine, first)
-    version = 0
-    while True:  # the second starts from the first's worker once it completed
-        runs = [r for r in engine.runs() if r.config.kind == "baseline"]
-        if len(runs) == 2 and runs[-1].done.is_set():
-            break
-        version = first.wait_for_change(version, timeout=0.5)
-    second = runs[-1]
+    first, waiting = engine.start_baselines(RunConfig(DataConfig(), ModelConfig(), TrainConfig(max_length=32)))
+    assert isinstance(first, Run) and isinstance(waiting, QueuedRun) and waiting.position == 1
+    worker = engine.manager.worker
+    assert first.done.wait(180) and first.status == RunStatus.COMPLETED, first.error
+    worker.join(60)  # the first's worker starts the queued second before it ends
+    second = engine.current_run()
+    assert second is not first and second.done.wait(180), "the embeddings baseline did not start after TF-IDF"
     assert second.status == RunStatus.COMPLETED, second.error
-    assert [r.config.baseline for r in runs] == ["tfidf", "embeddings"] and not engine.manager.expecting
+    runs = [r for r in engine.runs() if r.config.kind == "baseline"]
+    assert [r.config.baseline for r in runs] == ["tfidf", "embeddings"] and not engine.queued()
 
 
 def test_cli_baseline_prints_its_scores_last(tmp_path):

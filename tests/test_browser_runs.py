@@ -1,8 +1,11 @@
 """The experiments path in a real browser: three runs, an app restart, compare two, evaluate one, download it."""
 
+import os
+import shutil
 import zipfile
 
 import pytest
+from conftest import REPO
 from test_browser import TIMEOUT_MS, fill_number, md, tab
 
 pytestmark = pytest.mark.browser
@@ -127,7 +130,7 @@ def test_the_course_method_baselines_two_phase_and_one_phase_compared(browser, t
         ctx, page = open_page(browser, demo.local_url)
         tab(page, "4. Train")
         page.click("#baselines")
-        page.wait_for_selector("#train-message:has-text('frozen-embeddings baseline follows')")
+        page.wait_for_selector("#train-message:has-text('frozen-embeddings baseline is queued after it')")
         page.wait_for_function(
             "() => document.querySelector('#run-status').innerText.includes('baseline-embeddings')"
             " && document.querySelector('#run-status').innerText.includes('completed')",
@@ -298,6 +301,66 @@ def test_explain_a_mistake_and_a_prediction_then_serve_the_onnx_export(browser, 
         assert len(set(colours)) > 2, colours  # words coloured by score, not one flat colour
         ctx.close()
     finally:
+        engine.stop_run()
+        engine.join(60)
+        demo.close()
+
+
+def test_queue_a_run_then_a_sweep_and_serve_its_best(browser, tmp_path):
+    """Start while a run trains queues the next (cancel it); a sweep of two learning rates queues two runs that train
+    after the Stop; the sweep view ranks them, and its best run goes to Predict."""
+    demo, engine = serve(tmp_path / "runs")
+    ctx, page = open_page(browser, demo.local_url)
+    try:
+        tab(page, "4. Train")
+        fill_number(page, "epochs", "30")
+        page.click("#start")
+        page.wait_for_selector("#run-status:has-text('running')")
+        page.wait_for_function("() => document.querySelector('#start').innerText.includes('Add to queue')")
+        page.click("#start")
+        page.wait_for_selector("#train-message:has-text('Queued (next)')")
+        page.wait_for_selector("#queue-summary:has-text('1 run(s) waiting')")
+        assert "this app" in page.inner_text("#queue-table")
+        choose(page, "queue-pick", "#1")
+        page.click("#queue-cancel")
+        page.wait_for_selector("#queue-message:has-text('Cancelled queued run #1')")
+        page.wait_for_selector("#queue-summary:has-text('empty')")
+        # a sweep over two learning rates, small and short
+        tab(page, "7. Sweeps")
+        page.fill("#sweep-lr textarea, #sweep-lr input", "1e-4, 3e-4")
+        page.fill("#sweep-epochs textarea, #sweep-epochs input", "1")
+        page.fill("#sweep-maxlen textarea, #sweep-maxlen input", "32")
+        fill_number(page, "sweep-cap", "64")
+        page.click("#sweep-start")
+        page.wait_for_selector("#sweep-message:has-text('Queued 2 runs')")
+        sweep_id = engine.queued()[0].sweep_id
+        assert len(engine.queued()) == 2 and all(q.sweep_id == sweep_id for q in engine.queued())
+        tab(page, "4. Train")
+        page.wait_for_selector("#queue-summary:has-text('2 run(s) waiting')")
+        assert sweep_id in page.inner_text("#queue-table")
+        page.click("#stop")  # the long run stops; the sweep's runs train one after the other
+        tab(page, "7. Sweeps")
+        page.wait_for_function(
+            "() => (document.querySelector('#sweep-table').innerText.match(/completed/g) || []).length === 2",
+            timeout=300_000,
+        )
+        page.wait_for_function(
+            "() => { const el = document.querySelector('#sweep-plot .js-plotly-plot');"
+            " return el && el.layout && el.layout.title.text.startsWith('Best:'); }"
+        )
+        best = engine.sweep_table(sweep_id)[0]
+        assert "★ " + best["name"] in page.inner_text("#sweep-table")
+        page.click("#sweep-use-best")
+        page.wait_for_selector("#sweep-view-message:has-text('The Predict tab now serves')")
+        tab(page, "5. Predict")
+        assert best["name"] in page.locator("#predict-model input").input_value()
+        tab(page, "7. Sweeps")
+        page.screenshot(path=str(tmp_path / "sweeps.png"), full_page=True)
+        if os.environ.get("FTUI_SCREENSHOT"):  # the README's figure of the sweep view
+            shutil.copy(tmp_path / "sweeps.png", REPO / "assets" / "sweeps.png")
+    finally:
+        ctx.close()
+        engine.manager.clear()
         engine.stop_run()
         engine.join(60)
         demo.close()

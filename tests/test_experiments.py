@@ -52,3 +52,17 @@ def test_config_diff_shows_only_differences():
 
 def test_flatten():
     assert flatten({"a": {"b": 1, "c": [1, 2]}}) == {"a.b": 1, "a.c": (1, 2)}
+
+
+def test_queue_frame_lists_waiting_runs_in_order():
+    from ftui.experiments import queue_frame
+    from ftui.runner import QueuedRun
+
+    items = [
+        QueuedRun("i1", 1, replace(BASE, train=replace(BASE.train, run_name="first", learning_rate=3e-5)), 0.0, True),
+        QueuedRun("i2", 2, replace(BASE, kind="baseline", baseline="tfidf"), 0.0, False),
+    ]
+    frame = queue_frame(items)
+    assert list(frame["#"]) == [1, 2] and list(frame["name"]) == ["first", "(generated at start)"]
+    assert list(frame["method"]) == ["fine-tune", "TF-IDF"] and list(frame["queued by"]) == ["this app", "another process"]
+    assert frame["lr"][0] == 3e-5

@@ -26,6 +26,7 @@ def served(tmp_path_factory, tiny_bert_dir):
     app = create_app(engine)
     app.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_kwargs())
     yield app.local_url.rstrip("/"), app, engine
+    engine.manager.clear()
     engine.stop_run()
     engine.join(60)
     app.close()
@@ -93,7 +94,7 @@ def test_hidden_start_endpoint_validates_in_the_engine(served, tiny_bert_dir, ov
     assert engine.current_run() is None or engine.current_run().status.finished
 
 
-def test_fifty_simultaneous_starts_give_exactly_one_run(served, tiny_bert_dir):
+def test_fifty_simultaneous_starts_give_exactly_one_run_and_a_capped_queue(served, tiny_bert_dir):
     url, app, engine = served
     before = {r.run_id for r in engine.runs()}
     results: list[str] = []
@@ -112,10 +113,12 @@ def test_fifty_simultaneous_starts_give_exactly_one_run(served, tiny_bert_dir):
     for t in threads:
         t.join(120)
     started = [r for r in results if r.startswith("Started")]
-    busy = [r for r in results if "in progress" in r]
-    assert len(results) == 50 and len(started) == 1 and len(busy) == 49, results[:3]
+    queued = [r for r in results if "Queued (" in r]
+    full = [r for r in results if "The queue holds at most 20 runs" in r]
+    assert len(results) == 50 and len(started) == 1 and len(queued) == 20 and len(full) == 29, results[:3]
     new = [r for r in engine.runs() if r.run_id not in before]
-    assert len(new) == 1
+    assert len(new) == 1 and len(engine.queued()) == 20
+    engine.clear_queue()  # else the twenty would train, one after another, behind the other tests
     engine.stop_run()
     assert new[0].done.wait(60) and engine.join(30)
 

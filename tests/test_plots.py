@@ -77,3 +77,21 @@ def test_status_shows_class_weights_when_the_run_uses_them():
     assert "Class weights in the loss: 0.55, 5.5" in status_markdown(snap)
     plain = RunSnapshot("r1", "r", 1, RunStatus.RUNNING, (), {}, None, {}, 0.0, None)
     assert "Class weights" not in status_markdown(plain)
+
+
+def test_sweep_figure_has_an_axis_per_setting_and_names_the_best():
+    from ftui.plots import sweep_figure
+
+    rows = [
+        {"name": "a", "point": {"learning_rate": "1e-05", "checkpoint": "packaged"}, "val_score": 0.7, "completed": True},
+        {"name": "b", "point": {"learning_rate": "3e-05", "checkpoint": "org/m"}, "val_score": 0.9, "completed": True},
+        {"name": "c", "point": {"learning_rate": "1e-04", "checkpoint": "org/m"}, "val_score": None, "completed": False},
+    ]
+    fig = sweep_figure(rows, "accuracy")
+    (trace,) = fig.data
+    labels = [d.label for d in trace.dimensions]
+    assert labels == ["learning_rate", "checkpoint", "val accuracy"]
+    assert list(trace.dimensions[0]["values"]) == [1e-05, 3e-05]  # the unscored run is not drawn
+    assert list(trace.dimensions[1]["ticktext"]) == ["packaged", "org/m"] and list(trace.dimensions[1]["values"]) == [0, 1]
+    assert "Best: b" in fig.layout.title.text
+    assert "no run has a validation score" in sweep_figure(rows[2:], "accuracy").layout.title.text

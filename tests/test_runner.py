@@ -129,3 +129,90 @@ def test_run_ids_are_checked():
     for bad in ("../etc", "a/b", "", None, 7, {"x": 1}, "x" * 200):
         with pytest.raises(FtuiError, match="not a run id"):
             check_run_id(bad)
+
+
+def _short(checkpoint, name: str, data=None):
+    from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+
+    return RunConfig(
+        data or DataConfig(),
+        ModelConfig(source="local", checkpoint=str(checkpoint)),
+        TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3, max_length=32, evals_per_epoch=1, run_name=name),
+    )
+
+
+def test_the_queue_runs_in_order_after_moves_and_cancels_and_survives_a_refused_run(engine, tiny_bert_dir, tmp_path):
+    from dataclasses import replace
+
+    from ftui.config import DataConfig
+    from ftui.runner import QueuedRun
+    from ftui.runs import Run
+
+    csv = tmp_path / "later-gone.csv"
+    csv.write_text("text,label\n" + "\n".join(f"row {i} {'good' if i % 2 else 'bad'},{i % 2}" for i in range(60)))
+    long = engine.start_run(replace(_short(tiny_bert_dir, "long"), train=replace(_short(tiny_bert_dir, "x").train, epochs=200)))
+    assert isinstance(long, Run)
+    b = engine.start_run(_short(tiny_bert_dir, "B"))
+    c = engine.start_run(_short(tiny_bert_dir, "C", DataConfig(source="local", dataset_id=str(csv))))
+    d = engine.start_run(_short(tiny_bert_dir, "D"))
+    assert all(isinstance(q, QueuedRun) for q in (b, c, d)) and [b.position, c.position, d.position] == [1, 2, 3]
+    assert engine.move_queued(d.item_id, -1) and not engine.move_queued(b.item_id, -1)  # B is already first
+    assert engine.cancel_queued(b.item_id).item_id == b.item_id
+    assert [q.config.train.run_name for q in engine.queued()] == ["D", "C"]
+    with pytest.raises(FtuiError, match="no longer in the queue"):
+        engine.cancel_queued(b.item_id)
+    csv.unlink()  # C's data disappears while it waits
+    worker = engine.manager.worker
+    engine.stop_run()
+    worker.join(60)
+    assert long.status == RunStatus.STOPPED
+    started = engine.current_run()
+    assert started.name == "D", "the run moved up starts first"
+    worker = engine.manager.worker
+    assert started.done.wait(120) and started.status == RunStatus.COMPLETED, started.error
+    worker.join(60)
+    engine.manager.worker.join(60)  # C: refused at its turn, or failed in its worker
+    by_name = {r.name: r for r in engine.runs()}
+    assert "B" not in by_name and by_name["C"].status == RunStatus.FAILED
+    assert "later-gone.csv" in by_name["C"].error
+    assert engine.queued() == [] and not engine.manager.training()
+
+
+def test_a_restart_keeps_the_queue(tmp_path, tiny_bert_dir):
+    """The app's process dies with runs queued: the next app process starts them, in order; its own run is
+    interrupted (and resumable) as before."""
+    runs = tmp_path / "runs"
+    script = f"""
+import sys
+from dataclasses import replace
+sys.path.insert(0, {str(REPO)!r})
+from ftui.engine import Engine
+from ftui.hub import HubStatus
+from tests.test_runner import _short
+from pathlib import Path
+ckpt = Path({str(tiny_bert_dir)!r})
+eng = Engine(runs_dir={str(runs)!r}, hub_status=HubStatus(False, "offline"))
+base = _short(ckpt, "long")
+eng.start_run(replace(base, train=replace(base.train, epochs=500)))
+eng.start_run(_short(ckpt, "after-restart-1"))
+eng.start_run(_short(ckpt, "after-restart-2"))
+print("queued", len(eng.queued()), flush=True)
+sys.stdin.readline()
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().split() == ["queued", "2"]
+    finally:
+        proc.kill()
+        proc.wait(30)
+    app = Engine(runs_dir=runs, hub_status=OFFLINE, adopt_queue=True)
+    first = app.current_run()
+    assert first is not None and first.name == "after-restart-1"
+    worker = app.manager.worker
+    assert first.done.wait(120) and first.status == RunStatus.COMPLETED, first.error
+    worker.join(60)
+    second = app.current_run()
+    assert second.name == "after-restart-2" and second.done.wait(120) and second.status == RunStatus.COMPLETED
+    app.manager.worker.join(60)
+    assert {r.name: r.status for r in app.runs()}["long"] == RunStatus.INTERRUPTED
+    assert app.queued() == []

@@ -196,12 +196,14 @@ def test_every_engine_entry_point_applies_the_deployment_rules(tmp_path, tiny_be
     bad_data = DataConfig(source="local", dataset_id=str(csv_file))
     bad_model = ModelConfig(source="local", checkpoint=str(tiny_bert_dir))
     from ftui.config import AdaptConfig
+    from ftui.sweeps import SweepConfig
 
     values = {
         DataConfig: bad_data,
         ModelConfig: bad_model,
         RunConfig: RunConfig(bad_data, bad_model),
         AdaptConfig: AdaptConfig(corpus_source="file", corpus=str(csv_file)),  # a pre-training corpus is a dataset too
+        SweepConfig: SweepConfig(values=(("learning_rate", "1e-4, 3e-4"),)),  # every point is checked like a Start
     }
     checked = []
     for name, fn in inspect.getmembers(Engine, inspect.isfunction):
@@ -223,7 +225,8 @@ def test_every_engine_entry_point_applies_the_deployment_rules(tmp_path, tiny_be
             getattr(engine, name)(*args)
         checked.append(name)
     assert {"load_data", "model_summary", "tokenizer", "start_run", "dataset_configs", "dataset_splits",
-            "preview_corpus", "text_lengths", "start_baselines"} <= set(checked)  # fmt: skip
+            "preview_corpus", "text_lengths", "start_baselines", "plan_sweep", "start_sweep"} <= set(checked)  # fmt: skip
+    assert engine.queued() == []
     assert engine.current_run() is None
 
 

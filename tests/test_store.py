@@ -249,3 +249,41 @@ def test_a_read_only_runs_folder_is_served_read_only(tmp_path):
         create_app(engine)  # the page builds, with the notice
     finally:
         _undo_read_only(runs)
+
+
+def _item(i: int) -> tuple[str, dict, str]:
+    return (f"item{i}", RunConfig().to_dict(), "")
+
+
+def test_queue_keeps_order_caps_all_or_none_and_moves(tmp_path):
+    store = Store(tmp_path)
+    assert store.enqueue([_item(i) for i in range(3)], cap=5) == 3
+    assert store.enqueue([_item(i) for i in range(3, 6)], cap=5) == 0  # 6 > 5: none of the three is added
+    assert [q["item_id"] for q in store.queue()] == ["item0", "item1", "item2"]
+    assert store.move_queued("item2", -1) and not store.move_queued("item0", -1) and not store.move_queued("nope", 1)
+    assert [q["item_id"] for q in store.queue()] == ["item0", "item2", "item1"]
+    assert store.cancel_queued(["item0"]) == 1
+    other = Store(tmp_path)  # another process's connection: it sees the queue, but pops only its own items
+    other.identity = "elsewhere:1:x"
+    assert [q["item_id"] for q in other.queue()] == ["item2", "item1"] and other.pop_queued() is None
+    assert store.pop_queued()["item_id"] == "item2" and store.pop_queued()["item_id"] == "item1"
+    assert store.pop_queued() is None and store.queue() == []
+
+
+def test_a_dead_process_queue_is_adopted_in_order(tmp_path):
+    """Items of a process that ended (same host, its PID gone) move to the next process that adopts them; items of a
+    live process stay with it."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone_pid = int(dead.stdout)
+    first = Store(tmp_path)
+    first.enqueue([_item(0), _item(1)], cap=0)
+    with first._tx() as c:  # as if a process that has since ended had queued them
+        c.execute("UPDATE queue SET pid=?, owner=?", (gone_pid, f"host:{gone_pid}:old"))
+    first.enqueue([_item(2)], cap=0)
+    with first._tx() as c:  # queued by a process that is still alive (our parent): it stays that process's
+        c.execute("UPDATE queue SET pid=?, owner=? WHERE item_id='item2'", (os.getppid(), f"host:{os.getppid()}:live"))
+    later = Store(tmp_path)
+    later.identity = "restarted:2:new"
+    assert later.adopt_queue() == 2
+    assert [q["owner"] for q in later.queue()] == ["restarted:2:new", "restarted:2:new", f"host:{os.getppid()}:live"]
+    assert later.pop_queued()["item_id"] == "item0"

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from ftui.errors import ConfigError, FtuiError, RunInProgress
+from ftui.errors import ConfigError, FtuiError
 from ftui.runs import Run, RunStatus
 from ftui.training import MODEL_DIR, _set_train_mode, iter_events
 
@@ -81,26 +81,44 @@ def test_stop_mid_run_keeps_a_checkpoint_and_frees_the_slot(engine, tiny_bert_di
 
 
 def test_one_run_at_a_time_even_under_concurrent_starts(engine, tiny_bert_dir):
-    cfg = tiny_cfg(tiny_bert_dir, epochs=200)
-    barrier = threading.Barrier(12)
-    started, refused = [], []
+    """50 Starts at once: exactly one trains, 20 (the queue cap) wait in the order they were admitted, the rest are
+    refused with a message; the queue then drains one run at a time."""
+    assert engine.manager.max_queue == 20
+    barrier = threading.Barrier(50)
+    started, queued, refused = [], [], []
+    lock = threading.Lock()
 
-    def press_start():
+    def press_start(i: int) -> None:
+        cfg = tiny_cfg(tiny_bert_dir, epochs=200, run_name=f"start-{i}")
         barrier.wait()
         try:
-            started.append(engine.start_run(cfg))
-        except RunInProgress as exc:
-            refused.append(str(exc))
+            got = engine.start_run(cfg)
+        except FtuiError as exc:
+            with lock:
+                refused.append(str(exc))
+            return
+        with lock:
+            (started if isinstance(got, Run) else queued).append(got)
 
-    threads = [threading.Thread(target=press_start) for _ in range(12)]
+    threads = [threading.Thread(target=press_start, args=(i,)) for i in range(50)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(60)
-    assert len(started) == 1 and len(refused) == 11
-    assert "in progress" in refused[0]
+        t.join(120)
+    assert len(started) == 1 and len(queued) == 20 and len(refused) == 29
+    assert "The queue holds at most 20 runs" in refused[0] and "FTUI_MAX_QUEUE" in refused[0]
+    assert sorted(q.position for q in queued) == list(range(1, 21))
+    by_position = [q.item_id for q in sorted(queued, key=lambda q: q.position)]
+    assert [q.item_id for q in engine.queued()] == by_position  # the store keeps the order each Start was admitted in
+    # Stop: the first queued run starts in the slot; still one run trains
+    first_waiting, worker = engine.queued()[0], engine.manager.worker
     engine.stop_run()
-    assert started[0].done.wait(60)
+    worker.join(60)
+    assert started[0].done.is_set() and not worker.is_alive()
+    now = engine.current_run()
+    assert now is not started[0] and now.name == first_waiting.config.train.run_name
+    assert sum(1 for r in engine.runs() if not r.status.finished) == 1
+    assert len(engine.queued()) == 19
 
 
 def test_predict_answers_while_training(engine, tiny_bert_dir):

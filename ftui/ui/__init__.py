@@ -9,7 +9,7 @@ from starlette.middleware import Middleware
 
 from ftui.engine import Engine
 from ftui.settings import Settings
-from ftui.ui import adapt_tab, data_tab, lengths, model_tab, predict_tab, runs_tab, train_tab
+from ftui.ui import adapt_tab, data_tab, lengths, model_tab, predict_tab, runs_tab, sweep_tab, train_tab
 from ftui.ui.login_throttle import LoginThrottle
 
 CSS = """
@@ -24,7 +24,7 @@ SCREEN_READER_FIXES = {"en": {"common.complete": "Done"}}
 
 def create_app(engine: Engine | None = None) -> gr.Blocks:
     """Build the app; nothing is built at import time."""
-    engine = engine or Engine()
+    engine = engine or Engine(adopt_queue=True)
     # Uploaded files and generated downloads in Gradio's cache are deleted after a day (checked hourly).
     with gr.Blocks(title="ftui: fine-tune text classifiers", delete_cache=(3600, 86400)) as demo:
         gr.Markdown("# ftui — fine-tune a text classifier\nPick data and a checkpoint, train with live curves, try the model.")
@@ -67,16 +67,18 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
                 predict_model, refresh_choices = predict_tab.build(engine)
             with gr.Tab("6. Runs", id="runs"):
                 runs_ui = runs_tab.build(engine, token)
+            with gr.Tab("7. Sweeps", id="sweeps"):
+                sweep_tab.build(engine, token, train_ui, predict_model)
 
         def on_page_load() -> tuple[Any, ...]:
             # A reload or a second browser re-attaches to the running job and its curves so far; Predict starts
             # on the default model (the newest completed run), never on what was current when the app was built.
-            return (*train_ui.render(-1), refresh_choices(None))
+            return (*train_ui.render(""), refresh_choices(None), *train_ui.queue.render(""))
 
         demo.load(
             on_page_load,
             None,
-            [*train_ui.outputs, predict_model],
+            [*train_ui.outputs, predict_model, *train_ui.queue.outputs],
             api_visibility="private",
         )
 

@@ -15,7 +15,8 @@ from ftui.engine import Engine
 from ftui.errors import FtuiError
 from ftui.mlm import PRESETS, preset_parameters
 from ftui.plots import loss_figure, perplexity_figure, status_markdown
-from ftui.ui.common import as_float, as_int, error_md, key_for, token_of
+from ftui.runner import QueuedRun
+from ftui.ui.common import as_float, as_int, error_md, key_for, queued_message, token_of
 from ftui.ui.model_tab import ModelUI
 
 CORPUS_LABELS = {"demo": "Bundled demo texts", "file": "A file (upload or path)", "hub": "Hugging Face Hub dataset"}
@@ -168,6 +169,8 @@ def build(engine: Engine, token_box: gr.Textbox, model_ui: ModelUI) -> AdaptUI:
             run = engine.start_run(cfg, token)
         except FtuiError as exc:
             return error_md(exc), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        if isinstance(run, QueuedRun):
+            return queued_message(run), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         return f"Started **{run.name}**.", status_markdown(run.snapshot(), now=time.time()), None, None, -1, gr.Timer(active=True)
 
     start.click(on_start, inputs, [message, status, loss_plot, ppl_plot, version, timer], api_visibility="private")

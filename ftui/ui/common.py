@@ -33,6 +33,12 @@ def error_md(exc: BaseException) -> str:
     return f"❌ **Unexpected error:** {type(exc).__name__}: {exc}"
 
 
+def queued_message(item: Any) -> str:
+    """What Start says when the run went to the queue (item is a runner.QueuedRun)."""
+    ahead = "next" if item.position == 1 else f"#{item.position} in the queue"
+    return f"⏳ Queued ({ahead}): it starts when the run before it ends. The queue panel below can move or cancel it."
+
+
 def ok_md(text: str) -> str:
     """A success line."""
     return f"✅ {text}"

@@ -14,12 +14,15 @@ from ftui.engine import Engine
 from ftui.errors import FtuiError
 from ftui.experiments import baseline_verdict
 from ftui.plots import accuracy_figure, loss_figure, status_markdown
-from ftui.ui.common import as_float, as_int, error_md, key_for, token_of
+from ftui.runner import QueuedRun
+from ftui.ui import queue_panel
+from ftui.ui.common import as_float, as_int, error_md, key_for, queued_message, token_of
 from ftui.ui.data_tab import DataUI
 from ftui.ui.model_tab import ModelUI
 
 POLL_SECONDS = 1.0
 START_LABEL = "Start training"
+QUEUE_LABEL = "Add to queue (a run is training)"
 BASELINES_LABEL = "Run baselines (TF-IDF, then frozen embeddings)"
 
 
@@ -36,6 +39,9 @@ class TrainUI:
     max_len: gr.Number
     render: Any  # (version) -> values for `outputs`
     outputs: list[Any]  # [status, loss_plot, acc_plot, version, timer, start, baselines]
+    config_of: Any  # ({widget: value}) -> RunConfig: the Data, Model and Train tabs' settings
+    inputs: set[Any]  # the widgets config_of reads, plus the token box
+    queue: queue_panel.QueuePanel
 
 
 SCHEDULE_LABELS = {"one-phase": "One phase", "two-phase": "Head first, then fine-tune"}
@@ -119,30 +125,26 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
     with gr.Row():
         loss_plot = gr.Plot(label="Loss", elem_id="loss-plot")
         acc_plot = gr.Plot(label="Accuracy", elem_id="acc-plot")
+    queue = queue_panel.build(engine)
     timer = gr.Timer(POLL_SECONDS, active=False)
-    version = gr.State(-1)
+    version = gr.State("")
 
     drawn: dict[tuple[str, int], tuple[Any, ...]] = {}  # the last version drawn, shared by every tab
     drawn_lock = threading.Lock()
 
     def buttons(training: bool) -> tuple[Any, Any]:
-        """Start and Run baselines: off while a run trains."""
-        return start_button(training), gr.Button(interactive=not training)
+        """Start and Run baselines: while a run trains they queue the next one, and Start says so."""
+        return gr.Button(value=QUEUE_LABEL if training else START_LABEL, interactive=True), gr.Button(interactive=True)
 
-    def start_button(training: bool) -> Any:
-        # While a run trains, Start is off and says why: a second click read as if one's own start had failed.
-        if training:
-            return gr.Button(value="Training… (Stop ends it)", interactive=False)
-        return gr.Button(value=START_LABEL, interactive=True)
-
-    def render(last_version: int) -> tuple[Any, ...]:
+    def render(last_version: str) -> tuple[Any, ...]:
         run = engine.current_run()
+        waiting = engine.manager.waiting_here()
         if run is None:
-            return gr.skip(), gr.skip(), gr.skip(), last_version, gr.Timer(active=False), *buttons(False)
-        version = run.version  # cheap: no copy of the events unless something changed
+            return gr.skip(), gr.skip(), gr.skip(), last_version, gr.Timer(active=bool(waiting)), *buttons(False)
+        version = f"{run.run_id}#{run.version}"  # cheap: no copy of the events unless something changed
         finished = run.status.finished
-        # "Run baselines" starts its second run when the first completes: keep watching for it.
-        keep_polling = gr.Timer(active=not finished or engine.manager.expecting)
+        # A queued run starts when this one ends: keep watching for it.
+        keep_polling = gr.Timer(active=not finished or bool(waiting))
         if version == last_version:
             if finished:
                 return gr.skip(), gr.skip(), gr.skip(), last_version, keep_polling, gr.skip(), gr.skip()
@@ -158,7 +160,7 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
                 drawn[(run.run_id, snap.version)] = (
                     loss_figure(snap.events, snap.run_id),
                     accuracy_figure(snap.events, snap.run_id),
-                    snap.version,
+                    f"{run.run_id}#{snap.version}",
                 )
                 key = (run.run_id, snap.version)
             figures = drawn[key]
@@ -171,6 +173,8 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
     outputs = [status, loss_plot, acc_plot, version, timer, start, baselines]
     # Ticks are cheap reads of the run; no limit so they never wait behind other events.
     timer.tick(render, version, outputs, api_visibility="private", concurrency_limit=None, show_progress="hidden")
+    timer.tick(queue.render, queue.signature, queue.outputs, api_visibility="private", concurrency_limit=None,
+               show_progress="hidden")  # fmt: skip
 
     def config_of(values: dict[Any, Any]) -> RunConfig:
         return RunConfig(
@@ -179,43 +183,47 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
             train=train_config({name: values[widget] for name, widget in w.items()}),
         )
 
-    def started(run: Any, message_text: str) -> tuple[Any, ...]:
+    def started(got: Any, message_text: str) -> tuple[Any, ...]:
+        queued = queue.render("")
+        if isinstance(got, QueuedRun):  # the training run's charts stay; the queue shows the new item
+            return message_text, *[gr.skip()] * 4, gr.Timer(active=True), *buttons(True), *queued
         return (
             message_text,
-            status_markdown(run.snapshot(), now=time.time()),
-            loss_figure([], run.run_id),
-            accuracy_figure([], run.run_id),
-            -1,
+            status_markdown(got.snapshot(), now=time.time()),
+            loss_figure([], got.run_id),
+            accuracy_figure([], got.run_id),
+            "",
             gr.Timer(active=True),
             *buttons(True),
+            *queued,
         )
 
     def on_start(values: dict[Any, Any]) -> tuple[Any, ...]:
         try:
-            run = engine.start_run(config_of(values), token_of(values[token_box]))
+            got = engine.start_run(config_of(values), token_of(values[token_box]))
         except FtuiError as exc:
-            return error_md(exc), *[gr.skip()] * 7
-        return started(run, f"Started **{run.name}**.")
+            return error_md(exc), *[gr.skip()] * 11
+        return started(got, queued_message(got) if isinstance(got, QueuedRun) else f"Started **{got.name}**.")
 
     def on_baselines(values: dict[Any, Any]) -> tuple[Any, ...]:
         try:
-            run = engine.start_baselines(config_of(values), token_of(values[token_box]))
+            first, second = engine.start_baselines(config_of(values), token_of(values[token_box]))
         except FtuiError as exc:
-            return error_md(exc), *[gr.skip()] * 7
-        return started(run, f"Started **{run.name}**; the frozen-embeddings baseline follows. Both appear in the Runs tab.")
+            return error_md(exc), *[gr.skip()] * 11
+        what = queued_message(first) if isinstance(first, QueuedRun) else f"Started **{first.name}**"
+        return started(first, f"{what}; the frozen-embeddings baseline is queued after it. Both appear in the Runs tab.")
 
     # Inputs as a set: the handlers receive {widget: value} and read each value by its widget, never by position.
     inputs = {*data_ui.inputs, *model_ui.inputs, *w.values(), token_box}
-    start.click(on_start, inputs, [message, *outputs], api_visibility="private")
-    baselines.click(on_baselines, inputs, [message, *outputs], api_visibility="private")
+    start.click(on_start, inputs, [message, *outputs, *queue.outputs], api_visibility="private")
+    baselines.click(on_baselines, inputs, [message, *outputs, *queue.outputs], api_visibility="private")
 
     def on_stop() -> str:
         run = engine.stop_run()
-        return (
-            f"Stopping **{run.name}** after the current step; the best checkpoint so far is kept."
-            if run
-            else "No run is in progress."
-        )
+        if run is None:
+            return "No run is in progress."
+        then = " The next queued run starts after it." if engine.manager.waiting_here() else ""
+        return f"Stopping **{run.name}** after the current step; the best checkpoint so far is kept.{then}"
 
     stop.click(on_stop, None, message, api_visibility="private")
     return TrainUI(
@@ -228,4 +236,7 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         max_len=max_len,
         render=render,
         outputs=outputs,
+        config_of=config_of,
+        inputs=inputs,
+        queue=queue,
     )

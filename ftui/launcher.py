@@ -1,0 +1,240 @@
+"""Launching runs: a config checked against the deployment's rules and the checkpoint, then trained at once or
+queued; a queued run's turn; resume; sweeps (planned, checked whole, queued) and their median pruning rule."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ftui import sweeps
+from ftui.adapt import adapt_run
+from ftui.baselines import baseline_run
+from ftui.batching import TokenCache
+from ftui.config import RunConfig, corpus_as_data, validate_run
+from ftui.data import DataBundle
+from ftui.errors import ConfigError, FtuiError
+from ftui.events import EventType, PrunedEvent
+from ftui.modeling import display_name
+from ftui.runner import QueuedRun, QueueFull, RunManager
+from ftui.runs import Run, RunStatus
+from ftui.settings import Settings
+from ftui.sweeps import SweepConfig, first_score, prune_verdict
+from ftui.training import train_run
+
+log = logging.getLogger(__name__)
+
+
+def _slug(text: str, n: int = 24) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text.split(" (")[0].split("/")[-1]).strip("-")[:n] or "x"
+
+
+class Launcher:
+    """Starts, queues and resumes runs for one runs folder (the slot and the queue are RunManager's)."""
+
+    def __init__(
+        self,
+        manager: RunManager,
+        settings: Settings,
+        runs_dir: Path,
+        token_cache: TokenCache,
+        load_data: Callable[[Any, str | None], DataBundle],
+        check_model: Callable[[RunConfig, str | None], None],
+    ) -> None:
+        self.manager = manager
+        self.settings = settings
+        self.store = manager.store
+        self.runs_dir = runs_dir
+        self.token_cache = token_cache
+        self.load_data = load_data  # the engine's cached loader (the deployment's dataset rules included)
+        self.check_model = check_model  # the checkpoint loads and the freeze depth, length, schedule fit it
+        manager.start_item = self.start_queued
+
+    def start_run(self, cfg: RunConfig, token: str | None = None) -> Run | QueuedRun:
+        """Validate (settings' caps and the checkpoint included), then train in a background thread, or queue the run
+        when one is training (QueueFull past the queue cap). A baseline config fits its baseline instead."""
+        cfg = self.check(cfg, token)
+        got = self.manager.start_or_queue(lambda: self._new_run(cfg), cfg, token)
+        if isinstance(got, Run):
+            self._launch(got, token)
+        return got
+
+    def check(self, cfg: RunConfig, token: str | None) -> RunConfig:
+        """The config as it will run (caps applied), or ConfigError/ModelError/DataError saying what to change."""
+        if not isinstance(cfg, RunConfig):
+            raise ConfigError(["no run settings were given"])
+        if cfg.kind == "mlm":  # the corpus is the run's data: the deployment's dataset rules apply to it
+            cfg = replace(cfg, data=corpus_as_data(cfg.adapt))
+        problems = validate_run(cfg)
+        if not problems:
+            cfg, problems = self.settings.apply(cfg)
+        if problems:
+            raise ConfigError(problems)
+        # TF-IDF and a from-scratch model never touch the checkpoint
+        if not (cfg.kind == "baseline" and cfg.baseline == "tfidf") and not (cfg.kind == "mlm" and cfg.adapt.mode == "scratch"):
+            self.check_model(cfg, token)
+        return cfg
+
+    def _new_run(self, cfg: RunConfig) -> Run:
+        """A fresh run record for a checked config, with a generated name unless the config gives one."""
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        model_part, data_part = _slug(display_name(cfg.model)), _slug(cfg.data.dataset_id or "demo")
+        if cfg.kind == "baseline":
+            what = "tfidf" if cfg.baseline == "tfidf" else f"embeddings-{model_part}"
+            generated = f"baseline-{what}-{data_part}-{run_id[9:15]}"
+        elif cfg.kind == "mlm":
+            what = f"scratch-{cfg.adapt.preset}" if cfg.adapt.mode == "scratch" else model_part
+            generated = f"mlm-{what}-{data_part}-{run_id[9:15]}"
+        else:
+            schedule = "-2phase" if cfg.train.schedule == "two-phase" else ""
+            generated = f"{model_part}-{data_part}-f{cfg.model.freeze_depth}{schedule}-{run_id[9:15]}"
+        return Run(run_id, cfg.train.run_name.strip() or generated, cfg, self.runs_dir / run_id, store=self.store)
+
+    def _launch(self, run: Run, token: str | None) -> None:
+        """Start the worker of a run that holds the slot."""
+        cfg = run.config
+        run.save_header()
+        if cfg.sweep.prune:
+            run.listeners.append(self.pruner(run))
+        if cfg.kind == "mlm":
+            args: tuple[Any, ...] = (run, token, self.settings.read_limits())
+            self.manager.launch(run, adapt_run, args, f"ftui-run-{run.run_id}")
+            return
+        load = lambda: self.load_data(cfg.data, token)  # noqa: E731 - the worker loads, so Start answers at once
+        worker = baseline_run if cfg.kind == "baseline" else train_run
+        self.manager.launch(run, worker, (run, load, token, self.token_cache), f"ftui-run-{run.run_id}")
+
+    def start_queued(self, item: QueuedRun, token: str | None) -> bool:
+        """Start a run whose turn in the queue came; one that is refused now (its data, checkpoint or the rules
+        changed while it waited) becomes a failed run with the reason, and the queue goes on."""
+        try:
+            if self.settings.demo or self.store.read_only:
+                raise FtuiError("This deployment no longer trains.", "Run ftui with a writable runs folder.")
+            cfg = self.check(item.config, token)
+        except FtuiError as exc:
+            run = self._new_run(item.config)
+            run.finish(RunStatus.FAILED, f"{exc} (checked when its turn in the queue came)")
+            self.manager.record(run)
+            log.info("queued run %s refused at its turn: %s", run.run_id, exc)
+            return False
+        run = self.manager.reserve(lambda: self._new_run(cfg))
+        self._launch(run, token)
+        return True
+
+    def pruner(self, run: Run) -> Callable[[dict[str, Any] | None], None]:
+        """A listener that stops a sweep's run after its first evaluation when it scores below the median of the
+        sweep's completed runs at their first evaluation (the median stopping rule)."""
+        ref, judged = run.config.sweep, [False]
+
+        def listen(event: dict[str, Any] | None) -> None:
+            if event is None or judged[0] or event.get("type") != EventType.EVAL.value:
+                return
+            judged[0] = True
+            score = event.get(f"eval_{ref.metric}")
+            if not isinstance(score, (int, float)):
+                return
+            completed = [
+                s
+                for r in self.manager.runs()
+                if r.config.sweep.sweep_id == ref.sweep_id and r is not run and r.status == RunStatus.COMPLETED
+                for s in [first_score(r.events(), ref.metric)]
+                if s is not None
+            ]
+            median = prune_verdict(float(score), completed)
+            if median is not None:
+                run.log(PrunedEvent(step=int(event.get("step") or 0), metric=ref.metric, score=float(score),
+                                    median=median, completed=len(completed)))  # fmt: skip
+                run.set_progress(pruned=f"pruned: {ref.metric} {score:.3f} < median {median:.3f} of {len(completed)}")
+                run.request_stop()
+
+        return listen
+
+    # ------------------------------------------------------------------------------------------------- sweeps
+    def plan_sweep(self, base: RunConfig, sweep: SweepConfig, token: str | None = None) -> list[RunConfig]:
+        """Every point of a sweep as a checked run config; ConfigError lists every problem (each field or point named)."""
+        if not isinstance(sweep, SweepConfig) or not isinstance(base, RunConfig):
+            raise ConfigError(["no sweep settings were given"])
+        parsed, problems = sweeps.parse(sweep)
+        if problems:
+            raise ConfigError(problems)
+        n = sweeps.size(parsed, sweep)
+        waiting, cap = len(self.manager.queued()), self.manager.max_queue
+        if n > sweeps.MAX_POINTS or (cap and n + waiting > cap):
+            raise QueueFull(waiting, n, cap or sweeps.MAX_POINTS)
+        sweep_id = time.strftime("sweep-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
+        configs, problems = [], []
+        for i, point in enumerate(sweeps.points(parsed, sweep)):
+            cfg = sweeps.apply_point(base, point, sweep, sweep_id, i)
+            try:
+                configs.append(self.check(cfg, token))
+            except FtuiError as exc:
+                what = ", ".join(f"{k}={v}" for k, v in cfg.sweep.point)
+                problems.append(f"point {i + 1} ({what}): {getattr(exc, 'messages', [exc.problem])[0]}")
+        if problems:
+            raise ConfigError(list(dict.fromkeys(problems))[:10])
+        return configs
+
+    def start_sweep(self, base: RunConfig, sweep: SweepConfig, token: str | None = None) -> list[QueuedRun]:
+        """Queue one run per point of the sweep (all or none); the first starts at once when nothing trains."""
+        return self.manager.enqueue(self.plan_sweep(base, sweep, token), token)
+
+    def sweep_ids(self) -> list[str]:
+        """Sweep ids of the stored runs and the queue, newest first."""
+        ids = sweeps.sweep_ids([r.header() for r in self.manager.runs()])
+        waiting = [q.sweep_id for q in self.manager.queued() if q.sweep_id and q.sweep_id not in ids]
+        return list(dict.fromkeys(waiting[::-1])) + ids
+
+    def sweep_table(self, sweep_id: str, metric: str = "accuracy") -> list[dict[str, Any]]:
+        """One sweep's runs, best validation score first, plus its points still queued."""
+        rows = sweeps.sweep_table([r.to_json() for r in self.manager.runs()], sweep_id, metric)
+        for q in self.manager.queued():
+            if q.sweep_id == sweep_id:
+                rows.append({
+                    "rank": len(rows) + 1, "name": q.config.train.run_name, "status": f"queued #{q.position}",
+                    "swept": ", ".join(f"{k}={v}" for k, v in q.config.sweep.point),
+                    "point": dict(q.config.sweep.point), "val_score": None, "val_acc": None, "test_acc": None,
+                    "test_f1": None, "minutes": None, "run_id": "", "completed": False,
+                })  # fmt: skip
+        return rows
+
+    def start_baselines(self, cfg: RunConfig, token: str | None = None) -> list[Run | QueuedRun]:
+        """ "Run baselines": TF-IDF + logistic regression, then frozen embeddings + logistic regression, as runs (the
+        second queued behind the first)."""
+        embeddings = replace(cfg, kind="baseline", baseline="embeddings", train=replace(cfg.train, run_name=""))
+        tfidf = replace(cfg, kind="baseline", baseline="tfidf", train=replace(cfg.train, run_name=""))
+        checked = [self.check(tfidf, token), self.check(embeddings, token)]  # both or neither
+        first = self.start_run(checked[0], token)
+        return [first, self.start_run(checked[1], token)]
+
+    def resume_run(self, run_id: str, token: str | None = None) -> Run:
+        """Continue a stopped or interrupted run from its last snapshot, in the same record."""
+        run = self.manager.require(run_id)
+        _, problems = self.settings.apply(run.config)  # the rules of today, not of the day it started
+        if problems:
+            raise ConfigError(problems)
+
+        def reopen(r: Run) -> None:
+            from ftui.training import RESUME_DIR
+
+            snap = torch.load(r.out_dir / RESUME_DIR / "state.pt", map_location="cpu", weights_only=True, mmap=True)
+            r.reopen(int(snap["step"]))
+
+        run = self.manager.resume(run_id, reopen)
+        if run.config.kind == "mlm":
+            args: tuple[Any, ...] = (run, token, self.settings.read_limits(), True)
+            self.manager.launch(run, adapt_run, args, f"ftui-resume-{run.run_id}")
+            return run
+        self.manager.launch(
+            run,
+            train_run,
+            (run, lambda: self.load_data(run.config.data, token), token, self.token_cache, True),
+            f"ftui-resume-{run.run_id}",
+        )
+        return run
