@@ -21,6 +21,7 @@ from ftui.config import (
     TrainConfig,
 )
 from ftui.config import PRESETS as CONFIG_PRESETS
+from ftui.events import EventType, of_type
 from ftui.runs import Run
 
 HELP = {f.name: f.metadata.get("help", "").replace("%", "%%") for f in fields(TrainConfig)}
@@ -323,7 +324,7 @@ def end_line(run: Run) -> dict[str, Any]:
         "run_dir": str(run.out_dir),
         **{k: v for k, v in run.result.items() if k != "best_eval"},
         **({"swept": dict(run.config.sweep.point)} if run.config.sweep.sweep_id else {}),
-        **({"pruned": True} if any(e.get("type") == "pruned" for e in run.events()) else {}),
+        **({"pruned": True} if of_type(run.events(), EventType.PRUNED) else {}),
     }
 
 

@@ -60,7 +60,9 @@ class Launcher:
     def start_run(self, cfg: RunConfig, token: str | None = None) -> Run | QueuedRun:
         """Validate (settings' caps and the checkpoint included), then train in a background thread, or queue the run
         when one is training (QueueFull past the queue cap). A baseline config fits its baseline instead."""
-        cfg = self.check(cfg, token)
+        return self._start_checked(self.check(cfg, token), token)
+
+    def _start_checked(self, cfg: RunConfig, token: str | None) -> Run | QueuedRun:
         got = self.manager.start_or_queue(lambda: self._new_run(cfg), cfg, token)
         if isinstance(got, Run):
             self._launch(got, token)
@@ -175,7 +177,7 @@ class Launcher:
             try:
                 configs.append(self.check(cfg, token))
             except FtuiError as exc:
-                what = ", ".join(f"{k}={v}" for k, v in cfg.sweep.point)
+                what = sweeps.swept_text(cfg.sweep.point)
                 problems.append(f"point {i + 1} ({what}): {getattr(exc, 'messages', [exc.problem])[0]}")
         if problems:
             raise ConfigError(list(dict.fromkeys(problems))[:10])
@@ -193,16 +195,11 @@ class Launcher:
 
     def sweep_table(self, sweep_id: str, metric: str = "accuracy") -> list[dict[str, Any]]:
         """One sweep's runs, best validation score first, plus its points still queued."""
-        rows = sweeps.sweep_table([r.to_json() for r in self.manager.runs()], sweep_id, metric)
-        for q in self.manager.queued():
-            if q.sweep_id == sweep_id:
-                rows.append({
-                    "rank": len(rows) + 1, "name": q.config.train.run_name, "status": f"queued #{q.position}",
-                    "swept": ", ".join(f"{k}={v}" for k, v in q.config.sweep.point),
-                    "point": dict(q.config.sweep.point), "val_score": None, "val_acc": None, "test_acc": None,
-                    "test_f1": None, "minutes": None, "run_id": "", "completed": False,
-                })  # fmt: skip
-        return rows
+        # Only this sweep's runs are copied with their events (the view refreshes every few seconds).
+        records = [r.to_json() for r in self.manager.runs() if r.config.sweep.sweep_id == sweep_id]
+        waiting = [(q.config.train.run_name, q.position, q.config.sweep.point) for q in self.manager.queued()
+                   if q.sweep_id == sweep_id]  # fmt: skip
+        return sweeps.sweep_table(records, sweep_id, metric, waiting)
 
     def start_baselines(self, cfg: RunConfig, token: str | None = None) -> list[Run | QueuedRun]:
         """ "Run baselines": TF-IDF + logistic regression, then frozen embeddings + logistic regression, as runs (the
@@ -210,8 +207,7 @@ class Launcher:
         embeddings = replace(cfg, kind="baseline", baseline="embeddings", train=replace(cfg.train, run_name=""))
         tfidf = replace(cfg, kind="baseline", baseline="tfidf", train=replace(cfg.train, run_name=""))
         checked = [self.check(tfidf, token), self.check(embeddings, token)]  # both or neither
-        first = self.start_run(checked[0], token)
-        return [first, self.start_run(checked[1], token)]
+        return [self._start_checked(c, token) for c in checked]
 
     def resume_run(self, run_id: str, token: str | None = None) -> Run:
         """Continue a stopped or interrupted run from its last snapshot, in the same record."""

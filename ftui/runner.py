@@ -253,7 +253,7 @@ class RunManager:
         (a new Start goes behind them, so the queue keeps arrival order)."""
         if self._current is not None and not self._current.status.finished:
             return True
-        return self._dispatching or any(q["owner"] == self.store.identity for q in self.store.queue())
+        return self._dispatching or self.store.queued_here() > 0
 
     def start_or_queue(self, make_run: Callable[[], Run], config: RunConfig, token: str | None) -> Run | QueuedRun:
         """Take the slot for a new run at once (the caller launches it), or queue it when the slot is taken; one
@@ -303,7 +303,7 @@ class RunManager:
 
     def waiting_here(self) -> int:
         """How many queued runs this process will start."""
-        return sum(1 for q in self.queued() if q.here)
+        return self.store.queued_here()
 
     def _own(self, item_id: Any) -> QueuedRun:
         item = next((q for q in self.queued() if q.item_id == item_id), None)
@@ -357,7 +357,7 @@ class RunManager:
             finally:
                 with self._lock:
                     self._dispatching = False
-                    more = not started and any(q["owner"] == self.store.identity for q in self.store.queue())
+                    more = not started and self.store.queued_here() > 0
             if not more:
                 return
 

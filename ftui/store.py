@@ -359,6 +359,14 @@ class Store:
             return []
         return [{**dict(zip(QUEUE_COLUMNS, r, strict=True)), "config": json.loads(r[2])} for r in rows]
 
+    def queued_here(self) -> int:
+        """How many queued items this process owns (no configs decoded: the Train tab asks every second)."""
+        try:
+            return int(self._query("SELECT COUNT(*) FROM queue WHERE owner=?", (self.identity,))[0][0])
+        except sqlite3.OperationalError as exc:  # a read-only database from before the queue
+            log.info("no queue in the store: %s", exc)
+            return 0
+
     def pop_queued(self) -> dict[str, Any] | None:
         """Take the first item this process owns off the queue (atomically: no other dispatcher gets it)."""
         with self._tx() as c:

@@ -243,9 +243,19 @@ def sweep_ids(records: Sequence[dict[str, Any]]) -> list[str]:
     return sorted(seen, key=lambda s: -seen[s])
 
 
-def sweep_table(records: Sequence[dict[str, Any]], sweep_id: str, metric: str = "accuracy") -> list[dict[str, Any]]:
+def swept_text(point: Sequence[Sequence[str]]) -> str:
+    """A point as the sweep view and messages show it: "learning_rate=3e-05, freeze_depth=2"."""
+    return ", ".join(f"{k}={v}" for k, v in point)
+
+
+def sweep_table(
+    records: Sequence[dict[str, Any]],
+    sweep_id: str,
+    metric: str = "accuracy",
+    waiting: Sequence[tuple[str, int, Sequence[Sequence[str]]]] = (),
+) -> list[dict[str, Any]]:
     """The runs of one sweep, best validation score first (the sweep's own metric; test scores are shown, never used to
-    pick); pruned runs say so."""
+    pick); pruned runs say so. `waiting`: (name, queue position, point) of its points still queued, listed last."""
     rows = []
     key = "macro_f1" if metric == "macro_f1" else "accuracy"
     for rec in records:
@@ -260,7 +270,7 @@ def sweep_table(records: Sequence[dict[str, Any]], sweep_id: str, metric: str = 
         rows.append({
             "name": rec.get("name", ""),
             "status": "pruned" if pruned else rec.get("status", ""),
-            "swept": ", ".join(f"{k}={v}" for k, v in ref.get("point") or []),
+            "swept": swept_text(ref.get("point") or []),
             "point": {k: v for k, v in ref.get("point") or []},
             "val_score": round(score, 4) if isinstance(score, (int, float)) else None,
             "val_acc": round(best["accuracy"], 4) if isinstance(best.get("accuracy"), (int, float)) else None,
@@ -272,6 +282,10 @@ def sweep_table(records: Sequence[dict[str, Any]], sweep_id: str, metric: str = 
         })  # fmt: skip
     # Completed runs rank first (a pruned run's early score is not comparable), then by score.
     rows.sort(key=lambda r: (not r["completed"], -(r["val_score"] if r["val_score"] is not None else -1.0)))
+    for name, position, point in waiting:
+        rows.append({"name": name, "status": f"queued #{position}", "swept": swept_text(point), "point": dict(point),
+                     "val_score": None, "val_acc": None, "test_acc": None, "test_f1": None, "minutes": None,
+                     "run_id": "", "completed": False})  # fmt: skip
     for i, r in enumerate(rows, start=1):
         r["rank"] = i
     return rows
