@@ -18,12 +18,13 @@ import torch
 from ftui.batching import TokenCache, Tokenized, collate, eval_batches
 from ftui.config import ModelConfig
 from ftui.data import LABEL, TEXT, TEXT_PAIR, DataBundle
-from ftui.errors import StopRequested
+from ftui.errors import FtuiError, StopRequested
 from ftui.events import EvalEvent, StartEvent, TestEvent
 from ftui.files import replace_dir
 from ftui.metrics import compute_metrics
 from ftui.modeling import load_encoder, load_tokenizer, mean_pool
 from ftui.runs import Run, RunStatus
+from ftui.tasks import Task, TaskInfo
 from ftui.training import MODEL_DIR, PREDICTIONS_FILE, pick_device, run_worker, save_predictions, tokenized_splits
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,8 @@ def embed(encoder: torch.nn.Module, tok: Tokenized, pad_id: int, device: str, st
 class BaselineScorer:
     """A saved baseline as Predict uses it: the pipeline and, for embeddings, the encoder that makes its features."""
 
+    info = TaskInfo()  # baselines are single-label classifiers
+
     def __init__(self, pipeline: Any, names: list[str], featurize: Callable[[list[str], int], Any] | None = None) -> None:
         self.pipeline, self.names, self.featurize = pipeline, list(names), featurize
 
@@ -152,6 +155,11 @@ def baseline_run(
 
     def body(scratch: dict[str, Any]) -> None:
         bundle = load_bundle()
+        if bundle.task is not Task.SINGLE:
+            raise FtuiError(
+                f"Baselines are single-label classifiers; this dataset is {bundle.task.label}.",
+                "Fine-tune a transformer on it instead (Train tab); its curves and test metrics are the comparison.",
+            )
         run.label_names = list(bundle.label_names)
         train_baseline(run, bundle, token, device, token_cache)
 

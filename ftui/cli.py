@@ -11,6 +11,7 @@ from typing import Any
 
 from ftui.config import (
     BASELINES,
+    LONG_TEXT,
     PRECISIONS,
     SCHEDULES,
     SWEEP_METRICS,
@@ -23,8 +24,10 @@ from ftui.config import (
 from ftui.config import PRESETS as CONFIG_PRESETS
 from ftui.events import EventType, of_type
 from ftui.runs import Run
+from ftui.tasks import TASK_CHOICES
 
 HELP = {f.name: f.metadata.get("help", "").replace("%", "%%") for f in fields(TrainConfig)}
+DATA_HELP = {f.name: f.metadata.get("help", "").replace("%", "%%") for f in fields(DataConfig)}
 ADAPT_HELP = {f.name: f.metadata.get("help", "").replace("%", "%%") for f in fields(AdaptConfig)}  # argparse formats %
 
 
@@ -42,7 +45,9 @@ def _data_config(args: argparse.Namespace) -> DataConfig:
         dataset_id=ident,
         config_name=args.config,
         text_columns=tuple(args.text_column or ()),
-        label_column=args.label_column,
+        label_column=args.label_column if not args.label_columns else None,
+        label_columns=tuple(c.strip() for c in (args.label_columns or "").split(",") if c.strip()),
+        task=args.task,
         max_train_examples=args.max_train_examples,
         trust_remote_code=getattr(args, "trust_dataset_code", False),
     )
@@ -64,6 +69,10 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="Hub dataset config (e.g. sst2 for glue)")
     p.add_argument("--text-column", action="append", help="text column (twice for pairs); None: detect")
     p.add_argument("--label-column", default=None, help="label column; None: detect")
+    p.add_argument(
+        "--label-columns", default=None, help="multi-label from several 0/1 columns, comma-separated (one per label)"
+    )
+    p.add_argument("--task", choices=list(TASK_CHOICES), default="auto", help=DATA_HELP["task"])
     p.add_argument("--max-train-examples", type=int, default=0, help="stratified cap on train rows; 0 = all")
     p.add_argument("--trust-dataset-code", action="store_true", help="allow code shipped in the dataset's Hub repo")
 
@@ -100,6 +109,9 @@ def _train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--head-epochs", type=float, default=d.head_epochs, help=HELP["head_epochs"])
     t.add_argument("--head-lr", type=float, default=d.head_learning_rate, help=HELP["head_learning_rate"])
     t.add_argument("--class-weights", default=d.class_weights, help=HELP["class_weights"])
+    t.add_argument("--long-text", choices=list(LONG_TEXT), default=d.long_text, help=HELP["long_text"])
+    t.add_argument("--threshold", type=float, default=d.threshold, help=HELP["threshold"])
+    t.add_argument("--no-tune-threshold", action="store_true", help="multi-label: keep --threshold as given")
     t.add_argument("--max-steps", type=int, default=0, help="stop after this many optimizer steps; 0 = all epochs")
     t.add_argument("--no-frozen-cache", action="store_true", help="recompute frozen layers every epoch")
     t.add_argument("--run-name", default="")
@@ -291,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
                 head_epochs=args.head_epochs,
                 head_learning_rate=args.head_lr,
                 class_weights=args.class_weights,
+                long_text=args.long_text,
+                threshold=args.threshold,
+                tune_threshold=not args.no_tune_threshold,
             ),
         )
     if args.command == "sweep":

@@ -18,6 +18,7 @@ CORPUS_SOURCES = ("demo", "file", "hub")
 ADAPT_MODES = ("continue", "scratch")
 PRESETS = ("tiny", "small", "base")
 BASELINES = ("tfidf", "embeddings")
+LONG_TEXT = ("truncate", "head_tail", "chunks")  # how a text longer than max_length is read (ftui.batching)
 
 # A Hub repo id: "name" or "owner/name", letters, digits, '-', '_', '.'; never a URL or a path.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
@@ -50,6 +51,13 @@ class DataConfig:
     test_split: str | None = field(default=None, metadata={"help": "None: use one named test, else carve 10% of train"})
     text_columns: tuple[str, ...] = field(default=(), metadata={"help": "1 or 2 text columns; empty = detect"})
     label_column: str | None = field(default=None, metadata={"help": "label column; None = detect"})
+    label_columns: tuple[str, ...] = field(
+        default=(), metadata={"help": "multi-label from several 0/1 columns, one per label (instead of label_column)"}
+    )
+    task: str = field(
+        default="auto",
+        metadata={"help": "auto | single_label | multi_label | regression; auto reads it from the label column"},
+    )
     max_train_examples: int = field(default=0, metadata={"help": "stratified cap on train rows for quick demos; 0 = all"})
     seed: int = field(default=42, metadata={"help": "seed for carving splits and subsets, so reruns match"})
     trust_remote_code: bool = field(
@@ -111,6 +119,17 @@ class TrainConfig:
         default="none",
         metadata={"help": "none | balanced (inverse train frequency, for imbalanced data) | one weight per class: 1,3"},
     )
+    long_text: str = field(
+        default="truncate",
+        metadata={"help": "truncate | head_tail (keep the start and the end) | chunks (overlapping windows, logits "
+                  "averaged per text): how texts longer than max_length are read"},
+    )  # fmt: skip
+    threshold: float = field(
+        default=0.5, metadata={"help": "multi-label: a label is predicted when its probability reaches this"}
+    )
+    tune_threshold: bool = field(
+        default=True, metadata={"help": "multi-label: pick the threshold with the best validation micro-F1 after training"}
+    )
     run_name: str = field(default="", metadata={"help": "label for the run; empty = generated"})
     report_to: str = field(default="", metadata={"help": "extra metric sinks, comma-separated: tensorboard, trackio"})
 
@@ -134,7 +153,8 @@ class AdaptConfig:
     holdout: float = field(default=0.05, metadata={"help": "share of documents held out for perplexity"})
 
 
-SWEEP_METRICS = ("accuracy", "macro_f1")
+SWEEP_METRICS = ("accuracy", "macro_f1", "micro_f1", "rmse", "spearman")  # validation metrics a sweep can rank by
+LOWER_IS_BETTER = frozenset({"rmse"})  # an error, not a score
 
 
 @dataclass(frozen=True)
@@ -145,7 +165,10 @@ class SweepRef:
     point: tuple[tuple[str, str], ...] = field(
         default=(), metadata={"help": "the swept settings of this run as (field, value), for the sweep view"}
     )
-    metric: str = field(default="accuracy", metadata={"help": "accuracy | macro_f1: what the sweep ranks and prunes by"})
+    metric: str = field(
+        default="accuracy",
+        metadata={"help": "accuracy | macro_f1 | micro_f1 (multi-label) | rmse, spearman (regression): ranks and prunes"},
+    )
     prune: bool = field(
         default=False,
         metadata={"help": "stop after the first evaluation when below the median of completed points (saves time)"},
@@ -176,6 +199,8 @@ class RunConfig:
         data = _build(DataConfig, d.get("data", {}))
         if isinstance(data.text_columns, list):
             data = replace(data, text_columns=tuple(data.text_columns))
+        if isinstance(data.label_columns, list):
+            data = replace(data, label_columns=tuple(data.label_columns))
         return cls(
             data=data,
             model=_build(ModelConfig, d.get("model", {})),
@@ -230,6 +255,17 @@ def validate_data(cfg: DataConfig) -> list[str]:
             errors.append(f"no file or folder at '{cfg.dataset_id}'")
     if len(cfg.text_columns) > 2:
         errors.append("choose one text column, or two for sentence pairs")
+    from ftui.tasks import TASK_CHOICES
+
+    if cfg.task not in TASK_CHOICES:
+        errors.append(f"label shape must be one of {', '.join(TASK_CHOICES)} (got {cfg.task!r})")
+    if cfg.label_columns:
+        if len(cfg.label_columns) < 2 or len(cfg.label_columns) > 1000:
+            errors.append("choose at least two 0/1 label columns for multi-label (one per label), or one label column")
+        elif len(set(cfg.label_columns)) != len(cfg.label_columns):
+            errors.append("a label column is chosen twice")
+        elif cfg.task not in ("auto", "multi_label"):
+            errors.append(f"several 0/1 label columns make a multi-label task, not {cfg.task}")
     _int_in(errors, "max training examples", cfg.max_train_examples, 0, 10_000_000)
     _int_in(errors, "data seed", cfg.seed, 0, 2**31 - 1)
     return errors
@@ -308,6 +344,11 @@ def validate_train(cfg: TrainConfig) -> list[str]:
             elif name not in sinks.available():
                 errors.append(f"metric sink '{name}' is not installed (pip install {name})")
     errors += class_weight_problems(cfg.class_weights)
+    _float_in(errors, "decision threshold", cfg.threshold, 0.0, 1.0, lo_open=True)
+    if cfg.long_text not in LONG_TEXT:
+        errors.append(f"long texts must be one of {', '.join(LONG_TEXT)} (got {cfg.long_text!r})")
+    if not isinstance(cfg.tune_threshold, bool):
+        errors.append(f"tune threshold must be true or false (got {cfg.tune_threshold!r})")
     if cfg.schedule not in SCHEDULES:
         errors.append(f"schedule must be one of {', '.join(SCHEDULES)} (got {cfg.schedule!r})")
     elif cfg.schedule == "two-phase":

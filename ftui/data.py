@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ftui.config import DataConfig, ReadLimits, validate_data
 from ftui.errors import DataError, FtuiError
+from ftui.tasks import Task
 
 # Inside the package when installed (pip install .), beside it in the repository and on a Space.
 _PACKAGED_ASSETS = Path(__file__).resolve().parent / "assets"
@@ -43,7 +46,8 @@ CARVE_FRACTION = 0.1
 
 @dataclass
 class DataBundle:
-    """Train/validation/test with standard columns text[, text_pair], label (a ClassLabel)."""
+    """Train/validation/test with standard columns text[, text_pair], label: a ClassLabel (single-label), a 0/1 float
+    vector with one entry per label (multi-label) or a float (regression, whose one 'label name' is the target)."""
 
     splits: Any  # datasets.DatasetDict with keys train, validation, test
     text_columns: tuple[str, ...]
@@ -51,6 +55,7 @@ class DataBundle:
     label_names: list[str]
     columns: list[str]
     notes: list[str] = field(default_factory=list)
+    task: Task = Task.SINGLE
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -316,18 +321,18 @@ def label_names_for(values: pd.Series, feature: Any, negative_is_missing: bool =
     if present.empty:
         raise DataError("The label column is empty.", "Pick the column that holds the class of each row.")
     first = present.iloc[0]
-    if isinstance(first, (list, tuple, dict)) or getattr(first, "ndim", 0) > 0:  # ndim: numpy arrays from Arrow lists
+    if _is_listlike(first) or isinstance(first, dict):
         raise DataError(
-            "The label column holds lists (multi-label), which ftui does not support yet.",
-            "Pick a column with one class per row.",
+            "The label column holds lists, and single-label classes were asked for.",
+            "Choose the label shape 'multi_label' (or 'auto') in the Data tab, or pick a column with one class per row.",
         )
     if pd.api.types.is_bool_dtype(present):
         return ["False", "True"], {False: 0, True: 1}
     if pd.api.types.is_float_dtype(present):
         if not all(float(v).is_integer() for v in present):
             raise DataError(
-                "The label column holds non-integer numbers: that is regression, which ftui does not support yet.",
-                "Pick a column of classes (integers or names), or bin the scores into classes first.",
+                "The label column holds non-integer numbers, and single-label classes were asked for.",
+                "Choose the label shape 'regression' (or 'auto') in the Data tab, or bin the scores into classes first.",
             )
         present = present.astype("int64")
     if pd.api.types.is_integer_dtype(present):
@@ -337,10 +342,136 @@ def label_names_for(values: pd.Series, feature: Any, negative_is_missing: bool =
     return uniq_s, {v: i for i, v in enumerate(uniq_s)}
 
 
-def _standardize(
-    df: pd.DataFrame, text_cols: tuple[str, ...], label_col: str, mapping: dict[Any, int], is_str: bool
-) -> tuple[pd.DataFrame, int, int]:
-    """Standard columns; returns (frame, rows dropped for empty text, rows dropped for missing label)."""
+MULTI_SEPARATORS = "|;,"  # how a spreadsheet cell lists several labels: "action|comedy"
+
+
+def _is_listlike(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) or getattr(value, "ndim", 0) > 0  # ndim: numpy arrays from Arrow lists
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _as_items(value: Any, split_strings: bool) -> list[str] | None:
+    """A cell of a multi-label column as its labels: a list, a JSON list in a string ('["a", "b"]'), or with
+    split_strings a string listing them ("a|b"); None when the cell is missing or not a list."""
+    if _missing(value):
+        return None
+    if _is_listlike(value):
+        return [str(_text_of(v)).strip() for v in list(value) if not _missing(v) and str(v).strip()]
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, list):
+                return [str(_text_of(v)).strip() for v in parsed if not _missing(v) and str(v).strip()]
+        if split_strings:
+            sep = next((c for c in MULTI_SEPARATORS if c in text), None)
+            parts = text.split(sep) if sep else [text]
+            return [p.strip() for p in parts if p.strip()]
+    return None
+
+
+def detect_task(values: pd.Series, feature: Any, cfg: DataConfig) -> Task:
+    """The label shape: the one asked for, else several label columns or lists → multi-label, non-integer numbers →
+    regression, anything else → single-label classes."""
+    if cfg.label_columns:
+        return Task.MULTI
+    if cfg.task != "auto":
+        return Task(cfg.task)
+    if type(feature).__name__ in ("Sequence", "List", "LargeList"):
+        return Task.MULTI
+    present = values.dropna()
+    if present.empty:
+        return Task.SINGLE
+    if any(_as_items(v, split_strings=False) is not None for v in present.iloc[:50]):
+        return Task.MULTI
+    if pd.api.types.is_float_dtype(present) and not all(float(v).is_integer() for v in present):
+        return Task.REGRESSION
+    return Task.SINGLE
+
+
+def _inner_names(feature: Any) -> list[str] | None:
+    inner = getattr(feature, "feature", None)
+    return list(inner.names) if _is_classlabel(inner) else None
+
+
+def multi_label_names(values: pd.Series, feature: Any) -> list[str]:
+    """Every label that occurs in a list column, sorted (a Sequence of ClassLabel keeps its own names and order)."""
+    names = _inner_names(feature)
+    if names is not None:
+        return names
+    seen: set[str] = set()
+    for v in values:
+        items = _as_items(v, split_strings=True)
+        if items:
+            seen.update(items)
+    if not seen:
+        raise DataError("The label column holds no labels.", "Pick the column that lists each text's labels.")
+    return sorted(seen)
+
+
+def _multi_hot(values: pd.Series, names: list[str], feature: Any) -> tuple[list[list[float] | None], int]:
+    """0/1 vectors per row (None where the label cell is missing) and how many rows named labels not in `names`."""
+    index = {n: i for i, n in enumerate(names)}
+    by_id = _inner_names(feature) is not None
+    out: list[list[float] | None] = []
+    unknown = 0
+    for v in values:
+        items = _as_items(v, split_strings=True)
+        if items is None:
+            out.append(None)
+            continue
+        vec = [0.0] * len(names)
+        for item in items:
+            i = int(item) if by_id and item.lstrip("-").isdigit() else index.get(item, -1)
+            if 0 <= i < len(names):
+                vec[i] = 1.0
+            else:
+                unknown += 1
+        out.append(vec)
+    return out, unknown
+
+
+def _columns_multi_hot(df: pd.DataFrame, cols: tuple[str, ...]) -> list[list[float] | None]:
+    """0/1 vectors from several indicator columns (1/0, true/false, yes/no); None where a cell is missing."""
+    truth = {"1": 1.0, "0": 0.0, "true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0, "1.0": 1.0, "0.0": 0.0}
+    columns = []
+    for c in cols:
+        vals = []
+        for v in df[c]:
+            if _missing(v):
+                vals.append(None)
+                continue
+            key = str(v).strip().lower()
+            if key not in truth:
+                raise DataError(
+                    f"The label column '{c}' holds {str(v)[:40]!r}; multi-label columns hold 0/1 (or true/false).",
+                    "Choose only the 0/1 indicator columns, one per label.",
+                )
+            vals.append(truth[key])
+        columns.append(vals)
+    return [None if any(x is None for x in row) else list(row) for row in zip(*columns, strict=True)]
+
+
+def _numbers(values: pd.Series, column: str) -> list[float | None]:
+    """Regression targets: numbers (a text that reads as one too); None for a missing cell or a non-number."""
+    nums = pd.to_numeric(values, errors="coerce")
+    if values.notna().any() and nums.notna().sum() == 0:
+        raise DataError(
+            f"The label column '{column}' holds no numbers, and regression was asked for.",
+            "Pick a column of scores, or choose the label shape 'single_label' for classes.",
+        )
+    return [None if math.isnan(x) or math.isinf(x) else float(x) for x in nums.astype("float64")]
+
+
+def _standardize_with(df: pd.DataFrame, text_cols: tuple[str, ...], labels: list[Any]) -> tuple[pd.DataFrame, int, int]:
+    """Standard columns from encoded labels (None = missing): (frame, rows dropped for empty text, rows dropped for a
+    missing label)."""
     out = pd.DataFrame({TEXT: df[text_cols[0]]})
     if len(text_cols) == 2:
         out[TEXT_PAIR] = df[text_cols[1]]
@@ -348,16 +479,7 @@ def _standardize(
     for c in out.columns:
         col = out[c]
         text_ok &= col.notna() & col.astype(str).str.strip().ne("")
-    raw = df[label_col]
-
-    def to_index(v: Any) -> int:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return -1
-        key = str(v).strip() if is_str else (int(v) if not isinstance(v, bool) else v)
-        return mapping.get(key, -1)
-
-    labels = raw.map(to_index)
-    label_ok = labels.ge(0)
+    label_ok = pd.Series([v is not None for v in labels], index=df.index)
     n_empty = int((~text_ok).sum())
     n_unlabeled = int((text_ok & ~label_ok).sum())
     keep = text_ok & label_ok
@@ -365,7 +487,7 @@ def _standardize(
     for c in (TEXT, TEXT_PAIR):
         if c in out:
             out[c] = out[c].astype(str)
-    out[LABEL] = labels[keep].astype("int64")
+    out[LABEL] = [v for v, k in zip(labels, keep, strict=True) if k]
     return out.reset_index(drop=True), n_empty, n_unlabeled
 
 
@@ -380,17 +502,91 @@ def _pick(names: list[str], wanted: str | None, candidates: tuple[str, ...]) -> 
     return None
 
 
-def _split(ds: Any, fraction: float, seed: int, notes: list[str], what: str) -> tuple[Any, Any]:
-    """Stratified, seeded carve; plain random when a class is too small to stratify."""
+def _split(ds: Any, fraction: float, seed: int, notes: list[str], what: str, stratify: bool = True) -> tuple[Any, Any]:
+    """Stratified, seeded carve; plain random when a class is too small to stratify (or labels are not classes)."""
     try:
+        if not stratify:
+            raise ValueError("not classes")
         parts = ds.train_test_split(test_size=fraction, stratify_by_column=LABEL, seed=seed)
         notes.append(f"No {what} split: carved {len(parts['test'])} rows out of train (stratified, seed {seed}).")
     except ValueError:
         parts = ds.train_test_split(test_size=fraction, seed=seed)
-        notes.append(
-            f"No {what} split: carved {len(parts['test'])} rows out of train at random (a class is too small to stratify)."
-        )
+        why = "a class is too small to stratify" if stratify else f"seed {seed}"
+        notes.append(f"No {what} split: carved {len(parts['test'])} rows out of train at random ({why}).")
     return parts["train"], parts["test"]
+
+
+def _label_encoder(
+    task: Task, cfg: DataConfig, label_col: str, feature: Any, all_labels: pd.Series, notes: list[str]
+) -> tuple[Callable[[pd.DataFrame], list[Any]], list[str], Any]:
+    """(frame → encoded labels with None for missing, label names, the standard label feature) for a label shape."""
+    import datasets
+
+    if task is Task.SINGLE:
+        names, mapping = label_names_for(all_labels, feature, negative_is_missing=cfg.source == "hub")
+        present = all_labels.dropna()
+        is_str = not _is_classlabel(feature) and not (
+            pd.api.types.is_numeric_dtype(present) or pd.api.types.is_bool_dtype(present)
+        )
+
+        return (lambda frame: _standardize_labels(frame[label_col], mapping, is_str)), names, datasets.ClassLabel(names=names)
+    vector = datasets.List(datasets.Value("float32"))
+    if task is Task.REGRESSION:
+        notes.append(f"Regression: predicting the number in '{label_col}' (mean squared error).")
+        return (lambda frame: _numbers(frame[label_col], label_col)), [label_col], datasets.Value("float32")
+    if cfg.label_columns:
+        cols = tuple(cfg.label_columns)
+        notes.append(f"Multi-label: {len(cols)} labels from the 0/1 columns {', '.join(cols)}.")
+        return (lambda frame: _columns_multi_hot(frame, cols)), list(cols), vector
+    names = multi_label_names(all_labels, feature)
+    notes.append(f"Multi-label: {len(names)} labels from the lists in '{label_col}'.")
+
+    def multi(frame: pd.DataFrame) -> list[Any]:
+        vecs, unknown = _multi_hot(frame[label_col], names, feature)
+        if unknown:
+            notes.append(f"{unknown} label(s) outside the known labels were ignored.")
+        return vecs
+
+    return multi, names, vector
+
+
+def _standardize_labels(values: pd.Series, mapping: dict[Any, int], is_str: bool) -> list[int | None]:
+    def to_index(v: Any) -> int | None:
+        if _missing(v):
+            return None
+        key = str(v).strip() if is_str else (int(v) if not isinstance(v, bool) else v)
+        i = mapping.get(key, -1)
+        return i if i >= 0 else None
+
+    return [to_index(v) for v in values]
+
+
+def _check_train_labels(task: Task, train: Any, names: list[str], notes: list[str]) -> None:
+    """Refuse training data a model cannot learn from: one class, no label ever present, one value."""
+    if task is Task.SINGLE:
+        present = set(train[LABEL])
+        if len(present) < 2:
+            only = names[next(iter(present))] if present else "none"
+            raise DataError(
+                f"The training data has a single class ('{only}'): a classifier needs at least two.",
+                "Pick another label column or a dataset with several classes.",
+            )
+    elif task is Task.MULTI:
+        counts = np.asarray(train[LABEL], dtype=np.float32).reshape(len(train), -1).sum(0)
+        if len(names) < 2 and counts.sum() == 0:
+            raise DataError("No training text carries any label.", "Pick the column that lists each text's labels.")
+        if counts.sum() == 0:
+            raise DataError("No training text carries any of the labels.", "Check the label columns.")
+        never = [n for n, c in zip(names, counts, strict=True) if c == 0]
+        if never:
+            notes.append(f"Labels never present in train (the model cannot learn them): {', '.join(never[:10])}.")
+    else:
+        values = np.asarray(train[LABEL], dtype=np.float64)
+        if len(np.unique(values)) < 2:
+            raise DataError(
+                f"Every training target is {values[0]:g}: regression needs at least two different values.",
+                "Pick another label column.",
+            )
 
 
 def prepare(raw: Any, cfg: DataConfig) -> DataBundle:
@@ -414,8 +610,12 @@ def prepare(raw: Any, cfg: DataConfig) -> DataBundle:
     columns = list(features)
     sample = train_raw.select(range(min(1000, len(train_raw)))).to_pandas()
 
-    label_col = cfg.label_column or detect_label_column(features, sample)
-    if not label_col or label_col not in features:
+    if cfg.label_columns:
+        absent = [c for c in cfg.label_columns if c not in features]
+        if absent:
+            raise DataError(f"There is no column '{absent[0]}' (columns: {', '.join(columns)}).", "Choose other label columns.")
+    label_col = ", ".join(cfg.label_columns) if cfg.label_columns else (cfg.label_column or detect_label_column(features, sample))
+    if not cfg.label_columns and (not label_col or label_col not in features):
         raise DataError(
             f"No label column found (columns: {', '.join(columns)})."
             if not cfg.label_column
@@ -431,26 +631,26 @@ def prepare(raw: Any, cfg: DataConfig) -> DataBundle:
     missing = [c for c in text_cols if c not in features]
     if missing:
         raise DataError(f"There is no column '{missing[0]}' (columns: {', '.join(columns)}).", "Choose another text column.")
-    if label_col in text_cols:
-        raise DataError(f"'{label_col}' cannot be both the text and the label.", "Choose different columns.")
+    label_cols = list(cfg.label_columns) or [label_col]
+    both = next((c for c in label_cols if c in text_cols), None)
+    if both:
+        raise DataError(f"'{both}' cannot be both the text and the label.", "Choose different columns.")
 
     picked = {"train": train_name, "validation": val_name, "test": test_name}
-    frames = {k: raw[v].select_columns([*text_cols, label_col]).to_pandas() for k, v in picked.items() if v}
-    label_feature = features[label_col]
-    all_labels = pd.concat([f[label_col] for f in frames.values()], ignore_index=True)
-    label_names, mapping = label_names_for(all_labels, label_feature, negative_is_missing=cfg.source == "hub")
-    is_str = not _is_classlabel(label_feature) and not (
-        pd.api.types.is_numeric_dtype(all_labels.dropna()) or pd.api.types.is_bool_dtype(all_labels.dropna())
-    )
+    frames = {k: raw[v].select_columns([*text_cols, *label_cols]).to_pandas() for k, v in picked.items() if v}
+    label_feature = features[label_cols[0]]
+    all_labels = pd.concat([f[label_cols[0]] for f in frames.values()], ignore_index=True)
+    task = detect_task(all_labels, label_feature, cfg)
+    encode, label_names, label_type = _label_encoder(task, cfg, label_col, label_feature, all_labels, notes)
 
     feats = {TEXT: datasets.Value("string")}
     if len(text_cols) == 2:
         feats[TEXT_PAIR] = datasets.Value("string")
-    feats[LABEL] = datasets.ClassLabel(names=label_names)
+    feats[LABEL] = label_type
     features_std = datasets.Features(feats)
     out: dict[str, Any] = {}
     for split, frame in frames.items():
-        std, n_empty, n_unlabeled = _standardize(frame, text_cols, label_col, mapping, is_str)
+        std, n_empty, n_unlabeled = _standardize_with(frame, text_cols, encode(frame))
         if n_empty:
             notes.append(f"Dropped {n_empty} rows with empty or missing text from {split}.")
         if split != "train" and std.empty and n_unlabeled:
@@ -463,24 +663,22 @@ def prepare(raw: Any, cfg: DataConfig) -> DataBundle:
     train = out["train"]
     if len(train) == 0:
         raise DataError("No usable training rows are left after dropping empty texts and missing labels.", "Check the columns.")
-    present = set(train[LABEL])
-    if len(present) < 2:
-        only = label_names[next(iter(present))] if present else "none"
-        raise DataError(
-            f"The training data has a single class ('{only}'): a classifier needs at least two.",
-            "Pick another label column or a dataset with several classes.",
-        )
+    _check_train_labels(task, train, label_names, notes)
+    stratify = task is Task.SINGLE  # stratifying needs one class per row
     if "validation" not in out:
-        train, out["validation"] = _split(train, CARVE_FRACTION, cfg.seed, notes, "validation")
+        train, out["validation"] = _split(train, CARVE_FRACTION, cfg.seed, notes, "validation", stratify)
     if "test" not in out:
-        train, out["test"] = _split(train, CARVE_FRACTION / (1 - CARVE_FRACTION), cfg.seed + 1, notes, "test")
+        train, out["test"] = _split(train, CARVE_FRACTION / (1 - CARVE_FRACTION), cfg.seed + 1, notes, "test", stratify)
     if cfg.max_train_examples and cfg.max_train_examples < len(train):
         n = cfg.max_train_examples
         try:
+            if not stratify:
+                raise ValueError("random subset")
             train = train.train_test_split(train_size=n, stratify_by_column=LABEL, seed=cfg.seed)["train"]
+            notes.append(f"Training on a stratified subset of {n} examples (max training examples).")
         except ValueError:
             train = train.shuffle(seed=cfg.seed).select(range(n))
-        notes.append(f"Training on a stratified subset of {n} examples (max training examples).")
+            notes.append(f"Training on a random subset of {n} examples (max training examples).")
     out["train"] = train
     return DataBundle(
         splits=datasets.DatasetDict({k: out[k] for k in ("train", "validation", "test")}),
@@ -489,6 +687,7 @@ def prepare(raw: Any, cfg: DataConfig) -> DataBundle:
         label_names=label_names,
         columns=columns,
         notes=notes,
+        task=task,
     )
 
 
@@ -518,7 +717,7 @@ def load_data(cfg: DataConfig, token: str | None = None, limits: ReadLimits | No
 def preview_frame(bundle: DataBundle, n: int = 8) -> pd.DataFrame:
     """First rows of train with label names, for a table."""
     head = bundle.splits["train"].select(range(min(n, len(bundle.splits["train"])))).to_pandas()
-    head[LABEL] = [bundle.label_names[i] for i in head[LABEL]]
+    head[LABEL] = [label_text(bundle, v) for v in head[LABEL]]
     head = head[[LABEL, *(c for c in head.columns if c != LABEL)]]  # first: long texts never push it off-screen
     for col in (TEXT, TEXT_PAIR):
         if col in head:  # a 10 MB review must not travel to the browser for a preview
@@ -526,10 +725,41 @@ def preview_frame(bundle: DataBundle, n: int = 8) -> pd.DataFrame:
     return head
 
 
+def label_text(bundle: DataBundle, value: Any) -> str:
+    """One row's label in words: the class, the labels it carries (or 'none'), the number."""
+    if bundle.task is Task.SINGLE:
+        return bundle.label_names[int(value)]
+    if bundle.task is Task.MULTI:
+        on = [n for n, v in zip(bundle.label_names, value, strict=True) if v >= 0.5]
+        return ", ".join(on) if on else "none"
+    return f"{float(value):.4g}"
+
+
+REGRESSION_BINS = 8  # bars of the target's histogram in the label chart
+
+
+def label_matrix(ds: Any) -> np.ndarray:
+    """A multi-label split's 0/1 labels as a (rows, labels) array."""
+    return np.asarray(ds[LABEL], dtype=np.float32).reshape(len(ds), -1)
+
+
 def label_counts(bundle: DataBundle) -> pd.DataFrame:
-    """Rows per (split, label name), long format."""
+    """Rows per (split, label), long format: per class; per label (texts carrying it, multi-label); per range of the
+    target (regression, the same bins for every split)."""
     rows = []
+    if bundle.task is Task.REGRESSION:
+        values = {s: np.asarray(ds[LABEL], dtype=np.float64) for s, ds in bundle.splits.items()}
+        edges = np.histogram_bin_edges(np.concatenate(list(values.values())), bins=REGRESSION_BINS)
+        names = [f"{a:.3g}–{b:.3g}" for a, b in zip(edges[:-1], edges[1:], strict=True)]
+        for split, v in values.items():
+            counts, _ = np.histogram(v, bins=edges)
+            rows += [{"split": split, "label": n, "count": int(c)} for n, c in zip(names, counts, strict=True)]
+        return pd.DataFrame(rows)
     for split, ds in bundle.splits.items():
+        if bundle.task is Task.MULTI:
+            per = label_matrix(ds).sum(0) if len(ds) else np.zeros(len(bundle.label_names))
+            rows += [{"split": split, "label": n, "count": int(c)} for n, c in zip(bundle.label_names, per, strict=True)]
+            continue
         counts = pd.Series(ds[LABEL]).value_counts()
         for i, name in enumerate(bundle.label_names):
             rows.append({"split": split, "label": name, "count": int(counts.get(i, 0))})
@@ -553,6 +783,10 @@ def sanity_report(bundle: DataBundle) -> list[str]:
     """Warnings to read before training: class imbalance, labels unseen in train, texts shared across splits."""
     out: list[str] = []
     names = bundle.label_names
+    if bundle.task is Task.MULTI:
+        out += _multi_label_report(bundle)
+    if bundle.task is not Task.SINGLE:
+        return out + _leakage(bundle)
     counts = {s: pd.Series(ds[LABEL]).value_counts() for s, ds in bundle.splits.items()}
     train = counts.get("train", pd.Series(dtype=int))
     present = train[train > 0]
@@ -567,6 +801,27 @@ def sanity_report(bundle: DataBundle) -> list[str]:
         unseen = sorted(set(counts.get(split, pd.Series(dtype=int)).index) - set(present.index))
         if unseen:
             out.append(f"Labels in {split} but not in train: {', '.join(names[i] for i in unseen)}. The model cannot learn them.")
+    return out + _leakage(bundle)
+
+
+def _multi_label_report(bundle: DataBundle) -> list[str]:
+    """Rare labels of a multi-label train split (the imbalance a per-label weight corrects)."""
+    train = bundle.splits["train"]
+    if not len(train):
+        return []
+    share = label_matrix(train).mean(0)
+    rare = [(n, s) for n, s in zip(bundle.label_names, share, strict=True) if 0 < s < 1 / (1 + IMBALANCE_RATIO)]
+    if not rare:
+        return []
+    listed = ", ".join(f"{n} {s:.0%}" for n, s in sorted(rare, key=lambda x: x[1])[:8])
+    return [
+        f"Rare labels in train (share of texts carrying them): {listed}. Watch macro-F1 and the per-label scores, and "
+        "consider Class weights: balanced in the Train tab (it weighs each label's positives by its rarity)."
+    ]
+
+
+def _leakage(bundle: DataBundle) -> list[str]:
+    out: list[str] = []
     texts = {s: set(ds[TEXT]) for s, ds in bundle.splits.items()}
     for a, b in (("train", "validation"), ("train", "test"), ("validation", "test")):
         shared = len(texts.get(a, set()) & texts.get(b, set()))

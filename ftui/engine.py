@@ -41,6 +41,7 @@ from ftui.serving import PredictionService, admit_model
 from ftui.settings import Settings
 from ftui.store import Store
 from ftui.sweeps import SweepConfig
+from ftui.tasks import TaskInfo
 from ftui.training import PREDICTIONS_FILE, pick_device
 
 log = logging.getLogger(__name__)
@@ -421,6 +422,11 @@ class Engine:
         """Score the run's test set with its base checkpoint (same seeded head) or a ready fine-tuned Hub classifier."""
         self._full_mode()
         run = self.manager.require(run_id)
+        if run.result.get("task", "single_label") != "single_label":
+            raise FtuiError(
+                f"Run '{run.name}' is not a single-label classifier: its base checkpoint has no comparable score here.",
+                "Its test metrics and curves are in the run's evaluation above.",
+            )
         bundle = self.load_data(run.config.data, token)
         texts = bundle.splits["test"][TEXT]
         if TEXT_PAIR in bundle.splits["test"].column_names:
@@ -500,6 +506,10 @@ class Engine:
     def predict(self, text: str, model_key: str | None = None, runtime: str = "pytorch") -> dict[str, float]:
         """Class probabilities for one text, from a run (default: the newest completed) or its base checkpoint."""
         return self.serving.predict(text, model_key, runtime)
+
+    def task_info(self, model_key: str | None = None) -> TaskInfo:
+        """How a model's outputs read: class probabilities, label probabilities with a threshold, or a value."""
+        return self.serving.task_info(model_key)
 
     def predict_many(
         self, texts: list[str], model_key: str | None = None, int8: bool = False, runtime: str = "pytorch"

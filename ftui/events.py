@@ -85,9 +85,14 @@ class EvalEvent(Event):
     type: EventType = _t(EventType.EVAL)
     epoch: float = 0.0
     eval_loss: float = 0.0
-    eval_accuracy: float = 0.0
-    eval_macro_f1: float = 0.0
+    eval_accuracy: float | None = None  # multi-label: subset accuracy; None for regression
+    eval_macro_f1: float | None = None
     phase: str | None = None
+    eval_micro_f1: float | None = None  # multi-label
+    eval_rmse: float | None = None  # regression
+    eval_mae: float | None = None
+    eval_pearson: float | None = None
+    eval_spearman: float | None = None
 
 
 @dataclass(frozen=True)
@@ -161,8 +166,14 @@ class TestEvent(Event):
 
     type: EventType = _t(EventType.TEST)
     test_loss: float = 0.0
-    test_accuracy: float = 0.0
-    test_macro_f1: float = 0.0
+    test_accuracy: float | None = None  # multi-label: subset accuracy; None for regression
+    test_macro_f1: float | None = None
+    test_micro_f1: float | None = None  # multi-label
+    threshold: float | None = None  # multi-label: the decision threshold the test used
+    test_rmse: float | None = None  # regression
+    test_mae: float | None = None
+    test_pearson: float | None = None
+    test_spearman: float | None = None
 
 
 def of_type(events: list[dict[str, Any]] | tuple[dict[str, Any], ...], kind: EventType) -> list[dict[str, Any]]:

@@ -11,6 +11,8 @@ from torch import nn
 
 from ftui.errors import FtuiError
 from ftui.predict import CHARS_PER_TOKEN, MAX_PREDICT_CHARS, MODEL_INPUTS
+from ftui.tasks import Task
+from ftui.tasks import scores as task_scores
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ class Explanation:
     tokens: list[str]  # the model's tokens, special tokens included, in order
     scores: list[float]  # each token's contribution to the target class's logit
     label: str  # the class explained (the predicted one unless asked otherwise)
-    probability: float  # the model's probability for that class
+    probability: float  # the model's probability for that class (regression: the predicted value)
     method: str  # a key of METHODS
     delta: float | None  # integrated gradients: sum(scores) - (logit - baseline logit); None for the fast method
     logit: float  # the target class's logit for the text
@@ -78,8 +80,10 @@ def explain(
     method: Method = "ig",
     target: int | None = None,
     steps: int = IG_STEPS,
+    task: Task = Task.SINGLE,
 ) -> Explanation:
-    """Attribute the class `target` (default: the predicted one) to the text's tokens.
+    """Attribute the class `target` (default: the predicted one; multi-label: the most probable label; regression:
+    the predicted value) to the text's tokens.
 
     Integrated gradients integrate the gradient along a straight path from a baseline input (the same sequence with
     every ordinary token replaced by the padding token, special tokens and the attention mask kept) to the text, at
@@ -121,7 +125,7 @@ def explain(
         with torch.no_grad():
             logits = forward(ids)[0]
             base_logits = forward(baseline)[0]
-        probs = torch.softmax(logits, -1)
+        probs = task_scores(task, logits[None])[0]  # probabilities, or the value of a regression
         tgt = int(probs.argmax()) if target is None else int(target)
         if not 0 <= tgt < len(names):
             raise FtuiError(f"Class {tgt} does not exist.", f"Pick one of 0..{len(names) - 1}.")

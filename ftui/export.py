@@ -12,8 +12,9 @@ from typing import Any
 from ftui.errors import FtuiError, HubError
 from ftui.experiments import run_row
 from ftui.files import COMPLETE
-from ftui.metrics import per_class
+from ftui.metrics import per_class, per_label, regression_metrics
 from ftui.onnx_export import ONNX_DIR
+from ftui.tasks import Task, TaskInfo, read_task
 from ftui.training import MODEL_DIR, PREDICTIONS_FILE
 
 
@@ -33,6 +34,26 @@ def _seconds(x: Any) -> str:
     if not isinstance(x, (int, float)):
         return "? s"
     return f"{x:.1f} s" if x < 120 else f"{int(x) // 60} min {int(x) % 60} s"
+
+
+EVAL_COLUMNS = {  # the label shape's metrics, as the model card's evaluation table shows them
+    "single_label": (("accuracy", "accuracy"), ("macro_f1", "macro-F1")),
+    "multi_label": (("micro_f1", "micro-F1"), ("macro_f1", "macro-F1"), ("accuracy", "subset accuracy")),
+    "regression": (("rmse", "RMSE"), ("pearson", "Pearson"), ("spearman", "Spearman")),
+}
+
+
+def _evaluation_rows(res: dict[str, Any], best: dict[str, Any]) -> list[str]:
+    cols = EVAL_COLUMNS.get(str(res.get("task", "single_label")), EVAL_COLUMNS["single_label"])
+    head = " | ".join(name for _, name in cols)
+    return [
+        f"| split | {head} | loss |",
+        "| --- |" + " --- |" * (len(cols) + 1),
+        f"| validation (best checkpoint, step {best.get('step', '?')}) | "
+        + " | ".join(_fmt(best.get(k)) for k, _ in cols)
+        + f" | {_fmt(best.get('loss'))} |",
+        "| test | " + " | ".join(_fmt(res.get(f"test_{k}")) for k, _ in cols) + f" | {_fmt(res.get('test_loss'))} |",
+    ]
 
 
 def model_card(rec: dict[str, Any], base_limitations: str = "", repo_id: str = "") -> str:
@@ -124,11 +145,7 @@ def model_card(rec: dict[str, Any], base_limitations: str = "", repo_id: str = "
         "",
         "## Evaluation",
         "",
-        "| split | accuracy | macro-F1 | loss |",
-        "| --- | --- | --- | --- |",
-        f"| validation (best checkpoint, step {best.get('step', '?')}) | {_fmt(best.get('accuracy'))} | "
-        f"{_fmt(best.get('macro_f1'))} | {_fmt(best.get('loss'))} |",
-        f"| test | {_fmt(res.get('test_accuracy'))} | {_fmt(res.get('test_macro_f1'))} | {_fmt(res.get('test_loss'))} |",
+        *_evaluation_rows(res, best),
         "",
         "## Limitations and bias",
         "",
@@ -147,9 +164,25 @@ def per_class_table(run_dir: Path, names: list[str]) -> list[dict[str, Any]]:
     path = run_dir / PREDICTIONS_FILE
     if not path.exists():
         return []
+    info = read_task(run_dir / MODEL_DIR) if (run_dir / MODEL_DIR).exists() else TaskInfo()
+    if info.task is Task.MULTI:
+        frame = pd.read_parquet(path)
+        gold, pred = multi_label_matrices(frame, names, info.threshold)
+        return per_label(pred, gold, names)
     frame = pd.read_parquet(path, columns=["label", "predicted"])
+    if info.task is Task.REGRESSION:
+        return [{"metric": k, "value": v} for k, v in regression_metrics(frame["predicted"], frame["label"]).items()]
     idx = {n: i for i, n in enumerate(names)}
     return per_class(frame["predicted"].map(idx).tolist(), frame["label"].map(idx).tolist(), names)
+
+
+def multi_label_matrices(frame: Any, names: list[str], threshold: float) -> tuple[Any, Any]:
+    """(true, predicted) boolean (texts, labels) matrices from a multi-label run's saved test predictions."""
+    import numpy as np
+
+    gold = np.stack([frame[f"y({n})"].to_numpy(dtype=bool) for n in names], axis=1)
+    pred = np.stack([frame[f"p({n})"].to_numpy() >= threshold for n in names], axis=1)
+    return gold, pred
 
 
 def onnx_files(run_dir: Path) -> list[Path]:

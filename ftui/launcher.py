@@ -18,7 +18,7 @@ from ftui import sweeps
 from ftui.adapt import adapt_run
 from ftui.baselines import baseline_run
 from ftui.batching import TokenCache
-from ftui.config import RunConfig, corpus_as_data, validate_run
+from ftui.config import LOWER_IS_BETTER, RunConfig, corpus_as_data, validate_run
 from ftui.data import DataBundle
 from ftui.errors import ConfigError, FtuiError
 from ftui.events import EventType, PrunedEvent
@@ -149,11 +149,15 @@ class Launcher:
                 for s in [first_score(r.events(), ref.metric)]
                 if s is not None
             ]
-            median = prune_verdict(float(score), completed)
+            lower = ref.metric in LOWER_IS_BETTER
+            median = prune_verdict(float(score), completed, lower_is_better=lower)
             if median is not None:
                 run.log(PrunedEvent(step=int(event.get("step") or 0), metric=ref.metric, score=float(score),
                                     median=median, completed=len(completed)))  # fmt: skip
-                run.set_progress(pruned=f"pruned: {ref.metric} {score:.3f} < median {median:.3f} of {len(completed)}")
+                worse = ">" if lower else "<"
+                run.set_progress(
+                    pruned=f"pruned: {ref.metric} {score:.3f} {worse} median {median:.3f} of {len(completed)}"
+                )
                 run.request_stop()
 
         return listen

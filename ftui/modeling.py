@@ -14,6 +14,7 @@ from torch import nn
 
 from ftui.config import ModelConfig, TrainConfig
 from ftui.errors import FtuiError, ModelError
+from ftui.tasks import Task, TaskInfo, n_outputs, save_task
 
 PACKAGED_NAME = "all-MiniLM-L6-v2 (packaged)"
 HEAD_FILE = "ftui_head.json"
@@ -253,27 +254,28 @@ def build_model(
     token: str | None = None,
     meta: bool = False,
     generator: torch.Generator | None = None,
+    task: Task = Task.SINGLE,
 ) -> nn.Module:
     """A classifier for `label_names` on the checkpoint; with meta=True no weights are read (for counting).
 
     generator: where the new head's weights come from (a run passes one seeded with its seed); None keeps
-    transformers' own initialisation.
+    transformers' own initialisation. task: the label shape (one output for regression, whose one name is the target).
     """
     from transformers import AutoModel, AutoModelForSequenceClassification
 
     ckpt = resolve_checkpoint(cfg)
     config = load_config(cfg, token)
-    config.num_labels = len(label_names)
-    config.id2label = dict(enumerate(label_names))
-    config.label2id = {n: i for i, n in enumerate(label_names)}
+    n_out = n_outputs(task, label_names)
+    config.num_labels = n_out
+    config.problem_type = task.problem_type
+    config.id2label = dict(enumerate(label_names[:n_out]))
+    config.label2id = {n: i for i, n in enumerate(label_names[:n_out])}
     common = {"trust_remote_code": cfg.trust_remote_code}
     try:
         if meta:
             with torch.device("meta"):
                 if cfg.head == "mlp":
-                    return MLPClassifier(
-                        AutoModel.from_config(config, **common), len(label_names), cfg.mlp_hidden, cfg.mlp_dropout
-                    )
+                    return MLPClassifier(AutoModel.from_config(config, **common), n_out, cfg.mlp_hidden, cfg.mlp_dropout)
                 return AutoModelForSequenceClassification.from_config(config, **common)
         # safetensors only, unless the user accepts pickle weights (which can run code when loaded)
         kwargs = {**common, "config": config, "token": token or None, "dtype": torch.float32}
@@ -281,9 +283,7 @@ def build_model(
             kwargs["use_safetensors"] = True
         fresh: set[str] | None = None  # head parameters the checkpoint did not provide; None = all of them
         if cfg.head == "mlp":
-            model: nn.Module = MLPClassifier(
-                AutoModel.from_pretrained(ckpt, **kwargs), len(label_names), cfg.mlp_hidden, cfg.mlp_dropout
-            )
+            model: nn.Module = MLPClassifier(AutoModel.from_pretrained(ckpt, **kwargs), n_out, cfg.mlp_hidden, cfg.mlp_dropout)
         else:
             # A checkpoint fine-tuned on other classes has a head of another size: start that head afresh.
             model, info = AutoModelForSequenceClassification.from_pretrained(
@@ -477,8 +477,10 @@ def above_stack(base: nn.Module) -> tuple[str, ...]:
 
 
 # ------------------------------------------------------------------------------------------------ save and load
-def save_classifier(model: nn.Module, tokenizer: Any, path: Path, label_names: list[str]) -> None:
-    """Model, tokenizer and label names in one folder that load_classifier reads back."""
+def save_classifier(
+    model: nn.Module, tokenizer: Any, path: Path, label_names: list[str], info: TaskInfo | None = None
+) -> None:
+    """Model, tokenizer, label names and the label shape (task.json) in one folder that load_classifier reads back."""
     from safetensors.torch import save_file
 
     path.mkdir(parents=True, exist_ok=True)
@@ -489,7 +491,8 @@ def save_classifier(model: nn.Module, tokenizer: Any, path: Path, label_names: l
     else:
         model.save_pretrained(path)
     tokenizer.save_pretrained(path)
-    (path / "labels.json").write_text(json.dumps(label_names))
+    save_task(path, info or TaskInfo())
+    (path / "labels.json").write_text(json.dumps(label_names))  # last: its presence marks a complete folder
 
 
 def load_classifier(path: Path, device: str = "cpu", trust_remote_code: bool = False) -> tuple[nn.Module, Any, list[str]]:

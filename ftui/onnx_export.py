@@ -20,6 +20,7 @@ from torch import nn
 from ftui.errors import FtuiError
 from ftui.files import COMPLETE
 from ftui.predict import CHARS_PER_TOKEN, MAX_PREDICT_CHARS
+from ftui.tasks import TaskInfo
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,8 @@ def quantize(src: Path, dst: Path) -> None:
 
 class OnnxScorer:
     """Predict's Scorer over an ONNX Runtime session (CPU): the same batching and cuts as the torch scorer."""
+
+    info = TaskInfo()  # ONNX exports are made of single-label classifiers only
 
     def __init__(self, path: Path, tokenizer: Any, names: list[str], inputs: list[str], threads: int = 0) -> None:
         import onnxruntime as ort

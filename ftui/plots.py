@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from ftui.config import LOWER_IS_BETTER
 from ftui.events import EventType, of_type
 from ftui.runs import RunSnapshot, RunStatus
 
@@ -53,23 +54,62 @@ def loss_figure(events: Sequence[dict[str, Any]], revision: str = "") -> go.Figu
     steps = list(x)
     x, y = _series(events, EventType.EVAL, "eval_loss")
     fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name="eval loss"))
-    fig.update_layout(
-        title="Loss", xaxis_title="step", yaxis_title="cross-entropy", uirevision=revision, **_step_axis(steps + x), **_LAYOUT
-    )
+    shape = label_shape(events)
+    what = {"regression": "squared error", "multi_label": "binary cross-entropy"}.get(shape, "cross-entropy")
+    fig.update_layout(title="Loss", xaxis_title="step", yaxis_title=what, uirevision=revision, **_step_axis(steps + x), **_LAYOUT)
+    mark_phases(fig, events)
+    return fig
+
+
+def label_shape(events: Sequence[dict[str, Any]]) -> str:
+    """The label shape a run's evaluations report: 'regression', 'multi_label' or 'single_label'."""
+    for e in events:
+        if e.get("type") == EventType.EVAL.value:
+            if "eval_rmse" in e:
+                return "regression"
+            if "eval_micro_f1" in e:
+                return "multi_label"
+    return "single_label"
+
+
+def regression_figure(events: Sequence[dict[str, Any]], revision: str = "") -> go.Figure:
+    """Validation RMSE (left axis, in the target's units) and Pearson/Spearman correlation (right axis)."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    x, y = _series(events, EventType.EVAL, "eval_rmse")
+    fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name="eval RMSE"), secondary_y=False)
+    for key, name in (("eval_spearman", "eval Spearman"), ("eval_pearson", "eval Pearson")):
+        x2, y2 = _series(events, EventType.EVAL, key)
+        fig.add_trace(go.Scatter(x=x2, y=y2, mode="lines+markers", name=name), secondary_y=True)
+    fig.update_yaxes(title_text="RMSE", rangemode="tozero", secondary_y=False)
+    fig.update_yaxes(range=[-1.02, 1.02], title_text="correlation", secondary_y=True)
+    fig.update_layout(title="Validation RMSE and correlation", xaxis_title="step", uirevision=revision, **_step_axis(x),
+                      **_LAYOUT)  # fmt: skip
     mark_phases(fig, events)
     return fig
 
 
 def accuracy_figure(events: Sequence[dict[str, Any]], revision: str = "") -> go.Figure:
-    """Eval accuracy and macro-F1 against optimizer step."""
+    """Eval accuracy and macro-F1 against optimizer step (multi-label: micro/macro-F1 and subset accuracy; regression:
+    RMSE and correlations)."""
+    shape = label_shape(events)
+    if shape == "regression":
+        return regression_figure(events, revision)
     fig = go.Figure()
     steps: list[int] = []
-    for key, name in (("eval_accuracy", "eval accuracy"), ("eval_macro_f1", "eval macro-F1")):
+    keys = (("eval_accuracy", "eval accuracy"), ("eval_macro_f1", "eval macro-F1"))
+    title = "Validation accuracy and macro-F1"
+    if shape == "multi_label":
+        keys = (("eval_micro_f1", "eval micro-F1"), ("eval_macro_f1", "eval macro-F1"),
+                ("eval_accuracy", "eval subset accuracy"))  # fmt: skip
+        title = "Validation micro/macro-F1 and subset accuracy"
+    for key, name in keys:
         x, y = _series(events, EventType.EVAL, key)
         steps += x
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=name))
     fig.update_layout(
-        title="Validation accuracy and macro-F1",
+        title=title,
         xaxis_title="step",
         yaxis_range=[0, 1.02],
         uirevision=revision,
@@ -100,7 +140,23 @@ COMPARE_METRICS = {
     "eval loss": (EventType.EVAL, "eval_loss"),
     "eval accuracy": (EventType.EVAL, "eval_accuracy"),
     "eval macro-F1": (EventType.EVAL, "eval_macro_f1"),
+    "eval micro-F1": (EventType.EVAL, "eval_micro_f1"),
+    "eval RMSE": (EventType.EVAL, "eval_rmse"),
+    "eval Spearman": (EventType.EVAL, "eval_spearman"),
 }
+
+
+COMPARE_BY_SHAPE = {  # the four comparison charts: the two losses, then the label shape's two main scores
+    "single_label": ("train loss", "eval loss", "eval accuracy", "eval macro-F1"),
+    "multi_label": ("train loss", "eval loss", "eval micro-F1", "eval macro-F1"),
+    "regression": ("train loss", "eval loss", "eval RMSE", "eval Spearman"),
+}
+
+
+def compare_metrics(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> tuple[str, ...]:
+    """Which metrics the comparison charts show: the shape all the runs share, else the single-label ones."""
+    shapes = {label_shape(events) for _, events in runs}
+    return COMPARE_BY_SHAPE[shapes.pop() if len(shapes) == 1 else "single_label"]
 
 
 def compare_figure(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], metric: str) -> go.Figure:
@@ -111,8 +167,20 @@ def compare_figure(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], metric:
         pts = [(e.get("epoch", e["step"]), e[key]) for e in events if e.get("type") == kind.value and key in e]
         fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=name))
     extra = {"yaxis_range": [0, 1.02]} if "accuracy" in metric or "F1" in metric else {}
+    extra = {"yaxis_range": [-1.02, 1.02]} if "Spearman" in metric else extra
     fig.update_layout(title=metric, xaxis_title="epoch", **extra, **_LAYOUT)
     return fig
+
+
+def test_summary(r: dict[str, Any]) -> str:
+    """A run result's test metrics in one phrase, for its label shape."""
+    if "test_rmse" in r:
+        return (f"Test RMSE {r['test_rmse']:.4g} · Pearson {r.get('test_pearson', 0.0):.3f} · "
+                f"Spearman {r.get('test_spearman', 0.0):.3f}")  # fmt: skip
+    if "test_micro_f1" in r:
+        return (f"Test micro-F1 {r['test_micro_f1']:.3f} · macro-F1 {r.get('test_macro_f1', 0.0):.3f} · "
+                f"subset accuracy {r.get('test_accuracy', 0.0):.3f} (threshold {r.get('threshold', 0.5):.2f})")  # fmt: skip
+    return f"Test accuracy {r['test_accuracy']:.3f} · test macro-F1 {r.get('test_macro_f1', 0.0):.3f}"
 
 
 def confusion_figure(matrix: Sequence[Sequence[int]], names: Sequence[str]) -> go.Figure:
@@ -129,6 +197,27 @@ def confusion_figure(matrix: Sequence[Sequence[int]], names: Sequence[str]) -> g
         )
     )
     fig.update_layout(title="Confusion matrix (test)", yaxis_autorange="reversed", **{**_LAYOUT, "height": 360})
+    return fig
+
+
+def per_label_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
+    """Multi-label's confusion view: per label, texts rightly flagged (TP), missed (FN) and wrongly flagged (FP)."""
+    names = [r["label"] for r in rows]
+    fig = go.Figure()
+    for key, name in (("tp", "right (TP)"), ("fn", "missed (FN)"), ("fp", "wrongly flagged (FP)")):
+        fig.add_trace(go.Bar(x=names, y=[r[key] for r in rows], name=name))
+    fig.update_layout(title="Per label (test)", barmode="group", yaxis_title="texts", **{**_LAYOUT, "height": 360})
+    return fig
+
+
+def regression_scatter(gold: Sequence[float], pred: Sequence[float]) -> go.Figure:
+    """Regression's confusion view: predicted against true values, with the line where they are equal."""
+    lo = float(min([*gold, *pred], default=0.0))
+    hi = float(max([*gold, *pred], default=1.0))
+    fig = go.Figure(go.Scatter(x=list(gold), y=list(pred), mode="markers", name="test texts", opacity=0.6))
+    fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="predicted = true", line={"dash": "dot"}))
+    fig.update_layout(title="Predicted vs true (test)", xaxis_title="true", yaxis_title="predicted",
+                      **{**_LAYOUT, "height": 360})  # fmt: skip
     return fig
 
 
@@ -154,7 +243,8 @@ def sweep_figure(rows: Sequence[dict[str, Any]], metric: str) -> go.Figure:
     scores = [r["val_score"] for r in scored]
     dims.append({"label": f"val {metric}", "values": scores})
     fig.add_trace(go.Parcoords(line={"color": scores, "colorscale": "Viridis", "showscale": True}, dimensions=dims))
-    best = max(scored, key=lambda r: (r.get("completed", False), r["val_score"]))
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    best = max(scored, key=lambda r: (r.get("completed", False), sign * r["val_score"]))
     fig.update_layout(**{**_LAYOUT, "height": 360}, title=f"Best: {best['name']} (val {metric} {best['val_score']:.3f})")
     return fig
 
@@ -248,13 +338,17 @@ def status_markdown(snap: RunSnapshot | None, now: float | None = None) -> str:
         lines.append(f"⚠️ {notice}")
     if p.get("best_eval_accuracy") is not None:
         lines.append(f"Best validation accuracy so far: **{p['best_eval_accuracy']:.3f}**")
+    if p.get("best_eval_micro_f1") is not None:
+        lines.append(f"Best validation micro-F1 so far: **{p['best_eval_micro_f1']:.3f}**")
+    if p.get("best_eval_rmse") is not None:
+        lines.append(f"Best validation RMSE so far: **{p['best_eval_rmse']:.4g}**")
     if p.get("best_perplexity") is not None:
         lines.append(f"Best held-out perplexity so far: **{p['best_perplexity']:.2f}**")
     r = snap.result
-    if snap.status == RunStatus.COMPLETED and "test_accuracy" in r:
+    if snap.status == RunStatus.COMPLETED and ("test_accuracy" in r or "test_rmse" in r):
         lines.append(
-            f"**Test accuracy {r['test_accuracy']:.3f} · test macro-F1 {r['test_macro_f1']:.3f}** "
-            f"(best checkpoint, step {r.get('best_eval', {}).get('step', '?')}; {_duration(r.get('train_seconds'))})"
+            f"**{test_summary(r)}** "
+            f"(best checkpoint, step {(r.get('best_eval') or {}).get('step', '?')}; {_duration(r.get('train_seconds'))})"
         )
     if snap.status == RunStatus.COMPLETED and r.get("perplexity_after") is not None:
         before = r.get("perplexity_before")

@@ -14,7 +14,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ftui.batching import chunk_rows, head_tail_rows
 from ftui.errors import FtuiError
+from ftui.tasks import TaskInfo, n_outputs, predicted, scores
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,7 @@ class Scorer(Protocol):
     """Anything Predict can ask for class probabilities: a fine-tuned transformer or a baseline pipeline."""
 
     names: list[str]
+    info: TaskInfo  # how the scores read: probabilities of classes or of labels, or a value
 
     def probabilities(self, texts: list[str], max_length: int, batch_size: int, lock: threading.Lock) -> torch.Tensor:
         """(len(texts), len(names)) probabilities, rows in the input order."""
@@ -35,30 +38,54 @@ class Scorer(Protocol):
 
 
 class TransformerScorer:
-    """A sequence classifier and its tokenizer."""
+    """A sequence classifier (or regressor) and its tokenizer; `info` says how its outputs read (ftui.tasks)."""
 
-    def __init__(self, model: nn.Module, tokenizer: Any, names: list[str]) -> None:
+    def __init__(self, model: nn.Module, tokenizer: Any, names: list[str], info: TaskInfo | None = None) -> None:
         self.model, self.tokenizer, self.names = model, tokenizer, list(names)
+        self.info = info or TaskInfo()
 
     def probabilities(self, texts: list[str], max_length: int, batch_size: int, lock: threading.Lock) -> torch.Tensor:
-        """Probabilities batch by batch: texts cut to what the model reads, tokenized one batch at a time."""
+        """Scores batch by batch (class or label probabilities, or the predicted value): texts cut to what the model
+        reads, tokenized one batch at a time."""
         # A model reads max_length tokens; even odd text rarely packs more than CHARS_PER_TOKEN characters into one,
-        # so cutting first bounds the tokenizer's time and memory without changing what the model sees.
-        cut = min(MAX_PREDICT_CHARS, max_length * CHARS_PER_TOKEN)
-        device = next(self.model.parameters()).device
+        # so cutting first bounds the tokenizer's time and memory without changing what the model sees. Head + tail
+        # and chunks read the whole text (up to MAX_PREDICT_CHARS).
+        whole = self.info.long_text != "truncate"
+        cut = MAX_PREDICT_CHARS if whole else min(MAX_PREDICT_CHARS, max_length * CHARS_PER_TOKEN)
         # Similar lengths together, so a batch pads only to its own longest text; memory stays bounded by one batch.
         order = sorted(range(len(texts)), key=lambda i: min(len(texts[i]), cut))
-        probs = torch.empty((len(texts), len(self.names)))
+        probs = torch.empty((len(texts), n_outputs(self.info.task, self.names)))
         for start in range(0, len(order), batch_size):
             part = order[start : start + batch_size]
-            batch = self.tokenizer(
-                [texts[i][:cut] for i in part], truncation=True, max_length=max_length, padding=True, return_tensors="pt"
-            )
-            batch = {k: v.to(device) for k, v in batch.items() if k in MODEL_INPUTS}
-            # One lock per batch, not per call: a single review can slip in between the batches of a long file.
-            with lock, torch.inference_mode():
-                probs[part] = torch.softmax(self.model(**batch).logits.float(), dim=-1).cpu()
+            logits = self._logits([texts[i][:cut] for i in part], max_length, batch_size, lock)
+            probs[part] = scores(self.info.task, logits)
         return probs
+
+    def _forward(self, batch: dict[str, torch.Tensor], lock: threading.Lock) -> torch.Tensor:
+        device = next(self.model.parameters()).device
+        batch = {k: v.to(device) for k, v in batch.items() if k in MODEL_INPUTS}
+        # One lock per batch, not per call: a single review can slip in between the batches of a long file.
+        with lock, torch.inference_mode():
+            return self.model(**batch).logits.float().cpu()
+
+    def _logits(self, texts: list[str], max_length: int, batch_size: int, lock: threading.Lock) -> torch.Tensor:
+        """Logits per text, read as the model was trained to read it (cut, head + tail, or chunks averaged)."""
+        mode = self.info.long_text
+        if mode == "truncate":
+            enc = self.tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+            return self._forward(enc, lock)
+        if mode == "head_tail":
+            rows = head_tail_rows(self.tokenizer, texts, max_length)
+            return self._forward(self.tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt"), lock)
+        rows, owner = chunk_rows(self.tokenizer, texts, max_length)
+        outs = []
+        for start in range(0, len(rows), batch_size):  # a long text has many windows: bounded batches of them
+            part = rows[start : start + batch_size]
+            outs.append(self._forward(self.tokenizer.pad({"input_ids": part}, padding=True, return_tensors="pt"), lock))
+        windows = torch.cat(outs)
+        doc = torch.tensor(owner, dtype=torch.long)
+        summed = torch.zeros((len(texts), windows.shape[1])).index_add_(0, doc, windows)
+        return summed / torch.bincount(doc, minlength=len(texts)).clamp(min=1)[:, None]
 
 
 Loaded = Scorer | tuple[nn.Module, Any, list[str]]
@@ -145,13 +172,39 @@ def texts_from_lines(block: str) -> list[str]:
     return [line.strip() for line in (block or "").splitlines() if line.strip()]
 
 
-def predictions_frame(texts: list[str], probs: list[dict[str, float]]) -> pd.DataFrame:
-    """One row per text: predicted label, its probability, and every class's probability."""
+def predictions_frame(texts: list[str], probs: list[dict[str, float]], info: TaskInfo | None = None) -> pd.DataFrame:
+    """One row per text: the prediction (top class, the labels over the threshold, or the value), its confidence
+    (single-label), and every class's or label's probability."""
+    info = info or TaskInfo()
     rows = []
     for text, p in zip(texts, probs, strict=True):
-        label = max(p, key=p.__getitem__)
-        rows.append({"text": text, "label": label, "confidence": round(p[label], 4), **{k: round(v, 4) for k, v in p.items()}})
+        row: dict[str, Any] = {"text": text, "label": predicted(info, p)}
+        if info.task.value == "single_label":
+            row["confidence"] = round(p[row["label"]], 4)
+        rows.append({**row, **{k: round(v, 4) for k, v in p.items()}})
     return pd.DataFrame(rows)
+
+
+def batch_summary(frame: pd.DataFrame, info: TaskInfo) -> str:
+    """What a batch came out as: texts per class; texts per label; the spread of the values."""
+    if info.task.value == "regression":
+        v = frame[frame.columns[2]]  # the target column holds the unrounded-for-display value
+        return f"mean {v.mean():.4g}, min {v.min():.4g}, max {v.max():.4g}"
+    if info.task.value == "multi_label":
+        per = {k: int(sum(k in str(x).split(", ") for x in frame["label"])) for k in frame.columns[2:]}
+        return ", ".join(f"{k}: {n}" for k, n in per.items())
+    return ", ".join(f"{k}: {v}" for k, v in frame["label"].value_counts().to_dict().items())
+
+
+def describe(info: TaskInfo, values: dict[str, float]) -> str:
+    """One line under a prediction that is not a single class: the labels over the threshold, or the value."""
+    if info.task.value == "multi_label":
+        how = "tuned on validation" if info.threshold_tuned else "as set"
+        return f"Predicted labels (probability ≥ {info.threshold:.2f}, {how}): **{predicted(info, values)}**"
+    if info.task.value == "regression":
+        name = next(iter(values), "value")
+        return f"Predicted {name}: **{predicted(info, values)}**"
+    return ""
 
 
 def int8_loader(loader: Callable[[], Loaded]) -> Callable[[], Loaded]:

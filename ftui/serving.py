@@ -21,10 +21,12 @@ from ftui.predict import Predictor, TransformerScorer, int8_loader, texts_from_l
 from ftui.runner import RUN_ID_RE, RunManager
 from ftui.runs import RunStatus
 from ftui.settings import Settings
+from ftui.tasks import Task, TaskInfo, read_task
 from ftui.training import MODEL_DIR, PREDICTIONS_FILE
 
 log = logging.getLogger(__name__)
 
+MAX_EXAMPLES = 8  # example texts offered in the Predict tab (multi-label has one per label set, which can be many)
 MAX_BATCH_TEXTS = 10_000  # one batch prediction; bounds memory and the time one call holds a model
 BIG_REQUEST_CHARS = 1_000_000  # after a prediction call this large, freed memory goes back to the system
 RUNTIMES: dict[str, str] = {  # how Predict runs a model: key -> what the UI calls it
@@ -76,6 +78,15 @@ def model_version_file(path: Path) -> str:
         return "missing"
 
 
+def score_text(result: dict[str, Any]) -> str:
+    """A finished run's test score for the model picker: accuracy, micro-F1 (multi-label) or RMSE (regression)."""
+    for key, name, fmt in (("test_rmse", "test RMSE", ".4g"), ("test_micro_f1", "test micro-F1", ".3f"),
+                           ("test_accuracy", "test acc", ".3f")):  # fmt: skip
+        if isinstance(result.get(key), (int, float)):
+            return f", {name} {result[key]:{fmt}}"
+    return ""
+
+
 class PredictionService:
     """The models Predict offers (from the runs), each loaded once per version of its folder, and bounded scoring."""
 
@@ -94,8 +105,7 @@ class PredictionService:
         for run in reversed(self.manager.runs()):
             if not (run.out_dir / MODEL_DIR / "labels.json").exists():
                 continue
-            status, acc = run.status, run.result.get("test_accuracy")
-            score = f", test acc {acc:.3f}" if isinstance(acc, (int, float)) else ""
+            status, score = run.status, score_text(run.result)
             if run.config.kind == "baseline":
                 if status == RunStatus.COMPLETED:
                     groups["baseline"].append((f"{run.name} (baseline: {NAMES.get(run.config.baseline, '?')}{score})",
@@ -130,10 +140,12 @@ class PredictionService:
         if kind == "base":
             admit_model(self.settings, run.config.model)  # the base checkpoint is loaded afresh: today's rules apply
 
-            def load_base() -> tuple[Any, Any, list[str]]:
+            def load_base() -> TransformerScorer:
                 gen = torch.Generator().manual_seed(run.config.train.seed)  # the same head init the run started from
-                model = build_model(run.config.model, run.label_names, generator=gen)
-                return model.to(self.device).eval(), load_tokenizer(run.config.model), list(run.label_names)
+                task = read_task(model_dir).task
+                model = build_model(run.config.model, run.label_names, generator=gen, task=task)
+                return TransformerScorer(model.to(self.device).eval(), load_tokenizer(run.config.model),
+                                         list(run.label_names), TaskInfo(task))  # fmt: skip
 
             return key, load_base
         version = model_version(model_dir)
@@ -145,7 +157,14 @@ class PredictionService:
         trust = run.config.model.trust_remote_code
         if trust:
             admit_model(self.settings, run.config.model)  # its own code runs again on load: today's rules apply
-        return f"{key}@{version}", lambda: load_classifier(model_dir, self.device, trust)
+        return f"{key}@{version}", lambda: TransformerScorer(
+            *load_classifier(model_dir, self.device, trust), read_task(model_dir)
+        )
+
+    def task_info(self, model_key: str | None = None) -> TaskInfo:
+        """How a model's scores read (class probabilities, label probabilities and a threshold, or a value)."""
+        key, loader = self.versioned(self.default_key(model_key))
+        return self.predictor.get(key, loader).scorer.info
 
     def predict(self, text: str, model_key: str | None = None, runtime: str = "pytorch") -> dict[str, float]:
         """Class probabilities for one text, from a run (default: the newest) or its base checkpoint."""
@@ -249,7 +268,8 @@ class PredictionService:
         sc = entry.scorer
         with entry.lock:  # the model is shared with Predict; gradients must not interleave with another call
             return explain(sc.model, sc.tokenizer, sc.names, text, text_pair,
-                           max_length=run.config.train.max_length if run else 256, method=method)  # fmt: skip
+                           max_length=run.config.train.max_length if run else 256, method=method,
+                           task=sc.info.task)  # fmt: skip
 
     def export_onnx(self, run_id: str, int8: bool = True) -> OnnxReport:
         """Export a finished fine-tuned run to ONNX (and int8), checked on its test set; kept in the run folder."""
@@ -261,6 +281,18 @@ class PredictionService:
         model_dir = run.out_dir / "model"
         if not (model_dir / "labels.json").exists():
             raise FtuiError(f"Run '{run.name}' has no saved model.", "Export a run that trained.")
+        info = read_task(model_dir)
+        if info.task is not Task.SINGLE:
+            raise FtuiError(
+                f"Run '{run.name}' is {info.task.label}: the ONNX export covers single-label classifiers.",
+                "Serve it with the PyTorch runtime, or download its model folder (Runs tab: Export) for transformers.",
+            )
+        if info.long_text != "truncate":
+            raise FtuiError(
+                f"Run '{run.name}' reads long texts as '{info.long_text}': the ONNX export covers runs that cut texts "
+                "at their max length.",
+                "Serve it with the PyTorch runtime, which reads texts the way the run was trained.",
+            )
         import pandas as pd
 
         try:
@@ -294,8 +326,13 @@ class PredictionService:
             frame = None
         if frame is None or frame.empty:
             return list(fallback)
-        frame = frame.sort_values(["correct", "confidence"], ascending=False)
-        picks = frame.groupby("label", sort=True).head(1)["text"].tolist()
+        if pd.api.types.is_float_dtype(frame["label"]):  # regression: well-predicted texts across the target's range
+            good = frame[frame["correct"]].sort_values("label", kind="stable")
+            good = good if len(good) else frame.sort_values("label", kind="stable")
+            picks = good.iloc[sorted({round(q * (len(good) - 1)) for q in (0.0, 1 / 3, 2 / 3, 1.0)})]["text"].tolist()
+        else:
+            frame = frame.sort_values(["correct", "confidence"], ascending=False)
+            picks = frame.groupby("label", sort=True).head(1)["text"].tolist()[:MAX_EXAMPLES]
         return [t if len(t) <= max_chars else t[:max_chars] + " …" for t in picks]
 
     def batch_texts(self, lines: str | None, path: str | None) -> list[str]:

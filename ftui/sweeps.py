@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ftui.config import SCHEDULES, SWEEP_METRICS, ModelConfig, RunConfig, SweepRef
+from ftui.config import LOWER_IS_BETTER, SCHEDULES, SWEEP_METRICS, ModelConfig, RunConfig, SweepRef
 from ftui.events import EventType, of_type
 
 MODES = ("grid", "random")
@@ -221,12 +221,15 @@ def first_score(events: Sequence[dict[str, Any]], metric: str) -> float | None:
     return None
 
 
-def prune_verdict(score: float, completed: Sequence[float], min_completed: int = MIN_COMPLETED) -> float | None:
-    """The median to report when a run scoring `score` at its first evaluation should be pruned, else None."""
+def prune_verdict(
+    score: float, completed: Sequence[float], min_completed: int = MIN_COMPLETED, lower_is_better: bool = False
+) -> float | None:
+    """The median to report when a run scoring `score` at its first evaluation should be pruned (worse than the
+    median: below it, or above it for an error such as RMSE), else None."""
     if len(completed) < min_completed:
         return None
     median = statistics.median(completed)
-    return median if score < median else None
+    return median if (score > median if lower_is_better else score < median) else None
 
 
 # -------------------------------------------------------------------------------------------------- the view
@@ -257,7 +260,8 @@ def sweep_table(
     """The runs of one sweep, best validation score first (the sweep's own metric; test scores are shown, never used to
     pick); pruned runs say so. `waiting`: (name, queue position, point) of its points still queued, listed last."""
     rows = []
-    key = "macro_f1" if metric == "macro_f1" else "accuracy"
+    key = metric if metric in SWEEP_METRICS else "accuracy"
+    sign = 1.0 if key in LOWER_IS_BETTER else -1.0  # sort ascending on sign * score: best first
     for rec in records:
         ref = rec.get("config", {}).get("sweep") or {}
         if ref.get("sweep_id") != sweep_id:
@@ -281,7 +285,7 @@ def sweep_table(
             "completed": rec.get("status") == "completed",
         })  # fmt: skip
     # Completed runs rank first (a pruned run's early score is not comparable), then by score.
-    rows.sort(key=lambda r: (not r["completed"], -(r["val_score"] if r["val_score"] is not None else -1.0)))
+    rows.sort(key=lambda r: (not r["completed"], r["val_score"] is None, sign * (r["val_score"] or 0.0)))
     for name, position, point in waiting:
         rows.append({"name": name, "status": f"queued #{position}", "swept": swept_text(point), "point": dict(point),
                      "val_score": None, "val_acc": None, "test_acc": None, "test_f1": None, "minutes": None,

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ftui import sinks
+from ftui import sinks, tasks
 from ftui.batching import TokenCache, Tokenized, collate, eval_batches, length_grouped_batches, tokenize_split
 from ftui.config import RunConfig
 from ftui.data import LABEL, TEXT, TEXT_PAIR, DataBundle
@@ -40,7 +40,6 @@ from ftui.events import (
     TrainEvent,
 )
 from ftui.files import replace_dir
-from ftui.metrics import compute_metrics
 from ftui.modeling import (
     apply_freeze,
     build_model,
@@ -52,6 +51,7 @@ from ftui.modeling import (
 )
 from ftui.prefix_cache import PrefixCache
 from ftui.runs import Run, RunStatus
+from ftui.tasks import Task, TaskInfo, save_task
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +105,16 @@ def peak_memory_mb(device: str) -> float:
 
 
 # --------------------------------------------------------------------------------------------------- tokenizing
-def tokenize(bundle: DataBundle, tokenizer: Any, max_length: int, stop: Callable[[], bool]) -> dict[str, Tokenized]:
+def tokenize(
+    bundle: DataBundle, tokenizer: Any, max_length: int, stop: Callable[[], bool], long_text: str = "truncate"
+) -> dict[str, Tokenized]:
     """Every split of a bundle as flat token arrays."""
-    return {split: tokenize_split(ds, tokenizer, max_length, stop) for split, ds in bundle.splits.items()}
+    return {split: tokenize_split(ds, tokenizer, max_length, stop, long_text) for split, ds in bundle.splits.items()}
 
 
 def _token_key(run: Run, token: str | None) -> tuple[Any, ...]:
-    m = run.config.model
-    return (*run.config.data.key(), m.source, m.checkpoint, run.config.train.max_length, hash(token or ""))
+    m, t = run.config.model, run.config.train
+    return (*run.config.data.key(), m.source, m.checkpoint, t.max_length, t.long_text, hash(token or ""))
 
 
 # --------------------------------------------------------------------------------------------------- evaluation
@@ -128,42 +130,45 @@ def evaluate(
     cache: PrefixCache | None = None,
     split: str = "validation",
     probs_out: list[np.ndarray] | None = None,
+    task: Task = Task.SINGLE,
+    threshold: float = 0.5,
 ) -> dict[str, float]:
-    """Mean loss, accuracy and macro-F1 on one tokenized split (predictions stay on the device until the end).
+    """Mean loss and the task's metrics (see ftui.tasks.metrics) on one tokenized split; outputs stay on the device
+    until the end.
 
-    With probs_out, the class probabilities of every row (in the split's order) are appended to it.
+    With probs_out, the scores of every row (class or label probabilities, or the predicted value; in the split's
+    order) are appended to it.
     """
     was_training = model.training
     model.eval()
-    preds: list[torch.Tensor] = []
-    labels: list[torch.Tensor] = []
-    probs: list[torch.Tensor] = []
+    outs: list[torch.Tensor] = []
     order: list[np.ndarray] = []
-    total_loss = torch.zeros((), device=device)
     for idx in eval_batches(tok.lengths, batch_size):
         if stop():
             raise StopRequested
         batch = collate(tok, idx, pad_id, device)
-        y = batch.pop("labels")
+        batch.pop("labels")
         ctx = cache.guarded(model, batch, split, tok, idx) if cache else contextlib.nullcontext()
         with ctx, torch.autocast(device_type=device, dtype=amp or torch.float32, enabled=amp is not None):
-            logits = model(**batch).logits.float()
-        total_loss += nn.functional.cross_entropy(logits, y, reduction="sum")
-        preds.append(logits.argmax(-1))
-        labels.append(y)
-        if probs_out is not None:
-            probs.append(torch.softmax(logits, -1))
-            order.append(idx)
+            outs.append(model(**batch).logits.float())  # stays on the device until the end: no sync per batch
+        order.append(idx)
     model.train(was_training)
-    if probs_out is not None and probs:
-        flat = torch.cat(probs).cpu().numpy()
-        out = np.empty_like(flat)
-        out[np.concatenate(order)] = flat
-        probs_out.append(out)
-    p = torch.cat(preds).tolist() if preds else []
-    y_all = torch.cat(labels).tolist() if labels else []
-    metrics = compute_metrics(p, y_all)
-    return {"loss": float(total_loss) / max(1, len(y_all)), **metrics}
+    if not outs:
+        return {"loss": 0.0, **tasks.metrics(task, np.zeros((0, 1), dtype=np.float32), tok.labels[:0], threshold)}
+    flat = torch.cat(outs).cpu()
+    logits = torch.empty_like(flat)
+    logits[torch.from_numpy(np.concatenate(order))] = flat
+    labels = tok.labels
+    if tok.doc is not None:  # chunked long texts: a document's logits are the mean of its windows'
+        doc = torch.from_numpy(tok.doc)
+        pooled = torch.zeros((tok.n_docs, logits.shape[1])).index_add_(0, doc, logits)
+        logits = pooled / torch.bincount(doc, minlength=tok.n_docs).clamp(min=1)[:, None]
+        labels = tok.doc_labels
+    loss = float(tasks.loss(task, logits, torch.from_numpy(labels))) if len(labels) else 0.0
+    scores = tasks.scores(task, logits).numpy()
+    if probs_out is not None:
+        probs_out.append(scores)
+    return {"loss": loss, **tasks.metrics(task, scores, labels, threshold)}
 
 
 def _set_train_mode(model: nn.Module, depth: int) -> None:
@@ -298,7 +303,7 @@ def tokenized_splits(
     key = _token_key(run, token)
     enc = cache.get(key) if cache else None
     if enc is None:
-        enc = tokenize(bundle, tokenizer, run.config.train.max_length, stop)
+        enc = tokenize(bundle, tokenizer, run.config.train.max_length, stop, run.config.train.long_text)
         if cache:
             cache.put(key, enc)
     return enc
@@ -394,30 +399,42 @@ class Objective(Protocol):
         ...
 
 
-def class_weight_vector(spec: str, train_labels: np.ndarray, names: list[str]) -> torch.Tensor | None:
-    """Per-class loss weights: None for "none"; "balanced" gives n / (k * n_c) (a class 10x rarer weighs 10x more,
-    scikit-learn's convention); a custom list must have one weight per class."""
+def class_weight_vector(spec: str, train_labels: np.ndarray, names: list[str], task: Task = Task.SINGLE) -> torch.Tensor | None:
+    """Loss weights: None for "none". Single-label: per class, "balanced" gives n / (k * n_c) (a class 10x rarer weighs
+    10x more, scikit-learn's convention). Multi-label: per label, a weight on its positives, "balanced" gives
+    negatives / positives (BCEWithLogits' pos_weight). A custom list has one weight per class or label."""
     from ftui.config import parse_class_weights
 
     word = spec.strip().lower()
     if word in ("", "none"):
         return None
+    if task is Task.REGRESSION:
+        raise FtuiError(
+            "Class weights apply to classes and labels; this is a regression task.", "Set Class weights to 'none'."
+        )
     if word == "balanced":
+        if task is Task.MULTI:
+            pos = train_labels.reshape(len(train_labels), -1).sum(0).astype(np.float64)
+            neg = len(train_labels) - pos
+            return torch.tensor(np.where(pos > 0, neg / np.maximum(pos, 1), 1.0), dtype=torch.float32)
         counts = np.bincount(train_labels, minlength=len(names)).astype(np.float64)
         weights = np.where(counts > 0, counts.sum() / (len(names) * np.maximum(counts, 1)), 1.0)
         return torch.tensor(weights, dtype=torch.float32)
     custom = parse_class_weights(spec) or []
+    what = "labels" if task is Task.MULTI else "classes"
     if len(custom) != len(names):
         raise FtuiError(
-            f"{len(custom)} class weights were given for {len(names)} classes ({', '.join(names)}).",
-            "Give one weight per class, in that order, or choose 'balanced'.",
+            f"{len(custom)} class weights were given for {len(names)} {what} ({', '.join(names)}).",
+            f"Give one weight per {what[:-1]}, in that order, or choose 'balanced'.",
         )
     return torch.tensor(custom, dtype=torch.float32)
 
 
 class ClassificationObjective:
-    """Cross-entropy on class labels (optionally class-weighted); the best checkpoint has the highest validation
-    accuracy (then the lowest loss). Evaluation loss stays unweighted, so runs with and without weights compare."""
+    """Supervised labels of any shape (ftui.tasks): cross-entropy on classes (optionally class-weighted), binary
+    cross-entropy per label, or squared error on a number. The best checkpoint has the best validation primary
+    metric (accuracy, micro-F1, RMSE), then the lowest loss. Evaluation loss stays unweighted, so runs with and without
+    weights compare."""
 
     def __init__(
         self,
@@ -427,33 +444,38 @@ class ClassificationObjective:
         batch_size: int,
         names: list[str],
         class_weights: torch.Tensor | None = None,
+        task: Task = Task.SINGLE,
+        threshold: float = 0.5,
+        long_text: str = "truncate",
     ) -> None:
         self.enc, self.pad_id, self.device, self.batch_size, self.names = enc, pad_id, device, batch_size, names
         self.train_rows = len(enc["train"])
         self.class_weights = class_weights.to(device) if class_weights is not None else None
+        self.task, self.threshold, self.long_text = task, threshold, long_text
 
     def epoch_batches(self, gen: torch.Generator) -> list[np.ndarray]:
         """Shuffled batches of similar lengths."""
         return length_grouped_batches(self.enc["train"].lengths, self.batch_size, gen)
 
     def train_loss(self, model: nn.Module, idx: np.ndarray, cache: PrefixCache | None, amp: torch.dtype | None) -> torch.Tensor:
-        """Cross-entropy of one batch (frozen layers read from the cache when it holds the batch)."""
+        """The task's loss on one batch (frozen layers read from the cache when it holds the batch)."""
         batch = collate(self.enc["train"], idx, self.pad_id, self.device)
         y = batch.pop("labels")
         ctx = cache.guarded(model, batch, "train", self.enc["train"], idx) if cache else contextlib.nullcontext()
         with ctx, torch.autocast(device_type=self.device, dtype=amp or torch.float32, enabled=amp is not None):
             logits = model(**batch).logits
-        return nn.functional.cross_entropy(logits.float(), y, weight=self.class_weights)
+        return tasks.loss(self.task, logits, y, self.class_weights)
 
     def evaluate(
         self, model: nn.Module, amp: torch.dtype | None, stop: Callable[[], bool], cache: PrefixCache | None
     ) -> dict[str, float]:
-        """Loss, accuracy and macro-F1 on validation."""
-        return evaluate(model, self.enc["validation"], self.batch_size * 2, self.pad_id, self.device, amp, stop, cache)
+        """Loss and the task's metrics on validation."""
+        return evaluate(model, self.enc["validation"], self.batch_size * 2, self.pad_id, self.device, amp, stop, cache,
+                        task=self.task, threshold=self.threshold)  # fmt: skip
 
     def better(self, metrics: dict[str, float], best: dict[str, Any] | None) -> bool:
-        """Higher validation accuracy, then lower loss."""
-        return best is None or (metrics["accuracy"], -metrics["loss"]) > (best["accuracy"], -best["loss"])
+        """A better primary metric (accuracy, micro-F1, RMSE), then a lower loss."""
+        return tasks.better(self.task, metrics, best)
 
     def eval_event(self, step: int, epoch: float, metrics: dict[str, float], phase: str) -> EvalEvent:
         """The event an evaluation logs."""
@@ -461,18 +483,21 @@ class ClassificationObjective:
             step=step,
             epoch=round(epoch, 4),
             eval_loss=metrics["loss"],
-            eval_accuracy=metrics["accuracy"],
-            eval_macro_f1=metrics["macro_f1"],
             phase=phase,
+            **{f"eval_{k}": v for k, v in metrics.items() if k != "loss"},
         )
 
     def progress(self, best: dict[str, Any]) -> dict[str, Any]:
-        """The best validation accuracy, for the status line."""
-        return {"best_eval_accuracy": best["accuracy"]}
+        """The best validation primary metric, for the status line."""
+        return {f"best_eval_{self.task.primary}": best[self.task.primary]}
+
+    def info(self) -> TaskInfo:
+        """What the saved model needs to read its outputs."""
+        return TaskInfo(self.task, self.threshold, long_text=self.long_text)
 
     def save(self, model: nn.Module, tokenizer: Any, folder: Path) -> None:
-        """Model, tokenizer and label names."""
-        save_classifier(model, tokenizer, folder, self.names)
+        """Model, tokenizer, label names and the label shape."""
+        save_classifier(model, tokenizer, folder, self.names, self.info())
 
 
 # ----------------------------------------------------------------------------------------------------- the core
@@ -778,7 +803,9 @@ def _train(
     seed_everything(t.seed)
     tokenizer = load_tokenizer(cfg.model, token)
     # The head's start comes from its own generator: a prediction on a base checkpoint in another thread cannot shift it.
-    model = build_model(cfg.model, bundle.label_names, token, generator=torch.Generator().manual_seed(t.seed))
+    task = bundle.task
+    run.set_progress(task=task.value)
+    model = build_model(cfg.model, bundle.label_names, token, generator=torch.Generator().manual_seed(t.seed), task=task)
     model.to(device)
     scratch.update(model=model, tokenizer=tokenizer)
     if stop():
@@ -788,11 +815,12 @@ def _train(
     num_layers = len(encoder_layers(model.base_model)) if t.schedule == "two-phase" else 0
     phases = build_schedule(cfg, num_layers)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    weights = class_weight_vector(t.class_weights, enc["train"].labels, run.label_names)
+    weights = class_weight_vector(t.class_weights, enc["train"].labels, run.label_names, task)
     if weights is not None:
         log.info("run %s: class weights %s", run.run_id, dict(zip(run.label_names, weights.tolist(), strict=True)))
         run.set_progress(class_weights=[round(w, 4) for w in weights.tolist()])
-    objective = ClassificationObjective(enc, pad_id, device, t.batch_size, run.label_names, weights)
+    objective = ClassificationObjective(enc, pad_id, device, t.batch_size, run.label_names, weights, task, t.threshold,
+                                        t.long_text)  # fmt: skip
     core = TrainingCore(run, model, tokenizer, phases, objective, device, scratch)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -831,22 +859,35 @@ def _train(
     best_model, _, _ = load_classifier(run.out_dir / MODEL_DIR, device, run.config.model.trust_remote_code)
     scratch["model"] = best_model
     amp = autocast_dtype(t.precision, device)
+    threshold = t.threshold
+    if task is Task.MULTI and t.tune_threshold:
+        run.set_progress(phase="tuning the threshold")
+        val_probs: list[np.ndarray] = []
+        evaluate(best_model, enc["validation"], t.batch_size * 2, pad_id, device, amp, probs_out=val_probs, task=task)
+        if val_probs:
+            threshold, val_f1 = tasks.tune_threshold(val_probs[0], enc["validation"].labels, t.threshold)
+            log.info("run %s: threshold %.2f (validation micro-F1 %.4f)", run.run_id, threshold, val_f1)
+        retag_model(run.out_dir / MODEL_DIR, TaskInfo(task, threshold, threshold_tuned=True, long_text=t.long_text))
     test_probs: list[np.ndarray] = []
-    test = evaluate(best_model, enc["test"], t.batch_size * 2, pad_id, device, amp, probs_out=test_probs)
+    test = evaluate(best_model, enc["test"], t.batch_size * 2, pad_id, device, amp, probs_out=test_probs, task=task,
+                    threshold=threshold)  # fmt: skip
     # Only now, with the best model loaded and tested, is the resume snapshot that protected the run not needed.
     shutil.rmtree(run.out_dir / RESUME_DIR, ignore_errors=True)
     try:
-        save_predictions(run.out_dir / PREDICTIONS_FILE, bundle.splits["test"], test_probs[0], run.label_names)
+        save_predictions(run.out_dir / PREDICTIONS_FILE, bundle.splits["test"], test_probs[0], run.label_names,
+                         TaskInfo(task, threshold, long_text=t.long_text))  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - the analysis file is a bonus; the run's metrics stand without it
         log.warning("could not save test predictions: %s", exc)
-    run.log(TestEvent(step=state.step, test_loss=test["loss"], test_accuracy=test["accuracy"], test_macro_f1=test["macro_f1"]))
+    test_metrics = {f"test_{k}": v for k, v in test.items()}
+    if task is Task.MULTI:
+        test_metrics["threshold"] = threshold
+    run.log(TestEvent(step=state.step, **test_metrics))
     run.finish(
         RunStatus.COMPLETED,
         None,
         {
-            "test_accuracy": test["accuracy"],
-            "test_macro_f1": test["macro_f1"],
-            "test_loss": test["loss"],
+            **test_metrics,
+            "task": task.value,
             "best_eval": state.best,
             "model_dir": str(run.out_dir / MODEL_DIR),
             "train_seconds": round(time.perf_counter() - t0, 2),
@@ -860,25 +901,60 @@ def _train(
     )
 
 
+def retag_model(model_dir: Path, info: TaskInfo) -> None:
+    """Rewrite a saved model's task.json (the tuned threshold), then touch labels.json: its time is the model's
+    version, so a copy cached by Predict with the old threshold is not served again."""
+    save_task(model_dir, info)
+    os.utime(model_dir / "labels.json")
+
+
 def can_resume(run: Run) -> bool:
     """True when a stopped or interrupted run left a resume snapshot."""
     return run.status.value in ("stopped", "interrupted") and (run.out_dir / RESUME_DIR / "state.pt").exists()
 
 
-def save_predictions(path: Path, ds: Any, probs: np.ndarray, names: list[str]) -> None:
-    """Every test row with its true and predicted label and the class probabilities, for error analysis."""
+def save_predictions(path: Path, ds: Any, probs: np.ndarray, names: list[str], info: TaskInfo | None = None) -> None:
+    """Every test row with its true and predicted label and the scores, for error analysis: class probabilities;
+    label probabilities with the predicted label set; the predicted value and its error."""
     import pandas as pd
 
-    pred = probs.argmax(-1)
+    from ftui.data import label_matrix
+
+    info = info or TaskInfo()
     frame = pd.DataFrame({"text": ds[TEXT]})
     if TEXT_PAIR in ds.column_names:
         frame["text_pair"] = ds[TEXT_PAIR]
-    frame["label"] = [names[i] for i in ds[LABEL]]
-    frame["predicted"] = [names[i] for i in pred]
-    frame["confidence"] = probs.max(-1)
-    frame["correct"] = frame["label"] == frame["predicted"]
-    for i, name in enumerate(names):
-        frame[f"p({name})"] = probs[:, i]
+    if info.task is Task.REGRESSION:
+        gold = np.asarray(ds[LABEL], dtype=np.float64)
+        pred = probs.reshape(-1).astype(np.float64)
+        frame["label"], frame["predicted"], frame["error"] = gold, pred, pred - gold
+        # A number has no confidence; "correct" means closer than predicting the mean would be on average (the
+        # mean absolute deviation), so the mistakes view lists the rows the model does worse on than a constant.
+        frame["confidence"] = np.nan
+        frame["correct"] = np.abs(pred - gold) <= np.abs(gold - gold.mean()).mean()
+    elif info.task is Task.MULTI:
+        gold_m, pred_m = label_matrix(ds) >= 0.5, probs >= info.threshold
+
+        def words(row: np.ndarray) -> str:
+            on = [n for n, v in zip(names, row, strict=True) if v]
+            return ", ".join(on) if on else "none"
+
+        frame["label"] = [words(r) for r in gold_m]
+        frame["predicted"] = [words(r) for r in pred_m]
+        frame["confidence"] = np.where(pred_m, probs, 1 - probs).min(-1)  # the least sure of its label decisions
+        frame["correct"] = (gold_m == pred_m).all(-1)
+        for i, name in enumerate(names):
+            frame[f"p({name})"] = probs[:, i]
+        for i, name in enumerate(names):
+            frame[f"y({name})"] = gold_m[:, i]  # the true label set, unambiguous whatever the label names hold
+    else:
+        pred = probs.argmax(-1)
+        frame["label"] = [names[i] for i in ds[LABEL]]
+        frame["predicted"] = [names[i] for i in pred]
+        frame["confidence"] = probs.max(-1)
+        frame["correct"] = frame["label"] == frame["predicted"]
+        for i, name in enumerate(names):
+            frame[f"p({name})"] = probs[:, i]
     tmp = path.with_suffix(".tmp")
     frame.to_parquet(tmp)
     os.replace(tmp, path)

@@ -225,7 +225,7 @@ def test_bad_inputs_get_clear_messages(page, tmp_path):
     # float labels: regression
     reg = tmp_path / "scores.csv"
     reg.write_text("text,label\n" + "\n".join(f"review {i},{i / 7:.3f}" for i in range(30)))
-    assert "regression" in upload(page, reg)
+    assert "Regression: predicting the number in 'label'" in upload(page, reg)  # a number per text: regression
     # no text column
     nums = tmp_path / "numbers.csv"
     nums.write_text("a,label\n" + "\n".join(f"{i},{i % 2}" for i in range(30)))

@@ -364,3 +364,41 @@ def test_queue_a_run_then_a_sweep_and_serve_its_best(browser, tmp_path):
         engine.stop_run()
         engine.join(60)
         demo.close()
+
+
+def test_a_multi_label_upload_is_trained_and_predicted(browser, tmp_path):
+    """Upload reviews whose labels are lists, train, and see every label's probability and the predicted set."""
+    from test_browser import upload
+    from test_training import aspect_reviews
+
+    demo, engine = serve(tmp_path / "runs")
+    try:
+        ctx, page = open_page(browser, demo.local_url)
+        status = upload(page, aspect_reviews(tmp_path / "aspects.csv"))
+        assert "multi-label, 3 labels: acting, music, plot" in status, status
+        tab(page, "4. Train")
+        fill_number(page, "epochs", "3")
+        fill_number(page, "lr", "3e-4")
+        fill_number(page, "max-len", "32")
+        page.click("#start")
+        page.wait_for_selector("#run-status:has-text('completed')", timeout=240_000)
+        assert "Test micro-F1" in md(page, "run-status")
+        assert "micro-F1" in page.inner_text("#acc-plot")  # the curves of a multi-label run
+        tab(page, "5. Predict")
+        page.locator("#predict-text textarea").fill("the soundtrack and the cast were great great great")
+        page.click("#predict-btn")
+        page.wait_for_selector("#predict-shape:has-text('Predicted labels')")
+        shown = md(page, "predict-shape")
+        assert "music" in shown and "acting" in shown and "plot" not in shown, shown
+        probs = page.inner_text("#predict-label")
+        assert all(name in probs for name in ("acting", "music", "plot")), probs  # every label's probability
+        tab(page, "6. Runs")
+        run = engine.runs()[-1]
+        choose(page, "run-pick", run.name)
+        page.wait_for_selector("#eval-summary:has-text('micro-F1')")
+        page.wait_for_function("() => document.querySelector('#per-class').innerText.includes('music')")
+        ctx.close()
+    finally:
+        engine.stop_run()
+        engine.join(60)
+        demo.close()

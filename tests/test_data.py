@@ -9,6 +9,7 @@ import pytest
 from ftui.config import DataConfig
 from ftui.data import LABEL, TEXT, TEXT_PAIR, label_counts, load_data, prepare, preview_frame, sanity_report, text_lengths
 from ftui.errors import DataError
+from ftui.tasks import Task
 
 
 def dd(**splits):
@@ -64,15 +65,76 @@ def test_non_contiguous_int_labels_are_remapped():
 
 def test_integral_floats_are_classes_but_real_floats_are_regression():
     b = prepare(dd(train=rows(20, lambda i: float(i % 2))), DataConfig())
-    assert b.label_names == ["0", "1"]
-    with pytest.raises(DataError, match="regression"):
-        prepare(dd(train=rows(20, lambda i: i / 7)), DataConfig())
+    assert b.label_names == ["0", "1"] and b.task is Task.SINGLE
+    r = prepare(dd(train=rows(40, lambda i: i / 7)), DataConfig())
+    assert r.task is Task.REGRESSION and r.label_names == ["label"]
+    assert r.splits["train"].features[LABEL].dtype == "float32"
+    every = sorted(v for split in r.splits.values() for v in split[LABEL])
+    assert every == pytest.approx([i / 7 for i in range(40)], rel=1e-6)  # every row kept, value intact
+    assert any("Regression" in n for n in r.notes) and any("at random" in n for n in r.notes)  # no stratifying numbers
+    with pytest.raises(DataError, match="regression"):  # asking for classes on decimals says what to pick instead
+        prepare(dd(train=rows(20, lambda i: i / 7)), DataConfig(task="single_label"))
 
 
-def test_multi_label_lists_are_refused():
-    raw = dd(train={"text": [f"t {i}" for i in range(20)], "label": [[i % 2, 1] for i in range(20)]})
-    with pytest.raises(DataError, match="multi-label"):
-        prepare(raw, DataConfig())
+def test_regression_can_be_forced_on_integers_and_text_numbers_but_not_words():
+    stars = prepare(dd(train=rows(40, lambda i: 1 + i % 5)), DataConfig(task="regression"))
+    assert stars.task is Task.REGRESSION and set(stars.splits["train"][LABEL]) <= {1.0, 2.0, 3.0, 4.0, 5.0}
+    text_numbers = prepare(dd(train=rows(40, lambda i: f"{i / 4:.2f}" if i != 3 else "n/a")), DataConfig(task="regression"))
+    assert sum(text_numbers.sizes.values()) == 39 and any("Dropped 1 rows with a missing" in n for n in text_numbers.notes)
+    with pytest.raises(DataError, match="holds no numbers"):
+        prepare(dd(train=rows(20, lambda i: "good" if i % 2 else "bad")), DataConfig(task="regression"))
+    with pytest.raises(DataError, match="at least two different values"):
+        prepare(dd(train=rows(20, lambda i: 0.5)), DataConfig(task="regression"))
+
+
+def test_multi_label_lists_become_multi_hot_vectors():
+    raw = dd(train={"text": [f"t {i}" for i in range(40)], "label": [[i % 2, 1] if i % 3 else [] for i in range(40)]})
+    b = prepare(raw, DataConfig())
+    assert b.task is Task.MULTI and b.label_names == ["0", "1"]
+    got = {t: v for split in b.splits.values() for t, v in zip(split[TEXT], split[LABEL], strict=True)}
+    assert len(got) == 40  # a text with no labels is a valid multi-label row
+    for i in range(40):
+        assert got[f"t {i}"] == ([0.0, 0.0] if not i % 3 else [1.0 if i % 2 == 0 else 0.0, 1.0]), i
+    words = {(0.0, 0.0): "none", (1.0, 1.0): "0, 1", (0.0, 1.0): "1"}
+    head = preview_frame(b, 8)
+    assert head[LABEL].tolist() == [words[tuple(got[t])] for t in head[TEXT]]
+    counts = label_counts(b)
+    want = {"0": sum(1 for i in range(40) if i % 3 and i % 2 == 0), "1": sum(1 for i in range(40) if i % 3)}
+    assert counts.groupby("label")["count"].sum().to_dict() == want  # texts carrying each label
+
+
+def test_multi_label_from_json_strings_separators_and_indicator_columns(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "text": [f"review {i}" for i in range(30)],
+            "tags": [json.dumps(["plot", "music"][: i % 3]) for i in range(30)],
+            "piped": ["plot|music" if i % 2 else "plot" for i in range(30)],
+            "plot": [i % 2 for i in range(30)],
+            "music": [int(i % 5 == 0) for i in range(30)],
+        }
+    )
+    path = tmp_path / "tags.csv"
+    frame.to_csv(path, index=False)
+    from_json = load_data(DataConfig(source="local", dataset_id=str(path), label_column="tags"))
+    assert from_json.task is Task.MULTI and from_json.label_names == ["music", "plot"]  # detected: lists as JSON text
+    piped = load_data(DataConfig(source="local", dataset_id=str(path), label_column="piped", task="multi_label"))
+    assert piped.label_names == ["music", "plot"]
+    cols = load_data(DataConfig(source="local", dataset_id=str(path), label_columns=("plot", "music")))
+    assert cols.task is Task.MULTI and cols.label_names == ["plot", "music"]
+    rows_by_text = {t: v for s in cols.splits.values() for t, v in zip(s[TEXT], s[LABEL], strict=True)}
+    assert rows_by_text["review 5"] == [1.0, 1.0] and rows_by_text["review 2"] == [0.0, 0.0]
+    frame.loc[4, "music"] = 7
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataError, match="'music' holds '7'"):
+        load_data(DataConfig(source="local", dataset_id=str(path), label_columns=("plot", "music")))
+    with pytest.raises(DataError, match="no column 'mood'"):
+        load_data(DataConfig(source="local", dataset_id=str(path), label_columns=("plot", "mood")))
+
+
+def test_rare_multi_labels_are_reported():
+    raw = dd(train={"text": [f"t {i}" for i in range(60)], "label": [["a", "b"] if i < 3 else ["a"] for i in range(60)]})
+    b = prepare(raw, DataConfig())
+    assert any("Rare labels in train" in w and "b " in w for w in sanity_report(b))
 
 
 def test_bool_labels():

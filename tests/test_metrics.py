@@ -48,3 +48,39 @@ def test_per_class_and_confusion_match_sklearn(seed):
     assert [row["recall"] for row in rows] == pytest.approx(r)
     assert [row["f1"] for row in rows] == pytest.approx(f)
     assert [row["support"] for row in rows] == s.tolist()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_multilabel_metrics_match_sklearn(seed):
+    from sklearn.metrics import precision_recall_fscore_support
+
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(2, 7))
+    gold = rng.random((150, k)) < 0.3
+    pred = rng.random((150, k)) < 0.35
+    pred[:, 0] = False  # one label never predicted: the zero-division path
+    got = metrics.multilabel_metrics(pred, gold)
+    assert got["micro_f1"] == pytest.approx(f1_score(gold, pred, average="micro", zero_division=0))
+    assert got["macro_f1"] == pytest.approx(f1_score(gold, pred, average="macro", zero_division=0))
+    assert got["accuracy"] == pytest.approx(accuracy_score(gold, pred))  # subset accuracy
+    p, r, f, s = precision_recall_fscore_support(gold, pred, zero_division=0)
+    rows = metrics.per_label(pred, gold, [f"l{i}" for i in range(k)])
+    assert [x["precision"] for x in rows] == pytest.approx(p)
+    assert [x["recall"] for x in rows] == pytest.approx(r)
+    assert [x["f1"] for x in rows] == pytest.approx(f)
+    assert [x["support"] for x in rows] == s.tolist()
+
+
+def test_regression_metrics_match_scipy_and_sklearn():
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import mean_absolute_error, mean_squared_error
+
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 6, 300).astype(float)  # ties: Spearman must average ranks
+    pred = gold + rng.normal(0, 1.5, 300)
+    got = metrics.regression_metrics(pred, gold)
+    assert got["rmse"] == pytest.approx(np.sqrt(mean_squared_error(gold, pred)))
+    assert got["mae"] == pytest.approx(mean_absolute_error(gold, pred))
+    assert got["pearson"] == pytest.approx(pearsonr(pred, gold)[0])
+    assert got["spearman"] == pytest.approx(spearmanr(pred, gold)[0])
+    assert metrics.regression_metrics(np.full(5, 2.0), np.arange(5.0))["pearson"] == 0.0  # constant: no correlation

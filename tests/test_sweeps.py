@@ -83,6 +83,18 @@ def test_median_rule():
     assert prune_verdict(0.1, [0.9] * (MIN_COMPLETED - 1)) is None  # too few completed points to judge
     assert prune_verdict(0.6, [0.7, 0.8, 0.9]) == 0.8
     assert prune_verdict(0.8, [0.7, 0.8, 0.9]) is None  # at the median: kept
+    assert prune_verdict(0.95, [0.7, 0.8, 0.9], lower_is_better=True) == 0.8  # an error (RMSE) above the median
+    assert prune_verdict(0.6, [0.7, 0.8, 0.9], lower_is_better=True) is None
+
+
+def test_an_error_metric_ranks_lowest_first():
+    def rec(run_id: str, rmse: float) -> dict:
+        cfg = replace(RunConfig(), sweep=SweepRef("s", (("learning_rate", run_id),), "rmse"))
+        return {"run_id": run_id, "name": run_id, "status": "completed", "config": cfg.to_dict(),
+                "result": {"best_eval": {"rmse": rmse, "loss": rmse**2}}, "events": []}  # fmt: skip
+
+    rows = sweep_table([rec("a", 0.9), rec("b", 0.3), rec("c", 0.5)], "s", "rmse")
+    assert [r["name"] for r in rows] == ["b", "c", "a"] and best_run(rows)["val_score"] == 0.3
 
 
 def _record(run_id: str, status: str, acc: float | None, pruned: bool = False, sweep_id: str = "s") -> dict:

@@ -500,3 +500,85 @@ def test_class_weights_setting_is_validated_and_recorded(engine, tiny_bert_dir):
     bad = engine.start_run(replace(cfg, train=replace(cfg.train, class_weights="1,2,3")))
     assert bad.done.wait(60) and engine.join(30) and bad.status == RunStatus.FAILED
     assert "3 class weights were given for 2 classes" in (bad.error or "")
+
+
+ASPECTS = {  # multi-label fixture: each aspect a review mentions is one label
+    "plot": ["story", "twist", "script", "ending", "storyline"],
+    "acting": ["actor", "actress", "performance", "cast", "acting"],
+    "music": ["soundtrack", "score", "song", "melody", "music"],
+}
+FILLER = ["the", "film", "was", "really", "quite", "movie", "honestly", "overall", "and", "this"]
+
+
+def aspect_reviews(path, n=300, seed=0):
+    """Reviews naming 0-3 aspects among filler words; labels as a JSON list, 0/1 columns, and a 0-5 score that grows
+    with the number of praise words (the regression target)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        labels = [a for a in ASPECTS if rng.random() < 0.4]
+        words = [str(rng.choice(FILLER)) for _ in range(6)]
+        words += [str(rng.choice(ASPECTS[a])) for a in labels]
+        praise = int(rng.integers(0, 4))
+        words += ["great"] * praise + ["awful"] * int(3 - praise)
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "labels": json.dumps(labels), **{a: int(a in labels) for a in ASPECTS},
+                     "score": praise + float(rng.normal(0, 0.2))})  # fmt: skip
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_multi_label_run_learns_tunes_its_threshold_and_predicts_every_label(engine, tmp_path):
+    from ftui.export import per_class_table
+    from ftui.tasks import Task, read_task
+
+    data = DataConfig(source="local", dataset_id=str(aspect_reviews(tmp_path / "aspects.csv")), label_column="labels")
+    cfg = RunConfig(data=data, model=ModelConfig(), train=TrainConfig(epochs=3, learning_rate=3e-4, max_length=32))
+    run = engine.start_run(cfg)
+    assert run.done.wait(300) and run.status == RunStatus.COMPLETED, run.error
+    assert run.result["task"] == "multi_label" and run.result["test_micro_f1"] > 0.8, run.result
+    evals = [e for e in run.events() if e["type"] == "eval"]
+    assert all({"eval_micro_f1", "eval_macro_f1", "eval_accuracy"} <= e.keys() for e in evals)
+    info = read_task(run.out_dir / MODEL_DIR)
+    assert info.task is Task.MULTI and info.threshold_tuned and info.threshold == run.result["threshold"]
+    probs = engine.predict("the soundtrack and the cast were great great great", f"run:{run.run_id}")
+    assert set(probs) == set(ASPECTS)  # every label's probability, not one class
+    assert probs["music"] > info.threshold and probs["acting"] > info.threshold and probs["plot"] < info.threshold
+    table = {r["label"]: r for r in per_class_table(run.out_dir, run.label_names)}
+    assert set(table) == set(ASPECTS) and all(r["support"] > 0 for r in table.values())
+    preds = engine.test_predictions(run.run_id)
+    assert {"p(music)", "y(music)", "predicted", "correct"} <= set(preds.columns)
+
+
+def test_multi_label_from_indicator_columns_with_balanced_weights_and_an_mlp_head(engine, tmp_path):
+    data = DataConfig(source="local", dataset_id=str(aspect_reviews(tmp_path / "aspects.csv", n=120)),
+                      label_columns=("plot", "acting", "music"))  # fmt: skip
+    cfg = RunConfig(data=data, model=ModelConfig(head="mlp"),
+                    train=TrainConfig(epochs=1, learning_rate=3e-4, max_length=32, class_weights="balanced",
+                                      tune_threshold=False, threshold=0.4))  # fmt: skip
+    run = engine.start_run(cfg)
+    assert run.done.wait(300) and run.status == RunStatus.COMPLETED, run.error
+    assert run.result["threshold"] == 0.4 and len(run.snapshot().progress["class_weights"]) == 3
+    assert set(engine.predict("a story", f"run:{run.run_id}")) == {"plot", "acting", "music"}
+
+
+def test_regression_run_learns_and_predicts_a_number(engine, tmp_path):
+    from ftui.plots import accuracy_figure
+
+    data = DataConfig(source="local", dataset_id=str(aspect_reviews(tmp_path / "scores.csv")), label_column="score")
+    cfg = RunConfig(data=data, model=ModelConfig(), train=TrainConfig(epochs=3, learning_rate=3e-4, max_length=32))
+    run = engine.start_run(cfg)
+    assert run.done.wait(300) and run.status == RunStatus.COMPLETED, run.error
+    r = run.result
+    assert r["task"] == "regression" and r["test_spearman"] > 0.5 and "test_accuracy" not in r, r
+    losses = [e["loss"] for e in run.events() if e["type"] == "train"]
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])  # the loss falls
+    fig = accuracy_figure(run.events())
+    assert {t.name for t in fig.data} == {"eval RMSE", "eval Spearman", "eval Pearson"}
+    high = engine.predict("great great great film", f"run:{run.run_id}")
+    low = engine.predict("awful awful awful film", f"run:{run.run_id}")
+    assert list(high) == ["score"] and high["score"] > low["score"] + 1.0
+    with pytest.raises(FtuiError, match="ONNX export covers single-label"):
+        engine.export_onnx(run.run_id)

@@ -8,11 +8,19 @@ from typing import Any
 import gradio as gr
 
 from ftui.config import DataConfig
-from ftui.data import label_counts, preview_frame, sanity_report
+from ftui.data import DataBundle, label_counts, preview_frame, sanity_report
 from ftui.engine import Engine
 from ftui.errors import FtuiError
 from ftui.plots import label_distribution_figure
+from ftui.tasks import Task
 from ftui.ui.common import AUTO, DATA_SOURCE_LABELS, as_int, error_md, key_for, ok_md, optional, search_handler, token_of
+
+SHAPE_LABELS = {  # the label shape a user picks; auto reads it from the label column
+    "auto": "auto (lists → multi-label, decimals → regression)",
+    "single_label": "single-label classes",
+    "multi_label": "multi-label (a list of labels per text, or several 0/1 columns)",
+    "regression": "regression (a number per text)",
+}
 
 SOURCE_PROMPTS = {
     "demo": "Press **Load dataset** to preview the bundled demo reviews.",
@@ -46,6 +54,8 @@ class DataUI:
         label_col: str | None,
         max_train: Any,
         trust: bool,
+        shape: str | None = "auto",
+        label_cols: list[str] | None = None,
     ) -> DataConfig:
         """Widget values to a DataConfig (validation happens in the engine)."""
         src = key_for(DATA_SOURCE_LABELS, source, "demo")
@@ -63,9 +73,21 @@ class DataUI:
             test_split=optional(test_split),
             text_columns=tuple(c for c in (text_cols or []) if c),
             label_column=optional(label_col),
+            label_columns=tuple(c for c in (label_cols or []) if c),
+            task=key_for(SHAPE_LABELS, shape, "auto"),
             max_train_examples=as_int(max_train, 0),
             trust_remote_code=bool(trust),
         )
+
+
+def shape_line(bundle: DataBundle) -> str:
+    """What the labels are, in a phrase: the classes, the labels of a multi-label task, or the regression target."""
+    names = ", ".join(bundle.label_names[:20]) + (" …" if len(bundle.label_names) > 20 else "")
+    if bundle.task is Task.MULTI:
+        return f"multi-label, {len(bundle.label_names)} labels: {names}"
+    if bundle.task is Task.REGRESSION:
+        return f"regression on `{bundle.label_names[0]}`"
+    return f"{len(bundle.label_names)} classes: {names}"
 
 
 def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
@@ -129,6 +151,18 @@ def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
         )
         label_col = gr.Dropdown(choices=[], value=None, allow_custom_value=True, label="Label column (empty: detect)")
         max_train = gr.Number(value=0, precision=0, label="Max training examples (0 = all; stratified)", elem_id="max-train")
+    with gr.Row():
+        shape = gr.Dropdown(
+            choices=list(SHAPE_LABELS.values()), value=SHAPE_LABELS["auto"], label="Label shape", elem_id="label-shape"
+        )
+        label_cols = gr.Dropdown(
+            choices=[],
+            value=[],
+            multiselect=True,
+            allow_custom_value=True,
+            label="…or several 0/1 label columns, one per label (multi-label; leave the label column empty)",
+            elem_id="label-cols",
+        )
     load_btn = gr.Button("Load dataset", variant="primary", elem_id="load-data")
     status = gr.Markdown("Pick a source and press **Load dataset** to preview it.", elem_id="data-status")
     preview = gr.Dataframe(label="First training rows", interactive=False, wrap=True, elem_id="data-preview")
@@ -149,6 +183,8 @@ def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
         label_col,
         max_train,
         trust,
+        shape,
+        label_cols,
     ]
 
     def on_source(shown: str) -> tuple[Any, ...]:
@@ -161,9 +197,11 @@ def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
             SOURCE_PROMPTS[src],
             gr.update(choices=[], value=[]),
             gr.update(choices=[], value=None),
+            gr.update(choices=[], value=[]),
         )
 
-    source.change(on_source, source, [hub_box, upload_box, local_box, status, text_cols, label_col], api_visibility="private")
+    source.change(on_source, source, [hub_box, upload_box, local_box, status, text_cols, label_col, label_cols],
+                  api_visibility="private")  # fmt: skip
 
     on_search = search_handler(engine.search_datasets, "text-classification datasets")
     search_btn.click(on_search, [query, token_box], [dataset_id, status], api_visibility="private")
@@ -206,13 +244,11 @@ def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
             cfg = DataUI.to_config(*widget_values)
             bundle = engine.load_data(cfg, token_of(token))
         except FtuiError as exc:
-            return error_md(exc), None, None, gr.skip(), gr.skip()  # no stale preview of the previous dataset
+            return error_md(exc), None, None, gr.skip(), gr.skip(), gr.skip()  # no stale preview of the previous dataset
         sizes = " · ".join(f"{k}: **{v}**" for k, v in bundle.sizes.items())
         lines = [
             ok_md(f"Loaded. Splits: {sizes}."),
-            f"Text: `{'`, `'.join(bundle.text_columns)}` · label: `{bundle.label_column}` · "
-            f"{len(bundle.label_names)} classes: {', '.join(bundle.label_names[:20])}"
-            + (" …" if len(bundle.label_names) > 20 else ""),
+            f"Text: `{'`, `'.join(bundle.text_columns)}` · label: `{bundle.label_column}` · " + shape_line(bundle),
         ]
         lines += [f"- {n}" for n in bundle.notes]
         lines += [f"- ⚠️ {w}" for w in sanity_report(bundle)]
@@ -222,10 +258,11 @@ def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
             label_distribution_figure(label_counts(bundle)),
             gr.update(choices=bundle.columns),
             gr.update(choices=bundle.columns),
+            gr.update(choices=bundle.columns),
         )
 
     load_inputs = [*inputs, token_box]
-    load_outputs = [status, preview, dist_plot, text_cols, label_col]
+    load_outputs = [status, preview, dist_plot, text_cols, label_col, label_cols]
     loaded = [load_btn.click(on_load, load_inputs, load_outputs, api_visibility="private")]
 
     def on_upload(*values: Any) -> tuple[Any, ...]:
@@ -233,7 +270,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
         if values[inputs.index(upload)]:
             return on_load(*values)
         cleared = gr.update(choices=[], value=None)
-        return SOURCE_PROMPTS["upload"], None, None, gr.update(choices=[], value=[]), cleared
+        return SOURCE_PROMPTS["upload"], None, None, gr.update(choices=[], value=[]), cleared, gr.update(choices=[], value=[])
 
     loaded.append(upload.change(on_upload, load_inputs, load_outputs, api_visibility="private"))
     return DataUI(inputs=inputs, status=status, len_plot=len_plot, autoload=(on_load, load_inputs, load_outputs), loaded=loaded)

@@ -10,8 +10,9 @@ from ftui.data import PREVIEW_CHARS
 from ftui.engine import Engine
 from ftui.errors import FtuiError
 from ftui.explain import METHODS
-from ftui.predict import predictions_frame
+from ftui.predict import batch_summary, describe, predictions_frame
 from ftui.serving import RUNTIMES
+from ftui.tasks import Task
 from ftui.ui.common import error_md, explanation_view, ok_md, show_explanation
 
 EXAMPLES = [
@@ -54,6 +55,7 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
             scale=1,
         )
     out = gr.Label(label="Predicted label and class probabilities", num_top_classes=10, elem_id="predict-label")
+    shape_note = gr.Markdown(elem_id="predict-shape")  # multi-label: the labels over the threshold; regression: the value
     explained, explain_note = explanation_view(
         "Each word's push towards the predicted class (red: for, purple: against)", "explain-view", "explain-note"
     )
@@ -68,16 +70,32 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
 
     model.change(on_model, model, examples, api_visibility="private", show_progress="hidden")
 
-    def predict(review: str, model_key: str | None = None, runtime: str = "pytorch") -> dict[str, float]:
+    def predict(review: str, model_key: str | None = None, runtime: str = "pytorch") -> dict[str, float] | float:
         """Class probabilities for a review from the chosen model (default: the newest completed run) and runtime
-        (pytorch, pytorch-int8, onnx, onnx-int8)."""
+        (pytorch, pytorch-int8, onnx, onnx-int8); every label's probability for a multi-label model; the predicted
+        number for a regression model."""
         try:
-            return engine.predict(review, model_key or None, runtime or "pytorch")
+            values = engine.predict(review, model_key or None, runtime or "pytorch")
+            info = engine.task_info(model_key or None)
         except FtuiError as exc:
             raise gr.Error(str(exc)) from exc
+        return round(next(iter(values.values())), 4) if info.task is Task.REGRESSION else values
 
-    go.click(predict, [text, model, runtime], out, api_name="predict")
-    text.submit(predict, [text, model, runtime], out, api_visibility="private")
+    def note(shown: Any, model_key: str | None = None) -> str:
+        try:
+            info = engine.task_info(model_key or None)
+        except FtuiError:
+            return ""
+        if info.task is Task.REGRESSION and isinstance(shown, (str, int, float)):
+            return describe(info, {"value": float(shown)})
+        return describe(info, shown) if isinstance(shown, dict) else ""
+
+    go.click(predict, [text, model, runtime], out, api_name="predict").success(
+        note, [out, model], shape_note, api_visibility="private", show_progress="hidden"
+    )
+    text.submit(predict, [text, model, runtime], out, api_visibility="private").success(
+        note, [out, model], shape_note, api_visibility="private", show_progress="hidden"
+    )
 
     def explain(review: str, model_key: str | None = None, how: str = "ig") -> tuple[Any, str]:
         """Each word's contribution to the predicted class (integrated gradients, or "fast" gradient x input)."""
@@ -126,11 +144,10 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
             probs = engine.predict_many(texts, model_key or None, int8=bool(int8), runtime=runtime or "pytorch")
         except FtuiError as exc:
             return error_md(exc), gr.skip(), None
-        frame = predictions_frame(texts, probs)
+        frame = predictions_frame(texts, probs, engine.task_info(model_key or None))
         out = engine.serving.downloads.new_path("predictions.csv")  # swept after an hour; Gradio serves its own copy
         frame.to_csv(out, index=False)
-        counts = frame["label"].value_counts().to_dict()
-        summary = ", ".join(f"{k}: {v}" for k, v in counts.items())
+        summary = batch_summary(frame, engine.task_info(model_key or None))
         shown = frame.head(200).copy()
         shown["text"] = [t if len(t) <= PREVIEW_CHARS else t[:PREVIEW_CHARS] + " …" for t in shown["text"]]
         return ok_md(f"{len(frame):,} reviews scored ({summary})."), shown, str(out)

@@ -15,7 +15,15 @@ from ftui.experiments import TABLE_LEGEND, baseline_verdict, config_diff, displa
 from ftui.export import per_class_table
 from ftui.metrics import confusion
 from ftui.onnx_export import OnnxReport
-from ftui.plots import COMPARE_METRICS, compare_figure, confusion_figure
+from ftui.plots import (
+    COMPARE_BY_SHAPE,
+    compare_figure,
+    compare_metrics,
+    confusion_figure,
+    per_label_figure,
+    regression_scatter,
+    test_summary,
+)
 from ftui.runs import RunStatus
 from ftui.ui.common import error_md, explanation_view, ok_md, show_explanation, token_of
 
@@ -45,8 +53,12 @@ def mistakes_view(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def wrong_first(preds: pd.DataFrame) -> pd.DataFrame:
-    """The misclassified test rows, most confidently wrong first (the order the mistakes table shows)."""
-    return preds[~preds["correct"]].sort_values("confidence", ascending=False, kind="stable")
+    """The misclassified test rows, most confidently wrong first (the order the mistakes table shows); for regression
+    the rows predicted worse than the mean would be, largest error first."""
+    wrong = preds[~preds["correct"]]
+    if "error" in preds.columns:
+        return wrong.iloc[wrong["error"].abs().argsort(kind="stable")[::-1]]
+    return wrong.sort_values("confidence", ascending=False, kind="stable")
 
 
 def onnx_md(report: OnnxReport) -> str:
@@ -102,7 +114,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
     )
     compare_btn = gr.Button("Compare selected", elem_id="compare-btn")
     compare_msg = gr.Markdown()
-    metrics = list(COMPARE_METRICS)
+    metrics = list(COMPARE_BY_SHAPE["single_label"])  # the charts' titles follow the runs' label shape
     plots: list[gr.Plot] = []
     for row in (metrics[:2], metrics[2:]):  # two charts per row, each built exactly once
         with gr.Row():
@@ -183,7 +195,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         except FtuiError as exc:
             return (error_md(exc), *[gr.skip()] * len(plots), gr.skip())
         series = [(r["name"], r["events"]) for r in recs]
-        figs = [compare_figure(series, m) for m in COMPARE_METRICS]
+        figs = [compare_figure(series, m) for m in compare_metrics(series)]
         d = config_diff(recs) if len(recs) > 1 else pd.DataFrame({"field": []})
         msg = f"{len(recs)} runs; {len(d)} config field(s) differ." if len(recs) > 1 else "One run: nothing to diff."
         everyone = engine.run_headers()  # the best baseline may be a run that is not ticked
@@ -203,24 +215,37 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
             return error_md(exc), None, None, None, "", "", gr.skip()
         res, names = rec.get("result", {}), rec.get("label_names", [])
         lines = [f"**{rec['name']}** · {rec['status']}"]
-        if isinstance(res.get("test_accuracy"), float):
-            lines.append(f"Test accuracy **{res['test_accuracy']:.4f}** · macro-F1 **{res['test_macro_f1']:.4f}**")
+        if isinstance(res.get("test_accuracy"), float) or isinstance(res.get("test_rmse"), float):
+            lines.append(test_summary(res))
         if rec.get("note"):
             lines.append(f"Note: {rec['note']}")
         try:
             preds = engine.test_predictions(run_id)
         except FtuiError as exc:
             return "\n\n".join([*lines, error_md(exc)]), None, None, None, rec["name"], rec.get("note", ""), gr.skip()
-        rows = pd.DataFrame(per_class_table(engine.get_run(run_id).out_dir, names)).round(4)
-        idx = {n: i for i, n in enumerate(names)}
-        cm = confusion(preds["predicted"].map(idx), preds["label"].map(idx), len(names))
+        table = per_class_table(engine.get_run(run_id).out_dir, names)
+        shape = res.get("task", "single_label")
+        if shape == "multi_label":
+            figure = per_label_figure(table)
+            table = [{k: v for k, v in r.items() if k not in ("tp", "fp", "fn")} for r in table]
+            how = "with a wrong label set"
+        elif shape == "regression":
+            figure = regression_scatter(preds["label"].tolist(), preds["predicted"].tolist())
+            how = "predicted worse than the mean would be"
+        else:
+            idx = {n: i for i, n in enumerate(names)}
+            cm = confusion(preds["predicted"].map(idx), preds["label"].map(idx), len(names))
+            figure, how = confusion_figure(cm.tolist(), names), "misclassified"
+        rows = pd.DataFrame(table).round(4)
         wrong = wrong_first(preds)
-        cols = [c for c in ("text", "text_pair", "label", "predicted", "confidence") if c in wrong.columns]
-        lines.append(f"{len(wrong)} of {len(preds)} test examples misclassified.")
+        cols = [c for c in ("text", "text_pair", "label", "predicted", "error", "confidence") if c in wrong.columns]
+        if shape == "regression":
+            cols.remove("confidence")
+        lines.append(f"{len(wrong)} of {len(preds)} test examples {how}.")
         return (
             "\n\n".join(lines),
             rows,
-            confusion_figure(cm.tolist(), names),
+            figure,
             mistakes_view(wrong[cols].head(MISTAKES_SHOWN)),
             rec["name"],
             rec.get("note", ""),

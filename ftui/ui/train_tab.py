@@ -44,6 +44,11 @@ class TrainUI:
     queue: queue_panel.QueuePanel
 
 
+LONG_TEXT_LABELS = {
+    "truncate": "cut at the max length",
+    "head_tail": "head + tail (the start and the end)",
+    "chunks": "chunks (overlapping windows, averaged)",
+}
 SCHEDULE_LABELS = {"one-phase": "One phase", "two-phase": "Head first, then fine-tune"}
 
 
@@ -95,7 +100,22 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
             label="Class weights in the loss: none, balanced (for imbalanced data: rarer classes weigh more), or one "
             "weight per class such as 1, 3",
             elem_id="class-weights",
+            scale=3,
         )
+        w["long_text"] = gr.Dropdown(
+            [(label, key) for key, label in LONG_TEXT_LABELS.items()],
+            value=d.long_text,
+            label="Long texts (longer than the max length)",
+            elem_id="long-text",
+            scale=2,
+        )
+        w["threshold"] = gr.Number(
+            value=d.threshold, label="Multi-label: decision threshold", elem_id="threshold", minimum=0.01, maximum=1.0
+        )
+        w["tune_threshold"] = gr.Checkbox(
+            value=d.tune_threshold, label="Multi-label: tune the threshold on validation after training",
+            elem_id="tune-threshold",
+        )  # fmt: skip
     with gr.Row():
         w["schedule"] = gr.Radio(
             list(SCHEDULE_LABELS.values()),
