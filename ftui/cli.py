@@ -69,9 +69,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="Hub dataset config (e.g. sst2 for glue)")
     p.add_argument("--text-column", action="append", help="text column (twice for pairs); None: detect")
     p.add_argument("--label-column", default=None, help="label column; None: detect")
-    p.add_argument(
-        "--label-columns", default=None, help="multi-label from several 0/1 columns, comma-separated (one per label)"
-    )
+    p.add_argument("--label-columns", default=None, help="multi-label from several 0/1 columns, comma-separated (one per label)")
     p.add_argument("--task", choices=list(TASK_CHOICES), default="auto", help=DATA_HELP["task"])
     p.add_argument("--max-train-examples", type=int, default=0, help="stratified cap on train rows; 0 = all")
     p.add_argument("--trust-dataset-code", action="store_true", help="allow code shipped in the dataset's Hub repo")

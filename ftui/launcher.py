@@ -155,9 +155,7 @@ class Launcher:
                 run.log(PrunedEvent(step=int(event.get("step") or 0), metric=ref.metric, score=float(score),
                                     median=median, completed=len(completed)))  # fmt: skip
                 worse = ">" if lower else "<"
-                run.set_progress(
-                    pruned=f"pruned: {ref.metric} {score:.3f} {worse} median {median:.3f} of {len(completed)}"
-                )
+                run.set_progress(pruned=f"pruned: {ref.metric} {score:.3f} {worse} median {median:.3f} of {len(completed)}")
                 run.request_stop()
 
         return listen

@@ -477,9 +477,7 @@ def above_stack(base: nn.Module) -> tuple[str, ...]:
 
 
 # ------------------------------------------------------------------------------------------------ save and load
-def save_classifier(
-    model: nn.Module, tokenizer: Any, path: Path, label_names: list[str], info: TaskInfo | None = None
-) -> None:
+def save_classifier(model: nn.Module, tokenizer: Any, path: Path, label_names: list[str], info: TaskInfo | None = None) -> None:
     """Model, tokenizer, label names and the label shape (task.json) in one folder that load_classifier reads back."""
     from safetensors.torch import save_file
 

@@ -47,9 +47,7 @@ class Task(str, Enum):
     @property
     def label(self) -> str:
         """How the UI names it."""
-        return {"single_label": "single-label classes", "multi_label": "multi-label", "regression": "regression"}[
-            self.value
-        ]
+        return {"single_label": "single-label classes", "multi_label": "multi-label", "regression": "regression"}[self.value]
 
 
 TASK_CHOICES = ("auto", *(t.value for t in Task))  # what the Data tab and --task offer; auto = detect from the column

@@ -409,9 +409,7 @@ def class_weight_vector(spec: str, train_labels: np.ndarray, names: list[str], t
     if word in ("", "none"):
         return None
     if task is Task.REGRESSION:
-        raise FtuiError(
-            "Class weights apply to classes and labels; this is a regression task.", "Set Class weights to 'none'."
-        )
+        raise FtuiError("Class weights apply to classes and labels; this is a regression task.", "Set Class weights to 'none'.")
     if word == "balanced":
         if task is Task.MULTI:
             pos = train_labels.reshape(len(train_labels), -1).sum(0).astype(np.float64)
