@@ -99,7 +99,7 @@ def run_row(rec: dict[str, Any]) -> dict[str, Any]:
     return {
         "run_id": rec["run_id"],
         "name": rec.get("name", ""),
-        "method": method_of(cfg),
+        "method": method_of(cfg) + SHAPE_SUFFIX.get(str(res.get("task", "")), ""),
         "delta_vs_baseline": None,  # filled by runs_frame, which sees the other runs
         "dataset": _dataset(cfg.get("data", {})),
         "checkpoint": _checkpoint(cfg.get("model", {})),
@@ -163,8 +163,14 @@ DISPLAY_COLUMNS: list[tuple[str, str, int]] = [
     ("note", "note", 160),
     ("run_id", "id", 200),
 ]
+SHAPE_SUFFIX = {  # the method column names a label shape other than single-label classes (its scores differ)
+    "multi_label": " · multi-label",
+    "regression": " · regression",
+}
+
 TABLE_LEGEND = (
-    "**test acc / test F1**: accuracy and macro-F1 of the best checkpoint on the test split · **vs base**: test accuracy "
+    "**test acc / test F1**: accuracy and macro-F1 of the best checkpoint on the test split (multi-label: subset accuracy "
+    "and macro-F1; regression: none, see the run's evaluation) · **vs base**: test accuracy "
     "minus the best baseline's on the same test split · **best val**: best "
     "validation accuracy · **frozen**: freeze depth (bottom layers frozen) · **lr**: learning rate · **max len**: "
     "max sequence length in tokens · **time**: wall clock of the run"

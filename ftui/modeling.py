@@ -38,6 +38,14 @@ EMBEDDING_MODULES = ("embeddings", "embeddings_project", "embed_tokens", "word_e
 # projection of the embeddings to the hidden size): frozen
 # with the bottom layers at depth >= 1, since training them would change what the frozen layers compute.
 SHARED_MODULES = ("rel_embeddings", "relative_attention_bias", "conv", "embedding_hidden_mapping_in")
+# The frozen-layer cache (prefix_cache.py) stands in for the first of these that produces the token states...
+INPUT_MODULES = ("embeddings", "embed_tokens", "word_embedding")
+# ...and makes these modules between the input and the trainable layers pass the cached states through: name -> which
+# positional argument carries the states (ELECTRA's and ALBERT's projections to the hidden size take them first;
+# DeBERTa-v2's conv after layer 0 is called as conv(embeddings, layer_0_output, mask)).
+CACHE_PASS_THROUGH = {"embeddings_project": 0, "embedding_hidden_mapping_in": 0, "conv": 1}
+# Modules that follow the first layer outside it: at depth 1 the cache stores their output, not the layer's.
+AFTER_FIRST_LAYER = ("conv",)
 # Everything else in the encoder outside the stack (a pooler, a norm after the last layer: ModernBERT final_norm,
 # EuroBERT norm, XLM-R-XL's final LayerNorm) sits above the trainable layers and always trains.
 
@@ -312,6 +320,24 @@ def shared_modules(base: nn.Module) -> dict[str, nn.Module]:
             continue  # inside one already found
         if leaf in SHARED_MODULES or (leaf == "LayerNorm" and hasattr(parent, "rel_embeddings")):
             found[name] = mod
+    return found
+
+
+def input_module_name(base: nn.Module) -> str | None:
+    """The attribute of the base model that turns ids into token states (see INPUT_MODULES), or None."""
+    return next((n for n in INPUT_MODULES if isinstance(getattr(base, n, None), nn.Module)), None)
+
+
+def pass_through_modules(base: nn.Module) -> list[tuple[nn.Module, str, int]]:
+    """(parent, attribute, argument index) of each module the frozen-layer cache passes through (CACHE_PASS_THROUGH),
+    outside the layers."""
+    layer_ids = {id(m) for layer in encoder_layers(base) for m in layer.modules()}
+    found = []
+    for name, mod in base.named_modules():
+        leaf = name.rsplit(".", 1)[-1]
+        if name and leaf in CACHE_PASS_THROUGH and id(mod) not in layer_ids:
+            parent = base.get_submodule(name.rsplit(".", 1)[0]) if "." in name else base
+            found.append((parent, leaf, CACHE_PASS_THROUGH[leaf]))
     return found
 
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ftui.batching import Tokenized, gather_positions
-from ftui.modeling import encoder_layers
+from ftui.modeling import AFTER_FIRST_LAYER, encoder_layers, input_module_name, pass_through_modules
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +33,32 @@ class _Embed(nn.Module):
 
 
 class _Pass(nn.Module):
-    """Stands in for a frozen layer: its input already is the cached output."""
+    """Stands in for a frozen layer: its input already is the cached output. It returns what the layer returned (a
+    tensor, or a tuple of the same length with the states first: DeBERTa layers return (states, attention)) and carries
+    the layer's plain attributes, which some encoders read from each layer (ModernBERT's attention_type)."""
 
-    def __init__(self, returns_tuple: bool) -> None:
+    def __init__(self, tuple_len: int, layer: nn.Module) -> None:
         super().__init__()
-        self.returns_tuple = returns_tuple
+        self.tuple_len = tuple_len
+        for key, value in vars(layer).items():
+            if not key.startswith("_") and isinstance(value, (str, int, float, bool)) and key != "training":
+                setattr(self, key, value)
 
     def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        return (hidden_states,) if self.returns_tuple else hidden_states
+        if not self.tuple_len:
+            return hidden_states
+        return (hidden_states, *([None] * (self.tuple_len - 1)))
+
+
+class _Arg(nn.Module):
+    """Stands in for a module between the input and the layers: returns the argument that carries the states."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return args[self.index]
 
 
 def host_available_bytes() -> int:
@@ -69,14 +87,19 @@ class PrefixCache:
         self.layers = encoder_layers(base)
         self.depth = depth
         self.device = device
-        self.embed_name = "embeddings"
-        if not isinstance(getattr(base, "embeddings", None), nn.Module):
+        embed_name = input_module_name(base)
+        if embed_name is None:
             raise ValueError("no embeddings module to stand in for")
+        self.embed_name = embed_name
+        self.through = pass_through_modules(base)  # (parent, attribute, argument) passed through during reuse
+        after = [getattr(p, a) for p, a, _ in self.through if a in AFTER_FIRST_LAYER]
+        # The states the trainable layers read: the last frozen layer's output, or at depth 1 what follows layer 0.
+        self.source = after[0] if depth == 1 and after else self.layers[depth - 1]
         self.stores: dict[str, tuple[torch.Tensor, np.ndarray]] = {}  # split -> (flat states, filled rows)
         self.disabled: dict[str, str] = {}  # split -> why no cache
-        self.returns_tuple = False
+        self.tuple_len = 0  # what a frozen layer returns: 0 = a tensor, n = a tuple of n with the states first
         self._stub = _Embed()
-        self._project_stub = _Pass(False)
+        self._args = [_Arg(i) for _, _, i in self.through]
         self._passes: list[_Pass] | None = None
         self.verified: set[str] = set()  # splits whose first reuse matched a full forward
         self.off_reason: str | None = None  # set when the self-check failed: the cache is off for the rest of the run
@@ -122,18 +145,25 @@ class PrefixCache:
         seen: dict[str, Any] = {}
 
         def hook(_mod: nn.Module, _inp: Any, out: Any) -> None:
-            seen["out"] = out
+            seen["out"] = out  # a layer called several times (ALBERT's shared group): its last call counts
+
+        def shape(_mod: nn.Module, _inp: Any, out: Any) -> None:
+            seen["layer"] = out
 
         last = self.layers[self.depth - 1]
-        handle = last.register_forward_hook(hook)
+        handles = [self.source.register_forward_hook(hook)]
+        if self.source is not last:
+            handles.append(last.register_forward_hook(shape))
         try:
             yield
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()
         out = seen.get("out")
         if out is None:
             return
-        self.returns_tuple = isinstance(out, tuple)
+        layer_out = seen.get("layer", out)
+        self.tuple_len = len(layer_out) if isinstance(layer_out, tuple) else 0
         states = (out[0] if isinstance(out, tuple) else out).detach()
         entry = self._store(split, tok, states)
         if entry is None:
@@ -163,19 +193,19 @@ class PrefixCache:
         originals = [self.layers[i] for i in range(self.depth)]
         embed = getattr(self.base, self.embed_name)
         setattr(self.base, self.embed_name, self._stub)
-        project = getattr(self.base, "embeddings_project", None)  # ELECTRA: embeddings are narrower than layers
-        if isinstance(project, nn.Module):
-            self.base.embeddings_project = self._project_stub
-        if self._passes is None or self._passes[0].returns_tuple != self.returns_tuple:
-            self._passes = [_Pass(self.returns_tuple) for _ in range(self.depth)]  # once, not per batch
+        between = [getattr(parent, attr) for parent, attr, _ in self.through]
+        for (parent, attr, _), stub in zip(self.through, self._args, strict=True):
+            setattr(parent, attr, stub)
+        if self._passes is None or self._passes[0].tuple_len != self.tuple_len:
+            self._passes = [_Pass(self.tuple_len, layer) for layer in originals]  # once, not per batch
         for i in range(self.depth):
             self.layers[i] = self._passes[i]
         try:
             yield
         finally:
             setattr(self.base, self.embed_name, embed)
-            if isinstance(project, nn.Module):
-                self.base.embeddings_project = project
+            for (parent, attr, _), mod in zip(self.through, between, strict=True):
+                setattr(parent, attr, mod)
             for i, layer in enumerate(originals):
                 self.layers[i] = layer
             self._stub.states = None

@@ -97,7 +97,9 @@ def test_cache_train_predict_export_reload(kind, checkpoints, engine, tmp_path):
     n = engine.model_summary(ModelConfig(source="local", checkpoint=str(ckpt))).num_layers
     for depth in sorted({1, max(1, n - 1)}):
         cached, plain = run_of(engine, ckpt, depth, True), run_of(engine, ckpt, depth, False)
-        # two epochs: the second reads the cache (or the cache switched itself off with a notice): the same run
+        # two epochs: the second reads the cache, which passed its self-check (no notice), and gives the same run
+        notices = [e.get("message") for e in cached.events() if e["type"] == "notice"]
+        assert not notices, (kind, depth, notices)
         assert cached.result["test_loss"] == pytest.approx(plain.result["test_loss"], abs=1e-5), (kind, depth)
     mlp = run_of(engine, ckpt, 1, True, head="mlp")
     text = "A warm, funny film with a terrific cast."

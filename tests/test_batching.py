@@ -81,3 +81,42 @@ def test_token_cache_keeps_the_most_recent():
     for k in "abc":
         cache.put((k,), {"train": k})
     assert cache.get(("a",)) is None and cache.get(("c",)) == {"train": "c"}
+
+
+LONG = " ".join(f"word{i}" for i in range(60))  # many tokens, each position distinguishable
+
+
+def test_head_tail_keeps_the_start_and_the_end(tokenizer):
+    from ftui.batching import HEAD_SHARE, head_tail_rows, special_tokens
+
+    body = tokenizer(LONG, add_special_tokens=False)["input_ids"]
+    before, after = special_tokens(tokenizer)
+    assert (before, after) == ([tokenizer.cls_token_id], [tokenizer.sep_token_id])
+    row, short = head_tail_rows(tokenizer, [LONG, "ok"], max_length=34)
+    budget = 34 - 2
+    head = int(budget * HEAD_SHARE)
+    assert len(row) == 34 and row == [*before, *body[:head], *body[-(budget - head) :], *after]
+    assert short == tokenizer("ok")["input_ids"]  # a text that fits is read whole, as truncation would
+
+
+def test_chunks_cover_every_token_with_overlapping_windows(tokenizer):
+    from ftui.batching import CHUNK_OVERLAP, chunk_rows
+
+    body = tokenizer(LONG, add_special_tokens=False)["input_ids"]
+    rows, owner = chunk_rows(tokenizer, [LONG, "ok"], max_length=32)
+    assert owner[-1] == 1 and owner.count(0) == len(rows) - 1 and all(len(r) <= 32 for r in rows)
+    inner = [r[1:-1] for r in rows[:-1]]
+    overlap = int(32 * CHUNK_OVERLAP)
+    rebuilt = inner[0] + [t for w in inner[1:] for t in w[overlap:]]
+    assert rebuilt == body  # in order, nothing lost; consecutive windows share `overlap` tokens
+    assert all(a[-overlap:] == b[:overlap] for a, b in zip(inner, inner[1:], strict=False))
+
+
+def test_chunked_split_ties_windows_to_their_documents(tokenizer):
+    ds = Dataset.from_dict({"text": ["ok", LONG, "fine"], "label": [0, 1, 0]})
+    tok = tokenize_split(ds, tokenizer, max_length=32, long_text="chunks")
+    assert tok.n_docs == 3 and tok.doc[0] == 0 and tok.doc[-1] == 2 and (tok.doc == 1).sum() >= 3
+    assert tok.labels[tok.doc == 1].tolist() == [1] * int((tok.doc == 1).sum()) and tok.doc_labels.tolist() == [0, 1, 0]
+    pairs = Dataset.from_dict({"text": ["a"], "text_pair": ["b"], "label": [0]})
+    with pytest.raises(Exception, match="sentence pairs"):
+        tokenize_split(pairs, tokenizer, max_length=32, long_text="head_tail")

@@ -75,3 +75,18 @@ def test_latency_contract_every_runtime_and_explanations(tiny_bert_dir, tmp_path
         assert out[f"ratio_single_p50_onnx_{kind}_vs_torch"] == round(out["single_ms"]["ftui"]["p50"] / row["p50_ms"], 2)
     assert out["onnx"]["fp32"]["label_agreement_vs_torch_fp32"] >= 0.99  # the same graph
     assert set(out["explain_ms_64_tokens"]) == {"ig", "fast"} and out["explain_ms_64_tokens"]["ig"]["p50"] > 0
+
+
+def test_long_text_contract(tmp_path):
+    """bench/long_text.py on a tiny stand-in for rotten_tomatoes: one run per mode, ratios against truncation."""
+    import pandas as pd
+
+    for split, n in (("train", 60), ("validation", 30), ("test", 30)):
+        pd.DataFrame({"text": [f"{'good' if i % 2 else 'bad'} film number {i}" for i in range(n)],
+                      "label": [i % 2 for i in range(n)]}).to_parquet(tmp_path / f"{split}.parquet")  # fmt: skip
+    out = run_script("bench/long_text.py", "--data", str(tmp_path), "--lengths", "16", "--modes", "truncate", "chunks",
+                     "--train-docs", "8", "--eval-docs", "4", "--snippets", "6", "--majority", "4")  # fmt: skip
+    assert [(r["mode"], r["status"]) for r in out["runs"]] == [("truncate", "completed"), ("chunks", "completed")]
+    chunks = out["runs"][1]
+    assert chunks["train_rows"] > 8  # each long document became several windows
+    assert out["ratios"][0]["mode"] == "chunks" and out["ratios"][0]["time_vs_truncate"] > 0

@@ -402,3 +402,30 @@ def test_a_multi_label_upload_is_trained_and_predicted(browser, tmp_path):
         engine.stop_run()
         engine.join(60)
         demo.close()
+
+
+@pytest.mark.slow  # about a minute of chunked training: in the slow suite, which CI runs after the default one
+def test_a_long_text_run_reads_whole_reviews_in_chunks(browser, tmp_path):
+    """Long texts: chunks, picked in the Train tab, on reviews whose verdict comes after the max length."""
+    from test_browser import upload
+    from test_training import verdict_reviews
+
+    demo, engine = serve(tmp_path / "runs")
+    try:
+        ctx, page = open_page(browser, demo.local_url)
+        assert "2 classes" in upload(page, verdict_reviews(tmp_path / "long.csv"))
+        tab(page, "4. Train")
+        fill_number(page, "epochs", "2")
+        fill_number(page, "lr", "2e-4")
+        fill_number(page, "max-len", "32")
+        choose(page, "long-text", "chunks")
+        page.click("#start")
+        page.wait_for_selector("#run-status:has-text('completed')", timeout=240_000)
+        run = engine.runs()[-1]
+        assert run.config.train.long_text == "chunks" and run.result["train_size"] > 200  # windows, not reviews
+        assert run.result["test_accuracy"] >= 0.9, run.result
+        ctx.close()
+    finally:
+        engine.stop_run()
+        engine.join(60)
+        demo.close()

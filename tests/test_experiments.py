@@ -66,3 +66,16 @@ def test_queue_frame_lists_waiting_runs_in_order():
     assert list(frame["#"]) == [1, 2] and list(frame["name"]) == ["first", "(generated at start)"]
     assert list(frame["method"]) == ["fine-tune", "TF-IDF"] and list(frame["queued by"]) == ["this app", "another process"]
     assert frame["lr"][0] == 3e-5
+
+
+def test_a_label_shape_other_than_classes_is_named_in_the_method():
+    from ftui.config import RunConfig
+    from ftui.experiments import run_row
+
+    rec = {"run_id": "r", "config": RunConfig().to_dict(), "result": {"task": "regression", "test_rmse": 0.3}}
+    row = run_row(rec)
+    assert row["method"].endswith("· regression") and row["test_acc"] is None
+    rec["result"] = {"task": "multi_label", "test_accuracy": 0.5, "test_macro_f1": 0.6}
+    assert run_row(rec)["method"].endswith("· multi-label") and run_row(rec)["test_acc"] == 0.5
+    rec["result"] = {"test_accuracy": 0.8}
+    assert "·" not in run_row(rec)["method"]

@@ -582,3 +582,62 @@ def test_regression_run_learns_and_predicts_a_number(engine, tmp_path):
     assert list(high) == ["score"] and high["score"] > low["score"] + 1.0
     with pytest.raises(FtuiError, match="ONNX export covers single-label"):
         engine.export_onnx(run.run_id)
+
+
+def test_chunked_evaluation_averages_each_documents_window_logits(tiny_bert_dir):
+    from datasets import Dataset
+
+    from ftui.batching import chunk_rows, tokenize_split
+    from ftui.modeling import build_model, load_tokenizer
+    from ftui.training import evaluate
+
+    cfg = ModelConfig(source="local", checkpoint=str(tiny_bert_dir))
+    model, tok = build_model(cfg, ["a", "b"], generator=torch.Generator().manual_seed(0)).eval(), load_tokenizer(cfg)
+    texts = ["ok then", " ".join(f"word{i}" for i in range(80)), "fine " * 30]
+    enc = tokenize_split(Dataset.from_dict({"text": texts, "label": [0, 1, 0]}), tok, 24, long_text="chunks")
+    out: list[np.ndarray] = []
+    evaluate(model, enc, 4, tok.pad_token_id, "cpu", None, probs_out=out)
+    rows, owner = chunk_rows(tok, texts, 24)
+    with torch.no_grad():
+        logits = [model(input_ids=torch.tensor([r])).logits[0] for r in rows]
+    for d in range(3):
+        mean = torch.stack([lg for lg, o in zip(logits, owner, strict=True) if o == d]).mean(0)
+        assert out[0][d] == pytest.approx(torch.softmax(mean, -1).numpy(), abs=1e-5)
+
+
+def verdict_reviews(path, n=240, seed=0):
+    """Long reviews whose verdict is only in their last sentence: cut at the max length, a model never sees it."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        filler = " ".join(str(rng.choice(FILLER)) for _ in range(60))
+        verdict = "in the end it was great and wonderful" if i % 2 else "in the end it was awful and boring"
+        rows.append({"text": f"{filler} {verdict}", "label": "pos" if i % 2 else "neg"})
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("mode", ["head_tail", pytest.param("chunks", marks=pytest.mark.slow)])  # chunks: 33 s
+def test_long_text_modes_read_the_verdict_that_truncation_cuts(engine, tmp_path, mode):
+    data = DataConfig(source="local", dataset_id=str(verdict_reviews(tmp_path / "long.csv")))
+    train = TrainConfig(epochs=2, learning_rate=2e-4, max_length=32, long_text=mode, evals_per_epoch=1)
+    run = engine.start_run(RunConfig(data=data, model=ModelConfig(), train=train))
+    assert run.done.wait(300) and run.status == RunStatus.COMPLETED, run.error
+    assert run.result["test_accuracy"] >= 0.9, run.result  # truncation at 32 tokens sees only filler: about 0.5
+    preds = engine.test_predictions(run.run_id)
+    first = preds.iloc[0]
+    served = engine.predict(first["text"], f"run:{run.run_id}")
+    assert served["pos"] == pytest.approx(first["p(pos)"], abs=1e-4)  # Predict reads texts the way the test did
+    with pytest.raises(FtuiError, match="ONNX export covers runs that cut texts"):
+        engine.export_onnx(run.run_id)
+
+
+def test_truncation_misses_the_verdict(engine, tmp_path):
+    """The control for the long-text test above: the same data cut at 32 tokens cannot be learned."""
+    data = DataConfig(source="local", dataset_id=str(verdict_reviews(tmp_path / "long.csv")))
+    train = TrainConfig(epochs=2, learning_rate=2e-4, max_length=32, evals_per_epoch=1)
+    run = engine.start_run(RunConfig(data=data, model=ModelConfig(), train=train))
+    assert run.done.wait(300) and run.status == RunStatus.COMPLETED, run.error
+    assert run.result["test_accuracy"] <= 0.75, run.result
