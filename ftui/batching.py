@@ -93,6 +93,12 @@ def chunk_rows(tokenizer: Any, texts: list[str], max_length: int) -> tuple[list[
     return enc["input_ids"], list(enc["overflow_to_sample_mapping"])
 
 
+def pool_windows(logits: torch.Tensor, doc: torch.Tensor, n_docs: int) -> torch.Tensor:
+    """Chunked long texts: each text's logits are the mean of its windows' (doc = the text of each window row)."""
+    summed = torch.zeros((n_docs, logits.shape[1]), dtype=logits.dtype).index_add_(0, doc, logits)
+    return summed / torch.bincount(doc, minlength=n_docs).clamp(min=1)[:, None]
+
+
 def tokenize_split(
     ds: Any, tokenizer: Any, max_length: int, stop: Callable[[], bool] = lambda: False, long_text: str = "truncate"
 ) -> Tokenized:

@@ -82,15 +82,20 @@ def confusion(preds: Sequence[int], labels: Sequence[int], n_classes: int) -> np
     return m
 
 
+def _prf(tp: float, fp: float, fn: float) -> tuple[float, float, float]:
+    """Precision, recall and F1 from counts, 0 where undefined (scikit-learn's zero_division=0)."""
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    return precision, recall, (2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+
+
 def per_class(preds: Sequence[int], labels: Sequence[int], names: Sequence[str]) -> list[dict[str, Any]]:
     """Precision, recall, F1 and support per class (0 where undefined, as scikit-learn with zero_division=0)."""
     m = confusion(preds, labels, len(names))
     rows = []
     for i, name in enumerate(names):
         tp, fp, fn = float(m[i, i]), float(m[:, i].sum() - m[i, i]), float(m[i, :].sum() - m[i, i])
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        precision, recall, f1 = _prf(tp, fp, fn)
         rows.append({"class": name, "precision": precision, "recall": recall, "f1": f1, "support": int(m[i, :].sum())})
     return rows
 
@@ -121,9 +126,7 @@ def per_label(pred: np.ndarray, gold: np.ndarray, names: Sequence[str]) -> list[
     rows = []
     for i, name in enumerate(names):
         tp, fp, fn = float((p[:, i] & y[:, i]).sum()), float((p[:, i] & ~y[:, i]).sum()), float((~p[:, i] & y[:, i]).sum())
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        precision, recall, f1 = _prf(tp, fp, fn)
         rows.append({"label": name, "precision": precision, "recall": recall, "f1": f1, "support": int(y[:, i].sum()),
                      "tp": int(tp), "fp": int(fp), "fn": int(fn)})  # fmt: skip
     return rows

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ftui.batching import chunk_rows, head_tail_rows
+from ftui.batching import chunk_rows, head_tail_rows, pool_windows
 from ftui.errors import FtuiError
 from ftui.tasks import TaskInfo, n_outputs, predicted, scores
 
@@ -82,10 +82,7 @@ class TransformerScorer:
         for start in range(0, len(rows), batch_size):  # a long text has many windows: bounded batches of them
             part = rows[start : start + batch_size]
             outs.append(self._forward(self.tokenizer.pad({"input_ids": part}, padding=True, return_tensors="pt"), lock))
-        windows = torch.cat(outs)
-        doc = torch.tensor(owner, dtype=torch.long)
-        summed = torch.zeros((len(texts), windows.shape[1])).index_add_(0, doc, windows)
-        return summed / torch.bincount(doc, minlength=len(texts)).clamp(min=1)[:, None]
+        return pool_windows(torch.cat(outs), torch.tensor(owner, dtype=torch.long), len(texts))
 
 
 Loaded = Scorer | tuple[nn.Module, Any, list[str]]

@@ -22,7 +22,15 @@ import torch
 from torch import nn
 
 from ftui import sinks, tasks
-from ftui.batching import TokenCache, Tokenized, collate, eval_batches, length_grouped_batches, tokenize_split
+from ftui.batching import (
+    TokenCache,
+    Tokenized,
+    collate,
+    eval_batches,
+    length_grouped_batches,
+    pool_windows,
+    tokenize_split,
+)
 from ftui.config import RunConfig
 from ftui.data import LABEL, TEXT, TEXT_PAIR, DataBundle
 from ftui.errors import FtuiError, StopRequested
@@ -160,9 +168,7 @@ def evaluate(
     logits[torch.from_numpy(np.concatenate(order))] = flat
     labels = tok.labels
     if tok.doc is not None:  # chunked long texts: a document's logits are the mean of its windows'
-        doc = torch.from_numpy(tok.doc)
-        pooled = torch.zeros((tok.n_docs, logits.shape[1])).index_add_(0, doc, logits)
-        logits = pooled / torch.bincount(doc, minlength=tok.n_docs).clamp(min=1)[:, None]
+        logits = pool_windows(logits, torch.from_numpy(tok.doc), tok.n_docs)
         labels = tok.doc_labels
     loss = float(tasks.loss(task, logits, torch.from_numpy(labels))) if len(labels) else 0.0
     scores = tasks.scores(task, logits).numpy()
