@@ -118,6 +118,15 @@ def _train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--offline", action="store_true", help="do not contact the Hub")
 
 
+def _run_args(t: argparse.ArgumentParser) -> None:
+    """Flags of `train` alone: continue a run instead of starting one."""
+    t.add_argument("--resume", default=None, metavar="RUN_ID",
+                   help="continue a stopped or interrupted run from its last snapshot (its own settings; any number of "
+                        "processes)")  # fmt: skip
+    t.add_argument("--run-id", default=None, help=argparse.SUPPRESS)  # the app hands a run it created to a torchrun child
+    t.add_argument("--from-snapshot", action="store_true", help=argparse.SUPPRESS)  # ... which it is resuming
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of `python -m ftui`."""
     fmt = argparse.ArgumentDefaultsHelpFormatter  # --help shows every default
@@ -128,8 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--host", default=None, help="address to listen on (None: 127.0.0.1 or $GRADIO_SERVER_NAME)")
     a.add_argument("--port", type=int, default=None, help="port (None: 7860 or $GRADIO_SERVER_PORT)")
     a.add_argument("--runs-dir", default=None, help="where runs are kept (None: ./runs or $FTUI_RUNS_DIR)")
-    t = sub.add_parser("train", help="train one run and stream its metrics as JSON lines", formatter_class=fmt)
+    t = sub.add_parser(
+        "train", help="train one run and stream its metrics as JSON lines", formatter_class=fmt,
+        description="Runs unchanged under `torchrun --nproc_per_node N -m ftui train ...` or `accelerate launch "
+        "--num_processes N -m ftui train ...`: N data-parallel processes (DDP), rank 0 writes the run.",
+    )  # fmt: skip
     _train_args(t)
+    _run_args(t)
     sw = sub.add_parser(
         "sweep",
         help="queue one run per point of a grid (or random draws) and print each finished run's end line",
@@ -237,10 +251,51 @@ def app_command(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; exit code 0 when the run completed, 1 otherwise."""
     args = build_parser().parse_args(argv)
+    from ftui import distributed
+
+    if distributed.launched() and args.command != "train":
+        print(json.dumps({"type": "error", "message": f"only `train` runs under torchrun, not `{args.command}`"}))
+        return 2
     if args.command == "runs":
         return runs_command(args)
     if args.command == "app":
         return app_command(args)
+    dist = distributed.from_env()
+    try:
+        if dist.enabled and not dist.is_main:
+            return follow_command(dist)
+        return _main(args, dist)
+    finally:
+        dist.close()
+
+
+def follow_command(dist: Any) -> int:
+    """A rank other than 0 under torchrun: wait for rank 0 to name the run, then train its share; prints nothing
+    (rank 0 prints the run's events)."""
+    import os
+    import signal
+
+    from ftui import hub
+    from ftui.data import load_data
+    from ftui.distributed import Assignment
+    from ftui.settings import Settings
+    from ftui.training import follow_run
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches rank 0, which stops every rank at the same step
+    got = dist.broadcast(None)
+    if got is None:
+        return 2  # rank 0 refused the run and said why
+    assignment = Assignment(**got)
+    if assignment.offline:
+        hub.go_offline()
+    cfg = RunConfig.from_dict(assignment.config)
+    token = os.environ.get("HF_TOKEN")
+    limits = Settings.from_env().read_limits()
+    return follow_run(assignment, dist, lambda: load_data(cfg.data, token, limits), token)
+
+
+def _main(args: argparse.Namespace, dist: Any) -> int:
+    """`train`, `sweep`, `baseline`, `adapt` (rank 0 under torchrun)."""
     import os
 
     from ftui.engine import Engine
@@ -250,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     from ftui.training import iter_events
 
     hub_status = HubStatus(False, "offline (--offline)") if args.offline else None
-    engine = Engine(runs_dir=args.runs_dir, hub_status=hub_status)
+    engine = Engine(runs_dir=args.runs_dir, hub_status=hub_status, dist=dist)
     model_cfg = _model_config(args)
     if args.command == "adapt":
         corpus = args.corpus
@@ -304,18 +359,32 @@ def main(argv: list[str] | None = None) -> int:
                 long_text=args.long_text,
                 threshold=args.threshold,
                 tune_threshold=not args.no_tune_threshold,
+                processes=dist.world,
             ),
         )
     if args.command == "sweep":
         return sweep_command(engine, cfg, args)
+    token = os.environ.get("HF_TOKEN")
     try:
-        run = engine.start_run(cfg, os.environ.get("HF_TOKEN"))
+        if getattr(args, "run_id", None):
+            got: Any = engine.adopt_run(args.run_id, token, resume=args.from_snapshot)
+        elif getattr(args, "resume", None):
+            got = engine.resume_run(args.resume, token)
+        else:
+            got = engine.start_run(cfg, token)
+        if not isinstance(got, Run):  # this process trains nothing else, so this cannot queue; say so if it ever does
+            raise FtuiError("The run was queued behind another in this process.")
     except FtuiError as exc:
+        dist.broadcast(None)  # the other ranks wait for a run: there is none
         print(json.dumps({"type": "error", "message": str(exc)}), flush=True)
         return 2
-    if not isinstance(run, Run):  # this process trains nothing else, so this cannot queue; say so if it ever does
-        print(json.dumps({"type": "error", "message": "the run was queued behind another in this process"}), flush=True)
-        return 2
+    run = got
+    if dist.enabled:
+        import signal
+
+        # torchrun passes Ctrl-C (and its own shutdown) on as a signal: a Stop at the next step on every rank.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: run.request_stop())
     try:
         for event in iter_events(run, timeout=7 * 24 * 3600):
             print(json.dumps(event), flush=True)

@@ -130,6 +130,11 @@ class TrainConfig:
     tune_threshold: bool = field(
         default=True, metadata={"help": "multi-label: pick the threshold with the best validation micro-F1 after training"}
     )
+    processes: int = field(
+        default=1,
+        metadata={"help": "data-parallel processes (one per GPU) training this run together with DDP; >1: the app "
+                  "launches torchrun; under torchrun, its process count"},
+    )  # fmt: skip
     run_name: str = field(default="", metadata={"help": "label for the run; empty = generated"})
     report_to: str = field(default="", metadata={"help": "extra metric sinks, comma-separated: tensorboard, trackio"})
 
@@ -333,6 +338,7 @@ def validate_train(cfg: TrainConfig) -> list[str]:
     _int_in(errors, "early-stopping patience", cfg.early_stopping_patience, 0, 1000)
     _int_in(errors, "max steps", cfg.max_steps, 0, 10_000_000)
     _float_in(errors, "max minutes", cfg.max_minutes, 0.0, 100_000.0)
+    _int_in(errors, "processes", cfg.processes, 1, 1024)
     from ftui import sinks
 
     if not isinstance(cfg.report_to, str):
@@ -370,6 +376,8 @@ def validate_run(cfg: RunConfig) -> list[str]:
         errors.append(f"baseline must be one of {', '.join(BASELINES)} (got {cfg.baseline!r})")
     elif cfg.kind == "mlm":
         errors += validate_adapt(cfg.adapt)
+    if cfg.kind != "finetune" and isinstance(cfg.train.processes, int) and cfg.train.processes > 1:
+        errors.append("only fine-tuning runs train on several processes; baselines and masked-LM runs use one (set it to 1)")
     if cfg.sweep.metric not in SWEEP_METRICS:
         errors.append(f"sweep metric must be one of {', '.join(SWEEP_METRICS)} (got {cfg.sweep.metric!r})")
     return errors

@@ -28,6 +28,7 @@ from ftui.config import (
     validate_model,
 )
 from ftui.data import LABEL, TEXT, TEXT_PAIR, DataBundle, load_data, text_lengths
+from ftui.distributed import SOLO, Dist
 from ftui.errors import ConfigError, DataError, FtuiError, HubError, ModelError
 from ftui.explain import Explanation
 from ftui.hub import HubStatus
@@ -94,9 +95,10 @@ class Engine:
         hub_status: HubStatus | None = None,
         settings: Settings | None = None,
         adopt_queue: bool = False,
+        dist: Dist = SOLO,
     ) -> None:
         """adopt_queue: start the runs a previous process of the app left queued (the app does; the CLI does not,
-        so a `train` command never runs someone else's queue)."""
+        so a `train` command never runs someone else's queue). dist: this process is rank 0 of a torchrun run."""
         _quiet_libraries()
         self.settings = settings if settings is not None else Settings.from_env()
         self.runs_dir = Path(runs_dir or os.environ.get("FTUI_RUNS_DIR") or Path.cwd() / "runs").resolve()
@@ -117,8 +119,9 @@ class Engine:
         self.store = Store(self.runs_dir)
         self.manager = RunManager(self.runs_dir, self.store, max_queue=self.settings.max_queue)
         self.launcher = Launcher(
-            self.manager, self.settings, self.runs_dir, self.token_cache, self.load_data, self._check_model_fits
-        )
+            self.manager, self.settings, self.runs_dir, self.token_cache, self.load_data, self._check_model_fits,
+            dist, offline=not self.hub.online,
+        )  # fmt: skip
         self.serving = PredictionService(self.manager, self.settings, self.device)
         self.predictor = self.serving.predictor  # the model cache, shared with baselines (score_checkpoint)
         self.notices = [n for n in (self.store.notice, self._read_only_notice()) if n]
@@ -273,6 +276,17 @@ class Engine:
         """Continue a stopped or interrupted run from its last snapshot, in the same record."""
         self._writable()
         return self.launcher.resume_run(run_id, token)
+
+    def adopt_run(self, run_id: str, token: str | None = None, resume: bool = False) -> Run:
+        """Train here a run another process created and handed over (the app's torchrun child does, as rank 0)."""
+        self._writable()
+        return self.launcher.adopt_run(run_id, token, resume)
+
+    def max_processes(self) -> int:
+        """How many data-parallel processes a run may use here (1 = only the app's own thread)."""
+        from ftui.scaleout import available_processes
+
+        return max(1, available_processes(self.settings.cpu_processes))
 
     # ------------------------------------------------------------------------------------------------- queue
     def queued(self) -> list[QueuedRun]:

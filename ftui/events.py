@@ -49,6 +49,7 @@ class StartEvent(Event):
     total_steps: int = 0
     steps_per_epoch: int = 0
     device: str = "cpu"
+    processes: int = 1  # data-parallel processes (DDP ranks) training together
     train_size: int = 0
     trainable_params: int = 0
     phases: list[dict[str, Any]] | None = None
@@ -139,6 +140,7 @@ class ResumeEvent(Event):
 
     type: EventType = _t(EventType.RESUME)
     phase: str | None = None
+    processes: int = 1  # data-parallel processes training from here on (may differ from before the stop)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ queued; a queued run's turn; resume; sweeps (planned, checked whole, queued) and
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 import uuid
@@ -14,12 +15,13 @@ from typing import Any
 
 import torch
 
-from ftui import sweeps
+from ftui import scaleout, sweeps
 from ftui.adapt import adapt_run
 from ftui.baselines import baseline_run
 from ftui.batching import TokenCache
 from ftui.config import LOWER_IS_BETTER, RunConfig, corpus_as_data, validate_run
 from ftui.data import DataBundle
+from ftui.distributed import SOLO, Dist
 from ftui.errors import ConfigError, FtuiError
 from ftui.events import EventType, PrunedEvent
 from ftui.modeling import display_name
@@ -27,7 +29,7 @@ from ftui.runner import QueuedRun, QueueFull, RunManager
 from ftui.runs import Run, RunStatus
 from ftui.settings import Settings
 from ftui.sweeps import SweepConfig, first_score, prune_verdict
-from ftui.training import train_run
+from ftui.training import RESUME_DIR, train_run
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +49,12 @@ class Launcher:
         token_cache: TokenCache,
         load_data: Callable[[Any, str | None], DataBundle],
         check_model: Callable[[RunConfig, str | None], None],
+        dist: Dist = SOLO,
+        offline: bool = False,
     ) -> None:
         self.manager = manager
+        self.dist = dist  # this process's place in a torchrun run (rank 0 launches here); SOLO in the app
+        self.offline = offline  # the Hub is out of reach: a torchrun child is told so
         self.settings = settings
         self.store = manager.store
         self.runs_dir = runs_dir
@@ -77,6 +83,11 @@ class Launcher:
         problems = validate_run(cfg)
         if not problems:
             cfg, problems = self.settings.apply(cfg)
+        if not problems and not self.dist.enabled and cfg.train.processes > 1:
+            offered = scaleout.available_processes(self.settings.cpu_processes)
+            if cfg.train.processes > offered:
+                where = "GPUs" if torch.cuda.is_available() else "processes on CPU (FTUI_CPU_PROCESSES)"
+                problems = [f"this machine offers {offered} {where}; {cfg.train.processes} processes were asked for"]
         if problems:
             raise ConfigError(problems)
         # TF-IDF and a from-scratch model never touch the checkpoint
@@ -109,9 +120,46 @@ class Launcher:
             args: tuple[Any, ...] = (run, token, self.settings.read_limits())
             self.manager.launch(run, adapt_run, args, f"ftui-run-{run.run_id}")
             return
+        if cfg.kind == "finetune" and cfg.train.processes > 1 and not self.dist.enabled:
+            self._launch_processes(run, token, cfg.train.processes, resume=False)
+            return
         load = lambda: self.load_data(cfg.data, token)  # noqa: E731 - the worker loads, so Start answers at once
-        worker = baseline_run if cfg.kind == "baseline" else train_run
-        self.manager.launch(run, worker, (run, load, token, self.token_cache), f"ftui-run-{run.run_id}")
+        if cfg.kind == "baseline":
+            self.manager.launch(run, baseline_run, (run, load, token, self.token_cache), f"ftui-run-{run.run_id}")
+            return
+        self.manager.launch(run, train_run, (run, load, token, self.token_cache, False, self.dist), f"ftui-run-{run.run_id}")
+
+    def _launch_processes(self, run: Run, token: str | None, processes: int, resume: bool) -> None:
+        """Train a run the app holds as a torchrun child of `processes` ranks, supervised by the worker thread."""
+        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "FTUI_RUNS_DIR": str(self.runs_dir)}
+        # The ranks import this very ftui, wherever the app was started from.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH")) if p)
+        if token:
+            env["HF_TOKEN"] = token  # the child's environment only: tokens never enter the store
+        command = scaleout.torchrun_command(run.run_id, self.runs_dir, processes, resume, self.offline)
+        has_snapshot = (run.out_dir / RESUME_DIR / "state.pt").exists
+        args = (run, self.store, command, env, has_snapshot)
+        self.manager.launch(run, scaleout.supervise, args, f"ftui-torchrun-{run.run_id}", beat=False)
+
+    def adopt_run(self, run_id: str, token: str | None, resume: bool) -> Run:
+        """Rank 0 of a torchrun child takes over the run the app created for it (still queued, the app's), checks it
+        against today's rules, and trains it here (from its snapshot when the app is resuming it)."""
+        rec = self.store.get(run_id)
+        if rec is None or rec["status"] != "queued":
+            state = "no such run" if rec is None else f"it is {rec['status']}"
+            raise FtuiError(f"Run '{run_id}' cannot be taken over ({state}).", "Start it from the app or the CLI.")
+        cfg = self.check(RunConfig.from_dict(rec["config"]), token)
+
+        def make() -> Run:
+            run = Run.from_record(rec, Path(rec["out_dir"]), self.store, live=True)
+            run.remote, run.config = False, cfg  # ours from now on
+            return run
+
+        run = self.manager.reserve(make)
+        run.save_header()  # the store's owner is this process from here on; the app stops beating for it
+        load = lambda: self.load_data(cfg.data, token)  # noqa: E731
+        self.manager.launch(run, train_run, (run, load, token, self.token_cache, resume, self.dist), f"ftui-run-{run.run_id}")
+        return run
 
     def start_queued(self, item: QueuedRun, token: str | None) -> bool:
         """Start a run whose turn in the queue came; one that is refused now (its data, checkpoint or the rules
@@ -225,6 +273,11 @@ class Launcher:
             r.reopen(int(snap["step"]))
 
         run = self.manager.resume(run_id, reopen)
+        wanted = run.config.train.processes if run.config.kind == "finetune" and not self.dist.enabled else 1
+        processes = min(wanted, scaleout.available_processes(self.settings.cpu_processes))
+        if processes > 1:
+            self._launch_processes(run, token, processes, resume=True)
+            return run
         if run.config.kind == "mlm":
             args: tuple[Any, ...] = (run, token, self.settings.read_limits(), True)
             self.manager.launch(run, adapt_run, args, f"ftui-resume-{run.run_id}")
@@ -232,7 +285,7 @@ class Launcher:
         self.manager.launch(
             run,
             train_run,
-            (run, lambda: self.load_data(run.config.data, token), token, self.token_cache, True),
+            (run, lambda: self.load_data(run.config.data, token), token, self.token_cache, True, self.dist),
             f"ftui-resume-{run.run_id}",
         )
         return run

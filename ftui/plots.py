@@ -318,7 +318,7 @@ def status_markdown(snap: RunSnapshot | None, now: float | None = None) -> str:
         + elapsed
     ]
     if p.get("device"):
-        lines.append(f"Device: `{p['device']}`")
+        lines.append(f"Device: `{p['device']}`" + (f" × {p['processes']}" if p.get("processes") else ""))
     if p.get("total_steps"):
         step, total = p.get("step", 0), p["total_steps"]
         pct = 100 * step / total

@@ -150,6 +150,7 @@ class RunManager:
                     with self._lock:
                         self._runs.setdefault(run_id, fresh)
                 elif run.remote:
+                    rec["progress"] = self.store.progress(run_id)
                     run.apply_record(rec, self.store.events(run_id, len(run.events())))
                     if run.status.finished:
                         run.remote = False  # its owner is done with it: from now on it is an ordinary finished run
@@ -222,9 +223,10 @@ class RunManager:
         with self._lock:
             self._runs[run.run_id] = run
 
-    def launch(self, run: Run, target: Callable[..., None], args: tuple[Any, ...], name: str) -> None:
-        """Run `target(*args)` in the worker thread, with a heartbeat for the run until it is done; then the next
-        queued run starts (whether this one completed, stopped or failed)."""
+    def launch(self, run: Run, target: Callable[..., None], args: tuple[Any, ...], name: str, beat: bool = True) -> None:
+        """Run `target(*args)` in the worker thread, with a heartbeat for the run until it is done (beat=False: the
+        target keeps it, as the supervisor of a torchrun child does until the child takes over); then the next queued
+        run starts (whether this one completed, stopped or failed)."""
 
         def body() -> None:
             try:
@@ -234,7 +236,8 @@ class RunManager:
 
         self._thread = threading.Thread(target=body, name=name, daemon=True)
         self._thread.start()
-        threading.Thread(target=self._beat, args=(run,), name=f"ftui-heartbeat-{run.run_id}", daemon=True).start()
+        if beat:
+            threading.Thread(target=self._beat, args=(run,), name=f"ftui-heartbeat-{run.run_id}", daemon=True).start()
 
     def _beat(self, run: Run) -> None:
         """Keep the store's heartbeat fresh while the run lives; a run taken over elsewhere is stopped here."""

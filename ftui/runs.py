@@ -15,6 +15,7 @@ from ftui.config import RunConfig
 from ftui.events import Event, EventType, of_type
 
 RUN_FILE = "run.json"
+SHARE_S = 0.3  # a live run's progress reaches the store at most this often (phase changes at once)
 
 
 class RunStatus(str, Enum):
@@ -75,6 +76,7 @@ class Run:
         self.stop_event = threading.Event()
         self.done = threading.Event()
         self.listeners: list[Any] = []  # extra metric sinks (TensorBoard, trackio), called with each event
+        self._shared_at = 0.0  # when progress was last written to the store
 
     # ---- writers
     def log(self, event: Event | dict[str, Any]) -> None:
@@ -98,6 +100,13 @@ class Run:
         with self._cond:
             self._progress.update(fields_)
             self._bump()
+            now = time.monotonic()
+            share = self.store is not None and not self.remote and ("phase" in fields_ or now - self._shared_at >= SHARE_S)
+            if share:
+                self._shared_at = now
+                progress = {k: v for k, v in self._progress.items() if k != "store_error"}
+        if share:  # other processes (the app watching a CLI or torchrun run) show the same progress line
+            self._persist(lambda st: st.set_progress(self.run_id, progress))
 
     def set_status(self, status: RunStatus) -> None:
         """Move to a non-final status (running)."""
@@ -285,7 +294,8 @@ class Run:
         return run
 
     def apply_record(self, d: dict[str, Any], new_events: list[dict[str, Any]]) -> None:
-        """Bring a remote run up to date with its store record and the events logged since the last sync."""
+        """Bring a remote run up to date with its store record (with its shared progress under 'progress', when read)
+        and the events logged since the last sync."""
         with self._cond:
             self._status = RunStatus(d.get("status", "failed"))
             self._error = d.get("error")
@@ -296,7 +306,8 @@ class Run:
             self._events.extend(new_events)
             owner = str(d.get("owner") or "").split(":")
             where = f"process {owner[1]} on {owner[0]}" if len(owner) == 3 else "another process"
-            self._progress = {"phase": self._status.value, "owner": where}
+            shared = d.get("progress") if isinstance(d.get("progress"), dict) and not self._status.finished else {}
+            self._progress = {"phase": self._status.value, **shared, "owner": where}
             self._bump()
         if self._status.finished:
             self.done.set()

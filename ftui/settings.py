@@ -62,6 +62,11 @@ class Settings:
         metadata={"help": "FTUI_ALLOW_REMOTE_CODE: honour 'Trust remote code'; off by default on a Space or a locked-down app"},
     )
     max_queue: int = field(default=20, metadata={"help": "FTUI_MAX_QUEUE: runs waiting in the queue at once (sweeps too)"})
+    cpu_processes: int = field(
+        default=0,
+        metadata={"help": "FTUI_CPU_PROCESSES: offer runs of up to this many processes on a machine without GPUs "
+                  "(tests, demos; on CPU one process already uses every core)"},
+    )  # fmt: skip
     max_batch_chars: int = field(
         default=5_000_000, metadata={"help": "FTUI_MAX_BATCH_CHARS: characters in one batch prediction (memory and time bound)"}
     )
@@ -99,6 +104,7 @@ class Settings:
             max_rows=_int(env, "FTUI_MAX_ROWS"),
             allow_remote_code=(not locked) if remote is None else remote,
             max_batch_chars=_int(env, "FTUI_MAX_BATCH_CHARS") or 5_000_000,
+            cpu_processes=_int(env, "FTUI_CPU_PROCESSES"),
             max_queue=_int(env, "FTUI_MAX_QUEUE") if env.get("FTUI_MAX_QUEUE", "").strip() else 20,
         )
 

@@ -142,7 +142,8 @@ class Store:
         conn.execute("PRAGMA busy_timeout=30000")
         conn.executescript(SCHEMA)
         have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
-        for column, kind in (("owner", "TEXT"), ("heartbeat", "REAL")):  # databases from before heartbeats
+        # databases from before heartbeats, and before live progress was shared
+        for column, kind in (("owner", "TEXT"), ("heartbeat", "REAL"), ("progress", "TEXT")):
             if column not in have:
                 conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
         return conn
@@ -261,11 +262,34 @@ class Store:
             )
             return cur.rowcount == 1
 
+    def set_progress(self, run_id: str, progress: dict[str, Any]) -> None:
+        """Share a live run's progress line (step, ETA, speed) with other processes' views of it."""
+        with self._tx() as c:
+            c.execute(
+                "UPDATE runs SET progress=? WHERE run_id=? AND owner=?",
+                (json.dumps(progress, default=str), run_id, self.identity),
+            )
+
+    def progress(self, run_id: str) -> dict[str, Any]:
+        """A run's last shared progress ({} when none, or in a database from before it was shared)."""
+        try:
+            rows = self._query("SELECT progress FROM runs WHERE run_id=?", (run_id,))
+        except sqlite3.OperationalError as exc:
+            log.info("no progress in the store: %s", exc)
+            return {}
+        return json.loads(rows[0][0]) if rows and rows[0][0] else {}
+
+    def header(self, run_id: str) -> dict[str, Any] | None:
+        """One run's header (no events), or None."""
+        rows = self._query(f"SELECT {', '.join(HEADER)} FROM runs WHERE run_id=?", (run_id,))  # noqa: S608
+        return self._decode(rows[0]) if rows else None
+
     def claim(self, run_id: str) -> bool:
         """Take a stopped or interrupted run for a resume, atomically: False when it is live or was just claimed."""
         with self._tx() as c:
             row = c.execute("SELECT status, host, pid, owner, heartbeat FROM runs WHERE run_id=?", (run_id,)).fetchone()
-            if row is None or row[0] not in ("stopped", "interrupted"):
+            # failed: by a lost rank, which left a snapshot (the caller checked)
+            if row is None or row[0] not in ("stopped", "interrupted", "failed"):
                 return False
             c.execute(
                 "UPDATE runs SET status='queued', error=NULL, owner=?, heartbeat=?, host=?, pid=? WHERE run_id=?",

@@ -33,6 +33,7 @@ from ftui.batching import (
 )
 from ftui.config import RunConfig
 from ftui.data import LABEL, TEXT, TEXT_PAIR, DataBundle
+from ftui.distributed import SOLO, Assignment, Dist, PeerLost, unwrap
 from ftui.errors import FtuiError, StopRequested
 from ftui.events import (
     EarlyStopEvent,
@@ -59,6 +60,7 @@ from ftui.modeling import (
 )
 from ftui.prefix_cache import PrefixCache
 from ftui.runs import Run, RunStatus
+from ftui.scaleout import note_pid
 from ftui.tasks import Task, TaskInfo, save_task
 
 log = logging.getLogger(__name__)
@@ -140,20 +142,26 @@ def evaluate(
     probs_out: list[np.ndarray] | None = None,
     task: Task = Task.SINGLE,
     threshold: float = 0.5,
+    dist: Dist = SOLO,
 ) -> dict[str, float]:
     """Mean loss and the task's metrics (see ftui.tasks.metrics) on one tokenized split; outputs stay on the device
     until the end.
 
     With probs_out, the scores of every row (class or label probabilities, or the predicted value; in the split's
-    order) are appended to it.
+    order) are appended to it. Under DDP each rank computes every world-th batch (the same batches one process would,
+    padding included) and the logits are gathered, so every rank gets the metrics of exactly the whole split.
     """
     was_training = model.training
     model.eval()
     outs: list[torch.Tensor] = []
     order: list[np.ndarray] = []
-    for idx in eval_batches(tok.lengths, batch_size):
-        if stop():
+    batches = eval_batches(tok.lengths, batch_size)
+    for r in range(0, len(batches), dist.world):
+        if dist.agree(stop()):
             raise StopRequested
+        if r + dist.rank >= len(batches):
+            continue
+        idx = batches[r + dist.rank]
         batch = collate(tok, idx, pad_id, device)
         batch.pop("labels")
         ctx = cache.guarded(model, batch, split, tok, idx) if cache else contextlib.nullcontext()
@@ -161,6 +169,10 @@ def evaluate(
             outs.append(model(**batch).logits.float())  # stays on the device until the end: no sync per batch
         order.append(idx)
     model.train(was_training)
+    if dist.enabled:  # every rank's logits and row numbers, so each rank scores the whole split
+        parts = dist.gather((torch.cat(outs).cpu() if outs else None, np.concatenate(order) if order else None))
+        outs = [p[0] for p in parts if p[0] is not None]
+        order = [p[1] for p in parts if p[1] is not None]
     if not outs:
         return {"loss": 0.0, **tasks.metrics(task, np.zeros((0, 1), dtype=np.float32), tok.labels[:0], threshold)}
     flat = torch.cat(outs).cpu()
@@ -228,6 +240,8 @@ def run_worker(run: Run, body: Callable[[dict[str, Any]], None], device: str) ->
         body(scratch)
     except StopRequested:
         _finish_stopped(run, scratch)
+    except PeerLost as exc:
+        _finish_peer_lost(run, scratch, exc)
     except FtuiError as exc:
         run.finish(RunStatus.FAILED, str(exc))
     except Exception as exc:  # the app must survive any failure of one run
@@ -264,10 +278,58 @@ def train_run(
     token: str | None = None,
     token_cache: TokenCache | None = None,
     resume: bool = False,
+    dist: Dist = SOLO,
 ) -> None:
-    """Worker body of a fine-tuning run (one phase or two); never raises."""
+    """Worker body of a fine-tuning run (one phase or two); never raises. Under DDP this is rank 0: it tells the other
+    ranks which run to train, then trains its share and alone writes the run's record and files."""
     device = pick_device()
-    run_worker(run, lambda scratch: _train(run, load_bundle, token, device, scratch, token_cache, resume), device)
+    if dist.enabled:
+        dist.error_dir = run.out_dir
+        note_pid(run.out_dir, dist.rank)
+        offline = os.environ.get("HF_HUB_OFFLINE", "") == "1"
+        dist.broadcast(Assignment(run.run_id, run.name, str(run.out_dir), run.config.to_dict(), resume, offline).to_dict())
+    run_worker(run, lambda scratch: _train(run, load_bundle, token, device, scratch, token_cache, resume, dist), device)
+
+
+def _finish_peer_lost(run: Run, state: dict[str, Any], exc: PeerLost) -> None:
+    """Another rank died: the run fails with what it said, keeping the best checkpoint and a resume snapshot of the
+    last step every rank completed, so Resume (with any number of processes) continues from there."""
+    saved = False
+    if "resume" in state:
+        try:
+            state["resume"]()
+            saved = (run.out_dir / RESUME_DIR / "state.pt").exists()
+        except Exception as err:  # noqa: BLE001 - the failure must land regardless
+            log.warning("no resume snapshot after a lost rank: %s", err)
+    result: dict[str, Any] = {"resumable": saved}
+    if (run.out_dir / MODEL_DIR / "labels.json").exists():
+        result["model_dir"] = str(run.out_dir / MODEL_DIR)
+    if state.get("best"):
+        result["best_eval"] = state["best"]
+    fix = "Resume continues from the last step every process completed." if saved else "Start the run again."
+    run.finish(RunStatus.FAILED, f"{exc.problem} {fix}", result)
+
+
+def follow_run(assignment: Assignment, dist: Dist, load_bundle: Callable[[], DataBundle], token: str | None) -> int:
+    """A rank other than 0: train the run rank 0 named, computing this rank's share of every batch; nothing is written
+    (rank 0 keeps the record and the files). 0 when the run ended normally here (completed, or ended by rank 0: a
+    Stop, its failure), 1 when this rank failed (its message is left for rank 0)."""
+    cfg = RunConfig.from_dict(assignment.config)
+    run = Run(assignment.run_id, assignment.name, cfg, Path(assignment.out_dir))  # no store: a private copy
+    dist.error_dir = run.out_dir
+    note_pid(run.out_dir, dist.rank)
+    device = pick_device()
+    try:
+        _train(run, load_bundle, token, device, {}, None, assignment.resume, dist)
+        return 0
+    except (StopRequested, PeerLost) as exc:
+        log.info("rank %d: the run ended on another rank (%s)", dist.rank, type(exc).__name__)
+        return 0
+    except Exception as exc:  # noqa: BLE001 - said to rank 0, which fails the run with it
+        log.warning("rank %d failed", dist.rank, exc_info=True)
+        message = str(exc) if isinstance(exc, FtuiError) else f"{type(exc).__name__}: {exc}"
+        dist.record_failure(_oom_advice(cfg, device) if _is_oom(exc) else message)
+        return 1
 
 
 def _finish_stopped(run: Run, state: dict[str, Any]) -> None:
@@ -451,8 +513,10 @@ class ClassificationObjective:
         task: Task = Task.SINGLE,
         threshold: float = 0.5,
         long_text: str = "truncate",
+        dist: Dist = SOLO,
     ) -> None:
         self.enc, self.pad_id, self.device, self.batch_size, self.names = enc, pad_id, device, batch_size, names
+        self.dist = dist
         self.train_rows = len(enc["train"])
         self.class_weights = class_weights.to(device) if class_weights is not None else None
         self.task, self.threshold, self.long_text = task, threshold, long_text
@@ -465,7 +529,8 @@ class ClassificationObjective:
         """The task's loss on one batch (frozen layers read from the cache when it holds the batch)."""
         batch = collate(self.enc["train"], idx, self.pad_id, self.device)
         y = batch.pop("labels")
-        ctx = cache.guarded(model, batch, "train", self.enc["train"], idx) if cache else contextlib.nullcontext()
+        # The cache swaps the frozen layers of the model itself (inside a DDP wrapper, its module).
+        ctx = cache.guarded(unwrap(model), batch, "train", self.enc["train"], idx) if cache else contextlib.nullcontext()
         with ctx, torch.autocast(device_type=self.device, dtype=amp or torch.float32, enabled=amp is not None):
             logits = model(**batch).logits
         return tasks.loss(self.task, logits, y, self.class_weights)
@@ -475,7 +540,7 @@ class ClassificationObjective:
     ) -> dict[str, float]:
         """Loss and the task's metrics on validation."""
         return evaluate(model, self.enc["validation"], self.batch_size * 2, self.pad_id, self.device, amp, stop, cache,
-                        task=self.task, threshold=self.threshold)  # fmt: skip
+                        task=self.task, threshold=self.threshold, dist=self.dist)  # fmt: skip
 
     def better(self, metrics: dict[str, float], best: dict[str, Any] | None) -> bool:
         """A better primary metric (accuracy, micro-F1, RMSE), then a lower loss."""
@@ -518,8 +583,11 @@ class TrainingCore:
         objective: Objective,
         device: str,
         scratch: dict[str, Any],
+        dist: Dist = SOLO,
     ) -> None:
         self.run, self.model, self.tokenizer = run, model, tokenizer
+        self.dist = dist
+        self.net: nn.Module = model  # what a training step calls: the model, or its DDP wrapper
         self.phases, self.objective, self.device, self.scratch = phases, objective, device, scratch
         self.t = run.config.train
         self.amp = autocast_dtype(self.t.precision, device)
@@ -571,6 +639,9 @@ class TrainingCore:
         """Freeze for the phase, a frozen-prefix cache at its depth, and a fresh optimizer and schedule; parameters
         that trained in the previous phase keep their optimizer state (only the newly trainable ones start fresh)."""
         phase = self.phases[index]
+        if self.net is not self.model:
+            self.net = self.model  # the last phase's wrapper goes first: its gradient hooks must not fire again
+            gc.collect()
         apply_freeze(self.model, phase.freeze_depth)
         self.cache = None  # a cache at another depth is of no use: free it before the next one fills
         if phase.freeze_depth and self.t.frozen_cache:
@@ -593,6 +664,7 @@ class TrainingCore:
         self.sched = get_linear_schedule_with_warmup(self.opt, int(phase.warmup_ratio * total), total)
         self.scratch["opt"] = self.opt
         _set_train_mode(self.model, phase.freeze_depth)
+        self.net = self.dist.wrap(self.model)  # DDP over this phase's trainable set (rank 0's weights broadcast)
 
     def _phase_event(self, index: int, state: TrainState) -> PhaseEvent:
         p = self.phases[index]
@@ -610,8 +682,8 @@ class TrainingCore:
     # -------------------------------------------------------------------------------------------- resume
     def save_snapshot(self) -> None:
         """Everything needed to continue from the last optimizer step: weights, optimizer, schedule, data order, RNG."""
-        if not self.point:
-            return  # no step yet: a resume would start from scratch anyway
+        if not self.point or not self.dist.is_main:
+            return  # no step yet (a resume would start from scratch anyway), or another rank: rank 0 writes it
         snapshot = {
             **self.point,
             "model": self.model.state_dict(),
@@ -679,11 +751,16 @@ class TrainingCore:
             batches = self.objective.epoch_batches(self.gen)
             for bi in range(skip, len(batches)):
                 idx = batches[bi]
-                if stop():
+                if self.dist.agree(stop()):  # under DDP every rank leaves at the same step
                     raise StopRequested
-                loss = self.objective.train_loss(self.model, idx, self.cache, self.amp)
-                (self.scaler.scale(loss / t.grad_accum) if self.scaler else loss / t.grad_accum).backward()
-                running_loss += loss.detach()  # stays on the device: no host sync per step
+                mine, factor = self.dist.shard(idx)
+                # Under DDP, gradients are exchanged once per optimizer step, not per accumulated micro-batch.
+                syncs = (state.micro + 1) % t.grad_accum == 0 or (state.micro + 1) % self.micro_per_epoch == 0
+                quiet = self.net.no_sync() if self.dist.enabled and not syncs else contextlib.nullcontext()  # type: ignore[operator]
+                with quiet:
+                    loss = self.objective.train_loss(self.net, mine, self.cache, self.amp) * factor
+                    (self.scaler.scale(loss / t.grad_accum) if self.scaler else loss / t.grad_accum).backward()
+                running_loss += loss.detach() / self.dist.world  # summed over ranks: the global batch's mean loss
                 running_n += 1
                 window_samples += len(idx)
                 state.samples_seen += len(idx)
@@ -700,6 +777,7 @@ class TrainingCore:
                 epoch = self._epoch_of(state)
                 # The first step is logged at once so the chart shows a point within seconds of Start.
                 if state.phase_step % self.log_every == 0 or state.phase_step == total or state.step == 1:
+                    self.dist.sum_(running_loss)
                     now = time.perf_counter()
                     run.log(
                         TrainEvent(
@@ -723,7 +801,7 @@ class TrainingCore:
                     )
                     running_loss.zero_()
                     running_n, window_samples, window_t0 = 0, 0, now
-                over_time = bool(self.deadline) and time.monotonic() > self.deadline
+                over_time = bool(self.deadline) and self.dist.agree(time.monotonic() > self.deadline)
                 if state.phase_step % self.eval_every == 0 or state.phase_step == total or over_time:
                     spent = self._evaluate(state, epoch, phase)
                     if time.monotonic() - last_snapshot >= RESUME_EVERY_S and state.step < self.total_steps:
@@ -780,7 +858,8 @@ class TrainingCore:
             state.best = {**m, "step": state.step}
             state.evals_since_best = 0
             self.scratch["best"] = state.best
-            replace_dir(run.out_dir / MODEL_DIR, lambda tmp: self.objective.save(self.model, self.tokenizer, tmp))
+            if self.dist.is_main:  # every rank has the same metrics (gathered), so the same verdict
+                replace_dir(run.out_dir / MODEL_DIR, lambda tmp: self.objective.save(self.model, self.tokenizer, tmp))
         else:
             state.evals_since_best += 1
         run.set_progress(phase="training", **self.objective.progress(state.best))
@@ -796,6 +875,7 @@ def _train(
     scratch: dict[str, Any],
     token_cache: TokenCache | None = None,
     resume: bool = False,
+    dist: Dist = SOLO,
 ) -> None:
     cfg, t = run.config, run.config.train
     stop = run.stop_event.is_set
@@ -808,7 +888,7 @@ def _train(
     tokenizer = load_tokenizer(cfg.model, token)
     # The head's start comes from its own generator: a prediction on a base checkpoint in another thread cannot shift it.
     task = bundle.task
-    run.set_progress(task=task.value)
+    run.set_progress(task=task.value, **({"processes": dist.describe()} if dist.enabled else {}))
     model = build_model(cfg.model, bundle.label_names, token, generator=torch.Generator().manual_seed(t.seed), task=task)
     model.to(device)
     scratch.update(model=model, tokenizer=tokenizer)
@@ -824,8 +904,8 @@ def _train(
         log.info("run %s: class weights %s", run.run_id, dict(zip(run.label_names, weights.tolist(), strict=True)))
         run.set_progress(class_weights=[round(w, 4) for w in weights.tolist()])
     objective = ClassificationObjective(enc, pad_id, device, t.batch_size, run.label_names, weights, task, t.threshold,
-                                        t.long_text)  # fmt: skip
-    core = TrainingCore(run, model, tokenizer, phases, objective, device, scratch)
+                                        t.long_text, dist)  # fmt: skip
+    core = TrainingCore(run, model, tokenizer, phases, objective, device, scratch, dist)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     if resume:
@@ -834,7 +914,7 @@ def _train(
             state.best, state.evals_since_best = None, 0  # the saved best is gone: the next evaluation saves a new one
         scratch["best"], scratch["steps"] = state.best, state.step
         core.point = state.to_dict()
-        run.log(ResumeEvent(step=state.step, phase=phases[state.phase].name))
+        run.log(ResumeEvent(step=state.step, phase=phases[state.phase].name, processes=dist.world))
     else:
         state = TrainState()
         core._enter_phase(0)  # the first phase's trainable set, for the start event's count
@@ -843,6 +923,7 @@ def _train(
                 total_steps=core.total_steps,
                 steps_per_epoch=core.steps_per_epoch,
                 device=device,
+                processes=dist.world,
                 train_size=core.train_rows,
                 trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
                 phases=[{"phase": p.name, "epochs": p.epochs, "learning_rate": p.learning_rate,
@@ -860,6 +941,7 @@ def _train(
     scratch.pop("model", None)
     scratch.pop("opt", None)
     del model, core
+    dist.barrier()  # rank 0 has written the best checkpoint before any rank reads it
     best_model, _, _ = load_classifier(run.out_dir / MODEL_DIR, device, run.config.model.trust_remote_code)
     scratch["model"] = best_model
     amp = autocast_dtype(t.precision, device)
@@ -867,14 +949,18 @@ def _train(
     if task is Task.MULTI and t.tune_threshold:
         run.set_progress(phase="tuning the threshold")
         val_probs: list[np.ndarray] = []
-        evaluate(best_model, enc["validation"], t.batch_size * 2, pad_id, device, amp, probs_out=val_probs, task=task)
+        evaluate(best_model, enc["validation"], t.batch_size * 2, pad_id, device, amp, probs_out=val_probs, task=task,
+                 dist=dist)  # fmt: skip
         if val_probs:
             threshold, val_f1 = tasks.tune_threshold(val_probs[0], enc["validation"].labels, t.threshold)
             log.info("run %s: threshold %.2f (validation micro-F1 %.4f)", run.run_id, threshold, val_f1)
-        retag_model(run.out_dir / MODEL_DIR, TaskInfo(task, threshold, threshold_tuned=True, long_text=t.long_text))
+        if dist.is_main:
+            retag_model(run.out_dir / MODEL_DIR, TaskInfo(task, threshold, threshold_tuned=True, long_text=t.long_text))
     test_probs: list[np.ndarray] = []
     test = evaluate(best_model, enc["test"], t.batch_size * 2, pad_id, device, amp, probs_out=test_probs, task=task,
-                    threshold=threshold)  # fmt: skip
+                    threshold=threshold, dist=dist)  # fmt: skip
+    if not dist.is_main:
+        return  # rank 0 writes the predictions and the outcome
     # Only now, with the best model loaded and tested, is the resume snapshot that protected the run not needed.
     shutil.rmtree(run.out_dir / RESUME_DIR, ignore_errors=True)
     try:
@@ -913,8 +999,9 @@ def retag_model(model_dir: Path, info: TaskInfo) -> None:
 
 
 def can_resume(run: Run) -> bool:
-    """True when a stopped or interrupted run left a resume snapshot."""
-    return run.status.value in ("stopped", "interrupted") and (run.out_dir / RESUME_DIR / "state.pt").exists()
+    """True when a stopped or interrupted run (or one failed by a lost rank) left a resume snapshot."""
+    resumable = run.status.value in ("stopped", "interrupted") or (run.status.value == "failed" and run.result.get("resumable"))
+    return bool(resumable) and (run.out_dir / RESUME_DIR / "state.pt").exists()
 
 
 def save_predictions(path: Path, ds: Any, probs: np.ndarray, names: list[str], info: TaskInfo | None = None) -> None:

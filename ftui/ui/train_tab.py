@@ -129,6 +129,14 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         w["head_learning_rate"] = gr.Number(
             value=d.head_learning_rate, label="Head-phase learning rate", elem_id="head-lr", visible=False
         )
+    offered = engine.max_processes()
+    with gr.Row(visible=offered > 1):
+        # One process per GPU (DDP under torchrun); shown only where there is more than one to use.
+        w["processes"] = gr.Slider(
+            1, max(offered, 2), value=1, step=1, elem_id="processes",
+            label=f"{'GPUs' if engine.device == 'cuda' else 'Processes'}: 1 trains in the app; more launch torchrun "
+            "(data-parallel, same global batch)",
+        )  # fmt: skip
     gr.Markdown(f"Training device: **{engine.device_label()}**", elem_id="device")
     with gr.Row():
         start = gr.Button(START_LABEL, variant="primary", elem_id="start", scale=2)

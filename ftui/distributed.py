@@ -1,0 +1,206 @@
+"""Data parallelism across processes (PyTorch DDP under `torchrun` or `accelerate launch`): who this process is, how a
+global batch is split between ranks, and the few collectives the training core needs (a lost peer becomes PeerLost)."""
+
+from __future__ import annotations
+
+import datetime
+import inspect
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from ftui.errors import FtuiError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+TIMEOUT = datetime.timedelta(minutes=30)  # a rank still alive but silent this long (a hung disk) fails the run
+ERROR_FILE = ".rank-{rank}.error"  # a rank other than 0 leaves its failure here, for rank 0's message
+
+
+class PeerLost(FtuiError):
+    """A collective failed: another rank of the run ended (it failed, was killed, or rank 0 finished the run)."""
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What rank 0 tells the other ranks before training: which run (its checked config) and whether it resumes."""
+
+    run_id: str
+    name: str
+    out_dir: str
+    config: dict[str, Any]  # RunConfig.to_dict() after the deployment's caps were applied
+    resume: bool
+    offline: bool  # rank 0 does not contact the Hub: neither do the others
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, for the broadcast."""
+        return asdict(self)
+
+
+class Dist:
+    """This process's place in a data-parallel run; world 1 (the default) is an ordinary single-process run and every
+    collective is a no-op."""
+
+    def __init__(self, rank: int = 0, world: int = 1, local_rank: int = 0, backend: str = "") -> None:
+        self.rank, self.world, self.local_rank, self.backend = rank, world, local_rank, backend
+        self.error_dir: Path | None = None  # the run's folder, once known: where other ranks leave their failures
+
+    @property
+    def enabled(self) -> bool:
+        """True when several processes train together."""
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 alone writes events, checkpoints, snapshots and the store."""
+        return self.rank == 0
+
+    def describe(self) -> str:
+        """For events and the status line: '2 processes (gloo)'."""
+        return f"{self.world} processes ({self.backend})" if self.enabled else "1 process"
+
+    # ------------------------------------------------------------------------------------------- batches
+    def shard(self, idx: np.ndarray) -> tuple[np.ndarray, float]:
+        """This rank's rows of a global batch, and the factor that makes the ranks' averaged gradients equal the
+        global batch's mean-loss gradient. A row always goes to the same rank (row % world), so each rank's frozen-
+        layer cache fills with its own rows and is reused from the second epoch on. A rank left with no row computes
+        the batch's first row with factor 0 (DDP needs every rank's backward)."""
+        if not self.enabled:
+            return idx, 1.0
+        mine = idx[idx % self.world == self.rank]
+        if len(mine) == 0:
+            return idx[:1], 0.0
+        return mine, len(mine) * self.world / len(idx)
+
+    # ----------------------------------------------------------------------------------------- collectives
+    def _device(self) -> str:
+        return "cuda" if self.backend == "nccl" else "cpu"
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except FtuiError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - gloo/NCCL raise RuntimeError subclasses when a peer is gone
+            raise PeerLost(self.lost_message(exc), "The run's last resume snapshot is kept: Resume continues from it.") from exc
+
+    def lost_message(self, exc: BaseException) -> str:
+        """Why the run cannot go on: another rank's own failure when it left one, else what the collective said."""
+        said = []
+        if self.error_dir is not None:
+            for r in range(1, self.world):
+                path = self.error_dir / ERROR_FILE.format(rank=r)
+                if path.exists():
+                    said.append(f"rank {r}: {path.read_text()[:500]}")
+        if said:
+            return f"Another process of this {self.world}-process run failed ({'; '.join(said)})."
+        return (
+            f"Another process of this {self.world}-process run ended unexpectedly (killed, or out of memory): "
+            f"{type(exc).__name__}: {str(exc)[:200]}."
+        )
+
+    def agree(self, flag: bool) -> bool:
+        """True on every rank when it is true on any (Stop, the time limit): all ranks leave the loop together."""
+        if not self.enabled:
+            return flag
+        t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=self._device())
+        self._call("agree", lambda: torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX))
+        return bool(t.item())
+
+    def sum_(self, t: torch.Tensor) -> torch.Tensor:
+        """Sum a tensor over the ranks, in place."""
+        if self.enabled:
+            moved = t.to(self._device())
+            self._call("sum", lambda: torch.distributed.all_reduce(moved))
+            t.copy_(moved)
+        return t
+
+    def gather(self, obj: T) -> list[T]:
+        """Every rank's object, in rank order, on every rank."""
+        if not self.enabled:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        self._call("gather", lambda: torch.distributed.all_gather_object(out, obj))
+        return out
+
+    def broadcast(self, obj: T | None) -> T | None:
+        """Rank 0's object on every rank."""
+        if not self.enabled:
+            return obj
+        box: list[Any] = [obj]
+        self._call("broadcast", lambda: torch.distributed.broadcast_object_list(box, src=0))
+        return box[0]
+
+    def barrier(self) -> None:
+        """Wait for every rank (rank 0 has written the best checkpoint before the others read it)."""
+        if self.enabled:
+            self._call("barrier", lambda: torch.distributed.barrier())
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model under DistributedDataParallel (its trainable parameters as they are now); the model itself when
+        alone. Built per phase: what trains changes between the head phase and fine-tuning."""
+        if not self.enabled:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.local_rank] if self.backend == "nccl" else None
+        # Buffers (position ids) are the same on every rank: no broadcast per forward. Newer torch renamed the flag.
+        quiet = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+        flag = {"forward_sync_buffers": False} if quiet else {"broadcast_buffers": False}
+        return self._call("wrap", lambda: DistributedDataParallel(model, device_ids=ids, **flag))
+
+    def record_failure(self, message: str) -> None:
+        """A rank other than 0 leaves its failure for rank 0's message."""
+        if self.error_dir is None or self.is_main:
+            return
+        try:
+            self.error_dir.mkdir(parents=True, exist_ok=True)
+            (self.error_dir / ERROR_FILE.format(rank=self.rank)).write_text(message)
+        except OSError as exc:
+            log.warning("could not leave rank %d's failure: %s", self.rank, exc)
+
+    def close(self) -> None:
+        """Leave the process group."""
+        if self.enabled and torch.distributed.is_initialized():
+            try:
+                torch.distributed.destroy_process_group()
+            except Exception as exc:  # noqa: BLE001 - leaving a group whose peers are gone may fail; nothing to keep
+                log.info("process group not destroyed cleanly: %s", exc)
+
+
+SOLO = Dist()
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a DDP wrapper (or the model)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def launched() -> bool:
+    """True when this process was started by torchrun or accelerate launch with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+
+
+def from_env() -> Dist:
+    """Join the process group torchrun / accelerate launch describe in the environment (RANK, WORLD_SIZE,
+    LOCAL_RANK, MASTER_ADDR/PORT): NCCL with one GPU per process when there are GPUs, gloo on CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world <= 1:
+        return SOLO
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_gpu = torch.cuda.is_available() and os.environ.get("FTUI_DDP_BACKEND", "").lower() != "gloo"
+    backend = "nccl" if use_gpu else "gloo"
+    if use_gpu:
+        torch.cuda.set_device(local_rank)  # "cuda" means this process's own GPU from here on
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend, timeout=TIMEOUT)
+    return Dist(rank, world, local_rank, backend)

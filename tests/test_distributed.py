@@ -1,0 +1,227 @@
+"""Data-parallel runs under torchrun (gloo, 2 processes on this CPU): same curves and weights as one process with the
+same global batch, exact evaluation, rank 0 alone writes, Stop reaches every rank, a killed rank fails the run, resume
+with 1 or 2 processes; the sharding rule and the lost-peer message without processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ftui.distributed import ERROR_FILE, Dist
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "FTUI_OFFLINE": "1"}
+
+
+@pytest.fixture(scope="module")
+def still_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT without dropout: with dropout, no two processes could draw the same masks as one."""
+    from conftest import tiny_config
+    from transformers import AutoModel, AutoTokenizer
+
+    from ftui.modeling import packaged_checkpoint
+
+    cfg = tiny_config("bert")
+    cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0.0
+    cfg.classifier_dropout = 0.0
+    path = tmp_path_factory.mktemp("still-bert")
+    torch.manual_seed(0)
+    AutoModel.from_config(cfg).save_pretrained(path)
+    AutoTokenizer.from_pretrained(packaged_checkpoint()).save_pretrained(path)
+    return path
+
+
+def train_cmd(processes: int, *args: str) -> list[str]:
+    """`python -m ftui train ...`, under torchrun when processes > 1."""
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
+    return [sys.executable, *launcher, "-m", "ftui", "train", *args, "--offline"]
+
+
+def events_of(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def run_folder(runs: Path) -> Path:
+    (folder,) = [p for p in runs.iterdir() if p.is_dir()]
+    return folder
+
+
+def store_events(runs: Path, run_id: str) -> list[dict]:
+    with sqlite3.connect(runs / "ftui.db") as conn:
+        return [json.loads(d) for (d,) in conn.execute("SELECT data FROM events WHERE run_id=? ORDER BY seq", (run_id,))]
+
+
+def store_row(runs: Path, run_id: str) -> tuple:
+    with sqlite3.connect(runs / "ftui.db") as conn:
+        return conn.execute("SELECT status, error, pid, result FROM runs WHERE run_id=?", (run_id,)).fetchone()
+
+
+# ------------------------------------------------------------------------------------------------ without processes
+def test_shard_splits_every_global_batch_by_row_and_weights_the_shares() -> None:
+    idx = np.array([7, 2, 9, 4, 11])
+    parts = [Dist(r, 2).shard(idx) for r in range(2)]
+    assert sorted(np.concatenate([p[0] for p in parts]).tolist()) == sorted(idx.tolist())
+    assert parts[0][0].tolist() == [2, 4] and parts[1][0].tolist() == [7, 9, 11]  # a row always goes to one rank
+    # DDP averages the ranks' gradients: factor_r * (mean over rank r's rows), averaged over ranks, is the global mean
+    loss = np.random.default_rng(0).random(12)
+    assert sum(f * loss[p].mean() for p, f in parts) / 2 == pytest.approx(loss[idx].mean())
+    assert [f for _, f in parts] == [pytest.approx(2 * 2 / 5), pytest.approx(3 * 2 / 5)]
+    lone, factor = Dist(1, 2).shard(np.array([6]))  # nothing for rank 1: it computes a row with no weight
+    assert lone.tolist() == [6] and factor == 0.0
+    assert Dist().shard(idx)[0] is idx and Dist().shard(idx)[1] == 1.0
+
+
+def test_a_lost_peer_is_told_with_what_it_left(tmp_path: Path) -> None:
+    dist = Dist(0, 3)
+    dist.error_dir = tmp_path
+    assert "ended unexpectedly" in dist.lost_message(RuntimeError("Connection closed by peer"))
+    (tmp_path / ERROR_FILE.format(rank=2)).write_text("Out of host memory at batch size 64.")
+    said = dist.lost_message(RuntimeError("Connection closed by peer"))
+    assert "rank 2: Out of host memory at batch size 64." in said and "3-process" in said
+
+
+def test_processes_are_checked(engine) -> None:
+    from ftui.config import RunConfig, TrainConfig, validate_run
+    from ftui.errors import ConfigError
+
+    assert any("only fine-tuning" in m for m in validate_run(RunConfig(kind="baseline", baseline="tfidf",
+                                                                       train=TrainConfig(processes=2))))  # fmt: skip
+    assert any("processes" in m for m in validate_run(RunConfig(train=TrainConfig(processes=0))))
+    with pytest.raises(ConfigError, match="offers 0 processes on CPU"):  # FTUI_CPU_PROCESSES is not set here
+        engine.start_run(RunConfig(train=TrainConfig(processes=2, epochs=1)))
+
+
+# ---------------------------------------------------------------------------------------------------- torchrun
+def test_two_processes_train_like_one_with_the_same_global_batch(still_bert: Path, tmp_path: Path) -> None:
+    """Two phases (DDP rebuilt for fine-tuning), the frozen-layer cache per rank, gradient accumulation (no_sync)."""
+    args = ["--checkpoint", str(still_bert), "--max-train-examples", "240", "--batch-size", "12", "--grad-accum", "2",
+            "--epochs", "2", "--lr", "3e-3", "--schedule", "two-phase", "--head-epochs", "1", "--freeze-depth", "1",
+            "--evals-per-epoch", "2"]  # fmt: skip
+    out = {}
+    for n in (1, 2):
+        runs = tmp_path / f"runs{n}"
+        done = subprocess.run(train_cmd(n, *args, "--runs-dir", str(runs)), env=ENV, capture_output=True, text=True,
+                              timeout=600)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        out[n] = (runs, events_of(done.stdout))
+    one, two = out[1][1], out[2][1]
+    assert two[-1]["status"] == "completed"
+    curve = {n: [(e["type"], e["step"], e.get("loss", e.get("eval_loss"))) for e in evs if e["type"] in ("train", "eval")]
+             for n, evs in ((1, one), (2, two))}  # fmt: skip
+    assert [c[:2] for c in curve[1]] == [c[:2] for c in curve[2]] and len(curve[1]) > 8
+    assert max(abs(a[2] - b[2]) for a, b in zip(curve[1], curve[2], strict=True)) < 1e-5
+    for a, b in zip([e for e in one if e["type"] == "eval"], [e for e in two if e["type"] == "eval"], strict=True):
+        assert a["eval_accuracy"] == b["eval_accuracy"] and a["eval_macro_f1"] == b["eval_macro_f1"]
+    assert one[-1]["test_accuracy"] == two[-1]["test_accuracy"]
+    start = next(e for e in two if e["type"] == "start")
+    assert start["processes"] == 2 and start["total_steps"] == next(e for e in one if e["type"] == "start")["total_steps"]
+    from safetensors.torch import load_file
+
+    w1, w2 = (load_file(run_folder(out[n][0]) / "model" / "model.safetensors") for n in (1, 2))
+    assert w1.keys() == w2.keys()
+    assert max(float((w1[k] - w2[k]).abs().max()) for k in w1) < 1e-5
+    # Rank 0 alone wrote: one run folder, one store record owned by rank 0's process, each event once.
+    runs2 = out[2][0]
+    folder = run_folder(runs2)
+    status, _, pid, _ = store_row(runs2, folder.name)
+    assert status == "completed" and pid == int((folder / ".rank-0.pid").read_text())
+    assert int((folder / ".rank-1.pid").read_text()) != pid
+    logged = store_events(runs2, folder.name)
+    assert [e["type"] for e in logged] == [e["type"] for e in two[:-1]]  # no event twice, none missing
+    assert not list(folder.glob(".rank-*.error"))
+
+
+def _start(cmd: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def _read_until(proc: subprocess.Popen, want: str, step: int = 1) -> list[dict]:
+    """Events up to the first of type `want` at or past `step` (the process's stdout is read line by line)."""
+    seen = []
+    for line in proc.stdout:  # type: ignore[union-attr]
+        if line.startswith("{"):
+            seen.append(json.loads(line))
+            if seen[-1]["type"] == want and (seen[-1].get("step") or 0) >= step:
+                return seen
+    raise AssertionError(f"the run ended before a {want} event: {seen[-3:]}")
+
+
+LONG = ["--max-train-examples", "400", "--batch-size", "8", "--epochs", "30", "--lr", "1e-3", "--evals-per-epoch", "1"]
+
+
+@pytest.mark.slow
+def test_stop_ends_every_rank_and_resume_works_with_two_or_one_process(still_bert: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    proc = _start(train_cmd(2, "--checkpoint", str(still_bert), *LONG, "--runs-dir", str(runs)))
+    first = _read_until(proc, "eval")  # a best checkpoint exists
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)  # Ctrl-C on torchrun: it passes the signal to every rank
+    rest = [json.loads(line) for line in proc.stdout if line.startswith("{")]  # type: ignore[union-attr]
+    proc.wait(60)
+    assert time.monotonic() - t0 < 30
+    end = rest[-1]
+    assert end["type"] == "end" and end["status"] == "stopped" and end["kept"] == "best"
+    folder = Path(end["run_dir"])
+    for rank in (0, 1):  # both ranks are gone
+        pid = int((folder / f".rank-{rank}.pid").read_text())
+        assert not Path(f"/proc/{pid}").exists() or b"ftui" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    assert (folder / "resume" / "state.pt").exists() and (folder / "model" / "model.safetensors").exists()
+    stopped_at = max(e["step"] for e in first + rest if e["type"] == "train")
+
+    # Resume with 2 processes, stop again, then finish with 1 process (fewer epochs left is not needed: Stop once more).
+    proc = _start(train_cmd(2, "--resume", folder.name, "--runs-dir", str(runs)))
+    got = _read_until(proc, "train", step=stopped_at + 2)
+    resumed = [e for e in got if e["type"] == "resume"][-1]  # earlier events are replayed first
+    assert resumed["step"] >= stopped_at and resumed["processes"] == 2
+    proc.send_signal(signal.SIGINT)
+    second = [json.loads(line) for line in proc.stdout if line.startswith("{")]  # type: ignore[union-attr]
+    proc.wait(60)
+    assert second[-1]["status"] == "stopped"
+    again_at = max(e["step"] for e in got + second if e["type"] == "train")
+    proc = _start(train_cmd(1, "--resume", folder.name, "--runs-dir", str(runs)))
+    got = _read_until(proc, "train", step=again_at + 2)
+    assert [e for e in got if e["type"] == "resume"][-1]["processes"] == 1
+    proc.send_signal(signal.SIGINT)
+    last = [json.loads(line) for line in proc.stdout if line.startswith("{")][-1]  # type: ignore[union-attr]
+    proc.wait(60)
+    assert last["status"] == "stopped"
+    steps = [e["step"] for e in store_events(runs, folder.name) if e["type"] == "train"]
+    assert steps == sorted(steps) and len(steps) == len(set(steps))  # one curve across three launches
+
+
+@pytest.mark.slow
+def test_a_killed_rank_fails_the_run_with_a_message_and_leaves_it_resumable(still_bert: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    proc = _start(train_cmd(2, "--checkpoint", str(still_bert), *LONG, "--runs-dir", str(runs)))
+    _read_until(proc, "train", step=3)
+    folder = run_folder(runs)
+    os.kill(int((folder / ".rank-1.pid").read_text()), signal.SIGKILL)
+    rest = [json.loads(line) for line in proc.stdout if line.startswith("{")]  # type: ignore[union-attr]
+    assert proc.wait(60) != 0
+    end = rest[-1]
+    assert end["status"] == "failed" and "2-process run ended unexpectedly" in end["error"]
+    assert "Resume continues" in end["error"] and end["resumable"]
+    status, error, _, _ = store_row(runs, folder.name)
+    assert status == "failed" and "ended unexpectedly" in error
+    # Resumed with one process, it completes (capped by max steps so the test stays short).
+    from ftui.engine import Engine
+    from ftui.hub import HubStatus
+
+    eng = Engine(runs_dir=runs, hub_status=HubStatus(False, "offline (tests)"))
+    try:
+        run = eng.resume_run(folder.name)
+        assert run.done.wait(300) and eng.join(60)
+        assert run.status.value == "completed", run.error
+    finally:
+        eng.stop_run()
+        eng.join(60)
