@@ -96,7 +96,7 @@ def supervise(run: Run, store: Store, command: list[str], env: dict[str, str], h
         except subprocess.TimeoutExpired:
             code = None
         try:
-            handed = _mirror(run, store, handed)
+            handed = _mirror(run, store, handed, proc.pid)
         except Exception as exc:  # noqa: BLE001 - a busy store: try again at the next poll
             log.info("could not read run %s back from the store: %s", run.run_id, exc)
         if run.stop_event.is_set() and code is None:
@@ -108,7 +108,7 @@ def supervise(run: Run, store: Store, command: list[str], env: dict[str, str], h
                 os.killpg(proc.pid, signal.SIGKILL)
     _end_ranks(run.out_dir)
     try:
-        _mirror(run, store, True)
+        _mirror(run, store, True, proc.pid)
     except Exception as exc:  # noqa: BLE001
         log.warning("could not read run %s back from the store: %s", run.run_id, exc)
     if run.status.finished:
@@ -121,7 +121,7 @@ def supervise(run: Run, store: Store, command: list[str], env: dict[str, str], h
         run.finish(RunStatus.FAILED, f"{why}. Its output ({log_path}): {said}")
 
 
-def _mirror(run: Run, store: Store, handed: bool) -> bool:
+def _mirror(run: Run, store: Store, handed: bool, launcher_pid: int) -> bool:
     """Bring the app's copy of the run up to date; keep its heartbeat until rank 0 has taken it over. True once it
     has."""
     rec = store.header(run.run_id)
@@ -130,6 +130,6 @@ def _mirror(run: Run, store: Store, handed: bool) -> bool:
     if not handed and rec.get("owner") == store.identity:
         store.beat(run.run_id)  # torchrun and the ranks are still starting: the run is alive, and ours
         return False
-    rec["progress"] = store.progress(run.run_id)
+    rec["progress"] = {**store.progress(run.run_id), "launcher_pid": launcher_pid}
     run.apply_record(rec, store.events(run.run_id, len(run.events())))
     return True

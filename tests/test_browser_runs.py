@@ -11,12 +11,13 @@ from test_browser import TIMEOUT_MS, fill_number, md, tab
 pytestmark = pytest.mark.browser
 
 
-def serve(runs_dir):
+def serve(runs_dir, settings=None):
     from ftui.engine import Engine
     from ftui.hub import HubStatus
     from ftui.ui import create_app, launch_kwargs
 
-    eng = Engine(runs_dir=runs_dir, hub_status=HubStatus(False, "The Hugging Face Hub cannot be reached (tests)."))
+    hub = HubStatus(False, "The Hugging Face Hub cannot be reached (tests).")
+    eng = Engine(runs_dir=runs_dir, hub_status=hub, settings=settings)
     demo = create_app(eng)
     demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True, **launch_kwargs())
     return demo, eng
@@ -428,4 +429,38 @@ def test_a_long_text_run_reads_whole_reviews_in_chunks(browser, tmp_path):
     finally:
         engine.stop_run()
         engine.join(60)
+        demo.close()
+
+
+@pytest.mark.slow
+def test_a_two_process_run_started_in_the_browser_streams_its_curves(browser, tmp_path):
+    """FTUI_CPU_PROCESSES=2 offers 2 processes on this CPU: Start launches torchrun, the charts fill as with a thread run."""
+    from ftui.settings import Settings
+
+    demo, engine = serve(tmp_path / "runs", Settings(cpu_processes=2))
+    try:
+        ctx, page = open_page(browser, demo.local_url)
+        tab(page, "4. Train")
+        slider = page.locator("#processes input[type=number]")
+        slider.fill("2")
+        slider.press("Enter")
+        fill_number(page, "epochs", "1")
+        page.click("#start")
+        page.wait_for_selector("#run-status:has-text('× 2 processes')", timeout=120_000)  # rank 0's progress, live
+        page.wait_for_function(
+            """() => { const el = document.querySelector('#loss-plot .js-plotly-plot');
+                       return el && el.data && el.data.length && el.data[0].x.length >= 2; }""",
+            timeout=180_000,
+        )
+        assert "completed" not in md(page, "run-status")  # the curve streamed while it trained
+        page.wait_for_selector("#run-status:has-text('completed')", timeout=300_000)
+        assert trace_lengths(page, "acc-plot") and max(trace_lengths(page, "acc-plot")) >= 1
+        run = engine.current_run()
+        assert run.config.train.processes == 2 and run.status.value == "completed"
+        assert next(e for e in run.events() if e["type"] == "start")["processes"] == 2
+        ctx.close()
+    finally:
+        engine.manager.clear()
+        engine.stop_run()
+        engine.join(120)
         demo.close()

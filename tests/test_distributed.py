@@ -225,3 +225,76 @@ def test_a_killed_rank_fails_the_run_with_a_message_and_leaves_it_resumable(stil
     finally:
         eng.stop_run()
         eng.join(60)
+
+
+# ------------------------------------------------------------------------------------------------------- the app
+@pytest.fixture()
+def app_engine(tmp_path: Path):
+    """The app's engine where CPU runs may use 2 processes (FTUI_CPU_PROCESSES=2)."""
+    from ftui.engine import Engine
+    from ftui.hub import HubStatus
+    from ftui.settings import Settings
+
+    eng = Engine(runs_dir=tmp_path / "runs", hub_status=HubStatus(False, "offline (tests)"), settings=Settings(cpu_processes=2))
+    yield eng
+    eng.manager.clear()
+    eng.stop_run()
+    eng.join(120)
+
+
+def _config(checkpoint: Path, epochs: float, examples: int, processes: int = 2):
+    from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+
+    return RunConfig(
+        DataConfig(max_train_examples=examples),
+        ModelConfig(source="local", checkpoint=str(checkpoint)),
+        TrainConfig(epochs=epochs, batch_size=8, learning_rate=1e-3, evals_per_epoch=1, processes=processes),
+    )
+
+
+def test_the_app_trains_a_two_process_run_in_a_torchrun_child(app_engine, still_bert: Path) -> None:
+    assert app_engine.max_processes() == 2
+    run = app_engine.start_run(_config(still_bert, 2, 200))
+    steps_seen = set()
+    while not run.done.wait(0.2):  # the app's copy follows the child through the store
+        steps_seen.add(run.snapshot(events=False).progress.get("step"))
+    assert app_engine.join(60)
+    assert run.status.value == "completed", run.error
+    assert run.result["test_accuracy"] >= 0 and run.result["steps"] == 50
+    assert len(steps_seen - {None}) >= 2  # progress arrived while it trained, not only at the end
+    events = run.events()
+    assert [e["step"] for e in events if e["type"] == "train"][-1] == 50 and any(e["type"] == "eval" for e in events)
+    assert next(e for e in events if e["type"] == "start")["processes"] == 2
+    rec = app_engine.store.header(run.run_id)
+    assert rec["status"] == "completed" and rec["pid"] != os.getpid()  # the child's rank 0 wrote the outcome
+    assert '"type": "end"' in (run.out_dir / "launcher.log").read_text()  # the child's own output is kept
+
+
+def test_stop_in_the_app_reaches_every_rank_and_a_killed_launcher_leaves_the_run_interrupted(
+    app_engine, still_bert: Path
+) -> None:
+    run = app_engine.start_run(_config(still_bert, 40, 400))
+    while not any(e["type"] == "eval" for e in run.events()):
+        assert not run.done.wait(0.2), run.error
+    assert app_engine.stop_run() is run
+    assert run.done.wait(60) and app_engine.join(60)
+    assert run.status.value == "stopped" and run.result["kept"] == "best", run.error
+    assert (run.out_dir / "resume" / "state.pt").exists() and not list(run.out_dir.glob(".rank-*.pid"))
+
+    second = app_engine.start_run(_config(still_bert, 40, 400))
+    while not any(e["type"] == "train" for e in second.events()):
+        assert not second.done.wait(0.2), second.error
+    pids = [int(p.read_text()) for p in second.out_dir.glob(".rank-*.pid")]
+    assert len(pids) == 2
+    os.kill(second.snapshot(events=False).progress["launcher_pid"], signal.SIGKILL)
+    assert second.done.wait(60) and app_engine.join(60)
+    assert second.status.value in ("interrupted", "failed") and "torchrun launcher ended" in (second.error or "")
+    for pid in pids:  # the ranks it left behind were ended
+        for _ in range(50):
+            if not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower():
+                break
+            time.sleep(0.1)  # the kernel reaps a SIGKILLed process asynchronously
+        else:
+            raise AssertionError(f"rank process {pid} still runs")
+    third = app_engine.start_run(_config(still_bert, 1, 100, processes=1))  # the app keeps serving
+    assert third.done.wait(120) and third.status.value == "completed"
