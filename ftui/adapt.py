@@ -129,6 +129,10 @@ class MLMObjective:
         mask = (torch.arange(width)[None, :] < torch.from_numpy(b.lengths[idx])[:, None]).long()
         return {"input_ids": inputs.to(self.device), "attention_mask": mask.to(self.device), "labels": labels.to(self.device)}
 
+    def row_weights(self, idx: np.ndarray) -> None:
+        """Every block counts alike in the loss (and masked-LM runs train in one process)."""
+        return None
+
     def epoch_batches(self, gen: torch.Generator) -> list[np.ndarray]:
         """Blocks in a shuffled order (all blocks are full but the last: no length grouping needed)."""
         order = torch.randperm(self.train_rows, generator=gen).numpy()

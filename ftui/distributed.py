@@ -67,17 +67,19 @@ class Dist:
         return f"{self.world} processes ({self.backend})" if self.enabled else "1 process"
 
     # ------------------------------------------------------------------------------------------- batches
-    def shard(self, idx: np.ndarray) -> tuple[np.ndarray, float]:
+    def shard(self, idx: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, float]:
         """This rank's rows of a global batch, and the factor that makes the ranks' averaged gradients equal the
-        global batch's mean-loss gradient. A row always goes to the same rank (row % world), so each rank's frozen-
-        layer cache fills with its own rows and is reused from the second epoch on. A rank left with no row computes
-        the batch's first row with factor 0 (DDP needs every rank's backward)."""
+        global batch's mean-loss gradient (`weights`: each row's weight in a weighted mean, as class-weighted
+        cross-entropy; None = rows count alike). A row always goes to the same rank (row % world), so each rank's
+        frozen-layer cache fills with its own rows and is reused from the second epoch on. A rank left with no row
+        computes the batch's first row with factor 0 (DDP needs every rank's backward)."""
         if not self.enabled:
             return idx, 1.0
-        mine = idx[idx % self.world == self.rank]
-        if len(mine) == 0:
+        keep = idx % self.world == self.rank
+        if not keep.any():
             return idx[:1], 0.0
-        return mine, len(mine) * self.world / len(idx)
+        w = np.ones(len(idx)) if weights is None else np.asarray(weights, dtype=np.float64)
+        return idx[keep], float(w[keep].sum() * self.world / w.sum())
 
     # ----------------------------------------------------------------------------------------- collectives
     def _device(self) -> str:

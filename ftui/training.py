@@ -440,6 +440,10 @@ class Objective(Protocol):
         """One epoch's batches (row indices), in order, drawn from `gen`."""
         ...
 
+    def row_weights(self, idx: np.ndarray) -> np.ndarray | None:
+        """How much each row of a batch weighs in its mean loss; None = alike (how DDP shares a batch exactly)."""
+        ...
+
     def train_loss(self, model: nn.Module, idx: np.ndarray, cache: PrefixCache | None, amp: torch.dtype | None) -> torch.Tensor:
         """The mean loss of one micro-batch (graph attached)."""
         ...
@@ -524,6 +528,13 @@ class ClassificationObjective:
     def epoch_batches(self, gen: torch.Generator) -> list[np.ndarray]:
         """Shuffled batches of similar lengths."""
         return length_grouped_batches(self.enc["train"].lengths, self.batch_size, gen)
+
+    def row_weights(self, idx: np.ndarray) -> np.ndarray | None:
+        """Class-weighted cross-entropy is a weighted mean (each row weighs its class's weight); the other losses are
+        plain means (multi-label weights act inside each row's term)."""
+        if self.task is not Task.SINGLE or self.class_weights is None:
+            return None
+        return self.class_weights.cpu().numpy()[self.enc["train"].labels[idx]]
 
     def train_loss(self, model: nn.Module, idx: np.ndarray, cache: PrefixCache | None, amp: torch.dtype | None) -> torch.Tensor:
         """The task's loss on one batch (frozen layers read from the cache when it holds the batch)."""
@@ -753,7 +764,7 @@ class TrainingCore:
                 idx = batches[bi]
                 if self.dist.agree(stop()):  # under DDP every rank leaves at the same step
                     raise StopRequested
-                mine, factor = self.dist.shard(idx)
+                mine, factor = self.dist.shard(idx, self.objective.row_weights(idx) if self.dist.enabled else None)
                 # Under DDP, gradients are exchanged once per optimizer step, not per accumulated micro-batch.
                 syncs = (state.micro + 1) % t.grad_accum == 0 or (state.micro + 1) % self.micro_per_epoch == 0
                 quiet = self.net.no_sync() if self.dist.enabled and not syncs else contextlib.nullcontext()  # type: ignore[operator]

@@ -90,3 +90,17 @@ def test_long_text_contract(tmp_path):
     chunks = out["runs"][1]
     assert chunks["train_rows"] > 8  # each long document became several windows
     assert out["ratios"][0]["mode"] == "chunks" and out["ratios"][0]["time_vs_truncate"] > 0
+
+
+@pytest.mark.slow
+def test_scale_out_contract(tmp_path, tiny_bert_dir):
+    """bench/scale_out.py on a tiny stand-in: the CLI with 1 process and under torchrun with 2, ratios against 1."""
+    import pandas as pd
+
+    for split, n in (("train", 64), ("validation", 16), ("test", 16)):
+        pd.DataFrame({"text": [f"{'good' if i % 2 else 'bad'} film number {i}" for i in range(n)],
+                      "label": [i % 2 for i in range(n)]}).to_parquet(tmp_path / f"{split}.parquet")  # fmt: skip
+    out = run_script("bench/scale_out.py", "--data", str(tmp_path), "--checkpoint", str(tiny_bert_dir), "--train", "64",
+                     "--batch-size", "16", "--max-length", "16")  # fmt: skip
+    assert [(r["processes"], r["status"], r["steps"]) for r in out["runs"]] == [(1, "completed", 4), (2, "completed", 4)]
+    assert out["ratios"][0]["processes"] == 2 and out["ratios"][0]["wall_speedup"] > 0

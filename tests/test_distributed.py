@@ -76,6 +76,10 @@ def test_shard_splits_every_global_batch_by_row_and_weights_the_shares() -> None
     loss = np.random.default_rng(0).random(12)
     assert sum(f * loss[p].mean() for p, f in parts) / 2 == pytest.approx(loss[idx].mean())
     assert [f for _, f in parts] == [pytest.approx(2 * 2 / 5), pytest.approx(3 * 2 / 5)]
+    weights = np.array([1.0, 3.0, 1.0, 3.0, 1.0])  # class-weighted cross-entropy: a weighted mean over the batch
+    wparts = [Dist(r, 2).shard(idx, weights) for r in range(2)]
+    wmean = lambda rows: (loss[rows] * weights[np.isin(idx, rows)]).sum() / weights[np.isin(idx, rows)].sum()  # noqa: E731
+    assert sum(f * wmean(p) for p, f in wparts) / 2 == pytest.approx((loss[idx] * weights).sum() / weights.sum())
     lone, factor = Dist(1, 2).shard(np.array([6]))  # nothing for rank 1: it computes a row with no weight
     assert lone.tolist() == [6] and factor == 0.0
     assert Dist().shard(idx)[0] is idx and Dist().shard(idx)[1] == 1.0
@@ -103,10 +107,11 @@ def test_processes_are_checked(engine) -> None:
 
 # ---------------------------------------------------------------------------------------------------- torchrun
 def test_two_processes_train_like_one_with_the_same_global_batch(still_bert: Path, tmp_path: Path) -> None:
-    """Two phases (DDP rebuilt for fine-tuning), the frozen-layer cache per rank, gradient accumulation (no_sync)."""
+    """Two phases (DDP rebuilt for fine-tuning), the frozen-layer cache per rank, gradient accumulation (no_sync),
+    class weights (a weighted mean, shared by weight)."""
     args = ["--checkpoint", str(still_bert), "--max-train-examples", "240", "--batch-size", "12", "--grad-accum", "2",
             "--epochs", "2", "--lr", "3e-3", "--schedule", "two-phase", "--head-epochs", "1", "--freeze-depth", "1",
-            "--evals-per-epoch", "2"]  # fmt: skip
+            "--evals-per-epoch", "2", "--class-weights", "1,2"]  # fmt: skip
     out = {}
     for n in (1, 2):
         runs = tmp_path / f"runs{n}"
@@ -227,6 +232,18 @@ def test_a_killed_rank_fails_the_run_with_a_message_and_leaves_it_resumable(stil
         eng.join(60)
 
 
+@pytest.mark.slow
+def test_accelerate_launch_runs_the_same_command(still_bert: Path, tmp_path: Path) -> None:
+    """`accelerate launch --multi_gpu` is torchrun underneath: on this CPU it starts 2 gloo ranks."""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+           "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ftui", "train", "--checkpoint", str(still_bert),
+           "--max-train-examples", "64", "--epochs", "1", "--runs-dir", str(tmp_path / "runs"), "--offline"]  # fmt: skip
+    done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    events = events_of(done.stdout)
+    assert next(e for e in events if e["type"] == "start")["processes"] == 2 and events[-1]["status"] == "completed"
+
+
 # ------------------------------------------------------------------------------------------------------- the app
 @pytest.fixture()
 def app_engine(tmp_path: Path):
@@ -270,6 +287,7 @@ def test_the_app_trains_a_two_process_run_in_a_torchrun_child(app_engine, still_
     assert '"type": "end"' in (run.out_dir / "launcher.log").read_text()  # the child's own output is kept
 
 
+@pytest.mark.slow
 def test_stop_in_the_app_reaches_every_rank_and_a_killed_launcher_leaves_the_run_interrupted(
     app_engine, still_bert: Path
 ) -> None:
