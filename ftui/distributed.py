@@ -91,6 +91,7 @@ class Dist:
         except FtuiError:
             raise
         except Exception as exc:  # noqa: BLE001 - gloo/NCCL raise RuntimeError subclasses when a peer is gone
+            log.info("rank %d: %s failed: %s", self.rank, what, exc)
             raise PeerLost(self.lost_message(exc), "The run's last resume snapshot is kept: Resume continues from it.") from exc
 
     def lost_message(self, exc: BaseException) -> str:
