@@ -108,6 +108,7 @@ def test_a_checkpoint_without_a_masked_lm_form_is_refused_with_a_message(engine,
     assert "no masked-language-model form" in run.error
 
 
+@pytest.mark.slow  # 14 s
 def test_cli_adapt_ends_with_the_checkpoint_train_takes(tmp_path):
     runs = tmp_path / "runs"
     out = subprocess.run(

@@ -15,6 +15,7 @@ def run_script(*args: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # a bench's contract: 8-24 s, run by CI after the default suite
 def test_train_speed_contract(tiny_bert_dir):
     out = run_script(
         "bench/train_speed.py", "--device", "cpu", "--synthetic", "96", "--model", str(tiny_bert_dir),
@@ -30,6 +31,7 @@ def test_train_speed_contract(tiny_bert_dir):
     assert out["ratio_vs_tuned_trainer"] is not None
 
 
+@pytest.mark.slow  # a bench's contract: 8-24 s, run by CI after the default suite
 def test_train_speed_reports_accuracy_with_real_labels(tiny_bert_dir, tmp_path):
     import pandas as pd
 
@@ -57,6 +59,7 @@ def test_mlm_speed_contract():
     assert out["ratio_vs_tutorial"] == round(r["ftui"]["tokens_per_s"] / r["tutorial"]["tokens_per_s"], 2)
 
 
+@pytest.mark.slow  # a bench's contract: 8-24 s, run by CI after the default suite
 def test_latency_contract_every_runtime_and_explanations(tiny_bert_dir, tmp_path):
     from ftui.config import ModelConfig
     from ftui.modeling import build_model, load_tokenizer, save_classifier
@@ -77,6 +80,7 @@ def test_latency_contract_every_runtime_and_explanations(tiny_bert_dir, tmp_path
     assert set(out["explain_ms_64_tokens"]) == {"ig", "fast"} and out["explain_ms_64_tokens"]["ig"]["p50"] > 0
 
 
+@pytest.mark.slow  # a bench's contract: 8-24 s, run by CI after the default suite
 def test_long_text_contract(tmp_path):
     """bench/long_text.py on a tiny stand-in for rotten_tomatoes: one run per mode, ratios against truncation."""
     import pandas as pd

@@ -184,6 +184,7 @@ def test_the_course_method_baselines_two_phase_and_one_phase_compared(browser, t
         demo.close()
 
 
+@pytest.mark.slow  # 37 s, run by CI after the default suite
 def test_adapt_then_fine_tune_from_each_adapted_checkpoint(browser, tmp_path):
     """Adapt the packaged checkpoint on the demo texts, train a tokenizer and a tiny model from scratch, fine-tune a
     classifier from each adapted checkpoint, and compare them in the Runs tab."""
@@ -367,6 +368,7 @@ def test_queue_a_run_then_a_sweep_and_serve_its_best(browser, tmp_path):
         demo.close()
 
 
+@pytest.mark.slow  # 31 s, run by CI after the default suite
 def test_a_multi_label_upload_is_trained_and_predicted(browser, tmp_path):
     """Upload reviews whose labels are lists, train, and see every label's probability and the predicted set."""
     from test_browser import upload

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 from ftui.cli import build_parser
@@ -83,6 +84,7 @@ def test_cli_sources_are_inferred(tmp_path):
     assert _data_config(args).source == "local" and _model_config(args).source == "local"
 
 
+@pytest.mark.slow  # a pip install: 14 s
 def test_pip_install_gives_an_ftui_command_that_works_from_any_folder(tmp_path):
     """`pip install .` installs the package (demo data inside) and an `ftui` command; neither needs the repository."""
     import os

@@ -197,6 +197,7 @@ def test_runs_reload_after_restart(engine, tiny_bert_dir):
     assert f"run:{run.run_id}" in [k for _, k in fresh.predict_choices()]
 
 
+@pytest.mark.slow  # 12-18 s
 def test_real_minilm_on_the_demo_data(engine):
     """The packaged checkpoint on the bundled reviews: it must actually learn."""
     cfg = RunConfig(data=DataConfig(), model=ModelConfig(), train=TrainConfig(epochs=3, learning_rate=1e-4))
@@ -619,7 +620,9 @@ def verdict_reviews(path, n=240, seed=0):
     return path
 
 
-@pytest.mark.parametrize("mode", ["head_tail", pytest.param("chunks", marks=pytest.mark.slow)])  # chunks: 33 s
+@pytest.mark.parametrize(
+    "mode", [pytest.param("head_tail", marks=pytest.mark.slow), pytest.param("chunks", marks=pytest.mark.slow)]
+)  # 12 s, 33 s
 def test_long_text_modes_read_the_verdict_that_truncation_cuts(engine, tmp_path, mode):
     data = DataConfig(source="local", dataset_id=str(verdict_reviews(tmp_path / "long.csv")))
     train = TrainConfig(epochs=2, learning_rate=2e-4, max_length=32, long_text=mode, evals_per_epoch=1)
@@ -634,6 +637,7 @@ def test_long_text_modes_read_the_verdict_that_truncation_cuts(engine, tmp_path,
         engine.export_onnx(run.run_id)
 
 
+@pytest.mark.slow  # 12-18 s
 def test_truncation_misses_the_verdict(engine, tmp_path):
     """The control for the long-text test above: the same data cut at 32 tokens cannot be learned."""
     data = DataConfig(source="local", dataset_id=str(verdict_reviews(tmp_path / "long.csv")))
