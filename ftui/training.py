@@ -219,6 +219,13 @@ def _oom_advice(cfg: RunConfig, device: str) -> str:
     )
 
 
+def failure_text(exc: BaseException, cfg: RunConfig, device: str) -> str:
+    """What a failed run says: an FtuiError as written, out-of-memory as advice, anything else by type and text."""
+    if isinstance(exc, FtuiError):
+        return str(exc)
+    return _oom_advice(cfg, device) if _is_oom(exc) else f"{type(exc).__name__}: {exc}"
+
+
 def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower() or "can't allocate memory" in str(exc)
 
@@ -243,12 +250,10 @@ def run_worker(run: Run, body: Callable[[dict[str, Any]], None], device: str) ->
     except PeerLost as exc:
         _finish_peer_lost(run, scratch, exc)
     except FtuiError as exc:
-        run.finish(RunStatus.FAILED, str(exc))
+        run.finish(RunStatus.FAILED, failure_text(exc, run.config, device))
     except Exception as exc:  # the app must survive any failure of one run
         log.warning("run %s failed", run.run_id, exc_info=True)
-        if _is_oom(exc):
-            run.finish(RunStatus.FAILED, _oom_advice(run.config, device))
-        elif isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and not _is_oom(exc):
             kept = (run.out_dir / MODEL_DIR).exists()
             run.finish(
                 RunStatus.FAILED,
@@ -258,7 +263,7 @@ def run_worker(run: Run, body: Callable[[dict[str, Any]], None], device: str) ->
                 {"model_dir": str(run.out_dir / MODEL_DIR)} if kept else {},
             )
         else:
-            run.finish(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
+            run.finish(RunStatus.FAILED, failure_text(exc, run.config, device))
     finally:
         for close in run.listeners:
             try:
@@ -327,8 +332,7 @@ def follow_run(assignment: Assignment, dist: Dist, load_bundle: Callable[[], Dat
         return 0
     except Exception as exc:  # noqa: BLE001 - said to rank 0, which fails the run with it
         log.warning("rank %d failed", dist.rank, exc_info=True)
-        message = str(exc) if isinstance(exc, FtuiError) else f"{type(exc).__name__}: {exc}"
-        dist.record_failure(_oom_advice(cfg, device) if _is_oom(exc) else message)
+        dist.record_failure(failure_text(exc, cfg, device))
         return 1
 
 
@@ -523,6 +527,7 @@ class ClassificationObjective:
         self.dist = dist
         self.train_rows = len(enc["train"])
         self.class_weights = class_weights.to(device) if class_weights is not None else None
+        self._host_weights = class_weights.numpy() if class_weights is not None else None  # no device copy per batch
         self.task, self.threshold, self.long_text = task, threshold, long_text
 
     def epoch_batches(self, gen: torch.Generator) -> list[np.ndarray]:
@@ -534,7 +539,7 @@ class ClassificationObjective:
         plain means (multi-label weights act inside each row's term)."""
         if self.task is not Task.SINGLE or self.class_weights is None:
             return None
-        return self.class_weights.cpu().numpy()[self.enc["train"].labels[idx]]
+        return self._host_weights[self.enc["train"].labels[idx]]
 
     def train_loss(self, model: nn.Module, idx: np.ndarray, cache: PrefixCache | None, amp: torch.dtype | None) -> torch.Tensor:
         """The task's loss on one batch (frozen layers read from the cache when it holds the batch)."""
