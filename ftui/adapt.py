@@ -175,7 +175,9 @@ class MLMObjective:
 
     def better(self, metrics: dict[str, float], best: dict[str, Any] | None) -> bool:
         """Lower held-out loss."""
-        return best is None or metrics["loss"] < best["loss"]
+        if not math.isfinite(metrics["loss"]):
+            return False  # a NaN loss is never the best
+        return best is None or not math.isfinite(best["loss"]) or metrics["loss"] < best["loss"]
 
     def eval_event(self, step: int, epoch: float, metrics: dict[str, float], phase: str) -> MLMEvalEvent:
         """Held-out loss, perplexity and masked-token accuracy."""

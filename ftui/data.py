@@ -466,7 +466,23 @@ def _numbers(values: pd.Series, column: str) -> list[float | None]:
             f"The label column '{column}' holds no numbers, and regression was asked for.",
             "Pick a column of scores, or choose the label shape 'single_label' for classes.",
         )
-    return [None if math.isnan(x) or math.isinf(x) else float(x) for x in nums.astype("float64")]
+    values64 = nums.astype("float64").to_numpy()
+    # Training runs in float32, where the squared errors of targets this large overflow (1e308 is finite in
+    # float64, infinite in float32): such a loss turns NaN and poisons the model, so those rows are refused by number.
+    huge = [i for i, x in enumerate(values64) if not math.isnan(x) and not abs(x) < TARGET_LIMIT]
+    if huge:
+        rows = ", ".join(str(i + 1) for i in huge[:10]) + (f" and {len(huge) - 10} more" if len(huge) > 10 else "")
+        raise DataError(
+            f"The regression target in '{column}' is too large to train on in row(s) {rows} (counting data rows from "
+            f"1): values must lie within ±{TARGET_LIMIT:.2g}, and e.g. {values64[huge[0]]:g} does not.",
+            "Fix or drop those rows, or rescale the column (e.g. divide it by a constant or take its logarithm).",
+        )
+    return [None if math.isnan(x) else float(x) for x in values64]
+
+
+# Beyond this the squared errors of a batch overflow float32 (its largest value is 3.4e38; a batch of up to 65,536
+# targets of 1e16 sums to 6.6e36), and no float32 model resolves such numbers anyway.
+TARGET_LIMIT = 1e16
 
 
 def _standardize_with(df: pd.DataFrame, text_cols: tuple[str, ...], labels: list[Any]) -> tuple[pd.DataFrame, int, int]:
@@ -650,7 +666,13 @@ def prepare(raw: Any, cfg: DataConfig) -> DataBundle:
     features_std = datasets.Features(feats)
     out: dict[str, Any] = {}
     for split, frame in frames.items():
-        std, n_empty, n_unlabeled = _standardize_with(frame, text_cols, encode(frame))
+        try:
+            encoded = encode(frame)
+        except DataError as exc:
+            if len(frames) > 1:  # row numbers count within a split: say which
+                raise DataError(f"{exc.problem} (split '{picked[split]}')", exc.fix) from None
+            raise
+        std, n_empty, n_unlabeled = _standardize_with(frame, text_cols, encoded)
         if n_empty:
             notes.append(f"Dropped {n_empty} rows with empty or missing text from {split}.")
         if split != "train" and std.empty and n_unlabeled:

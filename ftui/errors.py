@@ -44,3 +44,15 @@ class RunInProgress(FtuiError):
 
 class StopRequested(Exception):
     """Raised inside the worker to unwind when the user pressed Stop."""
+
+
+class Diverged(FtuiError):
+    """Training produced a non-finite loss or score (NaN or infinity): the run fails rather than end 'completed'."""
+
+    def __init__(self, what: str, step: int, value: float, hint: str = "") -> None:
+        super().__init__(
+            f"Training diverged: the {what} became {value} at step {step}, so the run cannot give a usable model.",
+            hint
+            or "Lower the learning rate, use fp32 precision, or check the labels (regression targets far from 0 need "
+            "scaling); then start again.",
+        )

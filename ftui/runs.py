@@ -314,9 +314,25 @@ class Run:
 
 
 def best_eval_of(events: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The best evaluation in an event log (highest accuracy, then lowest loss), as the training loop records it."""
-    evals = [e for e in of_type(events, EventType.EVAL) if isinstance(e.get("eval_accuracy"), (int, float))]
-    if not evals:
-        return None
-    e = max(evals, key=lambda e: (e["eval_accuracy"], -float(e.get("eval_loss") or 0.0)))
-    return {"loss": e.get("eval_loss"), "accuracy": e["eval_accuracy"], "macro_f1": e.get("eval_macro_f1"), "step": e.get("step")}
+    """The best evaluation in an event log by its label shape's own rule (tasks.better: accuracy, micro-F1 or RMSE,
+    then the lower loss; a masked-LM run by its loss), as the training loop records it; NaN scores never win."""
+    import math
+
+    from ftui.tasks import Task, better
+
+    evals = [e for e in of_type(events, EventType.EVAL) if isinstance(e.get("eval_loss"), (int, float))]
+    shape = next((t for key, t in _SHAPE_KEYS if any(isinstance(e.get(key), (int, float)) for e in evals)), None)
+    best: dict[str, Any] | None = None
+    for e in evals:
+        m = {k[len("eval_") :]: float(v) for k, v in e.items() if k.startswith("eval_") and isinstance(v, (int, float))}
+        if shape is None:  # masked-language modelling: the lower held-out loss
+            wins = math.isfinite(m["loss"]) and (best is None or not math.isfinite(best["loss"]) or m["loss"] < best["loss"])
+        else:
+            wins = Task(shape).primary in m and better(Task(shape), m, best)
+        if wins:
+            best = {**m, "step": e.get("step")}
+    return best
+
+
+# Which label shape an evaluation's keys show (regression first: its events carry no accuracy).
+_SHAPE_KEYS = (("eval_rmse", "regression"), ("eval_micro_f1", "multi_label"), ("eval_accuracy", "single_label"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
@@ -131,9 +132,11 @@ def metrics(task: Task, out: np.ndarray, y: np.ndarray, threshold: float = 0.5) 
 
 def better(task: Task, new: dict[str, float], best: dict[str, Any] | None) -> bool:
     """Whether an evaluation beats the best so far: the primary metric, then the lower loss."""
-    if best is None:
-        return True
     key = task.primary
+    if not (math.isfinite(new[key]) and math.isfinite(new["loss"])):
+        return False  # a NaN or infinite score is never the best (NaN compares false both ways)
+    if best is None or not math.isfinite(best[key]):
+        return True
     sign = 1.0 if task.higher_is_better else -1.0
     return (sign * new[key], -new["loss"]) > (sign * best[key], -best["loss"])
 

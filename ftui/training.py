@@ -34,7 +34,7 @@ from ftui.batching import (
 from ftui.config import RunConfig
 from ftui.data import LABEL, TEXT, TEXT_PAIR, DataBundle
 from ftui.distributed import SOLO, Assignment, Dist, PeerLost, unwrap
-from ftui.errors import FtuiError, StopRequested
+from ftui.errors import Diverged, FtuiError, StopRequested
 from ftui.events import (
     EarlyStopEvent,
     EpochEvent,
@@ -795,11 +795,14 @@ class TrainingCore:
                 if state.phase_step % self.log_every == 0 or state.phase_step == total or state.step == 1:
                     self.dist.sum_(running_loss)
                     now = time.perf_counter()
+                    mean_loss = float(running_loss) / max(1, running_n)  # the sync the log line needs anyway
+                    if not math.isfinite(mean_loss):  # NaN spreads through the sum: no step goes unchecked
+                        raise Diverged("training loss", state.step, mean_loss)
                     run.log(
                         TrainEvent(
                             step=state.step,
                             epoch=round(epoch, 4),
-                            loss=float(running_loss) / max(1, running_n),
+                            loss=mean_loss,
                             lr=self.sched.get_last_lr()[0],
                             phase=phase.name,
                         )
@@ -868,6 +871,8 @@ class TrainingCore:
         run = self.run
         run.set_progress(phase="evaluating")
         m = self.objective.evaluate(self.model, self.amp, run.stop_event.is_set, self.cache)
+        if not math.isfinite(m["loss"]):
+            raise Diverged("validation loss", state.step, m["loss"])
         _set_train_mode(self.model, phase.freeze_depth)
         run.log(self.objective.eval_event(state.step, epoch, m, phase.name))
         if self.objective.better(m, state.best):
