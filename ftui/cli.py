@@ -252,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; exit code 0 when the run completed, 1 otherwise."""
     args = build_parser().parse_args(argv)
     from ftui import distributed
+    from ftui.guard import guard_from_env
+
+    if distributed.launched():
+        guard_from_env()  # a rank of the app's torchrun child dies with it (no orphan trains on)
 
     if distributed.launched() and args.command != "train":
         print(json.dumps({"type": "error", "message": f"only `train` runs under torchrun, not `{args.command}`"}))

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ftui import export, hub
+from ftui import export, hub, scaleout
 from ftui.adapt import adapted_checkpoints, corpus_preview, load_corpus
 from ftui.batching import TokenCache
 from ftui.config import (
@@ -97,8 +97,9 @@ class Engine:
         adopt_queue: bool = False,
         dist: Dist = SOLO,
     ) -> None:
-        """adopt_queue: start the runs a previous process of the app left queued (the app does; the CLI does not,
-        so a `train` command never runs someone else's queue). dist: this process is rank 0 of a torchrun run."""
+        """adopt_queue: this is the app: start the runs a previous process of the app left queued, and train one run
+        at a time in the folder (the CLI does neither: a `train` command never runs someone else's queue).
+        dist: this process is rank 0 of a torchrun run."""
         _quiet_libraries()
         self.settings = settings if settings is not None else Settings.from_env()
         self.runs_dir = Path(runs_dir or os.environ.get("FTUI_RUNS_DIR") or Path.cwd() / "runs").resolve()
@@ -117,7 +118,9 @@ class Engine:
         self._tokenizers: dict[tuple[Any, ...], Any] = {}
         self.token_cache = TokenCache()
         self.store = Store(self.runs_dir)
-        self.manager = RunManager(self.runs_dir, self.store, max_queue=self.settings.max_queue)
+        if not self.store.read_only:  # before the runs load: a killed orphan's run then reads as interrupted
+            scaleout.end_orphans(self.runs_dir, self.store.unfinished_ids())
+        self.manager = RunManager(self.runs_dir, self.store, max_queue=self.settings.max_queue, wait_for_others=adopt_queue)
         self.launcher = Launcher(
             self.manager, self.settings, self.runs_dir, self.token_cache, self.load_data, self._check_model_fits,
             dist, offline=not self.hub.online,
@@ -231,10 +234,11 @@ class Engine:
 
     def model_summary(self, cfg: ModelConfig, token: str | None = None) -> ModelSummary:
         """Architecture and parameter counts (no weights read), cached."""
+        if isinstance(cfg, ModelConfig):
+            self._admit_model(cfg)  # before validating, which looks at the disk: a refused path is never probed
         problems = validate_model(cfg) if isinstance(cfg, ModelConfig) else []
         if problems:
             raise ModelError("; ".join(problems) + ".", "")
-        self._admit_model(cfg)
         key = (cfg.source, cfg.checkpoint, cfg.head, cfg.mlp_hidden, cfg.trust_remote_code, _token_key(token))
         if key not in self._summary_cache:
             self._summary_cache[key] = summarize(cfg, token)
@@ -355,10 +359,11 @@ class Engine:
 
     def preview_corpus(self, cfg: AdaptConfig, model: ModelConfig, block: int, token: str | None = None) -> dict[str, Any]:
         """Documents, tokens (in the checkpoint's tokenizer when continuing), blocks, duplicates of a corpus."""
+        if isinstance(cfg, AdaptConfig):
+            self._admit_data(corpus_as_data(cfg))  # before validating, which looks at the disk
         problems = validate_adapt(cfg)
         if problems:
             raise DataError(_sentence(problems), "")
-        self._admit_data(corpus_as_data(cfg))
         corpus = load_corpus(cfg, self.settings.read_limits(), token)
         tokenizer = self.tokenizer(model, token) if cfg.mode == "continue" else None
         return {"name": corpus.name, **corpus_preview(corpus, tokenizer, block)}
@@ -552,6 +557,10 @@ class Engine:
     def predict_examples(self, model_key: str | None, fallback: list[str]) -> list[str]:
         """Example texts for a model: one per class from its run's test set, else `fallback`."""
         return self.serving.examples(model_key, fallback)
+
+    def predictions_file(self, frame: Any) -> Path:
+        """A batch's predictions as a CSV download (texts cut, the downloads folder's byte budget kept)."""
+        return self.serving.predictions_file(frame)
 
     def batch_texts(self, lines: str | None, path: str | None) -> list[str]:
         """The texts of a batch request, from a file (read under the deployment's caps) or typed lines."""

@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -92,12 +93,16 @@ def recover_dir(final: Path) -> str:
 
 
 class DownloadFolder:
-    """Generated files (batch predictions) in one folder whose entries older than `max_age_s` are deleted on each use,
-    so downloads never pile up in /tmp; Gradio serves its own copy, so the original can go after a while."""
+    """Generated files (batch predictions) in one folder with a byte budget: entries older than `max_age_s` are
+    deleted on each use, and the oldest go first while the folder is over `max_bytes`, so anonymous calls cannot fill
+    the disk; one file may take at most a quarter of the budget (a larger one is refused). Gradio serves its own
+    copy, so the original can go early."""
 
-    def __init__(self, root: Path | None = None, max_age_s: float = 3600.0) -> None:
+    def __init__(self, root: Path | None = None, max_age_s: float = 3600.0, max_bytes: int = 512 * 2**20) -> None:
         self.root = root or Path(tempfile.gettempdir()) / "ftui-downloads"
         self.max_age_s = max_age_s
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
 
     def sweep(self) -> int:
         """Delete entries older than max_age_s; returns how many went."""
@@ -119,3 +124,45 @@ class DownloadFolder:
         folder = self.root / uuid.uuid4().hex[:12]
         folder.mkdir(parents=True)
         return folder / name
+
+    def write(self, name: str, write: Callable[[Path], None]) -> Path:
+        """A new file written by `write(path)` within the budget: the oldest entries are evicted to make room; a file
+        larger than a quarter of the budget is deleted and refused (FileTooLarge)."""
+        path = self.new_path(name)
+        try:
+            write(path)
+            size = path.stat().st_size
+        except BaseException:
+            shutil.rmtree(path.parent, ignore_errors=True)
+            raise
+        if size > self.max_bytes // 4:
+            shutil.rmtree(path.parent, ignore_errors=True)
+            raise FileTooLarge(size, self.max_bytes // 4)
+        with self._lock:
+            self._evict(keep=path.parent)
+        return path
+
+    def _evict(self, keep: Path) -> None:
+        entries = []
+        for entry in self.root.iterdir():
+            try:
+                size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file()) if entry.is_dir() else entry.stat().st_size
+                entries.append((entry.stat().st_mtime, entry, size))
+            except OSError:
+                continue  # swept meanwhile
+        total = sum(size for _, _, size in entries)
+        for _, entry, size in sorted(entries, key=lambda e: e[0]):
+            if total <= self.max_bytes:
+                break
+            if entry == keep:
+                continue
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+            total -= size
+
+
+class FileTooLarge(Exception):
+    """A generated file would take more than its share of the downloads folder's byte budget."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size, self.limit = size, limit
+        super().__init__(f"{size / 2**20:.1f} MB is over the {limit / 2**20:.1f} MB one download may take")

@@ -80,6 +80,11 @@ class Launcher:
             raise ConfigError(["no run settings were given"])
         if cfg.kind == "mlm":  # the corpus is the run's data: the deployment's dataset rules apply to it
             cfg = replace(cfg, data=corpus_as_data(cfg.adapt))
+        # The allowlists first, before any check that looks at the disk: a refused path gets the same message whether
+        # it exists or not, so a visitor cannot map the server's files.
+        refused = self.settings.admit_model(cfg.model) + self.settings.admit_data(cfg.data)
+        if refused:
+            raise ConfigError(refused)
         problems = validate_run(cfg)
         if not problems:
             cfg, problems = self.settings.apply(cfg)
@@ -167,6 +172,12 @@ class Launcher:
         try:
             if self.settings.demo or self.store.read_only:
                 raise FtuiError("This deployment no longer trains.", "Run ftui with a writable runs folder.")
+            if item.token_lost:
+                raise FtuiError(
+                    "It was queued with a Hub token, which ftui keeps in memory only, and the app restarted before its "
+                    "turn, so the token is gone.",
+                    "Queue it again with your token.",
+                )
             cfg = self.check(item.config, token)
         except FtuiError as exc:
             run = self._new_run(item.config)
@@ -216,6 +227,11 @@ class Launcher:
         parsed, problems = sweeps.parse(sweep)
         if problems:
             raise ConfigError(problems)
+        allowed = self.settings.allowed_checkpoints
+        refused = [f"checkpoint '{v}' is not allowed here; choose one of: {', '.join(allowed)}"
+                   for v in parsed.get("checkpoint", []) if allowed and v not in allowed]  # fmt: skip
+        if refused:  # before a point is built: building one asks the disk whether the value is a folder
+            raise ConfigError(refused)
         n = sweeps.size(parsed, sweep)
         waiting, cap = len(self.manager.queued()), self.manager.max_queue
         if n > sweeps.MAX_POINTS or (cap and n + waiting > cap):

@@ -39,6 +39,8 @@ class QueuedRun:
     config: RunConfig
     created_at: float
     here: bool  # queued by this process, which will start it; other processes' items are shown, not started here
+    token_lost: bool = False  # queued with a Hub token that a restart took (tokens live in memory only)
+    with_token: bool = False  # queued with a Hub token: it lives in this process's memory only, lost on a restart
 
     @property
     def sweep_id(self) -> str:
@@ -67,8 +69,18 @@ def check_run_id(run_id: Any) -> str:
 class RunManager:
     """Runs of one folder: this process trains at most one at a time; the store says what the others do."""
 
-    def __init__(self, runs_dir: Path, store: Store, heartbeat_s: float = HEARTBEAT_S, max_queue: int = MAX_QUEUE) -> None:
+    def __init__(
+        self,
+        runs_dir: Path,
+        store: Store,
+        heartbeat_s: float = HEARTBEAT_S,
+        max_queue: int = MAX_QUEUE,
+        wait_for_others: bool = False,
+    ) -> None:
         self.runs_dir = runs_dir
+        # The app's rule: one run trains at a time in the folder, so its next run waits while another process's
+        # trains (a CLI run, another app's, an orphan). A CLI `train` is an explicit ask and trains at once.
+        self.wait_for_others = wait_for_others
         self.store = store
         self.heartbeat_s = heartbeat_s
         self.max_queue = max_queue
@@ -82,6 +94,8 @@ class RunManager:
         self._runs: OrderedDict[str, Run] = OrderedDict()
         self._busy: dict[str, list[str]] = {}  # run_id -> what reads its files now (exports), so a delete waits
         self._synced_at = 0.0
+        self._watcher: threading.Thread | None = None  # waits for other processes' runs to end, then dispatches
+        self._wake = threading.Event()  # never set: the watcher's interruptible wait
         self._load()
 
     # ---------------------------------------------------------------------------------------------- registry
@@ -256,7 +270,34 @@ class RunManager:
         (a new Start goes behind them, so the queue keeps arrival order)."""
         if self._current is not None and not self._current.status.finished:
             return True
-        return self._dispatching or self.store.queued_here() > 0
+        return self._dispatching or self.store.queued_here() > 0 or bool(self._live_elsewhere())
+
+    def _live_elsewhere(self) -> list[str]:
+        """Runs another live process trains in this folder (a CLI run, another app's, an orphan not yet ended): one
+        run trains at a time per folder, so this process's next run waits for them."""
+        if not self.wait_for_others:
+            return []
+        mine = self._current.run_id if self._current is not None else None
+        try:
+            return [r for r in self.store.live_elsewhere() if r != mine]  # our own torchrun child's rank 0 is ours
+        except Exception as exc:  # noqa: BLE001 - a busy store: do not start on a guess
+            log.warning("could not read the live runs from the store: %s", exc)
+            return ["?"]
+
+    def _await_elsewhere(self) -> None:
+        """Start (once) a watcher that dispatches this process's queue when the runs of other processes have ended."""
+        with self._lock:
+            if self._watcher is not None and self._watcher.is_alive():
+                return
+            self._watcher = threading.Thread(target=self._watch_elsewhere, name="ftui-queue-watch", daemon=True)
+            self._watcher.start()
+
+    def _watch_elsewhere(self) -> None:
+        while self.store.queued_here() > 0:
+            if not self._live_elsewhere():
+                self.dispatch()
+                return
+            self._wake.wait(self.heartbeat_s)  # the store's heartbeat period: a dead owner shows within a beat
 
     def start_or_queue(self, make_run: Callable[[], Run], config: RunConfig, token: str | None) -> Run | QueuedRun:
         """Take the slot for a new run at once (the caller launches it), or queue it when the slot is taken; one
@@ -268,7 +309,9 @@ class RunManager:
                 self._current = run
                 self._runs[run.run_id] = run
                 return run
-            return self._enqueue_locked([config], token)[0]
+            item = self._enqueue_locked([config], token)[0]
+        self._await_elsewhere()  # the slot may be taken by another process's run, which ends without telling us
+        return item
 
     def enqueue(self, configs: list[RunConfig], token: str | None) -> list[QueuedRun]:
         """Queue several runs behind the others, all or none (a sweep); the first starts now when the slot is free
@@ -283,14 +326,15 @@ class RunManager:
         if not self.store.writable:
             raise FtuiError(f"Nothing can be queued: {self.store.read_only}.", "Set FTUI_RUNS_DIR to a writable folder.")
         rows = [(i, c.to_dict(), c.sweep.sweep_id) for i, c in zip(ids, configs, strict=True)]
-        total = self.store.enqueue(rows, self.max_queue)
+        total = self.store.enqueue(rows, self.max_queue, token_kept=bool(token))
         if not total:
             raise QueueFull(len(self.store.queue()), len(configs), self.max_queue)
         for i in ids:
             self._tokens[i] = token
         now = time.time()
         first = total - len(configs) + 1
-        return [QueuedRun(i, first + k, c, now, True) for k, (i, c) in enumerate(zip(ids, configs, strict=True))]
+        return [QueuedRun(i, first + k, c, now, True, with_token=bool(token))
+                for k, (i, c) in enumerate(zip(ids, configs, strict=True))]  # fmt: skip
 
     def queued(self) -> list[QueuedRun]:
         """Every run waiting in this runs folder, in the order they start (this process's and others')."""
@@ -345,15 +389,22 @@ class RunManager:
         """While the slot is free, start this process's next queued run; one refused when its turn comes (its data or
         checkpoint gone) is recorded as failed by `start_item`, and the next is tried."""
         while True:
+            elsewhere = self._live_elsewhere()
             with self._lock:
                 if self._dispatching or (self._current is not None and not self._current.status.finished):
                     return
-                self._dispatching = True
+                if not elsewhere:
+                    self._dispatching = True
+            if elsewhere:
+                log.info("queued runs wait: run %s trains in another process", elsewhere[0])
+                self._await_elsewhere()
+                return
             started = False
             try:
                 rec = self.store.pop_queued()
                 if rec is not None and self.start_item is not None:
-                    item = QueuedRun(rec["item_id"], 1, RunConfig.from_dict(rec["config"]), rec["created_at"], True)
+                    lost = bool(rec.get("token_kept")) and rec["item_id"] not in self._tokens  # adopted after a restart
+                    item = QueuedRun(rec["item_id"], 1, RunConfig.from_dict(rec["config"]), rec["created_at"], True, lost)
                     started = self.start_item(item, self._tokens.pop(item.item_id, None))
             except Exception as exc:  # noqa: BLE001 - a broken item must not stall the queue behind it
                 log.warning("a queued run could not be started: %s", exc, exc_info=True)

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
 from ftui.baselines import NAMES, is_baseline, load_baseline
@@ -14,7 +15,7 @@ from ftui.config import ModelConfig
 from ftui.data import read_table
 from ftui.errors import DataError, FtuiError, ModelError
 from ftui.explain import Explanation, Method, explain
-from ftui.files import DownloadFolder, recover_dir
+from ftui.files import DownloadFolder, FileTooLarge, recover_dir
 from ftui.modeling import build_model, load_classifier, load_tokenizer
 from ftui.onnx_export import ONNX_DIR, REPORT_FILE, OnnxReport, export_run, has_export, load_scorer
 from ftui.predict import Predictor, TransformerScorer, int8_loader, texts_from_lines, texts_from_table
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 MAX_EXAMPLES = 8  # example texts offered in the Predict tab (multi-label has one per label set, which can be many)
 MAX_BATCH_TEXTS = 10_000  # one batch prediction; bounds memory and the time one call holds a model
+CSV_TEXT_CHARS = 2_000  # a text in the predictions CSV; the model read at most its first 512 tokens or so
 BIG_REQUEST_CHARS = 1_000_000  # after a prediction call this large, freed memory goes back to the system
 RUNTIMES: dict[str, str] = {  # how Predict runs a model: key -> what the UI calls it
     "pytorch": "PyTorch",
@@ -95,7 +97,7 @@ class PredictionService:
         self.settings = settings
         self.device = device
         self.predictor = Predictor()
-        self.downloads = DownloadFolder()
+        self.downloads = DownloadFolder(max_bytes=int(settings.max_downloads_mb * 2**20))
 
     def choices(self) -> list[tuple[str, str]]:
         """(label, key) for each run with a saved model: completed fine-tuned runs newest first (the default), then
@@ -334,6 +336,15 @@ class PredictionService:
             frame = frame.sort_values(["correct", "confidence"], ascending=False)
             picks = frame.groupby("label", sort=True).head(1)["text"].tolist()[:MAX_EXAMPLES]
         return [t if len(t) <= max_chars else t[:max_chars] + " …" for t in picks]
+
+    def predictions_file(self, frame: pd.DataFrame) -> Path:
+        """The batch's predictions as a CSV in the downloads folder (under its byte budget), each text cut to
+        CSV_TEXT_CHARS characters (about what a 512-token model reads), so one huge text is not stored whole."""
+        cut = frame.assign(text=[t if len(t) <= CSV_TEXT_CHARS else t[:CSV_TEXT_CHARS] + " …" for t in frame["text"]])
+        try:
+            return self.downloads.write("predictions.csv", lambda path: cut.to_csv(path, index=False))
+        except FileTooLarge as exc:
+            raise FtuiError(f"The predictions file would be too large ({exc}).", "Predict fewer texts at once.") from None
 
     def batch_texts(self, lines: str | None, path: str | None) -> list[str]:
         """The texts of a batch request: an uploaded file (one review per line in .txt, else a table with a text

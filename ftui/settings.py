@@ -70,6 +70,10 @@ class Settings:
     max_batch_chars: int = field(
         default=5_000_000, metadata={"help": "FTUI_MAX_BATCH_CHARS: characters in one batch prediction (memory and time bound)"}
     )
+    max_downloads_mb: float = field(
+        default=512.0,
+        metadata={"help": "FTUI_MAX_DOWNLOADS_MB: disk the generated downloads may take (oldest evicted; one file ≤ 1/4)"},
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -104,6 +108,7 @@ class Settings:
             max_rows=_int(env, "FTUI_MAX_ROWS"),
             allow_remote_code=(not locked) if remote is None else remote,
             max_batch_chars=_int(env, "FTUI_MAX_BATCH_CHARS") or 5_000_000,
+            max_downloads_mb=_float(env, "FTUI_MAX_DOWNLOADS_MB") or 512.0,
             cpu_processes=_int(env, "FTUI_CPU_PROCESSES"),
             max_queue=_int(env, "FTUI_MAX_QUEUE") if env.get("FTUI_MAX_QUEUE", "").strip() else 20,
         )

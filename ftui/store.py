@@ -71,10 +71,12 @@ CREATE TABLE IF NOT EXISTS queue (
     sweep_id   TEXT NOT NULL DEFAULT '',
     host       TEXT,
     pid        INTEGER,
-    owner      TEXT NOT NULL
+    owner      TEXT NOT NULL,
+    token_kept INTEGER NOT NULL DEFAULT 0
 );
 """
-QUEUE_COLUMNS = ("item_id", "position", "config", "created_at", "sweep_id", "host", "pid", "owner")
+# token_kept: 1 when the run was queued with a Hub token, which lives in the queuing process's memory only (never here)
+QUEUE_COLUMNS = ("item_id", "position", "config", "created_at", "sweep_id", "host", "pid", "owner", "token_kept")
 HEADER = (
     "run_id", "name", "note", "status", "error", "config", "label_names", "result", "started_at", "ended_at", "out_dir",
     "host", "pid", "owner", "heartbeat",
@@ -97,7 +99,10 @@ def _pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a zombie (killed, not yet reaped by its new parent) works on nothing any more
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 class StoreUnavailable(Exception):
@@ -146,6 +151,8 @@ class Store:
         for column, kind in (("owner", "TEXT"), ("heartbeat", "REAL"), ("progress", "TEXT")):
             if column not in have:
                 conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+        if "token_kept" not in {row[1] for row in conn.execute("PRAGMA table_info(queue)")}:  # queues from before it
+            conn.execute("ALTER TABLE queue ADD COLUMN token_kept INTEGER NOT NULL DEFAULT 0")
         return conn
 
     def _open_checked(self) -> sqlite3.Connection:
@@ -358,9 +365,10 @@ class Store:
         return dead
 
     # ----------------------------------------------------------------------------------------------------- queue
-    def enqueue(self, items: list[tuple[str, dict[str, Any], str]], cap: int) -> int:
+    def enqueue(self, items: list[tuple[str, dict[str, Any], str]], cap: int, token_kept: bool = False) -> int:
         """Append (item_id, config, sweep_id) items behind every queued one, all or none: 0 when the queue would pass
-        `cap` items (the folder's whole queue, every process's), else how many items the queue holds now."""
+        `cap` items (the folder's whole queue, every process's), else how many items the queue holds now.
+        token_kept: they were queued with a Hub token (held by the queuing process, not here)."""
         with self._tx() as c:
             count, last = c.execute("SELECT COUNT(*), MAX(position) FROM queue").fetchone()
             if cap and count + len(items) > cap:
@@ -370,8 +378,8 @@ class Store:
             for item_id, config, sweep_id in items:
                 position += 1.0
                 rows.append((item_id, position, json.dumps(config), now, sweep_id, socket.gethostname(), os.getpid(),
-                             self.identity))  # fmt: skip
-            c.executemany(f"INSERT INTO queue ({', '.join(QUEUE_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?)", rows)  # noqa: S608
+                             self.identity, int(token_kept)))  # fmt: skip
+            c.executemany(f"INSERT INTO queue ({', '.join(QUEUE_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?,?)", rows)  # noqa: S608
             return count + len(items)
 
     def queue(self) -> list[dict[str, Any]]:
@@ -437,6 +445,15 @@ class Store:
         return len(dead)
 
     # ----------------------------------------------------------------------------------------------------- reads
+    def unfinished_ids(self) -> list[str]:
+        """Ids of the runs still queued or running in the store (live or left so by a process that died)."""
+        return [r[0] for r in self._query("SELECT run_id FROM runs WHERE status IN ('queued', 'running')")]
+
+    def live_elsewhere(self) -> list[str]:
+        """Ids of the runs another live process trains (or is starting) in this folder, by the heartbeat rule."""
+        rows = self._query(f"SELECT {', '.join(HEADER)} FROM runs WHERE status IN ('queued', 'running')")  # noqa: S608
+        return [rec["run_id"] for rec in map(self._decode, rows) if rec.get("owner") != self.identity and self.alive(rec)]
+
     def runs(self) -> list[dict[str, Any]]:
         """Every run's header, oldest first."""
         rows = self._query(f"SELECT {', '.join(HEADER)} FROM runs ORDER BY started_at, run_id")  # noqa: S608

@@ -71,6 +71,21 @@ def test_batch_predict_endpoint(trained, tmp_path):
     assert "no text to classify" in msg
 
 
+def test_one_huge_batch_text_is_cut_in_the_csv_and_downloads_stay_within_their_budget(trained):
+    """Case: one 4.9 M-character text (within the batch cap) wrote a 4.7 MB CSV holding it whole, kept an hour."""
+    from ftui.serving import CSV_TEXT_CHARS
+
+    url, engine, run = trained
+    huge = "a fine film " * 400_000  # 4.8 M characters, one line
+    msg, _, csv_path = Client(url, verbose=False).predict(huge, None, f"run:{run.run_id}", False, api_name="/predict_batch")
+    assert "1 reviews scored" in msg
+    frame = __import__("pandas").read_csv(csv_path)
+    assert len(frame.loc[0, "text"]) <= CSV_TEXT_CHARS + 2 and frame.loc[0, "text"].endswith("…")
+    written = [p for p in engine.serving.downloads.root.rglob("predictions.csv")]
+    assert max(p.stat().st_size for p in written) < 10_000
+    assert engine.serving.downloads.max_bytes == int(engine.settings.max_downloads_mb * 2**20)
+
+
 PUBLIC = ["/compare_runs", "/delete_run", "/evaluate_run", "/explain", "/export_onnx", "/export_zip", "/predict",
           "/predict_batch", "/queue_cancel", "/queue_clear", "/queue_down", "/queue_up", "/update_run"]  # fmt: skip
 

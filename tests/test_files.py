@@ -91,3 +91,19 @@ def test_download_folder_sweeps_old_files(tmp_path):
     os.utime(first.parent, (old, old))
     second = folder.new_path("predictions.csv")
     assert second != first and not first.parent.exists() and second.parent.exists()
+
+
+def test_downloads_keep_a_byte_budget_evicting_the_oldest_and_refusing_one_too_large(tmp_path):
+    from ftui.files import FileTooLarge
+
+    folder = DownloadFolder(tmp_path / "downloads", max_age_s=3600, max_bytes=4000)
+    paths = [folder.write(f"p{i}.csv", lambda p: p.write_bytes(b"x" * 900)) for i in range(4)]  # 3,600 bytes
+    for i, p in enumerate(paths):  # oldest first: give each its own mtime, as files written over time have
+        os.utime(p.parent, (time.time() - 100 + i, time.time() - 100 + i))
+    newest = folder.write("p4.csv", lambda p: p.write_bytes(b"x" * 900))  # 4,500 bytes: over budget
+    left = sorted(f.name for f in folder.root.rglob("*.csv"))
+    total = sum(f.stat().st_size for f in folder.root.rglob("*") if f.is_file())
+    assert total <= 4000 and newest.exists() and left == ["p1.csv", "p2.csv", "p3.csv", "p4.csv"], left
+    with pytest.raises(FileTooLarge, match="over the 0.0 MB"):
+        folder.write("big.csv", lambda p: p.write_bytes(b"x" * 1001))  # over a quarter of the budget
+    assert not list(folder.root.rglob("big.csv"))  # refused files are not left behind

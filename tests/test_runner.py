@@ -196,12 +196,14 @@ base = _short(ckpt, "long")
 eng.start_run(replace(base, train=replace(base.train, epochs=500)))
 eng.start_run(_short(ckpt, "after-restart-1"))
 eng.start_run(_short(ckpt, "after-restart-2"))
-print("queued", len(eng.queued()), flush=True)
+from ftui.ui.common import queued_message
+said = queued_message(eng.start_run(_short(ckpt, "with-token"), token="hf_secretvalue123"))
+print("queued", len(eng.queued()), "memory only" in said, flush=True)
 sys.stdin.readline()
 """
     proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout.readline().split() == ["queued", "2"]
+        assert proc.stdout.readline().split() == ["queued", "3", "True"]  # Start said the token will not survive
     finally:
         proc.kill()
         proc.wait(30)
@@ -215,4 +217,8 @@ sys.stdin.readline()
     assert second.name == "after-restart-2" and second.done.wait(120) and second.status == RunStatus.COMPLETED
     app.manager.worker.join(60)
     assert {r.name: r.status for r in app.runs()}["long"] == RunStatus.INTERRUPTED
+    # The run queued with a Hub token fails at its turn saying why (the token lived in the dead process's memory).
+    lost = {r.name: r for r in app.runs()}["with-token"]
+    assert lost.status == RunStatus.FAILED and "queued with a Hub token" in lost.error and "Queue it again" in lost.error
+    assert b"hf_secretvalue123" not in b"".join(p.read_bytes() for p in runs.rglob("*") if p.is_file())
     assert app.queued() == []

@@ -36,7 +36,12 @@ def error_md(exc: BaseException) -> str:
 def queued_message(item: Any) -> str:
     """What Start says when the run went to the queue (item is a runner.QueuedRun)."""
     ahead = "next" if item.position == 1 else f"#{item.position} in the queue"
-    return f"⏳ Queued ({ahead}): it starts when the run before it ends. The queue panel below can move or cancel it."
+    kept = (
+        " Its Hub token is kept in memory only: if the app restarts before its turn, the run fails and must be queued again."
+        if getattr(item, "with_token", False)
+        else ""
+    )
+    return f"⏳ Queued ({ahead}): it starts when the run before it ends. The queue panel below can move or cancel it.{kept}"
 
 
 def ok_md(text: str) -> str:

@@ -145,8 +145,10 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
         except FtuiError as exc:
             return error_md(exc), gr.skip(), None
         frame = predictions_frame(texts, probs, engine.task_info(model_key or None))
-        out = engine.serving.downloads.new_path("predictions.csv")  # swept after an hour; Gradio serves its own copy
-        frame.to_csv(out, index=False)
+        try:
+            out = engine.predictions_file(frame)  # texts cut, the downloads' byte budget kept
+        except FtuiError as exc:
+            return error_md(exc), gr.skip(), None
         summary = batch_summary(frame, engine.task_info(model_key or None))
         shown = frame.head(200).copy()
         shown["text"] = [t if len(t) <= PREVIEW_CHARS else t[:PREVIEW_CHARS] + " …" for t in shown["text"]]
