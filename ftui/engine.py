@@ -523,7 +523,7 @@ class Engine:
         return self.serving.choices()
 
     def predict(self, text: str, model_key: str | None = None, runtime: str = "pytorch") -> dict[str, float]:
-        """Class probabilities for one text, from a run (default: the newest completed) or its base checkpoint."""
+        """Class probabilities for one text, from a run (default: the best completed run on the data at hand, by validation score) or its base checkpoint."""
         return self.serving.predict(text, model_key, runtime)
 
     def task_info(self, model_key: str | None = None) -> TaskInfo:

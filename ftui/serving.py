@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pandas as pd
 import torch
 
 from ftui.baselines import NAMES, is_baseline, load_baseline
-from ftui.config import ModelConfig
+from ftui.config import ModelConfig, RunConfig
 from ftui.data import read_table
 from ftui.errors import DataError, FtuiError, ModelError
 from ftui.explain import Explanation, Method, explain
@@ -80,6 +81,51 @@ def model_version_file(path: Path) -> str:
         return "missing"
 
 
+def data_at_hand(cfg: RunConfig) -> tuple[Any, ...]:
+    """What makes two runs' validation and test sets the same (the dataset, its columns, splits and seed), whatever
+    else differs (the train subset, the checkpoint): runs with equal keys are ranked against each other."""
+    d = cfg.data
+    return (d.source, d.dataset_id.strip(), d.config_name, d.validation_split, d.test_split, tuple(d.text_columns),
+            d.label_column, tuple(d.label_columns), d.task, d.seed)  # fmt: skip
+
+
+def _primary(result: dict[str, Any]) -> Task:
+    return Task(result.get("task") or Task.SINGLE.value)
+
+
+def validation_rank(run: Any) -> tuple[float, float]:
+    """Sort key, best first: the validation primary metric of the run's label shape (accuracy, micro-F1, RMSE),
+    then the lower validation loss; runs without a finite score last."""
+    task = _primary(run.result)
+    best = run.result.get("best_eval") or {}
+    score, loss = best.get(task.primary), best.get("loss")
+    if not isinstance(score, (int, float)) or not math.isfinite(score):
+        return (math.inf, math.inf)
+    sign = -1.0 if task.higher_is_better else 1.0
+    return (sign * float(score), float(loss) if isinstance(loss, (int, float)) and math.isfinite(loss) else math.inf)
+
+
+def val_text(result: dict[str, Any]) -> str:
+    """How a completed run reads in the picker: what it is, its validation score (what ranks it), its test score."""
+    task = _primary(result)
+    best = (result.get("best_eval") or {}).get(task.primary)
+    name = {"accuracy": "val acc", "micro_f1": "val micro-F1", "rmse": "val RMSE"}[task.primary]
+    val = f"{name} {best:{'.4g' if task is Task.REGRESSION else '.3f'}}" if isinstance(best, (int, float)) else "no val score"
+    return f"{val}{score_text(result)}"
+
+
+def _has_model(run: Any) -> bool:
+    return (run.out_dir / MODEL_DIR / "labels.json").exists()
+
+
+def _entries(run: Any, what: str) -> list[tuple[str, str]]:
+    """A run's picker entries: itself (a baseline labelled as one), and a fine-tuned run's base checkpoint."""
+    if run.config.kind == "baseline":
+        return [(f"{run.name} (baseline: {NAMES.get(run.config.baseline, '?')}, {what})", f"run:{run.run_id}")]
+    return [(f"{run.name} (fine-tuned, {what})", f"run:{run.run_id}"),
+            (f"{run.name} — base checkpoint before fine-tuning", f"base:{run.run_id}")]  # fmt: skip
+
+
 def score_text(result: dict[str, Any]) -> str:
     """A finished run's test score for the model picker: accuracy, micro-F1 (multi-label) or RMSE (regression)."""
     for key, name, fmt in (("test_rmse", "test RMSE", ".4g"), ("test_micro_f1", "test micro-F1", ".3f"),
@@ -100,30 +146,33 @@ class PredictionService:
         self.downloads = DownloadFolder(max_bytes=int(settings.max_downloads_mb * 2**20))
 
     def choices(self) -> list[tuple[str, str]]:
-        """(label, key) for each run with a saved model: completed fine-tuned runs newest first (the default), then
-        baselines, then a training run's best checkpoint so far, then stopped/interrupted/failed runs, each labelled;
-        each fine-tuned run followed by its base checkpoint."""
-        groups: dict[str, list[tuple[str, str]]] = {"completed": [], "baseline": [], "live": [], "other": []}
+        """(label, key) for each run with a saved model. First (the default) the completed runs on the data at hand
+        (the newest completed run's data), best validation score first, baselines among them and labelled so; a
+        newer, weaker run never displaces a better one (test scores are shown, never used to pick). Then other
+        completed runs newest first, a training run's best checkpoint so far, and stopped/interrupted/failed runs,
+        each labelled; each fine-tuned run followed by its base checkpoint."""
+        groups: dict[str, list[tuple[str, str]]] = {"ranked": [], "completed": [], "live": [], "other": []}
+        completed = [r for r in reversed(self.manager.runs()) if r.status == RunStatus.COMPLETED and _has_model(r)]
+        at_hand = data_at_hand(completed[0].config) if completed else None
+        ranked = sorted((r for r in completed if data_at_hand(r.config) == at_hand), key=validation_rank)
+        for run in ranked:
+            groups["ranked"].extend(_entries(run, ("best on this data, " if run is ranked[0] else "") + val_text(run.result)))
         for run in reversed(self.manager.runs()):
-            if not (run.out_dir / MODEL_DIR / "labels.json").exists():
+            if run in ranked or not _has_model(run):
                 continue
-            status, score = run.status, score_text(run.result)
-            if run.config.kind == "baseline":
-                if status == RunStatus.COMPLETED:
-                    groups["baseline"].append((f"{run.name} (baseline: {NAMES.get(run.config.baseline, '?')}{score})",
-                                               f"run:{run.run_id}"))  # fmt: skip
-                continue
+            status = run.status
             if status == RunStatus.COMPLETED:
-                what, group = f"fine-tuned{score}", "completed"
+                what, group = val_text(run.result), "completed"
             elif not status.finished:
                 best = (run.snapshot().progress.get("best_eval_accuracy")) if not run.remote else None
                 val = f", val acc {best:.3f}" if isinstance(best, (int, float)) else ""
                 what, group = f"training now: best checkpoint so far{val}", "live"
+            elif run.config.kind == "baseline":
+                continue
             else:
                 what, group = f"{status.value} early: best checkpoint before it ended", "other"
-            groups[group].append((f"{run.name} ({what})", f"run:{run.run_id}"))
-            groups[group].append((f"{run.name} — base checkpoint before fine-tuning", f"base:{run.run_id}"))
-        return groups["completed"] + groups["baseline"] + groups["live"] + groups["other"]
+            groups[group].extend(_entries(run, what))
+        return groups["ranked"] + groups["completed"] + groups["live"] + groups["other"]
 
     def versioned(self, key: str) -> tuple[str, Any]:
         """(cache key with the model folder's version, loader); drops cached older versions of the same model."""
