@@ -86,7 +86,7 @@ def search_handler(search: Callable[[str, str | None], list[str]], what: str) ->
         except FtuiError as exc:
             return gr.update(), error_md(exc)
         if not found:
-            return gr.update(), f"No Hub {what} match '{query}'. Type an id directly if you know it."
+            return gr.update(), f"No Hub {what} match '{escape_md(query)}'. Type an id directly if you know it."
         return gr.update(choices=found, value=found[0]), ok_md(f"{len(found)} {what} found, most downloaded first.")
 
     return on_search
