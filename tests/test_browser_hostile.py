@@ -17,19 +17,20 @@ BOLD = "**bold**"
 LABELS = [IMG, COVER, LINK, BOLD]
 # A run name has no slashes; browsers still read these as a link to evil.test and an image from 127.0.0.1:9.
 NAME = "<a href=https:evil.test style=position:fixed;inset:0>cover-run <img src=http:127.0.0.1:9>"
-NOTE = f"note {COVER} {IMG} {LINK} {BOLD}"
+NOTE = f"note {COVER} {IMG} {LINK} {BOLD} $$x^2$$"  # $$: Gradio's Markdown renders LaTeX between them
 
 
 def no_elements_from_hostile_strings(page) -> None:
-    """No link to evil.test, no image from 127.0.0.1:9 and no bold 'bold' anywhere in the page (charts included)."""
+    """No link to evil.test, no image from 127.0.0.1:9, no bold 'bold' and no LaTeX anywhere in the page (charts too)."""
     found = page.evaluate(
         """() => ({
             links: document.querySelectorAll('a[href*="evil.test"]').length,
             images: [...document.querySelectorAll('img')].filter(i => i.src.includes('127.0.0.1:9/')).length,
             bold: [...document.querySelectorAll('strong, b, em')].filter(e => e.textContent.trim() === 'bold').length,
+            math: document.querySelectorAll('.katex').length,
         })"""
     )
-    assert found == {"links": 0, "images": 0, "bold": 0}
+    assert found == {"links": 0, "images": 0, "bold": 0, "math": 0}
 
 
 def tick_texts(page, elem_id: str) -> list[str]:
