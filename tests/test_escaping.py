@@ -225,3 +225,13 @@ def test_model_card_escapes_the_run_name_labels_and_settings():
     assert "\nbase_model: evil" not in front  # the name is one quoted YAML string, not a new key
     out = render(body)
     assert "<img" not in out and "<a " not in out and "<strong>bold" not in out, out
+
+
+def test_model_tab_lines_escape_checkpoint_names_and_config_fields():
+    from ftui.modeling import ModelSummary
+    from ftui.ui.model_tab import summary_md, trainable_md
+
+    s = ModelSummary(f"/models/{COVER}", IMG, LINK, 2, 32, 1000, (400, 400), 100, True, "", "", 128, (BOLD,), (COVER,))
+    assert_inert_markdown(summary_md(s))
+    assert_inert_markdown(trainable_md(s, 1))
+    assert_inert_markdown(trainable_md(ModelSummary("m", "A", COVER, 2, 32, 1000, (400, 400), 100, False, "", ""), 0))
