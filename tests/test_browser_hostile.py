@@ -86,6 +86,15 @@ def test_hostile_labels_run_name_and_note_are_text_everywhere(browser, tmp_path,
         assert f"{predicted[0]}: " in md(page, "batch-status")
         no_elements_from_hostile_strings(page)
 
+        # A model key nobody offers (the dropdown takes typed values): its error toast quotes it, as text
+        box = page.locator("#predict-model input")
+        box.fill(IMG)
+        box.press("Enter")
+        page.click("#predict-btn")
+        page.wait_for_selector("[data-testid=toast-body]:has-text('Unknown model')")
+        assert f"Unknown model '{IMG}'" in page.inner_text("[data-testid=toast-body]")
+        no_elements_from_hostile_strings(page)
+
         # Runs: the evaluation summary (name, note) and the confusion matrix's axis labels
         tab(page, "6. Runs")
         choose(page, "run-pick", "cover-run")
