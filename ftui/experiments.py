@@ -9,6 +9,8 @@ from typing import Any
 
 import pandas as pd
 
+from ftui.escaping import escape_md
+
 TABLE_COLUMNS = [
     "run_id",
     "name",
@@ -82,7 +84,7 @@ def baseline_verdict(rec: dict[str, Any], records: Sequence[dict[str, Any]]) -> 
     base = best_baselines(records).get(test_split_key(cfg))
     if cfg.get("kind") == "baseline" or base is None or not isinstance(acc, (int, float)):
         return ""
-    b_acc, b_name = base["result"]["test_accuracy"], base.get("name", "baseline")
+    b_acc, b_name = base["result"]["test_accuracy"], escape_md(base.get("name", "baseline"))
     diff = 100 * (acc - b_acc)
     if diff < 0:
         return (f"⚠️ The baseline **{b_name}** ({b_acc:.3f}) beats this fine-tuned model ({acc:.3f}) by {-diff:.1f} points on "

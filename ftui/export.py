@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ftui.errors import FtuiError, HubError
+from ftui.escaping import code_md, escape_md, escape_md_block
 from ftui.experiments import run_row
 from ftui.files import COMPLETE
 from ftui.metrics import per_class, per_label, regression_metrics
@@ -68,13 +69,13 @@ def model_card(rec: dict[str, Any], base_limitations: str = "", repo_id: str = "
     library = "sklearn" if baseline else "transformers"
     front = ["---", f"library_name: {library}", "pipeline_tag: text-classification", "tags:", "- ftui", "- text-classification"]
     if model.get("source") == "hub" and base and not (baseline and cfg.get("baseline") == "tfidf"):
-        front += [f"base_model: {base}"]
+        front += [f"base_model: {json.dumps(str(base))}"]  # JSON strings are YAML strings: no key can be smuggled in
     if data.get("source") == "hub" and dataset:
-        front += ["datasets:", f"- {dataset}"]
+        front += ["datasets:", f"- {json.dumps(str(dataset))}"]
     if isinstance(res.get("test_accuracy"), float):
         front += [
             "model-index:",
-            f"- name: {repo_id or rec.get('name', 'model')}",
+            f"- name: {json.dumps(str(repo_id or rec.get('name', 'model')))}",
             "  results:",
             "  - task: {type: text-classification}",
             "    metrics:",
@@ -103,10 +104,11 @@ def model_card(rec: dict[str, Any], base_limitations: str = "", repo_id: str = "
     if not baseline and str(train.get("class_weights") or "none").strip().lower() != "none":
         hp.append(("class weights in the loss", train.get("class_weights")))
     if baseline:
-        what = {"tfidf": "word 1-2-gram TF-IDF features", "embeddings": f"the mean-pooled last hidden states of **{base}** "
+        base_md, dataset_md = escape_md(base), escape_md(dataset)
+        what = {"tfidf": "word 1-2-gram TF-IDF features", "embeddings": f"the mean-pooled last hidden states of **{base_md}** "
                 "(frozen)"}.get(cfg.get("baseline", ""), "features")  # fmt: skip
         intro = (
-            f"A **baseline** text classifier on **{dataset}**: logistic regression (C = {_setting(res.get('C'))}, chosen on "
+            f"A **baseline** text classifier on **{dataset_md}**: logistic regression (C = {_setting(res.get('C'))}, chosen on "
             f"the validation split) on {what}, made with ftui to compare fine-tuned models against. It is a scikit-learn "
             "pipeline saved with joblib (`baseline.joblib`): `joblib.load(...).predict_proba(texts)` for TF-IDF; the "
             "embeddings pipeline takes the encoder's features."
@@ -114,19 +116,19 @@ def model_card(rec: dict[str, Any], base_limitations: str = "", repo_id: str = "
         hp = [("features", what), ("C (inverse regularisation)", res.get("C")), ("max sequence length", train.get("max_length"))]
     else:
         intro = (
-            f"A text classifier fine-tuned from **{base}** on **{dataset}**"
-            + (f" (config `{data['config_name']}`)" if data.get("config_name") else "")
+            f"A text classifier fine-tuned from **{escape_md(base)}** on **{escape_md(dataset)}**"
+            + (f" (config {code_md(data['config_name'])})" if data.get("config_name") else "")
             + " with ftui, a browser dashboard for fine-tuning encoder classifiers."
         )
     best = res.get("best_eval") or {}
     lines = [
         *front,
         "",
-        f"# {rec.get('name', 'ftui model')}",
+        f"# {escape_md(rec.get('name', 'ftui model'))}",
         "",
         intro,
         "",
-        f"Labels: {', '.join(f'`{n}`' for n in labels)}.",
+        f"Labels: {', '.join(code_md(n) for n in labels)}.",
         "",
         "## Intended use",
         "",
@@ -138,7 +140,7 @@ def model_card(rec: dict[str, Any], base_limitations: str = "", repo_id: str = "
         "",
         "| hyperparameter | value |",
         "| --- | --- |",
-        *[f"| {k} | {_setting(v)} |" for k, v in hp],
+        *[f"| {k} | {v if k == 'features' else escape_md(_setting(v))} |" for k, v in hp],  # features: built above
         "",
         f"Trained on {_setting(res.get('train_size'))} examples in {_seconds(res.get('train_seconds'))} on "
         f"{res.get('device', '?')}.",
@@ -153,7 +155,7 @@ def model_card(rec: dict[str, Any], base_limitations: str = "", repo_id: str = "
         "datasets give a model that is confident about patterns specific to them.",
     ]
     if base_limitations.strip():
-        lines += ["", f"From the base model's card ({base}):", "", base_limitations.strip()]
+        lines += ["", f"From the base model's card ({escape_md(base)}):", "", escape_md_block(base_limitations)]
     return "\n".join(lines) + "\n"
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ftui.config import LOWER_IS_BETTER
+from ftui.escaping import code_md, escape_md, escape_plot
 from ftui.events import EventType, of_type
 from ftui.runs import RunSnapshot, RunStatus
 
@@ -31,7 +32,10 @@ def mark_phases(fig: go.Figure, events: Sequence[dict[str, Any]]) -> None:
     for e in of_type(events, EventType.PHASE):
         if e.get("index", 0) > 0:
             fig.add_vline(
-                x=e["step"] + 0.5, line_dash="dot", line_color="gray", annotation_text=f"{e.get('phase', 'phase')} begins"
+                x=e["step"] + 0.5,
+                line_dash="dot",
+                line_color="gray",
+                annotation_text=f"{escape_plot(e.get('phase', 'phase'))} begins",
             )
 
 
@@ -165,7 +169,7 @@ def compare_figure(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], metric:
     fig = go.Figure()
     for name, events in runs:
         pts = [(e.get("epoch", e["step"]), e[key]) for e in events if e.get("type") == kind.value and key in e]
-        fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=name))
+        fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=escape_plot(name)))
     extra = {"yaxis_range": [0, 1.02]} if "accuracy" in metric or "F1" in metric else {}
     extra = {"yaxis_range": [-1.02, 1.02]} if "Spearman" in metric else extra
     fig.update_layout(title=metric, xaxis_title="epoch", **extra, **_LAYOUT)
@@ -188,8 +192,8 @@ def confusion_figure(matrix: Sequence[Sequence[int]], names: Sequence[str]) -> g
     fig = go.Figure(
         go.Heatmap(
             z=[list(r) for r in matrix],
-            x=[f"pred: {n}" for n in names],
-            y=[f"true: {n}" for n in names],
+            x=[f"pred: {escape_plot(n)}" for n in names],
+            y=[f"true: {escape_plot(n)}" for n in names],
             text=[[str(v) for v in r] for r in matrix],
             texttemplate="%{text}",
             colorscale="Blues",
@@ -202,7 +206,7 @@ def confusion_figure(matrix: Sequence[Sequence[int]], names: Sequence[str]) -> g
 
 def per_label_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
     """Multi-label's confusion view: per label, texts rightly flagged (TP), missed (FN) and wrongly flagged (FP)."""
-    names = [r["label"] for r in rows]
+    names = [escape_plot(r["label"]) for r in rows]
     fig = go.Figure()
     for key, name in (("tp", "right (TP)"), ("fn", "missed (FN)"), ("fp", "wrongly flagged (FP)")):
         fig.add_trace(go.Bar(x=names, y=[r[key] for r in rows], name=name))
@@ -235,17 +239,20 @@ def sweep_figure(rows: Sequence[dict[str, Any]], metric: str) -> go.Figure:
         raw = [r["point"].get(name, "") for r in scored]
         try:
             values = [float(v) for v in raw]
-            dims.append({"label": name, "values": values})
+            dims.append({"label": escape_plot(name), "values": values})
         except ValueError:
             levels = list(dict.fromkeys(raw))
-            dims.append({"label": name, "values": [levels.index(v) for v in raw], "tickvals": list(range(len(levels))),
-                         "ticktext": [str(v)[-24:] for v in levels]})  # fmt: skip
+            ticks = [escape_plot(str(v)[-24:]) for v in levels]
+            dims.append({"label": escape_plot(name), "values": [levels.index(v) for v in raw],
+                         "tickvals": list(range(len(levels))), "ticktext": ticks})  # fmt: skip
     scores = [r["val_score"] for r in scored]
     dims.append({"label": f"val {metric}", "values": scores})
     fig.add_trace(go.Parcoords(line={"color": scores, "colorscale": "Viridis", "showscale": True}, dimensions=dims))
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
     best = max(scored, key=lambda r: (r.get("completed", False), sign * r["val_score"]))
-    fig.update_layout(**{**_LAYOUT, "height": 360}, title=f"Best: {best['name']} (val {metric} {best['val_score']:.3f})")
+    fig.update_layout(
+        **{**_LAYOUT, "height": 360}, title=f"Best: {escape_plot(best['name'])} (val {metric} {best['val_score']:.3f})"
+    )
     return fig
 
 
@@ -253,7 +260,7 @@ def label_distribution_figure(counts: pd.DataFrame) -> go.Figure:
     """Bars of rows per label, grouped by split (from data.label_counts)."""
     fig = go.Figure()
     for split, part in counts.groupby("split", sort=False):
-        fig.add_trace(go.Bar(x=part["label"], y=part["count"], name=str(split)))
+        fig.add_trace(go.Bar(x=[escape_plot(n) for n in part["label"]], y=part["count"], name=escape_plot(split)))
     fig.update_layout(title="Label distribution", barmode="group", yaxis_title="rows", **_LAYOUT)
     return fig
 
@@ -313,7 +320,7 @@ def status_markdown(snap: RunSnapshot | None, now: float | None = None) -> str:
     if now is not None and not snap.status.finished:
         elapsed = f" · {_duration(max(0.0, now - snap.started_at))} elapsed"
     lines = [
-        f"**{STATUS_ICON[snap.status]} {snap.name}** — {snap.status.value}"
+        f"**{STATUS_ICON[snap.status]} {escape_md(snap.name)}** — {snap.status.value}"
         + (f" ({_phase_words(p)})" if p.get("phase") and not snap.status.finished else "")
         + elapsed
     ]
@@ -335,7 +342,7 @@ def status_markdown(snap: RunSnapshot | None, now: float | None = None) -> str:
     if p.get("class_weights"):
         lines.append("Class weights in the loss: " + ", ".join(f"{w:g}" for w in p["class_weights"]))
     for notice in p.get("notices", []):
-        lines.append(f"⚠️ {notice}")
+        lines.append(f"⚠️ {escape_md(notice)}")  # notices quote labels and column names
     if p.get("best_eval_accuracy") is not None:
         lines.append(f"Best validation accuracy so far: **{p['best_eval_accuracy']:.3f}**")
     if p.get("best_eval_micro_f1") is not None:
@@ -355,19 +362,19 @@ def status_markdown(snap: RunSnapshot | None, now: float | None = None) -> str:
         start = f"{before:.2f} → " if isinstance(before, (int, float)) else ""
         lines.append(f"**Held-out perplexity {start}{r['perplexity_after']:.2f}**: the adapted checkpoint is in the Model tab")
     if r.get("model_dir") and snap.status == RunStatus.COMPLETED:
-        lines.append(f"Model saved in `{r['model_dir']}`")
+        lines.append(f"Model saved in {code_md(r['model_dir'])}")
     if snap.status == RunStatus.STOPPED:
         if r.get("kept") == "best":
             step = f" (step {r['kept_step']})" if r.get("kept_step") else ""
-            kept = f"The best checkpoint so far{step} is kept in `{r['model_dir']}`: Predict offers it."
+            kept = f"The best checkpoint so far{step} is kept in {code_md(r['model_dir'])}: Predict offers it."
             lines.append(f"Stopped by the user. {kept}")
         elif r.get("kept") == "last":
             lines.append(
                 f"Stopped by the user after {r['kept_step']} training steps, before any evaluation: those weights are kept "
-                f"in `{r['model_dir']}` (not yet validated)."
+                f"in {code_md(r['model_dir'])} (not yet validated)."
             )
         else:
             lines.append("Stopped by the user before any training step: nothing was trained, so no model was kept.")
     if snap.error:
-        lines.append(f"**Error:** {snap.error}")
+        lines.append(f"**Error:** {escape_md(snap.error)}")
     return "\n\n".join(lines)

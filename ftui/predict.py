@@ -16,6 +16,7 @@ from torch import nn
 
 from ftui.batching import chunk_rows, head_tail_rows, pool_windows
 from ftui.errors import FtuiError
+from ftui.escaping import escape_md
 from ftui.tasks import TaskInfo, n_outputs, predicted, scores
 
 log = logging.getLogger(__name__)
@@ -189,18 +190,18 @@ def batch_summary(frame: pd.DataFrame, info: TaskInfo) -> str:
         return f"mean {v.mean():.4g}, min {v.min():.4g}, max {v.max():.4g}"
     if info.task.value == "multi_label":
         per = {k: int(sum(k in str(x).split(", ") for x in frame["label"])) for k in frame.columns[2:]}
-        return ", ".join(f"{k}: {n}" for k, n in per.items())
-    return ", ".join(f"{k}: {v}" for k, v in frame["label"].value_counts().to_dict().items())
+        return ", ".join(f"{escape_md(k)}: {n}" for k, n in per.items())
+    return ", ".join(f"{escape_md(k)}: {v}" for k, v in frame["label"].value_counts().to_dict().items())
 
 
 def describe(info: TaskInfo, values: dict[str, float]) -> str:
     """One line under a prediction that is not a single class: the labels over the threshold, or the value."""
     if info.task.value == "multi_label":
         how = "tuned on validation" if info.threshold_tuned else "as set"
-        return f"Predicted labels (probability ≥ {info.threshold:.2f}, {how}): **{predicted(info, values)}**"
+        return f"Predicted labels (probability ≥ {info.threshold:.2f}, {how}): **{escape_md(predicted(info, values))}**"
     if info.task.value == "regression":
         name = next(iter(values), "value")
-        return f"Predicted {name}: **{predicted(info, values)}**"
+        return f"Predicted {escape_md(name)}: **{escape_md(predicted(info, values))}**"
     return ""
 
 

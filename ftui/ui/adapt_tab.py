@@ -13,6 +13,7 @@ import gradio as gr
 from ftui.config import PRECISIONS, AdaptConfig, RunConfig, TrainConfig
 from ftui.engine import Engine
 from ftui.errors import FtuiError
+from ftui.escaping import escape_md
 from ftui.mlm import PRESETS, preset_parameters
 from ftui.plots import loss_figure, perplexity_figure, status_markdown
 from ftui.runner import QueuedRun
@@ -149,7 +150,7 @@ def build(engine: Engine, token_box: gr.Textbox, model_ui: ModelUI) -> AdaptUI:
         except FtuiError as exc:
             return error_md(exc)
         lines = [
-            f"**{p['name']}**: {p['documents']:,} documents"
+            f"**{escape_md(p['name'])}**: {p['documents']:,} documents"
             + (f" ({p['duplicates_removed']:,} duplicates removed)" if p["duplicates_removed"] else ""),
         ]
         if p["tokens"]:
@@ -158,7 +159,7 @@ def build(engine: Engine, token_box: gr.Textbox, model_ui: ModelUI) -> AdaptUI:
                 f"{p['longer_than_block']:,} documents are longer than one block (they continue in the next block: "
                 "nothing is cut)"
             )
-        lines += [f"> {t[:200]}" for t in p["first"]]
+        lines += [f"> {escape_md(t[:200])}" for t in p["first"]]
         return "\n\n".join(lines)
 
     preview_btn.click(on_preview, inputs, preview, api_visibility="private")
@@ -171,7 +172,14 @@ def build(engine: Engine, token_box: gr.Textbox, model_ui: ModelUI) -> AdaptUI:
             return error_md(exc), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         if isinstance(run, QueuedRun):
             return queued_message(run), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        return f"Started **{run.name}**.", status_markdown(run.snapshot(), now=time.time()), None, None, -1, gr.Timer(active=True)
+        return (
+            f"Started **{escape_md(run.name)}**.",
+            status_markdown(run.snapshot(), now=time.time()),
+            None,
+            None,
+            -1,
+            gr.Timer(active=True),
+        )
 
     start.click(on_start, inputs, [message, status, loss_plot, ppl_plot, version, timer], api_visibility="private")
     stop.click(lambda: "Stopping after the current step." if engine.stop_run() else "Nothing is running.", None, message,

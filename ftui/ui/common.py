@@ -8,6 +8,7 @@ from typing import Any
 import gradio as gr
 
 from ftui.errors import FtuiError
+from ftui.escaping import escape_md
 from ftui.explain import Explanation
 from ftui.ui import explain_view
 
@@ -26,11 +27,11 @@ def key_for(labels: dict[str, str], shown: str | None, default: str) -> str:
 
 
 def error_md(exc: BaseException) -> str:
-    """A failure as the UI shows it: the problem, then what to do."""
+    """A failure as the UI shows it: the problem, then what to do (both escaped: they quote names, labels, paths)."""
     if isinstance(exc, FtuiError):
-        fix = f"\n\n**What to do:** {exc.fix}" if exc.fix else ""
-        return f"❌ **{exc.problem}**{fix}"
-    return f"❌ **Unexpected error:** {type(exc).__name__}: {exc}"
+        fix = f"\n\n**What to do:** {escape_md(exc.fix)}" if exc.fix else ""
+        return f"❌ **{escape_md(exc.problem)}**{fix}"
+    return f"❌ **Unexpected error:** {type(exc).__name__}: {escape_md(exc)}"
 
 
 def queued_message(item: Any) -> str:
@@ -90,7 +91,7 @@ def search_handler(search: Callable[[str, str | None], list[str]], what: str) ->
         except FtuiError as exc:
             return gr.update(), error_md(exc)
         if not found:
-            return gr.update(), f"No Hub {what} match '{query}'. Type an id directly if you know it."
+            return gr.update(), f"No Hub {what} match '{escape_md(query)}'. Type an id directly if you know it."
         return gr.update(choices=found, value=found[0]), ok_md(f"{len(found)} {what} found, most downloaded first.")
 
     return on_search

@@ -11,6 +11,7 @@ from ftui.config import DataConfig
 from ftui.data import DataBundle, label_counts, preview_frame, sanity_report
 from ftui.engine import Engine
 from ftui.errors import FtuiError
+from ftui.escaping import code_md, escape_md, escape_md_all
 from ftui.plots import label_distribution_figure
 from ftui.tasks import Task
 from ftui.ui.common import AUTO, DATA_SOURCE_LABELS, as_int, error_md, key_for, ok_md, optional, search_handler, token_of
@@ -82,11 +83,11 @@ class DataUI:
 
 def shape_line(bundle: DataBundle) -> str:
     """What the labels are, in a phrase: the classes, the labels of a multi-label task, or the regression target."""
-    names = ", ".join(bundle.label_names[:20]) + (" …" if len(bundle.label_names) > 20 else "")
+    names = escape_md_all(bundle.label_names[:20]) + (" …" if len(bundle.label_names) > 20 else "")
     if bundle.task is Task.MULTI:
         return f"multi-label, {len(bundle.label_names)} labels: {names}"
     if bundle.task is Task.REGRESSION:
-        return f"regression on `{bundle.label_names[0]}`"
+        return f"regression on {code_md(bundle.label_names[0])}"
     return f"{len(bundle.label_names)} classes: {names}"
 
 
@@ -215,9 +216,11 @@ def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
         except FtuiError as exc:
             return gr.update(choices=[], value=None), "Looking up configs: " + error_md(exc)
         if not configs:
-            return gr.update(choices=[], value=None), f"'{ds}' has a single config. Press **Load dataset**."
+            return gr.update(choices=[], value=None), f"'{escape_md(ds)}' has a single config. Press **Load dataset**."
         return gr.update(choices=configs, value=configs[0] if len(configs) == 1 else None), (
-            f"'{ds}' has {len(configs)} configs: pick one, then press **Load dataset**." if len(configs) > 1 else gr.skip()
+            f"'{escape_md(ds)}' has {len(configs)} configs: pick one, then press **Load dataset**."
+            if len(configs) > 1
+            else gr.skip()
         )
 
     # change: a picked result, a typed id once committed (Enter/blur), or a search filling the box
@@ -245,13 +248,14 @@ def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
             bundle = engine.load_data(cfg, token_of(token))
         except FtuiError as exc:
             return error_md(exc), None, None, gr.skip(), gr.skip(), gr.skip()  # no stale preview of the previous dataset
-        sizes = " · ".join(f"{k}: **{v}**" for k, v in bundle.sizes.items())
+        sizes = " · ".join(f"{escape_md(k)}: **{v}**" for k, v in bundle.sizes.items())
         lines = [
             ok_md(f"Loaded. Splits: {sizes}."),
-            f"Text: `{'`, `'.join(bundle.text_columns)}` · label: `{bundle.label_column}` · " + shape_line(bundle),
+            f"Text: {', '.join(map(code_md, bundle.text_columns))} · label: {code_md(bundle.label_column)} · "
+            + shape_line(bundle),
         ]
-        lines += [f"- {n}" for n in bundle.notes]
-        lines += [f"- ⚠️ {w}" for w in sanity_report(bundle)]
+        lines += [f"- {escape_md(n)}" for n in bundle.notes]  # notes and warnings quote labels and column names
+        lines += [f"- ⚠️ {escape_md(w)}" for w in sanity_report(bundle)]
         return (
             "\n\n".join(lines),
             preview_frame(bundle),

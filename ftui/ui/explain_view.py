@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ftui.escaping import escape_md
 from ftui.explain import METHODS, Explanation
 
 
@@ -14,10 +15,10 @@ def spans(ex: Explanation) -> list[tuple[str, float]]:
 
 def summary(ex: Explanation, n: int = 3) -> str:
     """What the colours mean and how far to trust them, in plain words."""
-    top = ", ".join(f"**{w}**" for w, s in ex.top(n) if s > 0) or "none"
-    against = ", ".join(f"**{w}**" for w, s in sorted(ex.words(), key=lambda w: w[1])[:n] if s < 0) or "none"
+    top = ", ".join(f"**{escape_md(w)}**" for w, s in ex.top(n) if s > 0) or "none"
+    against = ", ".join(f"**{escape_md(w)}**" for w, s in sorted(ex.words(), key=lambda w: w[1])[:n] if s < 0) or "none"
     parts = [
-        f"Why **{ex.label}** ({ex.probability:.3f}): red words pushed towards it, purple words against it "
+        f"Why **{escape_md(ex.label)}** ({ex.probability:.3f}): red words pushed towards it, purple words against it "
         f"({METHODS[ex.method]}).",
         f"Strongest for: {top}. Strongest against: {against}.",
     ]

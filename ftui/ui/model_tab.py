@@ -10,6 +10,7 @@ import gradio as gr
 from ftui.config import ModelConfig
 from ftui.engine import Engine
 from ftui.errors import FtuiError
+from ftui.escaping import code_block_md, code_md, escape_md, escape_md_block
 from ftui.modeling import ModelSummary
 from ftui.ui.common import HEAD_LABELS, MODEL_SOURCE_LABELS, as_float, as_int, error_md, key_for, ok_md, search_handler, token_of
 
@@ -52,7 +53,8 @@ class ModelUI:
 def summary_md(s: ModelSummary) -> str:
     """Architecture and sizes as markdown."""
     return (
-        f"**{s.name}** · `{s.architecture}` ({s.model_type}) · {s.num_layers} layers · hidden size {s.hidden_size} · "
+        f"**{escape_md(s.name)}** · {code_md(s.architecture)} ({escape_md(s.model_type)}) · {s.num_layers} layers · "
+        f"hidden size {s.hidden_size} · "
         f"{s.total_params / 1e6:.1f} M parameters · "
         + (f"reads at most **{s.max_length:,} tokens** per input" if s.max_length else "no fixed input length limit")
     )
@@ -62,15 +64,15 @@ def trainable_md(s: ModelSummary, depth: int) -> str:
     """What the freeze depth leaves trainable."""
     if not s.freeze_supported:
         return (
-            f"Freeze depth is not supported for `{s.model_type}`: all {s.total_params / 1e6:.2f} M parameters train "
+            f"Freeze depth is not supported for {code_md(s.model_type)}: all {s.total_params / 1e6:.2f} M parameters train "
             "(keep depth at 0)."
         )
     n = s.trainable(depth)
     notes = []
     if depth and s.shared_frozen:
-        notes.append(f"also frozen: {', '.join(f'`{m}`' for m in s.shared_frozen)} (every layer reads them, frozen ones too)")
+        notes.append(f"also frozen: {', '.join(code_md(m) for m in s.shared_frozen)} (every layer reads them, frozen ones too)")
     if depth and s.always_trains:
-        notes.append(f"always trains: {', '.join(f'`{m}`' for m in s.always_trains)} (above the layers)")
+        notes.append(f"always trains: {', '.join(code_md(m) for m in s.always_trains)} (above the layers)")
     if depth and s.model_type == "albert":
         notes.append("ALBERT reuses one layer's weights at every depth: freeze depth 1 freezes all of them")
     what = (
@@ -164,7 +166,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> ModelUI:
         n = s.num_layers if s.freeze_supported else 0
         d = min(int(cfg.freeze_depth), n)
         lim = (
-            f"**Limitations and bias (from the card):**\n\n{s.card_limitations}"
+            f"**Limitations and bias (from the card):**\n\n{escape_md_block(s.card_limitations)}"
             if s.card_limitations
             else "The card has no limitations or bias section: the model inherits whatever biases its pre-training data has."
         )
@@ -173,7 +175,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> ModelUI:
             gr.update(maximum=max(n, 1), value=d, interactive=s.freeze_supported),
             trainable_md(s, d),
             lim,
-            s.card[:20000] or "_No model card._",
+            code_block_md(s.card[:20000]) if s.card else "_No model card._",  # a card from anyone: shown, not rendered
         )
 
     load_inputs = [*inputs, token_box]

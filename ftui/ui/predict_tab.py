@@ -9,6 +9,7 @@ import gradio as gr
 from ftui.data import PREVIEW_CHARS
 from ftui.engine import Engine
 from ftui.errors import FtuiError
+from ftui.escaping import escape_html
 from ftui.explain import METHODS
 from ftui.predict import batch_summary, describe, predictions_frame
 from ftui.serving import RUNTIMES
@@ -78,7 +79,7 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
             values = engine.predict(review, model_key or None, runtime or "pytorch")
             info = engine.task_info(model_key or None)
         except FtuiError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise gr.Error(escape_html(exc)) from exc  # a toast renders its message as HTML
         return round(next(iter(values.values())), 4) if info.task is Task.REGRESSION else values
 
     def note(shown: Any, model_key: str | None = None) -> str:

@@ -11,6 +11,7 @@ import pandas as pd
 from ftui.data import PREVIEW_CHARS
 from ftui.engine import Engine
 from ftui.errors import FtuiError
+from ftui.escaping import code_md, escape_md, escape_md_block
 from ftui.experiments import TABLE_LEGEND, baseline_verdict, config_diff, display_frame, display_widths, runs_frame
 from ftui.export import per_class_table
 from ftui.metrics import confusion
@@ -199,7 +200,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         d = config_diff(recs) if len(recs) > 1 else pd.DataFrame({"field": []})
         msg = f"{len(recs)} runs; {len(d)} config field(s) differ." if len(recs) > 1 else "One run: nothing to diff."
         everyone = engine.run_headers()  # the best baseline may be a run that is not ticked
-        verdicts = [f"- **{r['name']}**: {v}" for r in recs if (v := baseline_verdict(r, everyone))]
+        verdicts = [f"- **{escape_md(r['name'])}**: {v}" for r in recs if (v := baseline_verdict(r, everyone))]
         if verdicts:
             msg += "\n\nAgainst the best baseline on the same test set:\n" + "\n".join(verdicts)
         return (msg, *figs, d)
@@ -214,11 +215,11 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         except FtuiError as exc:
             return error_md(exc), None, None, None, "", "", gr.skip()
         res, names = rec.get("result", {}), rec.get("label_names", [])
-        lines = [f"**{rec['name']}** · {rec['status']}"]
+        lines = [f"**{escape_md(rec['name'])}** · {rec['status']}"]
         if isinstance(res.get("test_accuracy"), float) or isinstance(res.get("test_rmse"), float):
             lines.append(test_summary(res))
         if rec.get("note"):
-            lines.append(f"Note: {rec['note']}")
+            lines.append(f"Note: {escape_md_block(rec['note'])}")
         try:
             preds = engine.test_predictions(run_id)
         except FtuiError as exc:
@@ -272,7 +273,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         except FtuiError as exc:
             return hidden, error_md(exc)
         truth = wrong.iloc[row]["label"]
-        return show_explanation(ex, f"True label: **{truth}**. ")
+        return show_explanation(ex, f"True label: **{escape_md(truth)}**. ")
 
     mistakes.select(explain_mistake, pick, [wrong_view, wrong_note], api_visibility="private")
 
@@ -291,10 +292,10 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         rows = [
             "| model | test accuracy | test macro-F1 |",
             "| --- | --- | --- |",
-            f"| {score['model']} | {score['accuracy']:.4f} | {score['macro_f1']:.4f} |",
+            f"| {escape_md(score['model'])} | {score['accuracy']:.4f} | {score['macro_f1']:.4f} |",
         ]
         if isinstance(tuned[0], float):
-            rows.append(f"| **{rec['name']}** (fine-tuned) | **{tuned[0]:.4f}** | **{tuned[1]:.4f}** |")
+            rows.append(f"| **{escape_md(rec['name'])}** (fine-tuned) | **{tuned[0]:.4f}** | **{tuned[1]:.4f}** |")
         return f"Same {score['n']} test examples:\n\n" + "\n".join(rows)
 
     base_btn.click(lambda r, h, t: baseline(r, h, t, False), [pick, hub_clf, token_box], baseline_md, api_visibility="private")
@@ -319,7 +320,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
             run = engine.resume_run(run_id, token_of(token))
         except FtuiError as exc:
             return error_md(exc)
-        return ok_md(f"Resuming **{run.name}**: follow it in the Train tab.")
+        return ok_md(f"Resuming **{escape_md(run.name)}**: follow it in the Train tab.")
 
     resumed = resume_btn.click(resume, [pick, token_box], manage_md, api_visibility="private")
 
@@ -327,7 +328,11 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         if not run_id:
             return "Pick a run.", gr.skip(), gr.skip()
         name = engine.get_run(run_id).name if engine.get_run(run_id) else run_id
-        return f"Delete **{name}** and all its files? This cannot be undone.", gr.update(visible=True), gr.update(visible=True)
+        return (
+            f"Delete **{escape_md(name)}** and all its files? This cannot be undone.",
+            gr.update(visible=True),
+            gr.update(visible=True),
+        )
 
     delete_btn.click(ask_delete, pick, [manage_md, confirm_btn, cancel_btn], api_visibility="private")
     cancel_btn.click(
@@ -346,7 +351,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
             engine.delete_run(run_id)
         except FtuiError as exc:
             return (error_md(exc), *hidden, *[gr.skip()] * 3)
-        return (ok_md(f"Deleted {name}."), *hidden, *render_table(q, st, [s for s in sel or [] if s != run_id], None))
+        return (ok_md(f"Deleted {escape_md(name)}."), *hidden, *render_table(q, st, [s for s in sel or [] if s != run_id], None))
 
     confirm_btn.click(
         do_delete,
@@ -362,7 +367,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
             path = engine.export_zip(run_id)
         except FtuiError as exc:
             return error_md(exc), None
-        return ok_md(f"Zip ready: `{path.name}` ({path.stat().st_size / 2**20:.1f} MB)."), str(path)
+        return ok_md(f"Zip ready: {code_md(path.name)} ({path.stat().st_size / 2**20:.1f} MB)."), str(path)
 
     zip_btn.click(build_zip, pick, [export_md, zip_file], api_name="export_zip")
 

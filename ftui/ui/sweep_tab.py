@@ -10,6 +10,7 @@ import pandas as pd
 from ftui.config import SCHEDULES, SWEEP_METRICS
 from ftui.engine import Engine
 from ftui.errors import FtuiError
+from ftui.escaping import code_md, escape_md
 from ftui.plots import sweep_figure
 from ftui.sweeps import SWEEP_COLUMNS, SweepConfig, best_run
 from ftui.ui.common import as_float, as_int, error_md, token_of
@@ -109,7 +110,7 @@ def build(engine: Engine, token_box: gr.Textbox, train_ui: TrainUI, predict_mode
         except FtuiError as exc:
             return error_md(exc), *[gr.skip()] * 5, *[gr.skip()] * len(train_ui.queue.outputs)
         sweep_id = items[0].sweep_id
-        text = (f"Queued **{len(items)}** runs as sweep `{sweep_id}`; they train one after another (Train tab: queue "
+        text = (f"Queued **{len(items)}** runs as sweep {code_md(sweep_id)}; they train one after another (Train tab: queue "
                 "and live curves). Results appear below as they finish.")  # fmt: skip
         frame, fig, tick = view(sweep_id, sweep_values["metric"])
         return (text, gr.Dropdown(choices=engine.sweep_ids(), value=sweep_id), frame, fig, tick,
@@ -136,7 +137,8 @@ def build(engine: Engine, token_box: gr.Textbox, train_ui: TrainUI, predict_mode
         if best is None:
             return error_md(FtuiError("No run of this sweep has completed yet.", "Wait for one to finish.")), gr.skip()
         key = f"run:{best['run_id']}"
-        return (f"✅ The Predict tab now serves **{best['name']}** ({best['swept']}; val {metric} {best['val_score']:.3f}).",
+        what = f"**{escape_md(best['name'])}** ({escape_md(best['swept'])}; val {metric} {best['val_score']:.3f})"
+        return (f"✅ The Predict tab now serves {what}.",
                 gr.Dropdown(choices=engine.predict_choices(), value=key))  # fmt: skip
 
     use_best.click(on_use_best, [pick, w["metric"]], [view_msg, predict_model], api_visibility="private")

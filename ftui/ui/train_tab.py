@@ -12,6 +12,7 @@ import gradio as gr
 from ftui.config import PRECISIONS, RunConfig, TrainConfig
 from ftui.engine import Engine
 from ftui.errors import FtuiError
+from ftui.escaping import escape_md
 from ftui.experiments import baseline_verdict
 from ftui.plots import accuracy_figure, loss_figure, status_markdown
 from ftui.runner import QueuedRun
@@ -231,14 +232,14 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
             got = engine.start_run(config_of(values), token_of(values[token_box]))
         except FtuiError as exc:
             return error_md(exc), *[gr.skip()] * 11
-        return started(got, queued_message(got) if isinstance(got, QueuedRun) else f"Started **{got.name}**.")
+        return started(got, queued_message(got) if isinstance(got, QueuedRun) else f"Started **{escape_md(got.name)}**.")
 
     def on_baselines(values: dict[Any, Any]) -> tuple[Any, ...]:
         try:
             first, second = engine.start_baselines(config_of(values), token_of(values[token_box]))
         except FtuiError as exc:
             return error_md(exc), *[gr.skip()] * 11
-        what = queued_message(first) if isinstance(first, QueuedRun) else f"Started **{first.name}**"
+        what = queued_message(first) if isinstance(first, QueuedRun) else f"Started **{escape_md(first.name)}**"
         return started(first, f"{what}; the frozen-embeddings baseline is queued after it. Both appear in the Runs tab.")
 
     # Inputs as a set: the handlers receive {widget: value} and read each value by its widget, never by position.
@@ -251,7 +252,7 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         if run is None:
             return "No run is in progress."
         then = " The next queued run starts after it." if engine.manager.waiting_here() else ""
-        return f"Stopping **{run.name}** after the current step; the best checkpoint so far is kept.{then}"
+        return f"Stopping **{escape_md(run.name)}** after the current step; the best checkpoint so far is kept.{then}"
 
     stop.click(on_stop, None, message, api_visibility="private")
     return TrainUI(
