@@ -417,16 +417,19 @@ def test_excel_upload_previews_with_the_label_first(page, tmp_path):
     assert first_header == "label"  # never pushed off-screen by the long texts
 
 
-def test_predict_defaults_to_the_newest_completed_run_with_its_own_examples(page, app_server):
+def test_predict_defaults_to_the_best_completed_run_with_its_own_examples(page, app_server):
+    from ftui.serving import data_at_hand, validation_rank
+
     _, engine = app_server
     completed = [r for r in engine.runs() if r.status.value == "completed" and (r.out_dir / "model").exists()]
     assert completed, "the earlier tests leave a completed run"
-    newest = completed[-1]
+    at_hand = [r for r in completed if data_at_hand(r.config) == data_at_hand(completed[-1].config)]
+    newest = min(reversed(at_hand), key=validation_rank)  # the best by validation score on the newest run's data
     page.reload()
     page.wait_for_selector("#load-data")
     tab(page, "5. Predict")
     page.wait_for_function("(name) => document.querySelector('#predict-model input').value.startsWith(name)", arg=newest.name)
-    assert "fine-tuned" in page.locator("#predict-model input").input_value()
+    assert "best on this data, val acc" in page.locator("#predict-model input").input_value()
     test_texts = sorted({t[:40] for t in engine.test_predictions(newest.run_id)["text"]})
     page.wait_for_function(  # examples come from the run's own test set (they follow the model choice)
         "(texts) => { const t = document.querySelector('#examples').innerText; return texts.some(x => t.includes(x)); }",
