@@ -215,9 +215,11 @@ def runs_command(args: argparse.Namespace) -> int:
     import os
 
     from ftui.experiments import run_row
+    from ftui.settings import Settings
     from ftui.store import Store
 
-    store = Store(Path(args.runs_dir or os.environ.get("FTUI_RUNS_DIR") or Path.cwd() / "runs").resolve())
+    runs_dir = Path(args.runs_dir or os.environ.get("FTUI_RUNS_DIR") or Path.cwd() / "runs").resolve()
+    store = Store(runs_dir, network=Settings.from_env().network_storage)
     store.mark_interrupted()
     records = store.runs()
     if args.runs_command == "list":

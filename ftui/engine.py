@@ -117,7 +117,7 @@ class Engine:
         self._summary_cache: dict[tuple[Any, ...], ModelSummary] = {}
         self._tokenizers: dict[tuple[Any, ...], Any] = {}
         self.token_cache = TokenCache()
-        self.store = Store(self.runs_dir)
+        self.store = Store(self.runs_dir, network=self.settings.network_storage)
         if not self.store.read_only:  # before the runs load: a killed orphan's run then reads as interrupted
             scaleout.end_orphans(self.runs_dir, self.store.unfinished_ids())
         self.manager = RunManager(self.runs_dir, self.store, max_queue=self.settings.max_queue, wait_for_others=adopt_queue)
@@ -523,7 +523,8 @@ class Engine:
         return self.serving.choices()
 
     def predict(self, text: str, model_key: str | None = None, runtime: str = "pytorch") -> dict[str, float]:
-        """Class probabilities for one text, from a run (default: the best completed run on the data at hand, by validation score) or its base checkpoint."""
+        """Class probabilities for one text, from a run (default: the best completed run on the data at hand, by
+        validation score) or its base checkpoint."""
         return self.serving.predict(text, model_key, runtime)
 
     def task_info(self, model_key: str | None = None) -> TaskInfo:

@@ -285,7 +285,8 @@ class Launcher:
         def reopen(r: Run) -> None:
             from ftui.training import RESUME_DIR
 
-            snap = torch.load(r.out_dir / RESUME_DIR / "state.pt", map_location="cpu", weights_only=True, mmap=True)
+            snap = torch.load(r.out_dir / RESUME_DIR / "state.pt", map_location="cpu", weights_only=True,
+                              mmap=not self.store.network)  # fmt: skip  # no mmap on a network mount
             r.reopen(int(snap["step"]))
 
         run = self.manager.resume(run_id, reopen)

@@ -40,6 +40,14 @@ def _flag(env: Mapping[str, str], name: str) -> bool | None:
     raise ValueError(f"{name} must be 1 or 0 (got {raw!r})")
 
 
+def _storage(env: Mapping[str, str]) -> bool:
+    """FTUI_RUNS_STORAGE: True for a network mount; unset means network on a Space, where only a bucket lasts."""
+    raw = env.get("FTUI_RUNS_STORAGE", "").strip().lower()
+    if raw not in ("", "local", "network"):
+        raise ValueError(f"FTUI_RUNS_STORAGE must be 'local' or 'network' (got {raw!r})")
+    return raw == "network" or (not raw and bool(env.get("SPACE_ID")))
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the operator of a deployment allows; 0 or empty means no limit. Enforced by the engine, not the widgets."""
@@ -70,6 +78,11 @@ class Settings:
     max_batch_chars: int = field(
         default=5_000_000, metadata={"help": "FTUI_MAX_BATCH_CHARS: characters in one batch prediction (memory and time bound)"}
     )
+    network_storage: bool = field(
+        default=False,
+        metadata={"help": "FTUI_RUNS_STORAGE=network|local: the runs folder is a network mount (a Space's bucket: no "
+                  "SQLite WAL, no mmap there); default network on a Space (SPACE_ID set), else local"},
+    )  # fmt: skip
     max_downloads_mb: float = field(
         default=512.0,
         metadata={"help": "FTUI_MAX_DOWNLOADS_MB: disk the generated downloads may take (oldest evicted; one file ≤ 1/4)"},
@@ -109,6 +122,7 @@ class Settings:
             allow_remote_code=(not locked) if remote is None else remote,
             max_batch_chars=_int(env, "FTUI_MAX_BATCH_CHARS") or 5_000_000,
             max_downloads_mb=_float(env, "FTUI_MAX_DOWNLOADS_MB") or 512.0,
+            network_storage=_storage(env),
             cpu_processes=_int(env, "FTUI_CPU_PROCESSES"),
             max_queue=_int(env, "FTUI_MAX_QUEUE") if env.get("FTUI_MAX_QUEUE", "").strip() else 20,
         )

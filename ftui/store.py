@@ -110,15 +110,21 @@ class StoreUnavailable(Exception):
 
 
 class Store:
-    """Runs and their events in SQLite (WAL): each write is one transaction, so a killed process loses nothing
-    already logged; several processes (the app and the CLI) may share one runs folder.
+    """Runs and their events in SQLite (WAL; a rollback journal on network storage): each write is one transaction,
+    so a killed process loses nothing already logged; several processes (the app and the CLI) may share one runs
+    folder.
 
     A damaged database file is moved aside and a fresh one started (`notice` says so; the engine re-imports the run
     folders). A read-only runs folder opens read-only (`read_only` holds the reason) and every write raises.
     """
 
-    def __init__(self, runs_dir: Path, stale_after: float = STALE_S, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, runs_dir: Path, stale_after: float = STALE_S, clock: Callable[[], float] = time.time, network: bool = False
+    ) -> None:
         self.path = runs_dir / DB_FILE
+        # On a network mount (a Space's bucket volume) SQLite's WAL index (-shm) is memory-mapped and unreliable: a
+        # rollback journal, full syncs and no mmap there (the choice trackio made after SIGBUS crashes on buckets).
+        self.network = network
         self.stale_after = stale_after
         self.clock = clock
         self.identity = process_identity()
@@ -141,8 +147,14 @@ class Store:
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
+        conn.execute("PRAGMA busy_timeout=30000")  # first: switching the journal mode waits for other connections
+        if self.network:
+            conn.execute("PRAGMA mmap_size=0")
+            conn.execute("PRAGMA journal_mode=DELETE")
+            conn.execute("PRAGMA synchronous=FULL")  # a rollback journal needs full syncs to survive a kill
+        else:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=30000")
         conn.executescript(SCHEMA)
@@ -165,10 +177,12 @@ class Store:
                 raise sqlite3.DatabaseError(f"integrity check: {problems[0][0]}")
             return conn
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and ("readonly" in str(exc) or "unable to open" in str(exc)):
-                raise
+            if isinstance(exc, sqlite3.OperationalError) and any(
+                word in str(exc) for word in ("readonly", "unable to open", "locked", "busy")
+            ):
+                raise  # not damage: another process holds it, or the disk refuses writes (never move a sound file aside)
             aside = self.path.with_name(f"{DB_FILE}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
-            for suffix in ("", "-wal", "-shm"):
+            for suffix in ("", "-wal", "-shm", "-journal"):
                 part = Path(f"{self.path}{suffix}")
                 if part.exists():
                     os.replace(part, f"{aside}{suffix}")
