@@ -163,7 +163,7 @@ class Engine:
 
     def _admit_data(self, cfg: DataConfig) -> None:
         if not isinstance(cfg, DataConfig):
-            raise DataError("No dataset was given.", "Pick one in the Data tab.")
+            raise DataError("No dataset was given.", "Pick one in the Data tab (CLI: --dataset).")
         problems = self.settings.admit_data(cfg)
         if problems:
             raise DataError(_sentence(problems), "")
