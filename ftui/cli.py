@@ -167,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(b)
     _model_args(b)
     b.add_argument("--kind", choices=list(BASELINES), default="tfidf",
-                   help="tfidf: word 1-2-grams + logistic regression; embeddings: the checkpoint's mean-pooled states + "
+                   help="tfidf: word 1-2-grams + logistic regression; nbsvm: word 1-2-grams scaled by naive-Bayes "
+                        "log-count ratios + logistic regression; embeddings: the checkpoint's mean-pooled states + "
                         "logistic regression")  # fmt: skip
     b.add_argument("--max-length", type=int, default=d.max_length, help=HELP["max_length"] + " (embeddings)")
     b.add_argument("--seed", type=int, default=d.seed, help=HELP["seed"])

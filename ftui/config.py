@@ -17,7 +17,7 @@ KINDS = ("finetune", "baseline", "mlm")
 CORPUS_SOURCES = ("demo", "file", "hub")
 ADAPT_MODES = ("continue", "scratch")
 PRESETS = ("tiny", "small", "base")
-BASELINES = ("tfidf", "embeddings")
+BASELINES = ("tfidf", "nbsvm", "embeddings")
 LONG_TEXT = ("truncate", "head_tail", "chunks")  # how a text longer than max_length is read (ftui.batching)
 
 # A Hub repo id: "name" or "owner/name", letters, digits, '-', '_', '.'; never a URL or a path.

@@ -267,8 +267,8 @@ class Engine:
         return self.launcher.start_run(cfg, token)
 
     def start_baselines(self, cfg: RunConfig, token: str | None = None) -> list[Run | QueuedRun]:
-        """ "Run baselines": TF-IDF + logistic regression, then (queued behind it) frozen embeddings + logistic
-        regression, as runs."""
+        """ "Run baselines": TF-IDF + logistic regression, NBSVM, then frozen embeddings + logistic regression, as runs
+        (each queued behind the one before)."""
         self._writable()
         return self.launcher.start_baselines(cfg, token)
 

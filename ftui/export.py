@@ -67,7 +67,7 @@ def model_card(rec: dict[str, Any], base_limitations: str = "", repo_id: str = "
     baseline = cfg.get("kind") == "baseline"
     library = "sklearn" if baseline else "transformers"
     front = ["---", f"library_name: {library}", "pipeline_tag: text-classification", "tags:", "- ftui", "- text-classification"]
-    if model.get("source") == "hub" and base and not (baseline and cfg.get("baseline") == "tfidf"):
+    if model.get("source") == "hub" and base and not (baseline and cfg.get("baseline") in ("tfidf", "nbsvm")):
         front += [f"base_model: {base}"]
     if data.get("source") == "hub" and dataset:
         front += ["datasets:", f"- {dataset}"]
@@ -103,7 +103,8 @@ def model_card(rec: dict[str, Any], base_limitations: str = "", repo_id: str = "
     if not baseline and str(train.get("class_weights") or "none").strip().lower() != "none":
         hp.append(("class weights in the loss", train.get("class_weights")))
     if baseline:
-        what = {"tfidf": "word 1-2-gram TF-IDF features", "embeddings": f"the mean-pooled last hidden states of **{base}** "
+        what = {"tfidf": "word 1-2-gram TF-IDF features", "nbsvm": "word 1-2-grams scaled by naive-Bayes log-count "
+                "ratios (NBSVM)", "embeddings": f"the mean-pooled last hidden states of **{base}** "
                 "(frozen)"}.get(cfg.get("baseline", ""), "features")  # fmt: skip
         intro = (
             f"A **baseline** text classifier on **{dataset}**: logistic regression (C = {_setting(res.get('C'))}, chosen on "

@@ -23,7 +23,7 @@ from ftui.ui.model_tab import ModelUI
 POLL_SECONDS = 1.0
 START_LABEL = "Start training"
 QUEUE_LABEL = "Add to queue (a run is training)"
-BASELINES_LABEL = "Run baselines (TF-IDF, then frozen embeddings)"
+BASELINES_LABEL = "Run baselines (TF-IDF, NBSVM, then frozen embeddings)"
 
 
 @dataclass
@@ -235,11 +235,11 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
 
     def on_baselines(values: dict[Any, Any]) -> tuple[Any, ...]:
         try:
-            first, second = engine.start_baselines(config_of(values), token_of(values[token_box]))
+            first, *_ = engine.start_baselines(config_of(values), token_of(values[token_box]))
         except FtuiError as exc:
             return error_md(exc), *[gr.skip()] * 11
         what = queued_message(first) if isinstance(first, QueuedRun) else f"Started **{first.name}**"
-        return started(first, f"{what}; the frozen-embeddings baseline is queued after it. Both appear in the Runs tab.")
+        return started(first, f"{what}; NBSVM and frozen embeddings are queued after it. All appear in the Runs tab.")
 
     # Inputs as a set: the handlers receive {widget: value} and read each value by its widget, never by position.
     inputs = {*data_ui.inputs, *model_ui.inputs, *w.values(), token_box}
