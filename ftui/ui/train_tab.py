@@ -37,6 +37,7 @@ class TrainUI:
     version: gr.State
     start: gr.Button
     max_len: gr.Number
+    long_text: gr.Dropdown  # the length histogram says what this mode reads of long texts
     render: Any  # (version) -> values for `outputs`
     outputs: list[Any]  # [status, loss_plot, acc_plot, version, timer, start, baselines]
     config_of: Any  # ({widget: value}) -> RunConfig: the Data, Model and Train tabs' settings
@@ -195,7 +196,8 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         status_now = status_markdown(run.snapshot(events=False), now=time.time())
         if finished:
             verdict = baseline_verdict(run.header(), engine.run_headers())
-            status_now += f"\n\n{verdict}" if verdict else ""
+            warned = {w.get("kind") for w in run.snapshot(events=False).progress.get("warnings", [])}
+            status_now += f"\n\n{verdict}" if verdict and "below_baseline" not in warned else ""  # warned above
         return (status_now, *figures, keep_polling, *buttons(not finished))
 
     outputs = [status, loss_plot, acc_plot, version, timer, start, baselines]
@@ -262,6 +264,7 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         version=version,
         start=start,
         max_len=max_len,
+        long_text=w["long_text"],
         render=render,
         outputs=outputs,
         config_of=config_of,
