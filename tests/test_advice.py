@@ -2,8 +2,6 @@
 that fit, the real epoch fraction of a cut run, and a length chart that says what each long-text mode reads."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,6 @@ from ftui.plots import length_histogram, status_markdown
 from ftui.runs import Run, RunStatus
 from ftui.schedule import planned_total, steps_that_fit
 from ftui.tasks import Task
-from tests.conftest import REPO
 
 
 def tiny(tiny_bert_dir: Path, **train) -> RunConfig:
@@ -121,13 +118,14 @@ def test_a_time_capped_run_plans_for_the_steps_that_fit(engine, tiny_bert_dir) -
 
 
 def test_a_run_cut_mid_epoch_logs_the_real_epoch_fraction(engine, tiny_bert_dir) -> None:
-    run = finish(engine, engine.start_run(tiny(tiny_bert_dir, epochs=3, max_steps=12)))  # 8 steps per epoch: 1.5
+    cfg = tiny(tiny_bert_dir, epochs=3, batch_size=64, max_steps=6, evals_per_epoch=1, max_length=16)  # 4 per epoch
+    run = finish(engine, engine.start_run(cfg))
     epochs = [e["epoch"] for e in run.events() if e["type"] == "epoch"]
-    assert epochs == [1, 1.5] and run.result["epoch"] == 1.5
+    assert epochs == [1, 1.5] and run.result["epoch"] == 1.5  # the old code logged [1, 2]
 
 
 # ------------------------------------------------------------------------------------------ end-to-end warnings
-def test_below_baseline_and_one_class_are_warned_on_the_run(engine, tiny_bert_dir) -> None:
+def test_below_baseline_is_warned_on_the_run(engine, tiny_bert_dir) -> None:
     base = finish(
         engine, engine.start_run(RunConfig(DataConfig(), ModelConfig(), TrainConfig(), kind="baseline", baseline="tfidf"))
     )
@@ -140,14 +138,16 @@ def test_below_baseline_and_one_class_are_warned_on_the_run(engine, tiny_bert_di
     assert [w["kind"] for w in shown] == [w["kind"] for w in warnings_of(run.events())]
 
 
-def test_cli_prints_each_warning_on_stderr_and_lists_them_at_the_end(tiny_bert_dir, tmp_path) -> None:
-    cmd = [sys.executable, "-m", "ftui", "train", "--offline", "--dataset", "demo", "--checkpoint", str(tiny_bert_dir),
-           "--max-length", "8", "--max-steps", "2", "--batch-size", "32", "--runs-dir", str(tmp_path)]  # fmt: skip
-    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    lines = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+def test_cli_prints_each_warning_on_stderr_and_lists_them_at_the_end(tiny_bert_dir, tmp_path, capsys) -> None:
+    from ftui.cli import main
+
+    argv = ["train", "--offline", "--dataset", "demo", "--checkpoint", str(tiny_bert_dir), "--max-length", "8",
+            "--max-steps", "1", "--evals-per-epoch", "1", "--batch-size", "32", "--runs-dir", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    lines = [json.loads(line) for line in out.out.splitlines() if line.startswith("{")]
     end = lines[-1]
     assert end["type"] == "end" and end["warnings"] and end["warnings"][0]["kind"] == "truncation"
-    said = [line.removeprefix("ftui: warning: ") for line in out.stderr.splitlines() if line.startswith("ftui: warning: ")]
+    said = [line.removeprefix("ftui: warning: ") for line in out.err.splitlines() if line.startswith("ftui: warning: ")]
     assert said == [w["message"] for w in end["warnings"]]  # one stderr line per warning, in order
     assert "longer than the max length (8 tokens)" in said[0]
