@@ -109,7 +109,7 @@ def model_card(rec: dict[str, Any], base_limitations: str = "", repo_id: str = "
         intro = (
             f"A **baseline** text classifier on **{dataset}**: logistic regression (C = {_setting(res.get('C'))}, chosen on "
             f"the validation split) on {what}, made with ftui to compare fine-tuned models against. It is a scikit-learn "
-            "pipeline saved with joblib (`baseline.joblib`): `joblib.load(...).predict_proba(texts)` for TF-IDF; the "
+            "pipeline saved with joblib (`baseline.joblib`): `joblib.load(...).predict_proba(texts)` for TF-IDF and NBSVM; the "
             "embeddings pipeline takes the encoder's features."
         )
         hp = [("features", what), ("C (inverse regularisation)", res.get("C")), ("max sequence length", train.get("max_length"))]

@@ -85,3 +85,28 @@ def test_no_label_message_names_the_cli_flag(tmp_path: Path) -> None:
     with pytest.raises(DataError) as got:
         load_data(DataConfig(source="upload", dataset_id=str(path)))
     assert "No label column found" in str(got.value) and "--label-column" in str(got.value)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "flag"),
+    [
+        (DataConfig(text_columns=("a", "b", "c")), "--text-column"),
+        (DataConfig(task="bogus"), "--task"),
+        (DataConfig(label_columns=("only",)), "--label-columns"),
+        (DataConfig(source="hub", dataset_id=""), "--dataset"),
+    ],
+)
+def test_settings_messages_about_data_controls_name_the_cli_flag(cfg: DataConfig, flag: str) -> None:
+    from ftui.config import validate_data
+
+    problems = validate_data(cfg)
+    assert problems and flag in " ".join(problems)
+
+
+def test_label_messages_name_the_cli_flag(tmp_path: Path) -> None:
+    path = tmp_path / "one.csv"
+    pd.DataFrame({"text": [f"words {i}" for i in range(10)], "label": ["same"] * 10}).to_csv(path, index=False)
+    with pytest.raises(DataError, match="--label-column"):  # a single class: pick another label column
+        load_data(DataConfig(source="upload", dataset_id=str(path)))
+    with pytest.raises(DataError, match="--text-column"):
+        load_data(DataConfig(source="upload", dataset_id=str(path), text_columns=("nope",)))
