@@ -13,6 +13,7 @@ from ftui.events import ScheduleEvent
 MEASURE_STEPS = 20  # optimizer steps timed before the first plan; re-planned at 2×, 4×, ... (evaluations then counted)
 MEASURE_SHARE = 0.05  # ... or fewer steps (at least MIN_MEASURED) once this share of the cap has passed (slow steps)
 MIN_MEASURED = 3
+TOLERANCE = 0.02  # a new plan within this share of the current one is not applied
 SAFETY = 0.97  # share of the time left the plan fills: the last steps and the final evaluation fit under the cap
 
 
@@ -46,6 +47,7 @@ class TimeCapPlanner:
     original: list[int] = field(default_factory=list)  # each phase's steps as set (epochs, max_steps)
     _start: dict[int, tuple[float, int]] = field(default_factory=dict)  # phase -> (clock, phase_step) when timing began
     _next: dict[int, int] = field(default_factory=dict)  # phase -> measured steps at which it is planned again
+    _last: dict[int, tuple[float, int]] = field(default_factory=dict)  # phase -> (clock, phase_step) at its last plan
 
     def step(self, core: Any, state: Any) -> int:
         """Call after each optimizer step: returns the phase's (possibly new) number of steps."""
@@ -64,14 +66,18 @@ class TimeCapPlanner:
         early = index not in self._next and measured >= MIN_MEASURED and now - t0 >= MEASURE_SHARE * 60 * self.minutes
         if measured < self._next.get(index, MEASURE_STEPS) and not early:
             return total
-        self._next[index] = 2 * measured  # planned again when twice as many steps are timed (evaluations among them)
-        per_step = (now - t0) / measured
+        # The speed since the last plan (the first steps of a run are often slow; evaluations are among these steps).
+        tl, sl = self._last.get(index, (t0, s0))
+        per_step = (now - tl) / (state.phase_step - sl) if state.phase_step - sl >= MIN_MEASURED else (now - t0) / measured
+        self._last[index] = (now, state.phase_step)
         later, left = sum(self.original[index + 1 :]), max(0, self.original[index] - state.phase_step)
         # A phase before the last gets its share of the time left by planned steps (per-step speeds unknown yet).
         share = left / (left + later) if later else 1.0
         new = planned_total(state.phase_step, steps_that_fit(self.deadline - now, per_step, share), self.original[index])
-        if new == total:
-            return total
+        # Planned again at twice the steps timed, and at the latest halfway through what is left.
+        self._next[index] = min(2 * measured, measured + max(MIN_MEASURED, (new - state.phase_step) // 2))
+        if abs(new - total) <= max(1, TOLERANCE * total):
+            return total  # a step or two either way: not worth a new schedule (and an event)
         self._apply(core, state, new, per_step)
         return new
 
