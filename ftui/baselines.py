@@ -1,5 +1,6 @@
-"""Baselines recorded as runs: TF-IDF + logistic regression, and a frozen encoder's mean-pooled embeddings + logistic
-regression, each with its regularisation chosen on the validation split and scored on the same test split as every run."""
+"""Baselines recorded as runs: TF-IDF + logistic regression, NBSVM (naive-Bayes-scaled word n-grams + logistic
+regression) and a frozen encoder's mean-pooled embeddings + logistic regression, each with its regularisation chosen
+on the validation split and scored on the same test split as every run."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from ftui.events import EvalEvent, StartEvent, TestEvent
 from ftui.files import replace_dir
 from ftui.metrics import compute_metrics
 from ftui.modeling import load_encoder, load_tokenizer, mean_pool
+from ftui.nbsvm import NBLogistic, nb_vectorizer
 from ftui.runs import Run, RunStatus
 from ftui.tasks import Task, TaskInfo
 from ftui.training import MODEL_DIR, PREDICTIONS_FILE, pick_device, run_worker, save_predictions, tokenized_splits
@@ -33,7 +35,12 @@ C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)  # inverse regularisation strengths tried
 PIPELINE_FILE = "baseline.joblib"
 META_FILE = "ftui_baseline.json"
 EMBED_BATCH = 64
-NAMES = {"tfidf": "TF-IDF + logistic regression", "embeddings": "frozen embeddings + logistic regression"}
+NAMES = {
+    "tfidf": "TF-IDF + logistic regression",
+    "nbsvm": "NBSVM (NB log-count ratios + logistic regression)",
+    "embeddings": "frozen embeddings + logistic regression",
+}
+BAG_OF_WORDS = ("tfidf", "nbsvm")  # baselines that read the text itself, never the checkpoint
 
 
 def texts_of(ds: Any) -> list[str]:
@@ -65,7 +72,14 @@ def full_probabilities(clf: Any, x: Any, n_classes: int) -> np.ndarray:
 
 
 def choose_c(
-    x_train: Any, y_train: np.ndarray, x_val: Any, y_val: np.ndarray, n_classes: int, seed: int, stop: Callable[[], bool]
+    x_train: Any,
+    y_train: np.ndarray,
+    x_val: Any,
+    y_val: np.ndarray,
+    n_classes: int,
+    seed: int,
+    stop: Callable[[], bool],
+    make: Callable[[float, int], Any] = logistic,
 ) -> tuple[Any, float, list[dict[str, float]]]:
     """The classifier whose C scores best on validation (accuracy, then macro-F1; the first of equals, the most
     regularised); with every C's scores."""
@@ -74,7 +88,7 @@ def choose_c(
     for c in C_GRID:
         if stop():
             raise StopRequested
-        clf = logistic(c, seed).fit(x_train, y_train)
+        clf = make(c, seed).fit(x_train, y_train)
         m = compute_metrics(full_probabilities(clf, x_val, n_classes).argmax(-1).tolist(), y_val.tolist())
         scores.append({"C": c, **m})
         if best is None or (m["accuracy"], m["macro_f1"]) > best[0]:
@@ -124,7 +138,7 @@ def load_baseline(model_dir: Path, device: str = "cpu") -> BaselineScorer:
     meta = json.loads((model_dir / META_FILE).read_text())
     names = json.loads((model_dir / "labels.json").read_text())
     pipeline = joblib.load(model_dir / PIPELINE_FILE)
-    if meta["baseline"] == "tfidf":
+    if meta["baseline"] in BAG_OF_WORDS:
         return BaselineScorer(pipeline, names)
     cfg = ModelConfig(**meta["model"])
     encoder, tokenizer = load_encoder(cfg).to(device).eval(), load_tokenizer(cfg)
@@ -173,6 +187,7 @@ def train_baseline(run: Run, bundle: DataBundle, token: str | None, device: str,
     from sklearn.preprocessing import StandardScaler
 
     cfg, kind = run.config, run.config.baseline
+    make: Callable[[float, int], Any] = logistic
     stop = run.stop_event.is_set
     t0 = time.perf_counter()
     n_classes = len(bundle.label_names)
@@ -184,6 +199,12 @@ def train_baseline(run: Run, bundle: DataBundle, token: str | None, device: str,
         x = {"train": vec.fit_transform(texts_of(bundle.splits["train"]))}
         x.update({s: vec.transform(texts_of(bundle.splits[s])) for s in ("validation", "test")})
         first: Any = vec
+    elif kind == "nbsvm":
+        run.set_progress(phase="counting word 1-2-grams")
+        vec = nb_vectorizer()
+        x = {"train": vec.fit_transform(texts_of(bundle.splits["train"]))}
+        x.update({s: vec.transform(texts_of(bundle.splits[s])) for s in ("validation", "test")})
+        first, make = vec, NBLogistic
     else:
         run.set_progress(phase="loading model")
         tokenizer = load_tokenizer(cfg.model, token)
@@ -198,7 +219,7 @@ def train_baseline(run: Run, bundle: DataBundle, token: str | None, device: str,
         x = {s: first.transform(f) for s, f in feats.items()}
     run.set_progress(phase="choosing C on validation")
     clf, c, scores = choose_c(x["train"], labels["train"], x["validation"], labels["validation"], n_classes,
-                              cfg.train.seed, stop)  # fmt: skip
+                              cfg.train.seed, stop, make)  # fmt: skip
     val_probs = full_probabilities(clf, x["validation"], n_classes)
     val = compute_metrics(val_probs.argmax(-1).tolist(), labels["validation"].tolist())
     val_loss = _log_loss(val_probs, labels["validation"])

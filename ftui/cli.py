@@ -9,6 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from ftui.advice import warnings_of
 from ftui.config import (
     BASELINES,
     LONG_TEXT,
@@ -111,6 +112,7 @@ def _train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--threshold", type=float, default=d.threshold, help=HELP["threshold"])
     t.add_argument("--no-tune-threshold", action="store_true", help="multi-label: keep --threshold as given")
     t.add_argument("--max-steps", type=int, default=0, help="stop after this many optimizer steps; 0 = all epochs")
+    t.add_argument("--max-minutes", type=float, default=d.max_minutes, help=HELP["max_minutes"])
     t.add_argument("--no-frozen-cache", action="store_true", help="recompute frozen layers every epoch")
     t.add_argument("--run-name", default="")
     t.add_argument("--report-to", default="", help="extra metric sinks: tensorboard, trackio (when installed)")
@@ -167,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(b)
     _model_args(b)
     b.add_argument("--kind", choices=list(BASELINES), default="tfidf",
-                   help="tfidf: word 1-2-grams + logistic regression; embeddings: the checkpoint's mean-pooled states + "
+                   help="tfidf: word 1-2-grams + logistic regression; nbsvm: word 1-2-grams scaled by naive-Bayes "
+                        "log-count ratios + logistic regression; embeddings: the checkpoint's mean-pooled states + "
                         "logistic regression")  # fmt: skip
     b.add_argument("--max-length", type=int, default=d.max_length, help=HELP["max_length"] + " (embeddings)")
     b.add_argument("--seed", type=int, default=d.seed, help=HELP["seed"])
@@ -357,6 +360,7 @@ def _main(args: argparse.Namespace, dist: Any) -> int:
                 run_name=args.run_name,
                 report_to=args.report_to,
                 max_steps=args.max_steps,
+                max_minutes=args.max_minutes,
                 frozen_cache=not args.no_frozen_cache,
                 schedule=args.schedule,
                 head_epochs=args.head_epochs,
@@ -394,6 +398,8 @@ def _main(args: argparse.Namespace, dist: Any) -> int:
     try:
         for event in iter_events(run, timeout=7 * 24 * 3600):
             print(json.dumps(event), flush=True)
+            if event.get("type") == EventType.WARNING.value:  # what the page warns about, one line on stderr
+                print(f"ftui: warning: {event.get('message', '')}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         run.request_stop()
         run.done.wait(60)
@@ -413,6 +419,7 @@ def end_line(run: Run) -> dict[str, Any]:
         **{k: v for k, v in run.result.items() if k != "best_eval"},
         **({"swept": dict(run.config.sweep.point)} if run.config.sweep.sweep_id else {}),
         **({"pruned": True} if of_type(run.events(), EventType.PRUNED) else {}),
+        "warnings": warnings_of(run.events()),
     }
 
 

@@ -17,7 +17,7 @@ KINDS = ("finetune", "baseline", "mlm")
 CORPUS_SOURCES = ("demo", "file", "hub")
 ADAPT_MODES = ("continue", "scratch")
 PRESETS = ("tiny", "small", "base")
-BASELINES = ("tfidf", "embeddings")
+BASELINES = ("tfidf", "nbsvm", "embeddings")
 LONG_TEXT = ("truncate", "head_tail", "chunks")  # how a text longer than max_length is read (ftui.batching)
 
 # A Hub repo id: "name" or "owner/name", letters, digits, '-', '_', '.'; never a URL or a path.
@@ -250,23 +250,26 @@ def validate_data(cfg: DataConfig) -> list[str]:
         errors.append(f"data source must be one of {', '.join(DATA_SOURCES)} (got {cfg.source!r})")
     elif cfg.source == "hub":
         if not cfg.dataset_id.strip():
-            errors.append("pick a Hub dataset id (e.g. 'cornell-movie-review-data/rotten_tomatoes')")
+            errors.append("pick a Hub dataset id (e.g. 'cornell-movie-review-data/rotten_tomatoes'; CLI: --dataset)")
         elif not is_hub_id(cfg.dataset_id.strip()):
             errors.append(f"'{cfg.dataset_id}' is not a Hub dataset id: use 'owner/name', not a URL or a path")
     elif cfg.source in ("upload", "local"):
         if not cfg.dataset_id.strip():
-            errors.append("give a file (CSV, JSON/JSONL, Parquet) or a dataset folder")
+            errors.append("give a file (CSV, JSON/JSONL, Parquet) or a dataset folder (CLI: --dataset PATH)")
         elif not Path(cfg.dataset_id).expanduser().exists():
             errors.append(f"no file or folder at '{cfg.dataset_id}'")
     if len(cfg.text_columns) > 2:
-        errors.append("choose one text column, or two for sentence pairs")
+        errors.append("choose one text column, or two for sentence pairs (CLI: --text-column, twice for pairs)")
     from ftui.tasks import TASK_CHOICES
 
     if cfg.task not in TASK_CHOICES:
-        errors.append(f"label shape must be one of {', '.join(TASK_CHOICES)} (got {cfg.task!r})")
+        errors.append(f"label shape must be one of {', '.join(TASK_CHOICES)} (got {cfg.task!r}; CLI: --task)")
     if cfg.label_columns:
         if len(cfg.label_columns) < 2 or len(cfg.label_columns) > 1000:
-            errors.append("choose at least two 0/1 label columns for multi-label (one per label), or one label column")
+            errors.append(
+                "choose at least two 0/1 label columns for multi-label (one per label; CLI: --label-columns a,b), or one "
+                "label column (--label-column)"
+            )
         elif len(set(cfg.label_columns)) != len(cfg.label_columns):
             errors.append("a label column is chosen twice")
         elif cfg.task not in ("auto", "multi_label"):

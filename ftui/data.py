@@ -94,11 +94,14 @@ def _read_parquet(path: Path, max_bytes: int, max_rows: int) -> pd.DataFrame:
 
 
 SEPARATORS = ",;\t|"  # what spreadsheet exports use: Excel in many locales writes semicolons
+# A text is a string: "None", "NA" or "n/a" are words (and class names), not pandas' default missing values; only a
+# truly empty cell is missing.
+NA_SAFE: dict[str, Any] = {"keep_default_na": False, "na_values": [""]}
 
 
 def _read_delimited(path: Path, sep: str, nrows: dict[str, int]) -> pd.DataFrame:
     """A CSV/TSV; when the expected separator yields one column, sniff another (an Excel export with semicolons)."""
-    df = pd.read_csv(path, sep=sep, encoding="utf-8", encoding_errors="strict", **nrows)
+    df = pd.read_csv(path, sep=sep, encoding="utf-8", encoding_errors="strict", **NA_SAFE, **nrows)
     if len(df.columns) >= 2:
         return df
     import csv
@@ -109,7 +112,9 @@ def _read_delimited(path: Path, sep: str, nrows: dict[str, int]) -> pd.DataFrame
         sniffed = csv.Sniffer().sniff(sample, delimiters=SEPARATORS).delimiter
     except csv.Error:
         return df
-    return pd.read_csv(path, sep=sniffed, encoding="utf-8", encoding_errors="strict", **nrows) if sniffed != sep else df
+    if sniffed == sep:
+        return df
+    return pd.read_csv(path, sep=sniffed, encoding="utf-8", encoding_errors="strict", **NA_SAFE, **nrows)
 
 
 def _read_excel(path: Path, nrows: dict[str, int]) -> pd.DataFrame:
@@ -123,7 +128,7 @@ def _read_excel(path: Path, nrows: dict[str, int]) -> pd.DataFrame:
 
     if not zipfile.is_zipfile(path):  # an .xlsx is a zip; anything else renamed to .xlsx is not
         raise DataError(f"'{path.name}' is not an Excel workbook.", "Save it as .xlsx or CSV from Excel, then upload again.")
-    return pd.read_excel(path, sheet_name=0, engine="openpyxl", **nrows)
+    return pd.read_excel(path, sheet_name=0, engine="openpyxl", **NA_SAFE, **nrows)
 
 
 def read_table(path: Path, limits: ReadLimits | None = None) -> pd.DataFrame:
@@ -288,7 +293,21 @@ def detect_label_column(features: dict[str, Any], sample: pd.DataFrame) -> str |
         if getattr(feat, "dtype", "").startswith("int") and name.lower() not in ("id", "idx", "index"):
             if sample[name].nunique() <= 20:
                 return name
-    return None
+    return next((n for n in features if _is_list_column(features[n], sample[n])), None)
+
+
+def _is_list_column(feature: Any, values: pd.Series) -> bool:
+    """A multi-label candidate: an Arrow list, or strings that are JSON lists ('["food", "price"]' in a CSV cell)."""
+    if type(feature).__name__ in ("Sequence", "List", "LargeList"):
+        return True
+    present = values.dropna().iloc[:50]
+    return (
+        _is_string(feature)
+        and not present.empty
+        and all(
+            isinstance(v, str) and v.strip().startswith("[") and _as_items(v, split_strings=False) is not None for v in present
+        )
+    )
 
 
 def detect_text_columns(features: dict[str, Any], sample: pd.DataFrame, label: str | None) -> tuple[str, ...]:
@@ -319,12 +338,13 @@ def label_names_for(values: pd.Series, feature: Any, negative_is_missing: bool =
         return names, {i: i for i in range(len(names))}
     present = values.dropna()
     if present.empty:
-        raise DataError("The label column is empty.", "Pick the column that holds the class of each row.")
+        raise DataError("The label column is empty.", "Pick the column that holds the class of each row (--label-column).")
     first = present.iloc[0]
     if _is_listlike(first) or isinstance(first, dict):
         raise DataError(
             "The label column holds lists, and single-label classes were asked for.",
-            "Choose the label shape 'multi_label' (or 'auto') in the Data tab, or pick a column with one class per row.",
+            "Choose the label shape 'multi_label' (or 'auto') in the Data tab (CLI: --task multi_label), or pick a column "
+            "with one class per row (--label-column).",
         )
     if pd.api.types.is_bool_dtype(present):
         return ["False", "True"], {False: 0, True: 1}
@@ -332,7 +352,8 @@ def label_names_for(values: pd.Series, feature: Any, negative_is_missing: bool =
         if not all(float(v).is_integer() for v in present):
             raise DataError(
                 "The label column holds non-integer numbers, and single-label classes were asked for.",
-                "Choose the label shape 'regression' (or 'auto') in the Data tab, or bin the scores into classes first.",
+                "Choose the label shape 'regression' (or 'auto') in the Data tab (CLI: --task regression), or bin the scores "
+                "into classes first.",
             )
         present = present.astype("int64")
     if pd.api.types.is_integer_dtype(present):
@@ -411,7 +432,7 @@ def multi_label_names(values: pd.Series, feature: Any) -> list[str]:
         if items:
             seen.update(items)
     if not seen:
-        raise DataError("The label column holds no labels.", "Pick the column that lists each text's labels.")
+        raise DataError("The label column holds no labels.", "Pick the column that lists each text's labels (--label-column).")
     return sorted(seen)
 
 
@@ -451,7 +472,7 @@ def _columns_multi_hot(df: pd.DataFrame, cols: tuple[str, ...]) -> list[list[flo
             if key not in truth:
                 raise DataError(
                     f"The label column '{c}' holds {str(v)[:40]!r}; multi-label columns hold 0/1 (or true/false).",
-                    "Choose only the 0/1 indicator columns, one per label.",
+                    "Choose only the 0/1 indicator columns, one per label (--label-columns a,b,c).",
                 )
             vals.append(truth[key])
         columns.append(vals)
@@ -464,7 +485,8 @@ def _numbers(values: pd.Series, column: str) -> list[float | None]:
     if values.notna().any() and nums.notna().sum() == 0:
         raise DataError(
             f"The label column '{column}' holds no numbers, and regression was asked for.",
-            "Pick a column of scores, or choose the label shape 'single_label' for classes.",
+            "Pick a column of scores (--label-column), or choose the label shape 'single_label' for classes "
+            "(--task single_label).",
         )
     values64 = nums.astype("float64").to_numpy()
     # Training runs in float32, where the squared errors of targets this large overflow (1e308 is finite in
@@ -585,14 +607,16 @@ def _check_train_labels(task: Task, train: Any, names: list[str], notes: list[st
             only = names[next(iter(present))] if present else "none"
             raise DataError(
                 f"The training data has a single class ('{only}'): a classifier needs at least two.",
-                "Pick another label column or a dataset with several classes.",
+                "Pick another label column (--label-column) or a dataset with several classes.",
             )
     elif task is Task.MULTI:
         counts = np.asarray(train[LABEL], dtype=np.float32).reshape(len(train), -1).sum(0)
         if len(names) < 2 and counts.sum() == 0:
-            raise DataError("No training text carries any label.", "Pick the column that lists each text's labels.")
+            raise DataError(
+                "No training text carries any label.", "Pick the column that lists each text's labels (--label-column)."
+            )
         if counts.sum() == 0:
-            raise DataError("No training text carries any of the labels.", "Check the label columns.")
+            raise DataError("No training text carries any of the labels.", "Check the label columns (--label-columns).")
         never = [n for n, c in zip(names, counts, strict=True) if c == 0]
         if never:
             notes.append(f"Labels never present in train (the model cannot learn them): {', '.join(never[:10])}.")
@@ -601,7 +625,7 @@ def _check_train_labels(task: Task, train: Any, names: list[str], notes: list[st
         if len(np.unique(values)) < 2:
             raise DataError(
                 f"Every training target is {values[0]:g}: regression needs at least two different values.",
-                "Pick another label column.",
+                "Pick another label column (--label-column).",
             )
 
 
@@ -629,28 +653,35 @@ def prepare(raw: Any, cfg: DataConfig) -> DataBundle:
     if cfg.label_columns:
         absent = [c for c in cfg.label_columns if c not in features]
         if absent:
-            raise DataError(f"There is no column '{absent[0]}' (columns: {', '.join(columns)}).", "Choose other label columns.")
+            raise DataError(
+                f"There is no column '{absent[0]}' (columns: {', '.join(columns)}).",
+                "Choose other label columns (--label-columns).",
+            )
     label_col = ", ".join(cfg.label_columns) if cfg.label_columns else (cfg.label_column or detect_label_column(features, sample))
     if not cfg.label_columns and (not label_col or label_col not in features):
         raise DataError(
             f"No label column found (columns: {', '.join(columns)})."
             if not cfg.label_column
             else f"There is no column '{cfg.label_column}' (columns: {', '.join(columns)}).",
-            "Choose the label column in the Data tab.",
+            "Choose the label column in the Data tab (CLI: --label-column NAME).",
         )
     text_cols = tuple(cfg.text_columns) or detect_text_columns(features, sample, label_col)
     if not text_cols:
         raise DataError(
             f"No text column found: none of the columns ({', '.join(columns)}) holds strings.",
-            "Choose the text column in the Data tab, or use a dataset with a text field.",
+            "Choose the text column in the Data tab (CLI: --text-column NAME), or use a dataset with a text field.",
         )
     missing = [c for c in text_cols if c not in features]
     if missing:
-        raise DataError(f"There is no column '{missing[0]}' (columns: {', '.join(columns)}).", "Choose another text column.")
+        raise DataError(
+            f"There is no column '{missing[0]}' (columns: {', '.join(columns)}).", "Choose another text column (--text-column)."
+        )
     label_cols = list(cfg.label_columns) or [label_col]
     both = next((c for c in label_cols if c in text_cols), None)
     if both:
-        raise DataError(f"'{both}' cannot be both the text and the label.", "Choose different columns.")
+        raise DataError(
+            f"'{both}' cannot be both the text and the label.", "Choose different columns (--text-column, --label-column)."
+        )
 
     picked = {"train": train_name, "validation": val_name, "test": test_name}
     frames = {k: raw[v].select_columns([*text_cols, *label_cols]).to_pandas() for k, v in picked.items() if v}

@@ -166,7 +166,7 @@ class Engine:
 
     def _admit_data(self, cfg: DataConfig) -> None:
         if not isinstance(cfg, DataConfig):
-            raise DataError("No dataset was given.", "Pick one in the Data tab.")
+            raise DataError("No dataset was given.", "Pick one in the Data tab (CLI: --dataset).")
         problems = self.settings.admit_data(cfg)
         if problems:
             raise DataError(_sentence(problems), "")
@@ -271,8 +271,8 @@ class Engine:
         return self.launcher.start_run(cfg, token)
 
     def start_baselines(self, cfg: RunConfig, token: str | None = None) -> list[Run | QueuedRun]:
-        """ "Run baselines": TF-IDF + logistic regression, then (queued behind it) frozen embeddings + logistic
-        regression, as runs."""
+        """ "Run baselines": TF-IDF + logistic regression, NBSVM, then frozen embeddings + logistic regression, as runs
+        (each queued behind the one before)."""
         self._writable()
         return self.launcher.start_baselines(cfg, token)
 

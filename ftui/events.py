@@ -21,6 +21,18 @@ class EventType(str, Enum):
     PRUNED = "pruned"  # a sweep stopped this run early: its first evaluation was below the median of completed points
     NOTICE = "notice"  # something the user should know that changed how the run trains (a cache switched off)
     TEST = "test"  # test metrics of the best checkpoint
+    SCHEDULE = "schedule"  # a time cap re-planned the schedule for the steps that fit
+    WARNING = "warning"  # something about the run's result the user should act on (ftui.advice)
+
+
+class WarningKind(str, Enum):
+    """What a warning event is about (its string value is what the store, the page and the CLI's JSON hold)."""
+
+    BELOW_BASELINE = "below_baseline"  # a baseline beats the fine-tuned model on the same test set
+    TRUNCATION = "truncation"  # a large share of the texts is longer than the max length
+    TIME_LIMIT = "time_limit"  # the time cap cut the epochs the run was set to train
+    NO_LABELS = "no_labels"  # multi-label: micro-F1 about 0, or (almost) no label is ever predicted
+    ONE_CLASS = "one_class"  # single-label: (almost) every test text gets the same class
 
 
 @dataclass(frozen=True)
@@ -113,7 +125,7 @@ class EpochEvent(Event):
     """An epoch ended (numbered within its phase)."""
 
     type: EventType = _t(EventType.EPOCH)
-    epoch: int = 0
+    epoch: float = 0  # a whole number; an epoch cut short (time limit, early stop) is the fraction it reached
     train_seconds: float = 0.0
     phase: str | None = None
 
@@ -149,6 +161,32 @@ class NoticeEvent(Event):
 
     type: EventType = _t(EventType.NOTICE)
     message: str = ""
+
+
+@dataclass(frozen=True)
+class ScheduleEvent(Event):
+    """A time cap re-planned the current phase for the steps that fit (measured speed × the time left)."""
+
+    type: EventType = _t(EventType.SCHEDULE)
+    phase: str | None = None
+    steps: int = 0  # optimizer steps the phase is now planned for
+    epochs: float = 0.0  # what those steps are in epochs of this phase
+    planned_epochs: float = 0.0  # the epochs the phase was set to train
+    seconds_per_step: float = 0.0  # measured on this run's first steps (evaluations included)
+    minutes: float = 0.0  # the cap
+
+
+@dataclass(frozen=True)
+class WarningEvent(Event):
+    """A warning shown on the page and printed by the CLI (one stderr line; the end line's `warnings`)."""
+
+    type: EventType = _t(EventType.WARNING)
+    kind: WarningKind = WarningKind.TRUNCATION
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """As Event.to_dict, with the kind as its string value."""
+        return {**super().to_dict(), "kind": self.kind.value}
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def _checkpoint(model: dict[str, Any]) -> str:
 def method_of(cfg: dict[str, Any]) -> str:
     """What a run trains, in a word or two: fine-tune, head→fine-tune (two phases), TF-IDF or embeddings (baselines)."""
     if cfg.get("kind") == "baseline":
-        return {"tfidf": "TF-IDF", "embeddings": "embeddings"}.get(cfg.get("baseline", ""), "baseline")
+        return {"tfidf": "TF-IDF", "nbsvm": "NBSVM", "embeddings": "embeddings"}.get(cfg.get("baseline", ""), "baseline")
     if cfg.get("kind") == "mlm":
         return "MLM from scratch" if cfg.get("adapt", {}).get("mode") == "scratch" else "MLM (adapt)"
     return "head→fine-tune" if cfg.get("train", {}).get("schedule") == "two-phase" else "fine-tune"

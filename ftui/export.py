@@ -68,7 +68,7 @@ def model_card(rec: dict[str, Any], base_limitations: str = "", repo_id: str = "
     baseline = cfg.get("kind") == "baseline"
     library = "sklearn" if baseline else "transformers"
     front = ["---", f"library_name: {library}", "pipeline_tag: text-classification", "tags:", "- ftui", "- text-classification"]
-    if model.get("source") == "hub" and base and not (baseline and cfg.get("baseline") == "tfidf"):
+    if model.get("source") == "hub" and base and not (baseline and cfg.get("baseline") in ("tfidf", "nbsvm")):
         front += [f"base_model: {json.dumps(str(base))}"]  # JSON strings are YAML strings: no key can be smuggled in
     if data.get("source") == "hub" and dataset:
         front += ["datasets:", f"- {json.dumps(str(dataset))}"]
@@ -105,12 +105,13 @@ def model_card(rec: dict[str, Any], base_limitations: str = "", repo_id: str = "
         hp.append(("class weights in the loss", train.get("class_weights")))
     if baseline:
         base_md, dataset_md = escape_md(base), escape_md(dataset)
-        what = {"tfidf": "word 1-2-gram TF-IDF features", "embeddings": f"the mean-pooled last hidden states of **{base_md}** "
+        what = {"tfidf": "word 1-2-gram TF-IDF features", "nbsvm": "word 1-2-grams scaled by naive-Bayes log-count "
+                "ratios (NBSVM)", "embeddings": f"the mean-pooled last hidden states of **{base_md}** "
                 "(frozen)"}.get(cfg.get("baseline", ""), "features")  # fmt: skip
         intro = (
             f"A **baseline** text classifier on **{dataset_md}**: logistic regression (C = {_setting(res.get('C'))}, chosen on "
             f"the validation split) on {what}, made with ftui to compare fine-tuned models against. It is a scikit-learn "
-            "pipeline saved with joblib (`baseline.joblib`): `joblib.load(...).predict_proba(texts)` for TF-IDF; the "
+            "pipeline saved with joblib (`baseline.joblib`): `joblib.load(...).predict_proba(texts)` for TF-IDF and NBSVM; the "
             "embeddings pipeline takes the encoder's features."
         )
         hp = [("features", what), ("C (inverse regularisation)", res.get("C")), ("max sequence length", train.get("max_length"))]

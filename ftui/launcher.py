@@ -95,8 +95,9 @@ class Launcher:
                 problems = [f"this machine offers {offered} {where}; {cfg.train.processes} processes were asked for"]
         if problems:
             raise ConfigError(problems)
-        # TF-IDF and a from-scratch model never touch the checkpoint
-        if not (cfg.kind == "baseline" and cfg.baseline == "tfidf") and not (cfg.kind == "mlm" and cfg.adapt.mode == "scratch"):
+        # Bag-of-words baselines and a from-scratch model never touch the checkpoint
+        bag_of_words = cfg.kind == "baseline" and cfg.baseline in ("tfidf", "nbsvm")
+        if not bag_of_words and not (cfg.kind == "mlm" and cfg.adapt.mode == "scratch"):
             self.check_model(cfg, token)
         return cfg
 
@@ -105,7 +106,7 @@ class Launcher:
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         model_part, data_part = _slug(display_name(cfg.model)), _slug(cfg.data.dataset_id or "demo")
         if cfg.kind == "baseline":
-            what = "tfidf" if cfg.baseline == "tfidf" else f"embeddings-{model_part}"
+            what = cfg.baseline if cfg.baseline in ("tfidf", "nbsvm") else f"embeddings-{model_part}"
             generated = f"baseline-{what}-{data_part}-{run_id[9:15]}"
         elif cfg.kind == "mlm":
             what = f"scratch-{cfg.adapt.preset}" if cfg.adapt.mode == "scratch" else model_part
@@ -268,11 +269,12 @@ class Launcher:
         return sweeps.sweep_table(records, sweep_id, metric, waiting)
 
     def start_baselines(self, cfg: RunConfig, token: str | None = None) -> list[Run | QueuedRun]:
-        """ "Run baselines": TF-IDF + logistic regression, then frozen embeddings + logistic regression, as runs (the
-        second queued behind the first)."""
+        """ "Run baselines": TF-IDF + logistic regression, NBSVM, then frozen embeddings + logistic regression, as runs
+        (each queued behind the one before)."""
         embeddings = replace(cfg, kind="baseline", baseline="embeddings", train=replace(cfg.train, run_name=""))
         tfidf = replace(cfg, kind="baseline", baseline="tfidf", train=replace(cfg.train, run_name=""))
-        checked = [self.check(tfidf, token), self.check(embeddings, token)]  # both or neither
+        nbsvm = replace(tfidf, baseline="nbsvm")
+        checked = [self.check(tfidf, token), self.check(nbsvm, token), self.check(embeddings, token)]  # all or none
         return [self._start_checked(c, token) for c in checked]
 
     def resume_run(self, run_id: str, token: str | None = None) -> Run:

@@ -270,13 +270,22 @@ def cut_share(lengths: Sequence[int], max_length: int) -> float:
     return sum(n > max_length for n in lengths) / len(lengths) if lengths else 0.0
 
 
-def length_histogram(lengths: Sequence[int], unit: str, max_length: int | None = None) -> go.Figure:
-    """Histogram of text lengths; in tokens with the max length marked and the share of texts it cuts in the title."""
+LONG_TEXT_READS = {  # what each long-text mode (TrainConfig.long_text) does with a text past the max length
+    "truncate": "and will be cut there (the rest is never read)",
+    "head_tail": "and will be read as their first and last tokens (head + tail; the middle is skipped)",
+    "chunks": "and will be read whole, in overlapping windows of {n} tokens (chunks)",
+}
+
+
+def length_histogram(lengths: Sequence[int], unit: str, max_length: int | None = None, long_text: str = "truncate") -> go.Figure:
+    """Histogram of text lengths; in tokens with the max length marked and, in the title, the share of texts longer
+    than it and what the long-text mode will read of them."""
     fig = go.Figure(go.Histogram(x=list(lengths), nbinsx=40, name=unit))
     title = f"Text length ({unit}, {len(lengths):,} train texts)"
     if max_length and unit == "tokens":
         fig.add_vline(x=max_length, line_dash="dash", line_color="firebrick", annotation_text=f"max length {max_length}")
-        title += f"<br><sup>{cut_share(lengths, max_length):.0%} are longer than {max_length} tokens and will be cut</sup>"
+        reads = LONG_TEXT_READS.get(long_text, LONG_TEXT_READS["truncate"]).format(n=max_length)
+        title += f"<br><sup>{cut_share(lengths, max_length):.0%} are longer than {max_length} tokens {reads}</sup>"
     fig.update_layout(title=title, xaxis_title=unit, yaxis_title="rows", **_LAYOUT)
     return fig
 
@@ -343,6 +352,10 @@ def status_markdown(snap: RunSnapshot | None, now: float | None = None) -> str:
         lines.append("Class weights in the loss: " + ", ".join(f"{w:g}" for w in p["class_weights"]))
     for notice in p.get("notices", []):
         lines.append(f"⚠️ {escape_md(notice)}")  # notices quote labels and column names
+    if p.get("plan"):
+        lines.append(f"⏱️ {escape_md(p['plan'])}")
+    for warning in p.get("warnings", []):
+        lines.append(f"⚠️ {escape_md(warning['message'])}")  # warnings may quote label names
     if p.get("best_eval_accuracy") is not None:
         lines.append(f"Best validation accuracy so far: **{p['best_eval_accuracy']:.3f}**")
     if p.get("best_eval_micro_f1") is not None:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ftui import sinks, tasks
+from ftui import advice, sinks, tasks
 from ftui.batching import (
     TokenCache,
     Tokenized,
@@ -61,6 +61,7 @@ from ftui.modeling import (
 from ftui.prefix_cache import PrefixCache
 from ftui.runs import Run, RunStatus
 from ftui.scaleout import note_pid
+from ftui.schedule import TimeCapPlanner
 from ftui.tasks import Task, TaskInfo, save_task
 
 log = logging.getLogger(__name__)
@@ -617,6 +618,7 @@ class TrainingCore:
         self.log_every = max(1, min(self.eval_every, 10, self.steps_per_epoch // 20 or 1))
         self.gen = torch.Generator().manual_seed(self.t.seed)
         self.deadline = time.monotonic() + 60 * self.t.max_minutes if self.t.max_minutes else 0.0
+        self.planner = TimeCapPlanner(self.deadline, self.t.max_minutes)  # plans for the steps that fit the cap
         self.opt: Any = None
         self.sched: Any = None
         self.cache: PrefixCache | None = None
@@ -790,6 +792,7 @@ class TrainingCore:
                 state.epoch_gen_state = epoch_gen_state
                 self.scratch["steps"] = state.step
                 self.point = state.to_dict()
+                total = self.planner.step(self, state)
                 epoch = self._epoch_of(state)
                 # The first step is logged at once so the chart shows a point within seconds of Start.
                 if state.phase_step % self.log_every == 0 or state.phase_step == total or state.step == 1:
@@ -843,7 +846,10 @@ class TrainingCore:
                     state.epoch_no += 1
                     now = time.perf_counter()
                     seconds = round(now - epoch_t0 - epoch_aside, 3)
-                    run.log(EpochEvent(step=state.step, epoch=state.epoch_no, train_seconds=seconds, phase=phase.name))
+                    # An epoch cut short (time limit, early stop, max steps) is logged as the fraction it reached.
+                    whole = state.phase_step % self.steps_per_epoch == 0
+                    reached = state.epoch_no if whole else round(state.phase_step / self.steps_per_epoch, 4)
+                    run.log(EpochEvent(step=state.step, epoch=reached, train_seconds=seconds, phase=phase.name))
                     epoch_t0, epoch_aside = now, 0.0
                     state.batch_in_epoch = 0
                 if done:
@@ -953,8 +959,11 @@ def _train(
         )  # fmt: skip
         core.opt = None  # fit() enters phase 0 again, with a fresh optimizer and the phase event
     run.set_progress(phase="training", step=state.step, total_steps=core.total_steps, epoch=core._epoch_of(state))
+    if dist.is_main:  # after the start event: the share of texts cut at the max length, warned before training
+        advice.check_lengths(run, bundle, tokenizer)
     state = core.fit(state, resumed=resume)
     train_loop_s = time.perf_counter() - core.t0 - core.aside
+    trained_epochs = core._epoch_of(state)
     t0 = core.t0
     scratch.pop("resume", None)
     # Test the best checkpoint, not the last weights.
@@ -992,6 +1001,8 @@ def _train(
     test_metrics = {f"test_{k}": v for k, v in test.items()}
     if task is Task.MULTI:
         test_metrics["threshold"] = threshold
+    # Warnings first: "test" stays the run's last event.
+    advice.after_test(run, task, test_probs[0], bundle.splits["test"], test_metrics, trained_epochs, state.step)
     run.log(TestEvent(step=state.step, **test_metrics))
     run.finish(
         RunStatus.COMPLETED,
@@ -999,6 +1010,7 @@ def _train(
         {
             **test_metrics,
             "task": task.value,
+            "epoch": round(trained_epochs, 4),
             "best_eval": state.best,
             "model_dir": str(run.out_dir / MODEL_DIR),
             "train_seconds": round(time.perf_counter() - t0, 2),

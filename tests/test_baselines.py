@@ -54,6 +54,41 @@ def test_tfidf_baseline_equals_a_hand_built_pipeline(engine):
     assert kinds == ["start", "eval", "test"] and run.config.kind == "baseline"
 
 
+def test_nbsvm_baseline_equals_hand_computed_log_count_ratios(engine):
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    run = finish(engine, engine.start_run(baseline_cfg("nbsvm")))
+    assert run.name.startswith("baseline-nbsvm-") and run.result["C"] in C_GRID
+    bundle = engine.load_data(DataConfig())
+    train, test = bundle.splits["train"], bundle.splits["test"]
+    vec = CountVectorizer(ngram_range=(1, 2), binary=True)
+    x = vec.fit_transform(texts_of(train)).toarray().astype(np.float64)
+    y = np.asarray(train["label"])
+    p, q = 1 + x[y == 1].sum(0), 1 + x[y == 0].sum(0)
+    r = np.log((p / p.sum()) / (q / q.sum()))  # Wang & Manning's log-count ratio, dense, by hand
+    clf = LogisticRegression(C=run.result["C"], max_iter=2000, random_state=42).fit(x * r, y)
+    expected = clf.predict(vec.transform(texts_of(test)).toarray() * r)
+    names = bundle.label_names
+    assert engine.test_predictions(run.run_id)["predicted"].tolist() == [names[i] for i in expected]
+    probs = engine.predict("The hotel was lovely.", f"run:{run.run_id}")  # Predict loads the saved pipeline
+    assert set(probs) == {"negative", "positive"} and abs(sum(probs.values()) - 1) < 1e-6
+
+
+def test_nbsvm_multiclass_is_one_vs_rest_with_a_ratio_per_class():
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    from ftui.nbsvm import NBLogistic
+
+    texts = ["red apple", "red cherry", "green leaf", "green grass", "blue sky", "blue sea"] * 5
+    y = np.array([0, 0, 1, 1, 2, 2] * 5)
+    x = CountVectorizer(binary=True).fit_transform(texts)
+    clf = NBLogistic(10.0).fit(x, y)
+    assert len(clf.ratios_) == 3 and list(clf.classes_) == [0, 1, 2]
+    probs = clf.predict_proba(x)
+    assert np.allclose(probs.sum(1), 1) and (clf.predict(x) == y).all()
+
+
 def test_embedding_features_are_the_models_mean_pooled_states(tiny_bert_dir):
     from transformers import AutoModel, AutoTokenizer
 
@@ -101,17 +136,22 @@ def test_a_baseline_run_is_predicted_with_compared_and_exported(engine, tiny_ber
     assert "library_name: sklearn" in card and "**baseline**" in card and "joblib" in card
 
 
-def test_run_baselines_runs_both_one_after_the_other(engine):
-    first, waiting = engine.start_baselines(RunConfig(DataConfig(), ModelConfig(), TrainConfig(max_length=32)))
-    assert isinstance(first, Run) and isinstance(waiting, QueuedRun) and waiting.position == 1
+def test_run_baselines_runs_all_three_one_after_the_other(engine):
+    first, waiting, last = engine.start_baselines(RunConfig(DataConfig(), ModelConfig(), TrainConfig(max_length=32)))
+    assert isinstance(first, Run) and isinstance(waiting, QueuedRun) and waiting.position == 1 and last.position == 2
     worker = engine.manager.worker
     assert first.done.wait(180) and first.status == RunStatus.COMPLETED, first.error
     worker.join(60)  # the first's worker starts the queued second before it ends
     second = engine.current_run()
-    assert second is not first and second.done.wait(180), "the embeddings baseline did not start after TF-IDF"
+    assert second is not first and second.done.wait(180), "the NBSVM baseline did not start after TF-IDF"
     assert second.status == RunStatus.COMPLETED, second.error
+    worker = engine.manager.worker
+    worker.join(60)
+    third = engine.current_run()
+    assert third is not second and third.done.wait(180), "the embeddings baseline did not start after NBSVM"
+    assert third.status == RunStatus.COMPLETED, third.error
     runs = [r for r in engine.runs() if r.config.kind == "baseline"]
-    assert [r.config.baseline for r in runs] == ["tfidf", "embeddings"] and not engine.queued()
+    assert [r.config.baseline for r in runs] == ["tfidf", "nbsvm", "embeddings"] and not engine.queued()
 
 
 def test_cli_baseline_prints_its_scores_last(tmp_path):

@@ -124,21 +124,21 @@ def test_three_runs_survive_a_restart_and_are_compared_evaluated_downloaded(brow
 
 
 def test_the_course_method_baselines_two_phase_and_one_phase_compared(browser, tmp_path):
-    """Baselines first, then transfer learning followed by fine-tuning, then plain fine-tuning: all four runs in the
+    """Baselines first, then transfer learning followed by fine-tuning, then plain fine-tuning: all five runs in the
     Runs tab with their test scores and their difference to the best baseline."""
     demo, engine = serve(tmp_path / "runs")
     try:
         ctx, page = open_page(browser, demo.local_url)
         tab(page, "4. Train")
         page.click("#baselines")
-        page.wait_for_selector("#train-message:has-text('frozen-embeddings baseline is queued after it')")
+        page.wait_for_selector("#train-message:has-text('NBSVM and frozen embeddings are queued after it')")
         page.wait_for_function(
             "() => document.querySelector('#run-status').innerText.includes('baseline-embeddings')"
             " && document.querySelector('#run-status').innerText.includes('completed')",
             timeout=180_000,
         )
         baselines = [r for r in engine.runs() if r.config.kind == "baseline"]
-        assert [r.status.value for r in baselines] == ["completed", "completed"]
+        assert [r.status.value for r in baselines] == ["completed", "completed", "completed"]
         fill_number(page, "epochs", "1")
         page.locator("#schedule").get_by_text("Head first, then fine-tune").click()
         page.wait_for_selector("#head-epochs input")  # its settings appear with the choice

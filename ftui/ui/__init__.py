@@ -88,7 +88,15 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
         if engine.default_data().source == "demo":
             previewed = [summary.then(*data_ui.autoload, api_visibility="private")]
         # The length histogram follows the data, the checkpoint (its tokenizer) and the max length.
-        lengths.wire(engine, data_ui, model_ui, train_ui.max_len, token, [*previewed, *data_ui.loaded, *model_ui.loaded])
+        lengths.wire(
+            engine,
+            data_ui,
+            model_ui,
+            train_ui.max_len,
+            token,
+            [*previewed, *data_ui.loaded, *model_ui.loaded],
+            train_ui.long_text,
+        )
 
         def on_finish() -> Any:
             run = engine.current_run()

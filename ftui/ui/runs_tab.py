@@ -8,6 +8,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from ftui.advice import warnings_of
 from ftui.data import PREVIEW_CHARS
 from ftui.engine import Engine
 from ftui.errors import FtuiError
@@ -203,6 +204,10 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         verdicts = [f"- **{escape_md(r['name'])}**: {v}" for r in recs if (v := baseline_verdict(r, everyone))]
         if verdicts:
             msg += "\n\nAgainst the best baseline on the same test set:\n" + "\n".join(verdicts)
+        warned = [f"- **{r['name']}**: ⚠️ {w['message']}" for r in recs for w in warnings_of(r["events"])
+                  if w["kind"] != "below_baseline"]  # fmt: skip
+        if warned:
+            msg += "\n\nWarnings:\n" + "\n".join(warned)
         return (msg, *figs, d)
 
     compare_btn.click(compare, selected, [compare_msg, *plots, diff], api_name="compare_runs")

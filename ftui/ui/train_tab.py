@@ -24,7 +24,7 @@ from ftui.ui.model_tab import ModelUI
 POLL_SECONDS = 1.0
 START_LABEL = "Start training"
 QUEUE_LABEL = "Add to queue (a run is training)"
-BASELINES_LABEL = "Run baselines (TF-IDF, then frozen embeddings)"
+BASELINES_LABEL = "Run baselines (TF-IDF, NBSVM, then frozen embeddings)"
 
 
 @dataclass
@@ -38,6 +38,7 @@ class TrainUI:
     version: gr.State
     start: gr.Button
     max_len: gr.Number
+    long_text: gr.Dropdown  # the length histogram says what this mode reads of long texts
     render: Any  # (version) -> values for `outputs`
     outputs: list[Any]  # [status, loss_plot, acc_plot, version, timer, start, baselines]
     config_of: Any  # ({widget: value}) -> RunConfig: the Data, Model and Train tabs' settings
@@ -196,7 +197,8 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         status_now = status_markdown(run.snapshot(events=False), now=time.time())
         if finished:
             verdict = baseline_verdict(run.header(), engine.run_headers())
-            status_now += f"\n\n{verdict}" if verdict else ""
+            warned = {w.get("kind") for w in run.snapshot(events=False).progress.get("warnings", [])}
+            status_now += f"\n\n{verdict}" if verdict and "below_baseline" not in warned else ""  # warned above
         return (status_now, *figures, keep_polling, *buttons(not finished))
 
     outputs = [status, loss_plot, acc_plot, version, timer, start, baselines]
@@ -236,11 +238,11 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
 
     def on_baselines(values: dict[Any, Any]) -> tuple[Any, ...]:
         try:
-            first, second = engine.start_baselines(config_of(values), token_of(values[token_box]))
+            first, *_ = engine.start_baselines(config_of(values), token_of(values[token_box]))
         except FtuiError as exc:
             return error_md(exc), *[gr.skip()] * 11
         what = queued_message(first) if isinstance(first, QueuedRun) else f"Started **{escape_md(first.name)}**"
-        return started(first, f"{what}; the frozen-embeddings baseline is queued after it. Both appear in the Runs tab.")
+        return started(first, f"{what}; NBSVM and frozen embeddings are queued after it. All appear in the Runs tab.")
 
     # Inputs as a set: the handlers receive {widget: value} and read each value by its widget, never by position.
     inputs = {*data_ui.inputs, *model_ui.inputs, *w.values(), token_box}
@@ -263,6 +265,7 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         version=version,
         start=start,
         max_len=max_len,
+        long_text=w["long_text"],
         render=render,
         outputs=outputs,
         config_of=config_of,

@@ -1,0 +1,170 @@
+"""Run warnings: what a finished (or starting) run's numbers say the user should act on, as typed events that the
+page shows and the CLI prints (below the baseline, texts cut at the max length, epochs cut by the time limit, a
+classifier that predicts (almost) no label or one class)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ftui.events import EventType, WarningEvent, WarningKind, of_type
+from ftui.tasks import Task
+
+log = logging.getLogger(__name__)
+
+CUT_SHARE = 0.2  # share of train texts longer than the max length above which a run warns
+LENGTH_SAMPLE = 2000  # train texts tokenized (without truncation) to measure that share
+ZERO_F1 = 0.01  # multi-label: a validation micro-F1 at or below this at every evaluation is "about 0"
+FEW_LABELS = 0.1  # multi-label: predicted labels below this share of the true ones on test is "almost none"
+ONE_CLASS = 0.98  # single-label: one class given to at least this share of the test texts is "one class"
+
+
+def emit(run: Any, warning: WarningEvent | None) -> None:
+    """Log the warning as an event and add it to the run's progress (the page's status shows both)."""
+    if warning is None:
+        return
+    run.log(warning)
+    shown = list(run.snapshot(events=False).progress.get("warnings", []))
+    run.set_progress(warnings=[*shown, {"kind": warning.kind.value, "message": warning.message}])
+
+
+def warnings_of(events: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    """A run's warnings from its stored events: [{kind, message}] in order (the CLI's end line)."""
+    return [{"kind": e.get("kind", ""), "message": e.get("message", "")} for e in of_type(list(events), EventType.WARNING)]
+
+
+# --------------------------------------------------------------------------------------------------- lengths
+def truncation(lengths: Sequence[int], max_length: int, long_text: str, step: int = 0) -> WarningEvent | None:
+    """A warning when many texts are longer than the max length, saying what the long-text mode will read."""
+    if not lengths or not max_length or long_text == "chunks":
+        return None  # chunks read every token of every text
+    long = sum(n > max_length for n in lengths)
+    share = long / len(lengths)
+    if share < CUT_SHARE:
+        return None
+    what = (
+        "cut there: the model never reads the rest"
+        if long_text == "truncate"
+        else "read as their first and last tokens (head + tail): the middle is skipped"
+    )
+    return WarningEvent(
+        step=step,
+        kind=WarningKind.TRUNCATION,
+        message=f"{share:.1%} of {len(lengths):,} train texts are longer than the max length ({max_length} tokens) and "
+        f"are {what}. Raise the max length (--max-length) or read long texts in chunks (--long-text chunks).",
+    )
+
+
+def check_lengths(run: Any, bundle: Any, tokenizer: Any) -> None:
+    """Measure the share of train texts past the max length (a sample, tokenized in full) and warn when large."""
+    from ftui.data import text_lengths
+
+    t = run.config.train
+    if any(e.get("kind") == WarningKind.TRUNCATION.value for e in of_type(run.events(), EventType.WARNING)):
+        return  # a resumed run warned when it started
+    try:
+        lengths, _ = text_lengths(bundle, tokenizer, LENGTH_SAMPLE)
+    except Exception as exc:  # noqa: BLE001 - a warning is a bonus: a tokenizer that cannot do this must not fail the run
+        log.warning("could not measure text lengths for run %s: %s", run.run_id, exc)
+        return
+    emit(run, truncation(lengths, t.max_length, t.long_text))
+
+
+# ------------------------------------------------------------------------------------------------ time limit
+def time_cut(events: Sequence[dict[str, Any]], planned: float, trained: float, minutes: float, step: int) -> WarningEvent | None:
+    """A warning when the time cap (a re-planned schedule or the cap itself) ended the run before its epochs."""
+    capped = of_type(list(events), EventType.TIME_LIMIT) or of_type(list(events), EventType.SCHEDULE)
+    if not capped or trained >= planned - 1e-6:
+        return None
+    return WarningEvent(
+        step=step,
+        kind=WarningKind.TIME_LIMIT,
+        message=f"The time limit ({minutes:g} min) ended training after {trained:.2f} of the {planned:g} epochs set. "
+        "Allow more time (--max-minutes), or train fewer rows (--max-train-examples) or a smaller model.",
+    )
+
+
+# ------------------------------------------------------------------------------------------------ predictions
+def predictions(
+    task: Task,
+    probs: np.ndarray,
+    gold: np.ndarray,
+    names: Sequence[str],
+    threshold: float,
+    events: Sequence[dict[str, Any]],
+    step: int,
+) -> WarningEvent | None:
+    """A warning when the classifier says (almost) nothing: multi-label micro-F1 about 0 at every evaluation or
+    (almost) no predicted label; single-label one class for (almost) every text."""
+    if task is Task.MULTI:
+        f1s = [e["eval_micro_f1"] for e in of_type(list(events), EventType.EVAL) if e.get("eval_micro_f1") is not None]
+        predicted, true = int((probs >= threshold).sum()), int((gold >= 0.5).sum())
+        if f1s and max(f1s) <= ZERO_F1:
+            said = f"Validation micro-F1 was {max(f1s):.3f} at all {len(f1s)} evaluations"
+        elif true and predicted < FEW_LABELS * true:
+            said = f"The model predicts {predicted:,} labels on the test set, where {true:,} are true"
+        else:
+            return None
+        return WarningEvent(
+            step=step,
+            kind=WarningKind.NO_LABELS,
+            message=f"{said}: it predicts (almost) no labels. Train longer or at a higher learning rate (--epochs, --lr), "
+            "weigh rare labels (--class-weights balanced), or lower the threshold (--threshold).",
+        )
+    if task is Task.SINGLE and len(probs) and len(set(gold.tolist())) >= 2:
+        pred = probs.argmax(-1)
+        top = int(np.bincount(pred).argmax())
+        share = float((pred == top).mean())
+        if share >= ONE_CLASS and float((gold == top).mean()) < ONE_CLASS:
+            return WarningEvent(
+                step=step,
+                kind=WarningKind.ONE_CLASS,
+                message=f"The model predicts '{names[top]}' for {share:.1%} of the test texts: it has not learned to tell "
+                "the classes apart. Train longer or at another learning rate (--epochs, --lr), or weigh the classes "
+                "(--class-weights balanced).",
+            )
+    return None
+
+
+def below_baseline(run: Any, test_accuracy: float | None, step: int) -> WarningEvent | None:
+    """A warning when a completed baseline on the same test split beats this run (the Runs tab's verdict)."""
+    from ftui.experiments import baseline_verdict
+
+    if test_accuracy is None or run.store is None:
+        return None
+    try:
+        records = run.store.runs()
+    except Exception as exc:  # noqa: BLE001 - the comparison is a bonus; an unreadable store must not fail the run
+        log.warning("could not read the store to compare run %s with its baseline: %s", run.run_id, exc)
+        return None
+    verdict = baseline_verdict({"config": run.config.to_dict(), "result": {"test_accuracy": test_accuracy}}, records)
+    if not verdict.startswith("⚠️"):
+        return None
+    return WarningEvent(step=step, kind=WarningKind.BELOW_BASELINE, message=verdict.removeprefix("⚠️ ").replace("**", ""))
+
+
+def after_test(
+    run: Any,
+    task: Task,
+    probs: np.ndarray,
+    test: Any,
+    metrics: dict[str, Any],
+    trained_epochs: float,
+    step: int,
+) -> None:
+    """Every end-of-run warning of a fine-tuning run, from its test predictions and its events."""
+    from ftui.data import LABEL, label_matrix
+
+    t = run.config.train
+    events = run.events()
+    planned = t.epochs + (t.head_epochs if t.schedule == "two-phase" else 0.0)
+    emit(run, time_cut(events, planned, trained_epochs, t.max_minutes, step))
+    if task is not Task.REGRESSION:
+        gold = label_matrix(test) if task is Task.MULTI else np.asarray(test[LABEL])
+        threshold = float(metrics.get("threshold", t.threshold))
+        emit(run, predictions(task, probs, gold, run.label_names, threshold, events, step))
+    if task is Task.SINGLE:
+        emit(run, below_baseline(run, metrics.get("test_accuracy"), step))
