@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ftui.columns import ColumnFacts, pick_label_column
 from ftui.config import DataConfig, ReadLimits, validate_data
 from ftui.errors import DataError, FtuiError
 from ftui.tasks import Task
@@ -26,7 +27,6 @@ TEXT = "text"
 TEXT_PAIR = "text_pair"
 LABEL = "label"
 
-LABEL_NAMES = ("label", "labels", "target", "class", "category", "sentiment", "polarity", "y", "stars", "rating")
 TEXT_NAMES = ("text", "sentence", "review", "content", "document", "comment", "body", "tweet", "utterance", "sms")
 PAIR_NAMES = (
     ("sentence1", "sentence2"),
@@ -100,21 +100,23 @@ NA_SAFE: dict[str, Any] = {"keep_default_na": False, "na_values": [""]}
 
 
 def _read_delimited(path: Path, sep: str, nrows: dict[str, int]) -> pd.DataFrame:
-    """A CSV/TSV; when the expected separator yields one column, sniff another (an Excel export with semicolons)."""
-    df = pd.read_csv(path, sep=sep, encoding="utf-8", encoding_errors="strict", **NA_SAFE, **nrows)
-    if len(df.columns) >= 2:
-        return df
+    """A CSV/TSV, its separator read off the header line first: a semicolon export whose texts hold commas splits on
+    the semicolons, not on the first comma in a text (which made pandas fail on a later line)."""
+    return pd.read_csv(path, sep=_separator(path, sep), encoding="utf-8", encoding_errors="strict", **NA_SAFE, **nrows)
+
+
+def _separator(path: Path, expected: str) -> str:
+    """The expected separator when it splits the header; else the one of SEPARATORS that splits it into the most
+    fields (an Excel export in a locale that writes semicolons); the expected one when none splits it."""
     import csv
 
-    with open(path, encoding="utf-8", errors="replace") as f:
-        sample = f.read(65536)
-    try:
-        sniffed = csv.Sniffer().sniff(sample, delimiters=SEPARATORS).delimiter
-    except csv.Error:
-        return df
-    if sniffed == sep:
-        return df
-    return pd.read_csv(path, sep=sniffed, encoding="utf-8", encoding_errors="strict", **NA_SAFE, **nrows)
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        header = f.readline()
+    fields = {s: len(next(csv.reader([header], delimiter=s), [])) for s in SEPARATORS}
+    if fields[expected] >= 2:
+        return expected
+    best = max(SEPARATORS, key=lambda s: fields[s])
+    return best if fields[best] >= 2 else expected
 
 
 def _read_excel(path: Path, nrows: dict[str, int]) -> pd.DataFrame:
@@ -281,19 +283,20 @@ def _is_classlabel(feature: Any) -> bool:
 
 
 def detect_label_column(features: dict[str, Any], sample: pd.DataFrame) -> str | None:
-    """The label column: a ClassLabel, else a conventional name, else a low-cardinality integer column."""
-    for name, feat in features.items():
-        if _is_classlabel(feat):
-            return name
-    lower = {c.lower(): c for c in features}
-    for cand in LABEL_NAMES:
-        if cand in lower:
-            return lower[cand]
-    for name, feat in features.items():
-        if getattr(feat, "dtype", "").startswith("int") and name.lower() not in ("id", "idx", "index"):
-            if sample[name].nunique() <= 20:
-                return name
-    return next((n for n in features if _is_list_column(features[n], sample[n])), None)
+    """The label column (ftui.columns' rules over what each column holds)."""
+    return pick_label_column([_facts(n, f, sample[n]) for n, f in features.items()])
+
+
+def _facts(name: str, feature: Any, values: pd.Series) -> ColumnFacts:
+    if _is_classlabel(feature):
+        return ColumnFacts(name, classlabel=True)
+    if _is_list_column(feature, values):
+        return ColumnFacts(name, kind="list")
+    present = values.dropna()
+    distinct = present.astype(str).str.strip().str.lower().unique() if _is_string(feature) else present.unique()
+    kind = "int" if getattr(feature, "dtype", "").startswith("int") else "string" if _is_string(feature) else "other"
+    shown = tuple(str(v) for v in distinct[:60]) if kind == "string" else ()
+    return ColumnFacts(name, kind=kind, distinct=len(distinct), values=shown)
 
 
 def _is_list_column(feature: Any, values: pd.Series) -> bool:
