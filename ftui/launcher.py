@@ -82,7 +82,8 @@ class Launcher:
             cfg = replace(cfg, data=corpus_as_data(cfg.adapt))
         # The allowlists first, before any check that looks at the disk: a refused path gets the same message whether
         # it exists or not, so a visitor cannot map the server's files.
-        refused = self.settings.admit_model(cfg.model) + self.settings.admit_data(cfg.data)
+        refused = self.settings.admit_training(cfg.kind, cfg.baseline)  # before anything is read or started
+        refused = refused or self.settings.admit_model(cfg.model) + self.settings.admit_data(cfg.data)
         if refused:
             raise ConfigError(refused)
         problems = validate_run(cfg)
@@ -281,6 +282,7 @@ class Launcher:
         """Continue a stopped or interrupted run from its last snapshot, in the same record."""
         run = self.manager.require(run_id)
         _, problems = self.settings.apply(run.config)  # the rules of today, not of the day it started
+        problems = self.settings.admit_training(run.config.kind, run.config.baseline) + problems
         if problems:
             raise ConfigError(problems)
 

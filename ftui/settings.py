@@ -40,6 +40,13 @@ def _flag(env: Mapping[str, str], name: str) -> bool | None:
     raise ValueError(f"{name} must be 1 or 0 (got {raw!r})")
 
 
+ZERO_GPU_TRAINING = (
+    "this Space runs on ZeroGPU, which lends a GPU only for short calls such as Predict and Explain, never for a "
+    "training run; train where a run can hold a GPU or a CPU (a GPU Space, this app on your own machine, or a CPU "
+    "Space with its caps), then show the run here (Runs tab: export, or share the runs folder)"
+)
+
+
 def _storage(env: Mapping[str, str]) -> bool:
     """FTUI_RUNS_STORAGE: True for a network mount; unset means network on a Space, where only a bucket lasts."""
     raw = env.get("FTUI_RUNS_STORAGE", "").strip().lower()
@@ -78,6 +85,11 @@ class Settings:
     max_batch_chars: int = field(
         default=5_000_000, metadata={"help": "FTUI_MAX_BATCH_CHARS: characters in one batch prediction (memory and time bound)"}
     )
+    zero_gpu: bool = field(
+        default=False,
+        metadata={"help": "SPACES_ZERO_GPU (set by Hugging Face on ZeroGPU hardware): a GPU only inside short calls, so "
+                  "Predict and Explain run on it and training is refused"},
+    )  # fmt: skip
     network_storage: bool = field(
         default=False,
         metadata={"help": "FTUI_RUNS_STORAGE=network|local: the runs folder is a network mount (a Space's bucket: no "
@@ -123,9 +135,17 @@ class Settings:
             max_batch_chars=_int(env, "FTUI_MAX_BATCH_CHARS") or 5_000_000,
             max_downloads_mb=_float(env, "FTUI_MAX_DOWNLOADS_MB") or 512.0,
             network_storage=_storage(env),
+            zero_gpu=env.get("SPACES_ZERO_GPU", "").strip().lower() in ("1", "t", "true"),  # as the spaces package reads it
             cpu_processes=_int(env, "FTUI_CPU_PROCESSES"),
             max_queue=_int(env, "FTUI_MAX_QUEUE") if env.get("FTUI_MAX_QUEUE", "").strip() else 20,
         )
+
+    def admit_training(self, kind: str, baseline: str = "") -> list[str]:
+        """Why a run of this kind cannot train here: ZeroGPU lends a GPU only inside short calls (60 s by default, a
+        daily quota per visitor), never to a background run; a TF-IDF or NBSVM baseline needs no GPU and may run."""
+        if self.zero_gpu and not (kind == "baseline" and baseline in ("tfidf", "nbsvm")):
+            return [ZERO_GPU_TRAINING]
+        return []
 
     def admit_model(self, model: ModelConfig) -> list[str]:
         """Why this checkpoint may not be touched here (loaded, summarised, tokenized): empty when it may."""
