@@ -256,10 +256,11 @@ class PrefixCache:
         cells, places, width = self._places(entry, tok, idx)
         grid = states[:, :width].reshape(-1, states.shape[-1])
         rows = grid.index_select(0, torch.from_numpy(cells).to(states.device)).to(entry.flat.dtype)
-        if entry.flat.device != rows.device:
-            rows = rows.to(entry.flat.device, non_blocking=True)
-            if rows.device.type == "cpu":
-                _landed()  # the race: index_copy_ below reads the host rows
+        if self.device == "cuda" and entry.flat.device.type == "cpu":  # the host store of a GPU run
+            rows = rows.to("cpu", non_blocking=True)
+            _landed()  # index_copy_ below reads the host rows: they must have arrived
+        else:
+            rows = rows.to(entry.flat.device)
         entry.flat.index_copy_(0, torch.from_numpy(places).to(entry.flat.device), rows)
         entry.filled[idx] = True
 

@@ -964,6 +964,9 @@ def _train(
     scratch.pop("model", None)
     scratch.pop("opt", None)
     del model, core
+    if device == "cuda":  # other cycles (a failed metric download's traceback) can hold the first evaluation's frames
+        gc.collect()
+        torch.cuda.empty_cache()
     dist.barrier()  # rank 0 has written the best checkpoint before any rank reads it
     best_model, _, _ = load_classifier(run.out_dir / MODEL_DIR, device, run.config.model.trust_remote_code)
     scratch["model"] = best_model
