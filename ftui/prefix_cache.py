@@ -99,6 +99,15 @@ def weakly(method: Callable[[str], None]) -> Callable[[str], None]:
     return call
 
 
+def _indices(values: np.ndarray, device: str | torch.device) -> torch.Tensor:
+    """An index array on `device`: on a GPU through pinned memory, asynchronously (a copy from pageable memory waits
+    for the GPU, a host sync per call)."""
+    t = torch.from_numpy(np.ascontiguousarray(values, dtype=np.int64))
+    if torch.device(device).type != "cuda":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def host_available_bytes() -> int:
     """MemAvailable from /proc/meminfo (0 when unknown, which disables a host cache)."""
     try:
@@ -255,13 +264,13 @@ class PrefixCache:
             return  # a row this process was not expected to see (cannot happen with Dist.shard): not stored
         cells, places, width = self._places(entry, tok, idx)
         grid = states[:, :width].reshape(-1, states.shape[-1])
-        rows = grid.index_select(0, torch.from_numpy(cells).to(states.device)).to(entry.flat.dtype)
+        rows = grid.index_select(0, _indices(cells, states.device)).to(entry.flat.dtype)
         if self.device == "cuda" and entry.flat.device.type == "cpu":  # the host store of a GPU run
             rows = rows.to("cpu", non_blocking=True)
             _landed()  # index_copy_ below reads the host rows: they must have arrived
         else:
             rows = rows.to(entry.flat.device)
-        entry.flat.index_copy_(0, torch.from_numpy(places).to(entry.flat.device), rows)
+        entry.flat.index_copy_(0, _indices(places, entry.flat.device), rows)
         entry.filled[idx] = True
 
     # ------------------------------------------------------------------------------------------------ reuse
@@ -270,11 +279,11 @@ class PrefixCache:
         entry = self.stores[split]
         cells, places, width = self._places(entry, tok, idx)
         flat = entry.flat
-        rows = flat.index_select(0, torch.from_numpy(places).to(flat.device))
+        rows = flat.index_select(0, _indices(places, flat.device))
         if flat.device.type == "cpu" and self.device == "cuda":
             rows = rows.pin_memory()  # so the copy below is asynchronous (the host allocator keeps it until done)
         out = torch.zeros((len(idx) * width, flat.shape[-1]), dtype=flat.dtype, device=self.device)
-        out.index_copy_(0, torch.from_numpy(cells).to(self.device), rows.to(self.device, non_blocking=True))
+        out.index_copy_(0, _indices(cells, self.device), rows.to(self.device, non_blocking=True))
         return out.view(len(idx), width, flat.shape[-1])
 
     @contextlib.contextmanager
