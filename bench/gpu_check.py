@@ -108,16 +108,16 @@ SIZES = {
         depth=5,
         tiny=dict(dim=256, n_layers=4, n_heads=4, hidden_dim=1024),
     ),
-    "cpu": dict(
-        model=dict(dim=64, n_layers=4, n_heads=4, hidden_dim=128),
-        n=(640, 128, 128),
-        max_len=64,
-        batch=32,
-        steps=8,
-        freeze_rows=320,
-        race_rows=128,
+    "cpu": dict(  # the dry run: plumbing only, small enough for a few minutes on 2 shared cores
+        model=dict(dim=32, n_layers=4, n_heads=2, hidden_dim=64),
+        n=(256, 64, 64),
+        max_len=32,
+        batch=16,
+        steps=6,
+        freeze_rows=128,
+        race_rows=64,
         depth=3,
-        tiny=dict(dim=64, n_layers=2, n_heads=4, hidden_dim=128),
+        tiny=dict(dim=32, n_layers=2, n_heads=2, hidden_dim=64),
     ),
 }
 
@@ -545,7 +545,8 @@ def s_precision() -> None:
 
     sz = SIZES[ARGS.device]
     rows = sz["n"][0] * 2 // 3
-    train_case("warmup", precision="bf16" if cuda() else "fp32", max_steps=10, rows=rows)  # kernels, autotune, token cache
+    if cuda():
+        train_case("warmup", precision="bf16", max_steps=10, rows=rows)  # kernels, autotune, token cache
     res = {}
     for prec in ("fp32", "bf16", "fp16"):
         if left() < 40:
@@ -813,8 +814,12 @@ def s_resume() -> None:
 
     import ftui.training as T
 
-    rows, kw = (640, dict(precision="fp32", batch=32, epochs=2, model=TINY, evals_per_epoch=1, max_len=128))
-    STOP_AT = 13  # mid-epoch (20 steps per epoch, every step logged)
+    batch, max_len = (32, 128) if cuda() else (16, 32)
+    rows, kw = (
+        (20 if cuda() else 10) * batch,
+        dict(precision="fp32", batch=batch, epochs=2, model=TINY, evals_per_epoch=1, max_len=max_len),
+    )
+    STOP_AT = 13 if cuda() else 6  # mid-epoch (20 steps per epoch on the GPU, 10 on CPU; every step logged)
     whole = train_case("resume-whole", rows=rows, **kw)
     again = train_case("resume-whole-again", rows=rows, **kw)
 
@@ -865,7 +870,7 @@ def s_bench() -> None:
     budget = int(min(280, left() - 55))
     n = 25000 if budget >= 220 else (12000 if budget >= 130 else 5000)
     if not cuda():
-        n = 300
+        n = 96
     cmd = [
         sys.executable,
         "bench/train_speed.py",
@@ -876,7 +881,7 @@ def s_bench() -> None:
         "--model",
         "distilbert-random" if cuda() else str(TINY),
         "--tutorial-max-steps",
-        "30" if cuda() else "2",
+        "30" if cuda() else "1",
     ]
     if not cuda():
         cmd += ["--max-length", "64", "--batch-size", "16", "--max-steps", "4"]
@@ -924,7 +929,9 @@ def table(out: Path) -> None:
     env = next((r for r in rows if r["check"] == "versions"), {})
     print("\n" + "=" * 118)
     head = {k: env.get(k) for k in ("gpu", "torch", "cuda", "transformers", "datasets", "huggingface_hub", "pyarrow")}
-    print("ftui GPU check  " + "  ".join(f"{k}={v}" for k, v in head.items() if v) + f"  ({rows[-1]['t'] if rows else 0:.0f} s)")
+    print(
+        "ftui device check  " + "  ".join(f"{k}={v}" for k, v in head.items() if v) + f"  ({rows[-1]['t'] if rows else 0:.0f} s)"
+    )
     print("-" * 118)
     print(f"{'verdict':<7} {'stage':<16} {'check':<40} detail")
     for r in rows:
