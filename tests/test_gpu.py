@@ -41,16 +41,17 @@ def allocated_mb() -> float:
     return torch.cuda.memory_allocated() / 2**20
 
 
-def long_reviews(folder: Path, rows: int = 64) -> DataConfig:
-    """Parquet splits of texts far longer than 512 tokens (so a batch's activations are as large as they get)."""
+def long_reviews(folder: Path, rows: int) -> DataConfig:
+    """Parquet splits (rows in train, 64 in validation and test) of texts longer than the tiny model's 128 positions,
+    so every row of a batch is as long as it gets."""
     import pandas as pd
 
     folder.mkdir(parents=True, exist_ok=True)
     words = "the film was long and the plot was thin but the acting carried it to the end".split()
     rng = np.random.default_rng(0)
-    for split in ("train", "validation", "test"):
-        texts = [" ".join(rng.choice(words, 700)) for _ in range(rows)]
-        pd.DataFrame({"text": texts, "label": ["negative", "positive"] * (rows // 2)}).to_parquet(folder / f"{split}.parquet")
+    for split, n in (("train", rows), ("validation", 64), ("test", 64)):
+        texts = [" ".join(rng.choice(words, 200)) for _ in range(n)]
+        pd.DataFrame({"text": texts, "label": ["negative", "positive"] * (n // 2)}).to_parquet(folder / f"{split}.parquet")
     return DataConfig(source="local", dataset_id=str(folder))
 
 
@@ -106,13 +107,14 @@ def test_the_host_store_holds_what_the_gpu_store_holds(tiny_bert_dir, monkeypatc
 def test_a_real_out_of_memory_fails_with_advice_gives_the_memory_back_and_the_next_run_completes(engine, tiny_bert_dir, tmp_path):
     before = allocated_mb()
     total = torch.cuda.get_device_properties(0).total_memory
-    torch.cuda.set_per_process_memory_fraction(min(1.0, 2 * 2**30 / total))  # 2 GiB: a batch of 1024 x 512 cannot fit
+    # 512 MiB: the weights fit; a batch of 8192 x 128 tokens needs about 2 GB of activations for backward
+    torch.cuda.set_per_process_memory_fraction(min(1.0, 2**29 / total))
     try:
-        run = finished(engine, gpu_cfg(tiny_bert_dir, long_reviews(tmp_path / "long", 1024), batch_size=1024,
-                                       max_length=512, max_steps=2))  # fmt: skip
+        cfg = gpu_cfg(tiny_bert_dir, long_reviews(tmp_path / "long", 8192), batch_size=8192, max_length=128, max_steps=2)
+        run = finished(engine, cfg)
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)
-    assert run.status == RunStatus.FAILED and "Out of GPU memory at batch size 1024" in run.error, run.error
+    assert run.status == RunStatus.FAILED and "Out of GPU memory at batch size 8192" in run.error, run.error
     assert allocated_mb() - before < 64
     assert finished(engine, gpu_cfg(tiny_bert_dir, epochs=1)).status == RunStatus.COMPLETED
 
@@ -134,18 +136,19 @@ def test_a_resumed_run_reproduces_an_uninterrupted_one(engine, tiny_bert_dir):
     from ftui.hub import HubStatus
 
     cfg = gpu_cfg(tiny_bert_dir, epochs=2, evals_per_epoch=2, precision="fp32")
-    whole = finished(engine, cfg)
+    whole, twice = finished(engine, cfg), finished(engine, cfg)  # the same run twice: GPU kernels' own noise floor
     run = engine.start_run(cfg)
     version = 0
     while not any(e["type"] == "eval" for e in run.events()):
         version = run.wait_for_change(version, timeout=120)
     engine.stop_run()
     assert run.done.wait(60) and engine.join(30) and run.status == RunStatus.STOPPED
-    fresh = Engine(runs_dir=engine.manager.runs_dir, hub_status=HubStatus(False, "offline (tests)"))
+    fresh = Engine(runs_dir=engine.runs_dir, hub_status=HubStatus(False, "offline (tests)"))
     again = fresh.resume_run(run.run_id)
     assert again.done.wait(300) and fresh.join(30) and again.status == RunStatus.COMPLETED, again.error
-    evals = [[e["eval_loss"] for e in r.events() if e["type"] == "eval"] for r in (whole, again)]
-    assert evals[1][-1] == pytest.approx(evals[0][-1], abs=1e-5)
+    last = [[e["eval_loss"] for e in r.events() if e["type"] == "eval"][-1] for r in (whole, twice, again)]
+    floor = abs(last[1] - last[0])
+    assert abs(last[2] - last[0]) <= max(1e-4, 10 * floor), (last, floor)  # other dropout masks differ by ~1e-2
 
 
 def test_predict_and_explain_run_on_the_gpu(engine, tiny_bert_dir):
