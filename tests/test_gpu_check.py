@@ -29,5 +29,5 @@ def test_the_device_check_dry_run_prints_one_table_last_with_no_errors(tmp_path:
     rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     errors = [r for r in rows if r["verdict"] in ("ERROR", "FAIL")]
     assert errors == [], errors
-    assert {r["stage"] for r in rows if r["verdict"] != "SKIP"} >= STAGES - {"explain"}, table
+    assert {r["stage"] for r in rows if r["verdict"] != "SKIP"} >= STAGES, table  # every stage ran within the budget
     assert "totals:" in table and "ERROR" not in table.split("totals:")[1]
