@@ -55,8 +55,20 @@ def long_reviews(folder: Path, rows: int) -> DataConfig:
     return DataConfig(source="local", dataset_id=str(folder))
 
 
-def test_bf16_and_fp16_train_like_fp32(engine, tiny_bert_dir):
-    runs = {p: finished(engine, gpu_cfg(tiny_bert_dir, precision=p)) for p in ("fp32", "bf16", "fp16")}
+def test_bf16_and_fp16_train_like_fp32(engine, tiny_bert_dir, monkeypatch):
+    scaled: list[int] = []
+    real_step = torch.amp.GradScaler.step
+
+    def counted_step(self, *args, **kwargs):
+        scaled.append(1)
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.amp.GradScaler, "step", counted_step)
+    runs = {}
+    for p in ("fp32", "bf16", "fp16"):
+        scaled.clear()
+        runs[p] = finished(engine, gpu_cfg(tiny_bert_dir, precision=p))
+        assert bool(scaled) == (p == "fp16"), p  # fp16 steps through the gradient scaler, the others do not
     for p, run in runs.items():
         assert run.status == RunStatus.COMPLETED and run.result["device"] == "cuda", (p, run.error)
         curve = losses(run)
@@ -73,7 +85,7 @@ def test_the_cache_stays_on_under_bf16_and_equals_recomputing(engine, tiny_bert_
     assert run.snapshot().progress["prefix_cache_mb"] > 0
 
 
-def _filled_store(tiny_bert_dir: Path, share: float, monkeypatch) -> torch.Tensor:
+def _filled_cache(tiny_bert_dir: Path, share: float, monkeypatch):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from ftui import prefix_cache as pc
@@ -95,13 +107,29 @@ def _filled_store(tiny_bert_dir: Path, share: float, monkeypatch) -> torch.Tenso
             with cache.context("train", enc, idx), torch.autocast("cuda", dtype=torch.bfloat16):
                 model(**batch)
     torch.cuda.synchronize()
-    store = cache.stores["train"].flat
-    assert store.device.type == ("cuda" if share else "cpu")
-    return store.float().cpu()
+    assert cache.stores["train"].flat.device.type == ("cuda" if share else "cpu")
+    return cache, model, enc, tok
 
 
 def test_the_host_store_holds_what_the_gpu_store_holds(tiny_bert_dir, monkeypatch):
-    assert torch.equal(_filled_store(tiny_bert_dir, 0.0, monkeypatch), _filled_store(tiny_bert_dir, 1.0, monkeypatch))
+    host, gpu = (_filled_cache(tiny_bert_dir, share, monkeypatch)[0].stores["train"].flat.float().cpu() for share in (0.0, 1.0))
+    assert torch.equal(host, gpu)
+
+
+def test_cached_logits_under_bf16_equal_recomputed_ones_within_the_dtypes_tolerance(tiny_bert_dir, monkeypatch):
+    from ftui.batching import collate
+    from ftui.prefix_cache import check_tolerance
+
+    cache, model, enc, tok = _filled_cache(tiny_bert_dir, 1.0, monkeypatch)
+    idx = np.arange(min(64, len(enc)))
+    batch = collate(enc, idx, tok.pad_token_id, "cuda")
+    batch.pop("labels")
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        full = model(**batch).logits.float()
+        with cache.reuse("train", enc, idx):
+            cached = model(**batch).logits.float()
+    limit = check_tolerance(torch.bfloat16) * (1 + float(full.abs().max()))
+    assert float((cached - full).abs().max()) <= limit
 
 
 def test_a_real_out_of_memory_fails_with_advice_gives_the_memory_back_and_the_next_run_completes(engine, tiny_bert_dir, tmp_path):
