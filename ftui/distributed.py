@@ -56,8 +56,11 @@ class Dist:
     """This process's place in a data-parallel run; world 1 (the default) is an ordinary single-process run and every
     collective is a no-op."""
 
-    def __init__(self, rank: int = 0, world: int = 1, local_rank: int = 0, backend: str = "") -> None:
+    def __init__(self, rank: int = 0, world: int = 1, local_rank: int = 0, backend: str = "", control: Any = None) -> None:
         self.rank, self.world, self.local_rank, self.backend = rank, world, local_rank, backend
+        # A gloo group for the per-step flags (Stop, the time limit): agreeing over NCCL meant a GPU tensor read back
+        # with .item(), a host sync every step; over gloo the flag never leaves the host. None: the default group.
+        self.control = control
         self.error_dir: Path | None = None  # the run's folder, once known: where other ranks leave their failures
 
     @property
@@ -137,8 +140,8 @@ class Dist:
         """True on every rank when it is true on any (Stop, the time limit): all ranks leave the loop together."""
         if not self.enabled:
             return flag
-        t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=self._device())
-        self._call("agree", lambda: torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX))
+        t = torch.tensor([1 if flag else 0], dtype=torch.int32, device="cpu" if self.control else self._device())
+        self._call("agree", lambda: torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX, group=self.control))
         return bool(t.item())
 
     def sum_(self, t: torch.Tensor) -> torch.Tensor:
@@ -234,6 +237,8 @@ def from_env() -> Dist:
     if use_gpu:
         torch.cuda.set_device(local_rank)  # "cuda" means this process's own GPU from here on
         os.environ.update(NCCL_ENV)  # read when the process group is made; torchrun sets the abort mode (1) otherwise
+    timeout = NCCL_TIMEOUT if use_gpu else TIMEOUT
     if not torch.distributed.is_initialized():
-        torch.distributed.init_process_group(backend, timeout=NCCL_TIMEOUT if use_gpu else TIMEOUT)
-    return Dist(rank, world, local_rank, backend)
+        torch.distributed.init_process_group(backend, timeout=timeout)
+    control = torch.distributed.new_group(backend="gloo", timeout=timeout)  # every rank makes it, in the same order
+    return Dist(rank, world, local_rank, backend, control)

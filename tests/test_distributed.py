@@ -110,9 +110,16 @@ def test_under_nccl_a_lost_peer_raises_here_within_minutes(monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "set_device", lambda i: seen.update(device=i))
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
     monkeypatch.setattr(torch.distributed, "init_process_group", lambda backend, timeout: seen.update(b=backend, t=timeout))
+
+    def new_group(backend: str, timeout) -> str:
+        seen.update(control=backend)
+        return "control group"
+
+    monkeypatch.setattr(torch.distributed, "new_group", new_group)
     dist = distributed.from_env()
     assert (dist.rank, dist.world, dist.backend, seen["b"], seen["device"]) == (1, 2, "nccl", "nccl", 1)
     assert seen["t"].total_seconds() <= 600
+    assert (dist.control, seen["control"]) == ("control group", "gloo")  # Stop is agreed on the host: no GPU sync
     assert os.environ["TORCH_NCCL_ASYNC_ERROR_HANDLING"] == "2" and os.environ["TORCH_NCCL_BLOCKING_WAIT"] == "1"
 
 
