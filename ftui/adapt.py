@@ -155,7 +155,9 @@ class MLMObjective:
         """Held-out masked-token loss, perplexity and accuracy (the same masks at every evaluation)."""
         was = model.training
         model.eval()
-        total, right, count = 0.0, 0, 0
+        # Sums stay on the device, read once at the end: a .item() per batch is a host sync per batch on a GPU.
+        dev = self.device
+        total, right, count = (torch.zeros((), dtype=torch.float64, device=dev) for _ in range(3))
         n = len(self.blocks["validation"])
         for k, start in enumerate(range(0, n, self.t.batch_size * 2)):
             if stop():
@@ -165,13 +167,14 @@ class MLMObjective:
             labels = batch["labels"]
             loss, (logits, _) = self._loss(model, batch, amp)
             chosen = labels != IGNORE
-            m = int(chosen.sum())
-            total += float(loss) * m
-            right += int((logits.argmax(-1)[chosen] == labels[chosen]).sum())
+            m = chosen.sum()
+            total += loss.detach().double() * m
+            right += ((logits.argmax(-1) == labels) & chosen).sum()  # no boolean indexing: that syncs too
             count += m
         model.train(was)
-        loss = total / max(1, count)
-        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "accuracy": right / max(1, count), "masked": count}
+        masked = int(count)
+        loss = float(total) / max(1, masked)
+        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "accuracy": int(right) / max(1, masked), "masked": masked}
 
     def better(self, metrics: dict[str, float], best: dict[str, Any] | None) -> bool:
         """Lower held-out loss."""

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ftui import accel
 from ftui.batching import TokenCache, Tokenized, collate, eval_batches
 from ftui.config import ModelConfig
 from ftui.data import LABEL, TEXT, TEXT_PAIR, DataBundle
@@ -98,9 +99,16 @@ def choose_c(
 
 
 @torch.no_grad()
-def embed(encoder: torch.nn.Module, tok: Tokenized, pad_id: int, device: str, stop: Callable[[], bool]) -> np.ndarray:
+def embed(
+    encoder: torch.nn.Module,
+    tok: Tokenized,
+    pad_id: int,
+    device: str,
+    stop: Callable[[], bool],
+    amp: torch.dtype | None = None,
+) -> np.ndarray:
     """Mean-pooled last hidden states of every row of a tokenized split, in the split's order, computed once in
-    length-sorted batches (the same batching as training)."""
+    length-sorted batches (the same batching as training); under `amp` autocast on a GPU."""
     encoder.eval()
     width = getattr(encoder.config, "hidden_size", None) or getattr(encoder.config, "dim", None)
     out = np.zeros((len(tok), int(width)), dtype=np.float32)
@@ -109,7 +117,8 @@ def embed(encoder: torch.nn.Module, tok: Tokenized, pad_id: int, device: str, st
             raise StopRequested
         batch = collate(tok, idx, pad_id, device)
         batch.pop("labels")
-        states = encoder(**batch).last_hidden_state
+        with accel.autocast(device, amp if device == "cuda" else None):
+            states = encoder(**batch).last_hidden_state
         out[idx] = mean_pool(states, batch["attention_mask"]).float().cpu().numpy()
     return out
 
@@ -142,6 +151,7 @@ def load_baseline(model_dir: Path, device: str = "cpu") -> BaselineScorer:
         return BaselineScorer(pipeline, names)
     cfg = ModelConfig(**meta["model"])
     encoder, tokenizer = load_encoder(cfg).to(device).eval(), load_tokenizer(cfg)
+    amp = accel.inference_dtype(meta.get("precision", "auto"), device)  # as the training features were made
 
     @torch.no_grad()
     def featurize(texts: list[str], max_length: int) -> np.ndarray:
@@ -150,7 +160,9 @@ def load_baseline(model_dir: Path, device: str = "cpu") -> BaselineScorer:
             part = [t[: max_length * 16] for t in texts[start : start + EMBED_BATCH]]
             batch = tokenizer(part, truncation=True, max_length=meta["max_length"], padding=True, return_tensors="pt")
             batch = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-            rows.append(mean_pool(encoder(**batch).last_hidden_state, batch["attention_mask"]).float().cpu().numpy())
+            with accel.autocast(device, amp):
+                states = encoder(**batch).last_hidden_state
+            rows.append(mean_pool(states, batch["attention_mask"]).float().cpu().numpy())
         return np.concatenate(rows)
 
     return BaselineScorer(pipeline, names, featurize)
@@ -213,7 +225,8 @@ def train_baseline(run: Run, bundle: DataBundle, token: str | None, device: str,
         enc = tokenized_splits(run, bundle, tokenizer, token, token_cache, stop)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         run.set_progress(phase="embedding (frozen encoder, once)")
-        feats = {s: embed(encoder, enc[s], pad_id, device, stop) for s in ("train", "validation", "test")}
+        amp = accel.inference_dtype(cfg.train.precision, device)  # GPU: the run's mixed precision
+        feats = {s: embed(encoder, enc[s], pad_id, device, stop, amp) for s in ("train", "validation", "test")}
         del encoder
         first = StandardScaler().fit(feats["train"])
         x = {s: first.transform(f) for s, f in feats.items()}
@@ -229,7 +242,8 @@ def train_baseline(run: Run, bundle: DataBundle, token: str | None, device: str,
     test_probs = full_probabilities(clf, x["test"], n_classes)
     test = compute_metrics(test_probs.argmax(-1).tolist(), labels["test"].tolist())
     pipeline = Pipeline([("features", first), ("logistic", clf)])
-    meta = {"baseline": kind, "C": c, "max_length": cfg.train.max_length, "model": asdict(cfg.model)}
+    meta = {"baseline": kind, "C": c, "max_length": cfg.train.max_length, "model": asdict(cfg.model),
+            "precision": cfg.train.precision}  # fmt: skip
 
     def write(tmp: Path) -> None:
         joblib.dump(pipeline, tmp / PIPELINE_FILE)

@@ -91,8 +91,8 @@ def _train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--freeze-depth", type=int, default=0, help="0 trains all; k freezes embeddings + bottom k layers")
     t.add_argument("--head", choices=["auto", "mlp"], default="auto", help="model's own head or an MLP head")
     t.add_argument("--lr", type=float, default=None, help="peak learning rate (None: 1e-4 packaged, else 5e-5)")
+    t.add_argument("--batch-size", type=int, default=None, help=f"{HELP['batch_size']} (None: 16 on CPU, 64 on a GPU)")
     for flag, name, kind in (
-        ("--batch-size", "batch_size", int),
         ("--epochs", "epochs", float),
         ("--weight-decay", "weight_decay", float),
         ("--warmup-ratio", "warmup_ratio", float),
@@ -307,11 +307,12 @@ def _main(args: argparse.Namespace, dist: Any) -> int:
     """`train`, `sweep`, `baseline`, `adapt` (rank 0 under torchrun)."""
     import os
 
+    from ftui.accel import default_batch_size
     from ftui.engine import Engine
     from ftui.errors import FtuiError
     from ftui.hub import HubStatus
     from ftui.modeling import default_learning_rate
-    from ftui.training import iter_events
+    from ftui.training import iter_events, pick_device
 
     hub_status = HubStatus(False, "offline (--offline)") if args.offline else None
     engine = Engine(runs_dir=args.runs_dir, hub_status=hub_status, dist=dist)
@@ -347,7 +348,7 @@ def _main(args: argparse.Namespace, dist: Any) -> int:
             model=model_cfg,
             train=TrainConfig(
                 learning_rate=args.lr if args.lr is not None else default_learning_rate(model_cfg),
-                batch_size=args.batch_size,
+                batch_size=args.batch_size or default_batch_size(pick_device()),
                 epochs=args.epochs,
                 weight_decay=args.weight_decay,
                 warmup_ratio=args.warmup_ratio,

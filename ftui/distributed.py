@@ -21,6 +21,14 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 TIMEOUT = datetime.timedelta(minutes=30)  # a rank still alive but silent this long (a hung disk) fails the run
+# NCCL does not raise when a peer dies: its collectives wait for the timeout, then the watchdog aborts the process with
+# no message. A shorter wait (still over the longest a rank spends alone: rank 0 writing a checkpoint or a snapshot),
+# and a failed collective raised in this process instead of an abort, so the run fails like a lost gloo peer.
+NCCL_TIMEOUT = datetime.timedelta(minutes=5)
+NCCL_ENV = {
+    "TORCH_NCCL_ASYNC_ERROR_HANDLING": "2",  # on a timeout or error: abort the communicators, do not kill the process
+    "TORCH_NCCL_BLOCKING_WAIT": "1",  # a collective's wait raises when the collective fails or times out
+}
 ERROR_FILE = ".rank-{rank}.error"  # a rank other than 0 leaves its failure here, for rank 0's message
 
 
@@ -48,8 +56,11 @@ class Dist:
     """This process's place in a data-parallel run; world 1 (the default) is an ordinary single-process run and every
     collective is a no-op."""
 
-    def __init__(self, rank: int = 0, world: int = 1, local_rank: int = 0, backend: str = "") -> None:
+    def __init__(self, rank: int = 0, world: int = 1, local_rank: int = 0, backend: str = "", control: Any = None) -> None:
         self.rank, self.world, self.local_rank, self.backend = rank, world, local_rank, backend
+        # A gloo group for the per-step flags (Stop, the time limit): agreeing over NCCL meant a GPU tensor read back
+        # with .item(), a host sync every step; over gloo the flag never leaves the host. None: the default group.
+        self.control = control
         self.error_dir: Path | None = None  # the run's folder, once known: where other ranks leave their failures
 
     @property
@@ -81,6 +92,10 @@ class Dist:
         w = np.ones(len(idx)) if weights is None else np.asarray(weights, dtype=np.float64)
         return idx[keep], float(w[keep].sum() * self.world / w.sum())
 
+    def owned(self, n: int) -> np.ndarray:
+        """Which of n rows this rank trains on (the rule of shard): row % world == rank."""
+        return np.arange(n) % self.world == self.rank
+
     # ----------------------------------------------------------------------------------------- collectives
     def _device(self) -> str:
         return "cuda" if self.backend == "nccl" else "cpu"
@@ -92,6 +107,18 @@ class Dist:
             raise
         except Exception as exc:  # noqa: BLE001 - gloo/NCCL raise RuntimeError subclasses when a peer is gone
             log.info("rank %d: %s failed: %s", self.rank, what, exc)
+            raise PeerLost(self.lost_message(exc), "The run's last resume snapshot is kept: Resume continues from it.") from exc
+
+    def guard(self, fn: Callable[[], T]) -> T:
+        """Run `fn` (a rank's whole training) with a failed collective anywhere in it told as PeerLost: under NCCL the
+        lost peer shows where the process waits for it, often inside backward (DDP's gradient all-reduce), not only
+        in this class's own collectives."""
+        try:
+            return fn()
+        except FtuiError:
+            raise
+        except _DIST_ERRORS as exc:
+            log.info("rank %d: a collective failed: %s", self.rank, exc)
             raise PeerLost(self.lost_message(exc), "The run's last resume snapshot is kept: Resume continues from it.") from exc
 
     def lost_message(self, exc: BaseException) -> str:
@@ -113,8 +140,8 @@ class Dist:
         """True on every rank when it is true on any (Stop, the time limit): all ranks leave the loop together."""
         if not self.enabled:
             return flag
-        t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=self._device())
-        self._call("agree", lambda: torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX))
+        t = torch.tensor([1 if flag else 0], dtype=torch.int32, device="cpu" if self.control else self._device())
+        self._call("agree", lambda: torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX, group=self.control))
         return bool(t.item())
 
     def sum_(self, t: torch.Tensor) -> torch.Tensor:
@@ -179,6 +206,11 @@ class Dist:
 
 
 SOLO = Dist()
+# What a failed or timed-out collective raises (NCCL with blocking wait: DistBackendError); absent where torch was
+# built without distributed support, and then nothing to catch.
+_DIST_ERRORS: tuple[type[BaseException], ...] = (
+    (torch.distributed.DistError,) if torch.distributed.is_available() and hasattr(torch.distributed, "DistError") else ()
+)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -204,6 +236,9 @@ def from_env() -> Dist:
     backend = "nccl" if use_gpu else "gloo"
     if use_gpu:
         torch.cuda.set_device(local_rank)  # "cuda" means this process's own GPU from here on
+        os.environ.update(NCCL_ENV)  # read when the process group is made; torchrun sets the abort mode (1) otherwise
+    timeout = NCCL_TIMEOUT if use_gpu else TIMEOUT
     if not torch.distributed.is_initialized():
-        torch.distributed.init_process_group(backend, timeout=TIMEOUT)
-    return Dist(rank, world, local_rank, backend)
+        torch.distributed.init_process_group(backend, timeout=timeout)
+    control = torch.distributed.new_group(backend="gloo", timeout=timeout)  # every rank makes it, in the same order
+    return Dist(rank, world, local_rank, backend, control)

@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from ftui import export, hub, scaleout
+from ftui.accel import default_batch_size
 from ftui.adapt import adapted_checkpoints, corpus_preview, load_corpus
 from ftui.batching import TokenCache
 from ftui.config import (
@@ -149,8 +150,9 @@ class Engine:
         return ModelConfig(source="hub", checkpoint=ONLINE_CHECKPOINT) if self.hub.online else ModelConfig()
 
     def default_train(self) -> TrainConfig:
-        """Training settings for the default checkpoint (its learning rate; the rest are TrainConfig's defaults)."""
-        return TrainConfig(learning_rate=default_learning_rate(self.default_model()))
+        """Training settings for the default checkpoint (its learning rate, the device's batch size; the rest are
+        TrainConfig's defaults)."""
+        return TrainConfig(learning_rate=default_learning_rate(self.default_model()), batch_size=default_batch_size(self.device))
 
     def device_label(self) -> str:
         """The device training will use, in words."""

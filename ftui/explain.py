@@ -9,6 +9,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from ftui import accel
 from ftui.errors import FtuiError
 from ftui.predict import CHARS_PER_TOKEN, MAX_PREDICT_CHARS, MODEL_INPUTS
 from ftui.tasks import Task
@@ -81,6 +82,7 @@ def explain(
     target: int | None = None,
     steps: int = IG_STEPS,
     task: Task = Task.SINGLE,
+    amp: torch.dtype | None = None,
 ) -> Explanation:
     """Attribute the class `target` (default: the predicted one; multi-label: the most probable label; regression:
     the predicted value) to the text's tokens.
@@ -88,6 +90,7 @@ def explain(
     Integrated gradients integrate the gradient along a straight path from a baseline input (the same sequence with
     every ordinary token replaced by the padding token, special tokens and the attention mask kept) to the text, at
     the output of the token embedding table; the scores then sum to (logit - baseline logit) up to `delta`.
+    On a GPU the passes run under `amp` (the run's mixed precision), which widens `delta` by its rounding.
     """
     from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
 
@@ -117,7 +120,8 @@ def explain(
     def forward(input_ids: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
         n = input_ids.shape[0]  # captum repeats the inputs per interpolation point
         kwargs = {k: v.expand(n, -1) for k, v in inputs.items()}
-        return model(input_ids=input_ids, **kwargs).logits.float()
+        with accel.autocast(device.type, amp if device.type == "cuda" else None):
+            return model(input_ids=input_ids, **kwargs).logits.float()
 
     was_training = model.training
     model.eval()

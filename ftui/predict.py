@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ftui import accel
 from ftui.batching import chunk_rows, head_tail_rows, pool_windows
 from ftui.errors import FtuiError
 from ftui.escaping import escape_md
@@ -25,6 +26,8 @@ MAX_PREDICT_CHARS = 20_000  # longer input is cut: the model only reads max_leng
 CHARS_PER_TOKEN = 16  # text kept per token the model reads (English averages about 4-5 characters per token)
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 BATCH_SIZE = 64  # texts per forward pass in batch prediction
+GPU_MODELS = 1  # models Predict keeps loaded on a GPU: the memory belongs to training (a reload takes seconds)
+CPU_MODELS = 3  # on CPU, host memory is plentiful next to a small encoder
 
 
 class Scorer(Protocol):
@@ -41,9 +44,12 @@ class Scorer(Protocol):
 class TransformerScorer:
     """A sequence classifier (or regressor) and its tokenizer; `info` says how its outputs read (ftui.tasks)."""
 
-    def __init__(self, model: nn.Module, tokenizer: Any, names: list[str], info: TaskInfo | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, tokenizer: Any, names: list[str], info: TaskInfo | None = None, amp: torch.dtype | None = None
+    ) -> None:
         self.model, self.tokenizer, self.names = model, tokenizer, list(names)
         self.info = info or TaskInfo()
+        self.amp = amp  # autocast dtype on a GPU (the run's mixed precision); ignored on CPU
 
     def probabilities(self, texts: list[str], max_length: int, batch_size: int, lock: threading.Lock) -> torch.Tensor:
         """Scores batch by batch (class or label probabilities, or the predicted value): texts cut to what the model
@@ -66,7 +72,7 @@ class TransformerScorer:
         device = next(self.model.parameters()).device
         batch = {k: v.to(device) for k, v in batch.items() if k in MODEL_INPUTS}
         # One lock per batch, not per call: a single review can slip in between the batches of a long file.
-        with lock, torch.inference_mode():
+        with lock, torch.inference_mode(), accel.autocast(device.type, self.amp if device.type == "cuda" else None):
             return self.model(**batch).logits.float().cpu()
 
     def _logits(self, texts: list[str], max_length: int, batch_size: int, lock: threading.Lock) -> torch.Tensor:
@@ -100,7 +106,7 @@ class Entry:
 class Predictor:
     """A small LRU of loaded models; each model is used under its own lock so calls never interleave on it."""
 
-    def __init__(self, capacity: int = 3) -> None:
+    def __init__(self, capacity: int = CPU_MODELS) -> None:
         self.capacity = capacity
         self._lock = threading.Lock()
         self._models: OrderedDict[str, Entry] = OrderedDict()

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import weakref
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ftui.batching import Tokenized, gather_positions
+from ftui.batching import Tokenized, eval_batches, gather_positions
+from ftui.distributed import SOLO, Dist
 from ftui.modeling import AFTER_FIRST_LAYER, encoder_layers, input_module_name, pass_through_modules
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,50 @@ class _Arg(nn.Module):
         return args[self.index]
 
 
+@dataclass
+class _Store:
+    """One split's cached states: only the rows this process sees, packed (under DDP each rank sees its share)."""
+
+    flat: torch.Tensor  # (tokens of the rows kept, hidden): one row per real token
+    filled: np.ndarray  # per row of the split: its states are stored
+    starts: np.ndarray  # per row of the split: where its tokens begin in flat; -1 for a row this process never sees
+
+
+def _pinned_empty(shape: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
+    """Page-locked host memory (one allocation; empty().pin_memory() would allocate twice and copy)."""
+    return torch.empty(shape, dtype=dtype, pin_memory=True)
+
+
+def _landed() -> None:
+    """Wait until the device-to-host copies queued so far have arrived: a non_blocking copy into pinned memory returns
+    before its data does, so reading the destination at once can read stale rows."""
+    done = torch.cuda.Event()
+    done.record()
+    done.synchronize()
+
+
+def weakly(method: Callable[[str], None]) -> Callable[[str], None]:
+    """A bound method held without holding its object: the training core owns the cache, so a cache holding the
+    core's method back made a cycle that kept the model, the optimizer state and the cache allocated until a gc."""
+    ref = weakref.WeakMethod(method)
+
+    def call(reason: str) -> None:
+        target = ref()
+        if target is not None:
+            target(reason)
+
+    return call
+
+
+def _indices(values: np.ndarray, device: str | torch.device) -> torch.Tensor:
+    """An index array on `device`: on a GPU through pinned memory, asynchronously (a copy from pageable memory waits
+    for the GPU, a host sync per call)."""
+    t = torch.from_numpy(np.ascontiguousarray(values, dtype=np.int64))
+    if torch.device(device).type != "cuda":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def host_available_bytes() -> int:
     """MemAvailable from /proc/meminfo (0 when unknown, which disables a host cache)."""
     try:
@@ -81,8 +128,19 @@ class PrefixCache:
     attention mask hides them from every real token.
     """
 
-    def __init__(self, model: nn.Module, depth: int, device: str) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        depth: int,
+        device: str,
+        amp: torch.dtype | None = None,
+        dist: Dist = SOLO,
+        eval_batch_size: int = 0,
+    ) -> None:
         base = model.base_model
+        self.amp = amp  # the run's autocast dtype: states are stored in it and the self-check runs under it
+        self.dist = dist  # under DDP a rank stores only the rows it computes
+        self.eval_batch_size = eval_batch_size  # how evaluate() batches a split (which batches are this rank's)
         self.base = base
         self.layers = encoder_layers(base)
         self.depth = depth
@@ -95,7 +153,7 @@ class PrefixCache:
         after = [getattr(p, a) for p, a, _ in self.through if a in AFTER_FIRST_LAYER]
         # The states the trainable layers read: the last frozen layer's output, or at depth 1 what follows layer 0.
         self.source = after[0] if depth == 1 and after else self.layers[depth - 1]
-        self.stores: dict[str, tuple[torch.Tensor, np.ndarray]] = {}  # split -> (flat states, filled rows)
+        self.stores: dict[str, _Store] = {}  # split -> its states
         self.disabled: dict[str, str] = {}  # split -> why no cache
         self.tuple_len = 0  # what a frozen layer returns: 0 = a tensor, n = a tuple of n with the states first
         self._stub = _Embed()
@@ -106,34 +164,68 @@ class PrefixCache:
         self.on_off: Callable[[str], None] = lambda reason: None  # told once, when the cache switches itself off
 
     # ----------------------------------------------------------------------------------------------- storage
-    def _store(self, split: str, tok: Tokenized, sample: torch.Tensor) -> tuple[torch.Tensor, np.ndarray] | None:
+    def rows_seen(self, split: str, tok: Tokenized) -> np.ndarray:
+        """Which rows of a split this process computes (all of them alone). Under DDP: the training shard (row % world,
+        see Dist.shard) and, for evaluation, every world-th batch of evaluate()'s batching from this rank's on."""
+        if not self.dist.enabled:
+            return np.ones(len(tok), dtype=bool)
+        if split == "train" or not self.eval_batch_size:
+            return self.dist.owned(len(tok))
+        seen = np.zeros(len(tok), dtype=bool)
+        for idx in eval_batches(tok.lengths, self.eval_batch_size)[self.dist.rank :: self.dist.world]:
+            seen[idx] = True
+        return seen
+
+    def _store(self, split: str, tok: Tokenized, sample: torch.Tensor) -> _Store | None:
         if split in self.stores:
             return self.stores[split]
         if split in self.disabled:
             return None
-        need = tok.n_tokens * sample.shape[-1] * sample.element_size()
+        mine = self.rows_seen(split, tok)
+        lengths = np.where(mine, tok.lengths, 0).astype(np.int64)
+        starts = np.where(mine, np.cumsum(lengths) - lengths, -1)
+        tokens = int(lengths.sum())
+        # Half the memory under bf16/fp16: the next layer reads its input in the autocast dtype anyway.
+        dtype = self.amp if self.amp is not None and sample.is_floating_point() else sample.dtype
+        need = tokens * sample.shape[-1] * torch.finfo(dtype).bits // 8
         where = "cpu"
         if self.device == "cuda":
             free, _ = torch.cuda.mem_get_info()
             if need < GPU_SHARE * free:
                 where = "cuda"
-        if where == "cpu" and need > HOST_SHARE * host_available_bytes():
+        if where == "cpu" and need > HOST_SHARE * host_available_bytes() / max(1, self.local_world()):
             self.disabled[split] = f"needs {need / 2**20:.0f} MB, more than the memory this run may use for it"
             return None
-        flat = torch.empty((tok.n_tokens, sample.shape[-1]), dtype=sample.dtype, device=where)
+        shape = (tokens, sample.shape[-1])
         if where == "cpu" and self.device == "cuda":
-            flat = flat.pin_memory()
-        self.stores[split] = (flat, np.zeros(len(tok), dtype=bool))
+            flat = _pinned_empty(shape, dtype)
+        else:
+            flat = torch.empty(shape, dtype=dtype, device=where)
+        self.stores[split] = _Store(flat, np.zeros(len(tok), dtype=bool), starts)
         return self.stores[split]
+
+    def local_world(self) -> int:
+        """Processes of this run on this machine (they share its host memory)."""
+        if not self.dist.enabled:
+            return 1
+        return max(1, min(self.dist.world, torch.cuda.device_count() if self.device == "cuda" else self.dist.world))
 
     def size_mb(self) -> float:
         """Memory the cache holds."""
-        return sum(f.numel() * f.element_size() for f, _ in self.stores.values()) / 2**20
+        return sum(s.flat.numel() * s.flat.element_size() for s in self.stores.values()) / 2**20
 
     def ready(self, split: str, idx: np.ndarray) -> bool:
         """True when every row of the batch has its prefix output stored."""
         entry = self.stores.get(split)
-        return entry is not None and bool(entry[1][idx].all())
+        return entry is not None and bool(entry.filled[idx].all())
+
+    @staticmethod
+    def _places(entry: _Store, tok: Tokenized, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """For a batch: the (row, column) cells that hold real tokens as flat indices into a (B, W) grid, their places
+        in the store, and the batch width. Index tensors instead of boolean masks: masking needs a host sync."""
+        _, mask, width = gather_positions(tok, idx)
+        rows, cols = np.nonzero(mask)
+        return rows * width + cols, entry.starts[idx][rows] + cols, width
 
     # ----------------------------------------------------------------------------------------------- capture
     @contextlib.contextmanager
@@ -168,23 +260,31 @@ class PrefixCache:
         entry = self._store(split, tok, states)
         if entry is None:
             return
-        flat, filled = entry
-        pos, mask, width = gather_positions(tok, idx)
-        states = states[:, :width]
-        keep = torch.from_numpy(mask).to(states.device)
-        target = torch.from_numpy(pos[mask]).to(flat.device)
-        flat.index_copy_(0, target, states[keep].to(flat.device, non_blocking=True))
-        filled[idx] = True
+        if (entry.starts[idx] < 0).any():
+            return  # a row this process was not expected to see (cannot happen with Dist.shard): not stored
+        cells, places, width = self._places(entry, tok, idx)
+        grid = states[:, :width].reshape(-1, states.shape[-1])
+        rows = grid.index_select(0, _indices(cells, states.device)).to(entry.flat.dtype)
+        if self.device == "cuda" and entry.flat.device.type == "cpu":  # the host store of a GPU run
+            rows = rows.to("cpu", non_blocking=True)
+            _landed()  # index_copy_ below reads the host rows: they must have arrived
+        else:
+            rows = rows.to(entry.flat.device)
+        entry.flat.index_copy_(0, _indices(places, entry.flat.device), rows)
+        entry.filled[idx] = True
 
     # ------------------------------------------------------------------------------------------------ reuse
     def states(self, split: str, tok: Tokenized, idx: np.ndarray) -> torch.Tensor:
-        """The batch's cached prefix outputs, padded with zeros to the batch width."""
-        flat, _ = self.stores[split]
-        pos, mask, width = gather_positions(tok, idx)
-        out = torch.zeros((len(idx), width, flat.shape[-1]), dtype=flat.dtype, device=self.device)
-        src = flat[torch.from_numpy(pos[mask]).to(flat.device)]
-        out[torch.from_numpy(mask).to(self.device)] = src.to(self.device, non_blocking=True)
-        return out
+        """The batch's cached prefix outputs, padded with zeros to the batch width (no host sync)."""
+        entry = self.stores[split]
+        cells, places, width = self._places(entry, tok, idx)
+        flat = entry.flat
+        rows = flat.index_select(0, _indices(places, flat.device))
+        if flat.device.type == "cpu" and self.device == "cuda":
+            rows = rows.pin_memory()  # so the copy below is asynchronous (the host allocator keeps it until done)
+        out = torch.zeros((len(idx) * width, flat.shape[-1]), dtype=flat.dtype, device=self.device)
+        out.index_copy_(0, _indices(cells, self.device), rows.to(self.device, non_blocking=True))
+        return out.view(len(idx), width, flat.shape[-1])
 
     @contextlib.contextmanager
     def reuse(self, split: str, tok: Tokenized, idx: np.ndarray) -> Iterator[None]:
@@ -236,16 +336,18 @@ class PrefixCache:
         """Logits through the cache must equal logits computed in full (eval mode: no dropout in either)."""
         modes = {m: m.training for m in model.modules()}  # frozen layers stay in eval; restore exactly
         model.eval()
+        amp = self.amp is not None
         try:
-            with torch.no_grad():
+            # Under the run's autocast, as the states were captured and as training reads them: compared with an fp32
+            # forward, bf16 rounding alone differs by more than an fp32 tolerance, and the check blamed the model.
+            with torch.no_grad(), torch.autocast(self.device, dtype=self.amp or torch.float32, enabled=amp):
                 full = _logits(model(**batch)).float()
                 with self.reuse(split, tok, idx):
                     cached = _logits(model(**batch)).float()
         finally:
             for m, mode in modes.items():
                 m.training = mode
-        stored = self.stores[split][0].dtype
-        tol = 1e-3 if stored == torch.float32 else 5e-2  # half-precision states round differently than fp32 compute
+        tol = check_tolerance(self.amp or self.stores[split].flat.dtype)
         diff = float((cached - full).abs().max()) if cached.shape == full.shape else float("inf")
         if not diff <= tol * (1.0 + float(full.abs().max())):
             raise ValueError(f"cached logits differ from recomputed ones by {diff:.2g}")
@@ -259,6 +361,15 @@ class PrefixCache:
         self.stores.clear()
         log.warning("frozen-prefix cache switched off: %s", reason)
         self.on_off(reason)
+
+
+def check_tolerance(dtype: torch.dtype) -> float:
+    """How far cached logits may be from recomputed ones, relative to (1 + max |logit|): 1e-3 in fp32; in half
+    precision a few units of the dtype's rounding (bf16 6 x 2^-7 = 0.047, fp16 6 x 2^-10 = 0.0059), as states stored
+    in the autocast dtype round the residual stream the full forward keeps in fp32."""
+    if dtype == torch.float32 or not dtype.is_floating_point:
+        return 1e-3
+    return 6 * torch.finfo(dtype).eps
 
 
 def _logits(out: Any) -> torch.Tensor:

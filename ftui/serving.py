@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from ftui import accel
 from ftui.baselines import NAMES, is_baseline, load_baseline
 from ftui.config import ModelConfig, RunConfig
 from ftui.data import read_table
@@ -19,7 +20,7 @@ from ftui.explain import Explanation, Method, explain
 from ftui.files import DownloadFolder, FileTooLarge, recover_dir
 from ftui.modeling import build_model, load_classifier, load_tokenizer
 from ftui.onnx_export import ONNX_DIR, REPORT_FILE, OnnxReport, export_run, has_export, load_scorer
-from ftui.predict import Predictor, TransformerScorer, int8_loader, texts_from_lines, texts_from_table
+from ftui.predict import CPU_MODELS, GPU_MODELS, Predictor, TransformerScorer, int8_loader, texts_from_lines, texts_from_table
 from ftui.runner import RUN_ID_RE, RunManager
 from ftui.runs import RunStatus
 from ftui.settings import Settings
@@ -142,7 +143,7 @@ class PredictionService:
         self.manager = manager
         self.settings = settings
         self.device = device
-        self.predictor = Predictor()
+        self.predictor = Predictor(GPU_MODELS if device == "cuda" else CPU_MODELS)  # GPU memory is training's
         self.downloads = DownloadFolder(max_bytes=int(settings.max_downloads_mb * 2**20))
 
     def choices(self) -> list[tuple[str, str]]:
@@ -181,6 +182,7 @@ class PredictionService:
         if run is None:
             raise FtuiError(f"Unknown model '{key}'.", "Pick a model from the list (press Refresh after a run ends).")
         model_dir = run.out_dir / MODEL_DIR
+        amp = accel.inference_dtype(run.config.train.precision, self.device)  # the run's mixed precision, on a GPU
         if not (model_dir / "labels.json").exists() and not self.manager.training() and not run.remote:
             recover_dir(model_dir)  # a swap its process did not finish (killed mid-save)
         if not (model_dir / "labels.json").exists():
@@ -196,7 +198,7 @@ class PredictionService:
                 task = read_task(model_dir).task
                 model = build_model(run.config.model, run.label_names, generator=gen, task=task)
                 return TransformerScorer(model.to(self.device).eval(), load_tokenizer(run.config.model),
-                                         list(run.label_names), TaskInfo(task))  # fmt: skip
+                                         list(run.label_names), TaskInfo(task), amp)  # fmt: skip
 
             return key, load_base
         version = model_version(model_dir)
@@ -209,7 +211,7 @@ class PredictionService:
         if trust:
             admit_model(self.settings, run.config.model)  # its own code runs again on load: today's rules apply
         return f"{key}@{version}", lambda: TransformerScorer(
-            *load_classifier(model_dir, self.device, trust), read_task(model_dir)
+            *load_classifier(model_dir, self.device, trust), read_task(model_dir), amp
         )
 
     def task_info(self, model_key: str | None = None) -> TaskInfo:
@@ -320,7 +322,7 @@ class PredictionService:
         with entry.lock:  # the model is shared with Predict; gradients must not interleave with another call
             return explain(sc.model, sc.tokenizer, sc.names, text, text_pair,
                            max_length=run.config.train.max_length if run else 256, method=method,
-                           task=sc.info.task)  # fmt: skip
+                           task=sc.info.task, amp=sc.amp)  # fmt: skip
 
     def export_onnx(self, run_id: str, int8: bool = True) -> OnnxReport:
         """Export a finished fine-tuned run to ONNX (and int8), checked on its test set; kept in the run folder."""

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ftui import advice, sinks, tasks
+from ftui import accel, advice, sinks, tasks
 from ftui.batching import (
     TokenCache,
     Tokenized,
@@ -58,7 +58,7 @@ from ftui.modeling import (
     load_tokenizer,
     save_classifier,
 )
-from ftui.prefix_cache import PrefixCache
+from ftui.prefix_cache import PrefixCache, weakly
 from ftui.runs import Run, RunStatus
 from ftui.scaleout import note_pid
 from ftui.schedule import TimeCapPlanner
@@ -73,8 +73,11 @@ PREDICTIONS_FILE = "test_predictions.parquet"
 
 
 def pick_device() -> str:
-    """'cuda' when a GPU is visible, else 'cpu'."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """'cuda' when a GPU is visible (fp32 matmuls then allowed TF32), else 'cpu'."""
+    if torch.cuda.is_available():
+        accel.enable_tf32()
+        return "cuda"
+    return "cpu"
 
 
 def autocast_dtype(precision: str, device: str) -> torch.dtype | None:
@@ -294,7 +297,9 @@ def train_run(
         note_pid(run.out_dir, dist.rank)
         offline = os.environ.get("HF_HUB_OFFLINE", "") == "1"
         dist.broadcast(Assignment(run.run_id, run.name, str(run.out_dir), run.config.to_dict(), resume, offline).to_dict())
-    run_worker(run, lambda scratch: _train(run, load_bundle, token, device, scratch, token_cache, resume, dist), device)
+    # A failed collective anywhere in the run (NCCL: often inside backward) ends it as a lost peer, with a snapshot.
+    body = lambda scratch: dist.guard(lambda: _train(run, load_bundle, token, device, scratch, token_cache, resume, dist))  # noqa: E731
+    run_worker(run, body, device)
 
 
 def _finish_peer_lost(run: Run, state: dict[str, Any], exc: PeerLost) -> None:
@@ -326,7 +331,7 @@ def follow_run(assignment: Assignment, dist: Dist, load_bundle: Callable[[], Dat
     note_pid(run.out_dir, dist.rank)
     device = pick_device()
     try:
-        _train(run, load_bundle, token, device, {}, None, assignment.resume, dist)
+        dist.guard(lambda: _train(run, load_bundle, token, device, {}, None, assignment.resume, dist))
         return 0
     except (StopRequested, PeerLost) as exc:
         log.info("rank %d: the run ended on another rank (%s)", dist.rank, type(exc).__name__)
@@ -664,8 +669,8 @@ class TrainingCore:
         self.cache = None  # a cache at another depth is of no use: free it before the next one fills
         if phase.freeze_depth and self.t.frozen_cache:
             try:
-                self.cache = PrefixCache(self.model, phase.freeze_depth, self.device)
-                self.cache.on_off = self._cache_off
+                self.cache = PrefixCache(self.model, phase.freeze_depth, self.device, self.amp, self.dist, self.t.batch_size * 2)
+                self.cache.on_off = weakly(self._cache_off)  # no core<->cache cycle: both are freed before the test phase
             except Exception as exc:  # noqa: BLE001 - an architecture the cache cannot stand in for: compute instead
                 self._cache_off(f"{type(exc).__name__}: {exc}")
         from transformers import get_linear_schedule_with_warmup
@@ -709,6 +714,7 @@ class TrainingCore:
             "scheduler": self.sched.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "rng": torch.get_rng_state(),
+            "cuda_rng": accel.cuda_rng_state(),  # CUDA dropout draws from the GPU's generator, not the CPU's
         }
         replace_dir(self.run.out_dir / RESUME_DIR, lambda tmp: torch.save(snapshot, tmp / "state.pt"))
 
@@ -725,6 +731,7 @@ class TrainingCore:
         if state.epoch_gen_state is not None:
             self.gen.set_state(state.epoch_gen_state)
         torch.set_rng_state(snap["rng"])
+        accel.restore_cuda_rng(snap.get("cuda_rng"))
         if state.batch_in_epoch >= self.micro_per_epoch:
             # Saved at the last step of an epoch: that epoch is complete. Its order is drawn again from the saved
             # generator state and every batch of it skipped, so the next epoch draws the order it would have drawn.
@@ -971,6 +978,9 @@ def _train(
     scratch.pop("model", None)
     scratch.pop("opt", None)
     del model, core
+    if device == "cuda":  # other cycles (a failed metric download's traceback) can hold the first evaluation's frames
+        gc.collect()
+        torch.cuda.empty_cache()
     dist.barrier()  # rank 0 has written the best checkpoint before any rank reads it
     best_model, _, _ = load_classifier(run.out_dir / MODEL_DIR, device, run.config.model.trust_remote_code)
     scratch["model"] = best_model

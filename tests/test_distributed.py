@@ -94,6 +94,89 @@ def test_a_lost_peer_is_told_with_what_it_left(tmp_path: Path) -> None:
     assert "rank 2: Out of host memory at batch size 64." in said and "3-process" in said
 
 
+def test_under_nccl_a_lost_peer_raises_here_within_minutes(monkeypatch) -> None:
+    """Bug (NCCL half): the process group waited 30 minutes for a lost peer and torchrun's default error handling (1)
+    then let the watchdog kill the process, with no message and no snapshot. Stand-in for a GPU machine: CUDA is
+    reported, init_process_group is recorded instead of run."""
+    from ftui import distributed
+
+    seen: dict = {}
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")  # what torchrun sets
+    monkeypatch.delenv("TORCH_NCCL_BLOCKING_WAIT", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: seen.update(device=i))
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.distributed, "init_process_group", lambda backend, timeout: seen.update(b=backend, t=timeout))
+
+    def new_group(backend: str, timeout) -> str:
+        seen.update(control=backend)
+        return "control group"
+
+    monkeypatch.setattr(torch.distributed, "new_group", new_group)
+    dist = distributed.from_env()
+    assert (dist.rank, dist.world, dist.backend, seen["b"], seen["device"]) == (1, 2, "nccl", "nccl", 1)
+    assert seen["t"].total_seconds() <= 600
+    assert (dist.control, seen["control"]) == ("control group", "gloo")  # Stop is agreed on the host: no GPU sync
+    assert os.environ["TORCH_NCCL_ASYNC_ERROR_HANDLING"] == "2" and os.environ["TORCH_NCCL_BLOCKING_WAIT"] == "1"
+
+
+class _AloneRank0(Dist):
+    """Rank 0 of a 2-process run with its collectives answered locally (no process group): every rank would agree."""
+
+    def __init__(self) -> None:
+        super().__init__(0, 2, 0, "nccl")
+
+    def agree(self, flag: bool) -> bool:
+        return flag
+
+    def sum_(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def gather(self, obj):
+        return [obj]
+
+    def broadcast(self, obj):
+        return obj
+
+    def barrier(self) -> None:
+        pass
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model
+
+
+def test_a_collective_that_fails_inside_backward_ends_the_run_as_a_lost_peer_with_a_snapshot(
+    still_bert: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """Bug (the other half): a failed NCCL collective surfaces where the process waits, often in backward (DDP's
+    gradient all-reduce), not in Dist's own collectives; it failed the run as a bare DistBackendError with no snapshot.
+    Now it is the lost-peer failure, resumable. Stand-in: the third step's loss raises what NCCL raises."""
+    from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from ftui.data import load_data
+    from ftui.runs import Run, RunStatus
+    from ftui.training import ClassificationObjective, can_resume, train_run
+
+    real_loss, calls = ClassificationObjective.train_loss, []
+
+    def loss(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise torch.distributed.DistBackendError("[Rank 0] Watchdog caught collective operation timeout: ALLREDUCE")
+        return real_loss(self, *args, **kwargs)
+
+    monkeypatch.setattr(ClassificationObjective, "train_loss", loss)
+    cfg = RunConfig(DataConfig(max_train_examples=128), ModelConfig(source="local", checkpoint=str(still_bert)),
+                    TrainConfig(epochs=1, batch_size=16, max_length=32, evals_per_epoch=1))  # fmt: skip
+    run = Run("r-lost", "lost", cfg, tmp_path / "lost")
+    train_run(run, lambda: load_data(cfg.data), dist=_AloneRank0())
+    assert run.status == RunStatus.FAILED
+    assert "Another process of this 2-process run ended unexpectedly" in run.error and "Watchdog" in run.error
+    assert run.result["resumable"] and can_resume(run)
+
+
 def test_processes_are_checked(engine) -> None:
     from ftui.config import RunConfig, TrainConfig, validate_run
     from ftui.errors import ConfigError

@@ -180,3 +180,148 @@ def test_status_line_shows_the_notice():
 
     snap = RunSnapshot("r1", "r", 3, RunStatus.RUNNING, (), {"notices": ["cache off (x)"]}, None, {}, 0.0, None)
     assert "⚠️ cache off (x)" in status_markdown(snap)
+
+
+# ---------------------------------------------------------------------------------------------- GPU-path bugs on CPU
+@pytest.fixture(scope="module")
+def base_width_bert(tmp_path_factory, tokenizer):
+    """A random BERT of BERT-base width (768) and 6 layers: wide enough that bf16 rounding shows in the logits."""
+    from transformers import AutoConfig, AutoModel
+
+    path = tmp_path_factory.mktemp("bert-768")
+    torch.manual_seed(0)
+    cfg = AutoConfig.for_model("bert", hidden_size=768, num_hidden_layers=6, num_attention_heads=12, intermediate_size=3072,
+                               max_position_embeddings=128, vocab_size=30522)  # fmt: skip
+    AutoModel.from_config(cfg).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.mark.slow
+def test_the_cache_stays_on_in_a_bf16_run(engine, base_width_bert):
+    """Bug: the self-check compared states captured under bf16 autocast with an fp32 forward at an fp32 tolerance, so
+    every bf16 run ("auto" on a GPU) switched the cache off ("cached logits differ ... by 0.0018" here). Now the
+    check runs under the run's autocast, the states are stored in bf16, and the cache stays on."""
+    cfg = RunConfig(
+        DataConfig(max_train_examples=64),
+        ModelConfig(source="local", checkpoint=str(base_width_bert), freeze_depth=5),
+        TrainConfig(epochs=2, batch_size=32, learning_rate=1e-4, max_length=32, precision="bf16", evals_per_epoch=1),
+    )
+    run = engine.start_run(cfg)
+    assert run.done.wait(300) and engine.join(30) and run.status == RunStatus.COMPLETED, run.error
+    assert [e["message"] for e in run.events() if e["type"] == "notice"] == []
+    assert run.snapshot().progress["prefix_cache_mb"] > 0
+
+
+def test_under_autocast_the_states_are_stored_in_its_dtype_and_the_check_passes(tokenizer, base_width_bert):
+    """The self-check of a bf16 run at freeze depth 5 of 6 (BERT-base width), as the training core builds the cache:
+    it used to fail (0.0018 > 1e-3 x (1 + max |logit|)); the states are stored in bf16 (half the memory)."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(base_width_bert, num_labels=2)
+    apply_freeze(model, 5)
+    _set_train_mode(model, 5)
+    ds = Dataset.from_dict({"text": TEXTS, "label": [1, 0, 1, 1, 0, 1]})
+    tok = tokenize_split(ds, tokenizer, max_length=32)
+    idx = np.arange(6)
+    cache = PrefixCache(model, 5, "cpu", torch.bfloat16)
+    batch = collate(tok, idx, 0, "cpu")
+    batch.pop("labels")
+    with torch.no_grad(), cache.context("train", tok, idx), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(**batch)
+    assert cache.stores["train"].flat.dtype == torch.bfloat16
+    with cache.guarded(model, batch, "train", tok, idx):
+        pass
+    assert cache.off_reason is None and "train" in cache.verified
+
+
+def _filled(model, depth: int, tok, batches, **kw) -> PrefixCache:
+    cache = PrefixCache(model, depth, "cpu", **kw)
+    with torch.no_grad():
+        for idx in batches:
+            batch = collate(tok, idx, 0, "cpu")
+            batch.pop("labels")
+            with cache.context("train", tok, idx):
+                model(**batch)
+    return cache
+
+
+def test_under_ddp_each_rank_stores_only_its_own_rows(tokenizer):
+    """Bug: every rank sized its cache for the whole split and filled only its share (on the host path each of 4-8
+    ranks pinned 25% of the same memory). A rank now stores exactly its rows, and they read back as a one-process
+    cache's. Stand-in: rank 1 of 2 without a process group (the sizing and the shard rule need none)."""
+    from ftui.distributed import Dist
+
+    model = tiny_classifier("bert")
+    apply_freeze(model, 2)
+    model.eval()
+    ds = Dataset.from_dict({"text": TEXTS * 3, "label": [1, 0, 1, 1, 0, 1] * 3})
+    tok = tokenize_split(ds, tokenizer, max_length=32)
+    rank1 = Dist(rank=1, world=2)
+    batches = [np.arange(0, 8), np.arange(8, 18)]
+    shards = [rank1.shard(idx)[0] for idx in batches]
+    mine = _filled(model, 2, tok, shards, dist=rank1, eval_batch_size=4)
+    alone = _filled(model, 2, tok, batches)
+    owned = np.arange(len(tok)) % 2 == 1
+    assert mine.stores["train"].flat.shape[0] == int(tok.lengths[owned].sum()) < alone.stores["train"].flat.shape[0]
+    for idx in shards:
+        assert mine.ready("train", idx)
+        assert torch.equal(mine.states("train", tok, idx), alone.states("train", tok, idx))
+    # Validation: the rows of every second batch of evaluate()'s batching, from this rank's on.
+    from ftui.batching import eval_batches
+
+    seen = np.concatenate(eval_batches(tok.lengths, 4)[1::2])
+    assert sorted(np.flatnonzero(mine.rows_seen("validation", tok))) == sorted(seen)
+
+
+def test_host_store_copies_land_before_they_are_read(tokenizer, monkeypatch):
+    """Bug: on a GPU run whose split does not fit the GPU share, states went device->host with non_blocking=True into
+    pinned memory and index_copy_ read them at once: stored rows could be stale. Stand-in for CUDA's semantics on CPU:
+    a non_blocking copy returns a placeholder (NaN) whose data lands only when an event is synchronised; the cache
+    believes it runs on a GPU with no free memory, so it takes the host store."""
+    from ftui import prefix_cache as pc
+
+    pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+    real_to = torch.Tensor.to
+
+    def lazy_to(self, *args, **kwargs):
+        out = real_to(self, *args, **{k: v for k, v in kwargs.items() if k != "non_blocking"})
+        if not kwargs.get("non_blocking"):
+            return out
+        placeholder = torch.full_like(out, float("nan"))
+        pending.append((placeholder, out.clone()))
+        return placeholder
+
+    class Event:  # CUDA's: synchronize() returns when the copies queued before record() have landed
+        def record(self) -> None:
+            pass
+
+        def synchronize(self) -> None:
+            for dst, src in pending:
+                dst.copy_(src)
+            pending.clear()
+
+    model = tiny_classifier("bert")
+    apply_freeze(model, 2)
+    model.eval()
+    ds = Dataset.from_dict({"text": TEXTS, "label": [1, 0, 1, 1, 0, 1]})
+    tok = tokenize_split(ds, tokenizer, max_length=32)
+    idx = np.arange(6)
+    truth = _filled(model, 2, tok, [idx]).states("train", tok, idx)
+    cache = PrefixCache(model, 2, "cpu")
+    cache.device = "cuda"  # a GPU run ...
+    monkeypatch.setattr(pc.torch.cuda, "mem_get_info", lambda: (0, 1))  # ... with no GPU memory to spare
+    monkeypatch.setattr(pc.torch.cuda, "Event", Event)
+    monkeypatch.setattr(pc, "_pinned_empty", lambda shape, dtype: torch.empty(shape, dtype=dtype), raising=False)
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: self.clone())
+    batch = collate(tok, idx, 0, "cpu")
+    batch.pop("labels")
+    with torch.no_grad():
+        with monkeypatch.context() as m:
+            m.setattr(torch.Tensor, "to", lazy_to)
+            with cache.capture("train", tok, idx):
+                model(**batch)
+        cache.device = "cpu"  # read back on the CPU
+        stored = cache.states("train", tok, idx)
+    assert not stored.isnan().any(), "rows were read before their copy landed"
+    assert torch.equal(stored, truth)

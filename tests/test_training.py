@@ -645,3 +645,77 @@ def test_truncation_misses_the_verdict(engine, tmp_path):
     run = engine.start_run(RunConfig(data=data, model=ModelConfig(), train=train))
     assert run.done.wait(300) and run.status == RunStatus.COMPLETED, run.error
     assert run.result["test_accuracy"] <= 0.75, run.result
+
+
+# ------------------------------------------------------------------------------------ GPU-path bugs, shown on CPU
+def in_process_run(cfg: RunConfig, out_dir, stop_at_step: int | None = None, resume: bool = False) -> Run:
+    """One run through train_run in this thread (the engine's worker body), optionally stopped at a step."""
+    from ftui.data import load_data
+    from ftui.training import train_run
+
+    run = Run("r-" + out_dir.name, out_dir.name, cfg, out_dir)
+    if stop_at_step is not None:
+        run.listeners = [lambda ev: run.request_stop() if isinstance(ev, dict) and ev.get("step", 0) >= stop_at_step else None]
+    train_run(run, lambda: load_data(cfg.data), resume=resume)
+    return run
+
+
+def test_the_model_optimizer_and_cache_are_freed_before_the_test_phase(tiny_bert_dir, tmp_path, monkeypatch):
+    """Bug: `cache.on_off = core._cache_off` made a core<->cache cycle, so `del model, core` freed nothing and the
+    model, the AdamW state and the cache stayed allocated (on a GPU) while the best checkpoint was loaded and tested.
+    With the automatic gc off, weak references to them must be dead when the test phase loads the checkpoint."""
+    import gc
+    import weakref
+
+    import ftui.training as T
+
+    refs: dict[str, weakref.ref] = {}
+    alive_at_test: list[str] = []
+    enter, load = T.TrainingCore._enter_phase, T.load_classifier
+
+    def spy_enter(self, index: int) -> None:
+        enter(self, index)
+        refs.update(core=weakref.ref(self), model=weakref.ref(self.model), opt=weakref.ref(self.opt),
+                    cache=weakref.ref(self.cache))  # fmt: skip
+
+    def spy_load(*args, **kwargs):
+        alive_at_test.extend(name for name, ref in refs.items() if ref() is not None)
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(T.TrainingCore, "_enter_phase", spy_enter)
+    monkeypatch.setattr(T, "load_classifier", spy_load)
+    cfg = RunConfig(DataConfig(max_train_examples=64), ModelConfig(source="local", checkpoint=str(tiny_bert_dir), freeze_depth=1),
+                    TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3, max_length=32, evals_per_epoch=1))  # fmt: skip
+    from ftui.metrics import backend
+
+    backend()  # its first call may fail a download, whose traceback cycle would hold the first evaluation's frames
+    gc.disable()  # a collection at the wrong moment would hide the cycle
+    try:
+        run = in_process_run(cfg, tmp_path / "freed")
+    finally:
+        gc.enable()
+    assert run.status == RunStatus.COMPLETED, run.error
+    assert set(refs) == {"core", "model", "opt", "cache"} and alive_at_test == []
+
+
+def test_a_snapshot_keeps_and_restores_the_gpus_random_state(tiny_bert_dir, tmp_path, monkeypatch):
+    """Bug: the resume snapshot kept the CPU generator only, while dropout on a GPU draws from the CUDA generator, so a
+    resumed GPU run drew other masks. Stand-in for a GPU on CPU: torch.cuda reports itself in use and hands out a
+    known state; the snapshot must hold it, and a resume must give it back to torch.cuda."""
+    gpu_state = torch.arange(16, dtype=torch.uint8)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [gpu_state.clone()])
+    cfg = tiny_cfg(tiny_bert_dir, epochs=2, evals_per_epoch=1)
+    out = tmp_path / "rng"
+    first = in_process_run(cfg, out, stop_at_step=2)
+    assert first.status == RunStatus.STOPPED, first.error
+    snap = torch.load(out / "resume" / "state.pt", weights_only=True)
+    assert [t.tolist() for t in snap["cuda_rng"]] == [gpu_state.tolist()]
+    from ftui import accel
+
+    restored: list[list[torch.Tensor]] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # only what restore_cuda_rng asks
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: restored.append(list(states)))
+    accel.restore_cuda_rng(snap["cuda_rng"])
+    assert [[t.tolist() for t in s] for s in restored] == [[gpu_state.tolist()]]
