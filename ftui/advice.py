@@ -140,10 +140,11 @@ def below_baseline(run: Any, test_accuracy: float | None, step: int) -> WarningE
     except Exception as exc:  # noqa: BLE001 - the comparison is a bonus; an unreadable store must not fail the run
         log.warning("could not read the store to compare run %s with its baseline: %s", run.run_id, exc)
         return None
-    verdict = baseline_verdict({"config": run.config.to_dict(), "result": {"test_accuracy": test_accuracy}}, records)
+    verdict = baseline_verdict({"config": run.config.to_dict(), "result": {"test_accuracy": test_accuracy}}, records,
+                               markdown=False)  # fmt: skip  # events hold plain text: escaped only where shown
     if not verdict.startswith("⚠️"):
         return None
-    return WarningEvent(step=step, kind=WarningKind.BELOW_BASELINE, message=verdict.removeprefix("⚠️ ").replace("**", ""))
+    return WarningEvent(step=step, kind=WarningKind.BELOW_BASELINE, message=verdict.removeprefix("⚠️ "))
 
 
 def after_test(

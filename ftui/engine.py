@@ -561,6 +561,11 @@ class Engine:
         """Example texts for a model: one per class from its run's test set, else `fallback`."""
         return self.serving.examples(model_key, fallback)
 
+    def serve_downloads_from(self, folder: Path) -> None:
+        """Write generated downloads into `folder`: the UI passes its web server's own file cache, so each file is
+        stored once, under the downloads' byte budget, instead of once here and once more in the server's cache."""
+        self.serving.downloads.root = Path(folder)
+
     def predictions_file(self, frame: Any) -> Path:
         """A batch's predictions as a CSV download (texts cut, the downloads folder's byte budget kept)."""
         return self.serving.predictions_file(frame)

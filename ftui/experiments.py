@@ -77,19 +77,21 @@ def best_baselines(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any
     return best
 
 
-def baseline_verdict(rec: dict[str, Any], records: Sequence[dict[str, Any]]) -> str:
-    """One sentence comparing a completed fine-tuned run with the best baseline on its test split ('' without one)."""
+def baseline_verdict(rec: dict[str, Any], records: Sequence[dict[str, Any]], markdown: bool = True) -> str:
+    """One sentence comparing a completed fine-tuned run with the best baseline on its test split ('' without one);
+    Markdown with the name escaped, or (markdown=False) plain text for an event, escaped only where it is shown."""
     cfg, res = rec.get("config", {}), rec.get("result", {}) or {}
     acc = res.get("test_accuracy")
     base = best_baselines(records).get(test_split_key(cfg))
     if cfg.get("kind") == "baseline" or base is None or not isinstance(acc, (int, float)):
         return ""
-    b_acc, b_name = base["result"]["test_accuracy"], escape_md(base.get("name", "baseline"))
+    b_acc, name = base["result"]["test_accuracy"], str(base.get("name", "baseline"))
+    b_name = f"**{escape_md(name)}**" if markdown else f"'{name}'"
     diff = 100 * (acc - b_acc)
     if diff < 0:
-        return (f"⚠️ The baseline **{b_name}** ({b_acc:.3f}) beats this fine-tuned model ({acc:.3f}) by {-diff:.1f} points on "
+        return (f"⚠️ The baseline {b_name} ({b_acc:.3f}) beats this fine-tuned model ({acc:.3f}) by {-diff:.1f} points on "
                 "the same test set: try more epochs, a longer max length, or another learning rate.")  # fmt: skip
-    return f"This fine-tuned model beats the best baseline **{b_name}** ({b_acc:.3f}) by {diff:.1f} points on the same test set."
+    return f"This fine-tuned model beats the best baseline {b_name} ({b_acc:.3f}) by {diff:.1f} points on the same test set."
 
 
 def run_row(rec: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """The app's API through gradio_client: the public `predict` endpoint, and what stays private."""
 
+import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from gradio_client import Client
@@ -71,11 +73,24 @@ def test_batch_predict_endpoint(trained, tmp_path):
     assert "no text to classify" in msg
 
 
+def _server_copies(engine) -> set:
+    """Every predictions CSV on the server side: ftui's downloads folder and Gradio's file cache."""
+    from gradio.utils import get_upload_folder
+
+    roots = (Path(get_upload_folder()), engine.serving.downloads.root)
+    return {p.resolve() for root in roots if root.exists() for p in root.rglob("predictions.csv")}
+
+
 def test_one_huge_batch_text_is_cut_in_the_csv_and_downloads_stay_within_their_budget(trained):
-    """Case: one 4.9 M-character text (within the batch cap) wrote a 4.7 MB CSV holding it whole, kept an hour."""
+    """Case: one 4.9 M-character text (within the batch cap) wrote a 4.7 MB CSV holding it whole, kept an hour, and
+    Gradio kept a second copy of every download (a day) outside the downloads' budget."""
+    from gradio.utils import get_upload_folder
+
     from ftui.serving import CSV_TEXT_CHARS
 
     url, engine, run = trained
+    assert engine.serving.downloads.root.resolve().is_relative_to(Path(get_upload_folder()).resolve())
+    before = _server_copies(engine)
     huge = "a fine film " * 400_000  # 4.8 M characters, one line
     msg, _, csv_path = Client(url, verbose=False).predict(huge, None, f"run:{run.run_id}", False, api_name="/predict_batch")
     assert "1 reviews scored" in msg
@@ -83,6 +98,7 @@ def test_one_huge_batch_text_is_cut_in_the_csv_and_downloads_stay_within_their_b
     assert len(frame.loc[0, "text"]) <= CSV_TEXT_CHARS + 2 and frame.loc[0, "text"].endswith("…")
     written = [p for p in engine.serving.downloads.root.rglob("predictions.csv")]
     assert max(p.stat().st_size for p in written) < 10_000
+    assert len(_server_copies(engine) - before) == 1  # one copy on the server, the budgeted one (Gradio serves it in place)
     assert engine.serving.downloads.max_bytes == int(engine.settings.max_downloads_mb * 2**20)
 
 
@@ -221,3 +237,18 @@ def test_predict_needs_only_the_text(trained):
     url, _, _ = trained
     out = Client(url, verbose=False).predict("Lovely hotel, friendly staff.", api_name="/predict")
     assert out["label"] in ("negative", "positive")
+
+
+def test_compare_shows_hostile_run_names_and_warnings_as_text(trained, tiny_bert_dir):
+    """Case (review of issue 22): Compare's warning lines put the run name and the warning text into Markdown raw."""
+    url, engine, _ = trained
+    cfg = RunConfig(DataConfig(), ModelConfig(source="local", checkpoint=str(tiny_bert_dir)),
+                    TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3, max_length=8))  # fmt: skip
+    run = engine.start_run(cfg)  # max length 8: most demo reviews are cut, so the run carries a truncation warning
+    assert run.done.wait(120) and engine.join(30) and run.status == RunStatus.COMPLETED, run.error
+    hostile = "<img src=http:127.0.0.1:9> [x](http:evil.test)"
+    engine.rename_run(run.run_id, hostile)
+    msg, *_ = Client(url, verbose=False).predict([run.run_id], api_name="/compare_runs")
+    assert "Warnings:" in msg and "longer than the max length" in msg
+    assert "<img" not in msg and "&lt;img" in msg
+    assert not re.search(r"(?<!\\)\]\(", msg)  # no unescaped '](': the link syntax is broken by a backslash

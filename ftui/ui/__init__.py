@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio import utils as gradio_utils
 from starlette.middleware import Middleware
 
 from ftui.engine import Engine
@@ -25,6 +27,8 @@ SCREEN_READER_FIXES = {"en": {"common.complete": "Done"}}
 def create_app(engine: Engine | None = None) -> gr.Blocks:
     """Build the app; nothing is built at import time."""
     engine = engine or Engine(adopt_queue=True)
+    # Gradio copies every file a handler returns into its cache unless it is there already: write downloads there.
+    engine.serve_downloads_from(Path(gradio_utils.get_upload_folder()) / "ftui-downloads")
     # Uploaded files and generated downloads in Gradio's cache are deleted after a day (checked hourly).
     with gr.Blocks(title="ftui: fine-tune text classifiers", delete_cache=(3600, 86400)) as demo:
         gr.Markdown("# ftui — fine-tune a text classifier\nPick data and a checkpoint, train with live curves, try the model.")

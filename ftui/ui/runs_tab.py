@@ -204,7 +204,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         verdicts = [f"- **{escape_md(r['name'])}**: {v}" for r in recs if (v := baseline_verdict(r, everyone))]
         if verdicts:
             msg += "\n\nAgainst the best baseline on the same test set:\n" + "\n".join(verdicts)
-        warned = [f"- **{r['name']}**: ⚠️ {w['message']}" for r in recs for w in warnings_of(r["events"])
+        warned = [f"- **{escape_md(r['name'])}**: ⚠️ {escape_md(w['message'])}" for r in recs for w in warnings_of(r["events"])
                   if w["kind"] != "below_baseline"]  # fmt: skip
         if warned:
             msg += "\n\nWarnings:\n" + "\n".join(warned)
