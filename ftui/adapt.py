@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ftui import advice
 from ftui.config import AdaptConfig, ReadLimits, RunConfig
 from ftui.data import DEMO_DATASET, TEXT_NAMES, read_table
 from ftui.errors import DataError, ModelError, StopRequested
@@ -357,6 +358,8 @@ def _adapt(run: Run, token: str | None, device: str, scratch: dict[str, Any], li
     run.set_progress(phase="training", step=state.step, total_steps=core.total_steps)
     state = core.fit(state, resumed=resume)
     train_loop_s = time.perf_counter() - core.t0 - core.aside
+    # The time cap caps adapt runs too (FTUI_MAX_RUN_MINUTES): say so when it cut the epochs set.
+    advice.emit(run, advice.time_cut(run.events(), t.epochs, core._epoch_of(state), t.max_minutes, state.step))
     scratch.pop("resume", None)
     import shutil
 

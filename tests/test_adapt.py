@@ -124,3 +124,26 @@ def test_cli_adapt_ends_with_the_checkpoint_train_takes(tmp_path):
         capture_output=True, text=True, cwd=REPO, timeout=300,
     )  # fmt: skip
     assert json.loads(trained.stdout.strip().splitlines()[-1])["status"] == "completed", trained.stderr[-2000:]
+
+
+def test_an_adapt_run_cut_by_its_time_limit_says_so(engine):
+    """Review of issue 29: the time cap caps masked-LM runs too, and the warning said so only for classifiers."""
+    run = done(engine, engine.start_run(mlm_cfg(epochs=500, max_minutes=0.05)))  # 3 s of 500 epochs
+    warned = of_type(run.events(), EventType.WARNING)
+    assert [w["kind"] for w in warned] == ["time_limit"] and "of the 500 epochs set" in warned[0]["message"]
+
+
+def test_a_nan_masked_lm_loss_fails_the_adapt_run(engine, monkeypatch):
+    """Issue 22 case 3 through the masked-LM objective: the core's non-finite check covers every objective."""
+    from ftui import adapt
+
+    real, calls = adapt.MLMObjective.train_loss, [0]
+
+    def poisoned(self, *args, **kwargs):
+        calls[0] += 1
+        out = real(self, *args, **kwargs)
+        return out * float("nan") if calls[0] == 2 else out
+
+    monkeypatch.setattr(adapt.MLMObjective, "train_loss", poisoned)
+    run = done(engine, engine.start_run(mlm_cfg(epochs=2)), status=RunStatus.FAILED)
+    assert "Training diverged: the training loss became nan at step 2" in run.error

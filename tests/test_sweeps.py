@@ -181,7 +181,7 @@ def test_the_pruner_stops_a_run_below_the_median_at_its_first_evaluation(engine)
 
 def test_cli_sweep_prints_each_end_line_and_a_summary(tmp_path, tiny_bert_dir):
     args = ["--dataset", "demo", "--checkpoint", str(tiny_bert_dir), "--epochs", "1", "--batch-size", "32", "--max-length",
-            "32", "--evals-per-epoch", "1", "--runs-dir", str(tmp_path / "runs"), "--offline",
+            "8", "--evals-per-epoch", "1", "--runs-dir", str(tmp_path / "runs"), "--offline",
             "--grid", "lr=1e-3,3e-3", "--grid", "freeze_depth=0,1", "--max-train-examples", "64"]  # fmt: skip
     out = subprocess.run([sys.executable, "-m", "ftui", "sweep", *args], capture_output=True, text=True, cwd=REPO, timeout=600)
     lines = [json.loads(x) for x in out.stdout.strip().splitlines()]
@@ -192,6 +192,10 @@ def test_cli_sweep_prints_each_end_line_and_a_summary(tmp_path, tiny_bert_dir):
     assert {tuple(sorted(e["swept"].items())) for e in ends} == {
         (("freeze_depth", d), ("learning_rate", lr)) for lr in ("0.001", "0.003") for d in ("0", "1")
     }
+    # max length 8 cuts most demo reviews: each point's truncation warning is in its end line and on stderr, as `train` does
+    assert all(any(w["kind"] == "truncation" for w in e["warnings"]) for e in ends)
+    said = [line for line in out.stderr.splitlines() if line.startswith("ftui: warning: ")]
+    assert sum("longer than the max length" in line for line in said) == 4
     summary = lines[-1]
     assert summary["type"] == "sweep_end" and summary["completed"] == 4 and summary["best"]["name"] in {e["name"] for e in ends}
     bad = subprocess.run([sys.executable, "-m", "ftui", "sweep", *args[:-6], "--grid", "lr=abc"], capture_output=True,
