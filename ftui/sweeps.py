@@ -276,7 +276,7 @@ def sweep_table(
             "status": "pruned" if pruned else rec.get("status", ""),
             "swept": swept_text(ref.get("point") or []),
             "point": {k: v for k, v in ref.get("point") or []},
-            "val_score": round(score, 4) if isinstance(score, (int, float)) else None,
+            "val_score": round(score, 4) if isinstance(score, (int, float)) and math.isfinite(score) else None,  # NaN: unranked
             "val_acc": round(best["accuracy"], 4) if isinstance(best.get("accuracy"), (int, float)) else None,
             "test_acc": round(res["test_accuracy"], 4) if isinstance(res.get("test_accuracy"), (int, float)) else None,
             "test_f1": round(res["test_macro_f1"], 4) if isinstance(res.get("test_macro_f1"), (int, float)) else None,

@@ -201,3 +201,10 @@ def test_cli_sweep_prints_each_end_line_and_a_summary(tmp_path, tiny_bert_dir):
     bad = subprocess.run([sys.executable, "-m", "ftui", "sweep", *args[:-6], "--grid", "lr=abc"], capture_output=True,
                          text=True, cwd=REPO, timeout=300)  # fmt: skip
     assert bad.returncode == 2 and "learning rate: 'abc' is not a number" in json.loads(bad.stdout.strip())["message"]
+
+
+def test_a_nan_validation_score_never_ranks_first_or_wins():
+    records = [_record("a", "completed", 0.7), _record("nan", "completed", float("nan")), _record("c", "completed", 0.9)]
+    rows = sweep_table(records, "s")
+    assert [r["name"] for r in rows] == ["c", "a", "nan"] and rows[2]["val_score"] is None
+    assert best_run(rows)["name"] == "c"
