@@ -222,6 +222,9 @@ def export_zip(rec: dict[str, Any], run_dir: Path, dest_dir: Path, base_limitati
         for f in onnx_files(run_dir):
             z.write(f, f"onnx/{f.name}")
     tmp.replace(out)
+    for old in dest_dir.glob("*.zip"):  # one export per run: a zip under an earlier name of the run is stale
+        if old != out:
+            old.unlink(missing_ok=True)
     return out
 
 

@@ -103,3 +103,13 @@ def test_model_card_states_class_weights_only_when_used():
 
     assert "| class weights in the loss | balanced |" in card("balanced")
     assert "class weights" not in card("none")
+
+
+def test_a_run_keeps_one_export_zip_whatever_its_names(finished):
+    """Review of issue 22 case 4: each rename plus export left another zip in the run's folder, never removed."""
+    engine, run = finished
+    first = engine.export_zip(run.run_id)
+    engine.rename_run(run.run_id, "renamed-for-export")
+    second = engine.export_zip(run.run_id)
+    assert second.name == "renamed-for-export.zip" and not first.exists()
+    assert [p.name for p in second.parent.glob("*.zip")] == ["renamed-for-export.zip"]
