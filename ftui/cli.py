@@ -467,7 +467,10 @@ def sweep_command(engine: Any, base: RunConfig, args: argparse.Namespace) -> int
             for run in engine.runs():
                 if run.config.sweep.sweep_id == sweep_id and run.status.finished and run.run_id not in printed:
                     printed.add(run.run_id)
-                    print(json.dumps(end_line(run)), flush=True)
+                    line = end_line(run)
+                    for warning in line.get("warnings", []):  # as `train` does: what the page warns about, on stderr
+                        print(f"ftui: warning: {run.name}: {warning['message']}", file=sys.stderr, flush=True)
+                    print(json.dumps(line), flush=True)
             current = engine.current_run()
             if len(printed) >= len(items) or (not engine.manager.waiting_here() and (current is None or current.status.finished)):
                 break
