@@ -297,19 +297,26 @@ def train_run(
         note_pid(run.out_dir, dist.rank)
         offline = os.environ.get("HF_HUB_OFFLINE", "") == "1"
         dist.broadcast(Assignment(run.run_id, run.name, str(run.out_dir), run.config.to_dict(), resume, offline).to_dict())
-    # A failed collective anywhere in the run (NCCL: often inside backward) ends it as a lost peer, with a snapshot.
+    # A failed collective anywhere in the run (NCCL: often inside backward) ends it as a lost peer, resumable.
     body = lambda scratch: dist.guard(lambda: _train(run, load_bundle, token, device, scratch, token_cache, resume, dist))  # noqa: E731
     run_worker(run, body, device)
 
 
 def _finish_peer_lost(run: Run, state: dict[str, Any], exc: PeerLost) -> None:
-    """Another rank died: the run fails with what it said, keeping the best checkpoint and a resume snapshot of the
-    last step every rank completed, so Resume (with any number of processes) continues from there."""
+    """Another rank died: the run fails with what it said, keeping the best checkpoint and a resume snapshot.
+
+    Under gloo the collective failed on the host and the weights are those of the last step every rank completed: a
+    new snapshot of that step is written. Under NCCL no new one is: the lost collective may still sit on the GPU stream
+    (a state_dict copy or torch.save would wait behind it until the watchdog's abort) and the gradients it was
+    reducing may be half-summed; the last periodic snapshot, written while every rank was alive, is kept instead."""
     saved = False
-    if "resume" in state:
+    snapshot = run.out_dir / RESUME_DIR / "state.pt"
+    if exc.backend == "nccl":
+        saved = snapshot.exists()
+    elif "resume" in state:
         try:
             state["resume"]()
-            saved = (run.out_dir / RESUME_DIR / "state.pt").exists()
+            saved = snapshot.exists()
         except Exception as err:  # noqa: BLE001 - the failure must land regardless
             log.warning("no resume snapshot after a lost rank: %s", err)
     result: dict[str, Any] = {"resumable": saved}
@@ -317,7 +324,17 @@ def _finish_peer_lost(run: Run, state: dict[str, Any], exc: PeerLost) -> None:
         result["model_dir"] = str(run.out_dir / MODEL_DIR)
     if state.get("best"):
         result["best_eval"] = state["best"]
-    fix = "Resume continues from the last step every process completed." if saved else "Start the run again."
+    if not saved:
+        fix = "Start the run again."
+    elif exc.backend == "nccl":
+        at = state.get("snapshot_step")
+        fix = (
+            f"Resume continues from the last periodic snapshot{f' (step {at})' if at is not None else ''}, not from the "
+            "last step: under NCCL the weights at the failure may hold a half-finished gradient exchange, so no new "
+            "snapshot was written; the steps after it are trained again."
+        )
+    else:
+        fix = "Resume continues from the last step every process completed."
     run.finish(RunStatus.FAILED, f"{exc.problem} {fix}", result)
 
 
@@ -717,6 +734,7 @@ class TrainingCore:
             "cuda_rng": accel.cuda_rng_state(),  # CUDA dropout draws from the GPU's generator, not the CPU's
         }
         replace_dir(self.run.out_dir / RESUME_DIR, lambda tmp: torch.save(snapshot, tmp / "state.pt"))
+        self.scratch["snapshot_step"] = self.point["step"]  # what a lost NCCL peer's failure message names
 
     def load_snapshot(self) -> TrainState:
         """The state of a resume snapshot, with the model, optimizer, schedule and random streams restored."""
@@ -946,7 +964,7 @@ def _train(
         state = core.load_snapshot()
         if state.best is not None and not (run.out_dir / MODEL_DIR / "labels.json").exists():
             state.best, state.evals_since_best = None, 0  # the saved best is gone: the next evaluation saves a new one
-        scratch["best"], scratch["steps"] = state.best, state.step
+        scratch["best"], scratch["steps"], scratch["snapshot_step"] = state.best, state.step, state.step
         core.point = state.to_dict()
         run.log(ResumeEvent(step=state.step, phase=phases[state.phase].name, processes=dist.world))
     else:
