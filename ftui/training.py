@@ -279,6 +279,7 @@ def run_worker(run: Run, body: Callable[[dict[str, Any]], None], device: str) ->
         gc.collect()
         if device == "cuda":
             torch.cuda.empty_cache()
+            accel.empty_host_cache()  # a stopped or failed run's pinned host store too
 
 
 def train_run(
@@ -683,7 +684,9 @@ class TrainingCore:
             self.net = self.model  # the last phase's wrapper goes first: its gradient hooks must not fire again
             gc.collect()
         apply_freeze(self.model, phase.freeze_depth)
-        self.cache = None  # a cache at another depth is of no use: free it before the next one fills
+        if self.cache is not None:
+            self.cache.release()  # a cache at another depth is of no use: free it (pinned memory too) before the next
+        self.cache = None
         if phase.freeze_depth and self.t.frozen_cache:
             try:
                 self.cache = PrefixCache(self.model, phase.freeze_depth, self.device, self.amp, self.dist, self.t.batch_size * 2)
@@ -999,6 +1002,7 @@ def _train(
     if device == "cuda":  # other cycles (a failed metric download's traceback) can hold the first evaluation's frames
         gc.collect()
         torch.cuda.empty_cache()
+        accel.empty_host_cache()  # the cache's pinned host store, freed with the core, leaves PyTorch's host cache too
     dist.barrier()  # rank 0 has written the best checkpoint before any rank reads it
     best_model, _, _ = load_classifier(run.out_dir / MODEL_DIR, device, run.config.model.trust_remote_code)
     scratch["model"] = best_model
