@@ -734,7 +734,10 @@ class TrainingCore:
             "scheduler": self.sched.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "rng": torch.get_rng_state(),
-            "cuda_rng": accel.cuda_rng_state(),  # CUDA dropout draws from the GPU's generator, not the CPU's
+            # CUDA dropout draws from the GPU's generator, not the CPU's. Single-process runs only: under DDP rank 0
+            # alone writes, and its states say nothing of the other ranks' GPUs (each rank's generator draws for its
+            # own shard); a resumed multi-process run keeps each rank's freshly seeded generator instead.
+            "cuda_rng": None if self.dist.enabled else accel.cuda_rng_state(),
         }
         replace_dir(self.run.out_dir / RESUME_DIR, lambda tmp: torch.save(snapshot, tmp / "state.pt"))
         self.scratch["snapshot_step"] = self.point["step"]  # what a lost NCCL peer's failure message names
@@ -752,7 +755,8 @@ class TrainingCore:
         if state.epoch_gen_state is not None:
             self.gen.set_state(state.epoch_gen_state)
         torch.set_rng_state(snap["rng"])
-        accel.restore_cuda_rng(snap.get("cuda_rng"))
+        if not self.dist.enabled:  # a single-process snapshot's GPU states mean nothing to several ranks (save_snapshot)
+            accel.restore_cuda_rng(snap.get("cuda_rng"))
         if state.batch_in_epoch >= self.micro_per_epoch:
             # Saved at the last step of an epoch: that epoch is complete. Its order is drawn again from the saved
             # generator state and every batch of it skipped, so the next epoch draws the order it would have drawn.

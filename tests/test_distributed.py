@@ -222,6 +222,32 @@ def test_under_nccl_a_lost_peer_before_any_snapshot_is_not_resumable(still_bert:
     assert run.error.endswith("Start the run again.") and not (tmp_path / "early" / "resume").exists()
 
 
+def test_under_ddp_no_gpu_random_state_is_saved_or_restored(still_bert: Path, tmp_path: Path, monkeypatch) -> None:
+    """Rank 0 alone writes the snapshot, so its GPU random states say nothing of the other ranks' GPUs: a
+    multi-process run saves none and a multi-process resume restores none (each rank keeps its seeded generator).
+    Stand-in: rank 0 of 2 with local collectives, torch.cuda reporting itself in use with a known state."""
+    from ftui import accel
+    from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from ftui.data import load_data
+    from ftui.runs import Run, RunStatus
+    from ftui.training import train_run
+
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [torch.arange(16, dtype=torch.uint8)])
+    handed: list = []
+    monkeypatch.setattr(accel, "restore_cuda_rng", handed.append)
+    cfg = RunConfig(DataConfig(max_train_examples=64), ModelConfig(source="local", checkpoint=str(still_bert)),
+                    TrainConfig(epochs=2, batch_size=16, max_length=32))  # fmt: skip
+    out = tmp_path / "ddp-rng"
+    for resume in (False, True):
+        run = Run("r-ddp-rng", "ddp-rng", cfg, out)
+        run.listeners = [lambda ev, run=run: run.request_stop() if isinstance(ev, dict) and ev.get("type") == "train" else None]
+        train_run(run, lambda: load_data(cfg.data), resume=resume, dist=_AloneRank0("gloo"))
+        assert run.status == RunStatus.STOPPED, run.error
+        assert torch.load(out / "resume" / "state.pt", weights_only=True)["cuda_rng"] is None
+    assert handed == []  # the resume did not restore rank 0's states on this rank's GPU
+
+
 def test_processes_are_checked(engine) -> None:
     from ftui.config import RunConfig, TrainConfig, validate_run
     from ftui.errors import ConfigError
