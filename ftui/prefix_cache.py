@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -215,9 +216,13 @@ class PrefixCache:
         return self.stores[split]
 
     def local_world(self) -> int:
-        """Processes of this run on this machine (they share its host memory)."""
+        """Processes of this run on this machine (they share its host memory): LOCAL_WORLD_SIZE, which torchrun and
+        accelerate launch set; else a guess of one process per GPU (several machines' ranks are not all local)."""
         if not self.dist.enabled:
             return 1
+        local = os.environ.get("LOCAL_WORLD_SIZE", "")
+        if local.isdigit() and int(local) > 0:
+            return int(local)
         return max(1, min(self.dist.world, torch.cuda.device_count() if self.device == "cuda" else self.dist.world))
 
     def release(self) -> None:

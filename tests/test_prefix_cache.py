@@ -390,3 +390,18 @@ def test_dropping_the_pinned_host_store_gives_it_back_to_the_system(tokenizer, m
     cache.device = "cpu"  # a CPU run pins nothing: no call
     cache.release()
     assert emptied == [0, 0]
+
+
+def test_the_host_share_is_split_between_this_machines_processes(monkeypatch):
+    """Nit: the processes sharing this machine's host memory were guessed from the GPU count; torchrun says how many
+    run here (LOCAL_WORLD_SIZE). Stand-in: rank 1 of an 8-process run over two machines of 4, on a machine whose 8
+    GPUs torch reports."""
+    from ftui.distributed import Dist
+
+    cache = PrefixCache(tiny_classifier("bert"), 1, "cuda", dist=Dist(rank=1, world=8))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert cache.local_world() == 4
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    assert cache.local_world() == 8  # without it: one process per GPU, at most the world
+    assert PrefixCache(tiny_classifier("bert"), 1, "cuda").local_world() == 1  # alone
