@@ -409,7 +409,7 @@ def main() -> None:
     p.add_argument("--out", default=os.environ.get("OUT") or str(Path(__file__).resolve().parent / "out"))
     p.add_argument("--deadline", type=float, default=time.time() + 450)
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
-    p.add_argument("--stages", default="env,cli,predict,precision,freeze,host-cache race,stop,oom,bench,syncs,resume")
+    p.add_argument("--stages", default="env,gpu-tests,cli,predict,precision,freeze,host-cache race,stop,oom,bench,syncs,resume")
     p.add_argument("--git", default="")
     p.add_argument("--table", action="store_true")
     ARGS = p.parse_args()
@@ -448,6 +448,8 @@ def main() -> None:
     end = None
     if "env" in want:
         S.s_env()
+    if "gpu-tests" in want:  # early: the standing assertions run before the measurements use up the budget
+        S.s_gpu_tests()
     if "cli" in want:
         end = S.s_cli()
     if "predict" in want:

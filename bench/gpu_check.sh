@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # ftui device check in ONE call (<= ~8 min on one H200; no network). Prints one table last.
 #
-#   bash bench/gpu_check.sh --prepare         # here, before the repository travels: copy the kit into .gpucheck/
+#   bash bench/gpu_check.sh --prepare         # here, before the repository travels: the kit and pytest's wheels
 #   bash bench/gpu_check.sh                   # on the GPU machine, from the repository root (results also under $OUT)
 #   bash bench/gpu_check.sh --device cpu      # dry run anywhere: tiny models, CUDA-only stages reduced to plumbing
 #   bash bench/gpu_check.sh --stages env,freeze
 #
-# The kit (wheels a bare GPU image lacks, a BERT tokenizer for the random-weight models) comes from ../shared/gpu-kit
-# into the ignored folder .gpucheck/, which travels with the working tree; on the GPU machine only .gpucheck/ is read.
+# The kit (wheels a bare GPU image lacks, pytest's among them, a BERT tokenizer for the random-weight models) comes
+# from ../shared/gpu-kit and PyPI into .gpucheck/. That folder is git-ignored, so it reaches the GPU machine only when
+# the device tool's call names it: carry: [".gpucheck"]. On the GPU machine only .gpucheck/ is read.
+# Stage gpu-tests runs `python -m pytest -m gpu tests/test_gpu.py` with the same PYTHONPATH: one row in the table.
 # Env: GPU_CHECK_BUDGET_S (default 440: stages skip themselves past it), GPU_CHECK_WORK (scratch, /tmp/ftui-gpu-check),
 # GPU_CHECK_KIT (where to copy the kit from), PYTHON (python3), OUT (where the table and results go; else .gpucheck/out).
 # Verdicts: PASS, FAIL (a defect showed), INFO (a measurement), SKIP, ERROR (the check itself broke).
@@ -29,6 +31,15 @@ if [ ! -d "$KIT/tok" ] || [ "$PREPARE" = 1 ]; then
   for part in whl whl_fallback tok; do
     rm -rf "${KIT:?}/$part" && cp -r "$SOURCE_KIT/$part" "$KIT/$part" && chmod -R u+w "$KIT/$part"
   done
+  if [ "$PREPARE" = 1 ]; then
+    # pytest for the gpu-tests stage (a bare GPU image may lack it), pure-Python wheels, one pinned version of each;
+    # pygments is a dependency of pytest >= 8.4. Needs PyPI, so here, not on the GPU machine.
+    PIP=${PIP:-$REPO/.venv/bin/pip}
+    [ -x "$PIP" ] || PIP="python3 -m pip"
+    $PIP download -q --no-deps --only-binary=:all: -d "$KIT/whl" \
+      pytest==9.2.0 pluggy==1.7.0 iniconfig==2.3.1 packaging==26.4 pygments==2.21.0 \
+      || { echo "ERROR: could not download the pytest wheels into $KIT/whl" >&2; exit 2; }
+  fi
   echo "kit copied from $SOURCE_KIT into $KIT ($(du -sh "$KIT" | cut -f1))"
 fi
 [ "$PREPARE" = 1 ] && exit 0
@@ -46,7 +57,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 
 # 1. Carried wheels, only for what this image lacks (one version of each; --no-deps: the image has the rest).
 WHEELS=""
-for mod in dill multiprocess captum; do
+for mod in dill multiprocess captum pytest pluggy iniconfig packaging pygments; do
   $PY -c "import $mod" 2>/dev/null || WHEELS="$WHEELS $(ls "$KIT"/whl/$mod-*.whl)"
 done
 if ! $PY -c "import datasets" 2>/dev/null; then

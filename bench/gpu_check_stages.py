@@ -9,6 +9,7 @@ import math
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -559,3 +560,43 @@ def s_bench() -> None:
             f"ftui {ftui} samples/s, {ratio}x tuned Trainer",
         )
     print(proc.stderr[-1500:], flush=True)
+
+
+GPU_TESTS_CAP_S = 240  # the pytest run's own cap: the stages after it keep the rest of the 8-minute budget
+
+
+@stage("gpu-tests", 60)
+def s_gpu_tests() -> None:
+    """`python -m pytest -m gpu tests/test_gpu.py` in a fresh process with this check's PYTHONPATH (the carried wheels,
+    pytest among them, and the tokenizer stand-in): one row, PASS when every test passed, FAIL naming the failures, SKIP
+    when all skipped (no CUDA: the dry run), ERROR when pytest itself could not run or ran out of time."""
+    budget = max(30.0, min(GPU_TESTS_CAP_S, left() - 30))
+    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "tests/test_gpu.py", "-v", "-p", "no:cacheprovider", "--tb=short",
+           f"--basetemp={G.WORK / 'pytest'}"]  # fmt: skip
+    timed_out = False
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=budget, cwd=G.ARGS.src)
+        out, code = proc.stdout + proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired as exc:
+        timed_out, code = True, None
+        out = "".join(x.decode() if isinstance(x, bytes) else (x or "") for x in (exc.stdout, exc.stderr))
+    print(out[-6000:], flush=True)  # the log keeps the tracebacks; the table row names the tests
+    outcome = {}
+    for line in out.splitlines():  # -v: "tests/test_gpu.py::test_name PASSED [ 12%]"
+        head = line.split(" ")
+        if len(head) >= 2 and head[0].startswith("tests/test_gpu.py::") and head[1] in ("PASSED", "FAILED", "ERROR", "SKIPPED"):
+            outcome[head[0].split("::", 1)[1]] = head[1]
+    bad = sorted(n for n, o in outcome.items() if o in ("FAILED", "ERROR"))
+    counts = ", ".join(f"{sum(o == k for o in outcome.values())} {k.lower()}" for k in ("PASSED", "FAILED", "ERROR", "SKIPPED"))
+    if timed_out:
+        verdict, detail = "ERROR", f"stopped at its {budget:.0f} s cap ({counts}); failed so far: {bad or 'none'}"
+    elif bad:
+        verdict, detail = "FAIL", f"failed: {', '.join(bad)} ({counts})"
+    elif not outcome or code not in (0, 5):
+        verdict, detail = "ERROR", f"pytest exit {code}, no results: {out.strip().splitlines()[-1:] or ['no output']}"
+    elif all(o == "SKIPPED" for o in outcome.values()):
+        verdict, detail = "SKIP", f"all {len(outcome)} skipped (no CUDA)"
+    else:
+        verdict, detail = "PASS", counts
+    tallies = {k.lower(): v for k, v in Counter(outcome.values()).items()}
+    record("gpu-tests", "pytest -m gpu tests/test_gpu.py", verdict, detail, **tallies)

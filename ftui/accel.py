@@ -42,6 +42,16 @@ def autocast(device: str, dtype: torch.dtype | None) -> contextlib.AbstractConte
     return torch.autocast(device_type=device, dtype=dtype)
 
 
+def empty_host_cache() -> None:
+    """Give the pinned host memory PyTorch's caching host allocator keeps back to the system. Freed pinned tensors
+    stay cached in the process for reuse (torch.cuda.empty_cache() frees device memory only), so a run's host store
+    would hold its share of host RAM until the app exits. Nothing where CUDA was never used, or on a CPU-only build
+    (torch._C has no _host_emptyCache there)."""
+    release = getattr(torch._C, "_host_emptyCache", None)
+    if release is not None and torch.cuda.is_initialized():
+        release()
+
+
 def cuda_rng_state() -> list[torch.Tensor] | None:
     """Every GPU's random state (dropout on CUDA draws from it, not from the CPU generator); None when CUDA is unused."""
     if not torch.cuda.is_initialized():

@@ -21,19 +21,28 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 TIMEOUT = datetime.timedelta(minutes=30)  # a rank still alive but silent this long (a hung disk) fails the run
-# NCCL does not raise when a peer dies: its collectives wait for the timeout, then the watchdog aborts the process with
-# no message. A shorter wait (still over the longest a rank spends alone: rank 0 writing a checkpoint or a snapshot),
-# and a failed collective raised in this process instead of an abort, so the run fails like a lost gloo peer.
+# NCCL does not raise when a peer dies: its collectives wait for the timeout. A shorter wait (still over the longest a
+# rank spends alone: rank 0 writing a checkpoint or a snapshot), after which the watchdog thread aborts the
+# communicators and the failure is raised in this process (mode 2) instead of killing it (mode 1, torchrun's default).
+# Blocking wait stays off, on purpose: with TORCH_NCCL_BLOCKING_WAIT=1 PyTorch turns async error handling off (the
+# watchdog aborts nothing), and a blocking wait only times out collectives the CPU itself waits on, not DDP's gradient
+# all-reduce queued on the GPU stream, so a lost peer hung every later device copy with no timeout at all. (From
+# PyTorch's documented behaviour of ProcessGroupNCCL, C++ not readable here; only a GPU run can confirm it.)
 NCCL_TIMEOUT = datetime.timedelta(minutes=5)
 NCCL_ENV = {
     "TORCH_NCCL_ASYNC_ERROR_HANDLING": "2",  # on a timeout or error: abort the communicators, do not kill the process
-    "TORCH_NCCL_BLOCKING_WAIT": "1",  # a collective's wait raises when the collective fails or times out
+    "TORCH_NCCL_BLOCKING_WAIT": "0",  # set by a user or a launcher it would switch the watchdog's abort off (above)
 }
 ERROR_FILE = ".rank-{rank}.error"  # a rank other than 0 leaves its failure here, for rank 0's message
 
 
 class PeerLost(FtuiError):
-    """A collective failed: another rank of the run ended (it failed, was killed, or rank 0 finished the run)."""
+    """A collective failed: another rank of the run ended (it failed, was killed, or rank 0 finished the run).
+    `backend` says what the device may still hold: under NCCL a collective may be half done on the GPU stream."""
+
+    def __init__(self, problem: str, fix: str = "", backend: str = "gloo") -> None:
+        super().__init__(problem, fix)
+        self.backend = backend
 
 
 @dataclass(frozen=True)
@@ -107,7 +116,7 @@ class Dist:
             raise
         except Exception as exc:  # noqa: BLE001 - gloo/NCCL raise RuntimeError subclasses when a peer is gone
             log.info("rank %d: %s failed: %s", self.rank, what, exc)
-            raise PeerLost(self.lost_message(exc), "The run's last resume snapshot is kept: Resume continues from it.") from exc
+            raise self._lost(exc) from exc
 
     def guard(self, fn: Callable[[], T]) -> T:
         """Run `fn` (a rank's whole training) with a failed collective anywhere in it told as PeerLost: under NCCL the
@@ -119,7 +128,10 @@ class Dist:
             raise
         except _DIST_ERRORS as exc:
             log.info("rank %d: a collective failed: %s", self.rank, exc)
-            raise PeerLost(self.lost_message(exc), "The run's last resume snapshot is kept: Resume continues from it.") from exc
+            raise self._lost(exc) from exc
+
+    def _lost(self, exc: BaseException) -> PeerLost:
+        return PeerLost(self.lost_message(exc), "The run's last resume snapshot is kept: Resume continues from it.", self.backend)
 
     def lost_message(self, exc: BaseException) -> str:
         """Why the run cannot go on: another rank's own failure when it left one, else what the collective said."""
@@ -206,7 +218,7 @@ class Dist:
 
 
 SOLO = Dist()
-# What a failed or timed-out collective raises (NCCL with blocking wait: DistBackendError); absent where torch was
+# What a failed or timed-out collective raises (NCCL, once the watchdog aborted it: DistBackendError); absent where torch was
 # built without distributed support, and then nothing to catch.
 _DIST_ERRORS: tuple[type[BaseException], ...] = (
     (torch.distributed.DistError,) if torch.distributed.is_available() and hasattr(torch.distributed, "DistError") else ()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ftui import accel
 from ftui.batching import Tokenized, eval_batches, gather_positions
 from ftui.distributed import SOLO, Dist
 from ftui.modeling import AFTER_FIRST_LAYER, encoder_layers, input_module_name, pass_through_modules
@@ -76,6 +78,13 @@ class _Store:
 def _pinned_empty(shape: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
     """Page-locked host memory (one allocation; empty().pin_memory() would allocate twice and copy)."""
     return torch.empty(shape, dtype=dtype, pin_memory=True)
+
+
+def pinned_bytes(nbytes: int) -> int:
+    """What a pinned allocation of nbytes really takes: PyTorch's caching host allocator rounds each block up to the
+    next power of two before asking CUDA for it (torch.cuda.host_memory_stats' documentation), so a 5 GB store pins
+    8 GB."""
+    return 1 << max(0, nbytes - 1).bit_length()
 
 
 def _landed() -> None:
@@ -193,6 +202,8 @@ class PrefixCache:
             free, _ = torch.cuda.mem_get_info()
             if need < GPU_SHARE * free:
                 where = "cuda"
+            else:
+                need = pinned_bytes(need)  # the host store of a GPU run is pinned: it takes the rounded size
         if where == "cpu" and need > HOST_SHARE * host_available_bytes() / max(1, self.local_world()):
             self.disabled[split] = f"needs {need / 2**20:.0f} MB, more than the memory this run may use for it"
             return None
@@ -205,10 +216,22 @@ class PrefixCache:
         return self.stores[split]
 
     def local_world(self) -> int:
-        """Processes of this run on this machine (they share its host memory)."""
+        """Processes of this run on this machine (they share its host memory): LOCAL_WORLD_SIZE, which torchrun and
+        accelerate launch set; else a guess of one process per GPU (several machines' ranks are not all local)."""
         if not self.dist.enabled:
             return 1
+        local = os.environ.get("LOCAL_WORLD_SIZE", "")
+        if local.isdigit() and int(local) > 0:
+            return int(local)
         return max(1, min(self.dist.world, torch.cuda.device_count() if self.device == "cuda" else self.dist.world))
+
+    def release(self) -> None:
+        """Drop every stored split; a GPU run's pinned host store goes back to the system, not to PyTorch's host cache
+        (where it would stay for the life of the process)."""
+        pinned = any(s.flat.device.type == "cpu" for s in self.stores.values()) and self.device == "cuda"
+        self.stores.clear()
+        if pinned:
+            accel.empty_host_cache()
 
     def size_mb(self) -> float:
         """Memory the cache holds."""
@@ -358,7 +381,7 @@ class PrefixCache:
         if self.off_reason is not None:
             return
         self.off_reason = reason
-        self.stores.clear()
+        self.release()
         log.warning("frozen-prefix cache switched off: %s", reason)
         self.on_off(reason)
 

@@ -279,6 +279,7 @@ def run_worker(run: Run, body: Callable[[dict[str, Any]], None], device: str) ->
         gc.collect()
         if device == "cuda":
             torch.cuda.empty_cache()
+            accel.empty_host_cache()  # a stopped or failed run's pinned host store too
 
 
 def train_run(
@@ -297,19 +298,26 @@ def train_run(
         note_pid(run.out_dir, dist.rank)
         offline = os.environ.get("HF_HUB_OFFLINE", "") == "1"
         dist.broadcast(Assignment(run.run_id, run.name, str(run.out_dir), run.config.to_dict(), resume, offline).to_dict())
-    # A failed collective anywhere in the run (NCCL: often inside backward) ends it as a lost peer, with a snapshot.
+    # A failed collective anywhere in the run (NCCL: often inside backward) ends it as a lost peer, resumable.
     body = lambda scratch: dist.guard(lambda: _train(run, load_bundle, token, device, scratch, token_cache, resume, dist))  # noqa: E731
     run_worker(run, body, device)
 
 
 def _finish_peer_lost(run: Run, state: dict[str, Any], exc: PeerLost) -> None:
-    """Another rank died: the run fails with what it said, keeping the best checkpoint and a resume snapshot of the
-    last step every rank completed, so Resume (with any number of processes) continues from there."""
+    """Another rank died: the run fails with what it said, keeping the best checkpoint and a resume snapshot.
+
+    Under gloo the collective failed on the host and the weights are those of the last step every rank completed: a
+    new snapshot of that step is written. Under NCCL no new one is: the lost collective may still sit on the GPU stream
+    (a state_dict copy or torch.save would wait behind it until the watchdog's abort) and the gradients it was
+    reducing may be half-summed; the last periodic snapshot, written while every rank was alive, is kept instead."""
     saved = False
-    if "resume" in state:
+    snapshot = run.out_dir / RESUME_DIR / "state.pt"
+    if exc.backend == "nccl":
+        saved = snapshot.exists()
+    elif "resume" in state:
         try:
             state["resume"]()
-            saved = (run.out_dir / RESUME_DIR / "state.pt").exists()
+            saved = snapshot.exists()
         except Exception as err:  # noqa: BLE001 - the failure must land regardless
             log.warning("no resume snapshot after a lost rank: %s", err)
     result: dict[str, Any] = {"resumable": saved}
@@ -317,7 +325,17 @@ def _finish_peer_lost(run: Run, state: dict[str, Any], exc: PeerLost) -> None:
         result["model_dir"] = str(run.out_dir / MODEL_DIR)
     if state.get("best"):
         result["best_eval"] = state["best"]
-    fix = "Resume continues from the last step every process completed." if saved else "Start the run again."
+    if not saved:
+        fix = "Start the run again."
+    elif exc.backend == "nccl":
+        at = state.get("snapshot_step")
+        fix = (
+            f"Resume continues from the last periodic snapshot{f' (step {at})' if at is not None else ''}, not from the "
+            "last step: under NCCL the weights at the failure may hold a half-finished gradient exchange, so no new "
+            "snapshot was written; the steps after it are trained again."
+        )
+    else:
+        fix = "Resume continues from the last step every process completed."
     run.finish(RunStatus.FAILED, f"{exc.problem} {fix}", result)
 
 
@@ -666,7 +684,9 @@ class TrainingCore:
             self.net = self.model  # the last phase's wrapper goes first: its gradient hooks must not fire again
             gc.collect()
         apply_freeze(self.model, phase.freeze_depth)
-        self.cache = None  # a cache at another depth is of no use: free it before the next one fills
+        if self.cache is not None:
+            self.cache.release()  # a cache at another depth is of no use: free it (pinned memory too) before the next
+        self.cache = None
         if phase.freeze_depth and self.t.frozen_cache:
             try:
                 self.cache = PrefixCache(self.model, phase.freeze_depth, self.device, self.amp, self.dist, self.t.batch_size * 2)
@@ -714,9 +734,13 @@ class TrainingCore:
             "scheduler": self.sched.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "rng": torch.get_rng_state(),
-            "cuda_rng": accel.cuda_rng_state(),  # CUDA dropout draws from the GPU's generator, not the CPU's
+            # CUDA dropout draws from the GPU's generator, not the CPU's. Single-process runs only: under DDP rank 0
+            # alone writes, and its states say nothing of the other ranks' GPUs (each rank's generator draws for its
+            # own shard); a resumed multi-process run keeps each rank's freshly seeded generator instead.
+            "cuda_rng": None if self.dist.enabled else accel.cuda_rng_state(),
         }
         replace_dir(self.run.out_dir / RESUME_DIR, lambda tmp: torch.save(snapshot, tmp / "state.pt"))
+        self.scratch["snapshot_step"] = self.point["step"]  # what a lost NCCL peer's failure message names
 
     def load_snapshot(self) -> TrainState:
         """The state of a resume snapshot, with the model, optimizer, schedule and random streams restored."""
@@ -731,7 +755,8 @@ class TrainingCore:
         if state.epoch_gen_state is not None:
             self.gen.set_state(state.epoch_gen_state)
         torch.set_rng_state(snap["rng"])
-        accel.restore_cuda_rng(snap.get("cuda_rng"))
+        if not self.dist.enabled:  # a single-process snapshot's GPU states mean nothing to several ranks (save_snapshot)
+            accel.restore_cuda_rng(snap.get("cuda_rng"))
         if state.batch_in_epoch >= self.micro_per_epoch:
             # Saved at the last step of an epoch: that epoch is complete. Its order is drawn again from the saved
             # generator state and every batch of it skipped, so the next epoch draws the order it would have drawn.
@@ -946,7 +971,7 @@ def _train(
         state = core.load_snapshot()
         if state.best is not None and not (run.out_dir / MODEL_DIR / "labels.json").exists():
             state.best, state.evals_since_best = None, 0  # the saved best is gone: the next evaluation saves a new one
-        scratch["best"], scratch["steps"] = state.best, state.step
+        scratch["best"], scratch["steps"], scratch["snapshot_step"] = state.best, state.step, state.step
         core.point = state.to_dict()
         run.log(ResumeEvent(step=state.step, phase=phases[state.phase].name, processes=dist.world))
     else:
@@ -981,6 +1006,7 @@ def _train(
     if device == "cuda":  # other cycles (a failed metric download's traceback) can hold the first evaluation's frames
         gc.collect()
         torch.cuda.empty_cache()
+        accel.empty_host_cache()  # the cache's pinned host store, freed with the core, leaves PyTorch's host cache too
     dist.barrier()  # rank 0 has written the best checkpoint before any rank reads it
     best_model, _, _ = load_classifier(run.out_dir / MODEL_DIR, device, run.config.model.trust_remote_code)
     scratch["model"] = best_model

@@ -96,8 +96,10 @@ def test_a_lost_peer_is_told_with_what_it_left(tmp_path: Path) -> None:
 
 def test_under_nccl_a_lost_peer_raises_here_within_minutes(monkeypatch) -> None:
     """Bug (NCCL half): the process group waited 30 minutes for a lost peer and torchrun's default error handling (1)
-    then let the watchdog kill the process, with no message and no snapshot. Stand-in for a GPU machine: CUDA is
-    reported, init_process_group is recorded instead of run."""
+    then let the watchdog kill the process, with no message and no snapshot; and blocking wait (once set here) turns
+    async error handling off, so the watchdog aborted nothing and DDP's all-reduce, which the CPU never waits on, hung.
+    Stand-in for a GPU machine: CUDA is reported, init_process_group is recorded instead of run. It shows the settings
+    the process group is made with, not what NCCL does with them: that only a run on GPUs with a killed rank shows."""
     from ftui import distributed
 
     seen: dict = {}
@@ -105,7 +107,7 @@ def test_under_nccl_a_lost_peer_raises_here_within_minutes(monkeypatch) -> None:
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setenv("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")  # what torchrun sets
-    monkeypatch.delenv("TORCH_NCCL_BLOCKING_WAIT", raising=False)
+    monkeypatch.setenv("TORCH_NCCL_BLOCKING_WAIT", "1")  # what a user or a launcher may set
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "set_device", lambda i: seen.update(device=i))
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
@@ -120,14 +122,16 @@ def test_under_nccl_a_lost_peer_raises_here_within_minutes(monkeypatch) -> None:
     assert (dist.rank, dist.world, dist.backend, seen["b"], seen["device"]) == (1, 2, "nccl", "nccl", 1)
     assert seen["t"].total_seconds() <= 600
     assert (dist.control, seen["control"]) == ("control group", "gloo")  # Stop is agreed on the host: no GPU sync
-    assert os.environ["TORCH_NCCL_ASYNC_ERROR_HANDLING"] == "2" and os.environ["TORCH_NCCL_BLOCKING_WAIT"] == "1"
+    assert os.environ["TORCH_NCCL_ASYNC_ERROR_HANDLING"] == "2"  # the watchdog aborts; the failure raises here
+    assert os.environ["TORCH_NCCL_BLOCKING_WAIT"] == "0"  # else async error handling is switched off
 
 
 class _AloneRank0(Dist):
-    """Rank 0 of a 2-process run with its collectives answered locally (no process group): every rank would agree."""
+    """Rank 0 of a 2-process run with its collectives answered locally (no process group): every rank would agree.
+    `backend` is only a name here: everything runs on the CPU."""
 
-    def __init__(self) -> None:
-        super().__init__(0, 2, 0, "nccl")
+    def __init__(self, backend: str = "nccl") -> None:
+        super().__init__(0, 2, 0, backend)
 
     def agree(self, flag: bool) -> bool:
         return flag
@@ -148,12 +152,20 @@ class _AloneRank0(Dist):
         return model
 
 
-def test_a_collective_that_fails_inside_backward_ends_the_run_as_a_lost_peer_with_a_snapshot(
-    still_bert: Path, tmp_path: Path, monkeypatch
+@pytest.mark.parametrize("backend", ["gloo", "nccl"])
+def test_a_collective_that_fails_inside_backward_ends_the_run_as_a_lost_peer_resumable(
+    backend: str, still_bert: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    """Bug (the other half): a failed NCCL collective surfaces where the process waits, often in backward (DDP's
-    gradient all-reduce), not in Dist's own collectives; it failed the run as a bare DistBackendError with no snapshot.
-    Now it is the lost-peer failure, resumable. Stand-in: the third step's loss raises what NCCL raises."""
+    """Bug: a failed NCCL collective surfaces where the process waits, often in backward (DDP's gradient all-reduce),
+    not in Dist's own collectives; it failed the run as a bare DistBackendError with no snapshot. Now it is the
+    lost-peer failure, resumable. Under gloo a new snapshot of the last completed step is written; under NCCL none is
+    (the dead all-reduce may block device copies and leave half-summed gradients): the last periodic snapshot stays.
+
+    Stand-in: the fourth step's loss raises what NCCL raises, a periodic snapshot is due at every evaluation (each
+    second step), and "nccl" is only the backend's name (all on CPU, no process group). It shows which snapshot is
+    kept and what the failure says; that no device copy runs before the failure lands, and that the watchdog's abort
+    frees the stream, only a GPU run with a killed rank shows."""
+    from ftui import training
     from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from ftui.data import load_data
     from ftui.runs import Run, RunStatus
@@ -163,18 +175,77 @@ def test_a_collective_that_fails_inside_backward_ends_the_run_as_a_lost_peer_wit
 
     def loss(self, *args, **kwargs):
         calls.append(1)
-        if len(calls) == 3:
+        if len(calls) == 4:
             raise torch.distributed.DistBackendError("[Rank 0] Watchdog caught collective operation timeout: ALLREDUCE")
         return real_loss(self, *args, **kwargs)
 
     monkeypatch.setattr(ClassificationObjective, "train_loss", loss)
+    monkeypatch.setattr(training, "RESUME_EVERY_S", 0.0)  # a periodic snapshot at every evaluation
     cfg = RunConfig(DataConfig(max_train_examples=128), ModelConfig(source="local", checkpoint=str(still_bert)),
-                    TrainConfig(epochs=1, batch_size=16, max_length=32, evals_per_epoch=1))  # fmt: skip
+                    TrainConfig(epochs=1, batch_size=16, max_length=32, evals_per_epoch=4))  # fmt: skip
     run = Run("r-lost", "lost", cfg, tmp_path / "lost")
-    train_run(run, lambda: load_data(cfg.data), dist=_AloneRank0())
+    train_run(run, lambda: load_data(cfg.data), dist=_AloneRank0(backend))
     assert run.status == RunStatus.FAILED
     assert "Another process of this 2-process run ended unexpectedly" in run.error and "Watchdog" in run.error
     assert run.result["resumable"] and can_resume(run)
+    kept = torch.load(tmp_path / "lost" / "resume" / "state.pt", weights_only=True)
+    if backend == "gloo":
+        assert kept["step"] == 3  # the last step every rank completed
+        assert "Resume continues from the last step every process completed." in run.error
+    else:
+        assert kept["step"] == 2  # the periodic snapshot of the evaluation at step 2, not rewritten after the failure
+        assert "last periodic snapshot (step 2)" in run.error and "no new snapshot was written" in run.error
+
+
+def test_under_nccl_a_lost_peer_before_any_snapshot_is_not_resumable(still_bert: Path, tmp_path: Path, monkeypatch) -> None:
+    """Under NCCL with no periodic snapshot yet (the second step fails, 30 s before the first would be due), nothing is
+    written at the failure (same stand-in as above): the run says to start again rather than claim a resume."""
+    from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from ftui.data import load_data
+    from ftui.runs import Run, RunStatus
+    from ftui.training import ClassificationObjective, can_resume, train_run
+
+    real_loss, calls = ClassificationObjective.train_loss, []
+
+    def loss(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise torch.distributed.DistBackendError("[Rank 0] Watchdog caught collective operation timeout: ALLREDUCE")
+        return real_loss(self, *args, **kwargs)
+
+    monkeypatch.setattr(ClassificationObjective, "train_loss", loss)
+    cfg = RunConfig(DataConfig(max_train_examples=64), ModelConfig(source="local", checkpoint=str(still_bert)),
+                    TrainConfig(epochs=1, batch_size=16, max_length=32))  # fmt: skip
+    run = Run("r-early", "early", cfg, tmp_path / "early")
+    train_run(run, lambda: load_data(cfg.data), dist=_AloneRank0("nccl"))
+    assert run.status == RunStatus.FAILED and not run.result["resumable"] and not can_resume(run)
+    assert run.error.endswith("Start the run again.") and not (tmp_path / "early" / "resume").exists()
+
+
+def test_under_ddp_no_gpu_random_state_is_saved_or_restored(still_bert: Path, tmp_path: Path, monkeypatch) -> None:
+    """Rank 0 alone writes the snapshot, so its GPU random states say nothing of the other ranks' GPUs: a
+    multi-process run saves none and a multi-process resume restores none (each rank keeps its seeded generator).
+    Stand-in: rank 0 of 2 with local collectives, torch.cuda reporting itself in use with a known state."""
+    from ftui import accel
+    from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from ftui.data import load_data
+    from ftui.runs import Run, RunStatus
+    from ftui.training import train_run
+
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [torch.arange(16, dtype=torch.uint8)])
+    handed: list = []
+    monkeypatch.setattr(accel, "restore_cuda_rng", handed.append)
+    cfg = RunConfig(DataConfig(max_train_examples=64), ModelConfig(source="local", checkpoint=str(still_bert)),
+                    TrainConfig(epochs=2, batch_size=16, max_length=32))  # fmt: skip
+    out = tmp_path / "ddp-rng"
+    for resume in (False, True):
+        run = Run("r-ddp-rng", "ddp-rng", cfg, out)
+        run.listeners = [lambda ev, run=run: run.request_stop() if isinstance(ev, dict) and ev.get("type") == "train" else None]
+        train_run(run, lambda: load_data(cfg.data), resume=resume, dist=_AloneRank0("gloo"))
+        assert run.status == RunStatus.STOPPED, run.error
+        assert torch.load(out / "resume" / "state.pt", weights_only=True)["cuda_rng"] is None
+    assert handed == []  # the resume did not restore rank 0's states on this rank's GPU
 
 
 def test_processes_are_checked(engine) -> None:

@@ -194,10 +194,14 @@ def test_predict_and_explain_run_on_the_gpu(engine, tiny_bert_dir):
 
 def test_host_syncs_per_cached_training_step_are_counted(engine, tiny_bert_dir, monkeypatch):
     """torch.cuda.set_sync_debug_mode counts what still waits on the GPU per training step (evaluation and snapshots
-    left out); in the cached epoch a typical step has none (the loss is read only at logging steps)."""
+    left out). In the cached epoch a step may sync once per forward pass it runs, and no more: transformers 5.23 builds
+    the SDPA attention mask through masking_utils._ignore_bidirectional_mask_sdpa, which evaluates
+    `padding_mask.all()` in Python (a host sync per forward, cached or not; not ftui's to remove). A logged step reads
+    its mean loss once more (float(running_loss)), after its optimizer step: that sync is counted with the next step."""
     import ftui.training as T
 
-    counts: list[int] = []
+    counts: list[tuple[int, int]] = []  # per optimizer step: (host syncs, forward passes)
+    forwards = [0]
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
 
@@ -217,13 +221,19 @@ def test_host_syncs_per_cached_training_step_are_counted(engine, tiny_bert_dir, 
 
             return inner
 
-        real_step = T.TrainingCore._optimizer_step
+        real_step, real_loss = T.TrainingCore._optimizer_step, T.ClassificationObjective.train_loss
 
         def step(self) -> None:
             real_step(self)
-            counts.append(drained())
+            counts.append((drained(), forwards[0]))
+            forwards[0] = 0
+
+        def loss(self, *args, **kwargs):
+            forwards[0] += 1  # one model forward per micro-batch
+            return real_loss(self, *args, **kwargs)
 
         monkeypatch.setattr(T.TrainingCore, "_optimizer_step", step)
+        monkeypatch.setattr(T.ClassificationObjective, "train_loss", loss)
         monkeypatch.setattr(T.TrainingCore, "_evaluate", paused(T.TrainingCore._evaluate))
         monkeypatch.setattr(T.TrainingCore, "save_snapshot", paused(T.TrainingCore.save_snapshot))
         torch.cuda.set_sync_debug_mode("warn")
@@ -233,6 +243,10 @@ def test_host_syncs_per_cached_training_step_are_counted(engine, tiny_bert_dir, 
             torch.cuda.set_sync_debug_mode(0)
     assert run.status == RunStatus.COMPLETED, run.error
     per_epoch = next(e["steps_per_epoch"] for e in run.events() if e["type"] == "start")
-    cached = counts[per_epoch:]
-    print(f"host syncs per step, cached epoch: {cached}")
-    assert cached and float(np.median(cached)) == 0, cached
+    logged = {e["step"] for e in run.events() if e["type"] == "train"}
+    # From the second cached step: the first also runs the cache's one-time self-check (two more forwards, whose
+    # difference is read back), which is not a step's steady cost.
+    cached = list(enumerate(counts, start=1))[per_epoch + 1 :]
+    print(f"host syncs per step, cached epoch (step, syncs, forwards): {[(s, n, f) for s, (n, f) in cached]}")
+    over = [(s, n, f) for s, (n, f) in cached if n > f + (s - 1 in logged)]
+    assert cached and all(f == 1 for _, (_, f) in cached) and over == [], (over, cached)

@@ -30,4 +30,7 @@ def test_the_device_check_dry_run_prints_one_table_last_with_no_errors(tmp_path:
     errors = [r for r in rows if r["verdict"] in ("ERROR", "FAIL")]
     assert errors == [], errors
     assert {r["stage"] for r in rows if r["verdict"] != "SKIP"} >= STAGES, table  # every stage ran within the budget
+    # tests/test_gpu.py ran under pytest with the check's PYTHONPATH: one row, every test skipped without CUDA
+    ((verdict, detail),) = [(r["verdict"], r["detail"]) for r in rows if r["stage"] == "gpu-tests"]
+    assert verdict == "SKIP" and detail.startswith("all ") and detail.endswith(" skipped (no CUDA)"), detail
     assert "totals:" in table and "ERROR" not in table.split("totals:")[1]

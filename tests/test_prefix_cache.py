@@ -325,3 +325,83 @@ def test_host_store_copies_land_before_they_are_read(tokenizer, monkeypatch):
         stored = cache.states("train", tok, idx)
     assert not stored.isnan().any(), "rows were read before their copy landed"
     assert torch.equal(stored, truth)
+
+
+def _host_store_of_a_gpu_run(tokenizer, monkeypatch, host_bytes: int):
+    """A cache that believes it runs on a GPU with no GPU memory to spare (so it takes the pinned host store), on a
+    machine with `host_bytes` available; pinning is stood in for by plain memory. Returns the cache after one capture
+    of every row, and the store's exact size in bytes."""
+    from ftui import prefix_cache as pc
+
+    model = tiny_classifier("bert")
+    apply_freeze(model, 2)
+    model.eval()
+    tok = tokenize_split(Dataset.from_dict({"text": TEXTS, "label": [1, 0, 1, 1, 0, 1]}), tokenizer, max_length=32)
+    cache = PrefixCache(model, 2, "cpu")
+    cache.device = "cuda"
+    monkeypatch.setattr(pc.torch.cuda, "mem_get_info", lambda: (0, 1))
+    monkeypatch.setattr(pc, "host_available_bytes", lambda: host_bytes)
+    monkeypatch.setattr(pc, "_pinned_empty", lambda shape, dtype: torch.empty(shape, dtype=dtype))
+    monkeypatch.setattr(pc, "_landed", lambda: None)
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: self.clone())
+    idx = np.arange(len(tok))
+    batch = collate(tok, idx, 0, "cpu")
+    batch.pop("labels")
+    with torch.no_grad(), cache.capture("train", tok, idx):
+        model(**batch)
+    return cache, int(tok.lengths.sum()) * 32 * 4  # tokens x hidden 32 x fp32
+
+
+def test_the_pinned_host_store_is_sized_for_the_allocators_power_of_two_rounding(tokenizer, monkeypatch):
+    """Bug: the host store's budget (a quarter of available host memory) was checked against the bytes asked for, but
+    PyTorch's caching host allocator pins the next power of two: up to twice the budget. With a budget between the
+    two sizes the store must be refused."""
+    from ftui import prefix_cache as pc
+
+    _, exact = _host_store_of_a_gpu_run(tokenizer, monkeypatch, 10**12)
+    rounded = pc.pinned_bytes(exact)
+    assert exact < rounded < 2 * exact  # not already a power of two: the test tells the two sizes apart
+    assert pc.pinned_bytes(4096) == 4096 and pc.pinned_bytes(4097) == 8192
+    budget = (exact + rounded) // 2  # the exact size fits, the rounded one does not
+    cache, _ = _host_store_of_a_gpu_run(tokenizer, monkeypatch, int(budget / pc.HOST_SHARE))
+    assert "train" not in cache.stores and "more than the memory this run may use" in cache.disabled["train"]
+    cache, _ = _host_store_of_a_gpu_run(tokenizer, monkeypatch, int(rounded / pc.HOST_SHARE) + 1)
+    assert cache.stores["train"].flat.shape[0] * 32 * 4 == exact  # with room for the rounded size: stored
+
+
+def test_dropping_the_pinned_host_store_gives_it_back_to_the_system(tokenizer, monkeypatch):
+    """Bug: freed pinned blocks stay in PyTorch's host cache for the life of the process (torch.cuda.empty_cache()
+    frees device memory only), so every run's host store kept its host RAM. Dropping the store (a new phase, the
+    cache switched off) now empties that cache. Stand-in: torch._C._host_emptyCache, absent from this CPU build, is
+    a recorder, and CUDA reports itself in use; that PyTorch really returns the memory only a GPU run shows."""
+    from ftui import accel
+
+    emptied: list[int] = []
+    accel.empty_host_cache()  # CUDA unused (and no _host_emptyCache on a CPU-only build): a no-op, no AttributeError
+    monkeypatch.setattr(torch._C, "_host_emptyCache", lambda: emptied.append(len(cache.stores)), raising=False)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    cache, _ = _host_store_of_a_gpu_run(tokenizer, monkeypatch, 10**12)
+    assert "train" in cache.stores
+    cache.release()
+    assert cache.stores == {} and emptied == [0]  # emptied after the store's tensors were let go
+    cache, _ = _host_store_of_a_gpu_run(tokenizer, monkeypatch, 10**12)
+    cache.turn_off("test")
+    assert cache.stores == {} and emptied == [0, 0]
+    cache.device = "cpu"  # a CPU run pins nothing: no call
+    cache.release()
+    assert emptied == [0, 0]
+
+
+def test_the_host_share_is_split_between_this_machines_processes(monkeypatch):
+    """Nit: the processes sharing this machine's host memory were guessed from the GPU count; torchrun says how many
+    run here (LOCAL_WORLD_SIZE). Stand-in: rank 1 of an 8-process run over two machines of 4, on a machine whose 8
+    GPUs torch reports."""
+    from ftui.distributed import Dist
+
+    cache = PrefixCache(tiny_classifier("bert"), 1, "cuda", dist=Dist(rank=1, world=8))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert cache.local_world() == 4
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    assert cache.local_world() == 8  # without it: one process per GPU, at most the world
+    assert PrefixCache(tiny_classifier("bert"), 1, "cuda").local_world() == 1  # alone

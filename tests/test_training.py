@@ -701,7 +701,10 @@ def test_the_model_optimizer_and_cache_are_freed_before_the_test_phase(tiny_bert
 def test_a_snapshot_keeps_and_restores_the_gpus_random_state(tiny_bert_dir, tmp_path, monkeypatch):
     """Bug: the resume snapshot kept the CPU generator only, while dropout on a GPU draws from the CUDA generator, so a
     resumed GPU run drew other masks. Stand-in for a GPU on CPU: torch.cuda reports itself in use and hands out a
-    known state; the snapshot must hold it, and a resume must give it back to torch.cuda."""
+    known state; the snapshot must hold it, and resuming the run (train_run with resume, the engine's path) must hand
+    it to accel.restore_cuda_rng, which must give it to torch.cuda."""
+    from ftui import accel
+
     gpu_state = torch.arange(16, dtype=torch.uint8)
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [gpu_state.clone()])
@@ -711,11 +714,17 @@ def test_a_snapshot_keeps_and_restores_the_gpus_random_state(tiny_bert_dir, tmp_
     assert first.status == RunStatus.STOPPED, first.error
     snap = torch.load(out / "resume" / "state.pt", weights_only=True)
     assert [t.tolist() for t in snap["cuda_rng"]] == [gpu_state.tolist()]
-    from ftui import accel
+
+    handed: list[list[list[int]] | None] = []
+    real_restore = accel.restore_cuda_rng
+    monkeypatch.setattr(accel, "restore_cuda_rng", lambda states: handed.append(states and [t.tolist() for t in states]))
+    again = in_process_run(cfg, out, stop_at_step=snap["step"] + 1, resume=True)
+    assert again.status == RunStatus.STOPPED, again.error
+    assert handed == [[gpu_state.tolist()]]  # once, at the resume, with what the snapshot held
 
     restored: list[list[torch.Tensor]] = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # only what restore_cuda_rng asks
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: restored.append(list(states)))
-    accel.restore_cuda_rng(snap["cuda_rng"])
+    real_restore(snap["cuda_rng"])
     assert [[t.tolist() for t in s] for s in restored] == [[gpu_state.tolist()]]
