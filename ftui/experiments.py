@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from ftui.escaping import escape_md
+from ftui.icons import WARN
 
 TABLE_COLUMNS = [
     "run_id",
@@ -87,7 +88,8 @@ def baseline_verdict(rec: dict[str, Any], records: Sequence[dict[str, Any]]) -> 
     b_acc, b_name = base["result"]["test_accuracy"], escape_md(base.get("name", "baseline"))
     diff = 100 * (acc - b_acc)
     if diff < 0:
-        return (f"⚠️ The baseline **{b_name}** ({b_acc:.3f}) beats this fine-tuned model ({acc:.3f}) by {-diff:.1f} points on "
+        return (f"{WARN} The baseline **{b_name}** ({b_acc:.3f}) beats this fine-tuned model ({acc:.3f}) by {-diff:.1f} "
+                "points on "
                 "the same test set: try more epochs, a longer max length, or another learning rate.")  # fmt: skip
     return f"This fine-tuned model beats the best baseline **{b_name}** ({b_acc:.3f}) by {diff:.1f} points on the same test set."
 
