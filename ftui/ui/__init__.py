@@ -95,6 +95,10 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
             previewed = [summary.then(*data_ui.autoload, api_visibility="private")]
         # The length histogram follows the data, the checkpoint (its tokenizer) and the max length.
         lengths.wire(engine, data_ui, model_ui, train_ui.max_len, token, [*previewed, *data_ui.loaded, *model_ui.loaded])
+        for event in [*previewed, *data_ui.loaded]:  # the Train tab shows only the controls the label shape uses
+            event.then(
+                train_tab.shape_visibility, data_ui.task, train_ui.multi_row, api_visibility="private", show_progress="hidden"
+            )
 
         def on_finish() -> Any:
             run = engine.current_run()

@@ -108,10 +108,12 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         baselines = gr.Button(BASELINES_LABEL, elem_id="baselines", scale=2)
         stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
     message = gr.Markdown("", elem_id="train-message")
-    status = gr.Markdown(status_markdown(None), elem_id="run-status")
     with gr.Row():
         loss_plot = gr.Plot(label="Loss", elem_id="loss-plot")
         acc_plot = gr.Plot(label="Accuracy", elem_id="acc-plot")
+    # Under the curves: a finished run's status is several lines (scores, checkpoint, verdict) that would push the
+    # curves off a 1024x768 screen.
+    status = gr.Markdown(status_markdown(None), elem_id="run-status")
     with gr.Accordion("Advanced", open=False, elem_id="train-advanced"):
         with gr.Row():
             w["weight_decay"] = gr.Number(value=d.weight_decay, label="Weight decay")
