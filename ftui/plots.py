@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from ftui.config import LOWER_IS_BETTER
 from ftui.escaping import code_md, escape_md, escape_plot
 from ftui.events import EventType, of_type
+from ftui.experiments import short_number
 from ftui.icons import ERR, OK, WAIT, WARN
 from ftui.runs import RunSnapshot, RunStatus
 
@@ -238,9 +239,14 @@ def sweep_figure(rows: Sequence[dict[str, Any]], metric: str) -> go.Figure:
     dims = []
     for name in names:
         raw = [r["point"].get(name, "") for r in scored]
+        if len(set(map(str, raw))) < 2:
+            continue  # a setting that did not vary among the scored runs explains nothing: no axis for it
         try:
             values = [float(v) for v in raw]
-            dims.append({"label": escape_plot(name), "values": values})
+            levels = sorted(set(values))
+            # Ticks at the values tried, written as typed (3e-4), never plotly's SI prefixes (300µ).
+            dims.append({"label": escape_plot(name), "values": values, "tickvals": levels,
+                         "ticktext": [short_number(v) for v in levels]})  # fmt: skip
         except ValueError:
             levels = list(dict.fromkeys(raw))
             ticks = [escape_plot(str(v)[-24:]) for v in levels]

@@ -39,6 +39,11 @@ def tab(page, name: str) -> None:
     page.get_by_role("tab", name=name).click()
 
 
+def open_advanced(page, elem_id: str) -> None:
+    """Open a tab's collapsed "Advanced" section (its settings are hidden until then)."""
+    page.locator(f"#{elem_id}").get_by_text("Advanced").first.click()
+
+
 def fill_number(page, elem_id: str, value: str) -> None:
     box = page.locator(f"#{elem_id} input")
     box.fill(value)

@@ -138,3 +138,30 @@ def test_an_old_explanation_never_stays_under_a_new_answer(browser, app_server, 
         assert not page.inner_text("#predict-label").strip().startswith(("positive", "negative"))
     finally:
         ctx.close()
+
+
+def test_empty_tables_show_real_headers_and_sweep_headers_keep_whole_words(browser, app_server):
+    """Case: the config diff, per-class scores and mistakes tables showed placeholder headers "1 | 2 | 3" before any
+    content; the sweep table's headers broke mid-word ("ra nk")."""
+    from test_browser import BROKEN_WORDS_JS
+
+    url, _ = app_server
+    ctx, page = open_at(browser, url, 1400, 900)
+    try:
+        tab(page, "6. Runs")
+        expected = {
+            "config-diff": ["field"],
+            "per-class": ["class", "precision", "recall", "f1", "support"],
+            "mistakes": ["text", "label", "predicted", "confidence"],
+        }
+        for elem_id, headers in expected.items():
+            page.wait_for_selector(f"#{elem_id} th")
+            shown = [h.strip() for h in page.locator(f"#{elem_id} thead th").all_inner_texts() if h.strip()]
+            assert shown == headers, (elem_id, shown)
+        tab(page, "7. Sweeps")
+        page.wait_for_selector("#sweep-table th")
+        shown = [h.strip() for h in page.locator("#sweep-table thead th").all_inner_texts() if h.strip()]
+        assert shown[:3] == ["rank", "name", "status"], shown
+        assert page.evaluate(BROKEN_WORDS_JS, "#sweep-table th") == []
+    finally:
+        ctx.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import gradio as gr
@@ -16,6 +17,7 @@ from ftui.serving import RUNTIMES
 from ftui.tasks import Task
 from ftui.ui.common import error_md, explanation_view, ok_md, show_explanation
 
+log = logging.getLogger(__name__)
 EXAMPLES = [
     "The battery died after two days and support never answered.",
     "A warm, funny film with a terrific cast. I loved it.",
@@ -82,7 +84,9 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
             values = engine.predict(review, model_key or None, runtime or "pytorch")
             info = engine.task_info(model_key or None)
         except FtuiError as exc:
-            raise gr.Error(escape_html(exc)) from exc  # a toast renders its message as HTML
+            # A user's mistake (empty text, unknown model) is one log line, not Gradio's printed traceback.
+            log.info("predict refused: %s", exc.problem)
+            raise gr.Error(escape_html(exc), print_exception=False) from exc  # a toast renders its message as HTML
         return round(next(iter(values.values())), 4) if info.task is Task.REGRESSION else values
 
     def note(shown: Any, model_key: str | None = None) -> str:

@@ -19,6 +19,7 @@ from ftui.ui.train_tab import TrainUI
 
 MODE_LABELS = {"grid": "Grid (every combination)", "random": "Random draws"}
 POLL_SECONDS = 3.0
+SWEEP_WIDTHS = {"rank": 64, "name": 220, "status": 110, "swept": 260, "val_score": 100, "minutes": 90, "run_id": 200}
 
 
 def sweep_config(values: dict[str, Any]) -> SweepConfig:
@@ -102,7 +103,13 @@ def build(engine: Engine, token_box: gr.Textbox, train_ui: TrainUI, predict_mode
         pick = gr.Dropdown(engine.sweep_ids(), value=None, label="Sweep", elem_id="sweep-pick", scale=3)
         refresh = gr.Button("Refresh", elem_id="sweep-refresh", scale=1)
         use_best = gr.Button("Use best in Predict", elem_id="sweep-use-best", scale=1)
-    table = gr.Dataframe(pd.DataFrame(columns=SWEEP_COLUMNS), interactive=False, elem_id="sweep-table", wrap=True)
+    table = gr.Dataframe(
+        pd.DataFrame(columns=SWEEP_COLUMNS),
+        interactive=False,
+        elem_id="sweep-table",
+        wrap=True,
+        column_widths=[f"{SWEEP_WIDTHS.get(c, 96)}px" for c in SWEEP_COLUMNS],  # wide enough for whole header words
+    )
     plot = gr.Plot(label="Settings vs validation score", elem_id="sweep-plot")
     view_msg = gr.Markdown("", elem_id="sweep-view-message")
     timer = gr.Timer(POLL_SECONDS, active=False)
