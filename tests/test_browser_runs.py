@@ -203,6 +203,15 @@ def test_adapt_then_fine_tune_from_each_adapted_checkpoint(browser, tmp_path):
             " return el && el.data && el.data[0].x.length >= 3; }"  # the starting point and the evaluations
         )
         assert "Held-out perplexity" in md(page, "adapt-status")
+        # The adapted checkpoint is selected in the Model tab at once: one click away, no Refresh (case: the list was
+        # empty until its Refresh was pressed, the status said only "in the Model tab").
+        page.wait_for_selector("#adapt-message:has-text('is selected in the Model tab')")
+        ((label, folder),) = engine.adapted_checkpoints()
+        tab(page, "2. Model")
+        assert page.locator("#model-source input:checked").first.get_attribute("value") == "Local folder"
+        assert page.locator("#model-local textarea, #model-local input").first.input_value() == folder
+        assert page.locator("#adapted input").input_value() == label
+        tab(page, "3. Adapt")
         page.locator("#adapt-mode").get_by_text("From scratch", exact=False).click()
         page.wait_for_selector("#preset-size:has-text('M parameters')")  # the preset's size is shown
         fill_number(page, "adapt-lr", "0.0005")
@@ -215,9 +224,7 @@ def test_adapt_then_fine_tune_from_each_adapted_checkpoint(browser, tmp_path):
         )
         adapted = engine.adapted_checkpoints()
         assert len(adapted) == 2
-        tab(page, "2. Model")
-        page.locator("#model-source").get_by_text("Local folder").click()
-        page.get_by_role("button", name="Refresh").first.click()
+        tab(page, "2. Model")  # the newest adapted checkpoint is selected; both are listed without a Refresh
         classifiers = []
         for label, folder in adapted:
             choose(page, "adapted", label.split(" (")[0])

@@ -165,3 +165,25 @@ def test_empty_tables_show_real_headers_and_sweep_headers_keep_whole_words(brows
         assert page.evaluate(BROKEN_WORDS_JS, "#sweep-table th") == []
     finally:
         ctx.close()
+
+
+def test_a_finished_run_leaves_no_started_message_and_no_so_far(browser, app_server, tiny_bert_dir):
+    """Case: "Started X" and "Best validation accuracy so far" stayed after the run had ended."""
+    url, engine = app_server
+    ctx, page = open_at(browser, url, 1400, 900)
+    try:
+        tab(page, "2. Model")
+        page.locator("#model-source").get_by_text("Local folder").click()
+        page.locator("#model-local textarea, #model-local input").first.fill(str(tiny_bert_dir))
+        tab(page, "4. Train")
+        box = page.locator("#epochs input")
+        box.fill("1")
+        box.press("Tab")
+        page.click("#start")
+        page.wait_for_selector("#train-message:has-text('Started')")
+        page.wait_for_selector("#run-status:has-text('completed')", timeout=180_000)
+        page.wait_for_function("() => !document.querySelector('#train-message').innerText.includes('Started')")
+        status = md(page, "run-status")
+        assert "Best validation accuracy: " in status and "so far" not in status
+    finally:
+        ctx.close()
