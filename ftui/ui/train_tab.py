@@ -181,30 +181,26 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         waiting = engine.manager.waiting_here()
         if run is None:
             return gr.skip(), gr.skip(), gr.skip(), last_version, gr.Timer(active=bool(waiting)), *buttons(False)
-        version = f"{run.run_id}#{run.version}"  # cheap: no copy of the events unless something changed
-        finished = run.status.finished
+        # One read for the version, the status and its text: read apart, a run ending in between was drawn as
+        # "completed" under a not-finished version, and the verdict against the baselines never came.
+        now = run.snapshot(events=False)  # cheap: no copy of the events
+        version, finished = f"{run.run_id}#{now.version}", now.status.finished
         # A queued run starts when this one ends: keep watching for it.
         keep_polling = gr.Timer(active=not finished or bool(waiting))
         if version == last_version:
             if finished:
                 return gr.skip(), gr.skip(), gr.skip(), last_version, keep_polling, gr.skip(), gr.skip()
             # Nothing new from the worker (a slow step on a CPU): still tick the elapsed time and the phase.
-            status_now = status_markdown(run.snapshot(events=False), now=time.time())
-            return status_now, gr.skip(), gr.skip(), last_version, keep_polling, *buttons(True)
+            return status_markdown(now, now=time.time()), gr.skip(), gr.skip(), last_version, keep_polling, *buttons(True)
         with drawn_lock:
-            key = next(iter(drawn), None)
-            if key != (run.run_id, version):
+            key = (run.run_id, now.version)
+            if key not in drawn:
                 # Many tabs poll the same run: build its figures once per version, not once per tab.
                 snap = run.snapshot()
                 drawn.clear()
-                drawn[(run.run_id, snap.version)] = (
-                    loss_figure(snap.events, snap.run_id),
-                    accuracy_figure(snap.events, snap.run_id),
-                    f"{run.run_id}#{snap.version}",
-                )
-                key = (run.run_id, snap.version)
+                drawn[key] = (loss_figure(snap.events, snap.run_id), accuracy_figure(snap.events, snap.run_id), version)
             figures = drawn[key]
-        status_now = status_markdown(run.snapshot(events=False), now=time.time())
+        status_now = status_markdown(now, now=time.time())
         if finished:
             verdict = baseline_verdict(run.header(), engine.run_headers())
             status_now += f"\n\n{verdict}" if verdict else ""
