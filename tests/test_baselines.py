@@ -129,8 +129,8 @@ def test_a_run_ending_while_the_train_tab_renders_it_still_gets_its_verdict(engi
     """Case (flaky browser test): the run ended between the Train tab's reads of its status and its snapshot; the
     status said "completed" under a version drawn as not finished, so the verdict against the baseline never came."""
     import gradio as gr
-
     from conftest import finished_tiny_run
+
     from ftui.ui import data_tab, model_tab, train_tab
 
     finish(engine, engine.start_run(baseline_cfg("tfidf")))
