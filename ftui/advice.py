@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ftui.events import EventType, WarningEvent, WarningKind, of_type
+from ftui.icons import WARN
 from ftui.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -142,9 +143,9 @@ def below_baseline(run: Any, test_accuracy: float | None, step: int) -> WarningE
         return None
     verdict = baseline_verdict({"config": run.config.to_dict(), "result": {"test_accuracy": test_accuracy}}, records,
                                markdown=False)  # fmt: skip  # events hold plain text: escaped only where shown
-    if not verdict.startswith("⚠️"):
+    if not verdict.startswith(WARN):
         return None
-    return WarningEvent(step=step, kind=WarningKind.BELOW_BASELINE, message=verdict.removeprefix("⚠️ "))
+    return WarningEvent(step=step, kind=WarningKind.BELOW_BASELINE, message=verdict.removeprefix(f"{WARN} "))
 
 
 def after_test(

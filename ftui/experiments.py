@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from ftui.escaping import escape_md
+from ftui.icons import WARN
 
 TABLE_COLUMNS = [
     "run_id",
@@ -89,7 +90,8 @@ def baseline_verdict(rec: dict[str, Any], records: Sequence[dict[str, Any]], mar
     b_name = f"**{escape_md(name)}**" if markdown else f"'{name}'"
     diff = 100 * (acc - b_acc)
     if diff < 0:
-        return (f"⚠️ The baseline {b_name} ({b_acc:.3f}) beats this fine-tuned model ({acc:.3f}) by {-diff:.1f} points on "
+        return (f"{WARN} The baseline {b_name} ({b_acc:.3f}) beats this fine-tuned model ({acc:.3f}) by {-diff:.1f} "
+                "points on "
                 "the same test set: try more epochs, a longer max length, or another learning rate.")  # fmt: skip
     return f"This fine-tuned model beats the best baseline {b_name} ({b_acc:.3f}) by {diff:.1f} points on the same test set."
 
@@ -121,6 +123,9 @@ def run_row(rec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+BASELINE_BLANKS = ("lr", "batch", "epochs", "freeze")  # settings a baseline run does not use
+
+
 def runs_frame(records: Sequence[dict[str, Any]], query: str = "", status: str = "all") -> pd.DataFrame:
     """The runs table, newest first, filtered by a free-text query (any column) and a status."""
     records = list(records)
@@ -133,7 +138,12 @@ def runs_frame(records: Sequence[dict[str, Any]], query: str = "", status: str =
         start = str(rec.get("config", {}).get("model", {}).get("checkpoint", ""))
         if start in adapted:  # a classifier that started from an adapted checkpoint names the run that made it
             row["checkpoint"] = f"adapted: {adapted[start]}"
-        base = best.get(test_split_key(rec.get("config", {})))
+        cfg = rec.get("config", {})
+        if cfg.get("kind") == "baseline":  # a logistic regression: no optimiser settings, and TF-IDF reads no model
+            row.update(dict.fromkeys(BASELINE_BLANKS, None))
+            if cfg.get("baseline") == "tfidf":
+                row.update(checkpoint=None, max_len=None)
+        base = best.get(test_split_key(cfg))
         if base is not None and rec.get("config", {}).get("kind") != "baseline" and row["test_acc"] is not None:
             row["delta_vs_baseline"] = round(row["test_acc"] - base["result"]["test_accuracy"], 4)
         rows.append(row)
@@ -175,16 +185,35 @@ SHAPE_SUFFIX = {  # the method column names a label shape other than single-labe
 TABLE_LEGEND = (
     "**test acc / test F1**: accuracy and macro-F1 of the best checkpoint on the test split (multi-label: subset accuracy "
     "and macro-F1; regression: none, see the run's evaluation) · **vs base**: test accuracy "
-    "minus the best baseline's on the same test split · **best val**: best "
+    "minus the best baseline's on the same test split, in percentage points · **best val**: best "
     "validation accuracy · **frozen**: freeze depth (bottom layers frozen) · **lr**: learning rate · **max len**: "
     "max sequence length in tokens · **time**: wall clock of the run"
 )
 
 
+def short_number(x: Any) -> str:
+    """A learning rate as people write it: 3e-4, 2.5e-5, 0.01 (not 0.0003, 300µ or 0.00 in a narrow column)."""
+    if not isinstance(x, (int, float)) or x != x:  # None, text, NaN
+        return ""
+    if x == 0 or 1e-3 <= abs(x) < 1e4:
+        return f"{x:g}"
+    mantissa, exponent = f"{x:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def points(delta: Any) -> str:
+    """A difference in accuracy as signed percentage points: -0.3438 -> "-34.4 pts"."""
+    return f"{100 * delta:+.1f} pts" if isinstance(delta, (int, float)) and delta == delta else ""
+
+
 def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """The runs table with the display order and headers of DISPLAY_COLUMNS (an empty table keeps its headers)."""
+    """The runs table with the display order and headers of DISPLAY_COLUMNS (an empty table keeps its headers); the
+    learning rate and the difference to the baseline written as people read them."""
     keys = [k for k, _, _ in DISPLAY_COLUMNS]
-    return frame.reindex(columns=keys).rename(columns={k: h for k, h, _ in DISPLAY_COLUMNS})
+    shown = frame.reindex(columns=keys)
+    shown["lr"] = [short_number(x) for x in shown["lr"]]
+    shown["delta_vs_baseline"] = [points(x) for x in shown["delta_vs_baseline"]]
+    return shown.rename(columns={k: h for k, h, _ in DISPLAY_COLUMNS})
 
 
 def display_widths() -> list[str]:

@@ -36,7 +36,9 @@ def check_hub(timeout: float = 3.0) -> HubStatus:
         r = httpx.get(f"{_endpoint()}/api/models", params={"limit": 1}, timeout=timeout)
         r.raise_for_status()
     except Exception as exc:  # any failure means: work offline
-        return HubStatus(False, f"{OFFLINE_MESSAGE} ({type(exc).__name__}).")
+        # The exception's name is for the log; the page says what it means in plain words.
+        log.info("Hub check failed: %s: %s", type(exc).__name__, exc)
+        return HubStatus(False, f"{OFFLINE_MESSAGE} (no answer within {timeout:g} s).")
     return HubStatus(True, "Connected to the Hugging Face Hub.")
 
 

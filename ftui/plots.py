@@ -11,6 +11,8 @@ import plotly.graph_objects as go
 from ftui.config import LOWER_IS_BETTER
 from ftui.escaping import code_md, escape_md, escape_plot
 from ftui.events import EventType, of_type
+from ftui.experiments import short_number
+from ftui.icons import ERR, OK, WAIT, WARN
 from ftui.runs import RunSnapshot, RunStatus
 
 _LAYOUT = {
@@ -237,9 +239,14 @@ def sweep_figure(rows: Sequence[dict[str, Any]], metric: str) -> go.Figure:
     dims = []
     for name in names:
         raw = [r["point"].get(name, "") for r in scored]
+        if len(set(map(str, raw))) < 2:
+            continue  # a setting that did not vary among the scored runs explains nothing: no axis for it
         try:
             values = [float(v) for v in raw]
-            dims.append({"label": escape_plot(name), "values": values})
+            levels = sorted(set(values))
+            # Ticks at the values tried, written as typed (3e-4), never plotly's SI prefixes (300µ).
+            dims.append({"label": escape_plot(name), "values": values, "tickvals": levels,
+                         "ticktext": [short_number(v) for v in levels]})  # fmt: skip
         except ValueError:
             levels = list(dict.fromkeys(raw))
             ticks = [escape_plot(str(v)[-24:]) for v in levels]
@@ -298,12 +305,12 @@ def _duration(seconds: float | None) -> str:
 
 
 STATUS_ICON = {
-    RunStatus.QUEUED: "⏳",
-    RunStatus.RUNNING: "🏃",
-    RunStatus.COMPLETED: "✅",
-    RunStatus.STOPPED: "⏹️",
-    RunStatus.FAILED: "❌",
-    RunStatus.INTERRUPTED: "⚠️",
+    RunStatus.QUEUED: WAIT,
+    RunStatus.RUNNING: "▶",  # U+25B6 without the emoji selector: text in every font
+    RunStatus.COMPLETED: OK,
+    RunStatus.STOPPED: "■",
+    RunStatus.FAILED: ERR,
+    RunStatus.INTERRUPTED: WARN,
 }
 
 
@@ -351,19 +358,20 @@ def status_markdown(snap: RunSnapshot | None, now: float | None = None) -> str:
     if p.get("class_weights"):
         lines.append("Class weights in the loss: " + ", ".join(f"{w:g}" for w in p["class_weights"]))
     for notice in p.get("notices", []):
-        lines.append(f"⚠️ {escape_md(notice)}")  # notices quote labels and column names
+        lines.append(f"{WARN} {escape_md(notice)}")  # notices quote labels and column names
     if p.get("plan"):
-        lines.append(f"⏱️ {escape_md(p['plan'])}")
+        lines.append(f"Time cap: {escape_md(p['plan'])}")
     for warning in p.get("warnings", []):
-        lines.append(f"⚠️ {escape_md(warning['message'])}")  # warnings may quote label names
+        lines.append(f"{WARN} {escape_md(warning['message'])}")  # warnings may quote label names
+    so_far = "" if snap.status.finished else " so far"  # a finished run's best is final, not "so far"
     if p.get("best_eval_accuracy") is not None:
-        lines.append(f"Best validation accuracy so far: **{p['best_eval_accuracy']:.3f}**")
+        lines.append(f"Best validation accuracy{so_far}: **{p['best_eval_accuracy']:.3f}**")
     if p.get("best_eval_micro_f1") is not None:
-        lines.append(f"Best validation micro-F1 so far: **{p['best_eval_micro_f1']:.3f}**")
+        lines.append(f"Best validation micro-F1{so_far}: **{p['best_eval_micro_f1']:.3f}**")
     if p.get("best_eval_rmse") is not None:
-        lines.append(f"Best validation RMSE so far: **{p['best_eval_rmse']:.4g}**")
+        lines.append(f"Best validation RMSE{so_far}: **{p['best_eval_rmse']:.4g}**")
     if p.get("best_perplexity") is not None:
-        lines.append(f"Best held-out perplexity so far: **{p['best_perplexity']:.2f}**")
+        lines.append(f"Best held-out perplexity{so_far}: **{p['best_perplexity']:.2f}**")
     r = snap.result
     if snap.status == RunStatus.COMPLETED and ("test_accuracy" in r or "test_rmse" in r):
         lines.append(
@@ -373,7 +381,10 @@ def status_markdown(snap: RunSnapshot | None, now: float | None = None) -> str:
     if snap.status == RunStatus.COMPLETED and r.get("perplexity_after") is not None:
         before = r.get("perplexity_before")
         start = f"{before:.2f} → " if isinstance(before, (int, float)) else ""
-        lines.append(f"**Held-out perplexity {start}{r['perplexity_after']:.2f}**: the adapted checkpoint is in the Model tab")
+        lines.append(
+            f"**Held-out perplexity {start}{r['perplexity_after']:.2f}**: the adapted checkpoint is in the Model tab "
+            "(Local folder)"
+        )
     if r.get("model_dir") and snap.status == RunStatus.COMPLETED:
         lines.append(f"Model saved in {code_md(r['model_dir'])}")
     if snap.status == RunStatus.STOPPED:

@@ -70,7 +70,7 @@ def test_a_warning_is_an_event_and_a_status_line(tmp_path: Path) -> None:
     emit(run, truncation([300] * 10, 256, "truncate"))
     assert warnings_of(run.events()) == [{"kind": "truncation", "message": run.events()[0]["message"]}]
     assert run.events()[0]["type"] == "warning"
-    assert f"⚠️ {run.events()[0]['message']}" in status_markdown(run.snapshot())
+    assert f"⚠ {run.events()[0]['message']}" in status_markdown(run.snapshot())
 
 
 # --------------------------------------------------------------------------------------------- planning a cap

@@ -55,6 +55,24 @@ def test_predict_errors_are_clear(trained):
         client.predict("hello", "run:../../etc", api_name="/predict")
 
 
+def test_a_user_mistake_logs_one_line_not_a_traceback(trained, capfd, caplog):
+    """Case: an empty text or an unknown model printed a ~40-line traceback in the server log."""
+    import logging
+
+    url, _, _ = trained
+    client = Client(url, verbose=False)
+    capfd.readouterr()  # what earlier tests printed
+    with caplog.at_level(logging.INFO, logger="ftui.ui.predict_tab"):
+        for text, model in (("   ", None), ("hello", "run:nope")):
+            with pytest.raises(Exception, match="no text to classify|Unknown model"):
+                client.predict(text, model, api_name="/predict")
+    printed = capfd.readouterr()
+    assert "Traceback" not in printed.err + printed.out
+    said = [r.getMessage() for r in caplog.records if r.name == "ftui.ui.predict_tab"]
+    assert len(said) == 2 and all("\n" not in line for line in said), said
+    assert "no text to classify" in said[0] and "Unknown model" in said[1]
+
+
 def test_batch_predict_endpoint(trained, tmp_path):
     url, engine, run = trained
     client = Client(url, verbose=False)

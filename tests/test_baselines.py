@@ -163,3 +163,36 @@ def test_cli_baseline_prints_its_scores_last(tmp_path):
     end = json.loads(out.stdout.strip().splitlines()[-1])
     assert end["status"] == "completed", out.stderr[-2000:]
     assert 0 <= end["test_accuracy"] <= 1 and 0 <= end["test_macro_f1"] <= 1
+
+
+def test_a_run_ending_while_the_train_tab_renders_it_still_gets_its_verdict(engine, tiny_bert_dir, monkeypatch):
+    """Case (flaky browser test): the run ended between the Train tab's reads of its status and its snapshot; the
+    status said "completed" under a version drawn as not finished, so the verdict against the baseline never came."""
+    import gradio as gr
+    from conftest import finished_tiny_run
+
+    from ftui.ui import data_tab, model_tab, train_tab
+
+    finish(engine, engine.start_run(baseline_cfg("tfidf")))
+    run = finished_tiny_run(engine, tiny_bert_dir, "racing")
+
+    class EndingMidRender:
+        """The run as a render that started just before its end sees it: running, one version back."""
+
+        def __getattr__(self, name: str):
+            return getattr(run, name)
+
+        @property
+        def status(self) -> RunStatus:
+            return RunStatus.RUNNING
+
+        @property
+        def version(self) -> int:
+            return run.version - 1
+
+    with gr.Blocks():
+        token = gr.Textbox()
+        train_ui = train_tab.build(engine, token, data_tab.build(engine, token), model_tab.build(engine, token))
+    monkeypatch.setattr(engine, "current_run", EndingMidRender)
+    status = train_ui.render("")[0]
+    assert "completed" in status and "baseline" in status, status

@@ -39,6 +39,11 @@ def tab(page, name: str) -> None:
     page.get_by_role("tab", name=name).click()
 
 
+def open_advanced(page, elem_id: str) -> None:
+    """Open a tab's collapsed "Advanced" section (its settings are hidden until then)."""
+    page.locator(f"#{elem_id}").get_by_text("Advanced").first.click()
+
+
 def fill_number(page, elem_id: str, value: str) -> None:
     box = page.locator(f"#{elem_id} input")
     box.fill(value)
@@ -66,7 +71,7 @@ def upload(page, path: Path) -> str:
                 raise
     page.wait_for_function(
         """() => { const t = document.querySelector('#data-status [data-testid=markdown]').innerText;
-                   return t.includes('✅') || t.includes('❌'); }"""
+                   return t.includes('✓') || t.includes('✗'); }"""
     )
     return md(page, "data-status")
 
@@ -82,7 +87,7 @@ def data_status(page) -> str:
     page.click("#load-data")
     page.wait_for_function(
         """(before) => { const t = document.querySelector('#data-status [data-testid=markdown]').innerText;
-                         return t !== before && (t.includes('✅') || t.includes('❌')); }""",
+                         return t !== before && (t.includes('✓') || t.includes('✗')); }""",
         arg=before,
     )
     return md(page, "data-status")
@@ -91,7 +96,7 @@ def data_status(page) -> str:
 def test_main_path_demo_data_train_stop_predict(page, app_server, browser, tmp_path):
     url, engine = app_server
     # 1. Data: the bundled demo
-    assert "Working offline" in md(page, "hub-status")
+    assert "Offline:" in md(page, "hub-status") and "Error" not in md(page, "hub-status")
     status = md(page, "data-status")  # previewed on page load
     assert "Loaded" in status and "negative, positive" in status
     # the length histogram is in the packaged checkpoint's tokens, the max length marked with the share it cuts
@@ -259,7 +264,7 @@ def test_bad_inputs_get_clear_messages(page, tmp_path):
     ck.fill("nobody/no-such-model")
     ck.press("Enter")
     page.click("#load-model")
-    page.wait_for_selector("#model-status:has-text('❌')")
+    page.wait_for_selector("#model-status:has-text('✗')")
     assert "no-such-model" in md(page, "model-status")
     page.locator("#model-source").get_by_text("Packaged MiniLM (offline)").click()
     # out-of-range hyperparameters
@@ -269,7 +274,7 @@ def test_bad_inputs_get_clear_messages(page, tmp_path):
     fill_number(page, "lr", "-1")
     fill_number(page, "batch-size", "0")
     page.click("#start")
-    page.wait_for_selector("#train-message:has-text('❌')")
+    page.wait_for_selector("#train-message:has-text('✗')")
     msg = md(page, "train-message")
     assert "learning rate must be" in msg and "batch size must be" in msg
 

@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 from conftest import REPO
-from test_browser import TIMEOUT_MS, fill_number, md, tab
+from test_browser import TIMEOUT_MS, fill_number, md, open_advanced, tab
 
 pytestmark = pytest.mark.browser
 
@@ -56,6 +56,7 @@ def test_three_runs_survive_a_restart_and_are_compared_evaluated_downloaded(brow
     assert headers[:3] == ["run", "status", "test acc"], headers
     tab(page, "4. Train")
     fill_number(page, "epochs", "1")
+    open_advanced(page, "train-advanced")  # the run name is an advanced setting
     for name, lr in (("slow-lr", "2e-5"), ("mid-lr", "5e-5"), ("fast-lr", "1e-4")):
         fill_number(page, "lr", lr)
         box = page.locator("#run-name textarea, #run-name input").first
@@ -171,7 +172,7 @@ def test_the_course_method_baselines_two_phase_and_one_phase_compared(browser, t
         assert len(tuned) == 2 and tuned["delta_vs_baseline"].notna().all() and frame["test_acc"].notna().all()
         table = page.inner_text("#runs-table")
         for delta in tuned["delta_vs_baseline"]:
-            assert f"{delta:g}"[:5] in table  # the difference to the best baseline is shown
+            assert f"{100 * delta:+.1f} pts" in table  # the difference to the best baseline, in points
         two_phase = next(r for r in engine.runs() if r.config.train.schedule == "two-phase")
         choose(page, "runs-select", two_phase.name)
         choose(page, "runs-select", "baseline-tfidf")
@@ -202,6 +203,15 @@ def test_adapt_then_fine_tune_from_each_adapted_checkpoint(browser, tmp_path):
             " return el && el.data && el.data[0].x.length >= 3; }"  # the starting point and the evaluations
         )
         assert "Held-out perplexity" in md(page, "adapt-status")
+        # The adapted checkpoint is selected in the Model tab at once: one click away, no Refresh (case: the list was
+        # empty until its Refresh was pressed, the status said only "in the Model tab").
+        page.wait_for_selector("#adapt-message:has-text('is selected in the Model tab')")
+        ((label, folder),) = engine.adapted_checkpoints()
+        tab(page, "2. Model")
+        assert page.locator("#model-source input:checked").first.get_attribute("value") == "Local folder"
+        assert page.locator("#model-local textarea, #model-local input").first.input_value() == folder
+        assert page.locator("#adapted input").input_value() == label
+        tab(page, "3. Adapt")
         page.locator("#adapt-mode").get_by_text("From scratch", exact=False).click()
         page.wait_for_selector("#preset-size:has-text('M parameters')")  # the preset's size is shown
         fill_number(page, "adapt-lr", "0.0005")
@@ -214,9 +224,7 @@ def test_adapt_then_fine_tune_from_each_adapted_checkpoint(browser, tmp_path):
         )
         adapted = engine.adapted_checkpoints()
         assert len(adapted) == 2
-        tab(page, "2. Model")
-        page.locator("#model-source").get_by_text("Local folder").click()
-        page.get_by_role("button", name="Refresh").first.click()
+        tab(page, "2. Model")  # the newest adapted checkpoint is selected; both are listed without a Refresh
         classifiers = []
         for label, folder in adapted:
             choose(page, "adapted", label.split(" (")[0])
@@ -331,6 +339,7 @@ def test_queue_a_run_then_a_sweep_and_serve_its_best(browser, tmp_path):
         tab(page, "7. Sweeps")
         page.fill("#sweep-lr textarea, #sweep-lr input", "1e-4, 3e-4")
         page.fill("#sweep-epochs textarea, #sweep-epochs input", "1")
+        open_advanced(page, "sweep-advanced")
         page.fill("#sweep-maxlen textarea, #sweep-maxlen input", "32")
         fill_number(page, "sweep-cap", "64")
         page.click("#sweep-start")
@@ -421,6 +430,7 @@ def test_a_long_text_run_reads_whole_reviews_in_chunks(browser, tmp_path):
         fill_number(page, "epochs", "2")
         fill_number(page, "lr", "2e-4")
         fill_number(page, "max-len", "32")
+        open_advanced(page, "train-advanced")
         choose(page, "long-text", "chunks")
         page.click("#start")
         page.wait_for_selector("#run-status:has-text('completed')", timeout=240_000)
@@ -443,6 +453,7 @@ def test_a_two_process_run_started_in_the_browser_streams_its_curves(browser, tm
     try:
         ctx, page = open_page(browser, demo.local_url)
         tab(page, "4. Train")
+        open_advanced(page, "train-advanced")
         slider = page.locator("#processes input[type=number]")
         slider.fill("2")
         slider.press("Enter")

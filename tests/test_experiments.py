@@ -79,3 +79,22 @@ def test_a_label_shape_other_than_classes_is_named_in_the_method():
     assert run_row(rec)["method"].endswith("· multi-label") and run_row(rec)["test_acc"] == 0.5
     rec["result"] = {"test_accuracy": 0.8}
     assert "·" not in run_row(rec)["method"]
+
+
+def test_the_shown_table_blanks_what_baselines_do_not_use_and_writes_points_and_learning_rates():
+    """Case: baseline rows showed a learning rate, batch, epochs and a checkpoint; "vs base" was a raw -0.3438; the
+    learning rate was cut to "0.00"."""
+    from ftui.experiments import display_frame
+
+    tfidf = replace(BASE, kind="baseline", baseline="tfidf")
+    embeddings = replace(BASE, kind="baseline", baseline="embeddings")
+    tuned = replace(BASE, train=TrainConfig(learning_rate=3e-4))
+    frame = runs_frame([rec("b1", "tfidf", tfidf, acc=0.9), rec("b2", "emb", embeddings, acc=0.85),
+                        rec("t1", "tuned", tuned, acc=0.5562)])  # fmt: skip
+    shown = display_frame(frame).set_index("run")
+    assert shown.loc["tuned", "vs base"] == "-34.4 pts" and shown.loc["tuned", "lr"] == "3e-4"
+    for name in ("tfidf", "emb"):
+        assert shown.loc[name, "lr"] == "" and shown.loc[name, ["batch", "epochs", "frozen"]].isna().all()
+        assert shown.loc[name, "vs base"] == ""
+    assert shown.loc["tfidf", ["model", "max len"]].isna().all()  # TF-IDF reads no model and no tokens
+    assert shown.loc["emb", "model"] == "all-MiniLM-L6-v2 (packaged)"  # the frozen encoder it embeds with

@@ -76,6 +76,8 @@ def test_check_hub_offline_when_nothing_answers(monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: connection refused at once
     status = hub.check_hub(timeout=2)
     assert not status.online and "cannot be reached" in status.message
+    # Plain words for the page's header, the exception's name only in the log (case: "(ConnectError)")
+    assert "Error" not in status.message and "no answer within 2 s" in status.message
 
 
 def test_check_hub_respects_ftui_offline(monkeypatch):

@@ -95,3 +95,34 @@ def test_sweep_figure_has_an_axis_per_setting_and_names_the_best():
     assert list(trace.dimensions[1]["ticktext"]) == ["packaged", "org/m"] and list(trace.dimensions[1]["values"]) == [0, 1]
     assert "Best: b" in fig.layout.title.text
     assert "no run has a validation score" in sweep_figure(rows[2:], "accuracy").layout.title.text
+
+
+def test_sweep_figure_writes_learning_rates_as_typed_and_skips_settings_that_did_not_vary():
+    """Case: the learning rate axis read "300µ" and a constant epochs value had an axis of its own."""
+    from ftui.plots import sweep_figure
+
+    rows = [
+        {"name": "a", "point": {"learning_rate": "3e-4", "epochs": "1"}, "val_score": 0.7, "completed": True},
+        {"name": "b", "point": {"learning_rate": "1e-4", "epochs": "1"}, "val_score": 0.9, "completed": True},
+    ]
+    (trace,) = sweep_figure(rows, "accuracy").data
+    assert [d.label for d in trace.dimensions] == ["learning_rate", "val accuracy"]
+    assert list(trace.dimensions[0]["ticktext"]) == ["1e-4", "3e-4"]
+    assert list(trace.dimensions[0]["tickvals"]) == [1e-4, 3e-4]
+
+
+def test_finished_runs_report_their_best_score_without_so_far():
+    """Case: "Best validation accuracy so far" stayed on finished runs."""
+    import time
+
+    from ftui.plots import status_markdown
+    from ftui.runs import RunSnapshot, RunStatus
+
+    def snap(status: RunStatus) -> RunSnapshot:
+        return RunSnapshot(run_id="r1", name="run", version=1, status=status, events=(), progress={"best_eval_accuracy": 0.9},
+                           error=None, result={}, started_at=time.time(), ended_at=None)  # fmt: skip
+
+    assert "Best validation accuracy so far: **0.900**" in status_markdown(snap(RunStatus.RUNNING))
+    for status in (RunStatus.COMPLETED, RunStatus.STOPPED, RunStatus.FAILED):
+        text = status_markdown(snap(status))
+        assert "Best validation accuracy: **0.900**" in text and "so far" not in text

@@ -179,7 +179,7 @@ def test_status_line_shows_the_notice():
     from ftui.runs import RunSnapshot
 
     snap = RunSnapshot("r1", "r", 3, RunStatus.RUNNING, (), {"notices": ["cache off (x)"]}, None, {}, 0.0, None)
-    assert "⚠️ cache off (x)" in status_markdown(snap)
+    assert "⚠ cache off (x)" in status_markdown(snap)
 
 
 # ---------------------------------------------------------------------------------------------- GPU-path bugs on CPU

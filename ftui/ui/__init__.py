@@ -10,12 +10,13 @@ from gradio import utils as gradio_utils
 from starlette.middleware import Middleware
 
 from ftui.engine import Engine
+from ftui.icons import WARN
 from ftui.settings import Settings
 from ftui.ui import adapt_tab, data_tab, lengths, model_tab, predict_tab, runs_tab, sweep_tab, train_tab
 from ftui.ui.login_throttle import LoginThrottle
 
 CSS = """
-#run-status { min-height: 6em; }
+#run-status { min-height: 3em; }
 footer { display: none !important; }
 """
 THEME = gr.themes.Soft(primary_hue="indigo")
@@ -31,22 +32,27 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
     engine.serve_downloads_from(Path(gradio_utils.get_upload_folder()) / "ftui-downloads")
     # Uploaded files and generated downloads in Gradio's cache are deleted after a day (checked hourly).
     with gr.Blocks(title="ftui: fine-tune text classifiers", delete_cache=(3600, 86400)) as demo:
-        gr.Markdown("# ftui — fine-tune a text classifier\nPick data and a checkpoint, train with live curves, try the model.")
-        hub_line = ("🟢 " if engine.hub.online else "🟠 ") + engine.hub.message
-        if not engine.hub.online:
-            hub_line += " Working offline: bundled demo data, the packaged MiniLM checkpoint, local files and the local cache."
-        with gr.Row():
-            gr.Markdown(f"{hub_line}  \nDevice: **{engine.device_label()}**", elem_id="hub-status")
-            token = gr.Textbox(
-                label="Hub token (optional, for gated/private repos; used this session only, never saved)",
-                type="password",
-                scale=1,
+        # One short header: the main path of each tab must fit on a 1024x768 screen under it.
+        if engine.hub.online:
+            hub_line = "**Online:** " + engine.hub.message
+        else:  # plain words first; the reason (never an exception name) follows
+            hub_line = (
+                f"**Offline:** {engine.hub.message} The bundled demo data, the packaged MiniLM checkpoint, local files "
+                "and the local cache work."
             )
+        with gr.Row():
+            with gr.Column(scale=3):
+                gr.Markdown(
+                    f"## ftui — fine-tune a text classifier\n{hub_line} Device: **{engine.device_label()}**",
+                    elem_id="hub-status",
+                )
+            with gr.Column(scale=1, min_width=240), gr.Accordion("Hub token (optional)", open=False, elem_id="token-box"):
+                token = gr.Textbox(label="For gated/private repos; used this session only, never saved", type="password")
         limits = engine.settings.describe()
         if limits:
             gr.Markdown(limits, elem_id="limits")
         for i, notice in enumerate(engine.notices):
-            gr.Markdown(f"⚠️ {notice}", elem_id=f"notice-{i}")
+            gr.Markdown(f"{WARN} {notice}", elem_id=f"notice-{i}")
         if engine.settings.demo:
             gr.Markdown(
                 "**Demo mode:** this Space serves predictions from the models already trained here. "
@@ -101,6 +107,10 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
             [*previewed, *data_ui.loaded, *model_ui.loaded],
             train_ui.long_text,
         )
+        for event in [*previewed, *data_ui.loaded]:  # the Train tab shows only the controls the label shape uses
+            event.then(
+                train_tab.shape_visibility, data_ui.task, train_ui.multi_row, api_visibility="private", show_progress="hidden"
+            )
 
         def on_finish() -> Any:
             run = engine.current_run()

@@ -14,13 +14,23 @@ from ftui.config import PRECISIONS, AdaptConfig, RunConfig, TrainConfig
 from ftui.engine import Engine
 from ftui.errors import FtuiError
 from ftui.escaping import escape_md
+from ftui.icons import OK
 from ftui.mlm import PRESETS, preset_parameters
 from ftui.plots import loss_figure, perplexity_figure, status_markdown
 from ftui.runner import QueuedRun
-from ftui.ui.common import as_float, as_int, error_md, key_for, queued_message, token_of
+from ftui.runs import RunStatus
+from ftui.ui.common import MODEL_SOURCE_LABELS, as_float, as_int, error_md, key_for, queued_message, token_of
 from ftui.ui.model_tab import ModelUI
 
 CORPUS_LABELS = {"demo": "Bundled demo texts", "file": "A file (upload or path)", "hub": "Hugging Face Hub dataset"}
+# What the curves mean, so a short run on the demo (a few steps) is read for what it is.
+EXPECT = (
+    "**What to expect:** held-out *perplexity* (how surprised the model is by texts it did not train on; lower is "
+    "better) falls as the model learns the domain's words. *Masked-token accuracy* is the share of hidden tokens "
+    "guessed exactly: it rises slowly and can stay near 0 for a from-scratch model on a small corpus. The default run "
+    "on the 320 bundled demo reviews is a smoke test of a few steps; a real adaptation reads thousands of documents "
+    "for an epoch or more."
+)
 MODE_LABELS = {"continue": "Continue pre-training the Model tab's checkpoint", "scratch": "From scratch: new tokenizer and model"}
 
 
@@ -56,39 +66,27 @@ def build(engine: Engine, token_box: gr.Textbox, model_ui: ModelUI) -> AdaptUI:
     """Lay out the Adapt tab and wire Preview, Start, Stop and its polling timer."""
     gr.Markdown(
         "Teach a checkpoint the language of your domain before fine-tuning it: masked-language modelling on unlabeled "
-        "texts (15% of tokens hidden, the model guesses them). Or train a WordPiece tokenizer and a small BERT from "
-        "scratch. The result is a checkpoint the Model tab lists under *Adapted checkpoint*."
+        "texts (15% of tokens hidden, the model guesses them), or a WordPiece tokenizer and a small BERT from scratch. "
+        "When a run completes, the Model tab is set to its checkpoint (*Local folder*): the Train tab fine-tunes it."
     )
     w: dict[str, Any] = {}
+    d, a = TrainConfig(), AdaptConfig()
+    # Essentials first (what to read, how, how long), then Start, then the curves; the rest under "Advanced".
     with gr.Row():
         w["corpus_source"] = gr.Radio(list(CORPUS_LABELS.values()), value=CORPUS_LABELS["demo"], label="Corpus",
-                                      elem_id="corpus-source")  # fmt: skip
-    with gr.Row():
+                                      elem_id="corpus-source", scale=3)  # fmt: skip
+        w["mode"] = gr.Radio(list(MODE_LABELS.values()), value=MODE_LABELS["continue"], label="Mode", elem_id="adapt-mode",
+                             scale=3)  # fmt: skip
+    # Only the chosen corpus source's fields are shown.
+    with gr.Row(visible=False) as file_box:
         w["upload"] = gr.File(label="Corpus file (.txt: one document per line; or CSV/Excel/JSON/Parquet with a text column)",
                               file_types=[".txt", ".csv", ".tsv", ".xlsx", ".json", ".jsonl", ".parquet"], type="filepath",
                               elem_id="corpus-upload")  # fmt: skip
         w["path"] = gr.Textbox(label="…or a file path", elem_id="corpus-path")
-    with gr.Row():
+    with gr.Row(visible=False) as hub_box:
         w["hub_id"] = gr.Textbox(label="Hub dataset id", placeholder="stanfordnlp/imdb", elem_id="corpus-hub")
         w["hub_config"] = gr.Textbox(label="Config (optional)")
         w["hub_split"] = gr.Textbox(value="train", label="Split (e.g. unsupervised)")
-    w["mode"] = gr.Radio(list(MODE_LABELS.values()), value=MODE_LABELS["continue"], label="Mode", elem_id="adapt-mode")
-    d, a = TrainConfig(), AdaptConfig()
-    with gr.Row():
-        lr = gr.Number(value=5e-5, label="Learning rate", elem_id="adapt-lr")
-        batch = gr.Number(value=16, precision=0, label="Batch size (blocks)")
-        epochs = gr.Number(value=1, label="Epochs", elem_id="adapt-epochs")
-        max_steps = gr.Number(value=0, precision=0, label="Max steps (0 = all epochs)", elem_id="adapt-max-steps")
-    with gr.Row():
-        block = gr.Number(value=128, precision=0, label="Block length (tokens)", elem_id="adapt-block")
-        w["mask_rate"] = gr.Number(value=a.mask_rate, label="Mask rate")
-        w["whole_word"] = gr.Checkbox(value=False, label="Whole-word masking")
-        warmup = gr.Number(value=d.warmup_ratio, label="Warmup ratio")
-    with gr.Row():
-        wd = gr.Number(value=d.weight_decay, label="Weight decay")
-        seed = gr.Number(value=d.seed, precision=0, label="Seed")
-        precision = gr.Dropdown(list(PRECISIONS), value="auto", label="Precision")
-        evals = gr.Number(value=4, precision=0, label="Evaluations per epoch")
     with gr.Group(visible=False) as scratch_box:
         with gr.Row():
             w["vocab_size"] = gr.Number(value=a.vocab_size, precision=0, label="Vocabulary size", elem_id="vocab-size")
@@ -96,6 +94,11 @@ def build(engine: Engine, token_box: gr.Textbox, model_ui: ModelUI) -> AdaptUI:
             w["lowercase"] = gr.Checkbox(value=a.lowercase, label="Lowercase")
             w["preset"] = gr.Radio(list(PRESETS), value=a.preset, label="Model size", elem_id="preset")
         size = gr.Markdown(elem_id="preset-size")
+    with gr.Row():
+        lr = gr.Number(value=5e-5, label="Learning rate", elem_id="adapt-lr")
+        epochs = gr.Number(value=1, label="Epochs", elem_id="adapt-epochs")
+        max_steps = gr.Number(value=0, precision=0, label="Max steps (0 = all epochs)", elem_id="adapt-max-steps")
+        block = gr.Number(value=128, precision=0, label="Block length (tokens)", elem_id="adapt-block")
     with gr.Row():
         preview_btn = gr.Button("Preview corpus", elem_id="corpus-preview-btn")
         start = gr.Button("Start pre-training", variant="primary", elem_id="adapt-start")
@@ -106,6 +109,24 @@ def build(engine: Engine, token_box: gr.Textbox, model_ui: ModelUI) -> AdaptUI:
     with gr.Row():
         loss_plot = gr.Plot(label="MLM loss", elem_id="mlm-loss")
         ppl_plot = gr.Plot(label="Held-out perplexity", elem_id="mlm-perplexity")
+    gr.Markdown(EXPECT, elem_id="adapt-expect")
+    with gr.Accordion("Advanced", open=False, elem_id="adapt-advanced"):
+        with gr.Row():
+            batch = gr.Number(value=16, precision=0, label="Batch size (blocks)")
+            w["mask_rate"] = gr.Number(value=a.mask_rate, label="Mask rate")
+            w["whole_word"] = gr.Checkbox(value=False, label="Whole-word masking")
+            warmup = gr.Number(value=d.warmup_ratio, label="Warmup ratio")
+        with gr.Row():
+            wd = gr.Number(value=d.weight_decay, label="Weight decay")
+            seed = gr.Number(value=d.seed, precision=0, label="Seed")
+            precision = gr.Dropdown(list(PRECISIONS), value="auto", label="Precision")
+            evals = gr.Number(value=4, precision=0, label="Evaluations per epoch")
+
+    def on_corpus(shown: str) -> tuple[Any, Any]:
+        src = key_for(CORPUS_LABELS, shown, "demo")
+        return gr.update(visible=src == "file"), gr.update(visible=src == "hub")
+
+    w["corpus_source"].change(on_corpus, w["corpus_source"], [file_box, hub_box], api_visibility="private")
     timer = gr.Timer(1.0, active=False)
     version = gr.State(-1)
 
@@ -206,4 +227,23 @@ def build(engine: Engine, token_box: gr.Textbox, model_ui: ModelUI) -> AdaptUI:
 
     outputs = [status, loss_plot, ppl_plot, version, timer]
     timer.tick(render_mlm, version, outputs, api_visibility="private", concurrency_limit=None, show_progress="hidden")
+
+    def on_finished() -> tuple[Any, ...]:
+        """A completed run's checkpoint is selected in the Model tab at once (no Refresh); "Started X" goes."""
+        run = engine.current_run()
+        if run is None or run.config.kind != "mlm" or not run.status.finished:
+            return (gr.skip(),) * 4
+        folder = run.result.get("model_dir")
+        if run.status != RunStatus.COMPLETED or not folder:
+            return "", gr.skip(), gr.skip(), gr.skip()
+        return (
+            f"{OK} **{escape_md(run.name)}** is selected in the **Model** tab (*Local folder*): the Train tab now "
+            "fine-tunes the adapted checkpoint.",
+            gr.update(value=MODEL_SOURCE_LABELS["local"]),
+            gr.update(choices=engine.adapted_checkpoints(), value=folder),
+            folder,
+        )
+
+    version.change(on_finished, None, [message, model_ui.source, model_ui.adapted, model_ui.local],
+                   api_visibility="private", show_progress="hidden")  # fmt: skip
     return AdaptUI(version=version)

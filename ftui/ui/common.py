@@ -10,6 +10,7 @@ import gradio as gr
 from ftui.errors import FtuiError
 from ftui.escaping import escape_md
 from ftui.explain import Explanation
+from ftui.icons import ERR, OK, WAIT
 from ftui.ui import explain_view
 
 DATA_SOURCE_LABELS = {"demo": "Bundled demo", "hub": "Hugging Face Hub", "upload": "Upload a file", "local": "Local path"}
@@ -30,8 +31,8 @@ def error_md(exc: BaseException) -> str:
     """A failure as the UI shows it: the problem, then what to do (both escaped: they quote names, labels, paths)."""
     if isinstance(exc, FtuiError):
         fix = f"\n\n**What to do:** {escape_md(exc.fix)}" if exc.fix else ""
-        return f"❌ **{escape_md(exc.problem)}**{fix}"
-    return f"❌ **Unexpected error:** {type(exc).__name__}: {escape_md(exc)}"
+        return f"{ERR} **{escape_md(exc.problem)}**{fix}"
+    return f"{ERR} **Unexpected error:** {type(exc).__name__}: {escape_md(exc)}"
 
 
 def queued_message(item: Any) -> str:
@@ -42,12 +43,12 @@ def queued_message(item: Any) -> str:
         if getattr(item, "with_token", False)
         else ""
     )
-    return f"⏳ Queued ({ahead}): it starts when the run before it ends. The queue panel below can move or cancel it.{kept}"
+    return f"{WAIT} Queued ({ahead}): it starts when the run before it ends. The queue panel below can move or cancel it.{kept}"
 
 
 def ok_md(text: str) -> str:
     """A success line."""
-    return f"✅ {text}"
+    return f"{OK} {text}"
 
 
 def as_int(value: Any, default: int = 0) -> Any:

@@ -12,6 +12,7 @@ from ftui.data import DataBundle, label_counts, preview_frame, sanity_report
 from ftui.engine import Engine
 from ftui.errors import FtuiError
 from ftui.escaping import code_md, escape_md, escape_md_all
+from ftui.icons import WARN
 from ftui.plots import label_distribution_figure
 from ftui.tasks import Task
 from ftui.ui.common import AUTO, DATA_SOURCE_LABELS, as_int, error_md, key_for, ok_md, optional, search_handler, token_of
@@ -40,6 +41,7 @@ class DataUI:
     len_plot: gr.Plot
     autoload: tuple[Any, list[Any], list[Any]]  # (handler, inputs, outputs) of "Load dataset"
     loaded: list[Any]  # the events that load a dataset, so the length histogram can follow each
+    task: gr.State  # the loaded data's label shape (a Task value; "" before any load): other tabs show what applies
 
     @staticmethod
     def to_config(
@@ -247,7 +249,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
             cfg = DataUI.to_config(*widget_values)
             bundle = engine.load_data(cfg, token_of(token))
         except FtuiError as exc:
-            return error_md(exc), None, None, gr.skip(), gr.skip(), gr.skip()  # no stale preview of the previous dataset
+            return error_md(exc), None, None, gr.skip(), gr.skip(), gr.skip(), ""  # no stale preview of the previous data
         sizes = " · ".join(f"{escape_md(k)}: **{v}**" for k, v in bundle.sizes.items())
         lines = [
             ok_md(f"Loaded. Splits: {sizes}."),
@@ -255,7 +257,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
             + shape_line(bundle),
         ]
         lines += [f"- {escape_md(n)}" for n in bundle.notes]  # notes and warnings quote labels and column names
-        lines += [f"- ⚠️ {escape_md(w)}" for w in sanity_report(bundle)]
+        lines += [f"- {WARN} {escape_md(w)}" for w in sanity_report(bundle)]
         return (
             "\n\n".join(lines),
             preview_frame(bundle),
@@ -263,10 +265,12 @@ def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
             gr.update(choices=bundle.columns),
             gr.update(choices=bundle.columns),
             gr.update(choices=bundle.columns),
+            bundle.task.value,
         )
 
     load_inputs = [*inputs, token_box]
-    load_outputs = [status, preview, dist_plot, text_cols, label_col, label_cols]
+    task = gr.State("")
+    load_outputs = [status, preview, dist_plot, text_cols, label_col, label_cols, task]
     loaded = [load_btn.click(on_load, load_inputs, load_outputs, api_visibility="private")]
 
     def on_upload(*values: Any) -> tuple[Any, ...]:
@@ -274,7 +278,15 @@ def build(engine: Engine, token_box: gr.Textbox) -> DataUI:
         if values[inputs.index(upload)]:
             return on_load(*values)
         cleared = gr.update(choices=[], value=None)
-        return SOURCE_PROMPTS["upload"], None, None, gr.update(choices=[], value=[]), cleared, gr.update(choices=[], value=[])
+        return (SOURCE_PROMPTS["upload"], None, None, gr.update(choices=[], value=[]), cleared,
+                gr.update(choices=[], value=[]), "")  # fmt: skip
 
     loaded.append(upload.change(on_upload, load_inputs, load_outputs, api_visibility="private"))
-    return DataUI(inputs=inputs, status=status, len_plot=len_plot, autoload=(on_load, load_inputs, load_outputs), loaded=loaded)
+    return DataUI(
+        inputs=inputs,
+        status=status,
+        len_plot=len_plot,
+        autoload=(on_load, load_inputs, load_outputs),
+        loaded=loaded,
+        task=task,
+    )

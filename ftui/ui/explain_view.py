@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ftui.escaping import escape_md
 from ftui.explain import METHODS, Explanation
+from ftui.icons import WARN
 
 
 def spans(ex: Explanation) -> list[tuple[str, float]]:
@@ -31,5 +32,5 @@ def summary(ex: Explanation, n: int = 3) -> str:
     else:
         parts.append("Fast estimate: one gradient, no guarantee the contributions add up; use integrated gradients to check.")
     if ex.truncated:
-        parts.append(f"⚠️ The text is longer than the model reads: only its first {len(ex.tokens)} tokens are explained.")
+        parts.append(f"{WARN} The text is longer than the model reads: only its first {len(ex.tokens)} tokens are explained.")
     return " ".join(parts)

@@ -22,6 +22,9 @@ class ModelUI:
     inputs: list[gr.components.Component]
     autoload: tuple[Any, list[Any], list[Any]]  # (handler, inputs, outputs) of "Load checkpoint summary"
     loaded: list[Any]  # the events that load a checkpoint summary (the length histogram follows them)
+    source: gr.Radio  # these three: the Adapt tab selects its finished checkpoint here
+    adapted: gr.Dropdown
+    local: gr.Textbox
 
     @staticmethod
     def to_config(
@@ -192,4 +195,11 @@ def build(engine: Engine, token_box: gr.Textbox) -> ModelUI:
 
     depth.change(on_depth, [*inputs, token_box], trainable, api_visibility="private")
     head.change(on_depth, [*inputs, token_box], trainable, api_visibility="private")
-    return ModelUI(inputs=inputs, autoload=(on_load, load_inputs, load_outputs), loaded=loaded)
+    return ModelUI(
+        inputs=inputs,
+        autoload=(on_load, load_inputs, load_outputs),
+        loaded=loaded,
+        source=source,
+        adapted=adapted,
+        local=local,
+    )

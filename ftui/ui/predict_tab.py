@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import gradio as gr
@@ -16,6 +17,7 @@ from ftui.serving import RUNTIMES
 from ftui.tasks import Task
 from ftui.ui.common import error_md, explanation_view, ok_md, show_explanation
 
+log = logging.getLogger(__name__)
 EXAMPLES = [
     "The battery died after two days and support never answered.",
     "A warm, funny film with a terrific cast. I loved it.",
@@ -36,27 +38,30 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
             allow_custom_value=True,  # runs appear after the page is built; the engine validates the key
             label="Model (a finished run, or its base checkpoint before fine-tuning)",
         )
-        refresh = gr.Button("Refresh list", scale=1)
         runtime = gr.Dropdown(
             choices=[(label, key) for key, label in RUNTIMES.items()],
             value="pytorch",
             scale=2,
             elem_id="predict-runtime",
-            label="Runtime (ONNX needs the run's export: Runs tab)",
+            label="Runtime (ONNX: export in Runs)",
         )
-    text = gr.Textbox(lines=3, label="Review text", placeholder="Type a review…", elem_id="predict-text")
+        refresh = gr.Button("Refresh list", scale=1)
+    # The answer sits beside the input: at 1024x768 it appears on the first screen, where the click was.
     with gr.Row():
-        go = gr.Button("Predict", variant="primary", elem_id="predict-btn", scale=2)
-        why = gr.Button("Explain: which words decided it?", elem_id="explain-btn", scale=2)
-        method = gr.Radio(
-            choices=[(METHODS["ig"], "ig"), (f"fast ({METHODS['fast']})", "fast")],
-            value="ig",
-            label="Explanation",
-            elem_id="explain-method",
-            scale=1,
-        )
-    out = gr.Label(label="Predicted label and class probabilities", num_top_classes=10, elem_id="predict-label")
-    shape_note = gr.Markdown(elem_id="predict-shape")  # multi-label: the labels over the threshold; regression: the value
+        with gr.Column(scale=3):
+            text = gr.Textbox(lines=3, label="Review text", placeholder="Type a review…", elem_id="predict-text")
+            with gr.Row():
+                go = gr.Button("Predict", variant="primary", elem_id="predict-btn")
+                why = gr.Button("Explain: which words?", elem_id="explain-btn")
+            method = gr.Radio(
+                choices=[(METHODS["ig"], "ig"), (f"fast ({METHODS['fast']})", "fast")],
+                value="ig",
+                label="Explanation",
+                elem_id="explain-method",
+            )
+        with gr.Column(scale=2):
+            out = gr.Label(label="Predicted label and class probabilities", num_top_classes=10, elem_id="predict-label")
+            shape_note = gr.Markdown(elem_id="predict-shape")  # multi-label: labels over the threshold; regression: value
     explained, explain_note = explanation_view(
         "Each word's push towards the predicted class (red: for, purple: against)", "explain-view", "explain-note"
     )
@@ -79,7 +84,9 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
             values = engine.predict(review, model_key or None, runtime or "pytorch")
             info = engine.task_info(model_key or None)
         except FtuiError as exc:
-            raise gr.Error(escape_html(exc)) from exc  # a toast renders its message as HTML
+            # A user's mistake (empty text, unknown model) is one log line, not Gradio's printed traceback.
+            log.info("predict refused: %s", exc.problem)
+            raise gr.Error(escape_html(exc), print_exception=False) from exc  # a toast renders its message as HTML
         return round(next(iter(values.values())), 4) if info.task is Task.REGRESSION else values
 
     def note(shown: Any, model_key: str | None = None) -> str:
@@ -91,6 +98,15 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
             return describe(info, {"value": float(shown)})
         return describe(info, shown) if isinstance(shown, dict) else ""
 
+    def clear_answer() -> tuple[Any, ...]:
+        """A new request starts: the previous answer, its note and its explanation belong to another text."""
+        return None, "", gr.update(value=None, visible=False), ""
+
+    answer_parts = [out, shape_note, explained, explain_note]
+    # Cleared first, outside the queue, so nothing of the previous request stays under the new one (also after an
+    # error, which leaves the outputs of the failed event as they were).
+    go.click(clear_answer, None, answer_parts, queue=False, api_visibility="private", show_progress="hidden")
+    text.submit(clear_answer, None, answer_parts, queue=False, api_visibility="private", show_progress="hidden")
     go.click(predict, [text, model, runtime], out, api_name="predict").success(
         note, [out, model], shape_note, api_visibility="private", show_progress="hidden"
     )
@@ -106,6 +122,11 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
             return gr.update(value=None, visible=False), error_md(exc)
         return show_explanation(ex)
 
+    def clear_explanation() -> tuple[Any, str]:
+        return gr.update(value=None, visible=False), ""
+
+    why.click(clear_explanation, None, [explained, explain_note], queue=False, api_visibility="private",
+              show_progress="hidden")  # fmt: skip
     why.click(explain, [text, model, method], [explained, explain_note], api_name="explain")
 
     def refresh_choices(current: str | None = None) -> Any:

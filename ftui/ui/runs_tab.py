@@ -15,6 +15,7 @@ from ftui.errors import FtuiError
 from ftui.escaping import code_md, escape_md, escape_md_block
 from ftui.experiments import TABLE_LEGEND, baseline_verdict, config_diff, display_frame, display_widths, runs_frame
 from ftui.export import per_class_table
+from ftui.icons import WARN
 from ftui.metrics import confusion
 from ftui.onnx_export import OnnxReport
 from ftui.plots import (
@@ -31,6 +32,15 @@ from ftui.ui.common import error_md, explanation_view, ok_md, show_explanation, 
 
 STATUSES = ["all", *[s.value for s in RunStatus]]
 MISTAKES_SHOWN = 100
+# Empty tables keep real headers: a Dataframe without columns shows Gradio's placeholder headers "1 | 2 | 3".
+EMPTY_DIFF = pd.DataFrame(columns=["field"])
+EMPTY_PER_CLASS = pd.DataFrame(columns=["class", "precision", "recall", "f1", "support"])
+EMPTY_MISTAKES = pd.DataFrame(columns=["text", "label", "predicted", "confidence"])
+
+
+def or_empty(frame: pd.DataFrame, empty: pd.DataFrame) -> pd.DataFrame:
+    """The frame, or the empty one with real headers when it has no columns (a run without saved predictions)."""
+    return frame if len(frame.columns) else empty
 
 
 @dataclass
@@ -121,16 +131,17 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
     for row in (metrics[:2], metrics[2:]):  # two charts per row, each built exactly once
         with gr.Row():
             plots += [gr.Plot(label=m, elem_id=f"compare-{len(plots) + i}") for i, m in enumerate(row)]
-    diff = gr.Dataframe(label="Config fields that differ", interactive=False, elem_id="config-diff")
+    diff = gr.Dataframe(EMPTY_DIFF, label="Config fields that differ", interactive=False, elem_id="config-diff")
 
     gr.Markdown("### One run")
     pick = gr.Dropdown(choices=_choices(engine), label="Run", elem_id="run-pick", allow_custom_value=True)
     with gr.Tab("Evaluation"):
         eval_md = gr.Markdown(elem_id="eval-summary")
         with gr.Row():
-            per_class = gr.Dataframe(label="Per-class scores (test)", interactive=False, elem_id="per-class")
+            per_class = gr.Dataframe(EMPTY_PER_CLASS, label="Per-class scores (test)", interactive=False, elem_id="per-class")
             cm_plot = gr.Plot(label="Confusion matrix", elem_id="confusion")
         mistakes = gr.Dataframe(
+            EMPTY_MISTAKES,
             label=f"Misclassified test examples, most confidently wrong first (up to {MISTAKES_SHOWN})",
             interactive=False,
             wrap=True,
@@ -198,14 +209,14 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
             return (error_md(exc), *[gr.skip()] * len(plots), gr.skip())
         series = [(r["name"], r["events"]) for r in recs]
         figs = [compare_figure(series, m) for m in compare_metrics(series)]
-        d = config_diff(recs) if len(recs) > 1 else pd.DataFrame({"field": []})
+        d = config_diff(recs) if len(recs) > 1 else EMPTY_DIFF
         msg = f"{len(recs)} runs; {len(d)} config field(s) differ." if len(recs) > 1 else "One run: nothing to diff."
         everyone = engine.run_headers()  # the best baseline may be a run that is not ticked
         verdicts = [f"- **{escape_md(r['name'])}**: {v}" for r in recs if (v := baseline_verdict(r, everyone))]
         if verdicts:
             msg += "\n\nAgainst the best baseline on the same test set:\n" + "\n".join(verdicts)
-        warned = [f"- **{escape_md(r['name'])}**: ⚠️ {escape_md(w['message'])}" for r in recs for w in warnings_of(r["events"])
-                  if w["kind"] != "below_baseline"]  # fmt: skip
+        warned = [f"- **{escape_md(r['name'])}**: {WARN} {escape_md(w['message'])}"
+                  for r in recs for w in warnings_of(r["events"]) if w["kind"] != "below_baseline"]  # fmt: skip
         if warned:
             msg += "\n\nWarnings:\n" + "\n".join(warned)
         return (msg, *figs, d)
@@ -214,11 +225,11 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
 
     def evaluation(run_id: str | None) -> tuple:
         if not run_id:
-            return "Pick a run.", None, None, None, "", "", gr.skip()
+            return "Pick a run.", EMPTY_PER_CLASS, None, EMPTY_MISTAKES, "", "", gr.skip()
         try:
             rec = engine.run_record(run_id)
         except FtuiError as exc:
-            return error_md(exc), None, None, None, "", "", gr.skip()
+            return error_md(exc), EMPTY_PER_CLASS, None, EMPTY_MISTAKES, "", "", gr.skip()
         res, names = rec.get("result", {}), rec.get("label_names", [])
         lines = [f"**{escape_md(rec['name'])}** · {rec['status']}"]
         if isinstance(res.get("test_accuracy"), float) or isinstance(res.get("test_rmse"), float):
@@ -228,7 +239,8 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         try:
             preds = engine.test_predictions(run_id)
         except FtuiError as exc:
-            return "\n\n".join([*lines, error_md(exc)]), None, None, None, rec["name"], rec.get("note", ""), gr.skip()
+            return ("\n\n".join([*lines, error_md(exc)]), EMPTY_PER_CLASS, None, EMPTY_MISTAKES, rec["name"],
+                    rec.get("note", ""), gr.skip())  # fmt: skip
         table = per_class_table(engine.get_run(run_id).out_dir, names)
         shape = res.get("task", "single_label")
         if shape == "multi_label":
@@ -242,7 +254,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
             idx = {n: i for i, n in enumerate(names)}
             cm = confusion(preds["predicted"].map(idx), preds["label"].map(idx), len(names))
             figure, how = confusion_figure(cm.tolist(), names), "misclassified"
-        rows = pd.DataFrame(table).round(4)
+        rows = or_empty(pd.DataFrame(table).round(4), EMPTY_PER_CLASS)
         wrong = wrong_first(preds)
         cols = [c for c in ("text", "text_pair", "label", "predicted", "error", "confidence") if c in wrong.columns]
         if shape == "regression":

@@ -11,6 +11,7 @@ from ftui.config import SCHEDULES, SWEEP_METRICS
 from ftui.engine import Engine
 from ftui.errors import FtuiError
 from ftui.escaping import code_md, escape_md
+from ftui.icons import OK
 from ftui.plots import sweep_figure
 from ftui.sweeps import SWEEP_COLUMNS, SweepConfig, best_run
 from ftui.ui.common import as_float, as_int, error_md, token_of
@@ -18,6 +19,7 @@ from ftui.ui.train_tab import TrainUI
 
 MODE_LABELS = {"grid": "Grid (every combination)", "random": "Random draws"}
 POLL_SECONDS = 3.0
+SWEEP_WIDTHS = {"rank": 64, "name": 220, "status": 110, "swept": 260, "val_score": 100, "minutes": 90, "run_id": 200}
 
 
 def sweep_config(values: dict[str, Any]) -> SweepConfig:
@@ -56,33 +58,43 @@ def build(engine: Engine, token_box: gr.Textbox, train_ui: TrainUI, predict_mode
         "A **model shoot-out** is a sweep over checkpoints only."
     )
     w: dict[str, Any] = {}
+    # Essentials first (what varies, how many points, ranked by what), then Queue, then the results; the rest is
+    # under "Advanced", and the random mode's draws and seed show only in random mode.
     with gr.Row():
         w["learning_rate"] = gr.Textbox(label="Learning rates", placeholder="1e-5, 3e-5, 1e-4", elem_id="sweep-lr")
-        w["freeze_depth"] = gr.Textbox(label="Freeze depths", placeholder="0, 3", elem_id="sweep-depth")
+        w["epochs"] = gr.Textbox(label="Epochs", placeholder="1, 2", elem_id="sweep-epochs")
         w["checkpoint"] = gr.Textbox(
             label="Checkpoints (packaged, Hub ids or local folders)", placeholder="packaged, distilbert/distilbert-base-uncased",
-            elem_id="sweep-checkpoints",
+            elem_id="sweep-checkpoints", scale=2,
         )  # fmt: skip
     with gr.Row():
-        w["epochs"] = gr.Textbox(label="Epochs", placeholder="1, 2", elem_id="sweep-epochs")
-        w["batch_size"] = gr.Textbox(label="Batch sizes", placeholder="16, 32", elem_id="sweep-batch")
-        w["max_length"] = gr.Textbox(label="Max lengths", placeholder="64, 128", elem_id="sweep-maxlen")
-        w["schedule"] = gr.CheckboxGroup(
-            list(SCHEDULES), label="Schedules (none ticked: the Train tab's)", elem_id="sweep-schedule"
-        )
-    with gr.Row():
-        w["mode"] = gr.Radio(list(MODE_LABELS.values()), value=MODE_LABELS["grid"], label="Points", elem_id="sweep-mode")
-        w["draws"] = gr.Number(value=8, precision=0, label="Random draws", elem_id="sweep-draws")
-        w["seed"] = gr.Number(value=0, precision=0, label="Draw seed")
+        w["mode"] = gr.Radio(list(MODE_LABELS.values()), value=MODE_LABELS["grid"], label="Points", elem_id="sweep-mode",
+                             scale=2)  # fmt: skip
+        w["draws"] = gr.Number(value=8, precision=0, label="Random draws", elem_id="sweep-draws", visible=False)
+        w["seed"] = gr.Number(value=0, precision=0, label="Draw seed", visible=False)
         w["metric"] = gr.Dropdown(list(SWEEP_METRICS), value="accuracy", label="Rank by (validation)", elem_id="sweep-metric")
-    with gr.Row():
-        w["max_train_examples"] = gr.Number(value=0, precision=0, label="Training examples per run (0 = all)",
-                                            elem_id="sweep-cap")  # fmt: skip
-        w["max_minutes"] = gr.Number(value=0, label="Minutes per run (0 = no budget)", elem_id="sweep-minutes")
-        w["prune"] = gr.Checkbox(
-            label="Prune: stop a run after its first evaluation when it scores below the median of completed runs",
-            elem_id="sweep-prune",
-        )
+    with gr.Accordion("Advanced", open=False, elem_id="sweep-advanced"):
+        with gr.Row():
+            w["freeze_depth"] = gr.Textbox(label="Freeze depths", placeholder="0, 3", elem_id="sweep-depth")
+            w["batch_size"] = gr.Textbox(label="Batch sizes", placeholder="16, 32", elem_id="sweep-batch")
+            w["max_length"] = gr.Textbox(label="Max lengths", placeholder="64, 128", elem_id="sweep-maxlen")
+            w["schedule"] = gr.CheckboxGroup(
+                list(SCHEDULES), label="Schedules (none ticked: the Train tab's)", elem_id="sweep-schedule"
+            )
+        with gr.Row():
+            w["max_train_examples"] = gr.Number(value=0, precision=0, label="Training examples per run (0 = all)",
+                                                elem_id="sweep-cap")  # fmt: skip
+            w["max_minutes"] = gr.Number(value=0, label="Minutes per run (0 = no budget)", elem_id="sweep-minutes")
+            w["prune"] = gr.Checkbox(
+                label="Prune: stop a run after its first evaluation when it scores below the median of completed runs",
+                elem_id="sweep-prune",
+            )
+
+    def on_mode(shown: str) -> tuple[Any, Any]:
+        random = shown in ("random", MODE_LABELS["random"])
+        return gr.update(visible=random), gr.update(visible=random)
+
+    w["mode"].change(on_mode, w["mode"], [w["draws"], w["seed"]], api_visibility="private")
     go_btn = gr.Button("Queue sweep", variant="primary", elem_id="sweep-start")
     message = gr.Markdown("", elem_id="sweep-message")
 
@@ -91,7 +103,13 @@ def build(engine: Engine, token_box: gr.Textbox, train_ui: TrainUI, predict_mode
         pick = gr.Dropdown(engine.sweep_ids(), value=None, label="Sweep", elem_id="sweep-pick", scale=3)
         refresh = gr.Button("Refresh", elem_id="sweep-refresh", scale=1)
         use_best = gr.Button("Use best in Predict", elem_id="sweep-use-best", scale=1)
-    table = gr.Dataframe(pd.DataFrame(columns=SWEEP_COLUMNS), interactive=False, elem_id="sweep-table", wrap=True)
+    table = gr.Dataframe(
+        pd.DataFrame(columns=SWEEP_COLUMNS),
+        interactive=False,
+        elem_id="sweep-table",
+        wrap=True,
+        column_widths=[f"{SWEEP_WIDTHS.get(c, 96)}px" for c in SWEEP_COLUMNS],  # wide enough for whole header words
+    )
     plot = gr.Plot(label="Settings vs validation score", elem_id="sweep-plot")
     view_msg = gr.Markdown("", elem_id="sweep-view-message")
     timer = gr.Timer(POLL_SECONDS, active=False)
@@ -138,7 +156,7 @@ def build(engine: Engine, token_box: gr.Textbox, train_ui: TrainUI, predict_mode
             return error_md(FtuiError("No run of this sweep has completed yet.", "Wait for one to finish.")), gr.skip()
         key = f"run:{best['run_id']}"
         what = f"**{escape_md(best['name'])}** ({escape_md(best['swept'])}; val {metric} {best['val_score']:.3f})"
-        return (f"✅ The Predict tab now serves {what}.",
+        return (f"{OK} The Predict tab now serves {what}.",
                 gr.Dropdown(choices=engine.predict_choices(), value=key))  # fmt: skip
 
     use_best.click(on_use_best, [pick, w["metric"]], [view_msg, predict_model], api_visibility="private")

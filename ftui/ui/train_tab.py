@@ -16,6 +16,7 @@ from ftui.escaping import escape_md
 from ftui.experiments import baseline_verdict
 from ftui.plots import accuracy_figure, loss_figure, status_markdown
 from ftui.runner import QueuedRun
+from ftui.tasks import Task
 from ftui.ui import queue_panel
 from ftui.ui.common import as_float, as_int, error_md, key_for, queued_message, token_of
 from ftui.ui.data_tab import DataUI
@@ -24,7 +25,7 @@ from ftui.ui.model_tab import ModelUI
 POLL_SECONDS = 1.0
 START_LABEL = "Start training"
 QUEUE_LABEL = "Add to queue (a run is training)"
-BASELINES_LABEL = "Run baselines (TF-IDF, NBSVM, then frozen embeddings)"
+BASELINES_LABEL = "Run baselines (TF-IDF, NBSVM, embeddings)"
 
 
 @dataclass
@@ -44,6 +45,12 @@ class TrainUI:
     config_of: Any  # ({widget: value}) -> RunConfig: the Data, Model and Train tabs' settings
     inputs: set[Any]  # the widgets config_of reads, plus the token box
     queue: queue_panel.QueuePanel
+    multi_row: gr.Row  # the multi-label threshold controls, shown only for multi-label data
+
+
+def shape_visibility(task: str) -> Any:
+    """The multi-label controls apply to multi-label data only: hidden for single-label and regression."""
+    return gr.update(visible=task == Task.MULTI.value)
 
 
 LONG_TEXT_LABELS = {
@@ -77,84 +84,88 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
     """Lay out the Train tab and wire Start, Run baselines, Stop and the polling timer."""
     d = engine.default_train()
     w: dict[str, Any] = {}  # TrainConfig field name -> its widget: values reach the config by name
-    with gr.Row():
-        w["learning_rate"] = gr.Number(value=d.learning_rate, label="Learning rate", elem_id="lr")
-        w["batch_size"] = gr.Number(value=d.batch_size, precision=0, label="Batch size", elem_id="batch-size")
-        w["epochs"] = gr.Number(value=d.epochs, label="Epochs", elem_id="epochs")
-        w["weight_decay"] = gr.Number(value=d.weight_decay, label="Weight decay")
-    with gr.Row():
-        w["warmup_ratio"] = gr.Number(value=d.warmup_ratio, label="Warmup ratio")
+    # Essentials first, then Start, then the live curves: at 1024x768 all three are on the first screen; everything
+    # else waits in a collapsed "Advanced" section below the curves.
+    with gr.Row(equal_height=True):
+        w["learning_rate"] = gr.Number(value=d.learning_rate, label="Learning rate", elem_id="lr", min_width=120)
+        w["epochs"] = gr.Number(value=d.epochs, label="Epochs", elem_id="epochs", min_width=90)
+        w["batch_size"] = gr.Number(value=d.batch_size, precision=0, label="Batch size", elem_id="batch-size", min_width=90)
         max_len = w["max_length"] = gr.Number(
-            value=d.max_length, precision=0, label="Max sequence length (tokens)", elem_id="max-len"
+            value=d.max_length, precision=0, label="Max length (tokens)", elem_id="max-len", min_width=120
         )
-        w["seed"] = gr.Number(value=d.seed, precision=0, label="Seed")
-        w["precision"] = gr.Dropdown(list(PRECISIONS), value="auto", label="Precision (auto: bf16/fp16 on GPU, fp32 on CPU)")
-    with gr.Row():
-        w["grad_accum"] = gr.Number(value=d.grad_accum, precision=0, label="Gradient accumulation")
-        w["evals_per_epoch"] = gr.Number(value=d.evals_per_epoch, precision=0, label="Evaluations per epoch")
-        w["early_stopping_patience"] = gr.Number(value=0, precision=0, label="Early-stopping patience (evals; 0 = off)")
-        w["run_name"] = gr.Textbox(label="Run name (optional)", elem_id="run-name")
-    with gr.Row():
-        w["class_weights"] = gr.Dropdown(
-            ["none", "balanced"],
-            value=d.class_weights,
-            allow_custom_value=True,  # custom weights are typed: "1, 3" (checked in the engine)
-            label="Class weights in the loss: none, balanced (for imbalanced data: rarer classes weigh more), or one "
-            "weight per class such as 1, 3",
-            elem_id="class-weights",
-            scale=3,
-        )
-        w["long_text"] = gr.Dropdown(
-            [(label, key) for key, label in LONG_TEXT_LABELS.items()],
-            value=d.long_text,
-            label="Long texts (longer than the max length)",
-            elem_id="long-text",
-            scale=2,
-        )
-        w["threshold"] = gr.Number(
-            value=d.threshold, label="Multi-label: decision threshold", elem_id="threshold", minimum=0.01, maximum=1.0
-        )
-        w["tune_threshold"] = gr.Checkbox(
-            value=d.tune_threshold, label="Multi-label: tune the threshold on validation after training",
-            elem_id="tune-threshold",
-        )  # fmt: skip
-    with gr.Row():
         w["schedule"] = gr.Radio(
             list(SCHEDULE_LABELS.values()),
             value=SCHEDULE_LABELS[d.schedule],
-            label="Schedule: one phase, or transfer learning first (only the new head trains on the frozen encoder), "
-            "then fine-tuning down to the freeze depth at the learning rate above",
+            label="Schedule (head first: the new head trains alone on the frozen encoder, then fine-tuning)",
             elem_id="schedule",
-            scale=3,
+            scale=4,
+            min_width=300,
         )
-        w["head_epochs"] = gr.Number(value=d.head_epochs, label="Head-phase epochs", elem_id="head-epochs", visible=False)
-        w["head_learning_rate"] = gr.Number(
-            value=d.head_learning_rate, label="Head-phase learning rate", elem_id="head-lr", visible=False
-        )
-    offered = engine.max_processes()
-    with gr.Row(visible=offered > 1):
-        # One process per GPU (DDP under torchrun); shown only where there is more than one to use.
-        w["processes"] = gr.Slider(
-            1, max(offered, 2), value=1, step=1, elem_id="processes",
-            label=f"{'GPUs' if engine.device == 'cuda' else 'Processes'}: 1 trains in the app; more launch torchrun "
-            "(data-parallel, same global batch)",
-        )  # fmt: skip
-    gr.Markdown(f"Training device: **{engine.device_label()}**", elem_id="device")
+    with gr.Row(visible=False) as head_row:  # the head phase's own settings, shown for the two-phase schedule only
+        w["head_epochs"] = gr.Number(value=d.head_epochs, label="Head-phase epochs", elem_id="head-epochs")
+        w["head_learning_rate"] = gr.Number(value=d.head_learning_rate, label="Head-phase learning rate", elem_id="head-lr")
     with gr.Row():
         start = gr.Button(START_LABEL, variant="primary", elem_id="start", scale=2)
         baselines = gr.Button(BASELINES_LABEL, elem_id="baselines", scale=2)
         stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
-
-    def on_schedule(shown: str) -> tuple[Any, Any]:
-        two = key_for(SCHEDULE_LABELS, shown, "one-phase") == "two-phase"
-        return gr.update(visible=two), gr.update(visible=two)
-
-    w["schedule"].change(on_schedule, w["schedule"], [w["head_epochs"], w["head_learning_rate"]], api_visibility="private")
     message = gr.Markdown("", elem_id="train-message")
-    status = gr.Markdown(status_markdown(None), elem_id="run-status")
     with gr.Row():
         loss_plot = gr.Plot(label="Loss", elem_id="loss-plot")
         acc_plot = gr.Plot(label="Accuracy", elem_id="acc-plot")
+    # Under the curves: a finished run's status is several lines (scores, checkpoint, verdict) that would push the
+    # curves off a 1024x768 screen.
+    status = gr.Markdown(status_markdown(None), elem_id="run-status")
+    with gr.Accordion("Advanced", open=False, elem_id="train-advanced"):
+        with gr.Row():
+            w["weight_decay"] = gr.Number(value=d.weight_decay, label="Weight decay")
+            w["warmup_ratio"] = gr.Number(value=d.warmup_ratio, label="Warmup ratio")
+            w["seed"] = gr.Number(value=d.seed, precision=0, label="Seed")
+            w["precision"] = gr.Dropdown(list(PRECISIONS), value="auto", label="Precision (auto: bf16/fp16 on GPU, fp32 on CPU)")
+        with gr.Row():
+            w["grad_accum"] = gr.Number(value=d.grad_accum, precision=0, label="Gradient accumulation")
+            w["evals_per_epoch"] = gr.Number(value=d.evals_per_epoch, precision=0, label="Evaluations per epoch")
+            w["early_stopping_patience"] = gr.Number(value=0, precision=0, label="Early-stopping patience (evals; 0 = off)")
+            w["run_name"] = gr.Textbox(label="Run name (optional)", elem_id="run-name")
+        with gr.Row():
+            w["class_weights"] = gr.Dropdown(
+                ["none", "balanced"],
+                value=d.class_weights,
+                allow_custom_value=True,  # custom weights are typed: "1, 3" (checked in the engine)
+                label="Class weights in the loss: none, balanced (for imbalanced data: rarer classes weigh more), or "
+                "one weight per class such as 1, 3",
+                elem_id="class-weights",
+                scale=3,
+            )
+            w["long_text"] = gr.Dropdown(
+                [(label, key) for key, label in LONG_TEXT_LABELS.items()],
+                value=d.long_text,
+                label="Long texts (longer than the max length)",
+                elem_id="long-text",
+                scale=2,
+            )
+        # Multi-label only: hidden until the Data tab loads multi-label data (shape_visibility drives it).
+        with gr.Row(visible=False, elem_id="multi-label-row") as multi_row:
+            w["threshold"] = gr.Number(
+                value=d.threshold, label="Multi-label: decision threshold", elem_id="threshold", minimum=0.01, maximum=1.0
+            )
+            w["tune_threshold"] = gr.Checkbox(
+                value=d.tune_threshold, label="Multi-label: tune the threshold on validation after training",
+                elem_id="tune-threshold",
+            )  # fmt: skip
+        offered = engine.max_processes()
+        with gr.Row(visible=offered > 1):
+            # One process per GPU (DDP under torchrun); shown only where there is more than one to use.
+            w["processes"] = gr.Slider(
+                1, max(offered, 2), value=1, step=1, elem_id="processes",
+                label=f"{'GPUs' if engine.device == 'cuda' else 'Processes'}: 1 trains in the app; more launch torchrun "
+                "(data-parallel, same global batch)",
+            )  # fmt: skip
+        gr.Markdown(f"Training device: **{engine.device_label()}**", elem_id="device")
+
+    def on_schedule(shown: str) -> Any:
+        return gr.update(visible=key_for(SCHEDULE_LABELS, shown, "one-phase") == "two-phase")
+
+    w["schedule"].change(on_schedule, w["schedule"], head_row, api_visibility="private")
     queue = queue_panel.build(engine)
     timer = gr.Timer(POLL_SECONDS, active=False)
     version = gr.State("")
@@ -171,30 +182,26 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         waiting = engine.manager.waiting_here()
         if run is None:
             return gr.skip(), gr.skip(), gr.skip(), last_version, gr.Timer(active=bool(waiting)), *buttons(False)
-        version = f"{run.run_id}#{run.version}"  # cheap: no copy of the events unless something changed
-        finished = run.status.finished
+        # One read for the version, the status and its text: read apart, a run ending in between was drawn as
+        # "completed" under a not-finished version, and the verdict against the baselines never came.
+        now = run.snapshot(events=False)  # cheap: no copy of the events
+        version, finished = f"{run.run_id}#{now.version}", now.status.finished
         # A queued run starts when this one ends: keep watching for it.
         keep_polling = gr.Timer(active=not finished or bool(waiting))
         if version == last_version:
             if finished:
                 return gr.skip(), gr.skip(), gr.skip(), last_version, keep_polling, gr.skip(), gr.skip()
             # Nothing new from the worker (a slow step on a CPU): still tick the elapsed time and the phase.
-            status_now = status_markdown(run.snapshot(events=False), now=time.time())
-            return status_now, gr.skip(), gr.skip(), last_version, keep_polling, *buttons(True)
+            return status_markdown(now, now=time.time()), gr.skip(), gr.skip(), last_version, keep_polling, *buttons(True)
         with drawn_lock:
-            key = next(iter(drawn), None)
-            if key != (run.run_id, version):
+            key = (run.run_id, now.version)
+            if key not in drawn:
                 # Many tabs poll the same run: build its figures once per version, not once per tab.
                 snap = run.snapshot()
                 drawn.clear()
-                drawn[(run.run_id, snap.version)] = (
-                    loss_figure(snap.events, snap.run_id),
-                    accuracy_figure(snap.events, snap.run_id),
-                    f"{run.run_id}#{snap.version}",
-                )
-                key = (run.run_id, snap.version)
+                drawn[key] = (loss_figure(snap.events, snap.run_id), accuracy_figure(snap.events, snap.run_id), version)
             figures = drawn[key]
-        status_now = status_markdown(run.snapshot(events=False), now=time.time())
+        status_now = status_markdown(now, now=time.time())
         if finished:
             verdict = baseline_verdict(run.header(), engine.run_headers())
             warned = {w.get("kind") for w in run.snapshot(events=False).progress.get("warnings", [])}
@@ -257,6 +264,13 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         return f"Stopping **{escape_md(run.name)}** after the current step; the best checkpoint so far is kept.{then}"
 
     stop.click(on_stop, None, message, api_visibility="private")
+
+    def clear_when_finished() -> Any:
+        """ "Started X" and "Stopping X…" belong to a run in progress: gone once the status says how it ended."""
+        run = engine.current_run()
+        return "" if run is not None and run.status.finished else gr.skip()
+
+    version.change(clear_when_finished, None, message, api_visibility="private", show_progress="hidden")
     return TrainUI(
         timer=timer,
         status=status,
@@ -271,4 +285,5 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         config_of=config_of,
         inputs=inputs,
         queue=queue,
+        multi_row=multi_row,
     )
