@@ -85,6 +85,7 @@ class Settings:
     max_batch_chars: int = field(
         default=5_000_000, metadata={"help": "FTUI_MAX_BATCH_CHARS: characters in one batch prediction (memory and time bound)"}
     )
+    space_id: str = field(default="", metadata={"help": "SPACE_ID (set by Hugging Face): this app runs as a Space"})
     zero_gpu: bool = field(
         default=False,
         metadata={"help": "SPACES_ZERO_GPU (set by Hugging Face on ZeroGPU hardware): a GPU only inside short calls, so "
@@ -135,10 +136,25 @@ class Settings:
             max_batch_chars=_int(env, "FTUI_MAX_BATCH_CHARS") or 5_000_000,
             max_downloads_mb=_float(env, "FTUI_MAX_DOWNLOADS_MB") or 512.0,
             network_storage=_storage(env),
+            space_id=env.get("SPACE_ID", "").strip(),
             zero_gpu=env.get("SPACES_ZERO_GPU", "").strip().lower() in ("1", "t", "true"),  # as the spaces package reads it
             cpu_processes=_int(env, "FTUI_CPU_PROCESSES"),
             max_queue=_int(env, "FTUI_MAX_QUEUE") if env.get("FTUI_MAX_QUEUE", "").strip() else 20,
         )
+
+    def page_notices(self) -> list[str]:
+        """What the page must say before anyone fills anything in: ZeroGPU refuses training; a public full-mode Space
+        without a login is one workspace where every visitor controls every run."""
+        notices = []
+        if self.zero_gpu and not self.demo:
+            notices.append(f"**ZeroGPU:** {ZERO_GPU_TRAINING[0].upper()}{ZERO_GPU_TRAINING[1:]}.")
+        if self.space_id and not self.demo and not self.auth:
+            notices.append(
+                "**Shared workspace:** every visitor of this Space sees and controls every run here (stop, rename, "
+                "delete, export). For your own runs, duplicate the Space or make it private; its operator can set a "
+                "login (FTUI_AUTH) or demo mode (FTUI_MODE=demo)."
+            )
+        return notices
 
     def admit_training(self, kind: str, baseline: str = "") -> list[str]:
         """Why a run of this kind cannot train here: ZeroGPU lends a GPU only inside short calls (60 s by default, a

@@ -63,5 +63,15 @@ def test_the_app_wraps_each_gpu_handler_with_its_duration(monkeypatch, tmp_path)
     monkeypatch.setattr(spaces, "GPU", fake_gpu)
     engine = Engine(runs_dir=tmp_path / "runs", hub_status=HubStatus(False, "offline"), settings=Settings(zero_gpu=True))
     create_app(engine)
-    assert {"predict", "explain_text", "predict_batch"} <= set(wrapped), wrapped
-    assert wrapped["predict_batch"] is zerogpu.batch_seconds
+    assert {"predict", "explain", "predict_batch", "baseline"} <= set(wrapped), wrapped
+    assert wrapped["predict_batch"] is zerogpu.batch_seconds and wrapped["explain"] is zerogpu.explain_seconds
+    assert wrapped["baseline"] is zerogpu.score_seconds and wrapped["predict"] is zerogpu.predict_seconds
+
+
+def test_the_page_says_so_before_anything_is_filled_in():
+    zero = Settings.from_env({"SPACE_ID": "me/ftui", "SPACES_ZERO_GPU": "true", "FTUI_AUTH": "a:b"}).page_notices()
+    assert len(zero) == 1 and zero[0].startswith("**ZeroGPU:** This Space runs on ZeroGPU")
+    shared = Settings.from_env({"SPACE_ID": "me/ftui"}).page_notices()
+    assert len(shared) == 1 and "every visitor of this Space sees and controls every run" in shared[0]
+    assert Settings.from_env({"SPACE_ID": "me/ftui", "FTUI_MODE": "demo"}).page_notices() == []  # demo: nothing to control
+    assert Settings.from_env({}).page_notices() == []  # local use: nothing changes

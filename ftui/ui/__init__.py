@@ -53,6 +53,8 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
             gr.Markdown(limits, elem_id="limits")
         for i, notice in enumerate(engine.notices):
             gr.Markdown(f"{WARN} {notice}", elem_id=f"notice-{i}")
+        for i, notice in enumerate(engine.settings.page_notices()):  # the operator's facts, not user strings
+            gr.Markdown(f"{WARN} {notice}", elem_id=f"page-notice-{i}")
         if engine.settings.demo:
             gr.Markdown(
                 "**Demo mode:** this Space serves predictions from the models already trained here. "

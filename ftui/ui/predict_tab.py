@@ -16,6 +16,7 @@ from ftui.predict import batch_summary, describe, predictions_frame
 from ftui.serving import RUNTIMES
 from ftui.tasks import Task
 from ftui.ui.common import error_md, explanation_view, ok_md, show_explanation
+from ftui.ui.zerogpu import batch_seconds, explain_seconds, gpu, predict_seconds
 
 log = logging.getLogger(__name__)
 EXAMPLES = [
@@ -107,10 +108,11 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
     # error, which leaves the outputs of the failed event as they were).
     go.click(clear_answer, None, answer_parts, queue=False, api_visibility="private", show_progress="hidden")
     text.submit(clear_answer, None, answer_parts, queue=False, api_visibility="private", show_progress="hidden")
-    go.click(predict, [text, model, runtime], out, api_name="predict").success(
+    on_gpu = gpu(predict, predict_seconds)  # ZeroGPU: the GPU is lent for this call only
+    go.click(on_gpu, [text, model, runtime], out, api_name="predict").success(
         note, [out, model], shape_note, api_visibility="private", show_progress="hidden"
     )
-    text.submit(predict, [text, model, runtime], out, api_visibility="private").success(
+    text.submit(on_gpu, [text, model, runtime], out, api_visibility="private").success(
         note, [out, model], shape_note, api_visibility="private", show_progress="hidden"
     )
 
@@ -127,7 +129,7 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
 
     why.click(clear_explanation, None, [explained, explain_note], queue=False, api_visibility="private",
               show_progress="hidden")  # fmt: skip
-    why.click(explain, [text, model, method], [explained, explain_note], api_name="explain")
+    why.click(gpu(explain, explain_seconds), [text, model, method], [explained, explain_note], api_name="explain")
 
     def refresh_choices(current: str | None = None) -> Any:
         """The list as it is now; keeps the current choice while it is listed, else the default (newest completed)."""
@@ -176,5 +178,6 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
         shown["text"] = [t if len(t) <= PREVIEW_CHARS else t[:PREVIEW_CHARS] + " …" for t in shown["text"]]
         return ok_md(f"{len(frame):,} reviews scored ({summary})."), shown, str(out)
 
-    batch_go.click(predict_batch, [lines, upload, model, fast, runtime], [batch_msg, table, download], api_name="predict_batch")
+    batch_go.click(gpu(predict_batch, batch_seconds), [lines, upload, model, fast, runtime], [batch_msg, table, download],
+                   api_name="predict_batch")  # fmt: skip
     return model, refresh_choices

@@ -29,6 +29,7 @@ from ftui.plots import (
 )
 from ftui.runs import RunStatus
 from ftui.ui.common import error_md, explanation_view, ok_md, show_explanation, token_of
+from ftui.ui.zerogpu import explain_seconds, gpu, score_seconds
 
 STATUSES = ["all", *[s.value for s in RunStatus]]
 MISTAKES_SHOWN = 100
@@ -292,7 +293,8 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         truth = wrong.iloc[row]["label"]
         return show_explanation(ex, f"True label: **{escape_md(truth)}**. ")
 
-    mistakes.select(explain_mistake, pick, [wrong_view, wrong_note], api_visibility="private")
+    # ZeroGPU: explaining borrows the GPU (spaces.GPU keeps the signature, so the SelectData still arrives)
+    mistakes.select(gpu(explain_mistake, explain_seconds), pick, [wrong_view, wrong_note], api_visibility="private")
 
     def baseline(run_id: str | None, hub_id: str, token: str, use_hub: bool) -> str:
         if not run_id:
@@ -315,8 +317,9 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
             rows.append(f"| **{escape_md(rec['name'])}** (fine-tuned) | **{tuned[0]:.4f}** | **{tuned[1]:.4f}** |")
         return f"Same {score['n']} test examples:\n\n" + "\n".join(rows)
 
-    base_btn.click(lambda r, h, t: baseline(r, h, t, False), [pick, hub_clf, token_box], baseline_md, api_visibility="private")
-    hub_btn.click(lambda r, h, t: baseline(r, h, t, True), [pick, hub_clf, token_box], baseline_md, api_visibility="private")
+    scored = gpu(baseline, score_seconds)  # ZeroGPU: scoring a checkpoint on the test split borrows the GPU
+    base_btn.click(lambda r, h, t: scored(r, h, t, False), [pick, hub_clf, token_box], baseline_md, api_visibility="private")
+    hub_btn.click(lambda r, h, t: scored(r, h, t, True), [pick, hub_clf, token_box], baseline_md, api_visibility="private")
 
     def save_meta(run_id: str | None, name: str, text: str, q: str, st: str, sel: list[str]) -> tuple:
         if not run_id:
