@@ -141,7 +141,7 @@ def runs_frame(records: Sequence[dict[str, Any]], query: str = "", status: str =
         cfg = rec.get("config", {})
         if cfg.get("kind") == "baseline":  # a logistic regression: no optimiser settings, and TF-IDF reads no model
             row.update(dict.fromkeys(BASELINE_BLANKS, None))
-            if cfg.get("baseline") == "tfidf":
+            if cfg.get("baseline") in ("tfidf", "nbsvm"):  # bag-of-words: no checkpoint, no max length
                 row.update(checkpoint=None, max_len=None)
         base = best.get(test_split_key(cfg))
         if base is not None and rec.get("config", {}).get("kind") != "baseline" and row["test_acc"] is not None:

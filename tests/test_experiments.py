@@ -88,13 +88,15 @@ def test_the_shown_table_blanks_what_baselines_do_not_use_and_writes_points_and_
 
     tfidf = replace(BASE, kind="baseline", baseline="tfidf")
     embeddings = replace(BASE, kind="baseline", baseline="embeddings")
+    nbsvm = replace(BASE, kind="baseline", baseline="nbsvm")
     tuned = replace(BASE, train=TrainConfig(learning_rate=3e-4))
     frame = runs_frame([rec("b1", "tfidf", tfidf, acc=0.9), rec("b2", "emb", embeddings, acc=0.85),
-                        rec("t1", "tuned", tuned, acc=0.5562)])  # fmt: skip
+                        rec("b3", "nbsvm", nbsvm, acc=0.8), rec("t1", "tuned", tuned, acc=0.5562)])  # fmt: skip
     shown = display_frame(frame).set_index("run")
     assert shown.loc["tuned", "vs base"] == "-34.4 pts" and shown.loc["tuned", "lr"] == "3e-4"
     for name in ("tfidf", "emb"):
         assert shown.loc[name, "lr"] == "" and shown.loc[name, ["batch", "epochs", "frozen"]].isna().all()
         assert shown.loc[name, "vs base"] == ""
     assert shown.loc["tfidf", ["model", "max len"]].isna().all()  # TF-IDF reads no model and no tokens
+    assert shown.loc["nbsvm", ["model", "max len"]].isna().all()  # nor does NBSVM
     assert shown.loc["emb", "model"] == "all-MiniLM-L6-v2 (packaged)"  # the frozen encoder it embeds with
