@@ -1,11 +1,8 @@
 """The app in a real browser (Playwright + Debian Chromium): the main path and the bad-input messages."""
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 
 pytestmark = pytest.mark.browser
 
@@ -191,7 +188,7 @@ def test_main_path_demo_data_train_stop_predict(page, app_server, browser, tmp_p
 
 def test_the_default_demo_run_learns_within_a_minute(page, app_server, tmp_path):
     """What a stakeholder sees: Start with the defaults on the bundled demo; the accuracy curve rises, the run ends in
-    about a minute on 2 CPU cores. The README screenshot is taken here (FTUI_SCREENSHOT=1)."""
+    about a minute on 2 CPU cores (the README's pictures come from tests/test_demo.py, the walk-through)."""
     import time
 
     _, engine = app_server
@@ -206,11 +203,6 @@ def test_the_default_demo_run_learns_within_a_minute(page, app_server, tmp_path)
     assert seconds < 90, seconds
     run = engine.current_run()
     print(f"default demo run: {seconds:.1f} s Start -> completed, accuracy {acc}, test {run.result['test_accuracy']}")
-    page.evaluate("() => window.scrollTo(0, 0)")
-    shot = tmp_path / "train.png"
-    page.screenshot(path=str(shot), full_page=True)
-    if os.environ.get("FTUI_SCREENSHOT"):
-        shutil.copy(shot, REPO / "assets" / "screenshot.png")
 
 
 def test_bad_inputs_get_clear_messages(page, tmp_path):
