@@ -360,7 +360,7 @@ def status_markdown(snap: RunSnapshot | None, now: float | None = None) -> str:
     for notice in p.get("notices", []):
         lines.append(f"{WARN} {escape_md(notice)}")  # notices quote labels and column names
     if p.get("plan"):
-        lines.append(f"Time cap: {escape_md(p['plan'])}")
+        lines.append(escape_md(p["plan"]))  # "Time limit …: the schedule is planned for the N steps that fit …"
     for warning in p.get("warnings", []):
         lines.append(f"{WARN} {escape_md(warning['message'])}")  # warnings may quote label names
     so_far = "" if snap.status.finished else " so far"  # a finished run's best is final, not "so far"
