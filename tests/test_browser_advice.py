@@ -1,6 +1,7 @@
 """In the browser: the length chart says what the chosen long-text mode reads, and a run's warning is on the page."""
 
 import pytest
+from test_browser import open_advanced
 
 pytestmark = pytest.mark.browser
 
@@ -18,6 +19,7 @@ def test_length_chart_follows_the_long_text_mode_and_a_run_warns_on_the_page(bro
         page.wait_for_function(f"() => {{ const el = document.querySelector('#len-plot .js-plotly-plot');"
                                f" return el && el.layout && {title}.includes('will be cut'); }}")  # fmt: skip
         page.get_by_role("tab", name="4. Train").click()
+        open_advanced(page, "train-advanced")  # long texts are an advanced setting
         page.click("#long-text input")
         page.locator("ul[role=listbox] li", has_text="head + tail").first.click()
         max_len = page.locator("#max-len input")
