@@ -126,7 +126,9 @@ class Dist:
             return fn()
         except FtuiError:
             raise
-        except _DIST_ERRORS as exc:
+        except Exception as exc:
+            if not lost_peer_error(exc):
+                raise  # a failure of this rank's own: the run fails with it as usual
             log.info("rank %d: a collective failed: %s", self.rank, exc)
             raise self._lost(exc) from exc
 
@@ -223,6 +225,19 @@ SOLO = Dist()
 _DIST_ERRORS: tuple[type[BaseException], ...] = (
     (torch.distributed.DistError,) if torch.distributed.is_available() and hasattr(torch.distributed, "DistError") else ()
 )
+
+
+# What gloo's transport says when the peer's socket closes under a collective that DDP runs inside backward: a plain
+# RuntimeError, not a DistError (seen in the killed-rank test: "gloo/transport/tcp/pair.cc ... Read error ... Connection
+# closed by peer").
+_TRANSPORT_WORDS = ("gloo/transport", "Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL error")
+
+
+def lost_peer_error(exc: BaseException) -> bool:
+    """Whether an exception says a collective failed because another rank is gone (not a bug of this rank)."""
+    if _DIST_ERRORS and isinstance(exc, _DIST_ERRORS):
+        return True
+    return isinstance(exc, RuntimeError) and any(word in str(exc) for word in _TRANSPORT_WORDS)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -471,3 +471,22 @@ def test_stop_in_the_app_reaches_every_rank_and_a_killed_launcher_leaves_the_run
             raise AssertionError(f"rank process {pid} still runs")
     third = app_engine.start_run(_config(still_bert, 1, 100, processes=1))  # the app keeps serving
     assert third.done.wait(120) and third.status.value == "completed"
+
+
+def test_gloo_transport_errors_inside_backward_are_a_lost_peer_and_other_errors_are_not():
+    """Case (slow set of stop 30): a killed rank surfaced in DDP's backward all-reduce as a plain RuntimeError from
+    gloo's transport, and the run failed with that raw text instead of the lost-peer message and its snapshot."""
+    from ftui.distributed import Dist, PeerLost, lost_peer_error
+
+    said = ("[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error [127.0.0.1]:27539: "
+            "Connection closed by peer [127.0.0.1]:52204")  # fmt: skip
+    assert lost_peer_error(RuntimeError(said)) and not lost_peer_error(RuntimeError("shape mismatch in linear"))
+    dist = Dist(rank=0, world=2)
+
+    def backward_with_a_dead_peer():
+        raise RuntimeError(said)
+
+    with pytest.raises(PeerLost, match="2-process run ended unexpectedly"):
+        dist.guard(backward_with_a_dead_peer)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        dist.guard(lambda: (_ for _ in ()).throw(RuntimeError("shape mismatch in linear")))
