@@ -454,9 +454,10 @@ def test_a_two_process_run_started_in_the_browser_streams_its_curves(browser, tm
         ctx, page = open_page(browser, demo.local_url)
         tab(page, "4. Train")
         open_advanced(page, "train-advanced")
-        slider = page.locator("#processes input[type=number]")
-        slider.fill("2")
-        slider.press("Enter")
+        # Set through the range handle, then wait until the number box shows it: both views agree only once the
+        # component's own value is 2 (a number typed and Enter pressed could lose the race with the click on Start).
+        page.locator("#processes input[type=range]").fill("2")
+        page.wait_for_function("() => document.querySelector('#processes input[type=number]').value === '2'")
         fill_number(page, "epochs", "1")
         page.click("#start")
         page.wait_for_selector("#run-status:has-text('× 2 processes')", timeout=120_000)  # rank 0's progress, live
