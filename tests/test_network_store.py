@@ -22,7 +22,7 @@ from ftui.runs import RunStatus
 from ftui.settings import Settings
 from ftui.store import Store
 from tests.conftest import REPO
-from tests.test_store import header
+from tests.test_store import _writer, header
 
 OFFLINE = HubStatus(False, "offline")
 NETWORK = Settings(network_storage=True)
@@ -79,17 +79,10 @@ def test_a_wal_database_moves_to_a_rollback_journal_when_the_folder_becomes_netw
     assert store.get("old")["status"] == "completed" and _side_files(tmp_path) == []
 
 
-def _network_writer(path: str, run_id: str, n: int) -> None:
-    store = Store(Path(path), network=True)
-    store.save_run(header(run_id))
-    for i in range(n):
-        store.add_event(run_id, i, {"type": "train", "step": i})
-
-
 def test_concurrent_writers_on_a_fuse_mount(fuse_dir):
     store = Store(fuse_dir, network=True)
-    threads = [threading.Thread(target=_network_writer, args=(str(fuse_dir), f"t{i}", 60)) for i in range(3)]
-    procs = [mp.get_context("spawn").Process(target=_network_writer, args=(str(fuse_dir), f"p{i}", 60)) for i in range(2)]
+    threads = [threading.Thread(target=_writer, args=(str(fuse_dir), f"t{i}", 60, True)) for i in range(3)]
+    procs = [mp.get_context("spawn").Process(target=_writer, args=(str(fuse_dir), f"p{i}", 60, True)) for i in range(2)]
     for w in (*threads, *procs):
         w.start()
     for t in threads:

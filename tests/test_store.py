@@ -35,8 +35,8 @@ def test_round_trip_and_updates(tmp_path):
     assert store.get("a") is None and store.events("a") == []
 
 
-def _writer(path: str, run_id: str, n: int) -> None:
-    store = Store(__import__("pathlib").Path(path))
+def _writer(path: str, run_id: str, n: int, network: bool = False) -> None:
+    store = Store(__import__("pathlib").Path(path), network=network)
     store.save_run(header(run_id))
     for i in range(n):
         store.add_event(run_id, i, {"type": "train", "step": i})
