@@ -38,6 +38,27 @@ def choose(page, elem_id: str, text: str) -> None:
     page.locator("ul[role=listbox] li", has_text=text).first.click()
 
 
+def set_slider(page, elem_id: str, value: str, attempts: int = 5) -> None:
+    """Set a Gradio slider through its range handle and wait until its number box agrees.
+
+    Both views agree only once the component's own value is set (a number typed and Enter pressed could lose the race
+    with a click that follows). On a loaded machine the first input event can land before the component listens (CI
+    saw the box stay at 1 for 60 s), so the handle is set again until the box shows the value.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    handle = page.locator(f"#{elem_id} input[type=range]")
+    check = f"() => document.querySelector('#{elem_id} input[type=number]').value === '{value}'"
+    for _ in range(attempts):
+        handle.fill(value)
+        try:
+            page.wait_for_function(check, timeout=10_000)
+            return
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError(f"slider #{elem_id} never showed {value} after {attempts} tries")
+
+
 def trace_lengths(page, elem_id: str) -> list[int]:
     return page.evaluate(
         """(id) => { const el = document.querySelector(`#${id} .js-plotly-plot`);
@@ -454,10 +475,7 @@ def test_a_two_process_run_started_in_the_browser_streams_its_curves(browser, tm
         ctx, page = open_page(browser, demo.local_url)
         tab(page, "4. Train")
         open_advanced(page, "train-advanced")
-        # Set through the range handle, then wait until the number box shows it: both views agree only once the
-        # component's own value is 2 (a number typed and Enter pressed could lose the race with the click on Start).
-        page.locator("#processes input[type=range]").fill("2")
-        page.wait_for_function("() => document.querySelector('#processes input[type=number]').value === '2'")
+        set_slider(page, "processes", "2")
         fill_number(page, "epochs", "1")
         page.click("#start")
         page.wait_for_selector("#run-status:has-text('× 2 processes')", timeout=120_000)  # rank 0's progress, live
