@@ -193,6 +193,7 @@ class RunConfig:
     )
     adapt: AdaptConfig = field(default_factory=AdaptConfig, metadata={"help": "for kind 'mlm': corpus and recipe"})
     sweep: SweepRef = field(default_factory=SweepRef, metadata={"help": "set on the runs a sweep queues"})
+    user: str = field(default="", metadata={"help": "the signed-in Hub user who asked for it ('' without sign-in): its owner"})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""
@@ -214,6 +215,7 @@ class RunConfig:
             baseline=str(d.get("baseline") or ""),
             adapt=_build(AdaptConfig, d.get("adapt", {}) or {}),
             sweep=_sweep_ref(d.get("sweep") or {}),
+            user=str(d.get("user") or ""),
         )
 
 

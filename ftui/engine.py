@@ -45,6 +45,7 @@ from ftui.store import Store
 from ftui.sweeps import SweepConfig
 from ftui.tasks import TaskInfo
 from ftui.training import PREDICTIONS_FILE, pick_device
+from ftui.workspace import Viewer, Workspaces, run_folder
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,11 @@ class Engine:
         self._tokenizers: dict[tuple[Any, ...], Any] = {}
         self.token_cache = TokenCache()
         self.store = Store(self.runs_dir, network=self.settings.network_storage)
+        self.workspaces = Workspaces(self.settings)
         if not self.store.read_only:  # before the runs load: a killed orphan's run then reads as interrupted
-            scaleout.end_orphans(self.runs_dir, self.store.unfinished_ids())
+            unfinished = self.store.unfinished()
+            folders = {run_id: run_folder(self.runs_dir, run_id, user) for run_id, user in unfinished}
+            scaleout.end_orphans(self.runs_dir, [run_id for run_id, _ in unfinished], folders)
         self.manager = RunManager(self.runs_dir, self.store, max_queue=self.settings.max_queue, wait_for_others=adopt_queue)
         self.launcher = Launcher(
             self.manager, self.settings, self.runs_dir, self.token_cache, self.load_data, self._check_model_fits,
@@ -266,21 +270,51 @@ class Engine:
         return text_lengths(bundle, tokenizer)
 
     # ---------------------------------------------------------------------------------------------------- runs
-    def start_run(self, cfg: RunConfig, token: str | None = None) -> Run | QueuedRun:
+    def viewer(self, user: str | None) -> Viewer:
+        """Who a request comes from (the UI passes the signed-in username): see ftui.workspace."""
+        return self.workspaces.viewer(user)
+
+    def _who(self, viewer: Viewer | None) -> Viewer:
+        return viewer if isinstance(viewer, Viewer) else self.workspaces.default()
+
+    def _seen(self, run_id: str, viewer: Viewer | None) -> Run:
+        """A run the viewer may see (the same refusal as for an unknown id otherwise)."""
+        run = self.manager.require(run_id)
+        return self.workspaces.require_see(self._who(viewer), run)
+
+    def _managed(self, run_id: str, viewer: Viewer | None, action: str) -> Run:
+        """A run the viewer may change."""
+        return self.workspaces.require_manage(self._who(viewer), self.manager.require(run_id), action)
+
+    def _owned(self, cfg: RunConfig, viewer: Viewer | None, action: str) -> tuple[RunConfig, int]:
+        """The config stamped with its owner, and how many waiting runs that owner may have."""
+        who = self._who(viewer)
+        self.workspaces.require_user(who, action)
+        if not isinstance(cfg, RunConfig):
+            raise ConfigError(["no run settings were given"])
+        if who.scoped and not who.admin and cfg.model.source == "local" and cfg.model.checkpoint:
+            # another user's run folder is theirs: its model is not a checkpoint for somebody else's run
+            self.workspaces.require_own_folder(who, self.runs_dir, Path(cfg.model.checkpoint))
+        return self.workspaces.stamp(who, cfg), self.workspaces.queue_cap(who)
+
+    def start_run(self, cfg: RunConfig, token: str | None = None, viewer: Viewer | None = None) -> Run | QueuedRun:
         """Validate (settings' caps and the checkpoint included), then train in a background thread, or queue the run
         when one is training (QueueFull past the queue cap). A baseline config fits its baseline instead."""
         self._writable()
-        return self.launcher.start_run(cfg, token)
+        cfg, cap = self._owned(cfg, viewer, "train")
+        return self.launcher.start_run(cfg, token, cap)
 
-    def start_baselines(self, cfg: RunConfig, token: str | None = None) -> list[Run | QueuedRun]:
+    def start_baselines(self, cfg: RunConfig, token: str | None = None, viewer: Viewer | None = None) -> list[Run | QueuedRun]:
         """ "Run baselines": TF-IDF + logistic regression, NBSVM, then frozen embeddings + logistic regression, as runs
         (each queued behind the one before)."""
         self._writable()
-        return self.launcher.start_baselines(cfg, token)
+        cfg, cap = self._owned(cfg, viewer, "run baselines")
+        return self.launcher.start_baselines(cfg, token, cap)
 
-    def resume_run(self, run_id: str, token: str | None = None) -> Run:
+    def resume_run(self, run_id: str, token: str | None = None, viewer: Viewer | None = None) -> Run:
         """Continue a stopped or interrupted run from its last snapshot, in the same record."""
         self._writable()
+        self._managed(run_id, viewer, "resume")
         return self.launcher.resume_run(run_id, token)
 
     def adopt_run(self, run_id: str, token: str | None = None, resume: bool = False) -> Run:
@@ -295,44 +329,63 @@ class Engine:
         return max(1, available_processes(self.settings.cpu_processes))
 
     # ------------------------------------------------------------------------------------------------- queue
-    def queued(self) -> list[QueuedRun]:
-        """Runs waiting for the training slot, in the order they start."""
-        return self.manager.queued()
+    def queued(self, viewer: Viewer | None = None) -> list[QueuedRun]:
+        """Runs waiting for the training slot, in the order they start (with sign-in: the viewer's own)."""
+        who = self._who(viewer)
+        return [q for q in self.manager.queued() if self.workspaces.can_manage(who, q)]
 
-    def cancel_queued(self, item_id: str) -> QueuedRun:
+    def _queued_item(self, item_id: str, viewer: Viewer | None) -> None:
+        """Refuse a queue action on another user's item as if it were not there."""
+        who = self._who(viewer)
+        item = next((q for q in self.manager.queued() if q.item_id == item_id), None)
+        if item is not None and not self.workspaces.can_manage(who, item):
+            raise FtuiError("That run is no longer in the queue (it started, or was cancelled).", "Refresh the queue.")
+
+    def cancel_queued(self, item_id: str, viewer: Viewer | None = None) -> QueuedRun:
         """Take a waiting run off the queue."""
         self._writable()
+        self._queued_item(item_id, viewer)
         return self.manager.cancel(item_id)
 
-    def move_queued(self, item_id: str, delta: int) -> bool:
+    def move_queued(self, item_id: str, delta: int, viewer: Viewer | None = None) -> bool:
         """Move a waiting run up (-1) or down (+1)."""
         self._writable()
         if delta not in (-1, 1):
             raise FtuiError(f"A queued run moves one place up or down (got {delta!r}).", "Use Up or Down.")
+        self._queued_item(item_id, viewer)
         return self.manager.move(item_id, delta)
 
-    def clear_queue(self) -> int:
-        """Take every run this app queued off the queue; the training run goes on."""
+    def clear_queue(self, viewer: Viewer | None = None) -> int:
+        """Take every run this app queued off the queue (with sign-in: the viewer's own); the training run goes on."""
         self._writable()
-        return self.manager.clear()
+        who = self._who(viewer)
+        if who.admin:
+            return self.manager.clear()
+        self.workspaces.require_user(who, "change the queue")
+        return self.manager.clear(who.user)
 
     # ------------------------------------------------------------------------------------------------- sweeps
     def plan_sweep(self, base: RunConfig, sweep: SweepConfig, token: str | None = None) -> list[RunConfig]:
         """Every point of a sweep as a checked run config; ConfigError lists every problem (each field or point named)."""
         return self.launcher.plan_sweep(base, sweep, token)
 
-    def start_sweep(self, base: RunConfig, sweep: SweepConfig, token: str | None = None) -> list[QueuedRun]:
+    def start_sweep(
+        self, base: RunConfig, sweep: SweepConfig, token: str | None = None, viewer: Viewer | None = None
+    ) -> list[QueuedRun]:
         """Queue one run per point of the sweep (all or none); the first starts at once when nothing trains."""
         self._writable()
-        return self.launcher.start_sweep(base, sweep, token)
+        base, cap = self._owned(base, viewer, "run a sweep")
+        return self.launcher.start_sweep(base, sweep, token, cap)
 
-    def sweep_ids(self) -> list[str]:
-        """Sweep ids of the stored runs and the queue, newest first."""
-        return self.launcher.sweep_ids()
+    def sweep_ids(self, viewer: Viewer | None = None) -> list[str]:
+        """Sweep ids of the stored runs and the queue (those the viewer may see), newest first."""
+        who = self._who(viewer)
+        return self.launcher.sweep_ids(lambda r: self.workspaces.can_see(who, r))
 
-    def sweep_table(self, sweep_id: str, metric: str = "accuracy") -> list[dict[str, Any]]:
-        """One sweep's runs, best validation score first, plus its points still queued."""
-        return self.launcher.sweep_table(sweep_id, metric)
+    def sweep_table(self, sweep_id: str, metric: str = "accuracy", viewer: Viewer | None = None) -> list[dict[str, Any]]:
+        """One sweep's runs, best validation score first, plus its points still queued (those the viewer may see)."""
+        who = self._who(viewer)
+        return self.launcher.sweep_table(sweep_id, metric, lambda r: self.workspaces.can_see(who, r))
 
     def _check_model_fits(self, cfg: RunConfig, token: str | None) -> None:
         """The checkpoint loads, and the freeze depth and schedule make sense for it (before a thread starts)."""
@@ -370,12 +423,15 @@ class Engine:
         tokenizer = self.tokenizer(model, token) if cfg.mode == "continue" else None
         return {"name": corpus.name, **corpus_preview(corpus, tokenizer, block)}
 
-    def adapted_checkpoints(self) -> list[tuple[str, str]]:
+    def adapted_checkpoints(self, viewer: Viewer | None = None) -> list[tuple[str, str]]:
         """(label, folder) of completed masked-LM runs: checkpoints a classifier run can start from."""
-        return adapted_checkpoints(self.runs())
+        return adapted_checkpoints(self.runs(viewer))
 
-    def stop_run(self) -> Run | None:
+    def stop_run(self, viewer: Viewer | None = None) -> Run | None:
         """Ask the current run to stop; returns it (None when nothing runs)."""
+        run = self.manager.current()
+        if run is not None and not run.status.finished:
+            self.workspaces.require_manage(self._who(viewer), run, "stop")
         return self.manager.stop()
 
     def join(self, timeout: float) -> bool:
@@ -386,24 +442,38 @@ class Engine:
         """The latest run started in this process (running or not)."""
         return self.manager.current()
 
-    def runs(self) -> list[Run]:
-        """All known runs, oldest first (other processes' runs included, from the store)."""
-        return self.manager.runs()
+    def current_run_for(self, viewer: Viewer | None = None) -> Run | None:
+        """The current run when the viewer may see it (another user's training shows as 'the slot is busy')."""
+        run = self.manager.current()
+        return run if run is not None and self.workspaces.can_see(self._who(viewer), run) else None
 
-    def get_run(self, run_id: str) -> Run | None:
-        """A run by id."""
-        return self.manager.get(run_id) if isinstance(run_id, str) else None
+    def runs(self, viewer: Viewer | None = None) -> list[Run]:
+        """All known runs the viewer may see, oldest first (other processes' runs included, from the store)."""
+        return self.workspaces.visible(self._who(viewer), self.manager.runs())
+
+    def get_run(self, run_id: str, viewer: Viewer | None = None) -> Run | None:
+        """A run by id (None when unknown or not the viewer's to see)."""
+        run = self.manager.get(run_id) if isinstance(run_id, str) else None
+        return run if run is not None and self.workspaces.can_see(self._who(viewer), run) else None
 
     # --------------------------------------------------------------------------------------------- experiments
-    def rename_run(self, run_id: str, name: str) -> Run:
+    def rename_run(self, run_id: str, name: str, viewer: Viewer | None = None) -> Run:
         """Give a run a new display name."""
         name = (name or "").strip() if isinstance(name, str) else ""
         if not name or len(name) > 100 or any(c in name for c in "/\\\0"):
             raise FtuiError("A run name needs 1 to 100 characters and no slashes.", "Type another name.")
         self._writable()
+        self._managed(run_id, viewer, "rename")
         return self.manager.set_meta(run_id, name=name)
 
-    def set_note(self, run_id: str, note: str) -> Run:
+    def set_showcase(self, run_id: str, on: bool, viewer: Viewer | None = None) -> Run:
+        """An admin shows a run to every visitor (read-only: Predict, Explain, its evaluation), or stops showing it."""
+        self._writable()
+        who = self._who(viewer)
+        self.workspaces.require_admin(who, "show runs to every visitor")
+        return self.manager.set_meta(self._seen(run_id, who).run_id, showcase=bool(on))
+
+    def set_note(self, run_id: str, note: str, viewer: Viewer | None = None) -> Run:
         """Attach a free-text note to a run."""
         note = note if isinstance(note, str) else ""
         if len(note) > MAX_NOTE_CHARS:
@@ -412,37 +482,41 @@ class Engine:
                 "Shorten it; keep long write-ups in a file beside the run.",
             )
         self._writable()
+        self._managed(run_id, viewer, "annotate")
         return self.manager.set_meta(run_id, note=note)
 
-    def delete_run(self, run_id: str) -> None:
+    def delete_run(self, run_id: str, viewer: Viewer | None = None) -> None:
         """Remove a finished run: its record, events and files (refused while it trains here or elsewhere)."""
         self._writable()
+        self._managed(run_id, viewer, "delete")
         run = self.manager.delete(run_id)
         self.predictor.forget_prefix(f"run:{run.run_id}")
         self.predictor.forget_prefix(f"base:{run.run_id}")
         self.predictor.forget_prefix(f"onnx:{run.run_id}#")
 
-    def run_headers(self) -> list[dict[str, Any]]:
-        """Every run's record without events (what the runs table needs), oldest first, including live ones."""
-        return [r.header() for r in self.runs()]
+    def run_headers(self, viewer: Viewer | None = None) -> list[dict[str, Any]]:
+        """Every visible run's record without events (what the runs table needs), oldest first, including live ones."""
+        return [r.header() for r in self.runs(viewer)]
 
-    def run_record(self, run_id: str) -> dict[str, Any]:
+    def run_record(self, run_id: str, viewer: Viewer | None = None) -> dict[str, Any]:
         """One run's record."""
-        return self.manager.require(run_id).to_json()
+        return self._seen(run_id, viewer).to_json()
 
-    def test_predictions(self, run_id: str) -> pd.DataFrame:
+    def test_predictions(self, run_id: str, viewer: Viewer | None = None) -> pd.DataFrame:
         """The run's saved test-set predictions (text, label, predicted, confidence, class probabilities)."""
-        run = self.manager.require(run_id)
+        run = self._seen(run_id, viewer)
         path = run.out_dir / PREDICTIONS_FILE
         try:
             return pd.read_parquet(path)
         except (OSError, ValueError) as exc:
             raise FtuiError(f"Run '{run.name}' has no test predictions.", "Only runs that completed have them.") from exc
 
-    def score_checkpoint(self, run_id: str, hub_id: str | None = None, token: str | None = None) -> dict[str, Any]:
+    def score_checkpoint(
+        self, run_id: str, hub_id: str | None = None, token: str | None = None, viewer: Viewer | None = None
+    ) -> dict[str, Any]:
         """Score the run's test set with its base checkpoint (same seeded head) or a ready fine-tuned Hub classifier."""
         self._full_mode()
-        run = self.manager.require(run_id)
+        run = self._seen(run_id, viewer)
         if run.result.get("task", "single_label") != "single_label":
             raise FtuiError(
                 f"Run '{run.name}' is not a single-label classifier: its base checkpoint has no comparable score here.",
@@ -487,10 +561,10 @@ class Engine:
         m = compute_metrics(preds, gold)
         return {"model": hub_id or f"{display_name(run.config.model)} (base, untrained head)", **m, "n": len(gold)}
 
-    def export_zip(self, run_id: str) -> Path:
+    def export_zip(self, run_id: str, viewer: Viewer | None = None) -> Path:
         """A zip of the run's model, tokenizer, labels, config, metrics and model card."""
         self._writable()
-        run = self.manager.require(run_id)
+        run = self._managed(run_id, viewer, "export")
         with self.manager.hold(run.run_id, "an export"):
             if self.manager.get(run.run_id) is None:
                 raise FtuiError(f"Run '{run.name}' was just deleted.", "Pick another run.")
@@ -503,10 +577,12 @@ class Engine:
                     "Check that the run still exists and the disk has space, then try again.",
                 ) from exc
 
-    def push_to_hub(self, run_id: str, repo_id: str, token: str | None, private: bool = True) -> str:
+    def push_to_hub(
+        self, run_id: str, repo_id: str, token: str | None, private: bool = True, viewer: Viewer | None = None
+    ) -> str:
         """Upload the run's model with a generated card; the token is used for this call only."""
         self._full_mode()
-        run = self.manager.require(run_id)
+        run = self._managed(run_id, viewer, "push")
         if not self.hub.online:
             raise HubError(f"{hub.OFFLINE_MESSAGE}, so nothing can be pushed.", "Download the zip instead and upload it later.")
         with self.manager.hold(run.run_id, "a push to the Hub"):
@@ -520,46 +596,68 @@ class Engine:
             return ""
 
     # -------------------------------------------------------------------------------------------------- predict
-    def predict_choices(self) -> list[tuple[str, str]]:
-        """(label, key) of every model Predict offers, the default first (see PredictionService.choices)."""
-        return self.serving.choices()
+    def predict_choices(self, viewer: Viewer | None = None) -> list[tuple[str, str]]:
+        """(label, key) of every model Predict offers the viewer, the default first (see PredictionService.choices)."""
+        who = self._who(viewer)
+        return self.serving.choices(lambda r: self.workspaces.can_see(who, r))
 
-    def predict(self, text: str, model_key: str | None = None, runtime: str = "pytorch") -> dict[str, float]:
+    def _model_key(self, model_key: str | None, viewer: Viewer | None) -> str:
+        """The model a request means, when the viewer may use it: the one asked for, else the viewer's default."""
+        who = self._who(viewer)
+        if model_key is None or model_key == "":
+            choices = self.predict_choices(who)
+            if not choices:
+                raise FtuiError("No trained model yet.", "Train one in the Train tab, then press Refresh here.")
+            return choices[0][1]
+        key = self.serving.default_key(model_key)  # type-checked
+        run = self.manager.get(key.partition(":")[2].split("#")[0].split("@")[0])
+        if run is not None and not self.workspaces.can_see(who, run):
+            raise FtuiError(f"Unknown model '{key[:100]}'.", "Pick a model from the list (press Refresh after a run ends).")
+        return key
+
+    def predict(
+        self, text: str, model_key: str | None = None, runtime: str = "pytorch", viewer: Viewer | None = None
+    ) -> dict[str, float]:
         """Class probabilities for one text, from a run (default: the best completed run on the data at hand, by
         validation score) or its base checkpoint."""
-        return self.serving.predict(text, model_key, runtime)
+        return self.serving.predict(text, self._model_key(model_key, viewer), runtime)
 
-    def task_info(self, model_key: str | None = None) -> TaskInfo:
+    def task_info(self, model_key: str | None = None, viewer: Viewer | None = None) -> TaskInfo:
         """How a model's outputs read: class probabilities, label probabilities with a threshold, or a value."""
-        return self.serving.task_info(model_key)
+        return self.serving.task_info(self._model_key(model_key, viewer))
 
     def predict_many(
-        self, texts: list[str], model_key: str | None = None, int8: bool = False, runtime: str = "pytorch"
-    ) -> list[dict[str, float]]:
+        self, texts: list[str], model_key: str | None = None, int8: bool = False, runtime: str = "pytorch",
+        viewer: Viewer | None = None,
+    ) -> list[dict[str, float]]:  # fmt: skip
         """Class probabilities for many texts, in the input order (bounded; see PredictionService.predict_many)."""
-        return self.serving.predict_many(texts, model_key, int8, runtime)
+        return self.serving.predict_many(texts, self._model_key(model_key, viewer), int8, runtime)
 
-    def explain(self, text: str, model_key: str | None = None, method: str = "ig") -> Explanation:
+    def explain(self, text: str, model_key: str | None = None, method: str = "ig", viewer: Viewer | None = None) -> Explanation:
         """Token attributions for the class a fine-tuned model predicts (see ftui.explain)."""
-        return self.serving.explain(text, model_key, method)  # type: ignore[arg-type]  # checked in explain()
+        return self.serving.explain(text, self._model_key(model_key, viewer), method)  # type: ignore[arg-type]
 
-    def export_onnx(self, run_id: str, int8: bool = True) -> OnnxReport:
+    def export_onnx(self, run_id: str, int8: bool = True, viewer: Viewer | None = None) -> OnnxReport:
         """ONNX (and int8) export of a finished run, checked against torch on its test set, kept in the run folder."""
         self._writable()
-        run = self.manager.require(run_id)
+        run = self._managed(run_id, viewer, "export")
         with self.manager.hold(run.run_id, "an ONNX export"):
             if self.manager.get(run.run_id) is None:
                 raise FtuiError(f"Run '{run.name}' was just deleted.", "Pick another run.")
             return self.serving.export_onnx(run.run_id, int8)
 
-    def onnx_report(self, run_id: str) -> OnnxReport | None:
+    def onnx_report(self, run_id: str, viewer: Viewer | None = None) -> OnnxReport | None:
         """The stored check of a run's ONNX export (None when it has none)."""
-        run = self.manager.require(run_id)
+        run = self._seen(run_id, viewer)
         return read_report(run.out_dir) if has_export(run.out_dir) else None
 
-    def predict_examples(self, model_key: str | None, fallback: list[str]) -> list[str]:
+    def predict_examples(self, model_key: str | None, fallback: list[str], viewer: Viewer | None = None) -> list[str]:
         """Example texts for a model: one per class from its run's test set, else `fallback`."""
-        return self.serving.examples(model_key, fallback)
+        try:
+            key = self._model_key(model_key, viewer)
+        except FtuiError:
+            return fallback
+        return self.serving.examples(key, fallback)
 
     def serve_downloads_from(self, folder: Path) -> None:
         """Write generated downloads into `folder`: the UI passes its web server's own file cache, so each file is

@@ -30,6 +30,7 @@ from ftui.runs import Run, RunStatus
 from ftui.settings import Settings
 from ftui.sweeps import SweepConfig, first_score, prune_verdict
 from ftui.training import RESUME_DIR, train_run
+from ftui.workspace import run_folder
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +64,14 @@ class Launcher:
         self.check_model = check_model  # the checkpoint loads and the freeze depth, length, schedule fit it
         manager.start_item = self.start_queued
 
-    def start_run(self, cfg: RunConfig, token: str | None = None) -> Run | QueuedRun:
+    def start_run(self, cfg: RunConfig, token: str | None = None, user_cap: int = 0) -> Run | QueuedRun:
         """Validate (settings' caps and the checkpoint included), then train in a background thread, or queue the run
-        when one is training (QueueFull past the queue cap). A baseline config fits its baseline instead."""
-        return self._start_checked(self.check(cfg, token), token)
+        when one is training (QueueFull past the queue cap, or past `user_cap` runs of its owner waiting). A baseline
+        config fits its baseline instead."""
+        return self._start_checked(self.check(cfg, token), token, user_cap)
 
-    def _start_checked(self, cfg: RunConfig, token: str | None) -> Run | QueuedRun:
-        got = self.manager.start_or_queue(lambda: self._new_run(cfg), cfg, token)
+    def _start_checked(self, cfg: RunConfig, token: str | None, user_cap: int = 0) -> Run | QueuedRun:
+        got = self.manager.start_or_queue(lambda: self._new_run(cfg), cfg, token, user_cap)
         if isinstance(got, Run):
             self._launch(got, token)
         return got
@@ -115,7 +117,8 @@ class Launcher:
         else:
             schedule = "-2phase" if cfg.train.schedule == "two-phase" else ""
             generated = f"{model_part}-{data_part}-f{cfg.model.freeze_depth}{schedule}-{run_id[9:15]}"
-        return Run(run_id, cfg.train.run_name.strip() or generated, cfg, self.runs_dir / run_id, store=self.store)
+        folder = run_folder(self.runs_dir, run_id, cfg.user)  # a signed-in user's runs live in their own folder
+        return Run(run_id, cfg.train.run_name.strip() or generated, cfg, folder, store=self.store)
 
     def _launch(self, run: Run, token: str | None) -> None:
         """Start the worker of a run that holds the slot."""
@@ -251,32 +254,34 @@ class Launcher:
             raise ConfigError(list(dict.fromkeys(problems))[:10])
         return configs
 
-    def start_sweep(self, base: RunConfig, sweep: SweepConfig, token: str | None = None) -> list[QueuedRun]:
+    def start_sweep(self, base: RunConfig, sweep: SweepConfig, token: str | None = None, user_cap: int = 0) -> list[QueuedRun]:
         """Queue one run per point of the sweep (all or none); the first starts at once when nothing trains."""
-        return self.manager.enqueue(self.plan_sweep(base, sweep, token), token)
+        return self.manager.enqueue(self.plan_sweep(base, sweep, token), token, user_cap)
 
-    def sweep_ids(self) -> list[str]:
-        """Sweep ids of the stored runs and the queue, newest first."""
-        ids = sweeps.sweep_ids([r.header() for r in self.manager.runs()])
-        waiting = [q.sweep_id for q in self.manager.queued() if q.sweep_id and q.sweep_id not in ids]
+    def sweep_ids(self, visible: Callable[[Any], bool] = lambda _: True) -> list[str]:
+        """Sweep ids of the stored runs and the queue (those `visible` lets through), newest first."""
+        ids = sweeps.sweep_ids([r.header() for r in self.manager.runs() if visible(r)])
+        waiting = [q.sweep_id for q in self.manager.queued() if q.sweep_id and q.sweep_id not in ids and visible(q)]
         return list(dict.fromkeys(waiting[::-1])) + ids
 
-    def sweep_table(self, sweep_id: str, metric: str = "accuracy") -> list[dict[str, Any]]:
-        """One sweep's runs, best validation score first, plus its points still queued."""
+    def sweep_table(
+        self, sweep_id: str, metric: str = "accuracy", visible: Callable[[Any], bool] = lambda _: True
+    ) -> list[dict[str, Any]]:
+        """One sweep's runs (those `visible` lets through), best validation score first, plus its points still queued."""
         # Only this sweep's runs are copied with their events (the view refreshes every few seconds).
-        records = [r.to_json() for r in self.manager.runs() if r.config.sweep.sweep_id == sweep_id]
+        records = [r.to_json() for r in self.manager.runs() if r.config.sweep.sweep_id == sweep_id and visible(r)]
         waiting = [(q.config.train.run_name, q.position, q.config.sweep.point) for q in self.manager.queued()
-                   if q.sweep_id == sweep_id]  # fmt: skip
+                   if q.sweep_id == sweep_id and visible(q)]  # fmt: skip
         return sweeps.sweep_table(records, sweep_id, metric, waiting)
 
-    def start_baselines(self, cfg: RunConfig, token: str | None = None) -> list[Run | QueuedRun]:
+    def start_baselines(self, cfg: RunConfig, token: str | None = None, user_cap: int = 0) -> list[Run | QueuedRun]:
         """ "Run baselines": TF-IDF + logistic regression, NBSVM, then frozen embeddings + logistic regression, as runs
         (each queued behind the one before)."""
         embeddings = replace(cfg, kind="baseline", baseline="embeddings", train=replace(cfg.train, run_name=""))
         tfidf = replace(cfg, kind="baseline", baseline="tfidf", train=replace(cfg.train, run_name=""))
         nbsvm = replace(tfidf, baseline="nbsvm")
         checked = [self.check(tfidf, token), self.check(nbsvm, token), self.check(embeddings, token)]  # all or none
-        return [self._start_checked(c, token) for c in checked]
+        return [self._start_checked(c, token, user_cap) for c in checked]
 
     def resume_run(self, run_id: str, token: str | None = None) -> Run:
         """Continue a stopped or interrupted run from its last snapshot, in the same record."""

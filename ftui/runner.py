@@ -22,6 +22,7 @@ from ftui.files import recover_dir
 from ftui.runs import RUN_FILE, Run
 from ftui.store import HEARTBEAT_S, Store, StoreUnavailable
 from ftui.training import MODEL_DIR, RESUME_DIR, can_resume
+from ftui.workspace import USERS_DIR, round_robin, run_folder, run_user
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +109,10 @@ class RunManager:
             try:
                 live = rec["status"] in ("queued", "running") and self.store.alive(rec)
                 rec["events"] = self.store.events(rec["run_id"])
-                found[rec["run_id"]] = Run.from_record(rec, self.runs_dir / check_run_id(rec["run_id"]), self.store, live)
+                found[rec["run_id"]] = Run.from_record(rec, self._folder(rec), self.store, live)
             except Exception as exc:  # noqa: BLE001 - one unreadable record must not hide the others
                 log.warning("skipping unreadable run record %s: %s", rec.get("run_id"), exc)
-        for path in sorted(self.runs_dir.glob(f"*/{RUN_FILE}")):
+        for path in sorted([*self.runs_dir.glob(f"*/{RUN_FILE}"), *self.runs_dir.glob(f"{USERS_DIR}/*/*/{RUN_FILE}")]):
             if path.parent.name in found:
                 continue
             try:
@@ -131,6 +132,10 @@ class RunManager:
         for run in sorted(found.values(), key=lambda r: (r.started_at, r.run_id)):
             self._runs[run.run_id] = run
         self._synced_at = time.monotonic()
+
+    def _folder(self, rec: dict[str, Any]) -> Path:
+        """A stored run's folder under this runs folder (never the stored path: the bucket may mount elsewhere now)."""
+        return run_folder(self.runs_dir, check_run_id(rec["run_id"]), run_user(rec))
 
     @staticmethod
     def _recover_files(run: Run) -> None:
@@ -160,7 +165,7 @@ class RunManager:
                 if run is None:
                     live = rec["status"] in ("queued", "running") and self.store.alive(rec)
                     rec["events"] = self.store.events(run_id)
-                    fresh = Run.from_record(rec, self.runs_dir / check_run_id(run_id), self.store, live)
+                    fresh = Run.from_record(rec, self._folder(rec), self.store, live)
                     with self._lock:
                         self._runs.setdefault(run_id, fresh)
                 elif run.remote:
@@ -299,7 +304,9 @@ class RunManager:
                 return
             self._wake.wait(self.heartbeat_s)  # the store's heartbeat period: a dead owner shows within a beat
 
-    def start_or_queue(self, make_run: Callable[[], Run], config: RunConfig, token: str | None) -> Run | QueuedRun:
+    def start_or_queue(
+        self, make_run: Callable[[], Run], config: RunConfig, token: str | None, user_cap: int = 0
+    ) -> Run | QueuedRun:
         """Take the slot for a new run at once (the caller launches it), or queue it when the slot is taken; one
         locked step, so under any number of concurrent Starts exactly one trains and the rest queue in arrival
         order (QueueFull past the cap)."""
@@ -309,26 +316,35 @@ class RunManager:
                 self._current = run
                 self._runs[run.run_id] = run
                 return run
-            item = self._enqueue_locked([config], token)[0]
+            item = self._enqueue_locked([config], token, user_cap)[0]
         self._await_elsewhere()  # the slot may be taken by another process's run, which ends without telling us
         return item
 
-    def enqueue(self, configs: list[RunConfig], token: str | None) -> list[QueuedRun]:
+    def enqueue(self, configs: list[RunConfig], token: str | None, user_cap: int = 0) -> list[QueuedRun]:
         """Queue several runs behind the others, all or none (a sweep); the first starts now when the slot is free
         (before this returns, so a caller that waits for the sweep finds it training or queued, never in between)."""
         with self._lock:
-            items = self._enqueue_locked(configs, token)
+            items = self._enqueue_locked(configs, token, user_cap)
         self.dispatch()
         return items
 
-    def _enqueue_locked(self, configs: list[RunConfig], token: str | None) -> list[QueuedRun]:
+    def _enqueue_locked(self, configs: list[RunConfig], token: str | None, user_cap: int = 0) -> list[QueuedRun]:
         ids = [uuid.uuid4().hex[:12] for _ in configs]
         if not self.store.writable:
             raise FtuiError(f"Nothing can be queued: {self.store.read_only}.", "Set FTUI_RUNS_DIR to a writable folder.")
         rows = [(i, c.to_dict(), c.sweep.sweep_id) for i, c in zip(ids, configs, strict=True)]
-        total = self.store.enqueue(rows, self.max_queue, token_kept=bool(token))
+        total = self.store.enqueue(rows, self.max_queue, token_kept=bool(token), user_cap=user_cap)
         if not total:
-            raise QueueFull(len(self.store.queue()), len(configs), self.max_queue)
+            queue = self.store.queue()
+            user = configs[0].user if configs else ""
+            mine = sum(run_user(rec) == user for rec in queue)
+            if user_cap and mine + len(configs) > user_cap:
+                raise FtuiError(
+                    f"You have {mine} run{'s' if mine != 1 else ''} waiting; one user may have at most {user_cap} "
+                    f"(this asked for {len(configs)} more).",
+                    "Wait for one of yours to start, or cancel one in the Train tab's queue.",
+                )
+            raise QueueFull(len(queue), len(configs), self.max_queue)
         for i in ids:
             self._tokens[i] = token
         now = time.time()
@@ -371,8 +387,13 @@ class RunManager:
         """Move a waiting run up (-1) or down (+1) one place; False when it is already first/last."""
         return self.store.move_queued(self._own(item_id).item_id, delta)
 
-    def clear(self) -> int:
-        """Empty this process's queue; how many runs were taken off."""
+    def clear(self, user: str | None = None) -> int:
+        """Empty this process's queue (only `user`'s items when given); how many runs were taken off."""
+        if user is not None:
+            ids = [q.item_id for q in self.queued() if q.here and q.config.user == user]
+            for item_id in ids:
+                self._tokens.pop(item_id, None)
+            return self.store.cancel_queued(ids)
         n = self.store.cancel_queued(None)
         self._tokens.clear()
         return n
@@ -401,7 +422,7 @@ class RunManager:
                 return
             started = False
             try:
-                rec = self.store.pop_queued()
+                rec = self.store.pop_queued(self._next_item)
                 if rec is not None and self.start_item is not None:
                     lost = bool(rec.get("token_kept")) and rec["item_id"] not in self._tokens  # adopted after a restart
                     item = QueuedRun(rec["item_id"], 1, RunConfig.from_dict(rec["config"]), rec["created_at"], True, lost)
@@ -414,6 +435,15 @@ class RunManager:
                     more = not started and self.store.queued_here() > 0
             if not more:
                 return
+
+    def _next_item(self, items: list[tuple[str, str]]) -> str | None:
+        """Round robin over the users with runs waiting (one user, or none, keeps the queue's order)."""
+        with self._lock:
+            runs = list(self._runs.values())
+        last: dict[str, float] = {}
+        for run in runs:
+            last[run.config.user] = max(last.get(run.config.user, float("-inf")), run.started_at)
+        return round_robin(items, last)
 
     def resume(self, run_id: Any, reopen: Callable[[Run], None]) -> Run:
         """Claim a stopped or interrupted run in the store (atomically, so two processes cannot both resume it) and
@@ -487,7 +517,7 @@ class RunManager:
                 self._runs[run.run_id] = run
             raise FtuiError(f"Nothing can be deleted: {exc}.", "Point FTUI_RUNS_DIR at a writable folder.") from exc
         target = run.out_dir.resolve()
-        if target.parent == self.runs_dir and target.exists():
+        if target == run_folder(self.runs_dir, run.run_id, run.config.user).resolve() and target.exists():
             shutil.rmtree(target, ignore_errors=True)
         return run
 

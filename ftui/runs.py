@@ -61,6 +61,7 @@ class Run:
     label_names: list[str] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     note: str = ""
+    showcase: bool = False  # an admin showed it to every visitor (read-only) on a Space with sign-in
     store: Any = field(default=None, repr=False, compare=False)  # ftui.store.Store: every change is also written there
     remote: bool = False  # trained by another process (the CLI, another app): this object is a view of the store
 
@@ -236,6 +237,7 @@ class Run:
             "run_id": self.run_id,
             "name": self.name,
             "note": self.note,
+            "showcase": self.showcase,
             "out_dir": str(self.out_dir),
             "status": status.value,
             "error": error,
@@ -273,6 +275,7 @@ class Run:
         """
         run = cls(d["run_id"], d["name"], RunConfig.from_dict(d.get("config", {})), out_dir, list(d.get("label_names", [])))
         run.note = d.get("note") or ""
+        run.showcase = bool(d.get("showcase"))
         run.started_at = float(d.get("started_at") or time.time())
         run._events = list(d.get("events", []))
         run.store = store
@@ -302,6 +305,7 @@ class Run:
             self._result = dict(d.get("result") or {})
             self.ended_at = d.get("ended_at")
             self.name, self.note = d.get("name", self.name), d.get("note") or ""
+            self.showcase = bool(d.get("showcase", self.showcase))
             self.label_names = list(d.get("label_names", self.label_names))
             self._events.extend(new_events)
             owner = str(d.get("owner") or "").split(":")

@@ -83,13 +83,14 @@ def _same(pid: int, started: int) -> bool:
     return _started(pid) == started != 0 and not _gone(pid)
 
 
-def end_orphans(runs_dir: Path, unfinished: list[str]) -> list[str]:
+def end_orphans(runs_dir: Path, unfinished: list[str], folders: dict[str, Path] | None = None) -> list[str]:
     """At an app's start: end the torchrun children (and their ranks) that an app which died left training, so no
     orphan trains beside the next run; returns the ids of the runs whose children were ended. A child whose app
-    still lives (another app on this folder, or the app whose rank 0 is calling) is left alone."""
+    still lives (another app on this folder, or the app whose rank 0 is calling) is left alone. `folders` maps a run
+    id to its folder where that is not <runs>/<run_id> (a signed-in user's run)."""
     ended = []
     for run_id in unfinished:
-        path = runs_dir / run_id / LAUNCHER_FILE
+        path = (folders or {}).get(run_id, runs_dir / run_id) / LAUNCHER_FILE
         try:
             app_pid, app_started, launcher_pid, launcher_started = (int(x) for x in path.read_text().split())
         except (OSError, ValueError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -146,19 +147,20 @@ class PredictionService:
         self.predictor = Predictor(GPU_MODELS if device == "cuda" else CPU_MODELS)  # GPU memory is training's
         self.downloads = DownloadFolder(max_bytes=int(settings.max_downloads_mb * 2**20))
 
-    def choices(self) -> list[tuple[str, str]]:
+    def choices(self, visible: Callable[[Any], bool] = lambda _: True) -> list[tuple[str, str]]:
         """(label, key) for each run with a saved model. First (the default) the completed runs on the data at hand
         (the newest completed run's data), best validation score first, baselines among them and labelled so; a
         newer, weaker run never displaces a better one (test scores are shown, never used to pick). Then other
         completed runs newest first, a training run's best checkpoint so far, and stopped/interrupted/failed runs,
-        each labelled; each fine-tuned run followed by its base checkpoint."""
+        each labelled; each fine-tuned run followed by its base checkpoint. Only the runs `visible` lets through."""
         groups: dict[str, list[tuple[str, str]]] = {"ranked": [], "completed": [], "live": [], "other": []}
-        completed = [r for r in reversed(self.manager.runs()) if r.status == RunStatus.COMPLETED and _has_model(r)]
+        runs = [r for r in reversed(self.manager.runs()) if visible(r)]
+        completed = [r for r in runs if r.status == RunStatus.COMPLETED and _has_model(r)]
         at_hand = data_at_hand(completed[0].config) if completed else None
         ranked = sorted((r for r in completed if data_at_hand(r.config) == at_hand), key=validation_rank)
         for run in ranked:
             groups["ranked"].extend(_entries(run, ("best on this data, " if run is ranked[0] else "") + val_text(run.result)))
-        for run in reversed(self.manager.runs()):
+        for run in runs:
             if run in ranked or not _has_model(run):
                 continue
             status = run.status

@@ -100,6 +100,17 @@ class Settings:
         default=512.0,
         metadata={"help": "FTUI_MAX_DOWNLOADS_MB: disk the generated downloads may take (oldest evicted; one file ≤ 1/4)"},
     )
+    oauth: bool = field(
+        default=False,
+        metadata={"help": "FTUI_OAUTH, or OAUTH_CLIENT_ID (set on a Space with hf_oauth: true): one workspace per signed-in "
+                  "Hugging Face user, showcase runs for everyone else"},
+    )  # fmt: skip
+    admins: tuple[str, ...] = field(
+        default=(), metadata={"help": "FTUI_ADMINS: Hub usernames who see and manage every run and mark showcase runs"}
+    )
+    max_queue_per_user: int = field(
+        default=3, metadata={"help": "FTUI_MAX_QUEUE_PER_USER: runs one signed-in user may have waiting (with OAuth)"}
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -140,6 +151,9 @@ class Settings:
             zero_gpu=env.get("SPACES_ZERO_GPU", "").strip().lower() in ("1", "t", "true"),  # as the spaces package reads it
             cpu_processes=_int(env, "FTUI_CPU_PROCESSES"),
             max_queue=_int(env, "FTUI_MAX_QUEUE") if env.get("FTUI_MAX_QUEUE", "").strip() else 20,
+            oauth=bool(_flag(env, "FTUI_OAUTH")) or (_flag(env, "FTUI_OAUTH") is None and bool(env.get("OAUTH_CLIENT_ID"))),
+            admins=_list(env, "FTUI_ADMINS"),
+            max_queue_per_user=_int(env, "FTUI_MAX_QUEUE_PER_USER") if env.get("FTUI_MAX_QUEUE_PER_USER", "").strip() else 3,
         )
 
     def page_notices(self) -> list[str]:
@@ -148,11 +162,11 @@ class Settings:
         notices = []
         if self.zero_gpu and not self.demo:
             notices.append(f"**ZeroGPU:** {ZERO_GPU_TRAINING[0].upper()}{ZERO_GPU_TRAINING[1:]}.")
-        if self.space_id and not self.demo and not self.auth:
+        if self.space_id and not self.demo and not self.auth and not self.oauth:
             notices.append(
                 "**Shared workspace:** every visitor of this Space sees and controls every run here (stop, rename, "
-                "delete, export). For your own runs, duplicate the Space or make it private; its operator can set a "
-                "login (FTUI_AUTH) or demo mode (FTUI_MODE=demo)."
+                "delete, export). For your own runs, duplicate the Space or make it private; its operator can turn on "
+                "sign-in (hf_oauth: true), a login (FTUI_AUTH) or demo mode (FTUI_MODE=demo)."
             )
         return notices
 

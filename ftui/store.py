@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS runs (
     host        TEXT,
     pid         INTEGER,
     owner       TEXT,
-    heartbeat   REAL
+    heartbeat   REAL,
+    showcase    INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
@@ -79,7 +80,7 @@ CREATE TABLE IF NOT EXISTS queue (
 QUEUE_COLUMNS = ("item_id", "position", "config", "created_at", "sweep_id", "host", "pid", "owner", "token_kept")
 HEADER = (
     "run_id", "name", "note", "status", "error", "config", "label_names", "result", "started_at", "ended_at", "out_dir",
-    "host", "pid", "owner", "heartbeat",
+    "host", "pid", "owner", "heartbeat", "showcase",
 )  # fmt: skip
 
 
@@ -131,6 +132,7 @@ class Store:
         self.notice = ""
         self.read_only = ""
         self._lock = threading.Lock()
+        self._columns = ", ".join(HEADER)  # what a header SELECT reads (an older read-only database substitutes some)
         try:
             runs_dir.mkdir(parents=True, exist_ok=True)
             _probe_writable(runs_dir)
@@ -160,7 +162,8 @@ class Store:
         conn.executescript(SCHEMA)
         have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
         # databases from before heartbeats, and before live progress was shared
-        for column, kind in (("owner", "TEXT"), ("heartbeat", "REAL"), ("progress", "TEXT")):
+        for column, kind in (("owner", "TEXT"), ("heartbeat", "REAL"), ("progress", "TEXT"),
+                             ("showcase", "INTEGER NOT NULL DEFAULT 0")):  # fmt: skip
             if column not in have:
                 conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
         if "token_kept" not in {row[1] for row in conn.execute("PRAGMA table_info(queue)")}:  # queues from before it
@@ -205,6 +208,8 @@ class Store:
                 try:
                     have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
                     if {"owner", "heartbeat"} <= have:
+                        # columns added since (read-only: no upgrade) read as their defaults
+                        self._columns = ", ".join(c if c in have else f"0 AS {c}" for c in HEADER)
                         return conn
                 except sqlite3.DatabaseError as exc:
                     log.info("read-only store unreadable (%s): %s", query, exc)
@@ -258,11 +263,14 @@ class Store:
             os.getpid(),
             self.identity,
             self.clock(),
+            int(bool(rec.get("showcase"))),
         )
         with self._tx() as c:
+            # showcase is an admin's mark, changed by update() only: a worker re-saving its header never clears it
             c.execute(
                 "INSERT INTO runs (run_id, name, note, status, error, config, label_names, result, started_at, ended_at,"
-                " out_dir, host, pid, owner, heartbeat) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(run_id) DO UPDATE"
+                " out_dir, host, pid, owner, heartbeat, showcase) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT(run_id) DO UPDATE"
                 " SET name=excluded.name, note=excluded.note, status=excluded.status, error=excluded.error,"
                 " config=excluded.config, label_names=excluded.label_names, result=excluded.result,"
                 " started_at=excluded.started_at, ended_at=excluded.ended_at, out_dir=excluded.out_dir,"
@@ -302,7 +310,7 @@ class Store:
 
     def header(self, run_id: str) -> dict[str, Any] | None:
         """One run's header (no events), or None."""
-        rows = self._query(f"SELECT {', '.join(HEADER)} FROM runs WHERE run_id=?", (run_id,))  # noqa: S608
+        rows = self._query(f"SELECT {self._columns} FROM runs WHERE run_id=?", (run_id,))  # noqa: S608
         return self._decode(rows[0]) if rows else None
 
     def claim(self, run_id: str) -> bool:
@@ -336,8 +344,8 @@ class Store:
             )
 
     def update(self, run_id: str, **fields: Any) -> None:
-        """Change name and/or note."""
-        allowed = {k: v for k, v in fields.items() if k in ("name", "note")}
+        """Change name, note and/or the showcase mark."""
+        allowed = {k: v for k, v in fields.items() if k in ("name", "note", "showcase")}
         if not allowed:
             return
         sets = ", ".join(f"{k}=?" for k in allowed)
@@ -370,7 +378,7 @@ class Store:
         if self.read_only:
             return []
         with self._tx() as c:  # one transaction: a heartbeat or a finish cannot slip between the check and the update
-            rows = c.execute(f"SELECT {', '.join(HEADER)} FROM runs WHERE status IN ('queued', 'running')").fetchall()  # noqa: S608
+            rows = c.execute(f"SELECT {self._columns} FROM runs WHERE status IN ('queued', 'running')").fetchall()  # noqa: S608
             dead = [rec["run_id"] for rec in map(self._decode, rows) if not self.alive(rec)]
             c.executemany(
                 "UPDATE runs SET status='interrupted', error=COALESCE(error, ?) WHERE run_id=?",
@@ -379,14 +387,20 @@ class Store:
         return dead
 
     # ----------------------------------------------------------------------------------------------------- queue
-    def enqueue(self, items: list[tuple[str, dict[str, Any], str]], cap: int, token_kept: bool = False) -> int:
+    def enqueue(self, items: list[tuple[str, dict[str, Any], str]], cap: int, token_kept: bool = False, user_cap: int = 0) -> int:
         """Append (item_id, config, sweep_id) items behind every queued one, all or none: 0 when the queue would pass
-        `cap` items (the folder's whole queue, every process's), else how many items the queue holds now.
+        `cap` items (the folder's whole queue, every process's), or their owner would have more than `user_cap`
+        waiting; else how many items the queue holds now.
         token_kept: they were queued with a Hub token (held by the queuing process, not here)."""
         with self._tx() as c:
             count, last = c.execute("SELECT COUNT(*), MAX(position) FROM queue").fetchone()
             if cap and count + len(items) > cap:
                 return 0
+            if user_cap and items:
+                user = str(items[0][1].get("user") or "")
+                mine = sum(_user_of(r[0]) == user for r in c.execute("SELECT config FROM queue"))
+                if mine + len(items) > user_cap:
+                    return 0
             now, position = self.clock(), float(last or 0.0)
             rows = []
             for item_id, config, sweep_id in items:
@@ -413,15 +427,18 @@ class Store:
             log.info("no queue in the store: %s", exc)
             return 0
 
-    def pop_queued(self) -> dict[str, Any] | None:
-        """Take the first item this process owns off the queue (atomically: no other dispatcher gets it)."""
+    def pop_queued(self, pick: Callable[[list[tuple[str, str]]], str | None] | None = None) -> dict[str, Any] | None:
+        """Take the first item this process owns off the queue (atomically: no other dispatcher gets it); `pick`
+        chooses another from the (item_id, user) pairs in queue order (a round robin over users)."""
         with self._tx() as c:
-            row = c.execute(
-                f"SELECT {', '.join(QUEUE_COLUMNS)} FROM queue WHERE owner=? ORDER BY position LIMIT 1",  # noqa: S608
+            rows = c.execute(
+                f"SELECT {', '.join(QUEUE_COLUMNS)} FROM queue WHERE owner=? ORDER BY position",  # noqa: S608
                 (self.identity,),
-            ).fetchone()
-            if row is None:
+            ).fetchall()
+            if not rows:
                 return None
+            chosen = pick([(r[0], _user_of(r[2])) for r in rows]) if pick is not None else rows[0][0]
+            row = next((r for r in rows if r[0] == chosen), rows[0])
             c.execute("DELETE FROM queue WHERE item_id=?", (row[0],))
         return {**dict(zip(QUEUE_COLUMNS, row, strict=True)), "config": json.loads(row[2])}
 
@@ -461,21 +478,26 @@ class Store:
     # ----------------------------------------------------------------------------------------------------- reads
     def unfinished_ids(self) -> list[str]:
         """Ids of the runs still queued or running in the store (live or left so by a process that died)."""
-        return [r[0] for r in self._query("SELECT run_id FROM runs WHERE status IN ('queued', 'running')")]
+        return [run_id for run_id, _ in self.unfinished()]
+
+    def unfinished(self) -> list[tuple[str, str]]:
+        """(run id, owner) of the runs still queued or running in the store (the owner names the run's folder)."""
+        rows = self._query("SELECT run_id, config FROM runs WHERE status IN ('queued', 'running')")
+        return [(r[0], _user_of(r[1])) for r in rows]
 
     def live_elsewhere(self) -> list[str]:
         """Ids of the runs another live process trains (or is starting) in this folder, by the heartbeat rule."""
-        rows = self._query(f"SELECT {', '.join(HEADER)} FROM runs WHERE status IN ('queued', 'running')")  # noqa: S608
+        rows = self._query(f"SELECT {self._columns} FROM runs WHERE status IN ('queued', 'running')")  # noqa: S608
         return [rec["run_id"] for rec in map(self._decode, rows) if rec.get("owner") != self.identity and self.alive(rec)]
 
     def runs(self) -> list[dict[str, Any]]:
         """Every run's header, oldest first."""
-        rows = self._query(f"SELECT {', '.join(HEADER)} FROM runs ORDER BY started_at, run_id")  # noqa: S608
+        rows = self._query(f"SELECT {self._columns} FROM runs ORDER BY started_at, run_id")  # noqa: S608
         return [self._decode(r) for r in rows]
 
     def get(self, run_id: str) -> dict[str, Any] | None:
         """One run's header and events, or None."""
-        rows = self._query(f"SELECT {', '.join(HEADER)} FROM runs WHERE run_id=?", (run_id,))  # noqa: S608
+        rows = self._query(f"SELECT {self._columns} FROM runs WHERE run_id=?", (run_id,))  # noqa: S608
         if not rows:
             return None
         rec = self._decode(rows[0])
@@ -493,3 +515,12 @@ class Store:
         for key in ("config", "label_names", "result"):
             rec[key] = json.loads(rec[key]) if rec[key] else ({} if key != "label_names" else [])
         return rec
+
+
+def _user_of(config_json: str | None) -> str:
+    """The owner in a stored config ('' = none or unreadable)."""
+    try:
+        user = json.loads(config_json or "{}").get("user")
+    except (ValueError, AttributeError):
+        return ""
+    return user if isinstance(user, str) else ""

@@ -13,6 +13,7 @@ from ftui.engine import Engine
 from ftui.icons import WARN
 from ftui.settings import Settings
 from ftui.ui import adapt_tab, data_tab, lengths, model_tab, predict_tab, runs_tab, sweep_tab, train_tab
+from ftui.ui.common import viewer_of
 from ftui.ui.login_throttle import LoginThrottle
 
 CSS = """
@@ -46,6 +47,13 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
                     f"## ftui — fine-tune a text classifier\n{hub_line} Device: **{engine.device_label()}**",
                     elem_id="hub-status",
                 )
+            if engine.workspaces.enabled:  # sign-in (hf_oauth): each user's own runs; showcase runs for everyone
+                with gr.Column(scale=1, min_width=200):
+                    gr.LoginButton(elem_id="login")
+                    gr.Markdown(
+                        "Signed in, you train and manage your own runs; everyone sees the showcase runs.",
+                        elem_id="login-note",
+                    )
             with gr.Column(scale=1, min_width=240), gr.Accordion("Hub token (optional)", open=False, elem_id="token-box"):
                 token = gr.Textbox(label="For gated/private repos; used this session only, never saved", type="password")
         limits = engine.settings.describe()
@@ -82,10 +90,12 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
             with gr.Tab("7. Sweeps", id="sweeps"):
                 sweep_tab.build(engine, token, train_ui, predict_model)
 
-        def on_page_load() -> tuple[Any, ...]:
+        def on_page_load(profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
             # A reload or a second browser re-attaches to the running job and its curves so far; Predict starts
             # on the default model (the newest completed run), never on what was current when the app was built.
-            return (*train_ui.render(""), refresh_choices(None), *train_ui.queue.render(""))
+            # With sign-in, everything here is as this browser's signed-in user sees it.
+            viewer = viewer_of(engine, profile)
+            return (*train_ui.render("", profile), refresh_choices(None, viewer), *train_ui.queue.render("", profile))
 
         demo.load(
             on_page_load,
@@ -114,16 +124,16 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
                 train_tab.shape_visibility, data_ui.task, train_ui.multi_row, api_visibility="private", show_progress="hidden"
             )
 
-        def on_finish() -> Any:
+        def on_finish(profile: gr.OAuthProfile | None = None) -> Any:
             run = engine.current_run()
-            return refresh_choices(None) if run is not None and run.status.finished else gr.skip()
+            return refresh_choices(None, viewer_of(engine, profile)) if run is not None and run.status.finished else gr.skip()
 
         # When a run ends, the Predict tab offers it (as the default, when it completed) without a manual refresh.
         train_ui.version.change(on_finish, None, predict_model, api_visibility="private")
 
-        def runs_on_finish() -> Any:
+        def runs_on_finish(profile: gr.OAuthProfile | None = None) -> Any:
             run = engine.current_run()
-            return runs_ui.refresh() if run is not None and run.status.finished else (gr.skip(),) * 3
+            return runs_ui.refresh(profile) if run is not None and run.status.finished else (gr.skip(),) * 3
 
         demo.load(runs_ui.refresh, None, runs_ui.outputs, api_visibility="private")
         # A resumed run streams into the Train tab's charts like a fresh one.

@@ -19,7 +19,7 @@ from ftui.mlm import PRESETS, preset_parameters
 from ftui.plots import loss_figure, perplexity_figure, status_markdown
 from ftui.runner import QueuedRun
 from ftui.runs import RunStatus
-from ftui.ui.common import MODEL_SOURCE_LABELS, as_float, as_int, error_md, key_for, queued_message, token_of
+from ftui.ui.common import MODEL_SOURCE_LABELS, as_float, as_int, error_md, key_for, queued_message, token_of, viewer_of
 from ftui.ui.model_tab import ModelUI
 
 CORPUS_LABELS = {"demo": "Bundled demo texts", "file": "A file (upload or path)", "hub": "Hugging Face Hub dataset"}
@@ -185,10 +185,10 @@ def build(engine: Engine, token_box: gr.Textbox, model_ui: ModelUI) -> AdaptUI:
 
     preview_btn.click(on_preview, inputs, preview, api_visibility="private")
 
-    def on_start(*values: Any) -> tuple[Any, ...]:
+    def on_start(given: dict[Any, Any], profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
         try:
-            cfg, token = unpack(values)
-            run = engine.start_run(cfg, token)
+            cfg, token = unpack(tuple(given[c] for c in inputs))  # a set of inputs arrives as {widget: value}
+            run = engine.start_run(cfg, token, viewer_of(engine, profile))
         except FtuiError as exc:
             return error_md(exc), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         if isinstance(run, QueuedRun):
@@ -202,15 +202,21 @@ def build(engine: Engine, token_box: gr.Textbox, model_ui: ModelUI) -> AdaptUI:
             gr.Timer(active=True),
         )
 
-    start.click(on_start, inputs, [message, status, loss_plot, ppl_plot, version, timer], api_visibility="private")
-    stop.click(lambda: "Stopping after the current step." if engine.stop_run() else "Nothing is running.", None, message,
-               api_visibility="private")  # fmt: skip
+    start.click(on_start, set(inputs), [message, status, loss_plot, ppl_plot, version, timer], api_visibility="private")
+
+    def on_stop(profile: gr.OAuthProfile | None = None) -> str:
+        try:
+            return "Stopping after the current step." if engine.stop_run(viewer_of(engine, profile)) else "Nothing is running."
+        except FtuiError as exc:
+            return error_md(exc)
+
+    stop.click(on_stop, None, message, api_visibility="private")
 
     drawn: dict[tuple[str, int], tuple[Any, Any]] = {}
     lock = threading.Lock()
 
-    def render_mlm(last: int) -> tuple[Any, ...]:
-        run = engine.current_run()
+    def render_mlm(last: int, profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
+        run = engine.current_run_for(viewer_of(engine, profile))
         if run is None or run.config.kind != "mlm":
             return gr.skip(), gr.skip(), gr.skip(), last, gr.Timer(active=False)
         v, finished = run.version, run.status.finished
@@ -228,9 +234,10 @@ def build(engine: Engine, token_box: gr.Textbox, model_ui: ModelUI) -> AdaptUI:
     outputs = [status, loss_plot, ppl_plot, version, timer]
     timer.tick(render_mlm, version, outputs, api_visibility="private", concurrency_limit=None, show_progress="hidden")
 
-    def on_finished() -> tuple[Any, ...]:
+    def on_finished(profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
         """A completed run's checkpoint is selected in the Model tab at once (no Refresh); "Started X" goes."""
-        run = engine.current_run()
+        viewer = viewer_of(engine, profile)
+        run = engine.current_run_for(viewer)
         if run is None or run.config.kind != "mlm" or not run.status.finished:
             return (gr.skip(),) * 4
         folder = run.result.get("model_dir")
@@ -240,7 +247,7 @@ def build(engine: Engine, token_box: gr.Textbox, model_ui: ModelUI) -> AdaptUI:
             f"{OK} **{escape_md(run.name)}** is selected in the **Model** tab (*Local folder*): the Train tab now "
             "fine-tunes the adapted checkpoint.",
             gr.update(value=MODEL_SOURCE_LABELS["local"]),
-            gr.update(choices=engine.adapted_checkpoints(), value=folder),
+            gr.update(choices=engine.adapted_checkpoints(viewer), value=folder),
             folder,
         )
 

@@ -12,11 +12,17 @@ from ftui.escaping import escape_md
 from ftui.explain import Explanation
 from ftui.icons import ERR, OK, WAIT
 from ftui.ui import explain_view
+from ftui.workspace import Viewer
 
 DATA_SOURCE_LABELS = {"demo": "Bundled demo", "hub": "Hugging Face Hub", "upload": "Upload a file", "local": "Local path"}
 MODEL_SOURCE_LABELS = {"packaged": "Packaged MiniLM (offline)", "hub": "Hugging Face Hub", "local": "Local folder"}
 HEAD_LABELS = {"auto": "Model's own head", "mlp": "MLP head"}
 AUTO = "auto"
+
+
+def viewer_of(engine: Any, profile: gr.OAuthProfile | None) -> Viewer:
+    """Who calls: the Hugging Face user signed in on this browser session (Gradio injects the profile), else nobody."""
+    return engine.viewer(profile.username if profile is not None else None)
 
 
 def key_for(labels: dict[str, str], shown: str | None, default: str) -> str:

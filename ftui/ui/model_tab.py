@@ -12,7 +12,18 @@ from ftui.engine import Engine
 from ftui.errors import FtuiError
 from ftui.escaping import code_block_md, code_md, escape_md, escape_md_block
 from ftui.modeling import ModelSummary
-from ftui.ui.common import HEAD_LABELS, MODEL_SOURCE_LABELS, as_float, as_int, error_md, key_for, ok_md, search_handler, token_of
+from ftui.ui.common import (
+    HEAD_LABELS,
+    MODEL_SOURCE_LABELS,
+    as_float,
+    as_int,
+    error_md,
+    key_for,
+    ok_md,
+    search_handler,
+    token_of,
+    viewer_of,
+)
 
 
 @dataclass
@@ -116,7 +127,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> ModelUI:
     with gr.Group(visible=default.source == "local") as local_box:
         with gr.Row():
             adapted = gr.Dropdown(
-                choices=engine.adapted_checkpoints(),
+                choices=engine.adapted_checkpoints(engine.workspaces.default()),
                 value=None,
                 label="Adapted checkpoint (from the Adapt tab)",
                 elem_id="adapted",
@@ -125,7 +136,11 @@ def build(engine: Engine, token_box: gr.Textbox) -> ModelUI:
             adapted_refresh = gr.Button("Refresh", scale=1)
         local = gr.Textbox(label="Checkpoint folder (with config.json)", elem_id="model-local")
     adapted.change(lambda folder: folder or gr.skip(), adapted, local, api_visibility="private")
-    adapted_refresh.click(lambda: gr.update(choices=engine.adapted_checkpoints()), None, adapted, api_visibility="private")
+
+    def refresh_adapted(profile: gr.OAuthProfile | None = None) -> Any:
+        return gr.update(choices=engine.adapted_checkpoints(viewer_of(engine, profile)))
+
+    adapted_refresh.click(refresh_adapted, None, adapted, api_visibility="private")
     with gr.Row():
         trust = gr.Checkbox(False, label="Trust remote code: run model code shipped in the repo (off by default)")
         allow_bin = gr.Checkbox(False, label="Allow .bin weights: pickle files can run code when loaded (off: safetensors only)")

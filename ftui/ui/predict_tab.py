@@ -15,8 +15,9 @@ from ftui.explain import METHODS
 from ftui.predict import batch_summary, describe, predictions_frame
 from ftui.serving import RUNTIMES
 from ftui.tasks import Task
-from ftui.ui.common import error_md, explanation_view, ok_md, show_explanation
+from ftui.ui.common import error_md, explanation_view, ok_md, show_explanation, viewer_of
 from ftui.ui.zerogpu import batch_seconds, explain_seconds, gpu, predict_seconds
+from ftui.workspace import Viewer
 
 log = logging.getLogger(__name__)
 EXAMPLES = [
@@ -72,27 +73,30 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
     )
     examples.click(lambda sample: sample[0], examples, text, api_visibility="private")
 
-    def on_model(model_key: str | None) -> Any:
-        return gr.Dataset(samples=[[e] for e in engine.predict_examples(model_key, EXAMPLES)])
+    def on_model(model_key: str | None, profile: gr.OAuthProfile | None = None) -> Any:
+        return gr.Dataset(samples=[[e] for e in engine.predict_examples(model_key, EXAMPLES, viewer_of(engine, profile))])
 
     model.change(on_model, model, examples, api_visibility="private", show_progress="hidden")
 
-    def predict(review: str, model_key: str | None = None, runtime: str = "pytorch") -> dict[str, float] | float:
+    def predict(
+        review: str, model_key: str | None = None, runtime: str = "pytorch", profile: gr.OAuthProfile | None = None
+    ) -> dict[str, float] | float:
         """Class probabilities for a review from the chosen model (default: the newest completed run) and runtime
         (pytorch, pytorch-int8, onnx, onnx-int8); every label's probability for a multi-label model; the predicted
         number for a regression model."""
+        viewer = viewer_of(engine, profile)
         try:
-            values = engine.predict(review, model_key or None, runtime or "pytorch")
-            info = engine.task_info(model_key or None)
+            values = engine.predict(review, model_key or None, runtime or "pytorch", viewer)
+            info = engine.task_info(model_key or None, viewer)
         except FtuiError as exc:
             # A user's mistake (empty text, unknown model) is one log line, not Gradio's printed traceback.
             log.info("predict refused: %s", exc.problem)
             raise gr.Error(escape_html(exc), print_exception=False) from exc  # a toast renders its message as HTML
         return round(next(iter(values.values())), 4) if info.task is Task.REGRESSION else values
 
-    def note(shown: Any, model_key: str | None = None) -> str:
+    def note(shown: Any, model_key: str | None = None, profile: gr.OAuthProfile | None = None) -> str:
         try:
-            info = engine.task_info(model_key or None)
+            info = engine.task_info(model_key or None, viewer_of(engine, profile))
         except FtuiError:
             return ""
         if info.task is Task.REGRESSION and isinstance(shown, (str, int, float)):
@@ -116,10 +120,12 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
         note, [out, model], shape_note, api_visibility="private", show_progress="hidden"
     )
 
-    def explain(review: str, model_key: str | None = None, how: str = "ig") -> tuple[Any, str]:
+    def explain(
+        review: str, model_key: str | None = None, how: str = "ig", profile: gr.OAuthProfile | None = None
+    ) -> tuple[Any, str]:
         """Each word's contribution to the predicted class (integrated gradients, or "fast" gradient x input)."""
         try:
-            ex = engine.explain(review, model_key or None, how or "ig")
+            ex = engine.explain(review, model_key or None, how or "ig", viewer_of(engine, profile))
         except FtuiError as exc:
             return gr.update(value=None, visible=False), error_md(exc)
         return show_explanation(ex)
@@ -131,13 +137,16 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
               show_progress="hidden")  # fmt: skip
     why.click(gpu(explain, explain_seconds), [text, model, method], [explained, explain_note], api_name="explain")
 
-    def refresh_choices(current: str | None = None) -> Any:
-        """The list as it is now; keeps the current choice while it is listed, else the default (newest completed)."""
-        found = engine.predict_choices()
+    def refresh_choices(current: str | None = None, viewer: Viewer | None = None) -> Any:
+        """The list as the viewer sees it now; keeps the current choice while it is listed, else the default."""
+        found = engine.predict_choices(viewer)
         keys = [k for _, k in found]
         return gr.update(choices=found, value=current if current in keys else (keys[0] if keys else None))
 
-    refresh.click(refresh_choices, model, model, api_visibility="private")
+    def on_refresh(current: str | None = None, profile: gr.OAuthProfile | None = None) -> Any:
+        return refresh_choices(current, viewer_of(engine, profile))
+
+    refresh.click(on_refresh, model, model, api_visibility="private")
 
     with gr.Accordion("Many reviews at once", open=False):
         gr.Markdown("One review per line, or a CSV / JSONL / Parquet file with a text column. Results download as CSV.")
@@ -162,18 +171,21 @@ def build(engine: Engine) -> tuple[gr.Dropdown, Any]:
         model_key: str | None = None,
         int8: bool = False,
         runtime: str = "pytorch",
+        profile: gr.OAuthProfile | None = None,
     ) -> tuple[str, Any, Any]:
+        viewer = viewer_of(engine, profile)
         try:
             texts = engine.batch_texts(block, file)
-            probs = engine.predict_many(texts, model_key or None, int8=bool(int8), runtime=runtime or "pytorch")
+            probs = engine.predict_many(texts, model_key or None, int8=bool(int8), runtime=runtime or "pytorch", viewer=viewer)
+            info = engine.task_info(model_key or None, viewer)
         except FtuiError as exc:
             return error_md(exc), gr.skip(), None
-        frame = predictions_frame(texts, probs, engine.task_info(model_key or None))
+        frame = predictions_frame(texts, probs, info)
         try:
             out = engine.predictions_file(frame)  # texts cut, the downloads' byte budget kept
         except FtuiError as exc:
             return error_md(exc), gr.skip(), None
-        summary = batch_summary(frame, engine.task_info(model_key or None))
+        summary = batch_summary(frame, info)
         shown = frame.head(200).copy()
         shown["text"] = [t if len(t) <= PREVIEW_CHARS else t[:PREVIEW_CHARS] + " …" for t in shown["text"]]
         return ok_md(f"{len(frame):,} reviews scored ({summary})."), shown, str(out)

@@ -10,7 +10,7 @@ import gradio as gr
 from ftui.engine import Engine
 from ftui.errors import FtuiError
 from ftui.experiments import queue_frame
-from ftui.ui.common import error_md
+from ftui.ui.common import error_md, viewer_of
 
 
 @dataclass
@@ -44,7 +44,7 @@ def summary_text(items: list[Any]) -> str:
 
 def build(engine: Engine) -> QueuePanel:
     """Lay out the panel and wire its buttons."""
-    items = engine.queued()
+    items = engine.queued(engine.workspaces.default())
     with gr.Accordion("Queue", open=True, elem_id="queue-panel"):
         summary = gr.Markdown(summary_text(items), elem_id="queue-summary")
         table = gr.Dataframe(queue_frame(items), interactive=False, elem_id="queue-table", wrap=True)
@@ -60,8 +60,8 @@ def build(engine: Engine) -> QueuePanel:
         message = gr.Markdown("", elem_id="queue-message")
     signature = gr.State(_signature(items))
 
-    def render_queue(last: str) -> tuple[Any, ...]:
-        now = engine.queued()
+    def render_queue(last: str, profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
+        now = engine.queued(viewer_of(engine, profile))  # with sign-in: the viewer's own runs only
         sig = _signature(now)
         if sig == last:
             return gr.skip(), gr.skip(), gr.skip(), last
@@ -69,28 +69,42 @@ def build(engine: Engine) -> QueuePanel:
 
     outputs = [table, pick, summary, signature]
 
-    def act(what: str, item_id: str | None) -> tuple[Any, ...]:
+    def act(what: str, item_id: str | None, profile: gr.OAuthProfile | None) -> tuple[Any, ...]:
+        viewer = viewer_of(engine, profile)
         try:
             if what == "clear":
-                n = engine.clear_queue()
+                n = engine.clear_queue(viewer)
                 text = f"Took {n} run(s) off the queue; the training run goes on."
             elif not item_id:
                 raise FtuiError("No queued run is picked.", "Pick one in the list above the buttons.")
             elif what == "cancel":
-                item = engine.cancel_queued(item_id)
+                item = engine.cancel_queued(item_id, viewer)
                 text = f"Cancelled queued run #{item.position}."
             else:
-                moved = engine.move_queued(item_id, -1 if what == "up" else 1)
+                moved = engine.move_queued(item_id, -1 if what == "up" else 1, viewer)
                 text = "Moved." if moved else f"Already {'first' if what == 'up' else 'last'}."
         except FtuiError as exc:
             text = error_md(exc)
-        now = engine.queued()
+        now = engine.queued(viewer)
         keep = item_id if any(q.item_id == item_id and q.here for q in now) else None
         return text, queue_frame(now), gr.Dropdown(choices=_choices(now), value=keep), summary_text(now), _signature(now)
 
     outs = [message, *outputs]
-    up.click(lambda i: act("up", i), pick, outs, api_name="queue_up")
-    down.click(lambda i: act("down", i), pick, outs, api_name="queue_down")
-    cancel.click(lambda i: act("cancel", i), pick, outs, api_name="queue_cancel")
-    clear.click(lambda: act("clear", None), None, outs, api_name="queue_clear")
+
+    def move_up(item_id: str | None, profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
+        return act("up", item_id, profile)
+
+    def move_down(item_id: str | None, profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
+        return act("down", item_id, profile)
+
+    def cancel_one(item_id: str | None, profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
+        return act("cancel", item_id, profile)
+
+    def clear_all(profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
+        return act("clear", None, profile)
+
+    up.click(move_up, pick, outs, api_name="queue_up")
+    down.click(move_down, pick, outs, api_name="queue_down")
+    cancel.click(cancel_one, pick, outs, api_name="queue_cancel")
+    clear.click(clear_all, None, outs, api_name="queue_clear")
     return QueuePanel(table=table, pick=pick, summary=summary, signature=signature, render=render_queue, outputs=outputs)

@@ -28,8 +28,9 @@ from ftui.plots import (
     test_summary,
 )
 from ftui.runs import RunStatus
-from ftui.ui.common import error_md, explanation_view, ok_md, show_explanation, token_of
+from ftui.ui.common import error_md, explanation_view, ok_md, show_explanation, token_of, viewer_of
 from ftui.ui.zerogpu import explain_seconds, gpu, score_seconds
+from ftui.workspace import Viewer
 
 STATUSES = ["all", *[s.value for s in RunStatus]]
 MISTAKES_SHOWN = 100
@@ -96,8 +97,8 @@ def onnx_md(report: OnnxReport) -> str:
     )
 
 
-def _choices(engine: Engine) -> list[tuple[str, str]]:
-    return [(f"{r.name} · {r.status.value}", r.run_id) for r in reversed(engine.runs())]
+def _choices(engine: Engine, viewer: Viewer | None = None) -> list[tuple[str, str]]:
+    return [(f"{r.name} · {r.status.value}", r.run_id) for r in reversed(engine.runs(viewer))]
 
 
 def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
@@ -111,7 +112,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         status = gr.Dropdown(STATUSES, value="all", label="Status", scale=1)
         refresh_btn = gr.Button("Refresh", scale=1, elem_id="runs-refresh")
     table = gr.Dataframe(
-        value=display_frame(runs_frame(engine.run_headers())),
+        value=display_frame(runs_frame(engine.run_headers(engine.workspaces.default()))),
         interactive=False,
         elem_id="runs-table",
         wrap=True,
@@ -171,6 +172,9 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
             delete_btn = gr.Button("Delete run…", variant="stop", elem_id="delete-run")
             confirm_btn = gr.Button("Yes, delete it and its files", variant="stop", visible=False, elem_id="confirm-delete")
             cancel_btn = gr.Button("Cancel", visible=False)
+        with gr.Row(visible=engine.workspaces.enabled):
+            show_btn = gr.Button("Showcase: show to every visitor (admins)", elem_id="showcase-on")
+            hide_btn = gr.Button("Stop showing it", elem_id="showcase-off")
         manage_md = gr.Markdown(elem_id="manage-status")
     with gr.Tab("Export"):
         with gr.Row():
@@ -187,9 +191,11 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         export_md = gr.Markdown(elem_id="export-status")
 
     # ------------------------------------------------------------------------------------------- handlers
-    def render_table(q: str = "", st: str = "all", current: list[str] | None = None, one: str | None = None) -> tuple:
-        frame = display_frame(runs_frame(engine.run_headers(), q or "", st or "all"))
-        choices = _choices(engine)
+    def table_view(
+        viewer: Viewer, q: str = "", st: str = "all", current: list[str] | None = None, one: str | None = None
+    ) -> tuple:
+        frame = display_frame(runs_frame(engine.run_headers(viewer), q or "", st or "all"))
+        choices = _choices(engine, viewer)
         keys = {k for _, k in choices}
         return (
             frame,
@@ -197,22 +203,33 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
             gr.update(choices=choices, value=one if one in keys else None),
         )
 
+    def render_table(
+        q: str = "", st: str = "all", current: list[str] | None = None, one: str | None = None,
+        profile: gr.OAuthProfile | None = None,
+    ) -> tuple:  # fmt: skip
+        return table_view(viewer_of(engine, profile), q, st, current, one)
+
+    def refresh(profile: gr.OAuthProfile | None = None) -> tuple:
+        """The table and pickers as the signed-in viewer sees them (page load, a run's end)."""
+        return table_view(viewer_of(engine, profile))
+
     table_outputs = [table, selected, pick]
     for trigger in (refresh_btn.click, query.submit, status.change):
         trigger(render_table, [query, status, selected, pick], table_outputs, api_visibility="private")
 
-    def compare(run_ids: list[str]) -> tuple:
+    def compare(run_ids: list[str], profile: gr.OAuthProfile | None = None) -> tuple:
         if not run_ids:
             return ("Tick at least one run.", *[gr.skip()] * len(plots), gr.skip())
+        viewer = viewer_of(engine, profile)
         try:
-            recs = [engine.run_record(r) for r in run_ids]
+            recs = [engine.run_record(r, viewer) for r in run_ids]
         except FtuiError as exc:
             return (error_md(exc), *[gr.skip()] * len(plots), gr.skip())
         series = [(r["name"], r["events"]) for r in recs]
         figs = [compare_figure(series, m) for m in compare_metrics(series)]
         d = config_diff(recs) if len(recs) > 1 else EMPTY_DIFF
         msg = f"{len(recs)} runs; {len(d)} config field(s) differ." if len(recs) > 1 else "One run: nothing to diff."
-        everyone = engine.run_headers()  # the best baseline may be a run that is not ticked
+        everyone = engine.run_headers(viewer)  # the best baseline may be a run that is not ticked
         verdicts = [f"- **{escape_md(r['name'])}**: {v}" for r in recs if (v := baseline_verdict(r, everyone))]
         if verdicts:
             msg += "\n\nAgainst the best baseline on the same test set:\n" + "\n".join(verdicts)
@@ -224,25 +241,28 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
 
     compare_btn.click(compare, selected, [compare_msg, *plots, diff], api_name="compare_runs")
 
-    def evaluation(run_id: str | None) -> tuple:
+    def evaluation(run_id: str | None, profile: gr.OAuthProfile | None = None) -> tuple:
         if not run_id:
             return "Pick a run.", EMPTY_PER_CLASS, None, EMPTY_MISTAKES, "", "", gr.skip()
+        viewer = viewer_of(engine, profile)
         try:
-            rec = engine.run_record(run_id)
+            rec = engine.run_record(run_id, viewer)
         except FtuiError as exc:
             return error_md(exc), EMPTY_PER_CLASS, None, EMPTY_MISTAKES, "", "", gr.skip()
         res, names = rec.get("result", {}), rec.get("label_names", [])
-        lines = [f"**{escape_md(rec['name'])}** · {rec['status']}"]
+        owner = rec.get("config", {}).get("user") or ""
+        lines = [f"**{escape_md(rec['name'])}** · {rec['status']}" + (f" · by {escape_md(owner)}" if owner else "")
+                 + (" · showcase: every visitor sees it" if rec.get("showcase") else "")]  # fmt: skip
         if isinstance(res.get("test_accuracy"), float) or isinstance(res.get("test_rmse"), float):
             lines.append(test_summary(res))
         if rec.get("note"):
             lines.append(f"Note: {escape_md_block(rec['note'])}")
         try:
-            preds = engine.test_predictions(run_id)
+            preds = engine.test_predictions(run_id, viewer)
         except FtuiError as exc:
             return ("\n\n".join([*lines, error_md(exc)]), EMPTY_PER_CLASS, None, EMPTY_MISTAKES, rec["name"],
                     rec.get("note", ""), gr.skip())  # fmt: skip
-        table = per_class_table(engine.get_run(run_id).out_dir, names)
+        table = per_class_table(engine.get_run(run_id, viewer).out_dir, names)
         shape = res.get("task", "single_label")
         if shape == "multi_label":
             figure = per_label_figure(table)
@@ -278,16 +298,17 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         api_name="evaluate_run",
     )
 
-    def explain_mistake(run_id: str | None, evt: gr.SelectData) -> tuple[Any, str]:
+    def explain_mistake(run_id: str | None, evt: gr.SelectData, profile: gr.OAuthProfile | None = None) -> tuple[Any, str]:
         hidden = gr.update(value=None, visible=False)
         if not run_id:
             return hidden, "Pick a run."
+        viewer = viewer_of(engine, profile)
         try:
-            wrong = wrong_first(engine.test_predictions(run_id))
+            wrong = wrong_first(engine.test_predictions(run_id, viewer))
             row = int(evt.index[0]) if isinstance(evt.index, (list, tuple)) else int(evt.index)
             if not 0 <= row < len(wrong):
                 return hidden, "That row is no longer in the table: pick the run again."
-            ex = engine.explain(str(wrong.iloc[row]["text"]), f"run:{run_id}")
+            ex = engine.explain(str(wrong.iloc[row]["text"]), f"run:{run_id}", viewer=viewer)
         except FtuiError as exc:
             return hidden, error_md(exc)
         truth = wrong.iloc[row]["label"]
@@ -296,14 +317,14 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
     # ZeroGPU: explaining borrows the GPU (spaces.GPU keeps the signature, so the SelectData still arrives)
     mistakes.select(gpu(explain_mistake, explain_seconds), pick, [wrong_view, wrong_note], api_visibility="private")
 
-    def baseline(run_id: str | None, hub_id: str, token: str, use_hub: bool) -> str:
+    def baseline(run_id: str | None, hub_id: str, token: str, use_hub: bool, viewer: Viewer) -> str:
         if not run_id:
             return "Pick a run."
         try:
             if use_hub and not (hub_id or "").strip():
                 return "Type a Hub classifier id first."
-            score = engine.score_checkpoint(run_id, hub_id.strip() if use_hub else None, token_of(token))
-            rec = engine.run_record(run_id)
+            score = engine.score_checkpoint(run_id, hub_id.strip() if use_hub else None, token_of(token), viewer)
+            rec = engine.run_record(run_id, viewer)
         except FtuiError as exc:
             return error_md(exc)
         res = rec.get("result", {})
@@ -318,36 +339,49 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         return f"Same {score['n']} test examples:\n\n" + "\n".join(rows)
 
     scored = gpu(baseline, score_seconds)  # ZeroGPU: scoring a checkpoint on the test split borrows the GPU
-    base_btn.click(lambda r, h, t: scored(r, h, t, False), [pick, hub_clf, token_box], baseline_md, api_visibility="private")
-    hub_btn.click(lambda r, h, t: scored(r, h, t, True), [pick, hub_clf, token_box], baseline_md, api_visibility="private")
 
-    def save_meta(run_id: str | None, name: str, text: str, q: str, st: str, sel: list[str]) -> tuple:
+    def score_base(run_id: str | None, hub_id: str, token: str, profile: gr.OAuthProfile | None = None) -> str:
+        return scored(run_id, hub_id, token, False, viewer_of(engine, profile))
+
+    def score_hub(run_id: str | None, hub_id: str, token: str, profile: gr.OAuthProfile | None = None) -> str:
+        return scored(run_id, hub_id, token, True, viewer_of(engine, profile))
+
+    base_btn.click(score_base, [pick, hub_clf, token_box], baseline_md, api_visibility="private")
+    hub_btn.click(score_hub, [pick, hub_clf, token_box], baseline_md, api_visibility="private")
+
+    def save_meta(
+        run_id: str | None, name: str, text: str, q: str, st: str, sel: list[str], profile: gr.OAuthProfile | None = None
+    ) -> tuple:
         if not run_id:
             return ("Pick a run.", *[gr.skip()] * 3)
+        viewer = viewer_of(engine, profile)
         try:
-            engine.rename_run(run_id, name)
-            engine.set_note(run_id, text)
+            engine.rename_run(run_id, name, viewer)
+            engine.set_note(run_id, text, viewer)
         except FtuiError as exc:
             return (error_md(exc), *[gr.skip()] * 3)
-        return (ok_md("Saved."), *render_table(q, st, sel, run_id))
+        return (ok_md("Saved."), *table_view(viewer, q, st, sel, run_id))
 
     save_btn.click(save_meta, [pick, new_name, note, query, status, selected], [manage_md, *table_outputs], api_name="update_run")
 
-    def resume(run_id: str | None, token: str) -> str:
+    def resume(run_id: str | None, token: str, profile: gr.OAuthProfile | None = None) -> str:
         if not run_id:
             return "Pick a run."
         try:
-            run = engine.resume_run(run_id, token_of(token))
+            run = engine.resume_run(run_id, token_of(token), viewer_of(engine, profile))
         except FtuiError as exc:
             return error_md(exc)
         return ok_md(f"Resuming **{escape_md(run.name)}**: follow it in the Train tab.")
 
     resumed = resume_btn.click(resume, [pick, token_box], manage_md, api_visibility="private")
 
-    def ask_delete(run_id: str | None) -> tuple:
+    def ask_delete(run_id: str | None, profile: gr.OAuthProfile | None = None) -> tuple:
         if not run_id:
             return "Pick a run.", gr.skip(), gr.skip()
-        name = engine.get_run(run_id).name if engine.get_run(run_id) else run_id
+        run = engine.get_run(run_id, viewer_of(engine, profile))
+        if run is None:
+            return "That run is not one you can see: pick a run from the table.", gr.skip(), gr.skip()
+        name = run.name
         return (
             f"Delete **{escape_md(name)}** and all its files? This cannot be undone.",
             gr.update(visible=True),
@@ -362,16 +396,18 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         api_visibility="private",
     )
 
-    def do_delete(run_id: str | None, q: str, st: str, sel: list[str]) -> tuple:
+    def do_delete(run_id: str | None, q: str, st: str, sel: list[str], profile: gr.OAuthProfile | None = None) -> tuple:
         hidden = (gr.update(visible=False), gr.update(visible=False))
         if not run_id:
             return ("Pick a run.", *hidden, *[gr.skip()] * 3)
+        viewer = viewer_of(engine, profile)
         try:
-            name = engine.run_record(run_id)["name"]
-            engine.delete_run(run_id)
+            name = engine.run_record(run_id, viewer)["name"]
+            engine.delete_run(run_id, viewer)
         except FtuiError as exc:
             return (error_md(exc), *hidden, *[gr.skip()] * 3)
-        return (ok_md(f"Deleted {escape_md(name)}."), *hidden, *render_table(q, st, [s for s in sel or [] if s != run_id], None))
+        kept = [s for s in sel or [] if s != run_id]
+        return (ok_md(f"Deleted {escape_md(name)}."), *hidden, *table_view(viewer, q, st, kept, None))
 
     confirm_btn.click(
         do_delete,
@@ -380,37 +416,56 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         api_name="delete_run",
     )
 
-    def build_zip(run_id: str | None) -> tuple[str, Any]:
+    def build_zip(run_id: str | None, profile: gr.OAuthProfile | None = None) -> tuple[str, Any]:
         if not run_id:
             return "Pick a run.", None
         try:
-            path = engine.export_zip(run_id)
+            path = engine.export_zip(run_id, viewer_of(engine, profile))
         except FtuiError as exc:
             return error_md(exc), None
         return ok_md(f"Zip ready: {code_md(path.name)} ({path.stat().st_size / 2**20:.1f} MB)."), str(path)
 
     zip_btn.click(build_zip, pick, [export_md, zip_file], api_name="export_zip")
 
-    def push(run_id: str | None, repo_id: str, token: str, is_private: bool) -> str:
+    def push(run_id: str | None, repo_id: str, token: str, is_private: bool, profile: gr.OAuthProfile | None = None) -> str:
         if not run_id:
             return "Pick a run."
         try:
-            url = engine.push_to_hub(run_id, repo_id, token_of(token), bool(is_private))
+            url = engine.push_to_hub(run_id, repo_id, token_of(token), bool(is_private), viewer_of(engine, profile))
         except FtuiError as exc:
             return error_md(exc)
         return ok_md(f"Pushed to {url}")
 
     push_btn.click(push, [pick, repo, write_token, private], export_md, api_visibility="private")
 
-    def to_onnx(run_id: str | None, int8: bool = True) -> str:
+    def to_onnx(run_id: str | None, int8: bool = True, profile: gr.OAuthProfile | None = None) -> str:
         """Export the run to ONNX (and int8), checked against PyTorch on its test set."""
         if not run_id:
             return "Pick a run."
         try:
-            report = engine.export_onnx(run_id, bool(int8))
+            report = engine.export_onnx(run_id, bool(int8), viewer_of(engine, profile))
         except FtuiError as exc:
             return error_md(exc)
         return ok_md("ONNX export ready. ") + onnx_md(report)
 
     onnx_btn.click(to_onnx, [pick, onnx_int8], export_md, api_name="export_onnx")
-    return RunsUI(refresh=render_table, outputs=table_outputs, resumed=resumed)
+    if engine.workspaces.enabled:  # sign-in on: an admin shows runs to every visitor (read-only)
+
+        def showcase(run_id: str | None, on: bool, profile: gr.OAuthProfile | None = None) -> str:
+            if not run_id:
+                return "Pick a run."
+            try:
+                run = engine.set_showcase(run_id, on, viewer_of(engine, profile))
+            except FtuiError as exc:
+                return error_md(exc)
+            return ok_md(f"{escape_md(run.name)} is {'now shown to every visitor' if on else 'no longer shown to others'}.")
+
+        def show(run_id: str | None, profile: gr.OAuthProfile | None = None) -> str:
+            return showcase(run_id, True, profile)
+
+        def hide(run_id: str | None, profile: gr.OAuthProfile | None = None) -> str:
+            return showcase(run_id, False, profile)
+
+        show_btn.click(show, pick, manage_md, api_name="showcase_run")
+        hide_btn.click(hide, pick, manage_md, api_visibility="private")
+    return RunsUI(refresh=refresh, outputs=table_outputs, resumed=resumed)

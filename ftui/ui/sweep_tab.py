@@ -14,7 +14,7 @@ from ftui.escaping import code_md, escape_md
 from ftui.icons import OK
 from ftui.plots import sweep_figure
 from ftui.sweeps import SWEEP_COLUMNS, SweepConfig, best_run
-from ftui.ui.common import as_float, as_int, error_md, token_of
+from ftui.ui.common import as_float, as_int, error_md, token_of, viewer_of
 from ftui.ui.train_tab import TrainUI
 
 MODE_LABELS = {"grid": "Grid (every combination)", "random": "Random draws"}
@@ -100,7 +100,8 @@ def build(engine: Engine, token_box: gr.Textbox, train_ui: TrainUI, predict_mode
 
     gr.Markdown("### Sweep results")
     with gr.Row():
-        pick = gr.Dropdown(engine.sweep_ids(), value=None, label="Sweep", elem_id="sweep-pick", scale=3)
+        ids = engine.sweep_ids(engine.workspaces.default())
+        pick = gr.Dropdown(ids, value=None, label="Sweep", elem_id="sweep-pick", scale=3)
         refresh = gr.Button("Refresh", elem_id="sweep-refresh", scale=1)
         use_best = gr.Button("Use best in Predict", elem_id="sweep-use-best", scale=1)
     table = gr.Dataframe(
@@ -114,25 +115,31 @@ def build(engine: Engine, token_box: gr.Textbox, train_ui: TrainUI, predict_mode
     view_msg = gr.Markdown("", elem_id="sweep-view-message")
     timer = gr.Timer(POLL_SECONDS, active=False)
 
-    def view(sweep_id: str | None, metric: str) -> tuple[Any, Any, Any]:
+    def rows_of(sweep_id: str, metric: str, profile: gr.OAuthProfile | None) -> list[dict[str, Any]]:
+        return engine.sweep_table(sweep_id, metric if metric in SWEEP_METRICS else "accuracy", viewer_of(engine, profile))
+
+    def view(sweep_id: str | None, metric: str, profile: gr.OAuthProfile | None = None) -> tuple[Any, Any, Any]:
         if not sweep_id:
             return pd.DataFrame(columns=SWEEP_COLUMNS), None, gr.Timer(active=False)
-        rows = engine.sweep_table(sweep_id, metric if metric in SWEEP_METRICS else "accuracy")
+        rows = rows_of(sweep_id, metric, profile)
         going = any(r["status"].startswith("queued") or r["status"] == "running" for r in rows)
         return sweep_frame(rows), sweep_figure(rows, metric), gr.Timer(active=going)
 
-    def on_start(values: dict[Any, Any]) -> tuple[Any, ...]:
+    def on_start(values: dict[Any, Any], profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
         sweep_values = {name: values[widget] for name, widget in w.items()}
+        viewer = viewer_of(engine, profile)
         try:
-            items = engine.start_sweep(train_ui.config_of(values), sweep_config(sweep_values), token_of(values[token_box]))
+            items = engine.start_sweep(
+                train_ui.config_of(values), sweep_config(sweep_values), token_of(values[token_box]), viewer
+            )
         except FtuiError as exc:
             return error_md(exc), *[gr.skip()] * 5, *[gr.skip()] * len(train_ui.queue.outputs)
         sweep_id = items[0].sweep_id
         text = (f"Queued **{len(items)}** runs as sweep {code_md(sweep_id)}; they train one after another (Train tab: queue "
                 "and live curves). Results appear below as they finish.")  # fmt: skip
-        frame, fig, tick = view(sweep_id, sweep_values["metric"])
-        return (text, gr.Dropdown(choices=engine.sweep_ids(), value=sweep_id), frame, fig, tick,
-                gr.Timer(active=True), *train_ui.queue.render(""))  # fmt: skip
+        frame, fig, tick = view(sweep_id, sweep_values["metric"], profile)
+        return (text, gr.Dropdown(choices=engine.sweep_ids(viewer), value=sweep_id), frame, fig, tick,
+                gr.Timer(active=True), *train_ui.queue.render("", profile))  # fmt: skip
 
     inputs = {*train_ui.inputs, *w.values()}
     go_btn.click(on_start, inputs, [message, pick, table, plot, timer, train_ui.timer, *train_ui.queue.outputs],
@@ -141,22 +148,22 @@ def build(engine: Engine, token_box: gr.Textbox, train_ui: TrainUI, predict_mode
     w["metric"].change(view, [pick, w["metric"]], [table, plot, timer], api_visibility="private")
     timer.tick(view, [pick, w["metric"]], [table, plot, timer], api_visibility="private", show_progress="hidden")
 
-    def on_refresh(sweep_id: str | None, metric: str) -> tuple[Any, ...]:
-        ids = engine.sweep_ids()
+    def on_refresh(sweep_id: str | None, metric: str, profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
+        ids = engine.sweep_ids(viewer_of(engine, profile))
         keep = sweep_id if sweep_id in ids else (ids[0] if ids else None)
-        return gr.Dropdown(choices=ids, value=keep), *view(keep, metric)
+        return gr.Dropdown(choices=ids, value=keep), *view(keep, metric, profile)
 
     refresh.click(on_refresh, [pick, w["metric"]], [pick, table, plot, timer], api_visibility="private")
 
-    def on_use_best(sweep_id: str | None, metric: str) -> tuple[str, Any]:
+    def on_use_best(sweep_id: str | None, metric: str, profile: gr.OAuthProfile | None = None) -> tuple[str, Any]:
         if not sweep_id:
             return error_md(FtuiError("No sweep is picked.", "Pick one above.")), gr.skip()
-        best = best_run(engine.sweep_table(sweep_id, metric if metric in SWEEP_METRICS else "accuracy"))
+        best = best_run(rows_of(sweep_id, metric, profile))
         if best is None:
             return error_md(FtuiError("No run of this sweep has completed yet.", "Wait for one to finish.")), gr.skip()
         key = f"run:{best['run_id']}"
         what = f"**{escape_md(best['name'])}** ({escape_md(best['swept'])}; val {metric} {best['val_score']:.3f})"
         return (f"{OK} The Predict tab now serves {what}.",
-                gr.Dropdown(choices=engine.predict_choices(), value=key))  # fmt: skip
+                gr.Dropdown(choices=engine.predict_choices(viewer_of(engine, profile)), value=key))  # fmt: skip
 
     use_best.click(on_use_best, [pick, w["metric"]], [view_msg, predict_model], api_visibility="private")

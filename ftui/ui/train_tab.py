@@ -18,13 +18,17 @@ from ftui.plots import accuracy_figure, loss_figure, status_markdown
 from ftui.runner import QueuedRun
 from ftui.tasks import Task
 from ftui.ui import queue_panel
-from ftui.ui.common import as_float, as_int, error_md, key_for, queued_message, token_of
+from ftui.ui.common import as_float, as_int, error_md, key_for, queued_message, token_of, viewer_of
 from ftui.ui.data_tab import DataUI
 from ftui.ui.model_tab import ModelUI
 
 POLL_SECONDS = 1.0
 START_LABEL = "Start training"
 QUEUE_LABEL = "Add to queue (a run is training)"
+OTHERS_RUN = "others"  # the version shown while another user's run trains (its details are theirs)
+OTHERS_TEXT = (
+    "Another user's run is training on this Space (one at a time). Start queues yours; the queue takes turns between users."
+)
 BASELINES_LABEL = "Run baselines (TF-IDF, NBSVM, embeddings)"
 
 
@@ -177,10 +181,15 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         """Start and Run baselines: while a run trains they queue the next one, and Start says so."""
         return gr.Button(value=QUEUE_LABEL if training else START_LABEL, interactive=True), gr.Button(interactive=True)
 
-    def render(last_version: str) -> tuple[Any, ...]:
-        run = engine.current_run()
+    def render(last_version: str, profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
+        viewer = viewer_of(engine, profile)
+        run = engine.current_run_for(viewer)
         waiting = engine.manager.waiting_here()
         if run is None:
+            theirs = engine.current_run()
+            if theirs is not None and not theirs.status.finished:  # another user's run: the slot is busy, no details
+                text = gr.skip() if last_version == OTHERS_RUN else OTHERS_TEXT
+                return text, gr.skip(), gr.skip(), OTHERS_RUN, gr.Timer(active=True), *buttons(True)
             return gr.skip(), gr.skip(), gr.skip(), last_version, gr.Timer(active=bool(waiting)), *buttons(False)
         # One read for the version, the status and its text: read apart, a run ending in between was drawn as
         # "completed" under a not-finished version, and the verdict against the baselines never came.
@@ -203,7 +212,7 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
             figures = drawn[key]
         status_now = status_markdown(now, now=time.time())
         if finished:
-            verdict = baseline_verdict(run.header(), engine.run_headers())
+            verdict = baseline_verdict(run.header(), engine.run_headers(viewer))
             warned = {w.get("kind") for w in run.snapshot(events=False).progress.get("warnings", [])}
             status_now += f"\n\n{verdict}" if verdict and "below_baseline" not in warned else ""  # warned above
         return (status_now, *figures, keep_polling, *buttons(not finished))
@@ -221,8 +230,8 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
             train=train_config({name: values[widget] for name, widget in w.items()}),
         )
 
-    def started(got: Any, message_text: str) -> tuple[Any, ...]:
-        queued = queue.render("")
+    def started(got: Any, message_text: str, profile: gr.OAuthProfile | None) -> tuple[Any, ...]:
+        queued = queue.render("", profile)
         if isinstance(got, QueuedRun):  # the training run's charts stay; the queue shows the new item
             return message_text, *[gr.skip()] * 4, gr.Timer(active=True), *buttons(True), *queued
         return (
@@ -236,28 +245,32 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
             *queued,
         )
 
-    def on_start(values: dict[Any, Any]) -> tuple[Any, ...]:
+    def on_start(values: dict[Any, Any], profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
         try:
-            got = engine.start_run(config_of(values), token_of(values[token_box]))
+            got = engine.start_run(config_of(values), token_of(values[token_box]), viewer_of(engine, profile))
         except FtuiError as exc:
             return error_md(exc), *[gr.skip()] * 11
-        return started(got, queued_message(got) if isinstance(got, QueuedRun) else f"Started **{escape_md(got.name)}**.")
+        text = queued_message(got) if isinstance(got, QueuedRun) else f"Started **{escape_md(got.name)}**."
+        return started(got, text, profile)
 
-    def on_baselines(values: dict[Any, Any]) -> tuple[Any, ...]:
+    def on_baselines(values: dict[Any, Any], profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
         try:
-            first, *_ = engine.start_baselines(config_of(values), token_of(values[token_box]))
+            first, *_ = engine.start_baselines(config_of(values), token_of(values[token_box]), viewer_of(engine, profile))
         except FtuiError as exc:
             return error_md(exc), *[gr.skip()] * 11
         what = queued_message(first) if isinstance(first, QueuedRun) else f"Started **{escape_md(first.name)}**"
-        return started(first, f"{what}; NBSVM and frozen embeddings are queued after it. All appear in the Runs tab.")
+        return started(first, f"{what}; NBSVM and frozen embeddings are queued after it. All appear in the Runs tab.", profile)
 
     # Inputs as a set: the handlers receive {widget: value} and read each value by its widget, never by position.
     inputs = {*data_ui.inputs, *model_ui.inputs, *w.values(), token_box}
     start.click(on_start, inputs, [message, *outputs, *queue.outputs], api_visibility="private")
     baselines.click(on_baselines, inputs, [message, *outputs, *queue.outputs], api_visibility="private")
 
-    def on_stop() -> str:
-        run = engine.stop_run()
+    def on_stop(profile: gr.OAuthProfile | None = None) -> str:
+        try:
+            run = engine.stop_run(viewer_of(engine, profile))
+        except FtuiError as exc:
+            return error_md(exc)
         if run is None:
             return "No run is in progress."
         then = " The next queued run starts after it." if engine.manager.waiting_here() else ""
