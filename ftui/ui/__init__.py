@@ -133,7 +133,8 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
 
         def runs_on_finish(profile: gr.OAuthProfile | None = None) -> Any:
             run = engine.current_run()
-            return runs_ui.refresh(profile) if run is not None and run.status.finished else (gr.skip(),) * 3
+            finished = run is not None and run.status.finished
+            return runs_ui.refresh(profile) if finished else (gr.skip(),) * len(runs_ui.outputs)
 
         demo.load(runs_ui.refresh, None, runs_ui.outputs, api_visibility="private")
         # A resumed run streams into the Train tab's charts like a fresh one.

@@ -97,6 +97,16 @@ def onnx_md(report: OnnxReport) -> str:
     )
 
 
+def scope_text(viewer: Viewer, count: int) -> str:
+    """Whose runs the table shows, with sign-in on (a visitor who sees few runs knows why)."""
+    runs = f"{count} run{'s' if count != 1 else ''}"
+    if viewer.admin:
+        return f"Showing {runs}: every user's (you are an admin, {escape_md(viewer.user)})."
+    if viewer.user:
+        return f"Showing {runs}: yours and the showcase runs (signed in as {escape_md(viewer.user)})."
+    return f"Showing {runs}: the showcase runs. Sign in to train and to see your own."
+
+
 def _choices(engine: Engine, viewer: Viewer | None = None) -> list[tuple[str, str]]:
     return [(f"{r.name} · {r.status.value}", r.run_id) for r in reversed(engine.runs(viewer))]
 
@@ -120,6 +130,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         pinned_columns=1,
     )
     gr.Markdown(TABLE_LEGEND, elem_id="runs-legend")
+    scope = gr.Markdown(visible=engine.workspaces.enabled, elem_id="runs-scope")  # with sign-in: whose runs these are
 
     gr.Markdown("### Compare")
     # A multiselect that accepts ids it was not built with: runs appear after the page is built; the engine checks ids.
@@ -201,6 +212,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
             frame,
             gr.update(choices=choices, value=[k for k in (current or []) if k in keys]),
             gr.update(choices=choices, value=one if one in keys else None),
+            scope_text(viewer, len(choices)),
         )
 
     def render_table(
@@ -213,7 +225,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         """The table and pickers as the signed-in viewer sees them (page load, a run's end)."""
         return table_view(viewer_of(engine, profile))
 
-    table_outputs = [table, selected, pick]
+    table_outputs = [table, selected, pick, scope]
     for trigger in (refresh_btn.click, query.submit, status.change):
         trigger(render_table, [query, status, selected, pick], table_outputs, api_visibility="private")
 
@@ -353,13 +365,13 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         run_id: str | None, name: str, text: str, q: str, st: str, sel: list[str], profile: gr.OAuthProfile | None = None
     ) -> tuple:
         if not run_id:
-            return ("Pick a run.", *[gr.skip()] * 3)
+            return ("Pick a run.", *[gr.skip()] * 4)
         viewer = viewer_of(engine, profile)
         try:
             engine.rename_run(run_id, name, viewer)
             engine.set_note(run_id, text, viewer)
         except FtuiError as exc:
-            return (error_md(exc), *[gr.skip()] * 3)
+            return (error_md(exc), *[gr.skip()] * 4)
         return (ok_md("Saved."), *table_view(viewer, q, st, sel, run_id))
 
     save_btn.click(save_meta, [pick, new_name, note, query, status, selected], [manage_md, *table_outputs], api_name="update_run")
@@ -399,13 +411,13 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
     def do_delete(run_id: str | None, q: str, st: str, sel: list[str], profile: gr.OAuthProfile | None = None) -> tuple:
         hidden = (gr.update(visible=False), gr.update(visible=False))
         if not run_id:
-            return ("Pick a run.", *hidden, *[gr.skip()] * 3)
+            return ("Pick a run.", *hidden, *[gr.skip()] * 4)
         viewer = viewer_of(engine, profile)
         try:
             name = engine.run_record(run_id, viewer)["name"]
             engine.delete_run(run_id, viewer)
         except FtuiError as exc:
-            return (error_md(exc), *hidden, *[gr.skip()] * 3)
+            return (error_md(exc), *hidden, *[gr.skip()] * 4)
         kept = [s for s in sel or [] if s != run_id]
         return (ok_md(f"Deleted {escape_md(name)}."), *hidden, *table_view(viewer, q, st, kept, None))
 
