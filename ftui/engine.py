@@ -620,6 +620,8 @@ class Engine:
     ) -> dict[str, float]:
         """Class probabilities for one text, from a run (default: the best completed run on the data at hand, by
         validation score) or its base checkpoint."""
+        if not isinstance(text, str) or not text.strip():  # the text's problem first: it is what the user typed
+            raise FtuiError("There is no text to classify.", "Type a review in the box.")
         return self.serving.predict(text, self._model_key(model_key, viewer), runtime)
 
     def task_info(self, model_key: str | None = None, viewer: Viewer | None = None) -> TaskInfo:
@@ -631,10 +633,13 @@ class Engine:
         viewer: Viewer | None = None,
     ) -> list[dict[str, float]]:  # fmt: skip
         """Class probabilities for many texts, in the input order (bounded; see PredictionService.predict_many)."""
+        self.serving.check_batch(texts)  # the texts' problem first: it is what the user gave
         return self.serving.predict_many(texts, self._model_key(model_key, viewer), int8, runtime)
 
     def explain(self, text: str, model_key: str | None = None, method: str = "ig", viewer: Viewer | None = None) -> Explanation:
         """Token attributions for the class a fine-tuned model predicts (see ftui.explain)."""
+        if not isinstance(text, str) or not text.strip():  # the text's problem first: it is what the user typed
+            raise FtuiError("There is no text to explain.", "Type a review in the box.")
         return self.serving.explain(text, self._model_key(model_key, viewer), method)  # type: ignore[arg-type]
 
     def export_onnx(self, run_id: str, int8: bool = True, viewer: Viewer | None = None) -> OnnxReport:

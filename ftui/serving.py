@@ -262,16 +262,8 @@ class PredictionService:
         self.predictor.forget_prefix(prefix + "@", keep=f"{prefix}@{version}")
         return f"{prefix}@{version}", lambda: load_scorer(run.out_dir, int8)
 
-    def predict_many(
-        self, texts: list[str], model_key: str | None = None, int8: bool = False, runtime: str = "pytorch"
-    ) -> list[dict[str, float]]:
-        """Class probabilities for many texts (batched, similar lengths together), in the input order.
-
-        runtime (a RUNTIMES key) picks PyTorch, its dynamic int8 copy on CPU, or ONNX Runtime (fp32 or int8) on a
-        run's checked export; int8=True is the older spelling of "pytorch-int8". Bounded: at most MAX_BATCH_TEXTS
-        texts and settings.max_batch_chars characters per call; each text is cut to what the model can read before
-        it is tokenized.
-        """
+    def check_batch(self, texts: Any) -> None:
+        """A batch this deployment takes: a non-empty list of texts within the count and character caps."""
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise FtuiError("Batch prediction takes a list of texts.", "Give one review per line or a CSV with a text column.")
         if not texts:
@@ -287,6 +279,18 @@ class PredictionService:
                 f"({self.settings.max_batch_chars:,}).",
                 "Split the file into smaller parts.",
             )
+
+    def predict_many(
+        self, texts: list[str], model_key: str | None = None, int8: bool = False, runtime: str = "pytorch"
+    ) -> list[dict[str, float]]:
+        """Class probabilities for many texts (batched, similar lengths together), in the input order.
+
+        runtime (a RUNTIMES key) picks PyTorch, its dynamic int8 copy on CPU, or ONNX Runtime (fp32 or int8) on a
+        run's checked export; int8=True is the older spelling of "pytorch-int8". Bounded: at most MAX_BATCH_TEXTS
+        texts and settings.max_batch_chars characters per call; each text is cut to what the model can read before
+        it is tokenized.
+        """
+        self.check_batch(texts)
         model_key = self.default_key(model_key)
         key, loader = self._runtime(model_key, "pytorch-int8" if int8 and runtime == "pytorch" else runtime)
         run = self.manager.get(model_key.partition(":")[2])
@@ -302,7 +306,7 @@ class PredictionService:
                 "Pick another model, or train again.",
             ) from exc
         finally:
-            if chars > BIG_REQUEST_CHARS:
+            if sum(map(len, texts)) > BIG_REQUEST_CHARS:
                 release_memory()
 
     def explain(

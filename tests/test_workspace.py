@@ -205,3 +205,13 @@ def test_without_sign_in_nothing_changes(tmp_path):
     assert run.config.user == "" and run.out_dir == eng.runs_dir / run.run_id
     assert [r.run_id for r in eng.runs()] == [run.run_id]
     assert eng.rename_run(run.run_id, "renamed").name == "renamed"  # no viewer named: everybody, as before
+
+
+def test_sign_in_is_on_with_hf_oauth_or_ftui_oauth_and_the_shared_workspace_warning_goes():
+    space = Settings.from_env({"SPACE_ID": "me/ftui", "OAUTH_CLIENT_ID": "id"})  # hf_oauth: true sets OAUTH_CLIENT_ID
+    assert space.oauth and space.page_notices() == []
+    assert len(Settings.from_env({"SPACE_ID": "me/ftui"}).page_notices()) == 1  # without it: every visitor controls all
+    local = Settings.from_env({"FTUI_OAUTH": "1", "FTUI_ADMINS": "carol, dave", "FTUI_MAX_QUEUE_PER_USER": "5"})
+    assert (local.oauth, local.admins, local.max_queue_per_user) == (True, ("carol", "dave"), 5)
+    assert not Settings.from_env({"OAUTH_CLIENT_ID": "id", "FTUI_OAUTH": "0"}).oauth  # the operator can turn it off
+    assert not Settings.from_env({}).oauth
