@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -312,10 +312,13 @@ def _main(args: argparse.Namespace, dist: Any) -> int:
     from ftui.errors import FtuiError
     from ftui.hub import HubStatus
     from ftui.modeling import default_learning_rate
+    from ftui.settings import Settings
     from ftui.training import iter_events, pick_device
 
     hub_status = HubStatus(False, "offline (--offline)") if args.offline else None
-    engine = Engine(runs_dir=args.runs_dir, hub_status=hub_status, dist=dist)
+    # The command line is the operator's: sign-in (a workspace per visitor) rules the app's visitors, not this shell.
+    settings = replace(Settings.from_env(), oauth=False)
+    engine = Engine(runs_dir=args.runs_dir, hub_status=hub_status, settings=settings, dist=dist)
     model_cfg = _model_config(args)
     if args.command == "adapt":
         corpus = args.corpus

@@ -215,3 +215,17 @@ def test_sign_in_is_on_with_hf_oauth_or_ftui_oauth_and_the_shared_workspace_warn
     assert (local.oauth, local.admins, local.max_queue_per_user) == (True, ("carol", "dave"), 5)
     assert not Settings.from_env({"OAUTH_CLIENT_ID": "id", "FTUI_OAUTH": "0"}).oauth  # the operator can turn it off
     assert not Settings.from_env({}).oauth
+
+
+def test_the_command_line_is_the_operators_even_with_sign_in_on(tmp_path, monkeypatch, capsys):
+    """A shell on the Space (OAUTH_CLIENT_ID set) trains as before: sign-in rules the app's visitors, not the CLI."""
+    import json
+
+    from ftui.cli import main
+
+    monkeypatch.setenv("OAUTH_CLIENT_ID", "space-client-id")
+    assert main(["baseline", "--offline", "--kind", "tfidf", "--runs-dir", str(tmp_path)]) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["test_accuracy"] > 0.5, last
+    (run,) = Store(tmp_path).runs()
+    assert run["config"]["user"] == "" and (tmp_path / run["run_id"] / "run.json").exists()
