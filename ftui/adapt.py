@@ -24,6 +24,7 @@ from ftui.errors import DataError, ModelError, StopRequested
 from ftui.events import EventType, MLMEvalEvent, NoticeEvent, StartEvent
 from ftui.mlm import IGNORE, Blocks, mask_tokens, pack_blocks, scratch_config, train_wordpiece
 from ftui.modeling import display_name, load_tokenizer, resolve_checkpoint
+from ftui.recipes import recipe_of
 from ftui.runs import Run, RunStatus
 from ftui.training import MODEL_DIR, Phase, TrainingCore, TrainState, autocast_dtype, pick_device, run_worker, seed_everything
 
@@ -412,7 +413,8 @@ def adapted_checkpoints(runs: list[Run]) -> list[tuple[str, str]]:
     """(label, folder) of every completed masked-LM run, newest first: checkpoints a classifier run can start from."""
     out = []
     for run in reversed(runs):
-        if run.config.kind == "mlm" and run.status == RunStatus.COMPLETED and (run.out_dir / MODEL_DIR / "config.json").exists():
+        done = run.status == RunStatus.COMPLETED and (run.out_dir / MODEL_DIR / "config.json").exists()
+        if recipe_of(run.config).adapts and done:
             ppl = run.result.get("perplexity_after")
             label = f"adapted: {run.name}" + (f" (held-out perplexity {ppl:.1f})" if isinstance(ppl, (int, float)) else "")
             out.append((label, str(run.out_dir / MODEL_DIR)))

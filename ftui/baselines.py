@@ -26,6 +26,7 @@ from ftui.files import replace_dir
 from ftui.metrics import compute_metrics
 from ftui.modeling import load_encoder, load_tokenizer, mean_pool
 from ftui.nbsvm import NBLogistic, nb_vectorizer
+from ftui.recipes import BAG_OF_WORDS
 from ftui.runs import Run, RunStatus
 from ftui.tasks import Task, TaskInfo
 from ftui.training import MODEL_DIR, PREDICTIONS_FILE, pick_device, run_worker, save_predictions, tokenized_splits
@@ -41,7 +42,6 @@ NAMES = {
     "nbsvm": "NBSVM (NB log-count ratios + logistic regression)",
     "embeddings": "frozen embeddings + logistic regression",
 }
-BAG_OF_WORDS = ("tfidf", "nbsvm")  # baselines that read the text itself, never the checkpoint
 
 
 def texts_of(ds: Any) -> list[str]:

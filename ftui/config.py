@@ -13,7 +13,6 @@ MODEL_SOURCES = ("packaged", "hub", "local")
 HEADS = ("auto", "mlp")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCHEDULES = ("one-phase", "two-phase")
-KINDS = ("finetune", "baseline", "mlm")
 CORPUS_SOURCES = ("demo", "file", "hub")
 ADAPT_MODES = ("continue", "scratch")
 PRESETS = ("tiny", "small", "base")
@@ -374,15 +373,9 @@ def validate_train(cfg: TrainConfig) -> list[str]:
 
 def validate_run(cfg: RunConfig) -> list[str]:
     """All messages for a whole run config."""
-    errors = validate_data(cfg.data) + validate_model(cfg.model) + validate_train(cfg.train)
-    if cfg.kind not in KINDS:
-        errors.append(f"run kind must be one of {', '.join(KINDS)} (got {cfg.kind!r})")
-    elif cfg.kind == "baseline" and cfg.baseline not in BASELINES:
-        errors.append(f"baseline must be one of {', '.join(BASELINES)} (got {cfg.baseline!r})")
-    elif cfg.kind == "mlm":
-        errors += validate_adapt(cfg.adapt)
-    if cfg.kind != "finetune" and isinstance(cfg.train.processes, int) and cfg.train.processes > 1:
-        errors.append("only fine-tuning runs train on several processes; baselines and masked-LM runs use one (set it to 1)")
+    from ftui.recipes import kind_problems  # the kinds' own rules live in their table (which builds on this module)
+
+    errors = validate_data(cfg.data) + validate_model(cfg.model) + validate_train(cfg.train) + kind_problems(cfg)
     if cfg.sweep.metric not in SWEEP_METRICS:
         errors.append(f"sweep metric must be one of {', '.join(SWEEP_METRICS)} (got {cfg.sweep.metric!r})")
     return errors

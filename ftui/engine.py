@@ -37,6 +37,7 @@ from ftui.launcher import Launcher
 from ftui.metrics import compute_metrics
 from ftui.modeling import ModelSummary, default_learning_rate, display_name, load_tokenizer, summarize
 from ftui.onnx_export import OnnxReport, has_export, read_report
+from ftui.recipes import recipe_of
 from ftui.runner import QueuedRun, RunManager
 from ftui.runs import Run
 from ftui.serving import PredictionService, admit_model
@@ -390,23 +391,23 @@ class Engine:
     def _check_model_fits(self, cfg: RunConfig, token: str | None) -> None:
         """The checkpoint loads, and the freeze depth and schedule make sense for it (before a thread starts)."""
         summary = self.model_summary(cfg.model, token)
-        depth = cfg.model.freeze_depth
-        if cfg.kind == "finetune" and depth and not summary.freeze_supported:
+        depth, recipe = cfg.model.freeze_depth, recipe_of(cfg)
+        if recipe.layered and depth and not summary.freeze_supported:
             raise ModelError(f"Freeze depth is not supported for '{summary.model_type}' models.", "Set freeze depth to 0.")
-        if cfg.kind == "finetune" and cfg.train.schedule == "two-phase" and not summary.freeze_supported:
+        if recipe.layered and cfg.train.schedule == "two-phase" and not summary.freeze_supported:
             raise ModelError(
                 f"'Head first, then fine-tune' needs a per-layer encoder, which '{summary.model_type}' models lack here.",
                 "Choose the one-phase schedule.",
             )
         if depth > summary.num_layers:
             raise ConfigError([f"freeze depth must be 0 to {summary.num_layers} for this checkpoint (got {depth})"])
-        if summary.max_length and cfg.kind != "baseline" and cfg.train.max_length > summary.max_length:
+        if summary.max_length and recipe.bounded_length and cfg.train.max_length > summary.max_length:
             # Caught here, not mid-run (an index error) or worse, in Predict on the first long review.
             raise ConfigError(
                 [f"max sequence length {cfg.train.max_length} is more than {summary.name} can read "
                  f"({summary.max_length} tokens): set it to {summary.max_length} or less in the Train tab"]
             )  # fmt: skip
-        if cfg.kind == "finetune" and cfg.train.schedule == "two-phase" and depth >= summary.num_layers:
+        if recipe.layered and cfg.train.schedule == "two-phase" and depth >= summary.num_layers:
             raise ConfigError(
                 [f"with freeze depth {depth} of {summary.num_layers} the fine-tune phase would train only the head again: "
                  "lower the freeze depth, or choose the one-phase schedule"]

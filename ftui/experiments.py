@@ -9,8 +9,10 @@ from typing import Any
 
 import pandas as pd
 
+from ftui.config import RunConfig
 from ftui.escaping import escape_md
 from ftui.icons import WARN
+from ftui.recipes import recipe_of
 
 TABLE_COLUMNS = [
     "run_id",
@@ -52,11 +54,7 @@ def _checkpoint(model: dict[str, Any]) -> str:
 
 def method_of(cfg: dict[str, Any]) -> str:
     """What a run trains, in a word or two: fine-tune, head→fine-tune (two phases), TF-IDF or embeddings (baselines)."""
-    if cfg.get("kind") == "baseline":
-        return {"tfidf": "TF-IDF", "nbsvm": "NBSVM", "embeddings": "embeddings"}.get(cfg.get("baseline", ""), "baseline")
-    if cfg.get("kind") == "mlm":
-        return "MLM from scratch" if cfg.get("adapt", {}).get("mode") == "scratch" else "MLM (adapt)"
-    return "head→fine-tune" if cfg.get("train", {}).get("schedule") == "two-phase" else "fine-tune"
+    return recipe_of(cfg).method(RunConfig.from_dict(cfg))
 
 
 def test_split_key(cfg: dict[str, Any]) -> str:
@@ -70,7 +68,7 @@ def best_baselines(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any
     best: dict[str, dict[str, Any]] = {}
     for rec in records:
         cfg, res = rec.get("config", {}), rec.get("result", {}) or {}
-        if cfg.get("kind") != "baseline" or not isinstance(res.get("test_accuracy"), (int, float)):
+        if not recipe_of(cfg).reference or not isinstance(res.get("test_accuracy"), (int, float)):
             continue
         key = test_split_key(cfg)
         if key not in best or res["test_accuracy"] > best[key]["result"]["test_accuracy"]:
@@ -84,7 +82,7 @@ def baseline_verdict(rec: dict[str, Any], records: Sequence[dict[str, Any]], mar
     cfg, res = rec.get("config", {}), rec.get("result", {}) or {}
     acc = res.get("test_accuracy")
     base = best_baselines(records).get(test_split_key(cfg))
-    if cfg.get("kind") == "baseline" or base is None or not isinstance(acc, (int, float)):
+    if recipe_of(cfg).reference or base is None or not isinstance(acc, (int, float)):
         return ""
     b_acc, name = base["result"]["test_accuracy"], str(base.get("name", "baseline"))
     b_name = f"**{escape_md(name)}**" if markdown else f"'{name}'"
@@ -100,7 +98,7 @@ def run_row(rec: dict[str, Any]) -> dict[str, Any]:
     """One line of the runs table from a stored record (header fields; events not needed)."""
     cfg = rec.get("config", {})
     t, res = cfg.get("train", {}), rec.get("result", {}) or {}
-    best = (res.get("best_eval") or {}).get("accuracy") if cfg.get("kind") != "mlm" else None
+    best = (res.get("best_eval") or {}).get("accuracy") if recipe_of(cfg).classifies else None
     ended, started = rec.get("ended_at"), rec.get("started_at")
     return {
         "run_id": rec["run_id"],
@@ -131,7 +129,7 @@ def runs_frame(records: Sequence[dict[str, Any]], query: str = "", status: str =
     records = list(records)
     best = best_baselines(records)
     adapted = {str(Path(r.get("out_dir", "")) / "model"): r.get("name", "") for r in records
-               if r.get("config", {}).get("kind") == "mlm"}  # fmt: skip
+               if recipe_of(r.get("config", {})).adapts}  # fmt: skip
     rows = []
     for rec in reversed(records):
         row = run_row(rec)
@@ -139,12 +137,13 @@ def runs_frame(records: Sequence[dict[str, Any]], query: str = "", status: str =
         if start in adapted:  # a classifier that started from an adapted checkpoint names the run that made it
             row["checkpoint"] = f"adapted: {adapted[start]}"
         cfg = rec.get("config", {})
-        if cfg.get("kind") == "baseline":  # a logistic regression: no optimiser settings, and TF-IDF reads no model
+        recipe = recipe_of(cfg)
+        if recipe.reference:  # a logistic regression: no optimiser settings, and TF-IDF reads no model
             row.update(dict.fromkeys(BASELINE_BLANKS, None))
-            if cfg.get("baseline") in ("tfidf", "nbsvm"):  # bag-of-words: no checkpoint, no max length
+            if not recipe.reads_checkpoint(RunConfig.from_dict(cfg)):  # bag-of-words: no checkpoint, no max length
                 row.update(checkpoint=None, max_len=None)
         base = best.get(test_split_key(cfg))
-        if base is not None and rec.get("config", {}).get("kind") != "baseline" and row["test_acc"] is not None:
+        if base is not None and not recipe.reference and row["test_acc"] is not None:
             row["delta_vs_baseline"] = round(row["test_acc"] - base["result"]["test_accuracy"], 4)
         rows.append(row)
     frame = pd.DataFrame(rows, columns=TABLE_COLUMNS)

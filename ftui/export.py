@@ -9,12 +9,14 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from ftui.config import RunConfig
 from ftui.errors import FtuiError, HubError
 from ftui.escaping import code_md, escape_md, escape_md_block
 from ftui.experiments import run_row
 from ftui.files import COMPLETE
 from ftui.metrics import per_class, per_label, regression_metrics
 from ftui.onnx_export import ONNX_DIR
+from ftui.recipes import recipe_of
 from ftui.tasks import Task, TaskInfo, read_task
 from ftui.training import MODEL_DIR, PREDICTIONS_FILE
 
@@ -65,10 +67,11 @@ def model_card(rec: dict[str, Any], base_limitations: str = "", repo_id: str = "
     base = model.get("checkpoint") if model.get("source") == "hub" else row["checkpoint"]
     dataset = data.get("dataset_id") if data.get("source") == "hub" else row["dataset"]
     labels = rec.get("label_names", [])
-    baseline = cfg.get("kind") == "baseline"
+    recipe = recipe_of(cfg)
+    baseline = recipe.reference
     library = "sklearn" if baseline else "transformers"
     front = ["---", f"library_name: {library}", "pipeline_tag: text-classification", "tags:", "- ftui", "- text-classification"]
-    if model.get("source") == "hub" and base and not (baseline and cfg.get("baseline") in ("tfidf", "nbsvm")):
+    if model.get("source") == "hub" and base and recipe.reads_checkpoint(RunConfig.from_dict(cfg)):
         front += [f"base_model: {json.dumps(str(base))}"]  # JSON strings are YAML strings: no key can be smuggled in
     if data.get("source") == "hub" and dataset:
         front += ["datasets:", f"- {json.dumps(str(dataset))}"]

@@ -16,20 +16,19 @@ from typing import Any
 import torch
 
 from ftui import scaleout, sweeps
-from ftui.adapt import adapt_run
-from ftui.baselines import baseline_run
 from ftui.batching import TokenCache
-from ftui.config import LOWER_IS_BETTER, RunConfig, corpus_as_data, validate_run
+from ftui.config import LOWER_IS_BETTER, RunConfig, validate_run
 from ftui.data import DataBundle
 from ftui.distributed import SOLO, Dist
 from ftui.errors import ConfigError, FtuiError
 from ftui.events import EventType, PrunedEvent
 from ftui.modeling import display_name
+from ftui.recipes import recipe_of
 from ftui.runner import QueuedRun, QueueFull, RunManager
 from ftui.runs import Run, RunStatus
 from ftui.settings import Settings
 from ftui.sweeps import SweepConfig, first_score, prune_verdict
-from ftui.training import RESUME_DIR, train_run
+from ftui.training import RESUME_DIR
 from ftui.workspace import run_folder
 
 log = logging.getLogger(__name__)
@@ -80,11 +79,11 @@ class Launcher:
         """The config as it will run (caps applied), or ConfigError/ModelError/DataError saying what to change."""
         if not isinstance(cfg, RunConfig):
             raise ConfigError(["no run settings were given"])
-        if cfg.kind == "mlm":  # the corpus is the run's data: the deployment's dataset rules apply to it
-            cfg = replace(cfg, data=corpus_as_data(cfg.adapt))
+        recipe = recipe_of(cfg)
+        cfg = recipe.as_run(cfg)  # an adapt run's corpus is its data: the deployment's dataset rules apply to it
         # The allowlists first, before any check that looks at the disk: a refused path gets the same message whether
         # it exists or not, so a visitor cannot map the server's files.
-        refused = self.settings.admit_training(cfg.kind, cfg.baseline)  # before anything is read or started
+        refused = self.settings.admit_training(recipe.gpu_free(cfg))  # before anything is read or started
         refused = refused or self.settings.admit_model(cfg.model) + self.settings.admit_data(cfg.data)
         if refused:
             raise ConfigError(refused)
@@ -98,9 +97,7 @@ class Launcher:
                 problems = [f"this machine offers {offered} {where}; {cfg.train.processes} processes were asked for"]
         if problems:
             raise ConfigError(problems)
-        # Bag-of-words baselines and a from-scratch model never touch the checkpoint
-        bag_of_words = cfg.kind == "baseline" and cfg.baseline in ("tfidf", "nbsvm")
-        if not bag_of_words and not (cfg.kind == "mlm" and cfg.adapt.mode == "scratch"):
+        if recipe.reads_checkpoint(cfg):  # bag-of-words baselines and a from-scratch model never touch it
             self.check_model(cfg, token)
         return cfg
 
@@ -108,15 +105,7 @@ class Launcher:
         """A fresh run record for a checked config, with a generated name unless the config gives one."""
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         model_part, data_part = _slug(display_name(cfg.model)), _slug(cfg.data.dataset_id or "demo")
-        if cfg.kind == "baseline":
-            what = cfg.baseline if cfg.baseline in ("tfidf", "nbsvm") else f"embeddings-{model_part}"
-            generated = f"baseline-{what}-{data_part}-{run_id[9:15]}"
-        elif cfg.kind == "mlm":
-            what = f"scratch-{cfg.adapt.preset}" if cfg.adapt.mode == "scratch" else model_part
-            generated = f"mlm-{what}-{data_part}-{run_id[9:15]}"
-        else:
-            schedule = "-2phase" if cfg.train.schedule == "two-phase" else ""
-            generated = f"{model_part}-{data_part}-f{cfg.model.freeze_depth}{schedule}-{run_id[9:15]}"
+        generated = recipe_of(cfg).name(cfg, model_part, data_part, run_id[9:15])
         folder = run_folder(self.runs_dir, run_id, cfg.user)  # a signed-in user's runs live in their own folder
         return Run(run_id, cfg.train.run_name.strip() or generated, cfg, folder, store=self.store)
 
@@ -126,18 +115,18 @@ class Launcher:
         run.save_header()
         if cfg.sweep.prune:
             run.listeners.append(self.pruner(run))
-        if cfg.kind == "mlm":
-            args: tuple[Any, ...] = (run, token, self.settings.read_limits())
-            self.manager.launch(run, adapt_run, args, f"ftui-run-{run.run_id}")
-            return
-        if cfg.kind == "finetune" and cfg.train.processes > 1 and not self.dist.enabled:
+        recipe = recipe_of(cfg)
+        if recipe.parallel and cfg.train.processes > 1 and not self.dist.enabled:
             self._launch_processes(run, token, cfg.train.processes, resume=False)
             return
-        load = lambda: self.load_data(cfg.data, token)  # noqa: E731 - the worker loads, so Start answers at once
-        if cfg.kind == "baseline":
-            self.manager.launch(run, baseline_run, (run, load, token, self.token_cache), f"ftui-run-{run.run_id}")
-            return
-        self.manager.launch(run, train_run, (run, load, token, self.token_cache, False, self.dist), f"ftui-run-{run.run_id}")
+        self._fit(run, token, resume=False)
+
+    def _fit(self, run: Run, token: str | None, resume: bool) -> None:
+        """Run the recipe's worker for a run in this process (a thread the manager supervises)."""
+        load = lambda: self.load_data(run.config.data, token)  # noqa: E731 - the worker loads, so Start answers at once
+        args = (run, load, token, self.token_cache, resume, self.dist, self.settings.read_limits())
+        name = f"ftui-{'resume' if resume else 'run'}-{run.run_id}"
+        self.manager.launch(run, recipe_of(run.config).fit, args, name)
 
     def _launch_processes(self, run: Run, token: str | None, processes: int, resume: bool) -> None:
         """Train a run the app holds as a torchrun child of `processes` ranks, supervised by the worker thread."""
@@ -167,8 +156,7 @@ class Launcher:
 
         run = self.manager.reserve(make)
         run.save_header()  # the store's owner is this process from here on; the app stops beating for it
-        load = lambda: self.load_data(cfg.data, token)  # noqa: E731
-        self.manager.launch(run, train_run, (run, load, token, self.token_cache, resume, self.dist), f"ftui-run-{run.run_id}")
+        self._fit(run, token, resume)
         return run
 
     def start_queued(self, item: QueuedRun, token: str | None) -> bool:
@@ -287,7 +275,7 @@ class Launcher:
         """Continue a stopped or interrupted run from its last snapshot, in the same record."""
         run = self.manager.require(run_id)
         _, problems = self.settings.apply(run.config)  # the rules of today, not of the day it started
-        problems = self.settings.admit_training(run.config.kind, run.config.baseline) + problems
+        problems = self.settings.admit_training(recipe_of(run.config).gpu_free(run.config)) + problems
         if problems:
             raise ConfigError(problems)
 
@@ -299,19 +287,10 @@ class Launcher:
             r.reopen(int(snap["step"]))
 
         run = self.manager.resume(run_id, reopen)
-        wanted = run.config.train.processes if run.config.kind == "finetune" and not self.dist.enabled else 1
+        wanted = run.config.train.processes if recipe_of(run.config).parallel and not self.dist.enabled else 1
         processes = min(wanted, scaleout.available_processes(self.settings.cpu_processes))
         if processes > 1:
             self._launch_processes(run, token, processes, resume=True)
             return run
-        if run.config.kind == "mlm":
-            args: tuple[Any, ...] = (run, token, self.settings.read_limits(), True)
-            self.manager.launch(run, adapt_run, args, f"ftui-resume-{run.run_id}")
-            return run
-        self.manager.launch(
-            run,
-            train_run,
-            (run, lambda: self.load_data(run.config.data, token), token, self.token_cache, True, self.dist),
-            f"ftui-resume-{run.run_id}",
-        )
+        self._fit(run, token, resume=True)
         return run

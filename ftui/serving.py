@@ -22,6 +22,7 @@ from ftui.files import DownloadFolder, FileTooLarge, recover_dir
 from ftui.modeling import build_model, load_classifier, load_tokenizer
 from ftui.onnx_export import ONNX_DIR, REPORT_FILE, OnnxReport, export_run, has_export, load_scorer
 from ftui.predict import CPU_MODELS, GPU_MODELS, Predictor, TransformerScorer, int8_loader, texts_from_lines, texts_from_table
+from ftui.recipes import recipe_of
 from ftui.runner import RUN_ID_RE, RunManager
 from ftui.runs import RunStatus
 from ftui.settings import Settings
@@ -122,7 +123,8 @@ def _has_model(run: Any) -> bool:
 
 def _entries(run: Any, what: str) -> list[tuple[str, str]]:
     """A run's picker entries: itself (a baseline labelled as one), and a fine-tuned run's base checkpoint."""
-    if run.config.kind == "baseline":
+    recipe = recipe_of(run.config)
+    if not recipe.serves_base:
         return [(f"{run.name} (baseline: {NAMES.get(run.config.baseline, '?')}, {what})", f"run:{run.run_id}")]
     return [(f"{run.name} (fine-tuned, {what})", f"run:{run.run_id}"),
             (f"{run.name} — base checkpoint before fine-tuning", f"base:{run.run_id}")]  # fmt: skip
@@ -170,7 +172,7 @@ class PredictionService:
                 best = (run.snapshot().progress.get("best_eval_accuracy")) if not run.remote else None
                 val = f", val acc {best:.3f}" if isinstance(best, (int, float)) else ""
                 what, group = f"training now: best checkpoint so far{val}", "live"
-            elif run.config.kind == "baseline":
+            elif not recipe_of(run.config).serves_partial:
                 continue
             else:
                 what, group = f"{status.value} early: best checkpoint before it ended", "other"
@@ -249,7 +251,7 @@ class PredictionService:
             return f"{key}#int8", int8_loader(loader)
         kind, _, run_id = model_key.partition(":")
         run = self.manager.get(run_id)
-        if kind != "run" or run is None or run.config.kind != "finetune":
+        if kind != "run" or run is None or not recipe_of(run.config).onnx:
             raise FtuiError("ONNX Runtime serves fine-tuned runs only.", "Pick a fine-tuned run, or the PyTorch runtime.")
         int8 = runtime == "onnx-int8"
         if not has_export(run.out_dir, int8):
@@ -333,7 +335,7 @@ class PredictionService:
     def export_onnx(self, run_id: str, int8: bool = True) -> OnnxReport:
         """Export a finished fine-tuned run to ONNX (and int8), checked on its test set; kept in the run folder."""
         run = self.manager.require(run_id)
-        if run.config.kind != "finetune":
+        if not recipe_of(run.config).onnx:
             raise FtuiError(f"Run '{run.name}' is not a fine-tuned classifier.", "Export a fine-tuned run to ONNX.")
         if not run.status.finished or run.remote:
             raise FtuiError(f"Run '{run.name}' is still training.", "Export it when it has finished.")

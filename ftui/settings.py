@@ -170,10 +170,10 @@ class Settings:
             )
         return notices
 
-    def admit_training(self, kind: str, baseline: str = "") -> list[str]:
-        """Why a run of this kind cannot train here: ZeroGPU lends a GPU only inside short calls (60 s by default, a
-        daily quota per visitor), never to a background run; a TF-IDF or NBSVM baseline needs no GPU and may run."""
-        if self.zero_gpu and not (kind == "baseline" and baseline in ("tfidf", "nbsvm")):
+    def admit_training(self, gpu_free: bool) -> list[str]:
+        """Why a run cannot train here: ZeroGPU lends a GPU only inside short calls (60 s by default, a daily quota
+        per visitor), never to a background run; a run that needs no GPU (a TF-IDF or NBSVM baseline) may run."""
+        if self.zero_gpu and not gpu_free:
             return [ZERO_GPU_TRAINING]
         return []
 

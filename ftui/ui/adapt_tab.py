@@ -17,6 +17,7 @@ from ftui.escaping import escape_md
 from ftui.icons import OK
 from ftui.mlm import PRESETS, preset_parameters
 from ftui.plots import loss_figure, perplexity_figure, status_markdown
+from ftui.recipes import recipe_of
 from ftui.runner import QueuedRun
 from ftui.runs import RunStatus
 from ftui.ui.common import MODEL_SOURCE_LABELS, as_float, as_int, error_md, key_for, queued_message, token_of, viewer_of
@@ -217,7 +218,7 @@ def build(engine: Engine, token_box: gr.Textbox, model_ui: ModelUI) -> AdaptUI:
 
     def render_mlm(last: int, profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
         run = engine.current_run_for(viewer_of(engine, profile))
-        if run is None or run.config.kind != "mlm":
+        if run is None or not recipe_of(run.config).adapts:
             return gr.skip(), gr.skip(), gr.skip(), last, gr.Timer(active=False)
         v, finished = run.version, run.status.finished
         if v == last:
@@ -238,7 +239,7 @@ def build(engine: Engine, token_box: gr.Textbox, model_ui: ModelUI) -> AdaptUI:
         """A completed run's checkpoint is selected in the Model tab at once (no Refresh); "Started X" goes."""
         viewer = viewer_of(engine, profile)
         run = engine.current_run_for(viewer)
-        if run is None or run.config.kind != "mlm" or not run.status.finished:
+        if run is None or not recipe_of(run.config).adapts or not run.status.finished:
             return (gr.skip(),) * 4
         folder = run.result.get("model_dir")
         if run.status != RunStatus.COMPLETED or not folder:
