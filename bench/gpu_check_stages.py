@@ -37,12 +37,12 @@ def s_env() -> None:
         info.update(
             gpu=p.name, gpu_gb=round(p.total_memory / 2**30, 1), bf16=torch.cuda.is_bf16_supported(), cuda=torch.version.cuda
         )
-    absent = [m for m in ("gradio", "plotly", "evaluate") if importlib.util.find_spec(m) is None]
+    absent = [m for m in ("gradio", "plotly") if importlib.util.find_spec(m) is None]
     record("env", "versions", "INFO", json.dumps(info), **info)
     record("env", "ftui source", "INFO", f"{G.ARGS.src} (git {G.ARGS.git or '?'})")
     code = (
         "import sys, ftui.cli, ftui.engine, ftui.training, ftui.serving; "
-        "print([m for m in ('gradio', 'plotly', 'evaluate', 'captum') if m in sys.modules])"
+        "print([m for m in ('gradio', 'plotly', 'captum') if m in sys.modules])"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=G.ARGS.src)
     loaded = proc.stdout.strip() or f"import failed: {proc.stderr[-300:]}"

@@ -109,11 +109,6 @@ class Engine:
         self.hub = hub_status or hub.check_hub()
         if not self.hub.online:
             hub.go_offline()
-        else:
-            from ftui import metrics
-
-            # evaluate fetches its metric scripts from the Hub: do it now, not at the first evaluation.
-            threading.Thread(target=metrics.backend, name="ftui-evaluate-load", daemon=True).start()
         self.device = pick_device()
         self._cache_lock = threading.Lock()
         self._data_cache: OrderedDict[tuple[Any, ...], DataBundle] = OrderedDict()

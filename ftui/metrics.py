@@ -1,17 +1,12 @@
-"""Accuracy and macro-F1 (through `evaluate` when its scripts load, else the same numbers computed locally); multi-label
-and regression metrics computed locally."""
+"""The one implementation of every score: accuracy and macro-F1, per-class, multi-label and regression metrics
+(scikit-learn's definitions, tested equal to scikit-learn; no scripts fetched from the Hub, so online and offline agree)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-
-_lock = threading.Lock()
-_loaded: dict[str, Any] | None = None
-_backend = ""
 
 
 def accuracy(preds: Sequence[int], labels: Sequence[int]) -> float:
@@ -36,42 +31,8 @@ def macro_f1(preds: Sequence[int], labels: Sequence[int]) -> float:
     return float(np.mean(scores))
 
 
-def _load_evaluate() -> dict[str, Any] | None:
-    """evaluate's accuracy and f1 modules, or None offline (they are fetched from the Hub at run time)."""
-    global _loaded, _backend
-    with _lock:
-        if _backend:
-            return _loaded
-        try:
-            import huggingface_hub.constants
-
-            if huggingface_hub.constants.HF_HUB_OFFLINE:
-                raise ConnectionError("offline")
-            import evaluate
-
-            _loaded = {"accuracy": evaluate.load("accuracy"), "f1": evaluate.load("f1")}
-            _backend = "evaluate"
-        except Exception:
-            _loaded, _backend = None, "local"
-        return _loaded
-
-
-def backend() -> str:
-    """'evaluate' or 'local': which implementation compute_metrics uses."""
-    _load_evaluate()
-    return _backend
-
-
 def compute_metrics(preds: Sequence[int], labels: Sequence[int]) -> dict[str, float]:
     """{'accuracy', 'macro_f1'} for class predictions against labels."""
-    mods = _load_evaluate()
-    if mods is not None:
-        try:
-            acc = mods["accuracy"].compute(predictions=list(preds), references=list(labels))["accuracy"]
-            f1 = mods["f1"].compute(predictions=list(preds), references=list(labels), average="macro")["f1"]
-            return {"accuracy": float(acc), "macro_f1": float(f1)}
-        except Exception:
-            pass  # fall through to the local numbers, which are the same formulas
     return {"accuracy": accuracy(preds, labels), "macro_f1": macro_f1(preds, labels)}
 
 

@@ -686,9 +686,6 @@ def test_the_model_optimizer_and_cache_are_freed_before_the_test_phase(tiny_bert
     monkeypatch.setattr(T, "load_classifier", spy_load)
     cfg = RunConfig(DataConfig(max_train_examples=64), ModelConfig(source="local", checkpoint=str(tiny_bert_dir), freeze_depth=1),
                     TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3, max_length=32, evals_per_epoch=1))  # fmt: skip
-    from ftui.metrics import backend
-
-    backend()  # its first call may fail a download, whose traceback cycle would hold the first evaluation's frames
     gc.disable()  # a collection at the wrong moment would hide the cycle
     try:
         run = in_process_run(cfg, tmp_path / "freed")
