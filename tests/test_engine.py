@@ -67,7 +67,7 @@ def test_rename_note_delete_and_baseline(engine, tiny_bert_dir):
 
 
 def test_label_mapping():
-    from ftui.engine import map_labels
+    from ftui.engine_predict import map_labels
 
     assert map_labels(["NEGATIVE", "POSITIVE"], ["negative", "positive"]) == {"NEGATIVE": 0, "POSITIVE": 1}
     assert map_labels(["LABEL_0", "LABEL_1"], ["neg", "pos"]) == {"LABEL_0": 0, "LABEL_1": 1}
