@@ -83,39 +83,54 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+# The `train` flags are TrainConfig's fields, generated from the dataclass (each flag's help is its field's one-line
+# why); these tables hold only what a field cannot say about its flag.
+TRAIN_FLAG = {"learning_rate": "lr", "head_learning_rate": "head-lr"}  # shorter spellings than the field names
+TRAIN_NEGATED = ("frozen_cache", "tune_threshold")  # on by default: their flag (--no-...) turns them off
+TRAIN_CHOICES = {"precision": PRECISIONS, "schedule": SCHEDULES, "long_text": LONG_TEXT}
+TRAIN_COMPUTED = {"learning_rate": "None: 1e-4 packaged, else 5e-5", "batch_size": "None: 16 on CPU, 64 on a GPU"}
+TRAIN_NOT_FLAGS = ("processes",)  # torchrun's world size, never typed
+
+
+def train_flag(name: str) -> str:
+    """The command-line flag of a TrainConfig field."""
+    return "--" + ("no-" if name in TRAIN_NEGATED else "") + TRAIN_FLAG.get(name, name).replace("_", "-")
+
+
+def _train_config_args(t: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
+    for f in fields(TrainConfig):
+        if f.name in TRAIN_NOT_FLAGS:
+            continue
+        default = getattr(d, f.name)
+        if f.name in TRAIN_NEGATED:
+            t.add_argument(train_flag(f.name), action="store_true", help=f"turn off: {HELP[f.name]}")
+        elif f.name in TRAIN_COMPUTED:
+            computed = f"{HELP[f.name]} ({TRAIN_COMPUTED[f.name]})"
+            t.add_argument(train_flag(f.name), type=type(default), default=None, help=computed)
+        else:
+            choices = list(TRAIN_CHOICES[f.name]) if f.name in TRAIN_CHOICES else None
+            t.add_argument(train_flag(f.name), type=type(default), default=default, choices=choices, help=HELP[f.name])
+
+
+def train_config(args: argparse.Namespace, **computed: Any) -> TrainConfig:
+    """The TrainConfig the `train` flags describe; `computed` fills the fields whose default depends on the machine."""
+    values: dict[str, Any] = {}
+    for f in fields(TrainConfig):
+        if f.name in TRAIN_NOT_FLAGS:
+            continue
+        given = getattr(args, train_flag(f.name)[2:].replace("-", "_"))
+        values[f.name] = (not given) if f.name in TRAIN_NEGATED else given
+    return TrainConfig(**{**values, **computed})
+
+
 def _train_args(t: argparse.ArgumentParser) -> None:
     """The flags of `train` (and the fixed part of `sweep`)."""
-    d = TrainConfig()
     _data_args(t)
     _model_args(t)
     t.add_argument("--freeze-depth", type=int, default=0, help="0 trains all; k freezes embeddings + bottom k layers")
     t.add_argument("--head", choices=["auto", "mlp"], default="auto", help="model's own head or an MLP head")
-    t.add_argument("--lr", type=float, default=None, help="peak learning rate (None: 1e-4 packaged, else 5e-5)")
-    t.add_argument("--batch-size", type=int, default=None, help=f"{HELP['batch_size']} (None: 16 on CPU, 64 on a GPU)")
-    for flag, name, kind in (
-        ("--epochs", "epochs", float),
-        ("--weight-decay", "weight_decay", float),
-        ("--warmup-ratio", "warmup_ratio", float),
-        ("--max-length", "max_length", int),
-        ("--seed", "seed", int),
-        ("--grad-accum", "grad_accum", int),
-        ("--evals-per-epoch", "evals_per_epoch", int),
-        ("--early-stopping-patience", "early_stopping_patience", int),
-    ):
-        t.add_argument(flag, type=kind, default=getattr(d, name), help=HELP[name])  # the config's own one-line why
-    t.add_argument("--precision", choices=list(PRECISIONS), default=d.precision, help=HELP["precision"])
-    t.add_argument("--schedule", choices=list(SCHEDULES), default=d.schedule, help=HELP["schedule"])
-    t.add_argument("--head-epochs", type=float, default=d.head_epochs, help=HELP["head_epochs"])
-    t.add_argument("--head-lr", type=float, default=d.head_learning_rate, help=HELP["head_learning_rate"])
-    t.add_argument("--class-weights", default=d.class_weights, help=HELP["class_weights"])
-    t.add_argument("--long-text", choices=list(LONG_TEXT), default=d.long_text, help=HELP["long_text"])
-    t.add_argument("--threshold", type=float, default=d.threshold, help=HELP["threshold"])
-    t.add_argument("--no-tune-threshold", action="store_true", help="multi-label: keep --threshold as given")
-    t.add_argument("--max-steps", type=int, default=0, help="stop after this many optimizer steps; 0 = all epochs")
-    t.add_argument("--max-minutes", type=float, default=d.max_minutes, help=HELP["max_minutes"])
-    t.add_argument("--no-frozen-cache", action="store_true", help="recompute frozen layers every epoch")
-    t.add_argument("--run-name", default="")
-    t.add_argument("--report-to", default="", help="extra metric sinks: tensorboard, trackio (when installed)")
+    _train_config_args(t)
     t.add_argument("--runs-dir", default=None, help="where runs are saved (None: ./runs or $FTUI_RUNS_DIR)")
     t.add_argument("--offline", action="store_true", help="do not contact the Hub")
 
@@ -349,30 +364,10 @@ def _main(args: argparse.Namespace, dist: Any) -> int:
         cfg = RunConfig(
             data=_data_config(args),
             model=model_cfg,
-            train=TrainConfig(
+            train=train_config(
+                args,
                 learning_rate=args.lr if args.lr is not None else default_learning_rate(model_cfg),
                 batch_size=args.batch_size or default_batch_size(pick_device()),
-                epochs=args.epochs,
-                weight_decay=args.weight_decay,
-                warmup_ratio=args.warmup_ratio,
-                max_length=args.max_length,
-                seed=args.seed,
-                precision=args.precision,
-                grad_accum=args.grad_accum,
-                evals_per_epoch=args.evals_per_epoch,
-                early_stopping_patience=args.early_stopping_patience,
-                run_name=args.run_name,
-                report_to=args.report_to,
-                max_steps=args.max_steps,
-                max_minutes=args.max_minutes,
-                frozen_cache=not args.no_frozen_cache,
-                schedule=args.schedule,
-                head_epochs=args.head_epochs,
-                head_learning_rate=args.head_lr,
-                class_weights=args.class_weights,
-                long_text=args.long_text,
-                threshold=args.threshold,
-                tune_threshold=not args.no_tune_threshold,
                 processes=dist.world,
             ),
         )

@@ -130,3 +130,24 @@ def test_model_and_dataset_code_are_trusted_separately():
     assert _data_config(args).trust_remote_code and not _model_config(args).trust_remote_code
     args = build_parser().parse_args(["train", "--class-weights", "balanced"])
     assert args.class_weights == "balanced"
+
+
+def test_train_flags_are_generated_from_the_config_fields():
+    """Every TrainConfig field is a `train` flag (written once, in the dataclass) and parses back into the config."""
+    from dataclasses import fields
+
+    from ftui.cli import TRAIN_NOT_FLAGS, train_config, train_flag
+    from ftui.config import TrainConfig
+
+    parser = build_parser()
+    flags = {a for action in parser._subparsers._group_actions[0].choices["train"]._actions for a in action.option_strings}
+    assert {train_flag(f.name) for f in fields(TrainConfig) if f.name not in TRAIN_NOT_FLAGS} <= flags
+    given = ["--lr", "0.001", "--epochs", "2.5", "--no-frozen-cache", "--schedule", "two-phase", "--head-lr", "0.01",
+             "--long-text", "head_tail", "--run-name", "x", "--max-steps", "7"]  # fmt: skip
+    args = parser.parse_args(["train", *given])
+    cfg = train_config(args, learning_rate=args.lr, batch_size=8, processes=1)
+    assert (cfg.learning_rate, cfg.epochs, cfg.frozen_cache, cfg.schedule) == (0.001, 2.5, False, "two-phase")
+    assert (cfg.head_learning_rate, cfg.long_text, cfg.run_name, cfg.max_steps) == (0.01, "head_tail", "x", 7)
+    assert (cfg.tune_threshold, cfg.batch_size) == (True, 8)
+    defaults = train_config(parser.parse_args(["train"]), learning_rate=5e-5, batch_size=16, processes=1)
+    assert defaults == TrainConfig()  # no flag given: the config's own defaults
