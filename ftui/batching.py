@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +11,7 @@ import torch
 
 from ftui.data import LABEL, TEXT, TEXT_PAIR
 from ftui.errors import FtuiError, StopRequested
+from ftui.lru import LRU
 
 PAD_MULTIPLE = 8  # tensor cores and oneDNN kernels like multiples of 8
 GROUP_FACTOR = 50  # batches per length-sorted chunk: similar lengths without losing shuffling
@@ -198,25 +197,8 @@ def collate(tok: Tokenized, idx: np.ndarray, pad_id: int, device: str) -> dict[s
     return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
 
 
-class TokenCache:
+class TokenCache(LRU[tuple[Any, ...], dict[str, Tokenized]]):
     """A few tokenized datasets kept in memory, so a second run on the same data and tokenizer starts at once."""
 
     def __init__(self, capacity: int = 3) -> None:
-        self.capacity = capacity
-        self._lock = threading.Lock()
-        self._items: OrderedDict[tuple[Any, ...], dict[str, Tokenized]] = OrderedDict()
-
-    def get(self, key: tuple[Any, ...]) -> dict[str, Tokenized] | None:
-        """The cached splits for `key`, or None."""
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        return None
-
-    def put(self, key: tuple[Any, ...], value: dict[str, Tokenized]) -> None:
-        """Remember `value`, dropping the least recently used entry beyond capacity."""
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
+        super().__init__(capacity)

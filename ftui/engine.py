@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from ftui.engine_runs import RunsFacade
 from ftui.errors import ConfigError, DataError, FtuiError, HubError, ModelError
 from ftui.hub import HubStatus
 from ftui.launcher import Launcher
+from ftui.lru import LRU
 from ftui.modeling import ModelSummary, default_learning_rate, load_tokenizer, summarize
 from ftui.recipes import recipe_of
 from ftui.runner import RunManager
@@ -94,10 +93,9 @@ class Engine(RunsFacade, PredictFacade):
         if not self.hub.online:
             hub.go_offline()
         self.device = pick_device()
-        self._cache_lock = threading.Lock()
-        self._data_cache: OrderedDict[tuple[Any, ...], DataBundle] = OrderedDict()
-        self._summary_cache: dict[tuple[Any, ...], ModelSummary] = {}
-        self._tokenizers: dict[tuple[Any, ...], Any] = {}
+        self._data_cache: LRU[tuple[Any, ...], DataBundle] = LRU(4)  # prepared datasets: the largest entries
+        self._summary_cache: LRU[tuple[Any, ...], ModelSummary] = LRU(32)
+        self._tokenizers: LRU[tuple[Any, ...], Any] = LRU(8)
         self.token_cache = TokenCache()
         self.store = Store(self.runs_dir, network=self.settings.network_storage)
         self.workspaces = Workspaces(self.settings)
@@ -207,16 +205,7 @@ class Engine(RunsFacade, PredictFacade):
         """Prepared data for a config, cached (per token) so preview and training share one load."""
         self._admit_data(cfg)
         key = (*cfg.key(), _token_key(token))
-        with self._cache_lock:
-            if key in self._data_cache:
-                self._data_cache.move_to_end(key)
-                return self._data_cache[key]
-        bundle = load_data(cfg, token, self.settings.read_limits())
-        with self._cache_lock:
-            self._data_cache[key] = bundle
-            while len(self._data_cache) > 4:
-                self._data_cache.popitem(last=False)
-        return bundle
+        return self._data_cache.get_or_load(key, lambda: load_data(cfg, token, self.settings.read_limits()))
 
     def model_summary(self, cfg: ModelConfig, token: str | None = None) -> ModelSummary:
         """Architecture and parameter counts (no weights read), cached."""
@@ -226,17 +215,13 @@ class Engine(RunsFacade, PredictFacade):
         if problems:
             raise ModelError("; ".join(problems) + ".", "")
         key = (cfg.source, cfg.checkpoint, cfg.head, cfg.mlp_hidden, cfg.trust_remote_code, _token_key(token))
-        if key not in self._summary_cache:
-            self._summary_cache[key] = summarize(cfg, token)
-        return self._summary_cache[key]
+        return self._summary_cache.get_or_load(key, lambda: summarize(cfg, token))
 
     def tokenizer(self, cfg: ModelConfig, token: str | None = None) -> Any:
         """The checkpoint's tokenizer, cached (for token-length previews)."""
         self._admit_model(cfg)
         key = (cfg.source, cfg.checkpoint, cfg.trust_remote_code, _token_key(token))
-        if key not in self._tokenizers:
-            self._tokenizers[key] = load_tokenizer(cfg, token)
-        return self._tokenizers[key]
+        return self._tokenizers.get_or_load(key, lambda: load_tokenizer(cfg, token))
 
     def text_lengths(self, data: DataConfig, model: ModelConfig, token: str | None = None) -> tuple[list[int], str]:
         """Lengths of a sample of train texts: in the checkpoint's tokens, or in words when its tokenizer is refused or

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -18,6 +17,7 @@ from ftui import accel
 from ftui.batching import chunk_rows, head_tail_rows, pool_windows
 from ftui.errors import FtuiError
 from ftui.escaping import escape_md
+from ftui.lru import LRU
 from ftui.tasks import TaskInfo, n_outputs, predicted, scores
 
 log = logging.getLogger(__name__)
@@ -108,39 +108,29 @@ class Predictor:
 
     def __init__(self, capacity: int = CPU_MODELS) -> None:
         self.capacity = capacity
-        self._lock = threading.Lock()
-        self._models: OrderedDict[str, Entry] = OrderedDict()
+        self._models: LRU[str, Entry] = LRU(capacity)
 
     def get(self, key: str, loader: Callable[[], Loaded]) -> Entry:
         """The cached entry for `key`, loading it with `loader` on first use (a (model, tokenizer, names) tuple is a
-        transformer classifier)."""
-        with self._lock:
-            if key in self._models:
-                self._models.move_to_end(key)
-                return self._models[key]
-        loaded = loader()  # outside the lock: loading one model must not block the others
-        entry = Entry(TransformerScorer(*loaded) if isinstance(loaded, tuple) else loaded)
-        with self._lock:
-            self._models[key] = entry
-            while len(self._models) > self.capacity:
-                self._models.popitem(last=False)
-        return entry
+        transformer classifier); loading one model never blocks the others."""
+
+        def load() -> Entry:
+            loaded = loader()
+            return Entry(TransformerScorer(*loaded) if isinstance(loaded, tuple) else loaded)
+
+        return self._models.get_or_load(key, load)
 
     def forget(self, key: str) -> None:
         """Drop a cached model (after its files changed)."""
-        with self._lock:
-            self._models.pop(key, None)
+        self._models.forget(lambda k: k != key)
 
     def forget_prefix(self, prefix: str, keep: str | None = None) -> None:
         """Drop every cached model whose key starts with `prefix` (older versions of one model), except `keep`."""
-        with self._lock:
-            for key in [k for k in self._models if k.startswith(prefix) and k != keep]:
-                del self._models[key]
+        self._models.forget(lambda k: not k.startswith(prefix) or k == keep)
 
     def keys(self) -> list[str]:
         """Cached model keys, least recently used first."""
-        with self._lock:
-            return list(self._models)
+        return self._models.keys()
 
     def predict(
         self,
