@@ -40,6 +40,15 @@ class RunsFacade:
     runs_dir: Path
 
     # ---------------------------------------------------------------------------------------------------- runs
+    @property
+    def sign_in(self) -> bool:
+        """Sign-in is on: a workspace per Hugging Face user (the page shows the Sign-in button and whose runs it lists)."""
+        return self.workspaces.enabled
+
+    def waiting_here(self) -> int:
+        """How many queued runs this app will start (every user's)."""
+        return self.manager.waiting_here()
+
     def viewer(self, user: str | None) -> Viewer:
         """Who a request comes from (the UI passes the signed-in username): see ftui.workspace."""
         return self.workspaces.viewer(user)
@@ -235,6 +244,11 @@ class RunsFacade:
     def run_record(self, run_id: str, viewer: Viewer | None = None) -> dict[str, Any]:
         """One run's record."""
         return self._seen(run_id, viewer).to_json()
+
+    def per_class(self, run_id: str, viewer: Viewer | None = None) -> list[dict[str, Any]]:
+        """Per-class (or per-label) test scores of a finished run, from its saved predictions."""
+        run = self._seen(run_id, viewer)
+        return export.per_class_table(run.out_dir, list(run.label_names))
 
     def test_predictions(self, run_id: str, viewer: Viewer | None = None) -> pd.DataFrame:
         """The run's saved test-set predictions (text, label, predicted, confidence, class probabilities)."""

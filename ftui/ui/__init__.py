@@ -47,7 +47,7 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
                     f"## ftui — fine-tune a text classifier\n{hub_line} Device: **{engine.device_label()}**",
                     elem_id="hub-status",
                 )
-            if engine.workspaces.enabled:  # sign-in (hf_oauth): each user's own runs; showcase runs for everyone
+            if engine.sign_in:  # sign-in (hf_oauth): each user's own runs; showcase runs for everyone
                 with gr.Column(scale=1, min_width=200):
                     gr.LoginButton(elem_id="login")
                     gr.Markdown(

@@ -127,7 +127,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> ModelUI:
     with gr.Group(visible=default.source == "local") as local_box:
         with gr.Row():
             adapted = gr.Dropdown(
-                choices=engine.adapted_checkpoints(engine.workspaces.default()),
+                choices=engine.adapted_checkpoints(),
                 value=None,
                 label="Adapted checkpoint (from the Adapt tab)",
                 elem_id="adapted",

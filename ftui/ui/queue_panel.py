@@ -44,7 +44,7 @@ def summary_text(items: list[Any]) -> str:
 
 def build(engine: Engine) -> QueuePanel:
     """Lay out the panel and wire its buttons."""
-    items = engine.queued(engine.workspaces.default())
+    items = engine.queued()
     with gr.Accordion("Queue", open=True, elem_id="queue-panel"):
         summary = gr.Markdown(summary_text(items), elem_id="queue-summary")
         table = gr.Dataframe(queue_frame(items), interactive=False, elem_id="queue-table", wrap=True)

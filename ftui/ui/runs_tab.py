@@ -14,7 +14,6 @@ from ftui.engine import Engine
 from ftui.errors import FtuiError
 from ftui.escaping import code_md, escape_md, escape_md_block
 from ftui.experiments import TABLE_LEGEND, baseline_verdict, config_diff, display_frame, display_widths, runs_frame
-from ftui.export import per_class_table
 from ftui.icons import WARN
 from ftui.metrics import confusion
 from ftui.onnx_export import OnnxReport
@@ -122,7 +121,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         status = gr.Dropdown(STATUSES, value="all", label="Status", scale=1)
         refresh_btn = gr.Button("Refresh", scale=1, elem_id="runs-refresh")
     table = gr.Dataframe(
-        value=display_frame(runs_frame(engine.run_headers(engine.workspaces.default()))),
+        value=display_frame(runs_frame(engine.run_headers())),
         interactive=False,
         elem_id="runs-table",
         wrap=True,
@@ -130,7 +129,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         pinned_columns=1,
     )
     gr.Markdown(TABLE_LEGEND, elem_id="runs-legend")
-    scope = gr.Markdown(visible=engine.workspaces.enabled, elem_id="runs-scope")  # with sign-in: whose runs these are
+    scope = gr.Markdown(visible=engine.sign_in, elem_id="runs-scope")  # with sign-in: whose runs these are
 
     gr.Markdown("### Compare")
     # A multiselect that accepts ids it was not built with: runs appear after the page is built; the engine checks ids.
@@ -183,7 +182,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
             delete_btn = gr.Button("Delete run…", variant="stop", elem_id="delete-run")
             confirm_btn = gr.Button("Yes, delete it and its files", variant="stop", visible=False, elem_id="confirm-delete")
             cancel_btn = gr.Button("Cancel", visible=False)
-        with gr.Row(visible=engine.workspaces.enabled):
+        with gr.Row(visible=engine.sign_in):
             show_btn = gr.Button("Showcase: show to every visitor (admins)", elem_id="showcase-on")
             hide_btn = gr.Button("Stop showing it", elem_id="showcase-off")
         manage_md = gr.Markdown(elem_id="manage-status")
@@ -274,7 +273,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         except FtuiError as exc:
             return ("\n\n".join([*lines, error_md(exc)]), EMPTY_PER_CLASS, None, EMPTY_MISTAKES, rec["name"],
                     rec.get("note", ""), gr.skip())  # fmt: skip
-        table = per_class_table(engine.get_run(run_id, viewer).out_dir, names)
+        table = engine.per_class(run_id, viewer)
         shape = res.get("task", "single_label")
         if shape == "multi_label":
             figure = per_label_figure(table)
@@ -461,7 +460,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         return ok_md("ONNX export ready. ") + onnx_md(report)
 
     onnx_btn.click(to_onnx, [pick, onnx_int8], export_md, api_name="export_onnx")
-    if engine.workspaces.enabled:  # sign-in on: an admin shows runs to every visitor (read-only)
+    if engine.sign_in:  # sign-in on: an admin shows runs to every visitor (read-only)
 
         def showcase(run_id: str | None, on: bool, profile: gr.OAuthProfile | None = None) -> str:
             if not run_id:

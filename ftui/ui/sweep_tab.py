@@ -100,7 +100,7 @@ def build(engine: Engine, token_box: gr.Textbox, train_ui: TrainUI, predict_mode
 
     gr.Markdown("### Sweep results")
     with gr.Row():
-        ids = engine.sweep_ids(engine.workspaces.default())
+        ids = engine.sweep_ids()
         pick = gr.Dropdown(ids, value=None, label="Sweep", elem_id="sweep-pick", scale=3)
         refresh = gr.Button("Refresh", elem_id="sweep-refresh", scale=1)
         use_best = gr.Button("Use best in Predict", elem_id="sweep-use-best", scale=1)

@@ -184,7 +184,7 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
     def render(last_version: str, profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
         viewer = viewer_of(engine, profile)
         run = engine.current_run_for(viewer)
-        waiting = engine.manager.waiting_here()
+        waiting = engine.waiting_here()
         if run is None:
             theirs = engine.current_run()
             if theirs is not None and not theirs.status.finished:  # another user's run: the slot is busy, no details
@@ -273,7 +273,7 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
             return error_md(exc)
         if run is None:
             return "No run is in progress."
-        then = " The next queued run starts after it." if engine.manager.waiting_here() else ""
+        then = " The next queued run starts after it." if engine.waiting_here() else ""
         return f"Stopping **{escape_md(run.name)}** after the current step; the best checkpoint so far is kept.{then}"
 
     stop.click(on_stop, None, message, api_visibility="private")
