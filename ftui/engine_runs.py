@@ -14,7 +14,8 @@ from ftui.adapt import adapted_checkpoints
 from ftui.config import RunConfig
 from ftui.errors import ConfigError, FtuiError, HubError
 from ftui.launcher import Launcher
-from ftui.runner import QueuedRun, RunManager
+from ftui.run_queue import QueuedRun
+from ftui.runner import RunManager
 from ftui.runs import Run
 from ftui.settings import Settings
 from ftui.store import Store

@@ -24,7 +24,8 @@ from ftui.errors import ConfigError, FtuiError
 from ftui.events import EventType, PrunedEvent
 from ftui.modeling import display_name
 from ftui.recipes import recipe_of
-from ftui.runner import QueuedRun, QueueFull, RunManager
+from ftui.run_queue import QueuedRun, QueueFull
+from ftui.runner import RunManager
 from ftui.runs import Run, RunStatus
 from ftui.settings import Settings
 from ftui.sweeps import SweepConfig, first_score, prune_verdict

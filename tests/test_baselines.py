@@ -13,7 +13,7 @@ import torch
 from ftui.baselines import C_GRID, META_FILE, PIPELINE_FILE, embed, texts_of
 from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ftui.errors import FtuiError
-from ftui.runner import QueuedRun
+from ftui.run_queue import QueuedRun
 from ftui.runs import Run, RunStatus
 from tests.conftest import REPO
 

@@ -56,7 +56,7 @@ def test_flatten():
 
 def test_queue_frame_lists_waiting_runs_in_order():
     from ftui.experiments import queue_frame
-    from ftui.runner import QueuedRun
+    from ftui.run_queue import QueuedRun
 
     items = [
         QueuedRun("i1", 1, replace(BASE, train=replace(BASE.train, run_name="first", learning_rate=3e-5)), 0.0, True),

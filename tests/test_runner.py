@@ -145,7 +145,7 @@ def test_the_queue_runs_in_order_after_moves_and_cancels_and_survives_a_refused_
     from dataclasses import replace
 
     from ftui.config import DataConfig
-    from ftui.runner import QueuedRun
+    from ftui.run_queue import QueuedRun
     from ftui.runs import Run
 
     csv = tmp_path / "later-gone.csv"

@@ -18,7 +18,7 @@ from ftui.icons import OK
 from ftui.mlm import PRESETS, preset_parameters
 from ftui.plots import loss_figure, perplexity_figure, status_markdown
 from ftui.recipes import recipe_of
-from ftui.runner import QueuedRun
+from ftui.run_queue import QueuedRun
 from ftui.runs import RunStatus
 from ftui.ui.common import MODEL_SOURCE_LABELS, as_float, as_int, error_md, key_for, queued_message, token_of, viewer_of
 from ftui.ui.model_tab import ModelUI

@@ -15,7 +15,7 @@ from ftui.errors import FtuiError
 from ftui.escaping import escape_md
 from ftui.experiments import baseline_verdict
 from ftui.plots import accuracy_figure, loss_figure, status_markdown
-from ftui.runner import QueuedRun
+from ftui.run_queue import QueuedRun
 from ftui.tasks import Task
 from ftui.ui import queue_panel
 from ftui.ui.common import as_float, as_int, error_md, key_for, queued_message, token_of, viewer_of
