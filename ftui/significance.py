@@ -233,9 +233,10 @@ def align(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]
     return a.iloc[oa].reset_index(drop=True), b.iloc[ob].reset_index(drop=True)
 
 
-def compare_runs(a: pd.DataFrame, b: pd.DataFrame) -> list[Paired] | None:
+def compare_runs(a: pd.DataFrame, b: pd.DataFrame, accuracy_only: bool = False) -> list[Paired] | None:
     """Run a against run b on the same test texts: accuracy (exact McNemar) and, for classes, macro-F1 (paired
-    bootstrap); RMSE (paired bootstrap) for numbers. None when they were not tested on the same texts."""
+    bootstrap, skipped when accuracy_only); RMSE (paired bootstrap) for numbers. None when they were not tested on the
+    same texts."""
     pair = align(a, b)
     if pair is None or "correct" not in a.columns or "correct" not in b.columns:
         return None
@@ -249,6 +250,8 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame) -> list[Paired] | None:
                                  "RMSE")]  # fmt: skip
     if _probability_columns(a):
         return [paired_accuracy(a["correct"].to_numpy(), b["correct"].to_numpy(), "subset accuracy")]
+    if accuracy_only:
+        return [paired_accuracy(a["correct"].to_numpy(), b["correct"].to_numpy())]
     joint = pd.concat([a[["label", "predicted"]], b[["label", "predicted"]].rename(columns={"predicted": "other"})], axis=1)
     names = {v: i for i, v in enumerate(sorted(set(joint.astype(str).to_numpy().ravel())))}
     gold, pa, pb = (joint.iloc[:, i].astype(str).map(names).to_numpy(dtype=int) for i in range(3))
@@ -324,3 +327,41 @@ def ties_with_best(rows: Sequence[dict[str, Any]], best: dict[str, Any]) -> set[
             if two_proportion_p(acc, n, r["val_acc"], r["val_size"]) >= NOISE_P:
                 tied.add(r["run_id"])
     return tied
+
+
+def pairer(load: Callable[[str], pd.DataFrame | None], accuracy_only: bool = False) -> Callable[[str, str], list[Paired] | None]:
+    """paired(run_a, run_b) over a loader of runs' test predictions (None: none saved), each file read once."""
+    frames: dict[str, pd.DataFrame | None] = {}
+
+    def paired(run_a: str, run_b: str) -> list[Paired] | None:
+        for rid in (run_a, run_b):
+            if rid not in frames:
+                frames[rid] = load(rid)
+        a, b = frames[run_a], frames[run_b]
+        return None if a is None or b is None else compare_runs(a, b, accuracy_only)
+
+    return paired
+
+
+def intervals_md(frame: pd.DataFrame | None) -> str:
+    """A run's test scores with their 95% intervals, as one Markdown phrase ('' without saved predictions)."""
+    ivs = test_intervals(frame) if frame is not None else []
+    return " · ".join(interval_text(iv) for iv in ivs)
+
+
+def compare_md(runs: Sequence[tuple[str, pd.DataFrame | None]]) -> str:
+    """The Compare section on noise: each run's intervals, then each later run against the first ticked one on the
+    same test texts (names escaped)."""
+    if not runs:
+        return ""
+    lines = ["Test scores with 95% intervals:"]
+    for name, frame in runs:
+        shown = intervals_md(frame) or "no saved test predictions"
+        lines.append(f"- **{escape_md(name)}**: {shown}")
+    first, first_frame = runs[0]
+    if len(runs) > 1:
+        lines.append(f"\nEach against **{escape_md(first)}**, paired on the same test texts (within noise: p ≥ {NOISE_P}):")
+    for name, frame in runs[1:]:
+        pairs = compare_runs(frame, first_frame) if frame is not None and first_frame is not None else None
+        lines.append("- " + paired_md(name, first, pairs))
+    return "\n".join(lines)

@@ -28,6 +28,7 @@ from ftui.plots import (
     test_summary,
 )
 from ftui.runs import RunStatus
+from ftui.significance import compare_md, intervals_md, pairer, validation_flag
 from ftui.ui.common import error_md, explanation_view, ok_md, show_explanation, token_of
 from ftui.ui.zerogpu import explain_seconds, gpu, score_seconds
 
@@ -96,6 +97,23 @@ def onnx_md(report: OnnxReport) -> str:
     )
 
 
+def _loader(engine: Engine) -> Any:
+    """run id -> its saved test predictions, or None (a run without them cannot be paired)."""
+
+    def load(run_id: str) -> pd.DataFrame | None:
+        try:
+            return engine.test_predictions(run_id)
+        except FtuiError:
+            return None
+
+    return load
+
+
+def _table(engine: Engine, q: str = "", st: str = "all") -> pd.DataFrame:
+    """The runs table as shown, "vs base" tested on the same test texts."""
+    return display_frame(runs_frame(engine.run_headers(), q, st, paired=pairer(_loader(engine), accuracy_only=True)))
+
+
 def _choices(engine: Engine) -> list[tuple[str, str]]:
     return [(f"{r.name} · {r.status.value}", r.run_id) for r in reversed(engine.runs())]
 
@@ -111,7 +129,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         status = gr.Dropdown(STATUSES, value="all", label="Status", scale=1)
         refresh_btn = gr.Button("Refresh", scale=1, elem_id="runs-refresh")
     table = gr.Dataframe(
-        value=display_frame(runs_frame(engine.run_headers())),
+        value=_table(engine),
         interactive=False,
         elem_id="runs-table",
         wrap=True,
@@ -188,7 +206,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
 
     # ------------------------------------------------------------------------------------------- handlers
     def render_table(q: str = "", st: str = "all", current: list[str] | None = None, one: str | None = None) -> tuple:
-        frame = display_frame(runs_frame(engine.run_headers(), q or "", st or "all"))
+        frame = _table(engine, q or "", st or "all")
         choices = _choices(engine)
         keys = {k for _, k in choices}
         return (
@@ -212,8 +230,10 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         figs = [compare_figure(series, m) for m in compare_metrics(series)]
         d = config_diff(recs) if len(recs) > 1 else EMPTY_DIFF
         msg = f"{len(recs)} runs; {len(d)} config field(s) differ." if len(recs) > 1 else "One run: nothing to diff."
-        everyone = engine.run_headers()  # the best baseline may be a run that is not ticked
-        verdicts = [f"- **{escape_md(r['name'])}**: {v}" for r in recs if (v := baseline_verdict(r, everyone))]
+        load = _loader(engine)
+        msg += "\n\n" + compare_md([(r["name"], load(r["run_id"])) for r in recs])
+        everyone, paired = engine.run_headers(), pairer(load)  # the best baseline may be a run that is not ticked
+        verdicts = [f"- **{escape_md(r['name'])}**: {v}" for r in recs if (v := baseline_verdict(r, everyone, paired=paired))]
         if verdicts:
             msg += "\n\nAgainst the best baseline on the same test set:\n" + "\n".join(verdicts)
         warned = [f"- **{escape_md(r['name'])}**: {WARN} {escape_md(w['message'])}"
@@ -235,6 +255,9 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         lines = [f"**{escape_md(rec['name'])}** · {rec['status']}"]
         if isinstance(res.get("test_accuracy"), float) or isinstance(res.get("test_rmse"), float):
             lines.append(test_summary(res))
+        at = len(lines)  # the test intervals follow the test scores (read with the predictions below)
+        if flag := validation_flag((res.get("best_eval") or {}).get("accuracy"), res.get("val_size")):
+            lines.append(f"{WARN} {flag}")
         if rec.get("note"):
             lines.append(f"Note: {escape_md_block(rec['note'])}")
         try:
@@ -255,6 +278,8 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
             idx = {n: i for i, n in enumerate(names)}
             cm = confusion(preds["predicted"].map(idx), preds["label"].map(idx), len(names))
             figure, how = confusion_figure(cm.tolist(), names), "misclassified"
+        if intervals := intervals_md(preds):
+            lines.insert(at, f"95% intervals: {intervals}")
         rows = or_empty(pd.DataFrame(table).round(4), EMPTY_PER_CLASS)
         wrong = wrong_first(preds)
         cols = [c for c in ("text", "text_pair", "label", "predicted", "error", "confidence") if c in wrong.columns]
