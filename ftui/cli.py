@@ -25,6 +25,7 @@ from ftui.config import (
 from ftui.config import PRESETS as CONFIG_PRESETS
 from ftui.events import EventType, of_type
 from ftui.runs import Run
+from ftui.significance import result_interval
 from ftui.tasks import TASK_CHOICES
 
 HELP = {f.name: f.metadata.get("help", "").replace("%", "%%") for f in fields(TrainConfig)}
@@ -418,6 +419,7 @@ def end_line(run: Run) -> dict[str, Any]:
         "error": run.error,
         "run_dir": str(run.out_dir),
         **{k: v for k, v in run.result.items() if k != "best_eval"},
+        **result_interval(run.result),  # the test accuracy's noise (ftui.significance)
         **({"swept": dict(run.config.sweep.point)} if run.config.sweep.sweep_id else {}),
         **({"pruned": True} if of_type(run.events(), EventType.PRUNED) else {}),
         "warnings": warnings_of(run.events()),

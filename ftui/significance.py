@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
@@ -20,6 +21,7 @@ NOISE_P = 0.05  # the rule: a paired test with p >= this says "within noise" (no
 RESAMPLES = 1000  # bootstrap resamples: the interval ends move by about a tenth of a point between seeds at n = 200
 SEED = 0  # bootstrap resamples are seeded, so the page shows the same interval every time
 VAL_HALF_WIDTH = 0.05  # a validation split whose 95% interval is wider than +-5 points cannot rank checkpoints reliably
+PREDICTIONS_FILE = "test_predictions.parquet"  # as training.PREDICTIONS_FILE (not imported: training imports torch)
 TEXT_COLUMNS = ("text", "text_pair")  # what makes two runs' test rows "the same test texts" (with the label)
 
 
@@ -272,6 +274,14 @@ def interval_cell(iv: Interval) -> str:
     return f"{iv.low:.3f}–{iv.high:.3f} (n={iv.n:,})"
 
 
+def result_interval(result: dict[str, Any]) -> dict[str, Any]:
+    """{'test_accuracy_95ci': [low, high]} (Wilson, on the recorded test size) for the CLI's end line; {} without sizes."""
+    acc, n = result.get("test_accuracy"), result.get("test_size")
+    if not isinstance(acc, (int, float)) or not isinstance(n, int) or n <= 0 or acc != acc:
+        return {}
+    return {"test_accuracy_95ci": [round(x, 4) for x in wilson(round(acc * n), n)]}
+
+
 def wilson_cell(accuracy: Any, n: Any) -> str:
     """A stored accuracy and its test size as a table cell ('' when either is missing)."""
     if not isinstance(accuracy, (int, float)) or not isinstance(n, int) or n <= 0 or accuracy != accuracy:
@@ -327,6 +337,14 @@ def ties_with_best(rows: Sequence[dict[str, Any]], best: dict[str, Any]) -> set[
             if two_proportion_p(acc, n, r["val_acc"], r["val_size"]) >= NOISE_P:
                 tied.add(r["run_id"])
     return tied
+
+
+def read_predictions(folder: str | Path) -> pd.DataFrame | None:
+    """A run folder's saved test predictions (training.PREDICTIONS_FILE), or None when it has none."""
+    try:
+        return pd.read_parquet(Path(folder) / PREDICTIONS_FILE)
+    except (OSError, ValueError):
+        return None
 
 
 def pairer(load: Callable[[str], pd.DataFrame | None], accuracy_only: bool = False) -> Callable[[str, str], list[Paired] | None]:

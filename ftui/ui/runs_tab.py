@@ -29,7 +29,7 @@ from ftui.plots import (
 )
 from ftui.runs import RunStatus
 from ftui.significance import compare_md, intervals_md, pairer, validation_flag
-from ftui.ui.common import error_md, explanation_view, ok_md, show_explanation, token_of
+from ftui.ui.common import error_md, explanation_view, ok_md, predictions_loader, show_explanation, token_of
 from ftui.ui.zerogpu import explain_seconds, gpu, score_seconds
 
 STATUSES = ["all", *[s.value for s in RunStatus]]
@@ -97,21 +97,9 @@ def onnx_md(report: OnnxReport) -> str:
     )
 
 
-def _loader(engine: Engine) -> Any:
-    """run id -> its saved test predictions, or None (a run without them cannot be paired)."""
-
-    def load(run_id: str) -> pd.DataFrame | None:
-        try:
-            return engine.test_predictions(run_id)
-        except FtuiError:
-            return None
-
-    return load
-
-
 def _table(engine: Engine, q: str = "", st: str = "all") -> pd.DataFrame:
     """The runs table as shown, "vs base" tested on the same test texts."""
-    return display_frame(runs_frame(engine.run_headers(), q, st, paired=pairer(_loader(engine), accuracy_only=True)))
+    return display_frame(runs_frame(engine.run_headers(), q, st, paired=pairer(predictions_loader(engine), accuracy_only=True)))
 
 
 def _choices(engine: Engine) -> list[tuple[str, str]]:
@@ -230,7 +218,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         figs = [compare_figure(series, m) for m in compare_metrics(series)]
         d = config_diff(recs) if len(recs) > 1 else EMPTY_DIFF
         msg = f"{len(recs)} runs; {len(d)} config field(s) differ." if len(recs) > 1 else "One run: nothing to diff."
-        load = _loader(engine)
+        load = predictions_loader(engine)
         msg += "\n\n" + compare_md([(r["name"], load(r["run_id"])) for r in recs])
         everyone, paired = engine.run_headers(), pairer(load)  # the best baseline may be a run that is not ticked
         verdicts = [f"- **{escape_md(r['name'])}**: {v}" for r in recs if (v := baseline_verdict(r, everyone, paired=paired))]
