@@ -254,9 +254,9 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame, accuracy_only: bool = False) 
         return [paired_accuracy(a["correct"].to_numpy(), b["correct"].to_numpy(), "subset accuracy")]
     if accuracy_only:
         return [paired_accuracy(a["correct"].to_numpy(), b["correct"].to_numpy())]
-    joint = pd.concat([a[["label", "predicted"]], b[["label", "predicted"]].rename(columns={"predicted": "other"})], axis=1)
-    names = {v: i for i, v in enumerate(sorted(set(joint.astype(str).to_numpy().ravel())))}
-    gold, pa, pb = (joint.iloc[:, i].astype(str).map(names).to_numpy(dtype=int) for i in range(3))
+    columns = [a["label"], a["predicted"], b["predicted"]]  # the labels are equal row for row (align checked them)
+    names = {v: i for i, v in enumerate(sorted(set().union(*(set(c.astype(str)) for c in columns))))}
+    gold, pa, pb = (c.astype(str).map(names).to_numpy(dtype=int) for c in columns)
     return [
         paired_accuracy(a["correct"].to_numpy(), b["correct"].to_numpy()),
         paired_bootstrap(macro_f1_of(gold, pa), macro_f1_of(gold, pb), n, "macro-F1"),
@@ -296,7 +296,8 @@ def _pts(x: float, metric: str) -> str:
 
 def paired_text(p: Paired) -> str:
     """One comparison in words: 'within noise (…)' when p >= NOISE_P, else the difference and its interval."""
-    how = f"{p.test} p = {p.p:.2g}"
+    shown = f"< {1 / RESAMPLES:g}" if p.test == "paired bootstrap" and p.p < 1 / RESAMPLES else f"= {p.p:.2g}"
+    how = f"{p.test} p {shown}"  # a bootstrap cannot see a p below one resample in RESAMPLES
     if p.only_a or p.only_b or p.test == "exact McNemar":
         how += f"; {p.only_a} vs {p.only_b} texts only one of them gets right"
     if p.noise:

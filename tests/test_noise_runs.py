@@ -47,6 +47,7 @@ def test_runs_record_sizes_and_pair_on_the_same_test_texts(three_runs):
     expected = binomtest(min(only_a, only_b), only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
     assert pairs[0].p == pytest.approx(expected)
     assert pairs[0].a == pytest.approx(a.result["test_accuracy"]) and pairs[0].b == pytest.approx(b.result["test_accuracy"])
+    assert (pairs[1].a, pairs[1].b) == pytest.approx((a.result["test_macro_f1"], b.result["test_macro_f1"]))
     ivs = sig.test_intervals(pa)
     assert (ivs[0].low, ivs[0].high) == pytest.approx(sig.wilson(int(pa["correct"].sum()), len(pa)))
 
@@ -112,3 +113,34 @@ def test_sweep_rows_carry_the_validation_size_and_ties(three_runs):
     expected = [("1=" if t and sum(tied) > 1 else str(r["rank"])) for r, t in zip(rows, tied, strict=True)]
     assert shown_ranks(rows) == expected
     assert np.isfinite([r["val_acc"] for r in rows]).all() and all(r["val_size"] > 0 for r in rows)
+
+
+RT = __import__("conftest").SHARED_DATA / "rotten_tomatoes"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not RT.exists(), reason="../shared/data/rotten_tomatoes absent")
+def test_tfidf_against_nbsvm_on_rotten_tomatoes_is_measured(engine):
+    """The docs' measured example: two bag-of-words baselines on the 1,066 rotten_tomatoes test reviews, paired."""
+    import json
+
+    from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+
+    runs = {}
+    for kind in ("tfidf", "nbsvm"):
+        cfg = RunConfig(DataConfig(source="local", dataset_id=str(RT)), ModelConfig(), TrainConfig(max_length=64),
+                        kind="baseline", baseline=kind)  # fmt: skip
+        runs[kind] = finish(engine, engine.start_run(cfg))
+    frames = {k: engine.test_predictions(r.run_id) for k, r in runs.items()}
+    pairs = sig.compare_runs(frames["nbsvm"], frames["tfidf"])
+    assert pairs is not None and pairs[0].n == len(frames["tfidf"]) == runs["tfidf"].result["test_size"]
+    only_a, only_b = discordant(frames["nbsvm"], frames["tfidf"])
+    assert pairs[0].p == pytest.approx(binomtest(min(only_a, only_b), only_a + only_b, 0.5).pvalue)
+    assert (pairs[1].a, pairs[1].b) == pytest.approx((runs["nbsvm"].result["test_macro_f1"],
+                                                      runs["tfidf"].result["test_macro_f1"]))  # fmt: skip
+    print(json.dumps({
+        "intervals": {k: [sig.interval_text(iv) for iv in sig.test_intervals(f)] for k, f in frames.items()},
+        "nbsvm_vs_tfidf": sig.paired_md("nbsvm", "tfidf", pairs),
+        "validation": {k: (r.result["val_size"], sig.validation_flag(r.result["best_eval"]["accuracy"],
+                                                                      r.result["val_size"])) for k, r in runs.items()},
+    }, indent=1, ensure_ascii=False))  # fmt: skip

@@ -100,6 +100,7 @@ def test_paired_bootstrap_p_of_a_clear_gain() -> None:
     bad = np.where(rng.random(500) < 0.6, gold, 1 - gold)
     p = sig.paired_bootstrap(sig.macro_f1_of(gold, good), sig.macro_f1_of(gold, bad), 500, "macro-F1")
     assert p.p == 0.0 and p.low > 0.25 and not p.noise
+    assert "paired bootstrap p < 0.001" in sig.paired_text(p)  # not "p = 0": 1,000 resamples see no further
 
 
 def test_needed_size_is_the_smallest_n_within_the_width() -> None:
@@ -157,7 +158,12 @@ def test_compare_runs_pairs_the_same_texts_in_any_order() -> None:
     shuffled = sig.compare_runs(a, b.sample(frac=1.0, random_state=0))
     assert pairs is not None and shuffled is not None
     assert [p.metric for p in pairs] == ["accuracy", "macro-F1"]
-    assert pairs[0] == shuffled[0]
+    assert pairs[0] == shuffled[0]  # McNemar counts do not depend on the order (the bootstrap's draws do)
+    assert (pairs[1].a, pairs[1].b) == pytest.approx((shuffled[1].a, shuffled[1].b))
+    from sklearn.metrics import f1_score  # each run's own macro-F1, not the labels' against themselves
+
+    assert pairs[1].a == pytest.approx(f1_score(a["label"], a["predicted"], average="macro"))
+    assert pairs[1].b == pytest.approx(f1_score(b["label"], b["predicted"], average="macro"))
     only_a = sum(x and not y for x, y in zip(ca, cb, strict=True))
     only_b = sum(y and not x for x, y in zip(ca, cb, strict=True))
     assert (pairs[0].only_a, pairs[0].only_b) == (only_a, only_b)
