@@ -97,6 +97,10 @@ def baseline_verdict(rec: dict[str, Any], records: Sequence[dict[str, Any]], mar
     tests = paired(str(rec.get("run_id")), str(base.get("run_id"))) if paired and rec.get("run_id") else None
     if tests:  # accuracy (subset accuracy for label sets) is the first test
         said = paired_text(tests[0]) if markdown else paired_text(tests[0]).replace("**", "")
+        if tests[0].noise and diff < 0:  # not worse by more than noise, but not better either: still worth a warning
+            return (f"{WARN} This fine-tuned model ({acc:.3f}) does not beat the baseline {b_name} ({b_acc:.3f}) on the "
+                    f"same {tests[0].n:,} test texts: {said}. Try more epochs, a longer max length, or another learning "
+                    "rate.")  # fmt: skip
         if tests[0].noise:
             return (f"Within noise of the best baseline {b_name} ({b_acc:.3f} vs {acc:.3f} on the same {tests[0].n:,} "
                     f"test texts): {said}.")  # fmt: skip

@@ -69,7 +69,9 @@ def test_vs_base_in_the_table_and_the_verdict_follow_mcnemar(three_runs):
     assert shown.loc[a.run_id, "vs base"].endswith(" (noise)") is noise
     assert shown.loc[a.run_id, "test acc 95% CI"] == row["test_ci"] and shown.loc[base.run_id, "vs base"] == ""
     verdict = baseline_verdict(a.header(), engine.run_headers(), paired=paired)
-    assert verdict.startswith("Within noise of the best baseline") is noise
+    below = a.result["test_accuracy"] < base.result["test_accuracy"]
+    assert ("within noise" in verdict) is noise and verdict.startswith("⚠") is below, verdict
+    assert verdict.startswith("Within noise of the best baseline") is (noise and not below)
     assert f"on the same {n} test texts" in verdict and "exact McNemar p = " in verdict
 
 

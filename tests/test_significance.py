@@ -199,3 +199,26 @@ def test_paired_wording() -> None:
 def test_table_cells() -> None:
     assert sig.wilson_cell(0.905, 200) == "0.856–0.938 (n=200)"
     assert sig.wilson_cell(None, 200) == "" and sig.wilson_cell(0.9, None) == ""
+
+
+def test_baseline_verdict_says_noise_both_ways() -> None:
+    from ftui.experiments import baseline_verdict
+
+    data = {"data": {"source": "demo"}}
+    base = {"run_id": "b", "name": "tf*idf", "config": {**data, "kind": "baseline"}, "result": {"test_accuracy": 0.905}}
+    up = {"run_id": "u", "name": "up", "config": data, "result": {"test_accuracy": 0.92}}
+    down = {"run_id": "d", "name": "down", "config": data, "result": {"test_accuracy": 0.89}}
+    records = [base, up, down]
+
+    def paired(p: float):
+        return lambda run_id, base_id: [sig.Paired("accuracy", 0.0, 0.0, -0.01, 0.04, p, 200, "exact McNemar", 9, 6)]
+
+    noisy_up = baseline_verdict(up, records, paired=paired(0.6))
+    assert noisy_up.startswith("Within noise of the best baseline **tf\\*idf** (0.905 vs 0.920 on the same 200 test")
+    noisy_down = baseline_verdict(down, records, markdown=False, paired=paired(0.6))
+    assert noisy_down.startswith("⚠ This fine-tuned model (0.890) does not beat the baseline 'tf*idf' (0.905)")
+    assert "within noise" in noisy_down and "**" not in noisy_down  # an event's plain text
+    real = baseline_verdict(up, records, paired=paired(0.01))
+    assert real.startswith("This fine-tuned model beats the best baseline") and "within noise" not in real
+    assert "exact McNemar p = 0.01" in real
+    assert baseline_verdict(up, records, paired=lambda a, b: None).startswith("This fine-tuned model beats")  # unpaired
