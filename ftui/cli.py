@@ -443,7 +443,7 @@ def sweep_command(engine: Any, base: RunConfig, args: argparse.Namespace) -> int
     import os
 
     from ftui.errors import FtuiError
-    from ftui.sweeps import SweepConfig, best_run, sweep_table
+    from ftui.sweeps import SweepConfig, best_run, shown_ranks, sweep_table
 
     values = _sweep_values(args)
     if isinstance(values, str):
@@ -486,6 +486,9 @@ def sweep_command(engine: Any, base: RunConfig, args: argparse.Namespace) -> int
     summary = {"type": "sweep_end", "sweep_id": sweep_id, "points": len(items), **counts}
     if best:
         summary["best"] = {k: best[k] for k in ("name", "run_id", "swept", "val_score", "test_acc")}
+        # runs within noise of the best on validation (shown as "1=" in the Sweeps tab): as good a pick, as far as n tells
+        summary["tied_with_best"] = [r["name"] for r, rank in zip(rows, shown_ranks(rows), strict=True)
+                                     if rank.endswith("=") and r is not best]  # fmt: skip
     print(json.dumps(summary), flush=True)
     return 0 if counts["completed"] else 1
 

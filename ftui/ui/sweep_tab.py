@@ -159,11 +159,16 @@ def build(engine: Engine, token_box: gr.Textbox, train_ui: TrainUI, predict_mode
     def on_use_best(sweep_id: str | None, metric: str) -> tuple[str, Any]:
         if not sweep_id:
             return error_md(FtuiError("No sweep is picked.", "Pick one above.")), gr.skip()
-        best = best_run(engine.sweep_table(sweep_id, metric if metric in SWEEP_METRICS else "accuracy"))
+        rows = engine.sweep_table(sweep_id, metric if metric in SWEEP_METRICS else "accuracy")
+        best = best_run(rows)
         if best is None:
             return error_md(FtuiError("No run of this sweep has completed yet.", "Wait for one to finish.")), gr.skip()
         key = f"run:{best['run_id']}"
         what = f"**{escape_md(best['name'])}** ({escape_md(best['swept'])}; val {metric} {best['val_score']:.3f})"
+        tied = [r for r, rank in zip(rows, shown_ranks(rows), strict=True) if rank.endswith("=") and r is not best]
+        if tied:  # the star is one of several runs that cannot be told apart
+            what += (f". {len(tied)} other run(s) are within noise of it on validation (ranked 1=): "
+                     + ", ".join(escape_md(r["name"]) for r in tied))  # fmt: skip
         return (f"{OK} The Predict tab now serves {what}.",
                 gr.Dropdown(choices=engine.predict_choices(), value=key))  # fmt: skip
 
