@@ -326,6 +326,11 @@ def validation_flag(accuracy: Any, n: Any, half_width: float = VAL_HALF_WIDTH) -
             f"would bring it to {limit}.")  # fmt: skip
 
 
+def result_flag(result: dict[str, Any]) -> str:
+    """validation_flag of a run's result: its best validation accuracy on its recorded validation size."""
+    return validation_flag((result.get("best_eval") or {}).get("accuracy"), result.get("val_size"))
+
+
 def ties_with_best(rows: Sequence[dict[str, Any]], best: dict[str, Any]) -> set[str]:
     """Run ids whose validation accuracy is within noise of the best run's (unpaired two-proportion test, p >= NOISE_P,
     on each run's validation size): per-text validation answers are not kept, so the test cannot be paired."""

@@ -1,5 +1,5 @@
 """Noise in a real browser: two tiny runs of one config compared on the same test texts read "within noise"; the
-evaluation shows the test intervals and the table their column."""
+evaluation shows the test intervals and the small-validation flag, and the table the intervals column."""
 
 import pytest
 from conftest import finished_tiny_run
@@ -42,6 +42,8 @@ def test_compare_two_runs_says_within_noise_and_the_evaluation_shows_intervals(b
         page.wait_for_selector("#eval-summary:has-text('95% intervals')")
         summary = md(page, "eval-summary")
         assert sig.interval_text(sig.test_intervals(pa)[0]) in summary, summary
+        flag = sig.result_flag(a.result)  # the demo's validation split is a few dozen texts: far too few
+        assert a.result["val_size"] < 100 and flag and flag in summary, summary
         ctx.close()
     finally:
         engine.stop_run()

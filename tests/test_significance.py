@@ -222,3 +222,8 @@ def test_baseline_verdict_says_noise_both_ways() -> None:
     assert real.startswith("This fine-tuned model beats the best baseline") and "within noise" not in real
     assert "exact McNemar p = 0.01" in real
     assert baseline_verdict(up, records, paired=lambda a, b: None).startswith("This fine-tuned model beats")  # unpaired
+
+
+def test_result_flag_reads_a_runs_result() -> None:
+    assert sig.result_flag({"best_eval": {"accuracy": 0.8}, "val_size": 200}) == sig.validation_flag(0.8, 200) != ""
+    assert sig.result_flag({"best_eval": {"accuracy": 0.8}}) == "" and sig.result_flag({}) == ""

@@ -28,7 +28,7 @@ from ftui.plots import (
     test_summary,
 )
 from ftui.runs import RunStatus
-from ftui.significance import compare_md, intervals_md, pairer, validation_flag
+from ftui.significance import compare_md, intervals_md, pairer, result_flag
 from ftui.ui.common import error_md, explanation_view, ok_md, predictions_loader, show_explanation, token_of
 from ftui.ui.zerogpu import explain_seconds, gpu, score_seconds
 
@@ -226,6 +226,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
             msg += "\n\nAgainst the best baseline on the same test set:\n" + "\n".join(verdicts)
         warned = [f"- **{escape_md(r['name'])}**: {WARN} {escape_md(w['message'])}"
                   for r in recs for w in warnings_of(r["events"]) if w["kind"] != "below_baseline"]  # fmt: skip
+        warned += [f"- **{escape_md(r['name'])}**: {WARN} {flag}" for r in recs if (flag := result_flag(r.get("result") or {}))]
         if warned:
             msg += "\n\nWarnings:\n" + "\n".join(warned)
         return (msg, *figs, d)
@@ -244,7 +245,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         if isinstance(res.get("test_accuracy"), float) or isinstance(res.get("test_rmse"), float):
             lines.append(test_summary(res))
         at = len(lines)  # the test intervals follow the test scores (read with the predictions below)
-        if flag := validation_flag((res.get("best_eval") or {}).get("accuracy"), res.get("val_size")):
+        if flag := result_flag(res):
             lines.append(f"{WARN} {flag}")
         if rec.get("note"):
             lines.append(f"Note: {escape_md_block(rec['note'])}")
