@@ -141,8 +141,12 @@ def below_baseline(run: Any, test_accuracy: float | None, step: int) -> WarningE
     except Exception as exc:  # noqa: BLE001 - the comparison is a bonus; an unreadable store must not fail the run
         log.warning("could not read the store to compare run %s with its baseline: %s", run.run_id, exc)
         return None
-    verdict = baseline_verdict({"config": run.config.to_dict(), "result": {"test_accuracy": test_accuracy}}, records,
-                               markdown=False)  # fmt: skip  # events hold plain text: escaped only where shown
+    from ftui.significance import pairer, read_predictions
+
+    folders = {**{str(r.get("run_id")): str(r.get("out_dir", "")) for r in records}, run.run_id: str(run.out_dir)}
+    paired = pairer(lambda rid: read_predictions(folders[rid]) if rid in folders else None, accuracy_only=True)
+    rec = {"run_id": run.run_id, "config": run.config.to_dict(), "result": {"test_accuracy": test_accuracy}}
+    verdict = baseline_verdict(rec, records, markdown=False, paired=paired)  # below it even within noise: warned
     if not verdict.startswith(WARN):
         return None
     return WarningEvent(step=step, kind=WarningKind.BELOW_BASELINE, message=verdict.removeprefix(f"{WARN} "))

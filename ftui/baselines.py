@@ -269,6 +269,8 @@ def train_baseline(run: Run, bundle: DataBundle, token: str | None, device: str,
             "train_seconds": round(time.perf_counter() - t0, 2),
             "device": device,
             "train_size": int(len(labels["train"])),
+            "val_size": int(len(labels["validation"])),
+            "test_size": int(len(labels["test"])),  # the intervals' n
             "C": c,
             "c_scores": scores,
             "steps": 1,

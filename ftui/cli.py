@@ -25,6 +25,7 @@ from ftui.config import (
 from ftui.config import PRESETS as CONFIG_PRESETS
 from ftui.events import EventType, of_type
 from ftui.runs import Run
+from ftui.significance import result_interval
 from ftui.tasks import TASK_CHOICES
 
 HELP = {f.name: f.metadata.get("help", "").replace("%", "%%") for f in fields(TrainConfig)}
@@ -416,6 +417,7 @@ def end_line(run: Run) -> dict[str, Any]:
         "error": run.error,
         "run_dir": str(run.out_dir),
         **{k: v for k, v in run.result.items() if k != "best_eval"},
+        **result_interval(run.result),  # the test accuracy's noise (ftui.significance)
         **({"swept": dict(run.config.sweep.point)} if run.config.sweep.sweep_id else {}),
         **({"pruned": True} if of_type(run.events(), EventType.PRUNED) else {}),
         "warnings": warnings_of(run.events()),
@@ -439,7 +441,7 @@ def sweep_command(engine: Any, base: RunConfig, args: argparse.Namespace) -> int
     import os
 
     from ftui.errors import FtuiError
-    from ftui.sweeps import SweepConfig, best_run, sweep_table
+    from ftui.sweeps import SweepConfig, best_run, shown_ranks, sweep_table
 
     values = _sweep_values(args)
     if isinstance(values, str):
@@ -482,6 +484,9 @@ def sweep_command(engine: Any, base: RunConfig, args: argparse.Namespace) -> int
     summary = {"type": "sweep_end", "sweep_id": sweep_id, "points": len(items), **counts}
     if best:
         summary["best"] = {k: best[k] for k in ("name", "run_id", "swept", "val_score", "test_acc")}
+        # runs within noise of the best on validation (shown as "1=" in the Sweeps tab): as good a pick, as far as n tells
+        summary["tied_with_best"] = [r["name"] for r, rank in zip(rows, shown_ranks(rows), strict=True)
+                                     if rank.endswith("=") and r is not best]  # fmt: skip
     print(json.dumps(summary), flush=True)
     return 0 if counts["completed"] else 1
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from ftui.config import RunConfig
 from ftui.escaping import escape_md
 from ftui.icons import WARN
 from ftui.recipes import recipe_of
+from ftui.significance import Paired, paired_text, wilson_cell
 
 TABLE_COLUMNS = [
     "run_id",
@@ -32,6 +33,8 @@ TABLE_COLUMNS = [
     "test_f1",
     "duration_s",
     "note",
+    "test_ci",
+    "vs_base_noise",
 ]
 
 
@@ -76,9 +79,11 @@ def best_baselines(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any
     return best
 
 
-def baseline_verdict(rec: dict[str, Any], records: Sequence[dict[str, Any]], markdown: bool = True) -> str:
+def baseline_verdict(rec: dict[str, Any], records: Sequence[dict[str, Any]], markdown: bool = True,
+                     paired: Callable[[str, str], list[Paired] | None] | None = None) -> str:  # fmt: skip
     """One sentence comparing a completed fine-tuned run with the best baseline on its test split ('' without one);
-    Markdown with the name escaped, or (markdown=False) plain text for an event, escaped only where it is shown."""
+    Markdown with the name escaped, or (markdown=False) plain text for an event, escaped only where it is shown.
+    paired(run_id, baseline_id): the paired tests on their test predictions; a difference within noise is said so."""
     cfg, res = rec.get("config", {}), rec.get("result", {}) or {}
     acc = res.get("test_accuracy")
     base = best_baselines(records).get(test_split_key(cfg))
@@ -87,6 +92,20 @@ def baseline_verdict(rec: dict[str, Any], records: Sequence[dict[str, Any]], mar
     b_acc, name = base["result"]["test_accuracy"], str(base.get("name", "baseline"))
     b_name = f"**{escape_md(name)}**" if markdown else f"'{name}'"
     diff = 100 * (acc - b_acc)
+    tests = paired(str(rec.get("run_id")), str(base.get("run_id"))) if paired and rec.get("run_id") else None
+    if tests:  # accuracy (subset accuracy for label sets) is the first test
+        said = paired_text(tests[0]) if markdown else paired_text(tests[0]).replace("**", "")
+        if tests[0].noise and diff < 0:  # not worse by more than noise, but not better either: still worth a warning
+            return (f"{WARN} This fine-tuned model ({acc:.3f}) does not beat the baseline {b_name} ({b_acc:.3f}) on the "
+                    f"same {tests[0].n:,} test texts: {said}. Try more epochs, a longer max length, or another learning "
+                    "rate.")  # fmt: skip
+        if tests[0].noise:
+            return (f"Within noise of the best baseline {b_name} ({b_acc:.3f} vs {acc:.3f} on the same {tests[0].n:,} "
+                    f"test texts): {said}.")  # fmt: skip
+        what = f"on the same {tests[0].n:,} test texts: {said}"
+        if diff < 0:
+            return f"{WARN} The baseline {b_name} ({b_acc:.3f}) beats this fine-tuned model ({acc:.3f}) {what}."
+        return f"This fine-tuned model beats the best baseline {b_name} ({b_acc:.3f}) {what}."
     if diff < 0:
         return (f"{WARN} The baseline {b_name} ({b_acc:.3f}) beats this fine-tuned model ({acc:.3f}) by {-diff:.1f} "
                 "points on "
@@ -118,14 +137,18 @@ def run_row(rec: dict[str, Any]) -> dict[str, Any]:
         "test_f1": round(res["test_macro_f1"], 4) if isinstance(res.get("test_macro_f1"), (int, float)) else None,
         "duration_s": round(ended - started, 1) if ended and started else None,
         "note": rec.get("note", ""),
+        "test_ci": wilson_cell(res.get("test_accuracy"), res.get("test_size")),  # sizes recorded since issue 28
+        "vs_base_noise": None,  # filled by runs_frame when it can pair the run with its baseline
     }
 
 
 BASELINE_BLANKS = ("lr", "batch", "epochs", "freeze")  # settings a baseline run does not use
 
 
-def runs_frame(records: Sequence[dict[str, Any]], query: str = "", status: str = "all") -> pd.DataFrame:
-    """The runs table, newest first, filtered by a free-text query (any column) and a status."""
+def runs_frame(records: Sequence[dict[str, Any]], query: str = "", status: str = "all",
+               paired: Callable[[str, str], list[Paired] | None] | None = None) -> pd.DataFrame:  # fmt: skip
+    """The runs table, newest first, filtered by a free-text query (any column) and a status; with paired(run_id,
+    baseline_id) (the paired tests of their test predictions), a difference to the baseline within noise says so."""
     records = list(records)
     best = best_baselines(records)
     adapted = {str(Path(r.get("out_dir", "")) / "model"): r.get("name", "") for r in records
@@ -145,6 +168,8 @@ def runs_frame(records: Sequence[dict[str, Any]], query: str = "", status: str =
         base = best.get(test_split_key(cfg))
         if base is not None and not recipe.reference and row["test_acc"] is not None:
             row["delta_vs_baseline"] = round(row["test_acc"] - base["result"]["test_accuracy"], 4)
+            tests = paired(rec["run_id"], base["run_id"]) if paired else None
+            row["vs_base_noise"] = tests[0].noise if tests else None
         rows.append(row)
     frame = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     if status and status != "all":
@@ -163,6 +188,7 @@ DISPLAY_COLUMNS: list[tuple[str, str, int]] = [
     ("test_acc", "test acc", 84),
     ("test_f1", "test F1", 84),
     ("delta_vs_baseline", "vs base", 84),
+    ("test_ci", "test acc 95% CI", 150),
     ("best_eval_acc", "best val", 84),
     ("method", "method", 124),
     ("dataset", "dataset", 150),
@@ -184,7 +210,9 @@ SHAPE_SUFFIX = {  # the method column names a label shape other than single-labe
 TABLE_LEGEND = (
     "**test acc / test F1**: accuracy and macro-F1 of the best checkpoint on the test split (multi-label: subset accuracy "
     "and macro-F1; regression: none, see the run's evaluation) · **vs base**: test accuracy "
-    "minus the best baseline's on the same test split, in percentage points · **best val**: best "
+    "minus the best baseline's on the same test split, in percentage points; (noise) when an exact McNemar test on "
+    "the same test texts gives p ≥ 0.05 · **test acc 95% CI**: Wilson interval of the test accuracy, with the number "
+    "of test texts · **best val**: best "
     "validation accuracy · **frozen**: freeze depth (bottom layers frozen) · **lr**: learning rate · **max len**: "
     "max sequence length in tokens · **time**: wall clock of the run"
 )
@@ -211,7 +239,9 @@ def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
     keys = [k for k, _, _ in DISPLAY_COLUMNS]
     shown = frame.reindex(columns=keys)
     shown["lr"] = [short_number(x) for x in shown["lr"]]
-    shown["delta_vs_baseline"] = [points(x) for x in shown["delta_vs_baseline"]]
+    noise = frame["vs_base_noise"] if "vs_base_noise" in frame else pd.Series([None] * len(frame), dtype=object)
+    shown["delta_vs_baseline"] = [points(x) + (" (noise)" if n is True else "")
+                                  for x, n in zip(shown["delta_vs_baseline"], noise, strict=True)]  # fmt: skip
     return shown.rename(columns={k: h for k, h, _ in DISPLAY_COLUMNS})
 
 

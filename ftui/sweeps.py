@@ -14,6 +14,7 @@ from typing import Any
 
 from ftui.config import LOWER_IS_BETTER, SCHEDULES, SWEEP_METRICS, ModelConfig, RunConfig, SweepRef
 from ftui.events import EventType, of_type
+from ftui.significance import ties_with_best, wilson_cell
 
 MODES = ("grid", "random")
 MAX_POINTS = 10_000  # a plan larger than this is refused before it is expanded (the queue cap refuses far fewer)
@@ -233,7 +234,8 @@ def prune_verdict(
 
 
 # -------------------------------------------------------------------------------------------------- the view
-SWEEP_COLUMNS = ["rank", "name", "status", "swept", "val_score", "val_acc", "test_acc", "test_f1", "minutes", "run_id"]
+SWEEP_COLUMNS = ["rank", "name", "status", "swept", "val_score", "val_acc", "test_acc", "test_ci", "test_f1", "minutes",
+                 "run_id"]  # fmt: skip
 
 
 def sweep_ids(records: Sequence[dict[str, Any]]) -> list[str]:
@@ -279,6 +281,8 @@ def sweep_table(
             "val_score": round(score, 4) if isinstance(score, (int, float)) and math.isfinite(score) else None,  # NaN: unranked
             "val_acc": round(best["accuracy"], 4) if isinstance(best.get("accuracy"), (int, float)) else None,
             "test_acc": round(res["test_accuracy"], 4) if isinstance(res.get("test_accuracy"), (int, float)) else None,
+            "test_ci": wilson_cell(res.get("test_accuracy"), res.get("test_size")),
+            "val_size": res.get("val_size"),  # the noise of val_acc: ties with the best (ftui.significance)
             "test_f1": round(res["test_macro_f1"], 4) if isinstance(res.get("test_macro_f1"), (int, float)) else None,
             "minutes": round((ended - started) / 60, 2) if ended and started else None,
             "run_id": rec["run_id"],
@@ -288,7 +292,8 @@ def sweep_table(
     rows.sort(key=lambda r: (not r["completed"], r["val_score"] is None, sign * (r["val_score"] or 0.0)))
     for name, position, point in waiting:
         rows.append({"name": name, "status": f"queued #{position}", "swept": swept_text(point), "point": dict(point),
-                     "val_score": None, "val_acc": None, "test_acc": None, "test_f1": None, "minutes": None,
+                     "val_score": None, "val_acc": None, "test_acc": None, "test_ci": "", "val_size": None, "test_f1": None,
+                     "minutes": None,
                      "run_id": "", "completed": False})  # fmt: skip
     for i, r in enumerate(rows, start=1):
         r["rank"] = i
@@ -299,3 +304,13 @@ def best_run(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """The completed run with the best validation score (the one to use in Predict)."""
     done = [r for r in rows if r["completed"] and r["val_score"] is not None]
     return done[0] if done else None
+
+
+def shown_ranks(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The rank column as shown: runs within noise of the best's validation accuracy share its rank, written "1="
+    (ties_with_best: unpaired, as per-text validation answers are not kept); the others keep their place."""
+    best = best_run(rows)
+    tied = ties_with_best(rows, best) if best is not None else set()
+    if len(tied) < 2:
+        return [str(r["rank"]) for r in rows]
+    return [f"{best['rank']}=" if r["run_id"] in tied else str(r["rank"]) for r in rows]

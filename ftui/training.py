@@ -1055,6 +1055,8 @@ def _train(
             "steps": state.step,
             "device": device,
             "train_size": len(enc["train"]),
+            "val_size": len(enc["validation"]),
+            "test_size": len(enc["test"]),  # the intervals' n (ftui.significance)
             "peak_memory_mb": round(peak_memory_mb(device), 1),
         },
     )

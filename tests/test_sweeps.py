@@ -115,6 +115,25 @@ def test_sweep_table_ranks_completed_runs_by_validation_score():
     assert best_run(sweep_table(records[3:4], "s")) is None
 
 
+def test_runs_within_noise_of_the_best_share_its_rank():
+    from ftui.significance import two_proportion_p
+    from ftui.sweeps import shown_ranks
+
+    def sized(run_id: str, acc: float, n: int | None, status: str = "completed") -> dict:
+        rec = _record(run_id, status, acc)
+        rec["result"]["val_size"] = n
+        return rec
+
+    records = [sized("a", 0.905, 200), sized("b", 0.92, 200), sized("c", 0.70, 200), sized("d", 0.915, 200, "failed"),
+               sized("e", 0.91, None)]  # fmt: skip
+    rows = sweep_table(records, "s")
+    assert [r["name"] for r in rows] == ["b", "e", "a", "c", "d"]
+    assert two_proportion_p(0.92, 200, 0.905, 200) >= 0.05 > two_proportion_p(0.92, 200, 0.70, 200)
+    # a ties with b; c is worse beyond noise; e has no validation size (no claim); d did not complete
+    assert shown_ranks(rows) == ["1=", "2", "1=", "4", "5"]
+    assert shown_ranks(sweep_table(records[2:3], "s")) == ["1"]  # alone: no tie to show
+
+
 def test_a_sweep_of_ten_thousand_points_is_refused_and_nothing_is_queued(engine):
     grid = SweepConfig(
         values=(("lr", ", ".join(f"{i + 1}e-6" for i in range(100))), ("epochs", ", ".join(str(i + 1) for i in range(100))))
@@ -198,6 +217,8 @@ def test_cli_sweep_prints_each_end_line_and_a_summary(tmp_path, tiny_bert_dir):
     assert sum("longer than the max length" in line for line in said) == 4
     summary = lines[-1]
     assert summary["type"] == "sweep_end" and summary["completed"] == 4 and summary["best"]["name"] in {e["name"] for e in ends}
+    assert set(summary["tied_with_best"]) <= {e["name"] for e in ends} - {summary["best"]["name"]}
+    assert all(e["test_accuracy_95ci"][0] <= e["test_accuracy"] <= e["test_accuracy_95ci"][1] for e in ends)
     bad = subprocess.run([sys.executable, "-m", "ftui", "sweep", *args[:-6], "--grid", "lr=abc"], capture_output=True,
                          text=True, cwd=REPO, timeout=300)  # fmt: skip
     assert bad.returncode == 2 and "learning rate: 'abc' is not a number" in json.loads(bad.stdout.strip())["message"]

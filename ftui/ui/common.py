@@ -113,3 +113,16 @@ def explanation_view(label: str, elem_id: str, note_id: str) -> tuple[gr.Highlig
 def show_explanation(ex: Explanation, before: str = "") -> tuple[Any, str]:
     """The values for explanation_view's pair: the words with scores, and the summary (after `before`)."""
     return gr.update(value=explain_view.spans(ex), visible=True), before + explain_view.summary(ex)
+
+
+def predictions_loader(engine: Any, viewer: Viewer | None = None) -> Callable[[str], Any]:
+    """run id -> its saved test predictions (a DataFrame), or None: a run without them (or not the viewer's to see)
+    cannot be paired."""
+
+    def load(run_id: str) -> Any:
+        try:
+            return engine.test_predictions(run_id, viewer)
+        except FtuiError:
+            return None
+
+    return load

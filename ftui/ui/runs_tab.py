@@ -27,7 +27,8 @@ from ftui.plots import (
     test_summary,
 )
 from ftui.runs import RunStatus
-from ftui.ui.common import error_md, explanation_view, ok_md, show_explanation, token_of, viewer_of
+from ftui.significance import compare_md, intervals_md, pairer, result_flag
+from ftui.ui.common import error_md, explanation_view, ok_md, predictions_loader, show_explanation, token_of, viewer_of
 from ftui.ui.zerogpu import explain_seconds, gpu, score_seconds
 from ftui.workspace import Viewer
 
@@ -106,6 +107,12 @@ def scope_text(viewer: Viewer, count: int) -> str:
     return f"Showing {runs}: the showcase runs. Sign in to train and to see your own."
 
 
+def _table(engine: Engine, viewer: Viewer | None = None, q: str = "", st: str = "all") -> pd.DataFrame:
+    """The runs table as the viewer sees it, "vs base" tested on the same test texts."""
+    paired = pairer(predictions_loader(engine, viewer), accuracy_only=True)
+    return display_frame(runs_frame(engine.run_headers(viewer), q, st, paired=paired))
+
+
 def _choices(engine: Engine, viewer: Viewer | None = None) -> list[tuple[str, str]]:
     return [(f"{r.name} · {r.status.value}", r.run_id) for r in reversed(engine.runs(viewer))]
 
@@ -121,7 +128,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         status = gr.Dropdown(STATUSES, value="all", label="Status", scale=1)
         refresh_btn = gr.Button("Refresh", scale=1, elem_id="runs-refresh")
     table = gr.Dataframe(
-        value=display_frame(runs_frame(engine.run_headers())),
+        value=_table(engine),
         interactive=False,
         elem_id="runs-table",
         wrap=True,
@@ -204,7 +211,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
     def table_view(
         viewer: Viewer, q: str = "", st: str = "all", current: list[str] | None = None, one: str | None = None
     ) -> tuple:
-        frame = display_frame(runs_frame(engine.run_headers(viewer), q or "", st or "all"))
+        frame = _table(engine, viewer, q or "", st or "all")
         choices = _choices(engine, viewer)
         keys = {k for _, k in choices}
         return (
@@ -240,12 +247,15 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         figs = [compare_figure(series, m) for m in compare_metrics(series)]
         d = config_diff(recs) if len(recs) > 1 else EMPTY_DIFF
         msg = f"{len(recs)} runs; {len(d)} config field(s) differ." if len(recs) > 1 else "One run: nothing to diff."
-        everyone = engine.run_headers(viewer)  # the best baseline may be a run that is not ticked
-        verdicts = [f"- **{escape_md(r['name'])}**: {v}" for r in recs if (v := baseline_verdict(r, everyone))]
+        load = predictions_loader(engine, viewer)
+        msg += "\n\n" + compare_md([(r["name"], load(r["run_id"])) for r in recs])
+        everyone, paired = engine.run_headers(viewer), pairer(load)  # the best baseline may be a run that is not ticked
+        verdicts = [f"- **{escape_md(r['name'])}**: {v}" for r in recs if (v := baseline_verdict(r, everyone, paired=paired))]
         if verdicts:
             msg += "\n\nAgainst the best baseline on the same test set:\n" + "\n".join(verdicts)
         warned = [f"- **{escape_md(r['name'])}**: {WARN} {escape_md(w['message'])}"
                   for r in recs for w in warnings_of(r["events"]) if w["kind"] != "below_baseline"]  # fmt: skip
+        warned += [f"- **{escape_md(r['name'])}**: {WARN} {flag}" for r in recs if (flag := result_flag(r.get("result") or {}))]
         if warned:
             msg += "\n\nWarnings:\n" + "\n".join(warned)
         return (msg, *figs, d)
@@ -266,6 +276,9 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
                  + (" · showcase: every visitor sees it" if rec.get("showcase") else "")]  # fmt: skip
         if isinstance(res.get("test_accuracy"), float) or isinstance(res.get("test_rmse"), float):
             lines.append(test_summary(res))
+        at = len(lines)  # the test intervals follow the test scores (read with the predictions below)
+        if flag := result_flag(res):
+            lines.append(f"{WARN} {flag}")
         if rec.get("note"):
             lines.append(f"Note: {escape_md_block(rec['note'])}")
         try:
@@ -286,6 +299,8 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
             idx = {n: i for i, n in enumerate(names)}
             cm = confusion(preds["predicted"].map(idx), preds["label"].map(idx), len(names))
             figure, how = confusion_figure(cm.tolist(), names), "misclassified"
+        if intervals := intervals_md(preds):
+            lines.insert(at, f"95% intervals: {intervals}")
         rows = or_empty(pd.DataFrame(table).round(4), EMPTY_PER_CLASS)
         wrong = wrong_first(preds)
         cols = [c for c in ("text", "text_pair", "label", "predicted", "error", "confidence") if c in wrong.columns]

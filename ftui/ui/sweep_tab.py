@@ -13,13 +13,19 @@ from ftui.errors import FtuiError
 from ftui.escaping import code_md, escape_md
 from ftui.icons import OK
 from ftui.plots import sweep_figure
-from ftui.sweeps import SWEEP_COLUMNS, SweepConfig, best_run
+from ftui.sweeps import SWEEP_COLUMNS, SweepConfig, best_run, shown_ranks
 from ftui.ui.common import as_float, as_int, error_md, token_of, viewer_of
 from ftui.ui.train_tab import TrainUI
 
 MODE_LABELS = {"grid": "Grid (every combination)", "random": "Random draws"}
 POLL_SECONDS = 3.0
-SWEEP_WIDTHS = {"rank": 64, "name": 220, "status": 110, "swept": 260, "val_score": 100, "minutes": 90, "run_id": 200}
+SWEEP_WIDTHS = {"rank": 64, "name": 220, "status": 110, "swept": 260, "val_score": 100, "test_ci": 150, "minutes": 90,
+                "run_id": 200}  # fmt: skip
+SWEEP_LEGEND = (
+    "Ranked by the validation score. **1=**: within noise of the best run's validation accuracy (two-proportion test, "
+    "p ≥ 0.05): those runs are tied; pick among them by another reason (speed, size). **test_ci**: the 95% Wilson "
+    "interval of the test accuracy, with the number of test texts."
+)
 
 
 def sweep_config(values: dict[str, Any]) -> SweepConfig:
@@ -43,9 +49,10 @@ def sweep_config(values: dict[str, Any]) -> SweepConfig:
 
 
 def sweep_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """The sweep table as shown: the best completed run starred."""
+    """The sweep table as shown: the best completed run starred, runs within noise of it ranked as tied ("1=")."""
     best = best_run(rows)
-    shown = [{**r, "name": ("★ " if best is not None and r is best else "") + r["name"]} for r in rows]
+    shown = [{**r, "rank": rank, "name": ("★ " if best is not None and r is best else "") + r["name"]}
+             for r, rank in zip(rows, shown_ranks(rows), strict=True)]  # fmt: skip
     return pd.DataFrame(shown, columns=SWEEP_COLUMNS)
 
 
@@ -111,6 +118,7 @@ def build(engine: Engine, token_box: gr.Textbox, train_ui: TrainUI, predict_mode
         wrap=True,
         column_widths=[f"{SWEEP_WIDTHS.get(c, 96)}px" for c in SWEEP_COLUMNS],  # wide enough for whole header words
     )
+    gr.Markdown(SWEEP_LEGEND, elem_id="sweep-legend")
     plot = gr.Plot(label="Settings vs validation score", elem_id="sweep-plot")
     view_msg = gr.Markdown("", elem_id="sweep-view-message")
     timer = gr.Timer(POLL_SECONDS, active=False)
@@ -158,11 +166,16 @@ def build(engine: Engine, token_box: gr.Textbox, train_ui: TrainUI, predict_mode
     def on_use_best(sweep_id: str | None, metric: str, profile: gr.OAuthProfile | None = None) -> tuple[str, Any]:
         if not sweep_id:
             return error_md(FtuiError("No sweep is picked.", "Pick one above.")), gr.skip()
-        best = best_run(rows_of(sweep_id, metric, profile))
+        rows = rows_of(sweep_id, metric, profile)
+        best = best_run(rows)
         if best is None:
             return error_md(FtuiError("No run of this sweep has completed yet.", "Wait for one to finish.")), gr.skip()
         key = f"run:{best['run_id']}"
         what = f"**{escape_md(best['name'])}** ({escape_md(best['swept'])}; val {metric} {best['val_score']:.3f})"
+        tied = [r for r, rank in zip(rows, shown_ranks(rows), strict=True) if rank.endswith("=") and r is not best]
+        if tied:  # the star is one of several runs that cannot be told apart
+            what += (f". {len(tied)} other run(s) are within noise of it on validation (ranked 1=): "
+                     + ", ".join(escape_md(r["name"]) for r in tied))  # fmt: skip
         return (f"{OK} The Predict tab now serves {what}.",
                 gr.Dropdown(choices=engine.predict_choices(viewer_of(engine, profile)), value=key))  # fmt: skip
 

@@ -16,9 +16,10 @@ from ftui.escaping import escape_md
 from ftui.experiments import baseline_verdict
 from ftui.plots import accuracy_figure, loss_figure, status_markdown
 from ftui.run_queue import QueuedRun
+from ftui.significance import pairer
 from ftui.tasks import Task
 from ftui.ui import queue_panel
-from ftui.ui.common import as_float, as_int, error_md, key_for, queued_message, token_of, viewer_of
+from ftui.ui.common import as_float, as_int, error_md, key_for, predictions_loader, queued_message, token_of, viewer_of
 from ftui.ui.data_tab import DataUI
 from ftui.ui.model_tab import ModelUI
 
@@ -212,7 +213,8 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
             figures = drawn[key]
         status_now = status_markdown(now, now=time.time())
         if finished:
-            verdict = baseline_verdict(run.header(), engine.run_headers(viewer))
+            paired = pairer(predictions_loader(engine, viewer), accuracy_only=True)  # within noise of the baseline says so
+            verdict = baseline_verdict(run.header(), engine.run_headers(viewer), paired=paired)
             warned = {w.get("kind") for w in run.snapshot(events=False).progress.get("warnings", [])}
             status_now += f"\n\n{verdict}" if verdict and "below_baseline" not in warned else ""  # warned above
         return (status_now, *figures, keep_polling, *buttons(not finished))
