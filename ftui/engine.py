@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from ftui import export, hub, scaleout
-from ftui.accel import default_batch_size
+from ftui.accel import default_batch_size, pick_device
 from ftui.adapt import adapted_checkpoints, corpus_preview, load_corpus
 from ftui.batching import TokenCache
 from ftui.config import (
@@ -28,15 +28,18 @@ from ftui.config import (
     validate_data,
     validate_model,
 )
-from ftui.data import LABEL, TEXT, TEXT_PAIR, DataBundle, load_data, text_lengths
+from ftui.data import LABEL, TEXT, TEXT_PAIR, DataBundle, load_data
+from ftui.data_report import text_lengths
 from ftui.distributed import SOLO, Dist
 from ftui.errors import ConfigError, DataError, FtuiError, HubError, ModelError
 from ftui.explain import Explanation
 from ftui.hub import HubStatus
 from ftui.launcher import Launcher
 from ftui.metrics import compute_metrics
-from ftui.modeling import ModelSummary, default_learning_rate, display_name, load_tokenizer, summarize
+from ftui.model_card import ModelSummary, summarize
+from ftui.modeling import default_learning_rate, display_name, load_tokenizer
 from ftui.onnx_export import OnnxReport, has_export, read_report
+from ftui.run_layout import PREDICTIONS_FILE
 from ftui.runner import QueuedRun, RunManager
 from ftui.runs import Run
 from ftui.serving import PredictionService, admit_model
@@ -44,7 +47,6 @@ from ftui.settings import Settings
 from ftui.store import Store
 from ftui.sweeps import SweepConfig
 from ftui.tasks import TaskInfo
-from ftui.training import PREDICTIONS_FILE, pick_device
 
 log = logging.getLogger(__name__)
 

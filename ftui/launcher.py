@@ -24,12 +24,13 @@ from ftui.data import DataBundle
 from ftui.distributed import SOLO, Dist
 from ftui.errors import ConfigError, FtuiError
 from ftui.events import EventType, PrunedEvent
+from ftui.finetune import train_run
 from ftui.modeling import display_name
+from ftui.run_layout import RESUME_DIR
 from ftui.runner import QueuedRun, QueueFull, RunManager
 from ftui.runs import Run, RunStatus
 from ftui.settings import Settings
 from ftui.sweeps import SweepConfig, first_score, prune_verdict
-from ftui.training import RESUME_DIR, train_run
 
 log = logging.getLogger(__name__)
 
@@ -287,8 +288,6 @@ class Launcher:
             raise ConfigError(problems)
 
         def reopen(r: Run) -> None:
-            from ftui.training import RESUME_DIR
-
             snap = torch.load(r.out_dir / RESUME_DIR / "state.pt", map_location="cpu", weights_only=True,
                               mmap=not self.store.network)  # fmt: skip  # no mmap on a network mount
             r.reopen(int(snap["step"]))

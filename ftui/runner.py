@@ -19,9 +19,9 @@ from typing import Any
 from ftui.config import RunConfig
 from ftui.errors import FtuiError, RunInProgress
 from ftui.files import recover_dir
+from ftui.run_layout import MODEL_DIR, RESUME_DIR, can_resume
 from ftui.runs import RUN_FILE, Run
 from ftui.store import HEARTBEAT_S, Store, StoreUnavailable
-from ftui.training import MODEL_DIR, RESUME_DIR, can_resume
 
 log = logging.getLogger(__name__)
 

@@ -14,18 +14,18 @@ import torch
 from ftui import accel
 from ftui.baselines import NAMES, is_baseline, load_baseline
 from ftui.config import ModelConfig, RunConfig
-from ftui.data import read_table
 from ftui.errors import DataError, FtuiError, ModelError
 from ftui.explain import Explanation, Method, explain
 from ftui.files import DownloadFolder, FileTooLarge, recover_dir
 from ftui.modeling import build_model, load_classifier, load_tokenizer
 from ftui.onnx_export import ONNX_DIR, REPORT_FILE, OnnxReport, export_run, has_export, load_scorer
 from ftui.predict import CPU_MODELS, GPU_MODELS, Predictor, TransformerScorer, int8_loader, texts_from_lines, texts_from_table
+from ftui.readers import read_table
+from ftui.run_layout import MODEL_DIR, PREDICTIONS_FILE
 from ftui.runner import RUN_ID_RE, RunManager
 from ftui.runs import RunStatus
 from ftui.settings import Settings
 from ftui.tasks import Task, TaskInfo, read_task
-from ftui.training import MODEL_DIR, PREDICTIONS_FILE
 
 log = logging.getLogger(__name__)
 
