@@ -254,12 +254,12 @@ def train_case(
     out_dir: Path | None = None,
     resume: bool = False,
 ) -> dict[str, Any]:
-    """One fine-tuning run through ftui.training.train_run (the engine's worker body), in this process and thread.
+    """One fine-tuning run through ftui.finetune.train_run (the engine's worker body), in this process and thread.
     Returns the run's outcome plus: GPU memory before/after, memory at the test phase and what gc.collect() freed
     there, epoch times, notices."""
     import torch
 
-    import ftui.training as T
+    import ftui.finetune as T
     from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from ftui.runs import Run
 

@@ -41,7 +41,7 @@ def s_env() -> None:
     record("env", "versions", "INFO", json.dumps(info), **info)
     record("env", "ftui source", "INFO", f"{G.ARGS.src} (git {G.ARGS.git or '?'})")
     code = (
-        "import sys, ftui.cli, ftui.engine, ftui.training, ftui.serving; "
+        "import sys, ftui.cli, ftui.engine, ftui.finetune, ftui.serving; "
         "print([m for m in ('gradio', 'plotly', 'captum') if m in sys.modules])"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=G.ARGS.src)
@@ -51,7 +51,7 @@ def s_env() -> None:
         "env",
         "CLI/engine imports w/o UI deps",
         "FAIL" if bad else "PASS",
-        f"not installed here: {absent or 'none'}; UI/optional modules imported by ftui.cli+engine+training+serving: {loaded}",
+        f"not installed here: {absent or 'none'}; UI/optional modules imported by ftui.cli+engine+finetune+serving: {loaded}",
     )
 
 
@@ -303,10 +303,11 @@ def s_host_race() -> None:
     import torch
 
     from ftui import prefix_cache as pc
+    from ftui.architecture import apply_freeze
     from ftui.batching import collate, length_grouped_batches, tokenize_split
     from ftui.config import ModelConfig
-    from ftui.modeling import apply_freeze, build_model, load_tokenizer
-    from ftui.training import _set_train_mode
+    from ftui.modeling import build_model, load_tokenizer
+    from ftui.training_core import _set_train_mode
 
     sz = SIZES[G.ARGS.device]
     dev = G.ARGS.device
@@ -386,7 +387,7 @@ def s_oom() -> None:
     and the next run in the same process trains. (On CPU an OutOfMemoryError is raised by a patch: plumbing only.)"""
     import torch
 
-    import ftui.training as T
+    import ftui.finetune as T
 
     if cuda():
         total = torch.cuda.get_device_properties(0).total_memory
@@ -452,7 +453,7 @@ def s_resume() -> None:
     CUDA RNG state beside the snapshot (a patch) to show that is the cause; a repeat of the whole run gives the noise floor."""
     import torch
 
-    import ftui.training as T
+    import ftui.finetune as T
 
     batch, max_len = (32, 128) if cuda() else (16, 32)
     rows, kw = (

@@ -28,7 +28,7 @@ from common import ROOT, percentile  # first: sets the environment (offline, tok
 
 def load_texts(path: str | None, n: int) -> list[str]:
     """n review texts from a table (repeated if it is shorter)."""
-    from ftui.data import read_table
+    from ftui.readers import read_table
 
     df = read_table(Path(path) if path else ROOT / "assets" / "demo_reviews.csv")
     texts = df["text"].astype(str).tolist()
@@ -37,7 +37,7 @@ def load_texts(path: str | None, n: int) -> list[str]:
 
 def load_labels(path: str | None, n: int, names: list[str]) -> list[str]:
     """Label names for the first n rows (repeated like load_texts); integer labels index `names`."""
-    from ftui.data import read_table
+    from ftui.readers import read_table
 
     col = read_table(Path(path) if path else ROOT / "assets" / "demo_reviews.csv")["label"].tolist()
     col = [names[int(v)] if not isinstance(v, str) else v for v in col]

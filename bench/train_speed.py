@@ -215,8 +215,8 @@ def run_ftui(args: argparse.Namespace, data_dir: Path, model_dir: Path) -> dict[
     import torch
 
     from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from ftui.finetune import train_run
     from ftui.runs import Run, RunStatus
-    from ftui.training import train_run
 
     bundle = load_bundle(data_dir)
     cfg = RunConfig(

@@ -1,10 +1,14 @@
-"""GPU specifics in one place: TF32, inference autocast, the CUDA random state, and the default batch by device."""
+"""Device specifics in one place: picking the device, TF32, autocast, memory, seeding, the CUDA random state, and the
+default batch by device."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import random
 
+import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
@@ -18,6 +22,52 @@ def enable_tf32() -> None:
     the products, fp32 accumulation, several times the fp32 speed; training under bf16/fp16 autocast is unaffected."""
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
+
+
+def pick_device() -> str:
+    """'cuda' when a GPU is visible (fp32 matmuls then allowed TF32), else 'cpu'."""
+    if torch.cuda.is_available():
+        enable_tf32()
+        return "cuda"
+    return "cpu"
+
+
+def autocast_dtype(precision: str, device: str) -> torch.dtype | None:
+    """Autocast dtype for a precision choice; None means fp32. CPU 'auto' stays fp32 (bf16 is slow there)."""
+    if precision == "fp32" or (precision == "auto" and device == "cpu"):
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same head init, order and dropout."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def memory_mb(device: str) -> float:
+    """Peak GPU memory on CUDA, resident memory of this process on CPU."""
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return 0.0
+
+
+def peak_memory_mb(device: str) -> float:
+    """Peak GPU memory on CUDA, peak resident memory of this process on CPU."""
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def default_batch_size(device: str) -> int:

@@ -8,7 +8,7 @@ import math
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +18,22 @@ import torch
 from torch import nn
 
 from ftui import advice
+from ftui.accel import autocast_dtype, pick_device, seed_everything
+from ftui.columns import TEXT_NAMES
 from ftui.config import AdaptConfig, ReadLimits, RunConfig
-from ftui.data import DEMO_DATASET, TEXT_NAMES, read_table
+from ftui.data import DEMO_DATASET
 from ftui.errors import DataError, ModelError, StopRequested
-from ftui.events import EventType, MLMEvalEvent, NoticeEvent, StartEvent
+from ftui.events import EventType, MLMEvalEvent, NoticeEvent
 from ftui.mlm import IGNORE, Blocks, mask_tokens, pack_blocks, scratch_config, train_wordpiece
 from ftui.modeling import display_name, load_tokenizer, resolve_checkpoint
+from ftui.readers import read_table
 from ftui.recipes import recipe_of
+from ftui.run_layout import MODEL_DIR, RESUME_DIR
 from ftui.runs import Run, RunStatus
-from ftui.training import MODEL_DIR, Phase, TrainingCore, TrainState, autocast_dtype, pick_device, run_worker, seed_everything
+from ftui.schedule import Phase
+from ftui.train_state import Ending, Holdings, Outcome
+from ftui.training_core import TrainingCore
+from ftui.worker import run_worker
 
 log = logging.getLogger(__name__)
 
@@ -279,10 +286,11 @@ def card_for(run: Run, corpus: Corpus, blocks: dict[str, Blocks]) -> str:
 def adapt_run(run: Run, token: str | None = None, limits: ReadLimits | None = None, resume: bool = False) -> None:
     """Worker body of a masked-LM run (the same lifecycle as every run); never raises."""
     device = pick_device()
-    run_worker(run, lambda scratch: _adapt(run, token, device, scratch, limits, resume), device)
+    run_worker(run, lambda holdings: _adapt(run, token, device, holdings, limits, resume), device)
 
 
-def _adapt(run: Run, token: str | None, device: str, scratch: dict[str, Any], limits: ReadLimits | None, resume: bool) -> None:
+def _adapt(run: Run, token: str | None, device: str, holdings: Holdings, limits: ReadLimits | None, resume: bool) -> Outcome:
+    """Read, tokenize, fit and finish a masked-LM run; its outcome (the completed run's result in it) for the worker."""
     cfg, a, t = run.config, run.config.adapt, run.config.train
     stop = run.stop_event.is_set
     t0 = time.perf_counter()
@@ -330,41 +338,30 @@ def _adapt(run: Run, token: str | None, device: str, scratch: dict[str, Any], li
     run.set_progress(phase="loading model")
     model, notes = masked_lm(cfg, tokenizer, token, t.seed)
     model.to(device)
-    scratch.update(model=model, tokenizer=tokenizer)
+    holdings.model, holdings.tokenizer = model, tokenizer
     objective = MLMObjective(blocks, tokenizer, cfg, device, card_for(run, corpus, blocks), model.config.vocab_size)
     phases = [Phase("mlm", t.epochs, t.learning_rate, t.warmup_ratio, 0)]
-    core = TrainingCore(run, model, tokenizer, phases, objective, device, scratch)
+    core = TrainingCore(run, model, tokenizer, phases, objective, device, holdings)
     if resume:
-        state = core.load_snapshot()
-        scratch["best"], scratch["steps"] = state.best, state.step
-        core.point = state.to_dict()
+        core.begin(core.load_snapshot())
         before = None
     else:
-        state = TrainState()
-        core._enter_phase(0)
-        run.log(
-            StartEvent(
-                total_steps=core.total_steps, steps_per_epoch=core.steps_per_epoch, device=device,
-                train_size=core.train_rows, trainable_params=sum(p.numel() for p in model.parameters()),
-                phases=[{"phase": "mlm", "epochs": t.epochs, "learning_rate": t.learning_rate, "freeze_depth": 0,
-                         "steps": core.total_steps}],
-            )
-        )  # fmt: skip
+        core.begin(None)  # the start event: the shape of the one phase, every parameter trainable
         for note in [*corpus.notes, *notes]:
             run.log(NoticeEvent(message=note))
         run.set_progress(phase="evaluating the starting point")
         before = objective.evaluate(model, autocast_dtype(t.precision, device), stop, None)
         run.log(objective.eval_event(0, 0.0, before, "mlm"))  # perplexity before any training: the curve's start
-        core.opt = None
-    run.set_progress(phase="training", step=state.step, total_steps=core.total_steps)
-    state = core.fit(state, resumed=resume)
-    train_loop_s = time.perf_counter() - core.t0 - core.aside
+    run.set_progress(phase="training", step=core.state.step, total_steps=core.total_steps)
+    outcome = core.fit()
+    if outcome.ending is Ending.STOPPED:
+        return outcome  # the worker keeps what Stop keeps
+    state = outcome.state
+    assert state is not None  # fit always says where it ended
     # The time cap caps adapt runs too (FTUI_MAX_RUN_MINUTES): say so when it cut the epochs set.
-    advice.emit(run, advice.time_cut(run.events(), t.epochs, core._epoch_of(state), t.max_minutes, state.step))
-    scratch.pop("resume", None)
+    advice.emit(run, advice.time_cut(run.events(), t.epochs, outcome.epochs, t.max_minutes, state.step))
+    holdings.snapshot = None
     import shutil
-
-    from ftui.training import RESUME_DIR
 
     if not (run.out_dir / MODEL_DIR / "config.json").exists():
         raise ModelError("No checkpoint was saved.", "Train for at least one evaluation.")
@@ -377,7 +374,7 @@ def _adapt(run: Run, token: str | None, device: str, scratch: dict[str, Any], li
         "perplexity_after": best.get("perplexity"),
         "train_seconds": round(time.perf_counter() - t0, 2),
         "steps": state.step,
-        "train_loop_seconds": round(train_loop_s, 3),
+        "train_loop_seconds": round(outcome.train_loop_seconds, 3),
         "train_samples": state.samples_seen,
         "block_length": t.max_length,
         "device": device,
@@ -390,7 +387,7 @@ def _adapt(run: Run, token: str | None, device: str, scratch: dict[str, Any], li
     if before is None:  # resumed: the starting perplexity is the first evaluation the run logged
         first = [e for e in run.events() if e.get("type") == EventType.EVAL.value and e.get("step") == 0]
         result["perplexity_before"] = first[0].get("eval_perplexity") if first else None
-    run.finish(RunStatus.COMPLETED, None, result)
+    return replace(outcome, result=result)
 
 
 def corpus_preview(corpus: Corpus, tokenizer: Any, block: int, limit: int = 5000) -> dict[str, Any]:

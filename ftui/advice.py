@@ -61,7 +61,7 @@ def truncation(lengths: Sequence[int], max_length: int, long_text: str, step: in
 
 def check_lengths(run: Any, bundle: Any, tokenizer: Any) -> None:
     """Measure the share of train texts past the max length (a sample, tokenized in full) and warn when large."""
-    from ftui.data import text_lengths
+    from ftui.data_report import text_lengths
 
     t = run.config.train
     if any(e.get("kind") == WarningKind.TRUNCATION.value for e in of_type(run.events(), EventType.WARNING)):
@@ -162,7 +162,8 @@ def after_test(
     step: int,
 ) -> None:
     """Every end-of-run warning of a fine-tuning run, from its test predictions and its events."""
-    from ftui.data import LABEL, label_matrix
+    from ftui.data import LABEL
+    from ftui.data_report import label_matrix
 
     t = run.config.train
     events = run.events()

@@ -17,19 +17,24 @@ import numpy as np
 import torch
 
 from ftui import accel
+from ftui.accel import pick_device
 from ftui.batching import TokenCache, Tokenized, collate, eval_batches
 from ftui.config import ModelConfig
 from ftui.data import LABEL, TEXT, TEXT_PAIR, DataBundle
 from ftui.errors import FtuiError, StopRequested
 from ftui.events import EvalEvent, StartEvent, TestEvent
 from ftui.files import replace_dir
+from ftui.finetune import tokenized_splits
 from ftui.metrics import compute_metrics
 from ftui.modeling import load_encoder, load_tokenizer, mean_pool
 from ftui.nbsvm import NBLogistic, nb_vectorizer
+from ftui.predictions_file import save_predictions
 from ftui.recipes import BAG_OF_WORDS
-from ftui.runs import Run, RunStatus
+from ftui.run_layout import MODEL_DIR, PREDICTIONS_FILE
+from ftui.runs import Run
 from ftui.tasks import Task, TaskInfo
-from ftui.training import MODEL_DIR, PREDICTIONS_FILE, pick_device, run_worker, save_predictions, tokenized_splits
+from ftui.train_state import Ending, Holdings, Outcome
+from ftui.worker import run_worker
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +184,7 @@ def baseline_run(
     """Worker body of a baseline run (the same lifecycle as a fine-tuning run); never raises."""
     device = pick_device()
 
-    def body(scratch: dict[str, Any]) -> None:
+    def body(holdings: Holdings) -> Outcome:
         bundle = load_bundle()
         if bundle.task is not Task.SINGLE:
             raise FtuiError(
@@ -187,13 +192,16 @@ def baseline_run(
                 "Fine-tune a transformer on it instead (Train tab); its curves and test metrics are the comparison.",
             )
         run.label_names = list(bundle.label_names)
-        train_baseline(run, bundle, token, device, token_cache)
+        return Outcome(Ending.COMPLETED, result=train_baseline(run, bundle, token, device, token_cache))
 
     run_worker(run, body, device)
 
 
-def train_baseline(run: Run, bundle: DataBundle, token: str | None, device: str, token_cache: TokenCache | None) -> None:
-    """Fit one baseline, pick C on validation, test it, save it as the run's model with its test predictions."""
+def train_baseline(
+    run: Run, bundle: DataBundle, token: str | None, device: str, token_cache: TokenCache | None
+) -> dict[str, Any]:
+    """Fit one baseline, pick C on validation, test it, save it as the run's model with its test predictions; the
+    completed run's result."""
     import joblib
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
@@ -257,25 +265,21 @@ def train_baseline(run: Run, bundle: DataBundle, token: str | None, device: str,
         log.warning("could not save test predictions: %s", exc)
     test_loss = _log_loss(test_probs, labels["test"])
     run.log(TestEvent(step=1, test_loss=test_loss, test_accuracy=test["accuracy"], test_macro_f1=test["macro_f1"]))
-    run.finish(
-        RunStatus.COMPLETED,
-        None,
-        {
-            "test_accuracy": test["accuracy"],
-            "test_macro_f1": test["macro_f1"],
-            "test_loss": test_loss,
-            "best_eval": {"accuracy": val["accuracy"], "macro_f1": val["macro_f1"], "loss": val_loss, "step": 1},
-            "model_dir": str(run.out_dir / MODEL_DIR),
-            "train_seconds": round(time.perf_counter() - t0, 2),
-            "device": device,
-            "train_size": int(len(labels["train"])),
-            "val_size": int(len(labels["validation"])),
-            "test_size": int(len(labels["test"])),  # the intervals' n
-            "C": c,
-            "c_scores": scores,
-            "steps": 1,
-        },
-    )
+    return {
+        "test_accuracy": test["accuracy"],
+        "test_macro_f1": test["macro_f1"],
+        "test_loss": test_loss,
+        "best_eval": {"accuracy": val["accuracy"], "macro_f1": val["macro_f1"], "loss": val_loss, "step": 1},
+        "model_dir": str(run.out_dir / MODEL_DIR),
+        "train_seconds": round(time.perf_counter() - t0, 2),
+        "device": device,
+        "train_size": int(len(labels["train"])),
+        "val_size": int(len(labels["validation"])),
+        "test_size": int(len(labels["test"])),  # the intervals' n
+        "C": c,
+        "c_scores": scores,
+        "steps": 1,
+    }
 
 
 def _log_loss(probs: np.ndarray, y: np.ndarray) -> float:

@@ -303,8 +303,8 @@ def follow_command(dist: Any) -> int:
     from ftui import hub
     from ftui.data import load_data
     from ftui.distributed import Assignment
+    from ftui.finetune import follow_run
     from ftui.settings import Settings
-    from ftui.training import follow_run
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches rank 0, which stops every rank at the same step
     got = dist.broadcast(None)
@@ -323,13 +323,13 @@ def _main(args: argparse.Namespace, dist: Any) -> int:
     """`train`, `sweep`, `baseline`, `adapt` (rank 0 under torchrun)."""
     import os
 
-    from ftui.accel import default_batch_size
+    from ftui.accel import default_batch_size, pick_device
     from ftui.engine import Engine
     from ftui.errors import FtuiError
     from ftui.hub import HubStatus
     from ftui.modeling import default_learning_rate
     from ftui.settings import Settings
-    from ftui.training import iter_events, pick_device
+    from ftui.worker import iter_events
 
     hub_status = HubStatus(False, "offline (--offline)") if args.offline else None
     # The command line is the operator's: sign-in (a workspace per visitor) rules the app's visitors, not this shell.

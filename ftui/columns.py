@@ -1,10 +1,26 @@
-"""Which column holds the label: a pure heuristic over facts about each column, checked against the layouts of
-common review datasets (tests/test_columns.py), so a user's obviously meant column wins over a star rating."""
+"""Which columns hold the text and the label: facts about each column, then a pure heuristic over them, checked
+against the layouts of common review datasets (tests/test_columns.py), so a user's obviously meant column wins over a
+star rating."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from ftui.label_shapes import as_items, is_classlabel, is_string
+
+TEXT_NAMES = ("text", "sentence", "review", "content", "document", "comment", "body", "tweet", "utterance", "sms")
+PAIR_NAMES = (
+    ("sentence1", "sentence2"),
+    ("question", "sentence"),
+    ("premise", "hypothesis"),
+    ("question1", "question2"),
+    ("sentence_a", "sentence_b"),
+    ("text_a", "text_b"),
+)
 
 # Exact names that mean "the label" (a rating is weaker: a file often has a rating beside the label it means).
 LABEL_NAMES = ("label", "labels", "target", "class", "category", "sentiment", "polarity", "y")
@@ -64,3 +80,50 @@ def _reads_as_classes(values: tuple[str, ...]) -> bool:
     """Most distinct values are words such as positive/negative/spam (two or more of them)."""
     known = [v for v in values if v.strip() in LABEL_VALUES]
     return len(known) >= 2 and len(known) >= 0.6 * len(values)
+
+
+def detect_label_column(features: dict[str, Any], sample: pd.DataFrame) -> str | None:
+    """The label column (ftui.columns' rules over what each column holds)."""
+    return pick_label_column([_facts(n, f, sample[n]) for n, f in features.items()])
+
+
+def _facts(name: str, feature: Any, values: pd.Series) -> ColumnFacts:
+    if is_classlabel(feature):
+        return ColumnFacts(name, classlabel=True)
+    if _is_list_column(feature, values):
+        return ColumnFacts(name, kind="list")
+    present = values.dropna()
+    distinct = present.astype(str).str.strip().str.lower().unique() if is_string(feature) else present.unique()
+    kind = "int" if getattr(feature, "dtype", "").startswith("int") else "string" if is_string(feature) else "other"
+    shown = tuple(str(v) for v in distinct[:60]) if kind == "string" else ()
+    return ColumnFacts(name, kind=kind, distinct=len(distinct), values=shown)
+
+
+def _is_list_column(feature: Any, values: pd.Series) -> bool:
+    """A multi-label candidate: an Arrow list, or strings that are JSON lists ('["food", "price"]' in a CSV cell)."""
+    if type(feature).__name__ in ("Sequence", "List", "LargeList"):
+        return True
+    present = values.dropna().iloc[:50]
+    return (
+        is_string(feature)
+        and not present.empty
+        and all(
+            isinstance(v, str) and v.strip().startswith("[") and as_items(v, split_strings=False) is not None for v in present
+        )
+    )
+
+
+def detect_text_columns(features: dict[str, Any], sample: pd.DataFrame, label: str | None) -> tuple[str, ...]:
+    """One text column, or two for sentence-pair tasks; empty when none is a string column."""
+    strings = [n for n, f in features.items() if is_string(f) and n != label]
+    if not strings:
+        return ()
+    lower = {c.lower(): c for c in strings}
+    for a, b in PAIR_NAMES:
+        if a in lower and b in lower:
+            return (lower[a], lower[b])
+    for cand in TEXT_NAMES:
+        if cand in lower:
+            return (lower[cand],)
+    mean_len = {n: sample[n].astype(str).str.len().mean() for n in strings}
+    return (max(strings, key=lambda n: mean_len[n]),)

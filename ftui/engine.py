@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from ftui import hub, scaleout
-from ftui.accel import default_batch_size
+from ftui.accel import default_batch_size, pick_device
 from ftui.adapt import corpus_preview, load_corpus
 from ftui.batching import TokenCache
 from ftui.config import (
@@ -25,7 +25,8 @@ from ftui.config import (
     validate_data,
     validate_model,
 )
-from ftui.data import DataBundle, load_data, text_lengths
+from ftui.data import DataBundle, load_data
+from ftui.data_report import text_lengths
 from ftui.distributed import SOLO, Dist
 from ftui.engine_predict import PredictFacade
 from ftui.engine_runs import RunsFacade
@@ -33,13 +34,13 @@ from ftui.errors import ConfigError, DataError, FtuiError, HubError, ModelError
 from ftui.hub import HubStatus
 from ftui.launcher import Launcher
 from ftui.lru import LRU
-from ftui.modeling import ModelSummary, default_learning_rate, load_tokenizer, summarize
+from ftui.model_card import ModelSummary, summarize
+from ftui.modeling import default_learning_rate, load_tokenizer
 from ftui.recipes import recipe_of
 from ftui.runner import RunManager
 from ftui.serving import PredictionService, admit_model
 from ftui.settings import Settings
 from ftui.store import Store
-from ftui.training import pick_device
 from ftui.workspace import Workspaces, run_folder
 
 log = logging.getLogger(__name__)

@@ -14,13 +14,13 @@ from ftui.adapt import adapted_checkpoints
 from ftui.config import RunConfig
 from ftui.errors import ConfigError, FtuiError, HubError
 from ftui.launcher import Launcher
+from ftui.run_layout import PREDICTIONS_FILE
 from ftui.run_queue import QueuedRun
 from ftui.runner import RunManager
 from ftui.runs import Run
 from ftui.settings import Settings
 from ftui.store import Store
 from ftui.sweeps import SweepConfig
-from ftui.training import PREDICTIONS_FILE
 from ftui.workspace import Viewer, Workspaces
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from ftui.files import COMPLETE
 from ftui.metrics import per_class, per_label, regression_metrics
 from ftui.onnx_export import ONNX_DIR
 from ftui.recipes import recipe_of
+from ftui.run_layout import MODEL_DIR, PREDICTIONS_FILE
 from ftui.tasks import Task, TaskInfo, read_task
-from ftui.training import MODEL_DIR, PREDICTIONS_FILE
 
 
 def _fmt(x: Any) -> str:

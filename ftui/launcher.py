@@ -24,12 +24,12 @@ from ftui.errors import ConfigError, FtuiError
 from ftui.events import EventType, PrunedEvent
 from ftui.modeling import display_name
 from ftui.recipes import recipe_of
+from ftui.run_layout import snapshot_path
 from ftui.run_queue import QueuedRun, QueueFull
 from ftui.runner import RunManager
 from ftui.runs import Run, RunStatus
 from ftui.settings import Settings
 from ftui.sweeps import SweepConfig, first_score, prune_verdict
-from ftui.training import RESUME_DIR
 from ftui.workspace import run_folder
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class Launcher:
         if token:
             env["HF_TOKEN"] = token  # the child's environment only: tokens never enter the store
         command = scaleout.torchrun_command(run.run_id, self.runs_dir, processes, resume, self.offline)
-        has_snapshot = (run.out_dir / RESUME_DIR / "state.pt").exists
+        has_snapshot = snapshot_path(run.out_dir).exists
         args = (run, self.store, command, env, has_snapshot)
         self.manager.launch(run, scaleout.supervise, args, f"ftui-torchrun-{run.run_id}", beat=False)
 
@@ -281,9 +281,7 @@ class Launcher:
             raise ConfigError(problems)
 
         def reopen(r: Run) -> None:
-            from ftui.training import RESUME_DIR
-
-            snap = torch.load(r.out_dir / RESUME_DIR / "state.pt", map_location="cpu", weights_only=True,
+            snap = torch.load(snapshot_path(r.out_dir), map_location="cpu", weights_only=True,
                               mmap=not self.store.network)  # fmt: skip  # no mmap on a network mount
             r.reopen(int(snap["step"]))
 

@@ -168,7 +168,7 @@ def load_scorer(run_dir: Path, int8: bool = False) -> OnnxScorer:
     """An ONNX Runtime scorer for a run's export (its tokenizer and labels come from the run's model folder)."""
     from transformers import AutoTokenizer
 
-    from ftui.training import MODEL_DIR
+    from ftui.run_layout import MODEL_DIR
 
     if not has_export(run_dir, int8):
         raise FtuiError("This run has no ONNX export" + (" with an int8 copy" if int8 else "") + ".",

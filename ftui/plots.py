@@ -264,7 +264,7 @@ def sweep_figure(rows: Sequence[dict[str, Any]], metric: str) -> go.Figure:
 
 
 def label_distribution_figure(counts: pd.DataFrame) -> go.Figure:
-    """Bars of rows per label, grouped by split (from data.label_counts)."""
+    """Bars of rows per label, grouped by split (from data_report.label_counts)."""
     fig = go.Figure()
     for split, part in counts.groupby("split", sort=False):
         fig.add_trace(go.Bar(x=[escape_plot(n) for n in part["label"]], y=part["count"], name=escape_plot(split)))

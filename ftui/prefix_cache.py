@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from ftui import accel
+from ftui.architecture import AFTER_FIRST_LAYER, encoder_layers, input_module_name, pass_through_modules
 from ftui.batching import Tokenized, eval_batches, gather_positions
 from ftui.distributed import SOLO, Dist
-from ftui.modeling import AFTER_FIRST_LAYER, encoder_layers, input_module_name, pass_through_modules
 
 log = logging.getLogger(__name__)
 

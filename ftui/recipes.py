@@ -18,7 +18,7 @@ BASELINE_NAMES = {"tfidf": "TF-IDF", "nbsvm": "NBSVM", "embeddings": "embeddings
 
 def _fit_finetune(run: Any, load: Callable[[], Any], token: str | None, cache: Any, resume: bool, dist: Any,
                   limits: Any) -> None:  # fmt: skip
-    from ftui.training import train_run
+    from ftui.finetune import train_run
 
     train_run(run, load, token, cache, resume, dist)
 

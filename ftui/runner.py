@@ -16,10 +16,10 @@ from typing import Any
 
 from ftui.errors import FtuiError, RunInProgress
 from ftui.files import recover_dir
+from ftui.run_layout import MODEL_DIR, RESUME_DIR, can_resume
 from ftui.run_queue import QueuedRun, QueueMixin
 from ftui.runs import RUN_FILE, Run
 from ftui.store import HEARTBEAT_S, Store, StoreUnavailable
-from ftui.training import MODEL_DIR, RESUME_DIR, can_resume
 from ftui.workspace import USERS_DIR, run_folder, run_user
 
 log = logging.getLogger(__name__)

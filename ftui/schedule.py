@@ -1,13 +1,16 @@
-"""Time-capped planning: a run with a wall-clock cap plans its learning-rate schedule for the steps that fit (measured
-speed × time left), so the rate decays to zero by the cap instead of being cut mid-schedule."""
+"""A run's schedule: its phases (one, or head then fine-tuning), and time-capped planning, where a run with a
+wall-clock cap plans its learning-rate schedule for the steps that fit (measured speed × time left), so the rate decays
+to zero by the cap instead of being cut mid-schedule."""
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ftui.config import RunConfig
 from ftui.events import ScheduleEvent
 
 MEASURE_STEPS = 20  # optimizer steps timed before the first plan; re-planned at 2×, 4×, ... (evaluations then counted)
@@ -15,6 +18,28 @@ MEASURE_SHARE = 0.05  # ... or fewer steps (at least MIN_MEASURED) once this sha
 MIN_MEASURED = 3
 TOLERANCE = 0.02  # a new plan within this share of the current one is not applied
 SAFETY = 0.97  # share of the time left the plan fills: the last steps and the final evaluation fit under the cap
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stretch of training with its own trainable set, learning rate and warmup (and a fresh optimizer)."""
+
+    name: str  # "train" (one phase), "head" (transfer learning), "finetune"
+    epochs: float
+    learning_rate: float
+    warmup_ratio: float
+    freeze_depth: int  # bottom layers frozen; the encoder's depth = only the head trains
+
+
+def build_schedule(cfg: RunConfig, num_layers: int) -> list[Phase]:
+    """The phases of a run: one, or the head on a frozen encoder first and then fine-tuning down to the freeze depth."""
+    t, depth = cfg.train, cfg.model.freeze_depth
+    if t.schedule != "two-phase":
+        return [Phase("train", t.epochs, t.learning_rate, t.warmup_ratio, depth)]
+    return [
+        Phase("head", t.head_epochs, t.head_learning_rate, t.warmup_ratio, num_layers),
+        Phase("finetune", t.epochs, t.learning_rate, t.warmup_ratio, depth),
+    ]
 
 
 def steps_that_fit(seconds_left: float, seconds_per_step: float, share: float = 1.0) -> int:
@@ -48,6 +73,7 @@ class TimeCapPlanner:
     _start: dict[int, tuple[float, int]] = field(default_factory=dict)  # phase -> (clock, phase_step) when timing began
     _next: dict[int, int] = field(default_factory=dict)  # phase -> measured steps at which it is planned again
     _last: dict[int, tuple[float, int]] = field(default_factory=dict)  # phase -> (clock, phase_step) at its last plan
+    clock: Callable[[], float] = time.monotonic  # the core's clock (a test's fake one makes the cap deterministic)
 
     def step(self, core: Any, state: Any) -> int:
         """Call after each optimizer step: returns the phase's (possibly new) number of steps."""
@@ -57,7 +83,7 @@ class TimeCapPlanner:
             return total
         if not self.original:
             self.original = list(core.phase_steps)
-        now = time.monotonic()
+        now = self.clock()
         if index not in self._start:  # timing starts after the phase's first step (warm-up costs stay out)
             self._start[index] = (now, state.phase_step)
             return total

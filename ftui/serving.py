@@ -15,19 +15,19 @@ import torch
 from ftui import accel
 from ftui.baselines import NAMES, is_baseline, load_baseline
 from ftui.config import ModelConfig, RunConfig
-from ftui.data import read_table
 from ftui.errors import DataError, FtuiError, ModelError
 from ftui.explain import Explanation, Method, explain
 from ftui.files import DownloadFolder, FileTooLarge, recover_dir
 from ftui.modeling import build_model, load_classifier, load_tokenizer
 from ftui.onnx_export import ONNX_DIR, REPORT_FILE, OnnxReport, export_run, has_export, load_scorer
 from ftui.predict import CPU_MODELS, GPU_MODELS, Predictor, TransformerScorer, int8_loader, texts_from_lines, texts_from_table
+from ftui.readers import read_table
 from ftui.recipes import recipe_of
+from ftui.run_layout import MODEL_DIR, PREDICTIONS_FILE, has_classifier
 from ftui.runner import RUN_ID_RE, RunManager
 from ftui.runs import RunStatus
 from ftui.settings import Settings
 from ftui.tasks import Task, TaskInfo, read_task
-from ftui.training import MODEL_DIR, PREDICTIONS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def val_text(result: dict[str, Any]) -> str:
 
 
 def _has_model(run: Any) -> bool:
-    return (run.out_dir / MODEL_DIR / "labels.json").exists()
+    return has_classifier(run.out_dir)
 
 
 def _entries(run: Any, what: str) -> list[tuple[str, str]]:
@@ -339,7 +339,7 @@ class PredictionService:
             raise FtuiError(f"Run '{run.name}' is not a fine-tuned classifier.", "Export a fine-tuned run to ONNX.")
         if not run.status.finished or run.remote:
             raise FtuiError(f"Run '{run.name}' is still training.", "Export it when it has finished.")
-        model_dir = run.out_dir / "model"
+        model_dir = run.out_dir / MODEL_DIR
         if not (model_dir / "labels.json").exists():
             raise FtuiError(f"Run '{run.name}' has no saved model.", "Export a run that trained.")
         info = read_task(model_dir)
@@ -357,7 +357,7 @@ class PredictionService:
         import pandas as pd
 
         try:
-            frame = pd.read_parquet(run.out_dir / "test_predictions.parquet")
+            frame = pd.read_parquet(run.out_dir / PREDICTIONS_FILE)
         except (OSError, ValueError) as exc:
             raise FtuiError(f"Run '{run.name}' has no test predictions to check an export against.",
                             "Export a run that completed its test.") from exc  # fmt: skip

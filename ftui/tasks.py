@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ftui.errors import FtuiError
+
 log = logging.getLogger(__name__)
 
 TASK_FILE = "task.json"  # beside labels.json in a saved model; absent = single-label (every model saved before it)
@@ -164,3 +166,32 @@ def predicted(info: TaskInfo, values: dict[str, float]) -> str:
         on = [k for k, v in sorted(values.items(), key=lambda kv: -kv[1]) if v >= info.threshold]
         return ", ".join(on) if on else "none"
     return f"{next(iter(values.values())):.4g}"
+
+
+def class_weight_vector(spec: str, train_labels: np.ndarray, names: list[str], task: Task = Task.SINGLE) -> torch.Tensor | None:
+    """Loss weights: None for "none". Single-label: per class, "balanced" gives n / (k * n_c) (a class 10x rarer weighs
+    10x more, scikit-learn's convention). Multi-label: per label, a weight on its positives, "balanced" gives
+    negatives / positives (BCEWithLogits' pos_weight). A custom list has one weight per class or label."""
+    from ftui.config import parse_class_weights
+
+    word = spec.strip().lower()
+    if word in ("", "none"):
+        return None
+    if task is Task.REGRESSION:
+        raise FtuiError("Class weights apply to classes and labels; this is a regression task.", "Set Class weights to 'none'.")
+    if word == "balanced":
+        if task is Task.MULTI:
+            pos = train_labels.reshape(len(train_labels), -1).sum(0).astype(np.float64)
+            neg = len(train_labels) - pos
+            return torch.tensor(np.where(pos > 0, neg / np.maximum(pos, 1), 1.0), dtype=torch.float32)
+        counts = np.bincount(train_labels, minlength=len(names)).astype(np.float64)
+        weights = np.where(counts > 0, counts.sum() / (len(names) * np.maximum(counts, 1)), 1.0)
+        return torch.tensor(weights, dtype=torch.float32)
+    custom = parse_class_weights(spec) or []
+    what = "labels" if task is Task.MULTI else "classes"
+    if len(custom) != len(names):
+        raise FtuiError(
+            f"{len(custom)} class weights were given for {len(names)} {what} ({', '.join(names)}).",
+            f"Give one weight per {what[:-1]}, in that order, or choose 'balanced'.",
+        )
+    return torch.tensor(custom, dtype=torch.float32)

@@ -207,7 +207,7 @@ def test_a_live_run_ticks_its_elapsed_time_and_start_queues(trained, tiny_bert_d
     queues; the queue endpoints reorder, cancel and clear over the API."""
     import threading
 
-    from ftui import training
+    from ftui import finetune as training
     from ftui.ui import create_app
 
     url, engine, _ = trained

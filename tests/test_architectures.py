@@ -9,16 +9,9 @@ import torch
 from conftest import FAMILY_EXTRAS, family_config
 from transformers import AutoModel, AutoModelForSequenceClassification
 
+from ftui.architecture import above_stack, apply_freeze, count_params, embedding_modules, encoder_layers, shared_modules
 from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from ftui.modeling import (
-    above_stack,
-    apply_freeze,
-    count_params,
-    embedding_modules,
-    encoder_layers,
-    load_classifier,
-    shared_modules,
-)
+from ftui.modeling import load_classifier
 from ftui.runs import RunStatus
 
 FAMILIES = list(FAMILY_EXTRAS)

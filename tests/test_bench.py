@@ -35,7 +35,7 @@ def test_train_speed_contract(tiny_bert_dir):
 def test_train_speed_reports_accuracy_with_real_labels(tiny_bert_dir, tmp_path):
     import pandas as pd
 
-    from ftui.data import read_table
+    from ftui.readers import read_table
 
     demo = read_table(REPO / "assets" / "demo_reviews.csv")
     for split, part in (("train", demo[:200]), ("validation", demo[200:260]), ("test", demo[260:])):

@@ -323,7 +323,7 @@ def test_hub_failures_in_the_browser(page, monkeypatch):
 def test_out_of_memory_in_the_browser(page, app_server, monkeypatch):
     import torch
 
-    import ftui.training as training
+    import ftui.finetune as training
 
     _, engine = app_server
     real = training.collate

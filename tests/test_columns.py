@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from ftui.config import DataConfig
-from ftui.data import load_data, read_table
+from ftui.data import load_data
+from ftui.readers import read_table
 
 
 def _csv(tmp_path, frame: pd.DataFrame, sep: str = ",", name: str = "data.csv"):

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from ftui.config import DataConfig
-from ftui.data import LABEL, TEXT, TEXT_PAIR, label_counts, load_data, prepare, preview_frame, sanity_report, text_lengths
+from ftui.data import LABEL, TEXT, TEXT_PAIR, load_data, prepare
+from ftui.data_report import label_counts, preview_frame, sanity_report, text_lengths
 from ftui.errors import DataError
 from ftui.tasks import Task
 

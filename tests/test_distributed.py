@@ -165,11 +165,12 @@ def test_a_collective_that_fails_inside_backward_ends_the_run_as_a_lost_peer_res
     second step), and "nccl" is only the backend's name (all on CPU, no process group). It shows which snapshot is
     kept and what the failure says; that no device copy runs before the failure lands, and that the watchdog's abort
     frees the stream, only a GPU run with a killed rank shows."""
-    from ftui import training
+    from ftui import training_core as training
     from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from ftui.data import load_data
+    from ftui.finetune import ClassificationObjective, train_run
+    from ftui.run_layout import can_resume
     from ftui.runs import Run, RunStatus
-    from ftui.training import ClassificationObjective, can_resume, train_run
 
     real_loss, calls = ClassificationObjective.train_loss, []
 
@@ -202,8 +203,9 @@ def test_under_nccl_a_lost_peer_before_any_snapshot_is_not_resumable(still_bert:
     written at the failure (same stand-in as above): the run says to start again rather than claim a resume."""
     from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from ftui.data import load_data
+    from ftui.finetune import ClassificationObjective, train_run
+    from ftui.run_layout import can_resume
     from ftui.runs import Run, RunStatus
-    from ftui.training import ClassificationObjective, can_resume, train_run
 
     real_loss, calls = ClassificationObjective.train_loss, []
 
@@ -229,8 +231,8 @@ def test_under_ddp_no_gpu_random_state_is_saved_or_restored(still_bert: Path, tm
     from ftui import accel
     from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from ftui.data import load_data
+    from ftui.finetune import train_run
     from ftui.runs import Run, RunStatus
-    from ftui.training import train_run
 
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [torch.arange(16, dtype=torch.uint8)])

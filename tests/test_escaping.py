@@ -228,7 +228,7 @@ def test_model_card_escapes_the_run_name_labels_and_settings():
 
 
 def test_model_tab_lines_escape_checkpoint_names_and_config_fields():
-    from ftui.modeling import ModelSummary
+    from ftui.model_card import ModelSummary
     from ftui.ui.model_tab import summary_md, trainable_md
 
     s = ModelSummary(f"/models/{COVER}", IMG, LINK, 2, 32, 1000, (400, 400), 100, True, "", "", 128, (BOLD,), (COVER,))

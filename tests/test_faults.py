@@ -8,7 +8,7 @@ import weakref
 
 import pytest
 
-from ftui import training
+from ftui import finetune as training
 from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ftui.modeling import load_classifier
 from ftui.runs import RunStatus

@@ -89,9 +89,9 @@ def _filled_cache(tiny_bert_dir: Path, share: float, monkeypatch):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from ftui import prefix_cache as pc
+    from ftui.architecture import apply_freeze
     from ftui.batching import collate, length_grouped_batches, tokenize_split
     from ftui.data import load_data
-    from ftui.modeling import apply_freeze
 
     tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
     enc = tokenize_split(load_data(DataConfig()).splits["train"], tok, 64)
@@ -198,7 +198,7 @@ def test_host_syncs_per_cached_training_step_are_counted(engine, tiny_bert_dir, 
     the SDPA attention mask through masking_utils._ignore_bidirectional_mask_sdpa, which evaluates
     `padding_mask.all()` in Python (a host sync per forward, cached or not; not ftui's to remove). A logged step reads
     its mean loss once more (float(running_loss)), after its optimizer step: that sync is counted with the next step."""
-    import ftui.training as T
+    import ftui.finetune as T
 
     counts: list[tuple[int, int]] = []  # per optimizer step: (host syncs, forward passes)
     forwards = [0]

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from ftui.config import DataConfig
-from ftui.data import load_data, read_table
+from ftui.data import load_data
 from ftui.errors import DataError
+from ftui.readers import read_table
 from ftui.settings import Settings
 from tests.conftest import raw_call
 
@@ -176,7 +177,7 @@ def test_parquet_bomb_is_refused_from_its_footer(tmp_path):
 
 
 def test_one_ten_megabyte_line_loads_and_previews_short(tmp_path):
-    from ftui.data import PREVIEW_CHARS, preview_frame
+    from ftui.data_report import PREVIEW_CHARS, preview_frame
 
     f = tmp_path / "long.csv"
     rows = {"text": ["w" * 10 * 2**20] + [f"review {i}" for i in range(59)], "label": (["pos", "neg"] * 30)}

@@ -172,7 +172,8 @@ def test_cached_hub_checkpoint_works_offline(tmp_path, monkeypatch, tiny_bert_di
     (cache / "models--tiny--bert" / "refs" / "main").write_text(commit)
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    from ftui.modeling import build_model, summarize
+    from ftui.model_card import summarize
+    from ftui.modeling import build_model
 
     cfg = ModelConfig(source="hub", checkpoint="tiny/bert")
     s = summarize(cfg)

@@ -5,21 +5,11 @@ import torch
 from conftest import tiny_config
 from transformers import AutoModelForSequenceClassification
 
+from ftui.architecture import apply_freeze, count_params, encoder_layers, frozen_prefix
 from ftui.config import ModelConfig
 from ftui.errors import ModelError
-from ftui.modeling import (
-    MLPClassifier,
-    apply_freeze,
-    build_model,
-    count_params,
-    encoder_layers,
-    frozen_prefix,
-    limitations_section,
-    load_classifier,
-    save_classifier,
-    strip_front_matter,
-    summarize,
-)
+from ftui.model_card import limitations_section, strip_front_matter, summarize
+from ftui.modeling import MLPClassifier, build_model, load_classifier, save_classifier
 
 FAMILIES = ["bert", "distilbert", "roberta", "electra"]
 
@@ -147,7 +137,7 @@ def test_card_front_matter_is_stripped():
 def test_position_limit_per_family(model_type, table, limit):
     from transformers import AutoConfig
 
-    from ftui.modeling import position_limit
+    from ftui.architecture import position_limit
 
     assert position_limit(AutoConfig.for_model(model_type, max_position_embeddings=table)) == limit
 
@@ -155,7 +145,7 @@ def test_position_limit_per_family(model_type, table, limit):
 def test_relative_position_models_have_no_fixed_limit():
     from transformers import AutoConfig
 
-    from ftui.modeling import position_limit
+    from ftui.architecture import position_limit
 
     assert position_limit(AutoConfig.for_model("deberta-v2", position_biased_input=False)) is None
 

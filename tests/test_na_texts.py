@@ -9,8 +9,9 @@ import pytest
 from pandas._libs.parsers import STR_NA_VALUES
 
 from ftui.config import DataConfig
-from ftui.data import LABEL, TEXT, load_data, read_table
+from ftui.data import LABEL, TEXT, load_data
 from ftui.errors import DataError
+from ftui.readers import read_table
 from ftui.tasks import Task
 
 # Every string pandas reads as missing by default, but the empty one (a truly empty cell).

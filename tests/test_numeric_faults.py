@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from ftui.data import TARGET_LIMIT, load_data
+from ftui.data import load_data
 from ftui.errors import DataError, FtuiError
+from ftui.label_shapes import TARGET_LIMIT
 from ftui.runs import RunStatus, best_eval_of
 from ftui.tasks import Task, better
 
@@ -63,7 +64,7 @@ def _cfg(tiny_bert_dir) -> RunConfig:
 
 
 def test_a_nan_training_loss_fails_the_run_naming_the_step(engine, tiny_bert_dir, monkeypatch):
-    from ftui import training
+    from ftui import finetune as training
 
     real, calls = training.ClassificationObjective.train_loss, [0]
 
@@ -82,7 +83,7 @@ def test_a_nan_training_loss_fails_the_run_naming_the_step(engine, tiny_bert_dir
 
 
 def test_a_nan_validation_score_fails_the_run_and_is_never_kept_as_best(engine, tiny_bert_dir, monkeypatch):
-    from ftui import training
+    from ftui import finetune as training
 
     real = training.ClassificationObjective.evaluate
 

@@ -5,12 +5,12 @@ import pytest
 import torch
 from datasets import Dataset
 
+from ftui.architecture import apply_freeze, encoder_layers
 from ftui.batching import collate, tokenize_split
 from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from ftui.modeling import apply_freeze, encoder_layers
 from ftui.prefix_cache import PrefixCache
 from ftui.runs import RunStatus
-from ftui.training import _set_train_mode
+from ftui.training_core import _set_train_mode
 from tests.conftest import tiny_config
 
 TEXTS = [

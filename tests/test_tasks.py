@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from ftui import tasks
-from ftui.tasks import Task, TaskInfo
-from ftui.training import class_weight_vector
+from ftui.tasks import Task, TaskInfo, class_weight_vector
 
 
 def test_multi_label_loss_with_positive_weights_by_hand():

@@ -10,8 +10,10 @@ import torch
 
 from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ftui.errors import ConfigError, FtuiError
+from ftui.run_layout import MODEL_DIR
 from ftui.runs import Run, RunStatus
-from ftui.training import MODEL_DIR, _set_train_mode, iter_events
+from ftui.training_core import _set_train_mode
+from ftui.worker import iter_events
 
 
 def tiny_cfg(tiny_bert_dir, **train):
@@ -134,7 +136,7 @@ def test_predict_answers_while_training(engine, tiny_bert_dir):
 
 
 def test_out_of_memory_fails_with_advice_and_the_next_run_works(engine, tiny_bert_dir, monkeypatch):
-    import ftui.training as training
+    import ftui.finetune as training
 
     real = training.collate
 
@@ -174,7 +176,8 @@ def test_invalid_settings_are_refused_before_a_thread_starts(engine, tiny_bert_d
 
 
 def test_frozen_layers_run_in_eval_mode(tiny_bert_dir):
-    from ftui.modeling import build_model, encoder_layers
+    from ftui.architecture import encoder_layers
+    from ftui.modeling import build_model
 
     model = build_model(ModelConfig(source="local", checkpoint=str(tiny_bert_dir)), ["a", "b"])
     _set_train_mode(model, 1)
@@ -213,7 +216,7 @@ def test_real_minilm_on_the_demo_data(engine):
 
 def test_stopped_run_resumes_to_the_same_result(engine, tiny_bert_dir):
     """Stop after the first evaluation, resume: the evaluations and test score equal an uninterrupted run's."""
-    from ftui.training import RESUME_DIR
+    from ftui.run_layout import RESUME_DIR
 
     cfg = tiny_cfg(tiny_bert_dir, epochs=3, evals_per_epoch=2)
     whole = engine.start_run(cfg)
@@ -248,10 +251,10 @@ def test_a_crash_mid_swap_is_repaired_at_startup_and_the_run_resumes(engine, tin
     restored model was tested."""
     import shutil
 
-    from ftui import training
+    from ftui import finetune as training
     from ftui.engine import Engine
     from ftui.hub import HubStatus
-    from ftui.training import RESUME_DIR
+    from ftui.run_layout import RESUME_DIR
 
     run = engine.start_run(tiny_cfg(tiny_bert_dir, epochs=3, evals_per_epoch=2))
     assert wait_for(run, lambda r: any(e["type"] == "eval" for e in r.events()))
@@ -283,7 +286,7 @@ def test_a_crash_mid_swap_is_repaired_at_startup_and_the_run_resumes(engine, tin
 def test_an_unbroken_resume_deletes_the_snapshot_only_after_testing(engine, tiny_bert_dir):
     from ftui.engine import Engine
     from ftui.hub import HubStatus
-    from ftui.training import RESUME_DIR
+    from ftui.run_layout import RESUME_DIR
 
     run = engine.start_run(tiny_cfg(tiny_bert_dir, epochs=2, evals_per_epoch=2))
     assert wait_for(run, lambda r: any(e["type"] == "eval" for e in r.events()))
@@ -307,7 +310,7 @@ def two_phase_cfg(tiny_bert_dir, **train):
 
 
 def test_build_schedule_phases():
-    from ftui.training import Phase, build_schedule
+    from ftui.schedule import Phase, build_schedule
 
     one = build_schedule(RunConfig(model=ModelConfig(freeze_depth=2), train=TrainConfig(epochs=3, learning_rate=2e-5)), 6)
     assert one == [Phase("train", 3, 2e-5, 0.1, 2)]
@@ -348,8 +351,8 @@ def run_model_params(tiny_bert_dir):
 
 def test_head_epochs_after_the_first_never_call_the_encoder(engine, tiny_bert_dir, monkeypatch):
     """Phase 1 trains a head on a frozen encoder: its outputs are cached in the first pass and reused after."""
-    from ftui import training
-    from ftui.modeling import encoder_layers
+    from ftui import finetune as training
+    from ftui.architecture import encoder_layers
 
     calls: list[tuple[str, int]] = []
     real_core = training.TrainingCore
@@ -421,7 +424,7 @@ def test_two_phase_needs_something_left_to_fine_tune(engine, tiny_bert_dir):
 def test_a_snapshot_taken_at_the_end_of_an_epoch_resumes_into_the_next_epochs_order(engine, tiny_bert_dir, monkeypatch):
     """The data order of the next epoch must be the one an uninterrupted run draws (a snapshot at an epoch's last step
     once replayed the finished epoch)."""
-    from ftui import training
+    from ftui import finetune as training
     from ftui.engine import Engine
     from ftui.events import EventType, of_type
     from ftui.hub import HubStatus
@@ -450,7 +453,7 @@ def test_a_snapshot_taken_at_the_end_of_an_epoch_resumes_into_the_next_epochs_or
 
 def test_class_weights_balanced_custom_and_refused():
     from ftui.errors import FtuiError
-    from ftui.training import class_weight_vector
+    from ftui.tasks import class_weight_vector
 
     labels = np.array([0, 0, 0, 1])
     assert class_weight_vector("none", labels, ["a", "b"]) is None
@@ -466,7 +469,7 @@ def test_weighted_loss_by_hand_on_a_tiny_batch():
     import math
 
     from ftui.batching import Tokenized
-    from ftui.training import ClassificationObjective
+    from ftui.finetune import ClassificationObjective
 
     ids = np.array([5, 6, 7, 8], dtype=np.int32)
     tok = Tokenized(ids=ids, offsets=np.array([0, 1, 2, 3, 4]), labels=np.array([0, 0, 0, 1]))
@@ -589,8 +592,8 @@ def test_chunked_evaluation_averages_each_documents_window_logits(tiny_bert_dir)
     from datasets import Dataset
 
     from ftui.batching import chunk_rows, tokenize_split
+    from ftui.finetune import evaluate
     from ftui.modeling import build_model, load_tokenizer
-    from ftui.training import evaluate
 
     cfg = ModelConfig(source="local", checkpoint=str(tiny_bert_dir))
     model, tok = build_model(cfg, ["a", "b"], generator=torch.Generator().manual_seed(0)).eval(), load_tokenizer(cfg)
@@ -651,7 +654,7 @@ def test_truncation_misses_the_verdict(engine, tmp_path):
 def in_process_run(cfg: RunConfig, out_dir, stop_at_step: int | None = None, resume: bool = False) -> Run:
     """One run through train_run in this thread (the engine's worker body), optionally stopped at a step."""
     from ftui.data import load_data
-    from ftui.training import train_run
+    from ftui.finetune import train_run
 
     run = Run("r-" + out_dir.name, out_dir.name, cfg, out_dir)
     if stop_at_step is not None:
@@ -667,7 +670,7 @@ def test_the_model_optimizer_and_cache_are_freed_before_the_test_phase(tiny_bert
     import gc
     import weakref
 
-    import ftui.training as T
+    import ftui.finetune as T
 
     refs: dict[str, weakref.ref] = {}
     alive_at_test: list[str] = []

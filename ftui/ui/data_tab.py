@@ -8,7 +8,8 @@ from typing import Any
 import gradio as gr
 
 from ftui.config import DataConfig
-from ftui.data import DataBundle, label_counts, preview_frame, sanity_report
+from ftui.data import DataBundle
+from ftui.data_report import label_counts, preview_frame, sanity_report
 from ftui.engine import Engine
 from ftui.errors import FtuiError
 from ftui.escaping import code_md, escape_md, escape_md_all

@@ -11,7 +11,7 @@ from ftui.config import ModelConfig
 from ftui.engine import Engine
 from ftui.errors import FtuiError
 from ftui.escaping import code_block_md, code_md, escape_md, escape_md_block
-from ftui.modeling import ModelSummary
+from ftui.model_card import ModelSummary
 from ftui.ui.common import (
     HEAD_LABELS,
     MODEL_SOURCE_LABELS,

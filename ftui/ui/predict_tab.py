@@ -7,7 +7,7 @@ from typing import Any
 
 import gradio as gr
 
-from ftui.data import PREVIEW_CHARS
+from ftui.data_report import PREVIEW_CHARS
 from ftui.engine import Engine
 from ftui.errors import FtuiError
 from ftui.escaping import escape_html

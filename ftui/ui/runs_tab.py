@@ -9,7 +9,7 @@ import gradio as gr
 import pandas as pd
 
 from ftui.advice import warnings_of
-from ftui.data import PREVIEW_CHARS
+from ftui.data_report import PREVIEW_CHARS
 from ftui.engine import Engine
 from ftui.errors import FtuiError
 from ftui.escaping import code_md, escape_md, escape_md_block
