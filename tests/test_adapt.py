@@ -6,13 +6,13 @@ import subprocess
 import sys
 
 import pytest
+from helpers import REPO, tiny_config
 
 from ftui.adapt import load_corpus
 from ftui.config import AdaptConfig, DataConfig, ModelConfig, ReadLimits, RunConfig, TrainConfig
 from ftui.errors import DataError, FtuiError
 from ftui.events import EventType, of_type
 from ftui.runs import RunStatus
-from tests.conftest import REPO, tiny_config
 
 
 def mlm_cfg(mode="scratch", checkpoint=None, corpus=None, **train) -> RunConfig:

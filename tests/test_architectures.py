@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 import torch
-from conftest import FAMILY_EXTRAS, family_config
+from helpers import FAMILY_EXTRAS, family_config
 from transformers import AutoModel, AutoModelForSequenceClassification
 
 from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig

@@ -9,13 +9,13 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from helpers import REPO
 
 from ftui.baselines import C_GRID, META_FILE, PIPELINE_FILE, embed, texts_of
 from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ftui.errors import FtuiError
 from ftui.runner import QueuedRun
 from ftui.runs import Run, RunStatus
-from tests.conftest import REPO
 
 
 def baseline_cfg(kind: str, checkpoint=None, **train) -> RunConfig:
@@ -169,7 +169,7 @@ def test_a_run_ending_while_the_train_tab_renders_it_still_gets_its_verdict(engi
     """Case (flaky browser test): the run ended between the Train tab's reads of its status and its snapshot; the
     status said "completed" under a version drawn as not finished, so the verdict against the baseline never came."""
     import gradio as gr
-    from conftest import finished_tiny_run
+    from helpers import finished_tiny_run
 
     from ftui.ui import data_tab, model_tab, train_tab
 

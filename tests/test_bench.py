@@ -5,8 +5,7 @@ import subprocess
 import sys
 
 import pytest
-
-from tests.conftest import REPO
+from helpers import REPO
 
 
 def run_script(*args: str) -> dict:

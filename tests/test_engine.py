@@ -33,8 +33,16 @@ def test_predict_without_runs_explains(engine):
         engine.predict("")
 
 
-def test_device_label_names_the_cpu(engine):
-    assert engine.device_label().startswith("CPU") or engine.device_label().startswith("GPU")
+def test_device_label_names_the_device(engine, monkeypatch):
+    import os
+
+    import torch
+
+    monkeypatch.setattr(engine, "device", "cpu")
+    assert engine.device_label() == f"CPU ({os.cpu_count()} cores; no GPU found)"
+    monkeypatch.setattr(engine, "device", "cuda")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "NVIDIA Test Card")
+    assert engine.device_label() == "GPU: NVIDIA Test Card"
 
 
 def test_rename_note_delete_and_baseline(engine, tiny_bert_dir):

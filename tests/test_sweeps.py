@@ -7,6 +7,7 @@ import sys
 from dataclasses import replace
 
 import pytest
+from helpers import REPO
 
 from ftui.config import DataConfig, ModelConfig, RunConfig, SweepRef, TrainConfig
 from ftui.errors import ConfigError, FtuiError
@@ -23,7 +24,6 @@ from ftui.sweeps import (
     size,
     sweep_table,
 )
-from tests.conftest import REPO
 
 
 def test_every_bad_field_is_named():
