@@ -362,3 +362,31 @@ def verdict_reviews(path, n=240, seed=0):
         rows.append({"text": f"{filler} {verdict}", "label": "pos" if i % 2 else "neg"})
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
+
+
+def assert_fraction_of(value: float, n: int, digits: int | None = None) -> None:
+    """`value` is k/n for a whole k in 0..n (an accuracy over n examples); `digits`: the decimals it was rounded to."""
+    k = round(value * n)
+    tolerance = 0.5 * 10.0**-digits * n if digits is not None else 1e-6
+    assert 0 <= k <= n and abs(value * n - k) <= tolerance, f"{value} is not a whole count out of {n}"
+
+
+def assert_scores_match_predictions(engine, run_id: str, scores: dict) -> None:
+    """A run's reported test accuracy (and macro F1 when reported) are those of its saved test predictions."""
+    import pytest
+    from sklearn.metrics import f1_score
+
+    preds = engine.test_predictions(run_id)
+    assert len(preds) > 0
+    assert scores["test_accuracy"] == pytest.approx(preds["correct"].mean(), abs=1e-4)
+    if "test_macro_f1" in scores:
+        f1 = f1_score(preds["label"], preds["predicted"], average="macro")
+        assert scores["test_macro_f1"] == pytest.approx(f1, abs=1e-4)
+
+
+def offline_engine(runs_dir: Path):
+    """An offline engine over a runs folder (to read back what another process wrote there)."""
+    from ftui.engine import Engine
+    from ftui.hub import HubStatus
+
+    return Engine(runs_dir=runs_dir, hub_status=HubStatus(False, "offline (tests)"))
