@@ -11,6 +11,56 @@ from helpers import CHROMIUM, CHROMIUM_ARGS, tiny_config
 os.environ.setdefault("FTUI_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# One torch (OpenMP) thread per test process, set before torch is imported here and inherited by the CLI and app
+# children the tests start: the tiny test models' ops are too small to split, and two threads per process spin against
+# each other and the other xdist worker on a 2-core machine (a tiny run took 7-10 s with 2 threads, 2 s with 1, under
+# load). The slow set keeps every core (the `cores_for_slow_tests` fixture): its real MiniLM runs do use them.
+ONE_THREAD_HERE = "OMP_NUM_THREADS" not in os.environ
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(autouse=True)
+def cores_for_slow_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """A `slow` test runs with every core (torch threads and OMP_NUM_THREADS for its children); the others with one."""
+    import sys
+
+    slow = request.node.get_closest_marker("slow") is not None and ONE_THREAD_HERE
+    threads = (os.cpu_count() or 1) if slow else 1
+    if slow:
+        monkeypatch.setenv("OMP_NUM_THREADS", str(threads))
+    torch = sys.modules.get("torch")  # not imported yet: it reads OMP_NUM_THREADS when it is
+    if ONE_THREAD_HERE and torch is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    yield
+
+
+WORKERS = 2  # one per core of the 2-core CI machine (each runs torch on one thread, above)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """The default suite runs on WORKERS pytest-xdist processes (`-n` given on the command line wins).
+
+    Set here rather than in pyproject's addopts so that pytest without xdist (bench/gpu_check's carried wheels) still
+    runs; the slow set (`-m slow`) and runs with output shown (`-s`) stay in one process. A module's tests that share a
+    module-scoped fixture go to one worker (--dist loadgroup and pytest_collection_modifyitems below)."""
+    option = config.option
+    if not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput") or option.collectonly:
+        return
+    if option.numprocesses is None and option.markexpr == "not slow" and option.capture != "no" and not option.usepdb:
+        option.numprocesses = WORKERS
+        if option.dist == "no":
+            option.dist = "loadgroup"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (--dist loadgroup), a module's tests that share a module-scoped fixture (a served app, a
+    browser, a trained run) go to one worker, so the fixture is built once; the other tests spread one by one."""
+    for item in items:
+        defs = getattr(item, "_fixtureinfo", None)
+        scopes = {d.scope for fixture_defs in (defs.name2fixturedefs.values() if defs else ()) for d in fixture_defs}
+        if "module" in scopes and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 @pytest.fixture(scope="session")
