@@ -15,8 +15,18 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # children the tests start: the tiny test models' ops are too small to split, and two threads per process spin against
 # each other and the other xdist worker on a 2-core machine (a tiny run took 7-10 s with 2 threads, 2 s with 1, under
 # load). The slow set keeps every core (the `cores_for_slow_tests` fixture): its real MiniLM runs do use them.
-ONE_THREAD_HERE = "OMP_NUM_THREADS" not in os.environ
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+if "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["PYTEST_FTUI_ONE_THREAD"] = "1"  # the tests chose it (xdist workers inherit both), not the caller
+ONE_THREAD_HERE = os.environ.get("PYTEST_FTUI_ONE_THREAD") == "1"
+# Gradio's file cache (uploads, served downloads) is one folder per test process, not the machine's shared /tmp/gradio:
+# tests count the files there, which another xdist worker (or another checkout's tests) would add to. A worker
+# inherits the controller's folder in its environment and makes its own.
+GRADIO_CACHE_PREFIX = "ftui-tests-gradio-"
+if Path(os.environ.get("GRADIO_TEMP_DIR") or GRADIO_CACHE_PREFIX).name.startswith(GRADIO_CACHE_PREFIX):
+    import tempfile
+
+    os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix=f"{GRADIO_CACHE_PREFIX}{os.getpid()}-")
 
 
 @pytest.fixture(autouse=True)
@@ -51,6 +61,15 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         option.numprocesses = WORKERS
         if option.dist == "no":
             option.dist = "loadgroup"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove this process's Gradio file cache (set above)."""
+    import shutil
+
+    folder = os.environ.get("GRADIO_TEMP_DIR", "")
+    if Path(folder).name.startswith(f"{GRADIO_CACHE_PREFIX}{os.getpid()}-"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
