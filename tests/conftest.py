@@ -19,14 +19,6 @@ if "OMP_NUM_THREADS" not in os.environ:
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ["PYTEST_FTUI_ONE_THREAD"] = "1"  # the tests chose it (xdist workers inherit both), not the caller
 ONE_THREAD_HERE = os.environ.get("PYTEST_FTUI_ONE_THREAD") == "1"
-# Gradio's file cache (uploads, served downloads) is one folder per test process, not the machine's shared /tmp/gradio:
-# tests count the files there, which another xdist worker (or another checkout's tests) would add to. A worker
-# inherits the controller's folder in its environment and makes its own.
-GRADIO_CACHE_PREFIX = "ftui-tests-gradio-"
-if Path(os.environ.get("GRADIO_TEMP_DIR") or GRADIO_CACHE_PREFIX).name.startswith(GRADIO_CACHE_PREFIX):
-    import tempfile
-
-    os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix=f"{GRADIO_CACHE_PREFIX}{os.getpid()}-")
 
 
 @pytest.fixture(autouse=True)
@@ -61,15 +53,6 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         option.numprocesses = WORKERS
         if option.dist == "no":
             option.dist = "loadgroup"
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    """Remove this process's Gradio file cache (set above)."""
-    import shutil
-
-    folder = os.environ.get("GRADIO_TEMP_DIR", "")
-    if Path(folder).name.startswith(f"{GRADIO_CACHE_PREFIX}{os.getpid()}-"):
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -108,7 +108,7 @@ def test_fifty_simultaneous_starts_give_exactly_one_run_and_a_capped_queue(serve
 
     def press() -> None:
         gate.wait(30)
-        text = message_of(raw_call(url, app, "on_start", {**tiny_model(tiny_bert_dir), "epochs": 3}))
+        text = message_of(raw_call(url, app, "on_start", {**tiny_model(tiny_bert_dir), "epochs": 200}))
         with lock:
             results.append(text)
 
