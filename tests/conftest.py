@@ -6,73 +6,63 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import CHROMIUM, CHROMIUM_ARGS, tiny_config
 
 os.environ.setdefault("FTUI_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
-REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
-
-
-def tiny_config(model_type: str = "bert", layers: int = 2, vocab_size: int = 30522):
-    """A transformers config small enough to train in seconds on a CPU."""
-    from transformers import AutoConfig
-
-    sizes = {
-        "hidden_size": 32,
-        "num_hidden_layers": layers,
-        "num_attention_heads": 2,
-        "intermediate_size": 64,
-        "max_position_embeddings": 128,
-        "vocab_size": vocab_size,
-    }
-    if model_type == "distilbert":
-        sizes = {
-            "dim": 32,
-            "n_layers": layers,
-            "n_heads": 2,
-            "hidden_dim": 64,
-            "max_position_embeddings": 128,
-            "vocab_size": vocab_size,
-        }
-    if model_type == "electra":
-        sizes["embedding_size"] = 16
-    if model_type == "roberta":
-        sizes["max_position_embeddings"] = 130
-    return AutoConfig.for_model(model_type, **sizes)
+# One torch (OpenMP) thread per test process, set before torch is imported here and inherited by the CLI and app
+# children the tests start: the tiny test models' ops are too small to split, and two threads per process spin against
+# each other and the other xdist worker on a 2-core machine (a tiny run took 7-10 s with 2 threads, 2 s with 1, under
+# load). The slow set keeps every core (the `cores_for_slow_tests` fixture): its real MiniLM runs do use them.
+if "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["PYTEST_FTUI_ONE_THREAD"] = "1"  # the tests chose it (xdist workers inherit both), not the caller
+ONE_THREAD_HERE = os.environ.get("PYTEST_FTUI_ONE_THREAD") == "1"
 
 
-FAMILY_EXTRAS: dict[str, dict] = {  # what each family needs beyond the common tiny sizes
-    "bert": {},
-    "distilbert": {},
-    "roberta": {},
-    "electra": {},
-    "xlm-roberta": {"max_position_embeddings": 130},
-    "mpnet": {"max_position_embeddings": 130},
-    "albert": {"embedding_size": 16},
-    "deberta-v2": {"relative_attention": True, "position_buckets": 16, "pos_att_type": ["p2c", "c2p"],
-                   "position_biased_input": False, "norm_rel_ebd": "layer_norm"},  # DeBERTa-v3's shape
-    "deberta-v2-conv": {"relative_attention": True, "position_buckets": 16, "pos_att_type": ["p2c", "c2p"],
-                        "position_biased_input": False, "norm_rel_ebd": "layer_norm", "conv_kernel_size": 3},
-    "modernbert": {"global_attn_every_n_layers": 1, "local_attention": 16, "pad_token_id": 0, "bos_token_id": 101,
-                   "eos_token_id": 102, "cls_token_id": 101, "sep_token_id": 102},
-    "eurobert": {"pad_token_id": 0, "bos_token_id": 101, "eos_token_id": 102},
-}  # fmt: skip
+@pytest.fixture(autouse=True)
+def cores_for_slow_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """A `slow` test runs with every core (torch threads and OMP_NUM_THREADS for its children); the others with one."""
+    import sys
+
+    slow = request.node.get_closest_marker("slow") is not None and ONE_THREAD_HERE
+    threads = (os.cpu_count() or 1) if slow else 1
+    if slow:
+        monkeypatch.setenv("OMP_NUM_THREADS", str(threads))
+    torch = sys.modules.get("torch")  # not imported yet: it reads OMP_NUM_THREADS when it is
+    if ONE_THREAD_HERE and torch is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    yield
 
 
-def family_config(kind: str, layers: int = 3, vocab_size: int = 30522):
-    """A tiny config of an encoder family (FAMILY_EXTRAS' keys; "deberta-v2-conv" is DeBERTa-v2 with its conv layer)."""
-    from transformers import AutoConfig
+WORKERS = 2  # one per core of the 2-core CI machine (each runs torch on one thread, above)
 
-    if kind in ("bert", "distilbert", "roberta", "electra"):
-        return tiny_config(kind, layers, vocab_size)
-    model_type = "deberta-v2" if kind.startswith("deberta-v2") else kind
-    sizes = {"hidden_size": 32, "num_hidden_layers": layers, "num_attention_heads": 2, "intermediate_size": 64,
-             "max_position_embeddings": 128, "vocab_size": vocab_size}  # fmt: skip
-    if kind == "eurobert":
-        sizes["num_key_value_heads"] = 2
-    return AutoConfig.for_model(model_type, **{**sizes, **FAMILY_EXTRAS[kind]})
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """The default suite runs on WORKERS pytest-xdist processes (`-n` given on the command line wins).
+
+    Set here rather than in pyproject's addopts so that pytest without xdist (bench/gpu_check's carried wheels) still
+    runs; the slow set (`-m slow`) and runs with output shown (`-s`) stay in one process. A module's tests that share a
+    module-scoped fixture go to one worker (--dist loadgroup and pytest_collection_modifyitems below)."""
+    option = config.option
+    if not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput") or option.collectonly:
+        return
+    if option.numprocesses is None and option.markexpr == "not slow" and option.capture != "no" and not option.usepdb:
+        option.numprocesses = WORKERS
+        if option.dist == "no":
+            option.dist = "loadgroup"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (--dist loadgroup), a module's tests that share a module-scoped fixture (a served app, a
+    browser, a trained run) go to one worker, so the fixture is built once; the other tests spread one by one."""
+    for item in items:
+        defs = getattr(item, "_fixtureinfo", None)
+        scopes = {d.scope for fixture_defs in (defs.name2fixturedefs.values() if defs else ()) for d in fixture_defs}
+        if "module" in scopes and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 @pytest.fixture(scope="session")
@@ -104,21 +94,6 @@ def engine(tmp_path: Path):
     eng.join(60)
 
 
-def finished_tiny_run(engine, checkpoint: Path, run_name: str):
-    """A completed 1-epoch run of a tiny checkpoint on the demo data, freeze depth 1 (for export tests)."""
-    from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-    from ftui.runs import RunStatus
-
-    cfg = RunConfig(
-        DataConfig(),
-        ModelConfig(source="local", checkpoint=str(checkpoint), freeze_depth=1),
-        TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3, run_name=run_name),
-    )
-    run = engine.start_run(cfg)
-    assert run.done.wait(120) and engine.join(30) and run.status == RunStatus.COMPLETED
-    return run
-
-
 @pytest.fixture()
 def csv_file(tmp_path: Path) -> Path:
     """A small labelled CSV with string labels, three classes, some empty texts."""
@@ -133,19 +108,6 @@ def csv_file(tmp_path: Path) -> Path:
     path = tmp_path / "reviews.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
-
-
-CHROMIUM = os.environ.get("FTUI_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -177,65 +139,3 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
-
-
-def raw_call(url: str, app, fn_name: str, overrides: dict | None = None, session: str | None = None, timeout: float = 60):
-    """Call any event handler (hidden ones too) over raw HTTP, as a hostile client would; returns the final message.
-
-    Inputs start from the components' defaults; `overrides` maps elem_id (or label) to a value.
-    """
-    import json
-    import uuid
-
-    import httpx
-
-    def keys(f) -> set:
-        return {k for c in f.inputs for k in (getattr(c, "elem_id", None), getattr(c, "label", None)) if k}
-
-    # Handlers share names across tabs (each tab's "on_load"): take the one whose inputs have every overridden widget.
-    index = next(i for i, f in app.fns.items() if f.name == fn_name and set(overrides or {}) <= keys(f))
-    fn = app.fns[index]
-    data = []
-    for comp in fn.inputs:
-        key = next((k for k in (getattr(comp, "elem_id", None), getattr(comp, "label", None)) if k in (overrides or {})), None)
-        data.append(overrides[key] if key is not None else getattr(comp, "value", None))
-    session = session or uuid.uuid4().hex[:12]
-    with httpx.Client(timeout=timeout) as c:
-        payload = {"data": data, "fn_index": index, "session_hash": session, "event_data": None, "trigger_id": None}
-        joined = c.post(  # json.dumps writes NaN/Infinity as a hostile client may
-            f"{url}/gradio_api/queue/join", content=json.dumps(payload), headers={"content-type": "application/json"}
-        )
-        if joined.status_code != 200:
-            return {"msg": "rejected", "status": joined.status_code, "text": joined.text}
-        with c.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session}) as stream:
-            for line in stream.iter_lines():
-                if line.startswith("data:"):
-                    msg = json.loads(line[5:])
-                    if msg.get("msg") == "process_completed":
-                        return msg
-    return {"msg": "no answer"}
-
-
-def remote_code_checkpoint(path: Path, marker: Path) -> Path:
-    """A tiny BERT whose config.json points (auto_map) at code in the folder that, when run, writes `marker`."""
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
-    from ftui.modeling import packaged_checkpoint
-
-    torch.manual_seed(0)
-    AutoModel.from_config(tiny_config("bert")).save_pretrained(path)
-    AutoTokenizer.from_pretrained(packaged_checkpoint()).save_pretrained(path)
-    (path / "configuration_evil.py").write_text(
-        "from pathlib import Path\n"
-        "from transformers import BertConfig\n"
-        f"Path({str(marker)!r}).write_text('remote code ran')\n"
-        "class EvilConfig(BertConfig):\n"
-        "    model_type = 'bert'\n"
-    )
-    import json
-
-    cfg = json.loads((path / "config.json").read_text())
-    cfg["auto_map"] = {"AutoConfig": "configuration_evil.EvilConfig"}
-    (path / "config.json").write_text(json.dumps(cfg))
-    return path

@@ -6,13 +6,13 @@ import subprocess
 import sys
 
 import pytest
+from helpers import REPO, assert_scores_match_predictions, tiny_config
 
 from ftui.adapt import load_corpus
 from ftui.config import AdaptConfig, DataConfig, ModelConfig, ReadLimits, RunConfig, TrainConfig
 from ftui.errors import DataError, FtuiError
 from ftui.events import EventType, of_type
 from ftui.runs import RunStatus
-from tests.conftest import REPO, tiny_config
 
 
 def mlm_cfg(mode="scratch", checkpoint=None, corpus=None, **train) -> RunConfig:
@@ -48,7 +48,7 @@ def test_a_tiny_model_from_scratch_learns_and_becomes_a_classifier(engine):
     model = ModelConfig(source="local", checkpoint=str(folder))
     assert engine.model_summary(model).num_layers == 2
     clf = done(engine, engine.start_run(RunConfig(DataConfig(), model, TrainConfig(epochs=1, batch_size=32, max_length=64))))
-    assert 0 <= clf.result["test_accuracy"] <= 1
+    assert_scores_match_predictions(engine, clf.run_id, clf.result)
     frame = runs_frame(engine.run_headers())
     assert frame[frame["run_id"] == clf.run_id].iloc[0]["checkpoint"] == f"adapted: {run.name}"
     assert frame[frame["run_id"] == run.run_id].iloc[0]["method"] == "MLM from scratch"

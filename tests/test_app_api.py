@@ -136,8 +136,12 @@ def test_explain_export_onnx_and_predict_with_it_over_the_api(trained):
     out = client.predict("A warm and funny film.", f"run:{run.run_id}", "onnx", api_name="/predict")
     torch_out = engine.predict("A warm and funny film.", f"run:{run.run_id}")
     assert out["label"] == max(torch_out, key=torch_out.__getitem__)
-    with pytest.raises(Exception, match="Unknown runtime|not in the list of choices"):
-        client.predict("fine", f"run:{run.run_id}", "tensorrt", api_name="/predict")
+    with pytest.raises(Exception, match=r"Value: tensorrt is not in the list of choices: \['pytorch', 'pytorch-int8', 'onnx'"):
+        client.predict("fine", f"run:{run.run_id}", "tensorrt", api_name="/predict")  # Gradio's dropdown refuses it
+    from ftui.errors import FtuiError
+
+    with pytest.raises(FtuiError, match="Unknown runtime 'tensorrt'"):  # and the engine too, for a caller past Gradio
+        engine.predict("fine", f"run:{run.run_id}", runtime="tensorrt")
     msg, _, _ = client.predict("Great.\nAwful.", None, f"run:{run.run_id}", False, "onnx-int8", api_name="/predict_batch")
     assert "2 reviews scored" in msg
 
@@ -178,7 +182,7 @@ def test_runs_endpoints_compare_diff_evaluate_export_delete(trained, tiny_bert_d
     assert "Deleted second-run" in out[0]
     assert engine.get_run(second.run_id) is None and not second.out_dir.exists()
     out = client.predict("../../etc", "", "all", [], api_name="/delete_run")
-    assert "not a run id" in out[0] or "No run" in out[0]
+    assert out[0].startswith("✗ **'../../etc' is not a run id.**"), out[0]
 
 
 def test_tick_skips_unchanged_versions_and_keeps_zoom(trained, tiny_bert_dir):

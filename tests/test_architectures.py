@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 import torch
-from conftest import FAMILY_EXTRAS, family_config
+from helpers import FAMILY_EXTRAS, family_config
 from transformers import AutoModel, AutoModelForSequenceClassification
 
 from ftui.architecture import above_stack, apply_freeze, count_params, embedding_modules, encoder_layers, shared_modules

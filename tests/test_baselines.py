@@ -5,28 +5,18 @@ import json
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import REPO, assert_scores_match_predictions, baseline_cfg, finish, offline_engine
 
 from ftui.baselines import C_GRID, META_FILE, PIPELINE_FILE, embed, texts_of
 from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ftui.errors import FtuiError
 from ftui.run_queue import QueuedRun
 from ftui.runs import Run, RunStatus
-from tests.conftest import REPO
-
-
-def baseline_cfg(kind: str, checkpoint=None, **train) -> RunConfig:
-    model = ModelConfig(source="local", checkpoint=str(checkpoint)) if checkpoint else ModelConfig()
-    return RunConfig(DataConfig(), model, TrainConfig(max_length=32, **train), kind="baseline", baseline=kind)
-
-
-def finish(engine, run):
-    assert run.done.wait(180) and engine.join(30)
-    assert run.status == RunStatus.COMPLETED, run.error
-    return run
 
 
 def test_tfidf_baseline_equals_a_hand_built_pipeline(engine):
@@ -162,14 +152,14 @@ def test_cli_baseline_prints_its_scores_last(tmp_path):
     )  # fmt: skip
     end = json.loads(out.stdout.strip().splitlines()[-1])
     assert end["status"] == "completed", out.stderr[-2000:]
-    assert 0 <= end["test_accuracy"] <= 1 and 0 <= end["test_macro_f1"] <= 1
+    assert_scores_match_predictions(offline_engine(tmp_path / "runs"), Path(end["run_dir"]).name, end)
 
 
 def test_a_run_ending_while_the_train_tab_renders_it_still_gets_its_verdict(engine, tiny_bert_dir, monkeypatch):
     """Case (flaky browser test): the run ended between the Train tab's reads of its status and its snapshot; the
     status said "completed" under a version drawn as not finished, so the verdict against the baseline never came."""
     import gradio as gr
-    from conftest import finished_tiny_run
+    from helpers import finished_tiny_run
 
     from ftui.ui import data_tab, model_tab, train_tab
 

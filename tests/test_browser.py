@@ -1,12 +1,9 @@
 """The app in a real browser (Playwright + Debian Chromium): the main path and the bad-input messages."""
 
-from pathlib import Path
-
 import pytest
+from helpers import BROKEN_WORDS_JS, TIMEOUT_MS, fill_number, md, tab, upload
 
 pytestmark = pytest.mark.browser
-
-TIMEOUT_MS = 60_000
 
 
 @pytest.fixture()
@@ -30,52 +27,6 @@ def plot_points(page, elem_id: str, trace: int = 0) -> int:
                           return el && el.data && el.data[t] ? el.data[t].x.length : 0; }""",
         [elem_id, trace],
     )
-
-
-def tab(page, name: str) -> None:
-    page.get_by_role("tab", name=name).click()
-
-
-def open_advanced(page, elem_id: str) -> None:
-    """Open a tab's collapsed "Advanced" section (its settings are hidden until then)."""
-    page.locator(f"#{elem_id}").get_by_text("Advanced").first.click()
-
-
-def fill_number(page, elem_id: str, value: str) -> None:
-    box = page.locator(f"#{elem_id} input")
-    box.fill(value)
-    box.press("Tab")
-
-
-def upload(page, path: Path) -> str:
-    """Choose a file in the Data tab; it loads by itself. Returns the status it produced."""
-    page.locator("#data-source").get_by_text("Upload a file").click()
-    clear = page.locator("#data-upload button[aria-label='Clear']")
-    if clear.count():
-        clear.click()  # the previous file; the upload box comes back
-        clear.wait_for(state="detached")  # else the clear can land after the new file and drop it
-    # the previous dataset's status is gone at once (case: it stayed until Load was pressed)
-    page.wait_for_selector("#data-status:has-text('Choose a file to preview it')")
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-    for attempt in range(3):  # under load the upload box can drop a file set while it re-renders: set it again
-        page.locator("#data-upload input[type=file]").set_input_files(str(path))
-        try:
-            page.wait_for_selector("#data-upload :text('" + path.name + "')", timeout=20_000)
-            break
-        except PlaywrightTimeout:
-            if attempt == 2:
-                raise
-    page.wait_for_function(
-        """() => { const t = document.querySelector('#data-status [data-testid=markdown]').innerText;
-                   return t.includes('✓') || t.includes('✗'); }"""
-    )
-    return md(page, "data-status")
-
-
-def md(page, elem_id: str) -> str:
-    """Text of a gr.Markdown, without its progress tracker."""
-    return page.inner_text(f"#{elem_id} [data-testid=markdown]")
 
 
 def data_status(page) -> str:
@@ -379,26 +330,6 @@ def test_hub_configs_and_splits_in_the_browser(page, monkeypatch):
     msg = data_status(page)
     assert "Loaded" in msg and "validation: 20" in msg
     assert "has no labels" in msg and "sentence" in msg
-
-
-BROKEN_WORDS_JS = """(sel) => {
-  const broken = [];
-  for (const th of document.querySelectorAll(sel)) {
-    const walker = document.createTreeWalker(th, NodeFilter.SHOW_TEXT);
-    while (walker.nextNode()) {
-      const node = walker.currentNode, re = /\\S+/g;
-      let m;
-      while ((m = re.exec(node.textContent))) {
-        const r = document.createRange();
-        r.setStart(node, m.index);
-        r.setEnd(node, m.index + m[0].length);
-        const lines = new Set(Array.from(r.getClientRects()).map((c) => Math.round(c.top)));
-        if (lines.size > 1) broken.push(m[0]);  // one word on two lines: wrapped mid-word
-      }
-    }
-  }
-  return broken;
-}"""
 
 
 def test_excel_upload_previews_with_the_label_first(page, tmp_path):

@@ -1,7 +1,7 @@
 """In the browser: the length chart says what the chosen long-text mode reads, and a run's warning is on the page."""
 
 import pytest
-from test_browser import open_advanced
+from helpers import open_advanced
 
 pytestmark = pytest.mark.browser
 

@@ -4,9 +4,7 @@ from urllib.parse import urlparse
 
 import pandas as pd
 import pytest
-from conftest import raw_call
-from test_browser import md, tab, upload
-from test_browser_runs import choose, open_page, serve
+from helpers import choose, md, open_page, raw_call, serve, tab, upload
 
 pytestmark = pytest.mark.browser
 

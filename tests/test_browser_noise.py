@@ -2,9 +2,7 @@
 evaluation shows the test intervals and the small-validation flag, and the table the intervals column."""
 
 import pytest
-from conftest import finished_tiny_run
-from test_browser import md, tab
-from test_browser_runs import choose, open_page, serve
+from helpers import choose, finished_tiny_run, md, open_page, serve, tab
 
 from ftui import significance as sig
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_browser import TIMEOUT_MS, md, tab
+from helpers import TIMEOUT_MS, md, tab
 
 pytestmark = pytest.mark.browser
 
@@ -86,7 +86,7 @@ def test_predicts_answer_appears_on_the_first_screen(browser, app_server, traine
 def test_multi_label_controls_show_only_for_multi_label_data(browser, app_server, tmp_path):
     """Controls that do not apply to the data's label shape are hidden: the threshold on single-label data."""
     import pandas as pd
-    from test_browser import upload
+    from helpers import upload
 
     url, _ = app_server
     ctx, page = open_at(browser, url, 1400, 900)
@@ -143,7 +143,7 @@ def test_an_old_explanation_never_stays_under_a_new_answer(browser, app_server, 
 def test_empty_tables_show_real_headers_and_sweep_headers_keep_whole_words(browser, app_server):
     """Case: the config diff, per-class scores and mistakes tables showed placeholder headers "1 | 2 | 3" before any
     content; the sweep table's headers broke mid-word ("ra nk")."""
-    from test_browser import BROKEN_WORDS_JS
+    from helpers import BROKEN_WORDS_JS
 
     url, _ = app_server
     ctx, page = open_at(browser, url, 1400, 900)

@@ -248,9 +248,9 @@ def test_token_lengths_with_a_tokenizer():
     assert unit == "tokens" and all(n >= 3 for n in lengths)
 
 
-@pytest.mark.skipif(not (__import__("conftest").SHARED_DATA / "rotten_tomatoes").exists(), reason="../shared/data absent")
+@pytest.mark.skipif(not (__import__("helpers").SHARED_DATA / "rotten_tomatoes").exists(), reason="../shared/data absent")
 def test_shared_rotten_tomatoes_folder():
-    from conftest import SHARED_DATA
+    from helpers import SHARED_DATA
 
     b = load_data(DataConfig(source="local", dataset_id=str(SHARED_DATA / "rotten_tomatoes")))
     assert b.sizes == {"train": 8530, "validation": 1066, "test": 1066}

@@ -6,9 +6,7 @@ import os
 import shutil
 
 import pytest
-from conftest import REPO
-from test_browser import md, tab
-from test_browser_runs import choose
+from helpers import REPO, choose, md, tab
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import processes_config
 
 from ftui.distributed import ERROR_FILE, Dist
 
@@ -26,7 +27,7 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false",
 @pytest.fixture(scope="module")
 def still_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny BERT without dropout: with dropout, no two processes could draw the same masks as one."""
-    from conftest import tiny_config
+    from helpers import tiny_config
     from transformers import AutoModel, AutoTokenizer
 
     from ftui.modeling import packaged_checkpoint
@@ -416,19 +417,9 @@ def app_engine(tmp_path: Path):
     eng.join(120)
 
 
-def _config(checkpoint: Path, epochs: float, examples: int, processes: int = 2):
-    from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-
-    return RunConfig(
-        DataConfig(max_train_examples=examples),
-        ModelConfig(source="local", checkpoint=str(checkpoint)),
-        TrainConfig(epochs=epochs, batch_size=8, learning_rate=1e-3, evals_per_epoch=1, processes=processes),
-    )
-
-
 def test_the_app_trains_a_two_process_run_in_a_torchrun_child(app_engine, still_bert: Path) -> None:
     assert app_engine.max_processes() == 2
-    run = app_engine.start_run(_config(still_bert, 2, 200))
+    run = app_engine.start_run(processes_config(still_bert, 2, 200))
     steps_seen = set()
     while not run.done.wait(0.2):  # the app's copy follows the child through the store
         steps_seen.add(run.snapshot(events=False).progress.get("step"))
@@ -448,7 +439,7 @@ def test_the_app_trains_a_two_process_run_in_a_torchrun_child(app_engine, still_
 def test_stop_in_the_app_reaches_every_rank_and_a_killed_launcher_leaves_the_run_interrupted(
     app_engine, still_bert: Path
 ) -> None:
-    run = app_engine.start_run(_config(still_bert, 40, 400))
+    run = app_engine.start_run(processes_config(still_bert, 40, 400))
     while not any(e["type"] == "eval" for e in run.events()):
         assert not run.done.wait(0.2), run.error
     assert app_engine.stop_run() is run
@@ -456,7 +447,7 @@ def test_stop_in_the_app_reaches_every_rank_and_a_killed_launcher_leaves_the_run
     assert run.status.value == "stopped" and run.result["kept"] == "best", run.error
     assert (run.out_dir / "resume" / "state.pt").exists() and not list(run.out_dir.glob(".rank-*.pid"))
 
-    second = app_engine.start_run(_config(still_bert, 40, 400))
+    second = app_engine.start_run(processes_config(still_bert, 40, 400))
     while not any(e["type"] == "train" for e in second.events()):
         assert not second.done.wait(0.2), second.error
     pids = [int(p.read_text()) for p in second.out_dir.glob(".rank-*.pid")]
@@ -471,7 +462,7 @@ def test_stop_in_the_app_reaches_every_rank_and_a_killed_launcher_leaves_the_run
             time.sleep(0.1)  # the kernel reaps a SIGKILLed process asynchronously
         else:
             raise AssertionError(f"rank process {pid} still runs")
-    third = app_engine.start_run(_config(still_bert, 1, 100, processes=1))  # the app keeps serving
+    third = app_engine.start_run(processes_config(still_bert, 1, 100, processes=1))  # the app keeps serving
     assert third.done.wait(120) and third.status.value == "completed"
 
 

@@ -1,6 +1,7 @@
 """Engine behaviour that is not training itself: defaults online/offline, caches, predict choices."""
 
 import pytest
+from helpers import assert_fraction_of
 
 from ftui.config import DataConfig, ModelConfig
 from ftui.engine import ONLINE_CHECKPOINT, ONLINE_DATASET, Engine
@@ -33,8 +34,16 @@ def test_predict_without_runs_explains(engine):
         engine.predict("")
 
 
-def test_device_label_names_the_cpu(engine):
-    assert engine.device_label().startswith("CPU") or engine.device_label().startswith("GPU")
+def test_device_label_names_the_device(engine, monkeypatch):
+    import os
+
+    import torch
+
+    monkeypatch.setattr(engine, "device", "cpu")
+    assert engine.device_label() == f"CPU ({os.cpu_count()} cores; no GPU found)"
+    monkeypatch.setattr(engine, "device", "cuda")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "NVIDIA Test Card")
+    assert engine.device_label() == "GPU: NVIDIA Test Card"
 
 
 def test_rename_note_delete_and_baseline(engine, tiny_bert_dir):
@@ -57,7 +66,8 @@ def test_rename_note_delete_and_baseline(engine, tiny_bert_dir):
     assert len(preds) == len(engine.load_data(DataConfig()).splits["test"]) and set(preds["label"]) <= {"negative", "positive"}
     assert (preds["correct"].mean()) == pytest.approx(run.result["test_accuracy"])
     base = engine.score_checkpoint(run.run_id)
-    assert "base" in base["model"] and base["n"] == len(preds) and 0 <= base["accuracy"] <= 1
+    assert "base" in base["model"] and base["n"] == len(preds)
+    assert_fraction_of(base["accuracy"], base["n"])  # the base checkpoint's right answers out of the test split
     engine.delete_run(run.run_id)
     assert engine.get_run(run.run_id) is None and not run.out_dir.exists() and engine.store.get(run.run_id) is None
     with pytest.raises(FtuiError, match="No run"):

@@ -4,7 +4,7 @@ import json
 import zipfile
 
 import pytest
-from conftest import finished_tiny_run
+from helpers import finished_tiny_run
 
 from ftui.config import RunConfig, TrainConfig
 from ftui.errors import FtuiError, HubError

@@ -7,9 +7,9 @@ import sys
 import time
 
 import pytest
+from helpers import REPO
 
 from ftui.files import COMPLETE, DownloadFolder, recover_dir, replace_dir
-from tests.conftest import REPO
 
 CHILD = """
 import os, signal, sys

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import tiny_config
+from helpers import tiny_config
 from transformers import AutoModelForSequenceClassification
 
 from ftui.architecture import apply_freeze, count_params, encoder_layers, frozen_prefix

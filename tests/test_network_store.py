@@ -15,14 +15,13 @@ import threading
 from pathlib import Path
 
 import pytest
+from helpers import REPO, header, store_writer
 
 from ftui.engine import Engine
 from ftui.hub import HubStatus
 from ftui.runs import RunStatus
 from ftui.settings import Settings
 from ftui.store import Store
-from tests.conftest import REPO
-from tests.test_store import _writer, header
 
 OFFLINE = HubStatus(False, "offline")
 NETWORK = Settings(network_storage=True)
@@ -81,8 +80,8 @@ def test_a_wal_database_moves_to_a_rollback_journal_when_the_folder_becomes_netw
 
 def test_concurrent_writers_on_a_fuse_mount(fuse_dir):
     store = Store(fuse_dir, network=True)
-    threads = [threading.Thread(target=_writer, args=(str(fuse_dir), f"t{i}", 60, True)) for i in range(3)]
-    procs = [mp.get_context("spawn").Process(target=_writer, args=(str(fuse_dir), f"p{i}", 60, True)) for i in range(2)]
+    threads = [threading.Thread(target=store_writer, args=(str(fuse_dir), f"t{i}", 60, True)) for i in range(3)]
+    procs = [mp.get_context("spawn").Process(target=store_writer, args=(str(fuse_dir), f"p{i}", 60, True)) for i in range(2)]
     for w in (*threads, *procs):
         w.start()
     for t in threads:
@@ -103,7 +102,7 @@ sys.path.insert(0, {repo!r})
 from ftui.engine import Engine
 from ftui.hub import HubStatus
 from ftui.settings import Settings
-from tests.test_runner import _short
+from tests.helpers import short_config
 ckpt, runs = Path({ckpt!r}), Path({runs!r})
 eng = Engine(runs_dir=runs, hub_status=HubStatus(False, "offline"), settings=Settings(network_storage=True), adopt_queue=True)
 def wait(run, kind):
@@ -111,16 +110,16 @@ def wait(run, kind):
     while not any(e["type"] == kind for e in run.events()):
         assert not run.done.is_set(), run.error
         version = run.wait_for_change(version, timeout=5)
-done = eng.start_run(_short(ckpt, "app-done"))
+done = eng.start_run(short_config(ckpt, "app-done"))
 assert done.done.wait(120) and eng.join(30) and done.status.value == "completed", done.error
-base = _short(ckpt, "resumable")
+base = short_config(ckpt, "resumable")
 resumable = eng.start_run(replace(base, train=replace(base.train, epochs=3, evals_per_epoch=2)))
 wait(resumable, "train")
 eng.stop_run()
 assert resumable.done.wait(60) and eng.join(30) and resumable.status.value == "stopped", resumable.error
 long = eng.start_run(replace(base, train=replace(base.train, epochs=500, run_name="killed")))
 wait(long, "eval")
-eng.start_run(_short(ckpt, "still-queued"))
+eng.start_run(short_config(ckpt, "still-queued"))
 print(done.run_id, resumable.run_id, long.run_id, flush=True)
 sys.stdin.readline()
 """

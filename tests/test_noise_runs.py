@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import finished_tiny_run
+from helpers import SHARED_DATA, baseline_cfg, finish, finished_tiny_run
 from scipy.stats import binomtest
-from test_baselines import baseline_cfg, finish
 
 from ftui import significance as sig
 
@@ -117,7 +116,7 @@ def test_sweep_rows_carry_the_validation_size_and_ties(three_runs):
     assert np.isfinite([r["val_acc"] for r in rows]).all() and all(r["val_size"] > 0 for r in rows)
 
 
-RT = __import__("conftest").SHARED_DATA / "rotten_tomatoes"
+RT = SHARED_DATA / "rotten_tomatoes"
 
 
 @pytest.mark.slow

@@ -11,14 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import REPO, cli_train, read_until, short_config
 
 from ftui.engine import Engine
 from ftui.hub import HubStatus
 from ftui.runs import RunStatus
 from ftui.scaleout import LAUNCHER_FILE, PID_FILE, _started, end_orphans
 from ftui.store import Store
-from tests.conftest import REPO
-from tests.test_runner import _short, cli_train, read_until
 
 OFFLINE = HubStatus(False, "offline")
 
@@ -50,7 +49,7 @@ def _sleeper(tag: str) -> subprocess.Popen:
 def test_a_restarted_app_ends_the_children_a_dead_app_left_and_the_run_reads_interrupted(tmp_path, tiny_bert_dir):
     runs = tmp_path / "runs"
     first = Engine(runs_dir=runs, hub_status=OFFLINE)
-    run = first.manager.reserve(lambda: first.launcher._new_run(_short(tiny_bert_dir, "orphaned")))
+    run = first.manager.reserve(lambda: first.launcher._new_run(short_config(tiny_bert_dir, "orphaned")))
     run.save_header()
     run.out_dir.mkdir(parents=True)
     launcher, rank = _sleeper("launcher"), _sleeper("rank")
@@ -96,7 +95,7 @@ def test_a_queued_run_waits_while_another_process_trains_then_starts(tmp_path, t
     try:
         read_until(cli, "train")
         app = Engine(runs_dir=runs, hub_status=OFFLINE, adopt_queue=True)
-        got = app.start_run(_short(tiny_bert_dir, "waits"))
+        got = app.start_run(short_config(tiny_bert_dir, "waits"))
         assert not hasattr(got, "run_id") and app.current_run() is None  # queued, not training beside the CLI run
         assert [q.config.train.run_name for q in app.queued()] == ["waits"]
         cli.send_signal(signal.SIGINT)  # the CLI run stops; the queue goes on by itself
@@ -121,11 +120,11 @@ sys.path.insert(0, {repo!r})
 from ftui.engine import Engine
 from ftui.hub import HubStatus
 from ftui.settings import Settings
-from tests.test_distributed import _config
-from tests.test_runner import _short
+from tests.helpers import processes_config
+from tests.helpers import short_config
 eng = Engine(runs_dir={runs!r}, hub_status=HubStatus(False, "offline"), settings=Settings(cpu_processes=2), adopt_queue=True)
-run = eng.start_run(_config(Path({ckpt!r}), 40, 400))
-eng.start_run(_short(Path({ckpt!r}), "queued-behind"))
+run = eng.start_run(processes_config(Path({ckpt!r}), 40, 400))
+eng.start_run(short_config(Path({ckpt!r}), "queued-behind"))
 version = 0
 while not any(e["type"] == "train" for e in run.events()):
     assert not run.done.is_set(), run.error

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset
+from helpers import tiny_config
 
 from ftui.architecture import apply_freeze, encoder_layers
 from ftui.batching import collate, tokenize_split
@@ -11,7 +12,6 @@ from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ftui.prefix_cache import PrefixCache
 from ftui.runs import RunStatus
 from ftui.training_core import _set_train_mode
-from tests.conftest import tiny_config
 
 TEXTS = [
     "great film",

@@ -5,7 +5,7 @@ import os
 import time
 
 import pytest
-from conftest import SHARED_DATA
+from helpers import SHARED_DATA
 
 from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ftui.runs import RunStatus

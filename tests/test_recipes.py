@@ -6,11 +6,11 @@ import re
 from dataclasses import replace
 
 import pytest
+from helpers import REPO
 
 from ftui.config import AdaptConfig, ModelConfig, RunConfig, TrainConfig, validate_run
 from ftui.recipes import KINDS, RECIPES, recipe_of
 from ftui.settings import Settings
-from tests.conftest import REPO
 
 FINETUNE = RunConfig()
 TFIDF = replace(FINETUNE, kind="baseline", baseline="tfidf")

@@ -1,39 +1,20 @@
 """Run management across processes: the app and the CLI on one runs folder, the store (with heartbeats) as the truth."""
 
-import json
 import os
 import signal
 import subprocess
 import sys
 
 import pytest
+from helpers import REPO, cli_train, read_until, short_config
 
 from ftui.engine import Engine
 from ftui.errors import FtuiError, RunInProgress
 from ftui.hub import HubStatus
 from ftui.runner import check_run_id
 from ftui.runs import RunStatus
-from tests.conftest import REPO
 
 OFFLINE = HubStatus(False, "offline")
-
-
-def cli_train(runs_dir, checkpoint, *extra: str) -> subprocess.Popen:
-    """`python -m ftui train` in its own process, a long run on the tiny model, streaming JSON lines."""
-    args = ["--dataset", "demo", "--checkpoint", str(checkpoint), "--epochs", "500", "--batch-size", "32", "--lr", "1e-3",
-            "--max-length", "32", "--evals-per-epoch", "2", "--runs-dir", str(runs_dir), "--offline", *extra]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "ftui", "train", *args], stdout=subprocess.PIPE, text=True, env=env)
-
-
-def read_until(proc: subprocess.Popen, kind: str, count: int = 1) -> list[dict]:
-    """Events printed by the CLI until `count` of type `kind` have appeared."""
-    seen: list[dict] = []
-    for line in proc.stdout:
-        seen.append(json.loads(line))
-        if sum(e.get("type") == kind for e in seen) >= count:
-            return seen
-    raise AssertionError(f"the CLI ended before {count} '{kind}' events: {seen[-3:]}")
 
 
 def test_the_app_sees_cli_runs_live_and_cannot_break_them(tmp_path, tiny_bert_dir):
@@ -131,16 +112,6 @@ def test_run_ids_are_checked():
             check_run_id(bad)
 
 
-def _short(checkpoint, name: str, data=None):
-    from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-
-    return RunConfig(
-        data or DataConfig(),
-        ModelConfig(source="local", checkpoint=str(checkpoint)),
-        TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3, max_length=32, evals_per_epoch=1, run_name=name),
-    )
-
-
 def test_the_queue_runs_in_order_after_moves_and_cancels_and_survives_a_refused_run(engine, tiny_bert_dir, tmp_path):
     from dataclasses import replace
 
@@ -150,11 +121,12 @@ def test_the_queue_runs_in_order_after_moves_and_cancels_and_survives_a_refused_
 
     csv = tmp_path / "later-gone.csv"
     csv.write_text("text,label\n" + "\n".join(f"row {i} {'good' if i % 2 else 'bad'},{i % 2}" for i in range(60)))
-    long = engine.start_run(replace(_short(tiny_bert_dir, "long"), train=replace(_short(tiny_bert_dir, "x").train, epochs=200)))
+    base = short_config(tiny_bert_dir, "long")
+    long = engine.start_run(replace(base, train=replace(base.train, epochs=200)))
     assert isinstance(long, Run)
-    b = engine.start_run(_short(tiny_bert_dir, "B"))
-    c = engine.start_run(_short(tiny_bert_dir, "C", DataConfig(source="local", dataset_id=str(csv))))
-    d = engine.start_run(_short(tiny_bert_dir, "D"))
+    b = engine.start_run(short_config(tiny_bert_dir, "B"))
+    c = engine.start_run(short_config(tiny_bert_dir, "C", DataConfig(source="local", dataset_id=str(csv))))
+    d = engine.start_run(short_config(tiny_bert_dir, "D"))
     assert all(isinstance(q, QueuedRun) for q in (b, c, d)) and [b.position, c.position, d.position] == [1, 2, 3]
     assert engine.move_queued(d.item_id, -1) and not engine.move_queued(b.item_id, -1)  # B is already first
     assert engine.cancel_queued(b.item_id).item_id == b.item_id
@@ -188,16 +160,16 @@ from dataclasses import replace
 sys.path.insert(0, {str(REPO)!r})
 from ftui.engine import Engine
 from ftui.hub import HubStatus
-from tests.test_runner import _short
+from tests.helpers import short_config
 from pathlib import Path
 ckpt = Path({str(tiny_bert_dir)!r})
 eng = Engine(runs_dir={str(runs)!r}, hub_status=HubStatus(False, "offline"))
-base = _short(ckpt, "long")
+base = short_config(ckpt, "long")
 eng.start_run(replace(base, train=replace(base.train, epochs=500)))
-eng.start_run(_short(ckpt, "after-restart-1"))
-eng.start_run(_short(ckpt, "after-restart-2"))
+eng.start_run(short_config(ckpt, "after-restart-1"))
+eng.start_run(short_config(ckpt, "after-restart-2"))
 from ftui.ui.common import queued_message
-said = queued_message(eng.start_run(_short(ckpt, "with-token"), token="hf_secretvalue123"))
+said = queued_message(eng.start_run(short_config(ckpt, "with-token"), token="hf_secretvalue123"))
 print("queued", len(eng.queued()), "memory only" in said, flush=True)
 sys.stdin.readline()
 """

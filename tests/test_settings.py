@@ -117,10 +117,10 @@ def test_login_required_when_auth_is_set(tmp_path):
 
 def test_pickle_only_checkpoints_need_consent(tmp_path):
     import torch
+    from helpers import tiny_config
     from transformers import AutoModel, AutoTokenizer
 
     from ftui.modeling import build_model, packaged_checkpoint
-    from tests.conftest import tiny_config
 
     torch.manual_seed(0)
     base = AutoModel.from_config(tiny_config("bert"))
@@ -147,7 +147,7 @@ def test_a_typed_token_is_never_written(engine, tiny_bert_dir):
 
 
 def test_remote_code_runs_only_where_the_operator_allows_it(tmp_path):
-    from tests.conftest import remote_code_checkpoint
+    from helpers import remote_code_checkpoint
 
     marker = tmp_path / "remote-code-ran"
     ckpt = remote_code_checkpoint(tmp_path / "ckpt", marker)
@@ -234,8 +234,9 @@ def test_every_engine_entry_point_applies_the_deployment_rules(tmp_path, tiny_be
 
 def test_the_model_tab_preview_refuses_a_forbidden_checkpoint_over_raw_http(tmp_path):
     """The hole as found: the Model tab's hidden summary event with a local checkpoint and 'Trust remote code' ticked."""
+    from helpers import raw_call, remote_code_checkpoint
+
     from ftui.ui import create_app, launch_kwargs
-    from tests.conftest import raw_call, remote_code_checkpoint
 
     marker = tmp_path / "remote-code-ran"
     ckpt = remote_code_checkpoint(tmp_path / "ckpt", marker)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 
 import yaml
-
-from tests.conftest import REPO
+from helpers import REPO
 
 
 def _front_matter() -> dict:

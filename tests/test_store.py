@@ -9,17 +9,12 @@ import sys
 import threading
 
 import pytest
+from helpers import REPO, header, store_writer
 
 from ftui.config import RunConfig
 from ftui.errors import FtuiError
 from ftui.runs import Run, RunStatus
 from ftui.store import Store
-from tests.conftest import REPO
-
-
-def header(run_id: str, status: str = "running", **kw) -> dict:
-    return {"run_id": run_id, "name": run_id, "status": status, "config": RunConfig().to_dict(), "started_at": 1.0,
-            "out_dir": f"/tmp/{run_id}", **kw}  # fmt: skip
 
 
 def test_round_trip_and_updates(tmp_path):
@@ -35,18 +30,11 @@ def test_round_trip_and_updates(tmp_path):
     assert store.get("a") is None and store.events("a") == []
 
 
-def _writer(path: str, run_id: str, n: int, network: bool = False) -> None:
-    store = Store(__import__("pathlib").Path(path), network=network)
-    store.save_run(header(run_id))
-    for i in range(n):
-        store.add_event(run_id, i, {"type": "train", "step": i})
-
-
 def test_concurrent_writers_threads_and_processes(tmp_path):
     store = Store(tmp_path)
-    threads = [threading.Thread(target=_writer, args=(str(tmp_path), f"t{i}", 200)) for i in range(4)]
+    threads = [threading.Thread(target=store_writer, args=(str(tmp_path), f"t{i}", 200)) for i in range(4)]
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(str(tmp_path), f"p{i}", 200)) for i in range(3)]
+    procs = [ctx.Process(target=store_writer, args=(str(tmp_path), f"p{i}", 200)) for i in range(3)]
     for w in (*threads, *procs):
         w.start()
     for t in threads:

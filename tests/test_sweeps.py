@@ -5,8 +5,10 @@ import json
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
+from helpers import REPO, assert_scores_match_predictions, offline_engine
 
 from ftui.config import DataConfig, ModelConfig, RunConfig, SweepRef, TrainConfig
 from ftui.errors import ConfigError, FtuiError
@@ -23,7 +25,6 @@ from ftui.sweeps import (
     size,
     sweep_table,
 )
-from tests.conftest import REPO
 
 
 def test_every_bad_field_is_named():
@@ -207,7 +208,9 @@ def test_cli_sweep_prints_each_end_line_and_a_summary(tmp_path, tiny_bert_dir):
     assert out.returncode == 0, out.stderr[-2000:]
     assert lines[0]["type"] == "sweep" and lines[0]["points"] == 4
     ends = [x for x in lines if x["type"] == "end"]
-    assert len(ends) == 4 and all(e["status"] == "completed" and 0 <= e["test_accuracy"] <= 1 for e in ends)
+    assert len(ends) == 4 and all(e["status"] == "completed" for e in ends)
+    for e in ends:
+        assert_scores_match_predictions(offline_engine(tmp_path / "runs"), Path(e["run_dir"]).name, e)
     assert {tuple(sorted(e["swept"].items())) for e in ends} == {
         (("freeze_depth", d), ("learning_rate", lr)) for lr in ("0.001", "0.003") for d in ("0", "1")
     }

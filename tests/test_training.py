@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from helpers import ASPECTS, aspect_reviews, assert_fraction_of, assert_scores_match_predictions, verdict_reviews
 
 from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ftui.errors import ConfigError, FtuiError
@@ -44,11 +45,14 @@ def test_tiny_bert_trains_and_streams_metrics(engine, tiny_bert_dir):
     evals = [e for e in events if e["type"] == "eval"]
     assert len(train) >= 4 and len(evals) == 4  # 2 evals per epoch x 2 epochs
     assert [e["step"] for e in train] == sorted(e["step"] for e in train)
-    assert all(0 <= e["eval_accuracy"] <= 1 for e in evals)
+    n_val = len(engine.load_data(DataConfig()).splits["validation"])
+    for e in evals:
+        assert_fraction_of(e["eval_accuracy"], n_val)  # right answers out of the validation split
     start = events[0]
     assert start["total_steps"] == 2 * start["steps_per_epoch"]
     result = run.result
-    assert 0 <= result["test_accuracy"] <= 1 and result["best_eval"]["step"] in [e["step"] for e in evals]
+    assert result["best_eval"]["step"] in [e["step"] for e in evals]
+    assert_scores_match_predictions(engine, run.run_id, result)
     model_dir = run.out_dir / MODEL_DIR
     assert json.loads((model_dir / "labels.json").read_text()) == ["negative", "positive"]
     assert (model_dir / "tokenizer.json").exists() or (model_dir / "vocab.txt").exists()
@@ -506,34 +510,6 @@ def test_class_weights_setting_is_validated_and_recorded(engine, tiny_bert_dir):
     assert "3 class weights were given for 2 classes" in (bad.error or "")
 
 
-ASPECTS = {  # multi-label fixture: each aspect a review mentions is one label
-    "plot": ["story", "twist", "script", "ending", "storyline"],
-    "acting": ["actor", "actress", "performance", "cast", "acting"],
-    "music": ["soundtrack", "score", "song", "melody", "music"],
-}
-FILLER = ["the", "film", "was", "really", "quite", "movie", "honestly", "overall", "and", "this"]
-
-
-def aspect_reviews(path, n=300, seed=0):
-    """Reviews naming 0-3 aspects among filler words; labels as a JSON list, 0/1 columns, and a 0-5 score that grows
-    with the number of praise words (the regression target)."""
-    import pandas as pd
-
-    rng = np.random.default_rng(seed)
-    rows = []
-    for _ in range(n):
-        labels = [a for a in ASPECTS if rng.random() < 0.4]
-        words = [str(rng.choice(FILLER)) for _ in range(6)]
-        words += [str(rng.choice(ASPECTS[a])) for a in labels]
-        praise = int(rng.integers(0, 4))
-        words += ["great"] * praise + ["awful"] * int(3 - praise)
-        rng.shuffle(words)
-        rows.append({"text": " ".join(words), "labels": json.dumps(labels), **{a: int(a in labels) for a in ASPECTS},
-                     "score": praise + float(rng.normal(0, 0.2))})  # fmt: skip
-    pd.DataFrame(rows).to_csv(path, index=False)
-    return path
-
-
 def test_multi_label_run_learns_tunes_its_threshold_and_predicts_every_label(engine, tmp_path):
     from ftui.export import per_class_table
     from ftui.tasks import Task, read_task
@@ -607,20 +583,6 @@ def test_chunked_evaluation_averages_each_documents_window_logits(tiny_bert_dir)
     for d in range(3):
         mean = torch.stack([lg for lg, o in zip(logits, owner, strict=True) if o == d]).mean(0)
         assert out[0][d] == pytest.approx(torch.softmax(mean, -1).numpy(), abs=1e-5)
-
-
-def verdict_reviews(path, n=240, seed=0):
-    """Long reviews whose verdict is only in their last sentence: cut at the max length, a model never sees it."""
-    import pandas as pd
-
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n):
-        filler = " ".join(str(rng.choice(FILLER)) for _ in range(60))
-        verdict = "in the end it was great and wonderful" if i % 2 else "in the end it was awful and boring"
-        rows.append({"text": f"{filler} {verdict}", "label": "pos" if i % 2 else "neg"})
-    pd.DataFrame(rows).to_csv(path, index=False)
-    return path
 
 
 @pytest.mark.parametrize(
