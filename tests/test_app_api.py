@@ -99,7 +99,7 @@ def _server_copies(engine) -> set:
     return {p.resolve() for root in roots if root.exists() for p in root.rglob("predictions.csv")}
 
 
-def test_one_huge_batch_text_is_cut_in_the_csv_and_downloads_stay_within_their_budget(trained):
+def test_one_huge_batch_text_is_cut_in_the_csv_and_downloads_stay_within_their_budget(trained, tmp_path):
     """Case: one 4.9 M-character text (within the batch cap) wrote a 4.7 MB CSV holding it whole, kept an hour, and
     Gradio kept a second copy of every download (a day) outside the downloads' budget."""
     from gradio.utils import get_upload_folder
@@ -110,7 +110,10 @@ def test_one_huge_batch_text_is_cut_in_the_csv_and_downloads_stay_within_their_b
     assert engine.serving.downloads.root.resolve().is_relative_to(Path(get_upload_folder()).resolve())
     before = _server_copies(engine)
     huge = "a fine film " * 400_000  # 4.8 M characters, one line
-    msg, _, csv_path = Client(url, verbose=False).predict(huge, None, f"run:{run.run_id}", False, api_name="/predict_batch")
+    # The client downloads its copy elsewhere: by default it would land in the same temp folder as the server's cache
+    # (this process is both), and be counted as a server copy on a machine whose cache does not hold it already.
+    client = Client(url, verbose=False, download_files=str(tmp_path / "client"))
+    msg, _, csv_path = client.predict(huge, None, f"run:{run.run_id}", False, api_name="/predict_batch")
     assert "1 reviews scored" in msg
     frame = __import__("pandas").read_csv(csv_path)
     assert len(frame.loc[0, "text"]) <= CSV_TEXT_CHARS + 2 and frame.loc[0, "text"].endswith("…")
