@@ -181,8 +181,12 @@ def open_advanced(page, elem_id: str) -> None:
 
 
 def fill_number(page, elem_id: str, value: str) -> None:
+    """Type a value into a number box as a user does (focus, select all, keys, Tab), so the component hears every
+    key even when its tab has only just been rendered (a single synthetic input event was seen lost under load)."""
     box = page.locator(f"#{elem_id} input")
-    box.fill(value)
+    box.click()
+    box.press("Control+a")
+    box.press_sequentially(value)
     box.press("Tab")
 
 

@@ -216,6 +216,11 @@ def test_bad_inputs_get_clear_messages(page, tmp_path):
     tab(page, "4. Train")
     fill_number(page, "lr", "-1")
     fill_number(page, "batch-size", "0")
+    # Both boxes must still hold what was typed when Start is clicked: under load a box filled while the tab was
+    # still settling was seen back at its default (the message then named only the batch size).
+    page.wait_for_function(
+        "() => document.querySelector('#lr input').value === '-1' && document.querySelector('#batch-size input').value === '0'"
+    )
     page.click("#start")
     page.wait_for_selector("#train-message:has-text('✗')")
     msg = md(page, "train-message")
