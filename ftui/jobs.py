@@ -126,6 +126,11 @@ class JobPlan:
     price_source: str = field(metadata={"help": "where the price came from: live list or the dated table"})
     code_dir: str = field(metadata={"help": "the staged ftui copy's folder under the bucket"})
 
+    @property
+    def code_name(self) -> str:
+        """The staged copy's folder name (under CODE_DIR on the bucket)."""
+        return self.code_dir.rsplit("/", 1)[-1]
+
     def to_json(self) -> dict[str, Any]:
         """The --dry-run line."""
         return {
@@ -272,7 +277,7 @@ def submit(plan: JobPlan, target: JobTarget, token: str | None) -> Any:
                         "Set HF_TOKEN or run `hf auth login`.")  # fmt: skip
     api = hub_api(token)
     namespace = check_account(api, target)
-    stage_code(target, plan.code_dir.rsplit("/", 1)[-1])
+    stage_code(target, plan.code_name)
     job = api.run_job(namespace=namespace, **plan.run_job_kwargs(token))
     note = target.local_dir / JOBS_DIR / f"{job.id}.json"
     note.parent.mkdir(parents=True, exist_ok=True)
