@@ -390,10 +390,11 @@ def _main(args: argparse.Namespace, dist: Any) -> int:
         print(json.dumps({"type": "error", "message": str(exc)}), flush=True)
         return 2
     run = got
-    if dist.enabled:
+    if dist.enabled or getattr(args, "run_config", None):
         import signal
 
-        # torchrun passes Ctrl-C (and its own shutdown) on as a signal: a Stop at the next step on every rank.
+        # torchrun passes Ctrl-C (and its own shutdown) on as a signal, and cancelling a Jobs run sends SIGTERM: a
+        # Stop at the next step (on every rank), which keeps a snapshot to resume from.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: run.request_stop())
     try:

@@ -7,7 +7,8 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass, field
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,8 @@ class JobPlan:
     secret_names: tuple[str, ...] = field(metadata={"help": "names of the secrets passed (values only at submit)"})
     price_source: str = field(metadata={"help": "where the price came from: live list or the dated table"})
     code_dir: str = field(metadata={"help": "the staged ftui copy's folder under the bucket"})
+    run_name: str = field(default="", metadata={"help": "the run's name when given: how the app finds the job's run"})
+    user: str = field(default="", metadata={"help": "the run's owner (its workspace), as in RunConfig.user"})
 
     @property
     def code_name(self) -> str:
@@ -249,7 +252,8 @@ def plan_job(cfg: RunConfig, flavor: str, target: JobTarget, hardware: HardwareL
     return JobPlan(
         flavor=chosen.name, image=IMAGE, command=("sh", "-c", _SCRIPT.format(launch=launch), "ftui-job", *args),
         env=env, volumes=(volume,), timeout=timeout, estimated_cost_usd=round(chosen.usd_per_hour * timeout / 3600, 2),
-        secret_names=("HF_TOKEN",), price_source=hardware.source, code_dir=code,
+        secret_names=("HF_TOKEN",), price_source=hardware.source, code_dir=code, run_name=cfg.train.run_name,
+        user=cfg.user,
     )  # fmt: skip
 
 
@@ -270,6 +274,32 @@ def check_account(api: Any, target: JobTarget) -> str:
     return str(who["name"])
 
 
+@dataclass(frozen=True)
+class JobNote:
+    """A submitted job as noted on the bucket: what an app that went away and came back reads to find it again."""
+
+    job_id: str = field(metadata={"help": "the Jobs id"})
+    namespace: str = field(metadata={"help": "the account it runs under (and bills)"})
+    url: str = field(metadata={"help": "its page on the Hub"})
+    flavor: str = field(metadata={"help": "its hardware"})
+    estimated_cost_usd: float = field(metadata={"help": "the most it can cost, as planned"})
+    run_name: str = field(metadata={"help": "its run's name ('' when the job named it): links job and run"})
+    user: str = field(metadata={"help": "the run's owner, for the workspace rules"})
+    submitted_at: float = field(metadata={"help": "when (epoch seconds), to list newest first"})
+
+
+def read_notes(target: JobTarget) -> list[JobNote]:
+    """Every job noted on the bucket, newest first (a note that does not parse is skipped, not fatal)."""
+    notes = []
+    for path in sorted((target.local_dir / JOBS_DIR).glob("*.json")):
+        try:
+            d = json.loads(path.read_text())
+            notes.append(JobNote(**{k: d[k] for k in JobNote.__dataclass_fields__}))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return sorted(notes, key=lambda n: n.submitted_at, reverse=True)
+
+
 def submit(plan: JobPlan, target: JobTarget, token: str | None) -> Any:
     """Stage the code, create the job, and note it on the bucket (so an app that comes back finds it). Returns JobInfo."""
     if not token:
@@ -281,7 +311,8 @@ def submit(plan: JobPlan, target: JobTarget, token: str | None) -> Any:
     job = api.run_job(namespace=namespace, **plan.run_job_kwargs(token))
     note = target.local_dir / JOBS_DIR / f"{job.id}.json"
     note.parent.mkdir(parents=True, exist_ok=True)
-    note.write_text(json.dumps({"job_id": job.id, "namespace": namespace, "url": job.url, "plan": plan.to_json()}))
+    noted = JobNote(job.id, namespace, job.url, plan.flavor, plan.estimated_cost_usd, plan.run_name, plan.user, time.time())
+    note.write_text(json.dumps({**asdict(noted), "plan": plan.to_json()}))
     return job
 
 

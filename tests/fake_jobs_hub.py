@@ -141,10 +141,14 @@ class FakeJobsHub:
             except subprocess.TimeoutExpired:
                 os.killpg(job.proc.pid, signal.SIGKILL)
 
-    def cancel(self, job: FakeJob) -> None:
+    def cancel(self, job: FakeJob, wait: bool = True) -> None:
+        """CANCELED at once; the process gets SIGTERM, then SIGKILL after a grace period (in the background unless wait)."""
         if job.stage not in TERMINAL:
             job.stage = "CANCELED"
-        self._kill(job)
+        if wait:
+            self._kill(job)
+        else:
+            threading.Thread(target=self._kill, args=(job,), daemon=True).start()
 
     # ------------------------------------------------------------------------------------------------ http
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -231,7 +235,7 @@ class FakeJobsHub:
                 if parts[:2] == ["api", "jobs"] and len(parts) == 5 and parts[4] == "cancel":
                     job = self._job(parts)
                     if job is not None:
-                        hub.cancel(job)
+                        hub.cancel(job, wait=False)
                         self._json(200, {})
                     return None
                 return self._json(404, {"error": "no route"})

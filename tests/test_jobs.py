@@ -178,3 +178,74 @@ def test_hardware_falls_back_to_the_dated_table_and_says_so(monkeypatch: pytest.
     assert got.source.startswith(f"table of {jobs.HARDWARE_TABLE_DATE}") and "list_jobs_hardware failed" in got.source
     assert got.get("a100-large") is not None and got.get("a100-large").usd_per_hour == jobs.FALLBACK_PRICES["a100-large"]
     assert [jobs.Flavor(n, 0).gpus for n in ("cpu-basic", "t4-small", "a10g-largex2", "h200x8")] == [0, 1, 2, 8]
+
+
+def _engine(hub: Any) -> Any:
+    from ftui.engine import Engine
+    from ftui.hub import HubStatus
+
+    return Engine(runs_dir=hub.bucket / "runs", hub_status=HubStatus(True, "the fake Hub"))
+
+
+def _wait(what: Any, seconds: float = 120.0) -> Any:
+    """Poll a condition until it holds (the job is another process: there is nothing to join)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        got = what()
+        if got:
+            return got
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting")
+
+
+def test_engine_submits_with_the_viewers_token_only_and_finds_the_job_again_after_a_restart(hub: Any) -> None:
+    from ftui.config import DataConfig, RunConfig, TrainConfig
+    from ftui.errors import FtuiError
+    from ftui.workspace import Viewer
+
+    engine = _engine(hub)
+    target = engine.job_target(BUCKET, hub.bucket)
+    cfg = RunConfig(data=DataConfig(max_train_examples=64),
+                    train=TrainConfig(epochs=1, max_length=32, max_minutes=5, evals_per_epoch=1, learning_rate=1e-4))  # fmt: skip
+    # HF_TOKEN is set in this process (on a Space: the owner's); the engine never falls back to it.
+    with pytest.raises(FtuiError, match="Jobs need your Hugging Face token"):
+        engine.submit_job(cfg, "cpu-basic", target, None)
+    assert not hub.jobs
+    note = engine.submit_job(cfg, "cpu-basic", target, TOKEN)
+    assert note.run_name.startswith("job-cpu-basic-") and note.namespace == "alice"
+    final = jobs.hub_api(TOKEN).wait_for_job(note.job_id, timeout=180, poll_interval=0.2)
+    assert final.status.stage == "COMPLETED", jobs.log_tail(note.job_id, "alice", TOKEN)
+
+    again = _engine(hub)  # the app went away and came back: the note on the bucket leads it to the job and its run
+    (view,) = again.jobs(again.job_target(BUCKET, hub.bucket), TOKEN)
+    assert view.note == note and view.stage == "COMPLETED"
+    assert view.run is not None and view.run.name == note.run_name and view.run.status.value == "completed"
+    assert again.jobs(target, TOKEN, viewer=Viewer(user="bob", scoped=True)) == []  # another user's job is not listed
+    assert _files_holding(hub.bucket, TOKEN) == []
+
+
+def test_cancel_stops_the_run_at_a_step_and_keeps_a_snapshot(hub: Any) -> None:
+    from ftui.config import DataConfig, RunConfig, TrainConfig
+    from ftui.events import EventType
+    from ftui.training import RESUME_DIR
+
+    engine = _engine(hub)
+    target = engine.job_target(BUCKET, hub.bucket)
+    cfg = RunConfig(data=DataConfig(max_train_examples=64),
+                    train=TrainConfig(epochs=200, max_length=32, max_minutes=5, evals_per_epoch=1, learning_rate=1e-4))
+    note = engine.submit_job(cfg, "cpu-basic", target, TOKEN)
+
+    def training() -> Any:
+        (view,) = engine.jobs(target, TOKEN)
+        run = view.run
+        return run if run is not None and any(e.get("type") == EventType.TRAIN.value for e in run.events()) else None
+
+    run = _wait(training)
+    engine.cancel_job(note, TOKEN)
+    assert jobs.stage(note.job_id, "alice", TOKEN) == "CANCELED"
+    stopped = _wait(lambda: next((r for r in _engine(hub).runs() if r.name == note.run_name and r.status.finished), None))
+    assert stopped.status.value == "stopped"  # SIGTERM became a Stop at the next step, not a killed run
+    assert (stopped.out_dir / RESUME_DIR / "state.pt").is_file()  # resumable
+    assert run.run_id == stopped.run_id
