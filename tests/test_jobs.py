@@ -233,8 +233,10 @@ def test_cancel_stops_the_run_at_a_step_and_keeps_a_snapshot(hub: Any) -> None:
 
     engine = _engine(hub)
     target = engine.job_target(BUCKET, hub.bucket)
-    cfg = RunConfig(data=DataConfig(max_train_examples=64),
-                    train=TrainConfig(epochs=200, max_length=32, max_minutes=5, evals_per_epoch=1, learning_rate=1e-4))
+    cfg = RunConfig(
+        data=DataConfig(max_train_examples=64),
+        train=TrainConfig(epochs=200, max_length=32, max_minutes=5, evals_per_epoch=1, learning_rate=1e-4),
+    )
     note = engine.submit_job(cfg, "cpu-basic", target, TOKEN)
 
     def training() -> Any:
