@@ -229,7 +229,7 @@ def test_engine_submits_with_the_viewers_token_only_and_finds_the_job_again_afte
 def test_cancel_stops_the_run_at_a_step_and_keeps_a_snapshot(hub: Any) -> None:
     from ftui.config import DataConfig, RunConfig, TrainConfig
     from ftui.events import EventType
-    from ftui.training import RESUME_DIR
+    from ftui.run_layout import RESUME_DIR
 
     engine = _engine(hub)
     target = engine.job_target(BUCKET, hub.bucket)
