@@ -321,10 +321,27 @@ def cancel(job_id: str, namespace: str, token: str) -> None:
     hub_api(token).cancel_job(job_id=job_id, namespace=namespace)
 
 
+def status(job_id: str, namespace: str, token: str) -> tuple[str, str]:
+    """The job's stage now (SCHEDULING, RUNNING, COMPLETED, ERROR, CANCELED or DELETED) and the Hub's message."""
+    got = hub_api(token).inspect_job(job_id=job_id, namespace=namespace).status
+    return str(getattr(got.stage, "value", got.stage)), got.message or ""
+
+
 def stage(job_id: str, namespace: str, token: str) -> str:
-    """The job's stage now: SCHEDULING, RUNNING, COMPLETED, ERROR, CANCELED or DELETED."""
-    got = hub_api(token).inspect_job(job_id=job_id, namespace=namespace).status.stage
-    return str(getattr(got, "value", got))
+    """The job's stage now."""
+    return status(job_id, namespace, token)[0]
+
+
+def ending(stage: str, message: str) -> str:
+    """What a job that did not complete means for its run, in words."""
+    if stage == "ERROR" and "timeout" in message.lower():
+        return ("The job ran past its time limit (--max-minutes plus the startup margin) and Jobs stopped it; the run "
+                "reads as interrupted and resumes from its last snapshot.")  # fmt: skip
+    if stage == "ERROR":
+        return f"The job failed ({message or 'no message from Jobs'}); the end of its logs follows."
+    if stage == "CANCELED":
+        return "The job was cancelled; its run stopped at a step and keeps a snapshot to resume from."
+    return f"The job ended as {stage}{f' ({message})' if message else ''}."
 
 
 def log_tail(job_id: str, namespace: str, token: str, lines: int = 20) -> list[str]:

@@ -80,10 +80,10 @@ def jobs_command(args: argparse.Namespace, cfg: RunConfig) -> int:
           "estimated_cost_usd": plan.estimated_cost_usd})  # fmt: skip
     if args.detach:
         return 0
-    last = ""
+    last, message = "", ""
     try:
         while True:
-            now = jobs.stage(job.id, namespace, token)
+            now, message = jobs.status(job.id, namespace, token)
             if now != last:
                 _say({"type": "job_stage", "job_id": job.id, "stage": now})
                 last = now
@@ -95,5 +95,6 @@ def jobs_command(args: argparse.Namespace, cfg: RunConfig) -> int:
               "message": f"the job keeps running; cancel it with `hf jobs cancel {job.id}`"})  # fmt: skip
         return 1
     if last != "COMPLETED":
+        _say({"type": "error", "job_id": job.id, "stage": last, "message": jobs.ending(last, message)})
         _say({"type": "job_logs", "job_id": job.id, "tail": jobs.log_tail(job.id, namespace, token)})
     return 0 if last == "COMPLETED" else 1

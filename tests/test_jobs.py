@@ -110,6 +110,19 @@ def test_cancel_stops_the_job(hub: Any) -> None:
     assert hub.jobs[job.id].proc.poll() is not None  # the process is gone, not just relabelled
 
 
+def test_a_job_past_its_timeout_is_a_clear_message(
+    hub: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs, "STARTUP_MINUTES", 0)
+    argv = _argv(hub.bucket, "--flavor", "cpu-basic", "--max-minutes", "0.05", "--poll-seconds", "0.2", *SMALL)
+    assert main(argv) == 1
+    out = _lines(capsys)
+    assert out[0]["type"] == "job" and hub.jobs[out[0]["job_id"]].spec["timeoutSeconds"] == 3
+    (error,) = [o for o in out if o["type"] == "error"]
+    assert error["stage"] == "ERROR" and error["message"].startswith("The job ran past its time limit")
+    assert out[-1]["type"] == "job_logs"
+
+
 def test_log_tail_of_a_failed_job(hub: Any) -> None:
     # A job whose `train` refuses its config (validated again inside the job) fails; its logs say why.
     from ftui.config import RunConfig, TrainConfig
