@@ -123,6 +123,18 @@ def test_a_job_past_its_timeout_is_a_clear_message(
     assert out[-1]["type"] == "job_logs"
 
 
+def test_a_multi_gpu_flavor_trains_under_torchrun_in_the_job(hub: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # Two ranks (gloo on this CPU machine standing in for the flavor's 2 GPUs) train one run; rank 0 writes it.
+    argv = _argv(hub.bucket, "--flavor", "a10g-largex2", "--max-minutes", "5", "--poll-seconds", "0.2", *SMALL)
+    assert main(argv) == 0, _lines(capsys)
+    (job,) = hub.jobs.values()
+    assert "torchrun --nproc_per_node 2 -m ftui train" in job.spec["command"][2]
+    from ftui.engine import Engine
+
+    (run,) = Engine(runs_dir=hub.bucket / "runs").runs()
+    assert run.status.value == "completed" and run.config.train.processes == 2
+
+
 def test_log_tail_of_a_failed_job(hub: Any) -> None:
     # A job whose `train` refuses its config (validated again inside the job) fails; its logs say why.
     from ftui.config import RunConfig, TrainConfig
