@@ -154,16 +154,26 @@ class JobPlan:
         }  # fmt: skip
 
 
-def _code_files() -> list[tuple[Path, str]]:
-    """(file, path in the staged copy) of the running ftui: its package, the demo data and the requirements."""
-    pkg = Path(__file__).resolve().parent
+def _code_files() -> list[tuple[str, bytes]]:
+    """(path in the staged copy, content) of the running ftui: its package, the demo data and its requirements (the
+    repository's pinned file, or an installed ftui's declared dependencies)."""
+    from importlib.metadata import PackageNotFoundError, requires
+
     from ftui.data import DEMO_DATASET
 
-    files = [(p, p.relative_to(pkg.parent).as_posix()) for p in sorted(pkg.rglob("*.py")) if "__pycache__" not in p.parts]
-    files.append((DEMO_DATASET, "assets/demo_reviews.csv"))
+    pkg = Path(__file__).resolve().parent
+    files = [(p.relative_to(pkg.parent).as_posix(), p.read_bytes()) for p in sorted(pkg.rglob("*.py"))
+             if "__pycache__" not in p.parts]  # fmt: skip
+    files.append(("assets/demo_reviews.csv", DEMO_DATASET.read_bytes()))
     req = pkg.parent / "requirements.txt"
     if req.is_file():
-        files.append((req, "requirements.txt"))
+        files.append(("requirements.txt", req.read_bytes()))
+    else:
+        try:
+            declared = [r for r in requires("ftui") or [] if "extra ==" not in r]
+        except PackageNotFoundError:
+            declared = []
+        files.append(("requirements.txt", "\n".join(declared).encode() + b"\n"))
     return files
 
 
@@ -172,8 +182,8 @@ def code_folder_name() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     digest = hashlib.sha256()
-    for path, rel in _code_files():
-        digest.update(rel.encode() + b"\0" + path.read_bytes())
+    for rel, content in _code_files():
+        digest.update(rel.encode() + b"\0" + content)
     try:
         ver = version("ftui")
     except PackageNotFoundError:
@@ -192,9 +202,9 @@ def stage_code(target: JobTarget, name: str) -> Path:
         return dest
     tmp = dest.with_name(name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    for path, rel in _code_files():
+    for rel, content in _code_files():
         (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, tmp / rel)
+        (tmp / rel).write_bytes(content)
     (tmp / "COMPLETE").write_text(name)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
