@@ -24,6 +24,7 @@ from ftui.config import (
 )
 from ftui.config import PRESETS as CONFIG_PRESETS
 from ftui.events import EventType, of_type
+from ftui.jobs_cli import add_job_args, config_from_json, jobs_command
 from ftui.runs import Run
 from ftui.significance import result_interval
 from ftui.tasks import TASK_CHOICES
@@ -162,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _train_args(t)
     _run_args(t)
+    add_job_args(t)
     sw = sub.add_parser(
         "sweep",
         help="queue one run per point of a grid (or random draws) and print each finished run's end line",
@@ -285,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         return runs_command(args)
     if args.command == "app":
         return app_command(args)
+    if args.command == "train" and args.on == "hf-jobs":
+        return jobs_command(args, _flags_config(args, for_jobs=True))
     dist = distributed.from_env()
     try:
         if dist.enabled and not dist.is_main:
@@ -323,11 +327,10 @@ def _main(args: argparse.Namespace, dist: Any) -> int:
     """`train`, `sweep`, `baseline`, `adapt` (rank 0 under torchrun)."""
     import os
 
-    from ftui.accel import default_batch_size, pick_device
+    from ftui.accel import pick_device
     from ftui.engine import Engine
     from ftui.errors import FtuiError
     from ftui.hub import HubStatus
-    from ftui.modeling import default_learning_rate
     from ftui.settings import Settings
     from ftui.worker import iter_events
 
@@ -361,17 +364,15 @@ def _main(args: argparse.Namespace, dist: Any) -> int:
             kind="baseline",
             baseline=args.kind,
         )
+    elif getattr(args, "run_config", None):  # a Jobs run: the app's whole config, validated again by start_run
+        try:
+            given = config_from_json(args.run_config)
+        except FtuiError as exc:
+            print(json.dumps({"type": "error", "message": str(exc)}), flush=True)
+            return 2
+        cfg = replace(given, train=replace(given.train, processes=dist.world))
     else:
-        cfg = RunConfig(
-            data=_data_config(args),
-            model=model_cfg,
-            train=train_config(
-                args,
-                learning_rate=args.lr if args.lr is not None else default_learning_rate(model_cfg),
-                batch_size=args.batch_size or default_batch_size(pick_device()),
-                processes=dist.world,
-            ),
-        )
+        cfg = _flags_config(args, device=pick_device(), processes=dist.world)
     if args.command == "sweep":
         return sweep_command(engine, cfg, args)
     token = os.environ.get("HF_TOKEN")
@@ -389,10 +390,11 @@ def _main(args: argparse.Namespace, dist: Any) -> int:
         print(json.dumps({"type": "error", "message": str(exc)}), flush=True)
         return 2
     run = got
-    if dist.enabled:
+    if dist.enabled or getattr(args, "run_config", None):
         import signal
 
-        # torchrun passes Ctrl-C (and its own shutdown) on as a signal: a Stop at the next step on every rank.
+        # torchrun passes Ctrl-C (and its own shutdown) on as a signal, and cancelling a Jobs run sends SIGTERM: a
+        # Stop at the next step (on every rank), which keeps a snapshot to resume from.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: run.request_stop())
     try:
@@ -406,6 +408,29 @@ def _main(args: argparse.Namespace, dist: Any) -> int:
     engine.join(60)
     print(json.dumps(end_line(run)), flush=True)
     return 0 if run.status.value == "completed" else 1
+
+
+def _flags_config(args: argparse.Namespace, device: str = "", processes: int = 1, for_jobs: bool = False) -> RunConfig:
+    """The RunConfig of `train`'s flags; for_jobs: the Jobs flavor's GPUs set the default batch size and processes."""
+    from ftui.accel import default_batch_size
+    from ftui.modeling import default_learning_rate
+
+    if for_jobs:
+        from ftui.jobs import Flavor
+
+        gpus = Flavor(args.flavor or "cpu-basic", 0.0).gpus
+        device, processes = ("cuda" if gpus else "cpu"), max(gpus, 1)
+    model_cfg = _model_config(args)
+    return RunConfig(
+        data=_data_config(args),
+        model=model_cfg,
+        train=train_config(
+            args,
+            learning_rate=args.lr if args.lr is not None else default_learning_rate(model_cfg),
+            batch_size=args.batch_size or default_batch_size(device),
+            processes=processes,
+        ),
+    )
 
 
 def end_line(run: Run) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from ftui.config import (
 from ftui.data import DataBundle, load_data
 from ftui.data_report import text_lengths
 from ftui.distributed import SOLO, Dist
+from ftui.engine_jobs import JobsFacade
 from ftui.engine_predict import PredictFacade
 from ftui.engine_runs import RunsFacade
 from ftui.errors import ConfigError, DataError, FtuiError, HubError, ModelError
@@ -72,7 +73,7 @@ def _sentence(problems: list[str]) -> str:
     return text[:1].upper() + text[1:] + "."
 
 
-class Engine(RunsFacade, PredictFacade):
+class Engine(RunsFacade, PredictFacade, JobsFacade):
     """One app's state, as small services behind one facade: deployment settings (applied at every entry point),
     caches, the runs (RunManager), and prediction."""
 
