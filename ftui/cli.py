@@ -5,20 +5,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ftui.advice import warnings_of
+from ftui.cli_flags import (
+    ADAPT_HELP,
+    HELP,
+    data_args,
+    data_config,
+    model_args,
+    model_config,
+    run_args,
+    train_args,
+    train_config,
+)
 from ftui.config import (
     BASELINES,
-    LONG_TEXT,
-    PRECISIONS,
-    SCHEDULES,
     SWEEP_METRICS,
     AdaptConfig,
-    DataConfig,
-    ModelConfig,
     RunConfig,
     TrainConfig,
 )
@@ -27,123 +33,6 @@ from ftui.events import EventType, of_type
 from ftui.jobs_cli import add_job_args, config_from_json, jobs_command
 from ftui.runs import Run
 from ftui.significance import result_interval
-from ftui.tasks import TASK_CHOICES
-
-HELP = {f.name: f.metadata.get("help", "").replace("%", "%%") for f in fields(TrainConfig)}
-DATA_HELP = {f.name: f.metadata.get("help", "").replace("%", "%%") for f in fields(DataConfig)}
-ADAPT_HELP = {f.name: f.metadata.get("help", "").replace("%", "%%") for f in fields(AdaptConfig)}  # argparse formats %
-
-
-def _source(value: str, builtin: str, local: bool) -> tuple[str, str]:
-    """(source, id): the built-in name, an existing local path, or else a Hub id."""
-    if value == builtin:
-        return builtin, ""
-    return ("local", value) if local else ("hub", value)
-
-
-def _data_config(args: argparse.Namespace) -> DataConfig:
-    source, ident = _source(args.dataset, "demo", Path(args.dataset).expanduser().exists())
-    return DataConfig(
-        source=source,
-        dataset_id=ident,
-        config_name=args.config,
-        text_columns=tuple(args.text_column or ()),
-        label_column=args.label_column if not args.label_columns else None,
-        label_columns=tuple(c.strip() for c in (args.label_columns or "").split(",") if c.strip()),
-        task=args.task,
-        max_train_examples=args.max_train_examples,
-        trust_remote_code=getattr(args, "trust_dataset_code", False),
-    )
-
-
-def _model_config(args: argparse.Namespace) -> ModelConfig:
-    source, ident = _source(args.checkpoint, "packaged", Path(args.checkpoint).expanduser().is_dir())
-    return ModelConfig(
-        source=source,
-        checkpoint=ident,
-        freeze_depth=getattr(args, "freeze_depth", 0),
-        head=getattr(args, "head", "auto"),
-        trust_remote_code=args.trust_remote_code,
-    )
-
-
-def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="demo", help="'demo', a Hub id, or a local file/folder")
-    p.add_argument("--config", default=None, help="Hub dataset config (e.g. sst2 for glue)")
-    p.add_argument("--text-column", action="append", help="text column (twice for pairs); None: detect")
-    p.add_argument("--label-column", default=None, help="label column; None: detect")
-    p.add_argument("--label-columns", default=None, help="multi-label from several 0/1 columns, comma-separated (one per label)")
-    p.add_argument("--task", choices=list(TASK_CHOICES), default="auto", help=DATA_HELP["task"])
-    p.add_argument("--max-train-examples", type=int, default=0, help="stratified cap on train rows; 0 = all")
-    p.add_argument("--trust-dataset-code", action="store_true", help="allow code shipped in the dataset's Hub repo")
-
-
-def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", default="packaged", help="'packaged', a Hub id, or a local checkpoint folder")
-    p.add_argument(
-        "--trust-remote-code", action="store_true", help="allow model code shipped in the checkpoint (not the dataset's)"
-    )
-
-
-# The `train` flags are TrainConfig's fields, generated from the dataclass (each flag's help is its field's one-line
-# why); these tables hold only what a field cannot say about its flag.
-TRAIN_FLAG = {"learning_rate": "lr", "head_learning_rate": "head-lr"}  # shorter spellings than the field names
-TRAIN_NEGATED = ("frozen_cache", "tune_threshold")  # on by default: their flag (--no-...) turns them off
-TRAIN_CHOICES = {"precision": PRECISIONS, "schedule": SCHEDULES, "long_text": LONG_TEXT}
-TRAIN_COMPUTED = {"learning_rate": "None: 1e-4 packaged, else 5e-5", "batch_size": "None: 16 on CPU, 64 on a GPU"}
-TRAIN_NOT_FLAGS = ("processes",)  # torchrun's world size, never typed
-
-
-def train_flag(name: str) -> str:
-    """The command-line flag of a TrainConfig field."""
-    return "--" + ("no-" if name in TRAIN_NEGATED else "") + TRAIN_FLAG.get(name, name).replace("_", "-")
-
-
-def _train_config_args(t: argparse.ArgumentParser) -> None:
-    d = TrainConfig()
-    for f in fields(TrainConfig):
-        if f.name in TRAIN_NOT_FLAGS:
-            continue
-        default = getattr(d, f.name)
-        if f.name in TRAIN_NEGATED:
-            t.add_argument(train_flag(f.name), action="store_true", help=f"turn off: {HELP[f.name]}")
-        elif f.name in TRAIN_COMPUTED:
-            computed = f"{HELP[f.name]} ({TRAIN_COMPUTED[f.name]})"
-            t.add_argument(train_flag(f.name), type=type(default), default=None, help=computed)
-        else:
-            choices = list(TRAIN_CHOICES[f.name]) if f.name in TRAIN_CHOICES else None
-            t.add_argument(train_flag(f.name), type=type(default), default=default, choices=choices, help=HELP[f.name])
-
-
-def train_config(args: argparse.Namespace, **computed: Any) -> TrainConfig:
-    """The TrainConfig the `train` flags describe; `computed` fills the fields whose default depends on the machine."""
-    values: dict[str, Any] = {}
-    for f in fields(TrainConfig):
-        if f.name in TRAIN_NOT_FLAGS:
-            continue
-        given = getattr(args, train_flag(f.name)[2:].replace("-", "_"))
-        values[f.name] = (not given) if f.name in TRAIN_NEGATED else given
-    return TrainConfig(**{**values, **computed})
-
-
-def _train_args(t: argparse.ArgumentParser) -> None:
-    """The flags of `train` (and the fixed part of `sweep`)."""
-    _data_args(t)
-    _model_args(t)
-    t.add_argument("--freeze-depth", type=int, default=0, help="0 trains all; k freezes embeddings + bottom k layers")
-    t.add_argument("--head", choices=["auto", "mlp"], default="auto", help="model's own head or an MLP head")
-    _train_config_args(t)
-    t.add_argument("--runs-dir", default=None, help="where runs are saved (None: ./runs or $FTUI_RUNS_DIR)")
-    t.add_argument("--offline", action="store_true", help="do not contact the Hub")
-
-
-def _run_args(t: argparse.ArgumentParser) -> None:
-    """Flags of `train` alone: continue a run instead of starting one."""
-    t.add_argument("--resume", default=None, metavar="RUN_ID",
-                   help="continue a stopped or interrupted run from its last snapshot (its own settings; any number of "
-                        "processes)")  # fmt: skip
-    t.add_argument("--run-id", default=None, help=argparse.SUPPRESS)  # the app hands a run it created to a torchrun child
-    t.add_argument("--from-snapshot", action="store_true", help=argparse.SUPPRESS)  # ... which it is resuming
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Runs unchanged under `torchrun --nproc_per_node N -m ftui train ...` or `accelerate launch "
         "--num_processes N -m ftui train ...`: N data-parallel processes (DDP), rank 0 writes the run.",
     )  # fmt: skip
-    _train_args(t)
-    _run_args(t)
+    train_args(t)
+    run_args(t)
     add_job_args(t)
     sw = sub.add_parser(
         "sweep",
@@ -171,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Every `train` flag sets the fixed part; --grid/--range vary learning_rate (lr), freeze_depth, "
         "checkpoint, epochs, batch_size, max_length or schedule. Example: --grid lr=1e-5,3e-5,1e-4 --grid freeze_depth=0,3",
     )
-    _train_args(sw)
+    train_args(sw)
     sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="values of one swept setting")
     sw.add_argument("--range", action="append", default=[], metavar="KEY=LO:HI", help="random mode: a range to draw from")
     sw.add_argument("--random", type=int, default=0, metavar="N", help="draw N random points instead of the full grid")
@@ -184,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser(
         "baseline", help="fit a baseline as a run; the last line is JSON with its test scores", formatter_class=fmt
     )
-    _data_args(b)
-    _model_args(b)
+    data_args(b)
+    model_args(b)
     b.add_argument("--kind", choices=list(BASELINES), default="tfidf",
                    help="tfidf: word 1-2-grams + logistic regression; nbsvm: word 1-2-grams scaled by naive-Bayes "
                         "log-count ratios + logistic regression; embeddings: the checkpoint's mean-pooled states + "
@@ -338,7 +227,7 @@ def _main(args: argparse.Namespace, dist: Any) -> int:
     # The command line is the operator's: sign-in (a workspace per visitor) rules the app's visitors, not this shell.
     settings = replace(Settings.from_env(), oauth=False)
     engine = Engine(runs_dir=args.runs_dir, hub_status=hub_status, settings=settings, dist=dist)
-    model_cfg = _model_config(args)
+    model_cfg = model_config(args)
     if args.command == "adapt":
         corpus = args.corpus
         source = "demo" if corpus == "demo" else ("file" if Path(corpus).expanduser().is_file() else "hub")
@@ -358,7 +247,7 @@ def _main(args: argparse.Namespace, dist: Any) -> int:
         )  # fmt: skip
     elif args.command == "baseline":
         cfg = RunConfig(
-            data=_data_config(args),
+            data=data_config(args),
             model=model_cfg,
             train=TrainConfig(max_length=args.max_length, seed=args.seed, run_name=args.run_name),
             kind="baseline",
@@ -420,9 +309,9 @@ def _flags_config(args: argparse.Namespace, device: str = "", processes: int = 1
 
         gpus = Flavor(args.flavor or "cpu-basic", 0.0).gpus
         device, processes = ("cuda" if gpus else "cpu"), max(gpus, 1)
-    model_cfg = _model_config(args)
+    model_cfg = model_config(args)
     return RunConfig(
-        data=_data_config(args),
+        data=data_config(args),
         model=model_cfg,
         train=train_config(
             args,

@@ -75,15 +75,15 @@ def test_cli_reports_bad_settings_as_json(tmp_path):
 
 
 def test_cli_sources_are_inferred(tmp_path):
-    from ftui.cli import _data_config, _model_config
+    from ftui.cli_flags import data_config, model_config
 
     args = build_parser().parse_args(
         ["train", "--dataset", "glue", "--config", "sst2", "--checkpoint", "distilbert/distilbert-base-uncased"]
     )
-    assert _data_config(args).source == "hub" and _data_config(args).config_name == "sst2"
-    assert _model_config(args).source == "hub"
+    assert data_config(args).source == "hub" and data_config(args).config_name == "sst2"
+    assert model_config(args).source == "hub"
     args = build_parser().parse_args(["train", "--dataset", str(tmp_path), "--checkpoint", str(tmp_path)])
-    assert _data_config(args).source == "local" and _model_config(args).source == "local"
+    assert data_config(args).source == "local" and model_config(args).source == "local"
 
 
 @pytest.mark.slow  # a pip install: 14 s
@@ -124,12 +124,13 @@ def test_pip_install_gives_an_ftui_command_that_works_from_any_folder(tmp_path):
 
 
 def test_model_and_dataset_code_are_trusted_separately():
-    from ftui.cli import _data_config, _model_config, build_parser
+    from ftui.cli import build_parser
+    from ftui.cli_flags import data_config, model_config
 
     args = build_parser().parse_args(["train", "--trust-remote-code"])
-    assert _model_config(args).trust_remote_code and not _data_config(args).trust_remote_code
+    assert model_config(args).trust_remote_code and not data_config(args).trust_remote_code
     args = build_parser().parse_args(["train", "--trust-dataset-code"])
-    assert _data_config(args).trust_remote_code and not _model_config(args).trust_remote_code
+    assert data_config(args).trust_remote_code and not model_config(args).trust_remote_code
     args = build_parser().parse_args(["train", "--class-weights", "balanced"])
     assert args.class_weights == "balanced"
 
@@ -138,7 +139,7 @@ def test_train_flags_are_generated_from_the_config_fields():
     """Every TrainConfig field is a `train` flag (written once, in the dataclass) and parses back into the config."""
     from dataclasses import fields
 
-    from ftui.cli import TRAIN_NOT_FLAGS, train_config, train_flag
+    from ftui.cli_flags import TRAIN_NOT_FLAGS, train_config, train_flag
     from ftui.config import TrainConfig
 
     parser = build_parser()
