@@ -52,19 +52,24 @@ class JobsFacade(_Base):
         CPU caps are not: the job runs on the user's own bill and hardware), a unique run name so the run is found."""
         self._writable()
         cfg, _ = self._owned(cfg, viewer, "train on Jobs")
-        refused = self.settings.admit_model(cfg.model) + self.settings.admit_data(cfg.data)
-        if refused:
-            raise ConfigError(refused)
+        self._admit_job(cfg)
         gpus = jobs.Flavor(flavor, 0.0).gpus
         name = cfg.train.run_name.strip() or f"job-{flavor}-{uuid.uuid4().hex[:6]}"
         cfg = replace(cfg, train=replace(cfg.train, run_name=name, processes=max(gpus, 1)))
         return jobs.plan_job(cfg, flavor, target, jobs.list_hardware(token, offline=not self.hub.online))
+
+    def _admit_job(self, cfg: RunConfig) -> None:
+        """The deployment's model and data allowlists (its CPU caps do not apply: the job runs on the user's bill)."""
+        refused = self.settings.admit_model(cfg.model) + self.settings.admit_data(cfg.data) if isinstance(cfg, RunConfig) else []
+        if refused:
+            raise ConfigError(refused)
 
     def submit_job(
         self, cfg: RunConfig, flavor: str, target: jobs.JobTarget, token: str | None, viewer: Viewer | None = None
     ) -> jobs.JobNote:
         """Plan and submit; `token` pays. It is the one the user gave (on a Space: the visitor's OAuth token), never
         HF_TOKEN from this process's environment, which on a Space is the owner's."""
+        self._admit_job(cfg)  # the allowlists first, as at every entry point: a refused path is never probed
         if not token:
             raise FtuiError("Jobs need your Hugging Face token: the run is billed to its account.",
                             "Sign in (with the jobs scope) or paste a token.")  # fmt: skip
