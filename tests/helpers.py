@@ -202,13 +202,17 @@ def upload(page, path: Path) -> str:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     for attempt in range(3):  # under load the upload box can drop a file set while it re-renders: set it again
-        page.locator("#data-upload input[type=file]").set_input_files(str(path))
         try:
+            # the box's file input comes back after the Clear re-renders it (seen missing for 60 s once, then back)
+            page.locator("#data-upload input[type=file]").set_input_files(str(path), timeout=20_000)
             page.wait_for_selector("#data-upload :text('" + path.name + "')", timeout=20_000)
             break
         except PlaywrightTimeout:
             if attempt == 2:
                 raise
+            if clear.count():  # a file the box still shows (the earlier set landed late): clear it and set again
+                clear.click()
+                clear.wait_for(state="detached")
     page.wait_for_function(
         """() => { const t = document.querySelector('#data-status [data-testid=markdown]').innerText;
                    return t.includes('✓') || t.includes('✗'); }"""

@@ -54,7 +54,9 @@ def test_three_runs_survive_a_restart_and_are_compared_evaluated_downloaded(brow
     for name, lr in (("slow-lr", "2e-5"), ("mid-lr", "5e-5"), ("fast-lr", "1e-4")):
         fill_number(page, "lr", lr)
         box = page.locator("#run-name textarea, #run-name input").first
-        box.fill(name)
+        box.click()  # typed as a user does: a single synthetic input event was seen lost under load
+        box.press("Control+a")
+        box.press_sequentially(name)
         box.press("Tab")
         page.click("#start")
         page.wait_for_selector(f"#run-status:has-text('{name}')")
