@@ -181,12 +181,11 @@ def open_advanced(page, elem_id: str) -> None:
 
 
 def fill_number(page, elem_id: str, value: str) -> None:
-    """Type a value into a number box as a user does (focus, select all, keys, Tab), so the component hears every
-    key even when its tab has only just been rendered (a single synthetic input event was seen lost under load)."""
+    """Set a number box as a user does: focus it, give the value, leave it (Tab), so the component has its value
+    before the next click (an input event into a tab that had only just been rendered was seen lost under load)."""
     box = page.locator(f"#{elem_id} input")
-    box.click()
-    box.press("Control+a")
-    box.press_sequentially(value)
+    box.click()  # focused first: the component is live before the value arrives
+    box.fill(value)  # one input event with the whole value (typing "2e-5" key by key passes through invalid numbers)
     box.press("Tab")
 
 
