@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
@@ -414,3 +416,34 @@ def finish(engine, run):
     assert run.done.wait(180) and engine.join(30)
     assert run.status == RunStatus.COMPLETED, run.error
     return run
+
+
+class FakeHub(BaseHTTPRequestHandler):
+    """Answers the few Hub API routes ftui (and Gradio's local OAuth mock) uses, recording each request."""
+
+    requests: list[tuple[str, dict]] = []
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        url = urlparse(self.path)
+        q = parse_qs(url.query)
+        FakeHub.requests.append((url.path, q))
+        if url.path == "/api/models":
+            tag = q.get("pipeline_tag", [""])[0]
+            body = [{"id": f"org/{tag}-model-{i}", "_id": str(i), "downloads": 100 * i} for i in range(3)]
+        elif url.path == "/api/whoami-v2":  # the user Gradio's local OAuth mock signs in
+            body = {"type": "user", "name": "alice", "fullname": "Alice", "avatarUrl": "", "orgs": []}
+        elif url.path == "/api/datasets":
+            body = [{"id": "org/reviews", "_id": "1", "downloads": 50}, {"id": "org/tweets", "_id": "2", "downloads": 5}]
+        else:
+            self.send_response(404)
+            self.end_headers()
+            return
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass

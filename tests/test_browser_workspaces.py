@@ -18,11 +18,12 @@ import sys
 import threading
 import time
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
+from helpers import FakeHub
 
 pytestmark = pytest.mark.slow  # a second app process and a browser: about a minute
 
@@ -32,29 +33,6 @@ import sys
 from ftui.ui import create_app, launch_kwargs
 create_app().queue().launch(server_name="127.0.0.1", server_port=int(sys.argv[1]), quiet=True, **launch_kwargs())
 """
-
-
-class FakeHub(BaseHTTPRequestHandler):
-    """The two Hub routes the app asks at start-up: the online check, and whoami for Gradio's mocked login."""
-
-    def do_GET(self):  # noqa: N802 - http.server's naming
-        if self.path.startswith("/api/whoami-v2"):
-            body = {"type": "user", "name": "alice", "fullname": "Alice", "avatarUrl": "", "orgs": []}
-        elif self.path.startswith("/api/models"):
-            body = []
-        else:
-            self.send_response(404)
-            self.end_headers()
-            return
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
 
 
 def session_cookie(user: str) -> str:

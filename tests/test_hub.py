@@ -3,12 +3,12 @@
 import json
 import shutil
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
+from http.server import ThreadingHTTPServer
 
 import datasets
 import httpx
 import pytest
+from helpers import FakeHub
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import errors as hf_errors
 
@@ -16,35 +16,6 @@ from ftui import hub
 from ftui.config import DataConfig, ModelConfig
 from ftui.data import load_raw
 from ftui.errors import HubError
-
-
-class FakeHub(BaseHTTPRequestHandler):
-    """Answers the few Hub API routes ftui uses, recording each request."""
-
-    requests: list[tuple[str, dict]] = []
-
-    def do_GET(self):  # noqa: N802 - http.server's naming
-        url = urlparse(self.path)
-        q = parse_qs(url.query)
-        FakeHub.requests.append((url.path, q))
-        if url.path == "/api/models":
-            tag = q.get("pipeline_tag", [""])[0]
-            body = [{"id": f"org/{tag}-model-{i}", "_id": str(i), "downloads": 100 * i} for i in range(3)]
-        elif url.path == "/api/datasets":
-            body = [{"id": "org/reviews", "_id": "1", "downloads": 50}, {"id": "org/tweets", "_id": "2", "downloads": 5}]
-        else:
-            self.send_response(404)
-            self.end_headers()
-            return
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture()
