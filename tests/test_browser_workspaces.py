@@ -177,3 +177,18 @@ def test_an_admins_showcase_run_is_what_an_anonymous_visitor_sees(browser, space
     page.click("#predict-btn")
     page.wait_for_selector("#predict-label:has-text('positive')")  # the showcase model answers an anonymous visitor
     ctx.close()
+
+
+def test_the_sign_in_header_leaves_the_main_path_on_a_1024_screen(browser, space, tmp_path):
+    """Signed in at 1024x768: the button names the user, and the tabs sit on the first screen under the header."""
+    url, _ = space
+    ctx = browser.new_context(viewport={"width": 1024, "height": 768})
+    ctx.add_cookies([{"name": "session", "value": session_cookie("alice"), "url": url}])
+    page = ctx.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    page.wait_for_selector("#login:has-text('alice')")
+    login, train = page.locator("#login").bounding_box(), page.get_by_role("tab", name="4. Train").bounding_box()
+    assert login["x"] + login["width"] <= 1024 and train["y"] + train["height"] < 300, (login, train)
+    page.screenshot(path=str(os.environ.get("FTUI_SIGNIN_SHOT") or tmp_path / "signin-1024.png"))
+    ctx.close()
