@@ -29,6 +29,7 @@ def done(engine, run, status=RunStatus.COMPLETED):
     return run
 
 
+@pytest.mark.slow  # several masked-LM runs: slow set (CI runs it)
 def test_a_tiny_model_from_scratch_learns_and_becomes_a_classifier(engine):
     from ftui.experiments import runs_frame
 
@@ -54,6 +55,7 @@ def test_a_tiny_model_from_scratch_learns_and_becomes_a_classifier(engine):
     assert frame[frame["run_id"] == run.run_id].iloc[0]["method"] == "MLM from scratch"
 
 
+@pytest.mark.slow  # several masked-LM runs: slow set (CI runs it)
 def test_continuing_a_checkpoint_and_resuming_reproduces_the_uninterrupted_run(engine, tiny_bert_dir):
     from ftui.engine import Engine
     from ftui.hub import HubStatus

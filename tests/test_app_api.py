@@ -127,6 +127,7 @@ PUBLIC = ["/compare_runs", "/delete_run", "/evaluate_run", "/explain", "/export_
           "/predict_batch", "/queue_cancel", "/queue_clear", "/queue_down", "/queue_up", "/update_run"]  # fmt: skip
 
 
+@pytest.mark.slow  # the ONNX exporter traces the model: slow set
 def test_explain_export_onnx_and_predict_with_it_over_the_api(trained):
     url, engine, run = trained
     client = Client(url, verbose=False)

@@ -15,6 +15,8 @@ from ftui.modeling import load_classifier
 from ftui.runs import RunStatus
 
 FAMILIES = list(FAMILY_EXTRAS)
+# Five runs per family end to end: BERT in the default suite, the other families in the slow set (CI runs it).
+LOOP_FAMILIES = [k if k == "bert" else pytest.param(k, marks=pytest.mark.slow) for k in FAMILIES]
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +86,7 @@ def run_of(engine, ckpt, depth: int, cache: bool, head: str = "auto"):
     return run
 
 
-@pytest.mark.parametrize("kind", FAMILIES)
+@pytest.mark.parametrize("kind", LOOP_FAMILIES)
 def test_cache_train_predict_export_reload(kind, checkpoints, engine, tmp_path):
     ckpt = checkpoints[kind]
     n = engine.model_summary(ModelConfig(source="local", checkpoint=str(ckpt))).num_layers

@@ -126,6 +126,7 @@ def test_a_baseline_run_is_predicted_with_compared_and_exported(engine, tiny_ber
     assert "library_name: sklearn" in card and "**baseline**" in card and "joblib" in card
 
 
+@pytest.mark.slow  # a CLI process / three baseline runs with the embedding model: slow set
 def test_run_baselines_runs_all_three_one_after_the_other(engine):
     first, waiting, last = engine.start_baselines(RunConfig(DataConfig(), ModelConfig(), TrainConfig(max_length=32)))
     assert isinstance(first, Run) and isinstance(waiting, QueuedRun) and waiting.position == 1 and last.position == 2
@@ -144,6 +145,7 @@ def test_run_baselines_runs_all_three_one_after_the_other(engine):
     assert [r.config.baseline for r in runs] == ["tfidf", "nbsvm", "embeddings"] and not engine.queued()
 
 
+@pytest.mark.slow  # a CLI process / three baseline runs with the embedding model: slow set
 def test_cli_baseline_prints_its_scores_last(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "ftui", "baseline", "--offline", "--dataset", "demo", "--kind", "tfidf",

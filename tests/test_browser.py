@@ -41,6 +41,7 @@ def data_status(page) -> str:
     return md(page, "data-status")
 
 
+@pytest.mark.slow  # trains in the served app: in the slow set, which CI runs after the default suite
 def test_main_path_demo_data_train_stop_predict(page, app_server, browser, tmp_path):
     url, engine = app_server
     # 1. Data: the bundled demo
@@ -137,6 +138,7 @@ def test_main_path_demo_data_train_stop_predict(page, app_server, browser, tmp_p
     assert "%" in text
 
 
+@pytest.mark.slow  # trains in the served app: in the slow set, which CI runs after the default suite
 def test_the_default_demo_run_learns_within_a_minute(page, app_server, tmp_path):
     """What a stakeholder sees: Start with the defaults on the bundled demo; the accuracy curve rises, the run ends in
     about a minute on 2 CPU cores (the README's pictures come from tests/test_demo.py, the walk-through)."""
@@ -276,6 +278,7 @@ def test_hub_failures_in_the_browser(page, monkeypatch):
     assert "Loaded" in msg and "train: 32" in msg  # 40 rows from the Parquet export, 4 + 4 carved
 
 
+@pytest.mark.slow  # trains in the served app: in the slow set, which CI runs after the default suite
 def test_out_of_memory_in_the_browser(page, app_server, monkeypatch):
     import torch
 
@@ -350,6 +353,7 @@ def test_excel_upload_previews_with_the_label_first(page, tmp_path):
     assert first_header == "label"  # never pushed off-screen by the long texts
 
 
+@pytest.mark.slow  # trains in the served app: in the slow set, which CI runs after the default suite
 def test_predict_defaults_to_the_best_completed_run_with_its_own_examples(page, app_server):
     from ftui.serving import data_at_hand, validation_rank
 

@@ -37,6 +37,7 @@ def tick_texts(page, elem_id: str) -> list[str]:
     )
 
 
+@pytest.mark.slow  # a run trained through the browser: slow set
 def test_hostile_labels_run_name_and_note_are_text_everywhere(browser, tmp_path, tiny_bert_dir):
     from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 

@@ -9,6 +9,7 @@ from ftui import significance as sig
 pytestmark = pytest.mark.browser
 
 
+@pytest.mark.slow  # two runs trained through the browser: slow set
 def test_compare_two_runs_says_within_noise_and_the_evaluation_shows_intervals(browser, tmp_path, tiny_bert_dir):
     demo, engine = serve(tmp_path / "runs")
     try:

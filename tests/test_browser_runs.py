@@ -40,6 +40,7 @@ def trace_lengths(page, elem_id: str) -> list[int]:
     )
 
 
+@pytest.mark.slow  # several runs trained through the browser: in the slow set (CI runs it)
 def test_three_runs_survive_a_restart_and_are_compared_evaluated_downloaded(browser, tmp_path):
     runs_dir = tmp_path / "runs"
     demo, engine = serve(runs_dir)
@@ -120,6 +121,7 @@ def test_three_runs_survive_a_restart_and_are_compared_evaluated_downloaded(brow
         demo.close()
 
 
+@pytest.mark.slow  # several runs trained through the browser: in the slow set (CI runs it)
 def test_the_course_method_baselines_two_phase_and_one_phase_compared(browser, tmp_path):
     """Baselines first, then transfer learning followed by fine-tuning, then plain fine-tuning: all five runs in the
     Runs tab with their test scores and their difference to the best baseline."""
@@ -253,6 +255,7 @@ def test_adapt_then_fine_tune_from_each_adapted_checkpoint(browser, tmp_path):
         demo.close()
 
 
+@pytest.mark.slow  # several runs trained through the browser: in the slow set (CI runs it)
 def test_explain_a_mistake_and_a_prediction_then_serve_the_onnx_export(browser, tmp_path):
     """Runs tab: click a misclassified example to see why; export the run to ONNX; Predict with ONNX Runtime and
     explain the answer with coloured words."""
@@ -312,6 +315,7 @@ def test_explain_a_mistake_and_a_prediction_then_serve_the_onnx_export(browser, 
         demo.close()
 
 
+@pytest.mark.slow  # several runs trained through the browser: in the slow set (CI runs it)
 def test_queue_a_run_then_a_sweep_and_serve_its_best(browser, tmp_path):
     """Start while a run trains queues the next (cancel it); a sweep of two learning rates queues two runs that train
     after the Stop; the sweep view ranks them, and its best run goes to Predict."""
