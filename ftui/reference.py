@@ -127,4 +127,5 @@ def chart_line(rec: dict[str, Any], records: Sequence[dict[str, Any]], shape: st
         return None
     m = measure_of(base["result"])
     method = BASELINE_NAMES.get(str(base.get("config", {}).get("baseline", "")), "best")
-    return Line(value, escape_plot(f"{method} baseline {m.shown(value)} ({m.words})"), shape_of(base["result"]))
+    shown = f"{value:.2f}" if m.higher_is_better else f"{value:.3g}"  # a chart label: two decimals are enough
+    return Line(value, escape_plot(f"{method} baseline {shown} ({m.words})"), shape_of(base["result"]))
