@@ -12,7 +12,7 @@ from ftui.config import RunConfig
 from ftui.escaping import escape_md
 from ftui.icons import WARN
 from ftui.recipes import recipe_of
-from ftui.reference import baseline_of, best_baselines, difference, measure_of, test_score
+from ftui.reference import baseline_of, best_baselines, difference, measure_of, score_on_test
 from ftui.significance import Paired, interval_cell_of, paired_text, wilson_cell
 
 TABLE_COLUMNS = [
@@ -84,7 +84,7 @@ def baseline_verdict(rec: dict[str, Any], records: Sequence[dict[str, Any]], mar
     if base is None or diff is None:
         return ""
     m = measure_of(rec.get("result"))
-    score, b_score = float(test_score(rec.get("result")) or 0.0), float(test_score(base.get("result")) or 0.0)
+    score, b_score = float(score_on_test(rec.get("result")) or 0.0), float(score_on_test(base.get("result")) or 0.0)
     unit = "" if m.key == "accuracy" else f"{m.words} "  # accuracy is the plain case: its name is left out
     mine, theirs = f"{unit}{m.shown(score)}", f"{unit}{m.shown(b_score)}"
     name = str(base.get("name", "baseline"))

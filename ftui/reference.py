@@ -51,19 +51,19 @@ def measure_of(result: dict[str, Any] | None) -> Measure:
     return MEASURES[shape_of(result)]
 
 
-def test_score(result: dict[str, Any] | None) -> float | None:
+def score_on_test(result: dict[str, Any] | None) -> float | None:
     """The result's test score in its shape's measure (None when it has none)."""
     value = (result or {}).get(f"test_{measure_of(result).key}")
     return float(value) if isinstance(value, (int, float)) and value == value else None
 
 
-def val_score(result: dict[str, Any] | None) -> float | None:
+def score_on_validation(result: dict[str, Any] | None) -> float | None:
     """The result's best validation score in its shape's measure (what the validation charts plot)."""
     value = ((result or {}).get("best_eval") or {}).get(measure_of(result).key)
     return float(value) if isinstance(value, (int, float)) and value == value else None
 
 
-def test_split_key(cfg: dict[str, Any]) -> str:
+def split_key(cfg: dict[str, Any]) -> str:
     """Runs with equal keys were tested on the same rows with the same label shape (the data config says both; the
     training-row cap does not change the test split)."""
     data = {k: v for k, v in cfg.get("data", {}).items() if k not in ("max_train_examples", "trust_remote_code")}
@@ -75,11 +75,11 @@ def best_baselines(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], d
     best: dict[tuple[str, str], dict[str, Any]] = {}
     for rec in records:
         cfg, res = rec.get("config", {}), rec.get("result", {}) or {}
-        score = test_score(res)
+        score = score_on_test(res)
         if not recipe_of(cfg).reference or score is None:
             continue
-        key, sign = (test_split_key(cfg), shape_of(res)), 1.0 if measure_of(res).higher_is_better else -1.0
-        if key not in best or sign * score > sign * float(test_score(best[key]["result"]) or 0.0):
+        key, sign = (split_key(cfg), shape_of(res)), 1.0 if measure_of(res).higher_is_better else -1.0
+        if key not in best or sign * score > sign * float(score_on_test(best[key]["result"]) or 0.0):
             best[key] = rec
     return best
 
@@ -92,21 +92,21 @@ def baseline_of(rec: dict[str, Any], records: Sequence[dict[str, Any]], shape: s
     if recipe_of(cfg).reference:
         return None
     best = best_baselines(records) if best is None else best
-    return best.get((test_split_key(cfg), shape or shape_of(rec.get("result"))))
+    return best.get((split_key(cfg), shape or shape_of(rec.get("result"))))
 
 
 def difference(rec: dict[str, Any], base: dict[str, Any]) -> float | None:
     """A run's test score minus its baseline's, in their measure (None when either is missing)."""
-    a, b = test_score(rec.get("result")), test_score(base.get("result"))
+    a, b = score_on_test(rec.get("result")), score_on_test(base.get("result"))
     return None if a is None or b is None else a - b
 
 
 def has_baseline(cfg: dict[str, Any], records: Sequence[dict[str, Any]]) -> bool:
     """A baseline on this config's test split (any label shape: the data config decides it) is queued, running or
     completed: the automatic one is not needed."""
-    key = test_split_key(cfg)
+    key = split_key(cfg)
     return any(recipe_of(r.get("config", {})).reference and r.get("status") in LIVE
-               and test_split_key(r.get("config", {})) == key for r in records)  # fmt: skip
+               and split_key(r.get("config", {})) == key for r in records)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def chart_line(rec: dict[str, Any], records: Sequence[dict[str, Any]], shape: st
     """The line a run's validation chart draws for its baseline: the best baseline's validation score (the charts plot
     validation), labelled with its method; None without one."""
     base = baseline_of(rec, records, shape)
-    value = val_score(base.get("result")) if base else None
+    value = score_on_validation(base.get("result")) if base else None
     if base is None or value is None:
         return None
     m = measure_of(base["result"])

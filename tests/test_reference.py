@@ -33,8 +33,8 @@ def test_the_best_baseline_is_per_test_split_and_label_shape_and_rmse_is_lower_i
         rec("ft", FT, "regression", 0.45),  # a fine-tune is never a baseline
     ]
     best = best_baselines(records)
-    assert best[(reference.test_split_key(FT.to_dict()), "regression")]["run_id"] == "emb-reg"
-    assert best[(reference.test_split_key(replace(FT, data=replace(FT.data, task="multi_label")).to_dict()), "multi_label")][
+    assert best[(reference.split_key(FT.to_dict()), "regression")]["run_id"] == "emb-reg"
+    assert best[(reference.split_key(replace(FT, data=replace(FT.data, task="multi_label")).to_dict()), "multi_label")][
         "run_id"] == "tf-multi"  # fmt: skip
     assert len(best) == 3
 
