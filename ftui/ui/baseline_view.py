@@ -14,7 +14,7 @@ from ftui.plots import COMPARE_BY_SHAPE, add_baseline_line, compare_figure, comp
 from ftui.reference import Line, chart_line
 from ftui.runs import Run, RunSnapshot
 
-AUTO_LABEL = "Auto baseline: on data with no baseline yet, fit TF-IDF beside the run (seconds, CPU) as the score to beat"
+AUTO_LABEL = "Auto baseline: TF-IDF beside the run on data without one (seconds)"
 
 
 def auto_baseline_box(default: bool) -> gr.Checkbox:
