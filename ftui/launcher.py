@@ -118,12 +118,12 @@ class Launcher:
         run.save_header()
         if cfg.sweep.prune:
             run.listeners.append(self.pruner(run))
+        self._reference_beside(run, token)  # first: its end is in run.awaits before the run can reach its verdict
         recipe = recipe_of(cfg)
         if recipe.parallel and cfg.train.processes > 1 and not self.dist.enabled:
             self._launch_processes(run, token, cfg.train.processes, resume=False)
-        else:
-            self._fit(run, token, resume=False)
-        self._reference_beside(run, token)
+            return
+        self._fit(run, token, resume=False)
 
     def _reference_beside(self, run: Run, token: str | None) -> None:
         """On data with no baseline yet, fit the TF-IDF baseline beside the run that just started (ftui.auto_baseline):
@@ -139,6 +139,9 @@ class Launcher:
             base_cfg = self.check(auto_baseline.config_for(cfg), token)
         except FtuiError as exc:
             log.info("no automatic baseline for run %s: %s", run.run_id, exc)
+            return
+        except Exception:  # noqa: BLE001 - a bonus beside the run: whatever goes wrong here must not stop the run
+            log.warning("no automatic baseline for run %s", run.run_id, exc_info=True)
             return
         base = self._new_run(base_cfg)
         base.note = auto_baseline.note_for(run.name)
