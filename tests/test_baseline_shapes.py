@@ -86,6 +86,9 @@ def test_regression_tfidf_baseline_is_ridge_with_alpha_chosen_on_validation(engi
     (value,) = engine.predict("great great great great", f"run:{run.run_id}").values()
     (low,) = engine.predict("awful awful awful awful", f"run:{run.run_id}").values()
     assert value > low  # praise words raise the score, as in the data
+    from ftui.export import model_card
+
+    assert "ridge regression (alpha = " in model_card(run.to_json())  # the card names what was fitted
 
 
 def test_nbsvm_says_it_is_for_classes_and_run_baselines_leaves_it_out(engine, reviews):
