@@ -175,6 +175,8 @@ def after_test(
         gold = label_matrix(test) if task is Task.MULTI else np.asarray(test[LABEL])
         threshold = float(metrics.get("threshold", t.threshold))
         emit(run, predictions(task, probs, gold, run.label_names, threshold, events, step))
-    for done in run.awaits:  # the baseline started beside this run: its score is the one to beat
-        done.wait(VERDICT_WAIT_S)
+    if not all(done.is_set() for done in run.awaits):  # the baseline started beside this run: the score to beat
+        run.set_progress(phase="waiting for the TF-IDF baseline fitted beside it (the score to beat)")
+        for done in run.awaits:
+            done.wait(VERDICT_WAIT_S)
     emit(run, below_baseline(run, {"task": task.value, **metrics}, step))

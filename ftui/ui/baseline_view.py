@@ -9,11 +9,11 @@ from typing import Any
 import gradio as gr
 import plotly.graph_objects as go
 
-from ftui.baselines import NAMES
 from ftui.plots import COMPARE_BY_SHAPE, add_baseline_line, compare_figure, compare_metrics, label_shape
 from ftui.reference import Line, chart_line
 from ftui.runs import Run, RunSnapshot
 
+QUEUED_NAMES = {"tfidf": "TF-IDF", "nbsvm": "NBSVM", "embeddings": "frozen embeddings"}  # as the Train tab says them
 AUTO_LABEL = "Auto baseline: TF-IDF beside the run on data without one (seconds)"
 
 
@@ -55,5 +55,5 @@ def started_text(run: Run, said: str) -> str:
 
 def queued_after(rest: Sequence[Any]) -> str:
     """What "Run baselines" queued after the first (NBSVM only for single-label classes)."""
-    names = [NAMES.get(q.config.baseline, q.config.baseline).split(" (")[0] for q in rest]
+    names = [QUEUED_NAMES.get(q.config.baseline, q.config.baseline) for q in rest]
     return f"{' and '.join(names)} {'is' if len(names) == 1 else 'are'} queued after it" if names else "nothing else is queued"
