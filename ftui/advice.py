@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ftui.auto_baseline import VERDICT_WAIT_S
 from ftui.events import EventType, WarningEvent, WarningKind, of_type
 from ftui.icons import WARN
 from ftui.tasks import Task
@@ -130,11 +131,12 @@ def predictions(
     return None
 
 
-def below_baseline(run: Any, test_accuracy: float | None, step: int) -> WarningEvent | None:
-    """A warning when a completed baseline on the same test split beats this run (the Runs tab's verdict)."""
+def below_baseline(run: Any, result: dict[str, Any], step: int) -> WarningEvent | None:
+    """A warning when a completed baseline on the same test split and label shape beats this run's test `result` in
+    its shape's score (the Runs tab's verdict), saying what tends to help."""
     from ftui.experiments import baseline_verdict
 
-    if test_accuracy is None or run.store is None:
+    if run.store is None:
         return None
     try:
         records = run.store.runs()
@@ -145,7 +147,7 @@ def below_baseline(run: Any, test_accuracy: float | None, step: int) -> WarningE
 
     folders = {**{str(r.get("run_id")): str(r.get("out_dir", "")) for r in records}, run.run_id: str(run.out_dir)}
     paired = pairer(lambda rid: read_predictions(folders[rid]) if rid in folders else None, accuracy_only=True)
-    rec = {"run_id": run.run_id, "config": run.config.to_dict(), "result": {"test_accuracy": test_accuracy}}
+    rec = {"run_id": run.run_id, "config": run.config.to_dict(), "result": result}
     verdict = baseline_verdict(rec, records, markdown=False, paired=paired)  # below it even within noise: warned
     if not verdict.startswith(WARN):
         return None
@@ -173,5 +175,8 @@ def after_test(
         gold = label_matrix(test) if task is Task.MULTI else np.asarray(test[LABEL])
         threshold = float(metrics.get("threshold", t.threshold))
         emit(run, predictions(task, probs, gold, run.label_names, threshold, events, step))
-    if task is Task.SINGLE:
-        emit(run, below_baseline(run, metrics.get("test_accuracy"), step))
+    if not all(done.is_set() for done in run.awaits):  # the baseline started beside this run: the score to beat
+        run.set_progress(phase="waiting for the TF-IDF baseline fitted beside it (the score to beat)")
+        for done in run.awaits:
+            done.wait(VERDICT_WAIT_S)
+    emit(run, below_baseline(run, {"task": task.value, **metrics}, step))

@@ -70,7 +70,7 @@ def model_args(p: argparse.ArgumentParser) -> None:
 # The `train` flags are TrainConfig's fields, generated from the dataclass (each flag's help is its field's one-line
 # why); these tables hold only what a field cannot say about its flag.
 TRAIN_FLAG = {"learning_rate": "lr", "head_learning_rate": "head-lr"}  # shorter spellings than the field names
-TRAIN_NEGATED = ("frozen_cache", "tune_threshold")  # on by default: their flag (--no-...) turns them off
+TRAIN_NEGATED = ("frozen_cache", "tune_threshold", "auto_baseline")  # on by default: their flag (--no-...) turns them off
 TRAIN_CHOICES = {"precision": PRECISIONS, "schedule": SCHEDULES, "long_text": LONG_TEXT}
 TRAIN_COMPUTED = {"learning_rate": "None: 1e-4 packaged, else 5e-5", "batch_size": "None: 16 on CPU, 64 on a GPU"}
 TRAIN_NOT_FLAGS = ("processes",)  # torchrun's world size, never typed

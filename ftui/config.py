@@ -129,6 +129,11 @@ class TrainConfig:
     tune_threshold: bool = field(
         default=True, metadata={"help": "multi-label: pick the threshold with the best validation micro-F1 after training"}
     )
+    auto_baseline: bool = field(
+        default=True,
+        metadata={"help": "on data with no baseline yet, fit the TF-IDF baseline (seconds, on the CPU) beside this run: "
+                  "the score to beat, drawn on its chart"},
+    )  # fmt: skip
     processes: int = field(
         default=1,
         metadata={"help": "data-parallel processes (one per GPU) training this run together with DDP; >1: the app "
@@ -359,6 +364,8 @@ def validate_train(cfg: TrainConfig) -> list[str]:
         errors.append(f"long texts must be one of {', '.join(LONG_TEXT)} (got {cfg.long_text!r})")
     if not isinstance(cfg.tune_threshold, bool):
         errors.append(f"tune threshold must be true or false (got {cfg.tune_threshold!r})")
+    if not isinstance(cfg.auto_baseline, bool):
+        errors.append(f"automatic baseline must be true or false (got {cfg.auto_baseline!r})")
     if cfg.schedule not in SCHEDULES:
         errors.append(f"schedule must be one of {', '.join(SCHEDULES)} (got {cfg.schedule!r})")
     elif cfg.schedule == "two-phase":

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ftui.data import LABEL, TEXT, TEXT_PAIR, DataBundle
+from ftui.significance import split_flag
 from ftui.tasks import Task
 
 PREVIEW_CHARS = 500  # characters of a text shown in the data preview
@@ -80,7 +81,8 @@ IMBALANCE_RATIO = 3.0  # largest class over smallest in train above which the Da
 
 
 def sanity_report(bundle: DataBundle) -> list[str]:
-    """Warnings to read before training: class imbalance, labels unseen in train, texts shared across splits."""
+    """Warnings to read before training: class imbalance, labels unseen in train, a validation split too small to pick
+    a checkpoint reliably (single-label: the rule is about an accuracy), texts shared across splits."""
     out: list[str] = []
     names = bundle.label_names
     if bundle.task is Task.MULTI:
@@ -101,6 +103,8 @@ def sanity_report(bundle: DataBundle) -> list[str]:
         unseen = sorted(set(counts.get(split, pd.Series(dtype=int)).index) - set(present.index))
         if unseen:
             out.append(f"Labels in {split} but not in train: {', '.join(names[i] for i in unseen)}. The model cannot learn them.")
+    if flag := split_flag(len(bundle.splits.get("validation", ()))):
+        out.append(flag)  # the rule runs' results are flagged by, applied before any run (ftui.significance)
     return out + _leakage(bundle)
 
 

@@ -109,6 +109,7 @@ class Engine(RunsFacade, PredictFacade, JobsFacade):
         self.launcher = Launcher(
             self.manager, self.settings, self.runs_dir, self.token_cache, self.load_data, self._check_model_fits,
             dist, offline=not self.hub.online,
+            sees=lambda user, run: self.workspaces.can_see(self.workspaces.viewer(user), run),
         )  # fmt: skip
         self.serving = PredictionService(self.manager, self.settings, self.device)
         self.predictor = self.serving.predictor  # the model cache, shared with baselines (score_checkpoint)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,8 @@ from ftui.config import RunConfig
 from ftui.escaping import escape_md
 from ftui.icons import WARN
 from ftui.recipes import recipe_of
-from ftui.significance import Paired, paired_text, wilson_cell
+from ftui.reference import baseline_of, best_baselines, difference, measure_of, score_on_test
+from ftui.significance import Paired, interval_cell_of, paired_text, wilson_cell
 
 TABLE_COLUMNS = [
     "run_id",
@@ -35,6 +35,7 @@ TABLE_COLUMNS = [
     "note",
     "test_ci",
     "vs_base_noise",
+    "vs_base_metric",
 ]
 
 
@@ -60,57 +61,54 @@ def method_of(cfg: dict[str, Any]) -> str:
     return recipe_of(cfg).method(RunConfig.from_dict(cfg))
 
 
-def test_split_key(cfg: dict[str, Any]) -> str:
-    """Runs with equal keys were tested on the same rows (the training-row cap does not change the test split)."""
-    data = {k: v for k, v in cfg.get("data", {}).items() if k not in ("max_train_examples", "trust_remote_code")}
-    return json.dumps(data, sort_keys=True, default=str)
-
-
-def best_baselines(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per test split, the completed baseline with the best test accuracy."""
-    best: dict[str, dict[str, Any]] = {}
-    for rec in records:
-        cfg, res = rec.get("config", {}), rec.get("result", {}) or {}
-        if not recipe_of(cfg).reference or not isinstance(res.get("test_accuracy"), (int, float)):
-            continue
-        key = test_split_key(cfg)
-        if key not in best or res["test_accuracy"] > best[key]["result"]["test_accuracy"]:
-            best[key] = rec
-    return best
+def _helps(cfg: dict[str, Any]) -> str:
+    """What tends to lift a fine-tuned model above a bag-of-words baseline (the settings it already uses left out)."""
+    t = cfg.get("train", {})
+    tips = ["more epochs (--epochs)"]
+    if t.get("long_text", "truncate") != "chunks":
+        tips.append("reading long texts whole (Long texts: head + tail or chunks; --long-text chunks)")
+    if t.get("schedule") != "two-phase":
+        tips.append("the head-first schedule (Schedule: head first, then fine-tune; --schedule two-phase)")
+    tips += ["a larger checkpoint", "a GPU via Hugging Face Jobs (train --on hf-jobs) to afford those"]
+    return "What tends to help: " + ", ".join(tips[:-1]) + ", or " + tips[-1] + "."
 
 
 def baseline_verdict(rec: dict[str, Any], records: Sequence[dict[str, Any]], markdown: bool = True,
                      paired: Callable[[str, str], list[Paired] | None] | None = None) -> str:  # fmt: skip
-    """One sentence comparing a completed fine-tuned run with the best baseline on its test split ('' without one);
-    Markdown with the name escaped, or (markdown=False) plain text for an event, escaped only where it is shown.
-    paired(run_id, baseline_id): the paired tests on their test predictions; a difference within noise is said so."""
-    cfg, res = rec.get("config", {}), rec.get("result", {}) or {}
-    acc = res.get("test_accuracy")
-    base = best_baselines(records).get(test_split_key(cfg))
-    if recipe_of(cfg).reference or base is None or not isinstance(acc, (int, float)):
+    """One sentence comparing a completed fine-tuned run with the best baseline on its test split and label shape, in
+    the shape's score (accuracy, micro-F1, RMSE), '' without one; Markdown with the name escaped, or (markdown=False)
+    plain text for an event, escaped only where it is shown. paired(run_id, baseline_id): the paired tests on their
+    test predictions; a difference within noise is said so. Below the baseline, it says what tends to help."""
+    base = baseline_of(rec, records)
+    diff = difference(rec, base) if base is not None else None
+    if base is None or diff is None:
         return ""
-    b_acc, name = base["result"]["test_accuracy"], str(base.get("name", "baseline"))
+    m = measure_of(rec.get("result"))
+    score, b_score = float(score_on_test(rec.get("result")) or 0.0), float(score_on_test(base.get("result")) or 0.0)
+    unit = "" if m.key == "accuracy" else f"{m.words} "  # accuracy is the plain case: its name is left out
+    mine, theirs = f"{unit}{m.shown(score)}", f"{unit}{m.shown(b_score)}"
+    name = str(base.get("name", "baseline"))
     b_name = f"**{escape_md(name)}**" if markdown else f"'{name}'"
-    diff = 100 * (acc - b_acc)
+    worse = diff < 0 if m.higher_is_better else diff > 0
+    helps = _helps(rec.get("config", {}))
     tests = paired(str(rec.get("run_id")), str(base.get("run_id"))) if paired and rec.get("run_id") else None
-    if tests:  # accuracy (subset accuracy for label sets) is the first test
-        said = paired_text(tests[0]) if markdown else paired_text(tests[0]).replace("**", "")
-        if tests[0].noise and diff < 0:  # not worse by more than noise, but not better either: still worth a warning
-            return (f"{WARN} This fine-tuned model ({acc:.3f}) does not beat the baseline {b_name} ({b_acc:.3f}) on the "
-                    f"same {tests[0].n:,} test texts: {said}. Try more epochs, a longer max length, or another learning "
-                    "rate.")  # fmt: skip
-        if tests[0].noise:
-            return (f"Within noise of the best baseline {b_name} ({b_acc:.3f} vs {acc:.3f} on the same {tests[0].n:,} "
-                    f"test texts): {said}.")  # fmt: skip
-        what = f"on the same {tests[0].n:,} test texts: {said}"
-        if diff < 0:
-            return f"{WARN} The baseline {b_name} ({b_acc:.3f}) beats this fine-tuned model ({acc:.3f}) {what}."
-        return f"This fine-tuned model beats the best baseline {b_name} ({b_acc:.3f}) {what}."
-    if diff < 0:
-        return (f"{WARN} The baseline {b_name} ({b_acc:.3f}) beats this fine-tuned model ({acc:.3f}) by {-diff:.1f} "
-                "points on "
-                "the same test set: try more epochs, a longer max length, or another learning rate.")  # fmt: skip
-    return f"This fine-tuned model beats the best baseline {b_name} ({b_acc:.3f}) by {diff:.1f} points on the same test set."
+    test = next((p for p in tests or [] if p.metric == m.words), None)  # the paired test of the shape's own score
+    if test is not None:
+        said = paired_text(test) if markdown else paired_text(test).replace("**", "")
+        if test.noise and worse:  # not worse by more than noise, but not better either: still worth a warning
+            return (f"{WARN} This fine-tuned model ({mine}) does not beat the baseline {b_name} ({theirs}) on the same "
+                    f"{test.n:,} test texts: {said}. {helps}")  # fmt: skip
+        if test.noise:
+            return (f"Within noise of the best baseline {b_name} ({theirs} vs {mine} on the same {test.n:,} test texts): "
+                    f"{said}.")  # fmt: skip
+        what = f"on the same {test.n:,} test texts: {said}"
+        if worse:
+            return f"{WARN} The baseline {b_name} ({theirs}) beats this fine-tuned model ({mine}) {what}. {helps}"
+        return f"This fine-tuned model beats the best baseline {b_name} ({theirs}) {what}."
+    if worse:
+        return (f"{WARN} The baseline {b_name} ({theirs}) beats this fine-tuned model ({mine}) by {m.gap(diff)} on the "
+                f"same test set. {helps}")  # fmt: skip
+    return f"This fine-tuned model beats the best baseline {b_name} ({theirs}) by {m.gap(diff)} on the same test set."
 
 
 def run_row(rec: dict[str, Any]) -> dict[str, Any]:
@@ -137,8 +135,9 @@ def run_row(rec: dict[str, Any]) -> dict[str, Any]:
         "test_f1": round(res["test_macro_f1"], 4) if isinstance(res.get("test_macro_f1"), (int, float)) else None,
         "duration_s": round(ended - started, 1) if ended and started else None,
         "note": rec.get("note", ""),
-        "test_ci": wilson_cell(res.get("test_accuracy"), res.get("test_size")),  # sizes recorded since issue 28
+        "test_ci": interval_cell_of(res) or wilson_cell(res.get("test_accuracy"), res.get("test_size")),
         "vs_base_noise": None,  # filled by runs_frame when it can pair the run with its baseline
+        "vs_base_metric": None,  # the score "vs base" is a difference of (accuracy, micro-F1, RMSE)
     }
 
 
@@ -165,11 +164,14 @@ def runs_frame(records: Sequence[dict[str, Any]], query: str = "", status: str =
             row.update(dict.fromkeys(BASELINE_BLANKS, None))
             if not recipe.reads_checkpoint(RunConfig.from_dict(cfg)):  # bag-of-words: no checkpoint, no max length
                 row.update(checkpoint=None, max_len=None)
-        base = best.get(test_split_key(cfg))
-        if base is not None and not recipe.reference and row["test_acc"] is not None:
-            row["delta_vs_baseline"] = round(row["test_acc"] - base["result"]["test_accuracy"], 4)
+        base = baseline_of(rec, records, best=best)
+        diff = difference(rec, base) if base is not None else None
+        if base is not None and diff is not None:
+            m = measure_of(rec.get("result"))
+            row["delta_vs_baseline"], row["vs_base_metric"] = round(diff, 4), m.words
             tests = paired(rec["run_id"], base["run_id"]) if paired else None
-            row["vs_base_noise"] = tests[0].noise if tests else None
+            test = next((p for p in tests or [] if p.metric == m.words), None)
+            row["vs_base_noise"] = test.noise if test else None
         rows.append(row)
     frame = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     if status and status != "all":
@@ -210,9 +212,10 @@ SHAPE_SUFFIX = {  # the method column names a label shape other than single-labe
 TABLE_LEGEND = (
     "**test acc / test F1**: accuracy and macro-F1 of the best checkpoint on the test split (multi-label: subset accuracy "
     "and macro-F1; regression: none, see the run's evaluation) · **vs base**: test accuracy "
-    "minus the best baseline's on the same test split, in percentage points; (noise) when an exact McNemar test on "
-    "the same test texts gives p ≥ 0.05 · **test acc 95% CI**: Wilson interval of the test accuracy, with the number "
-    "of test texts · **best val**: best "
+    "minus the best baseline's on the same test split and label shape, in percentage points (multi-label: micro-F1; "
+    "regression: RMSE, where minus is better); (noise) when a paired test on the same test texts (exact McNemar; a "
+    "paired bootstrap for micro-F1 and RMSE) gives p ≥ 0.05 · **test acc 95% CI**: Wilson interval of the test "
+    "accuracy (multi-label: bootstrap interval of micro-F1), with the number of test texts · **best val**: best "
     "validation accuracy · **frozen**: freeze depth (bottom layers frozen) · **lr**: learning rate · **max len**: "
     "max sequence length in tokens · **time**: wall clock of the run"
 )
@@ -228,9 +231,14 @@ def short_number(x: Any) -> str:
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
-def points(delta: Any) -> str:
-    """A difference in accuracy as signed percentage points: -0.3438 -> "-34.4 pts"."""
-    return f"{100 * delta:+.1f} pts" if isinstance(delta, (int, float)) and delta == delta else ""
+def points(delta: Any, metric: Any = "accuracy") -> str:
+    """A difference to the baseline as people read it: accuracy in signed percentage points (-0.3438 -> "-34.4 pts"),
+    micro-F1 likewise and named ("+2.0 pts micro-F1"), an RMSE in its own units ("-0.052 RMSE")."""
+    if not isinstance(delta, (int, float)) or delta != delta:
+        return ""
+    if metric == "RMSE":
+        return f"{delta:+.3g} RMSE"
+    return f"{100 * delta:+.1f} pts" + (f" {metric}" if isinstance(metric, str) and metric != "accuracy" else "")
 
 
 def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -239,9 +247,11 @@ def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
     keys = [k for k, _, _ in DISPLAY_COLUMNS]
     shown = frame.reindex(columns=keys)
     shown["lr"] = [short_number(x) for x in shown["lr"]]
-    noise = frame["vs_base_noise"] if "vs_base_noise" in frame else pd.Series([None] * len(frame), dtype=object)
-    shown["delta_vs_baseline"] = [points(x) + (" (noise)" if n is True else "")
-                                  for x, n in zip(shown["delta_vs_baseline"], noise, strict=True)]  # fmt: skip
+    blank = pd.Series([None] * len(frame), dtype=object)
+    noise = frame["vs_base_noise"] if "vs_base_noise" in frame else blank
+    metric = frame["vs_base_metric"] if "vs_base_metric" in frame else blank
+    shown["delta_vs_baseline"] = [points(x, m) + (" (noise)" if n is True else "")
+                                  for x, n, m in zip(shown["delta_vs_baseline"], noise, metric, strict=True)]  # fmt: skip
     return shown.rename(columns={k: h for k, h, _ in DISPLAY_COLUMNS})
 
 

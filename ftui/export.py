@@ -111,13 +111,17 @@ def model_card(rec: dict[str, Any], base_limitations: str = "", repo_id: str = "
         what = {"tfidf": "word 1-2-gram TF-IDF features", "nbsvm": "word 1-2-grams scaled by naive-Bayes log-count "
                 "ratios (NBSVM)", "embeddings": f"the mean-pooled last hidden states of **{base_md}** "
                 "(frozen)"}.get(cfg.get("baseline", ""), "features")  # fmt: skip
+        param = "alpha" if "alpha" in res else "C"  # ridge (regression) or logistic regression (classes, label sets)
+        setting = f"{param} = {_setting(res.get(param))}"
+        estimator = escape_md(str(res.get("estimator", "logistic regression")))  # read back from a run record
         intro = (
-            f"A **baseline** text classifier on **{dataset_md}**: logistic regression (C = {_setting(res.get('C'))}, chosen on "
-            f"the validation split) on {what}, made with ftui to compare fine-tuned models against. It is a scikit-learn "
-            "pipeline saved with joblib (`baseline.joblib`): `joblib.load(...).predict_proba(texts)` for TF-IDF and NBSVM; the "
-            "embeddings pipeline takes the encoder's features."
+            f"A **baseline** text classifier on **{dataset_md}**: {estimator} ({setting}, "
+            f"chosen on the validation split) on {what}, made with ftui to compare fine-tuned models against. It is a "
+            "scikit-learn pipeline saved with joblib (`baseline.joblib`): `joblib.load(...).predict_proba(texts)` for TF-IDF "
+            "and NBSVM (`.predict(texts)` for a regression); the embeddings pipeline takes the encoder's features."
         )
-        hp = [("features", what), ("C (inverse regularisation)", res.get("C")), ("max sequence length", train.get("max_length"))]
+        what_param = "alpha (ridge penalty)" if param == "alpha" else "C (inverse regularisation)"
+        hp = [("features", what), (what_param, res.get(param)), ("max sequence length", train.get("max_length"))]
     else:
         intro = (
             f"A text classifier fine-tuned from **{escape_md(base)}** on **{escape_md(dataset)}**"

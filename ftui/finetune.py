@@ -32,6 +32,7 @@ from ftui.batching import (
 )
 from ftui.config import RunConfig
 from ftui.data import DataBundle
+from ftui.data_report import label_matrix
 from ftui.distributed import SOLO, Assignment, Dist, PeerLost, unwrap
 from ftui.errors import StopRequested
 from ftui.events import EvalEvent, ResumeEvent, TestEvent
@@ -42,6 +43,7 @@ from ftui.run_layout import MODEL_DIR, PREDICTIONS_FILE, RESUME_DIR, has_classif
 from ftui.runs import Run
 from ftui.scaleout import note_pid
 from ftui.schedule import build_schedule
+from ftui.significance import micro_f1_result
 from ftui.tasks import Task, TaskInfo, class_weight_vector, save_task
 from ftui.train_state import Ending, Holdings, Outcome
 from ftui.training_core import TrainingCore
@@ -316,6 +318,8 @@ def _train(
     # Warnings first: "test" stays the run's last event.
     advice.after_test(run, task, test_probs[0], bundle.splits["test"], test_metrics, outcome.epochs, state.step)
     run.log(TestEvent(step=state.step, **test_metrics))
+    gold = label_matrix(bundle.splits["test"]) >= 0.5 if task is Task.MULTI else None
+    interval = micro_f1_result(gold, test_probs[0] >= threshold) if gold is not None else {}
     return replace(
         outcome,
         result={
@@ -332,6 +336,7 @@ def _train(
             "train_size": len(enc["train"]),
             "val_size": len(enc["validation"]),
             "test_size": len(enc["test"]),  # the intervals' n (ftui.significance)
+            **interval,  # multi-label: micro-F1's bootstrap interval (the table and the CLI show it)
             "peak_memory_mb": round(peak_memory_mb(device), 1),
         },
     )

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ftui import scaleout, sweeps
+from ftui import auto_baseline, scaleout, sweeps
 from ftui.batching import TokenCache
 from ftui.config import LOWER_IS_BETTER, RunConfig, validate_run
 from ftui.data import DataBundle
@@ -52,8 +52,10 @@ class Launcher:
         check_model: Callable[[RunConfig, str | None], None],
         dist: Dist = SOLO,
         offline: bool = False,
+        sees: Callable[[str, Any], bool] = lambda user, run: True,
     ) -> None:
         self.manager = manager
+        self.sees = sees  # sees(user, run): whether a run's owner can see another run (its baselines are those)
         self.dist = dist  # this process's place in a torchrun run (rank 0 launches here); SOLO in the app
         self.offline = offline  # the Hub is out of reach: a torchrun child is told so
         self.settings = settings
@@ -116,11 +118,38 @@ class Launcher:
         run.save_header()
         if cfg.sweep.prune:
             run.listeners.append(self.pruner(run))
+        self._reference_beside(run, token)  # first: its end is in run.awaits before the run can reach its verdict
         recipe = recipe_of(cfg)
         if recipe.parallel and cfg.train.processes > 1 and not self.dist.enabled:
             self._launch_processes(run, token, cfg.train.processes, resume=False)
             return
         self._fit(run, token, resume=False)
+
+    def _reference_beside(self, run: Run, token: str | None) -> None:
+        """On data with no baseline yet, fit the TF-IDF baseline beside the run that just started (ftui.auto_baseline):
+        outside the slot, so the run is not delayed; its verdict waits for it at the end. Refused (a deployment rule):
+        the run goes on without one."""
+        cfg = run.config
+        if self.dist.enabled or not self.settings.auto_baseline or not recipe_of(cfg).auto_reference:
+            return  # before reading the runs: most starts need nothing more
+        seen = [r.header() for r in self.manager.runs() if r is not run and self.sees(cfg.user, r)]
+        if not auto_baseline.wanted(cfg, self.settings.auto_baseline, seen):
+            return
+        try:
+            base_cfg = self.check(auto_baseline.config_for(cfg), token)
+        except FtuiError as exc:
+            log.info("no automatic baseline for run %s: %s", run.run_id, exc)
+            return
+        except Exception:  # noqa: BLE001 - a bonus beside the run: whatever goes wrong here must not stop the run
+            log.warning("no automatic baseline for run %s", run.run_id, exc_info=True)
+            return
+        base = self._new_run(base_cfg)
+        base.note = auto_baseline.note_for(run.name)
+        base.save_header()
+        run.awaits.append(base.done)
+        load = lambda: self.load_data(base.config.data, token)  # noqa: E731 - its own thread loads (cached: shared)
+        args = (base, load, token, self.token_cache, False, self.dist, self.settings.read_limits())
+        self.manager.launch_beside(base, recipe_of(base_cfg).fit, args, f"ftui-baseline-{base.run_id}")
 
     def _fit(self, run: Run, token: str | None, resume: bool) -> None:
         """Run the recipe's worker for a run in this process (a thread the manager supervises)."""
@@ -264,12 +293,15 @@ class Launcher:
         return sweeps.sweep_table(records, sweep_id, metric, waiting)
 
     def start_baselines(self, cfg: RunConfig, token: str | None = None, user_cap: int = 0) -> list[Run | QueuedRun]:
-        """ "Run baselines": TF-IDF + logistic regression, NBSVM, then frozen embeddings + logistic regression, as runs
-        (each queued behind the one before)."""
+        """ "Run baselines": TF-IDF, NBSVM (single-label classes only), then frozen embeddings, each under the label
+        shape's estimator, as runs (each queued behind the one before)."""
         embeddings = replace(cfg, kind="baseline", baseline="embeddings", train=replace(cfg.train, run_name=""))
         tfidf = replace(cfg, kind="baseline", baseline="tfidf", train=replace(cfg.train, run_name=""))
         nbsvm = replace(tfidf, baseline="nbsvm")
         checked = [self.check(tfidf, token), self.check(nbsvm, token), self.check(embeddings, token)]  # all or none
+        shape = cfg.data.task if cfg.data.task != "auto" else self.load_data(checked[0].data, token).task.value
+        if shape != "single_label":  # NB log-count ratios need classes; the others fit label sets and numbers too
+            checked.pop(1)
         return [self._start_checked(c, token, user_cap) for c in checked]
 
     def resume_run(self, run_id: str, token: str | None = None) -> Run:

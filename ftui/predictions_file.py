@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ftui.data import LABEL, TEXT, TEXT_PAIR
+from ftui.significance import THRESHOLD_COLUMN
 from ftui.tasks import Task, TaskInfo
 
 
@@ -42,6 +43,7 @@ def save_predictions(path: Path, ds: Any, probs: np.ndarray, names: list[str], i
         frame["predicted"] = [words(r) for r in pred_m]
         frame["confidence"] = np.where(pred_m, probs, 1 - probs).min(-1)  # the least sure of its label decisions
         frame["correct"] = (gold_m == pred_m).all(-1)
+        frame[THRESHOLD_COLUMN] = info.threshold  # what the p() columns were cut at: the label sets can be rebuilt
         for i, name in enumerate(names):
             frame[f"p({name})"] = probs[:, i]
         for i, name in enumerate(names):

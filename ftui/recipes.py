@@ -79,6 +79,7 @@ class Recipe:
     serves_partial: bool  # stopped early, its best checkpoint so far is still offered in Predict
     onnx: bool  # exports to ONNX and ONNX Runtime serves it
     adapts: bool  # its model is a checkpoint for later classifier runs (the Adapt tab's runs)
+    auto_reference: bool = False  # on data with no baseline yet, the TF-IDF baseline is fitted beside it (ftui.auto_baseline)
 
 
 RECIPES: dict[str, Recipe] = {
@@ -102,6 +103,7 @@ RECIPES: dict[str, Recipe] = {
             serves_partial=True,
             onnx=True,
             adapts=False,
+            auto_reference=True,
         ),
         Recipe(
             kind="baseline",

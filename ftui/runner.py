@@ -61,6 +61,7 @@ class RunManager(QueueMixin):
         self._lock = threading.Lock()
         self._current: Run | None = None
         self._thread: threading.Thread | None = None
+        self._beside: list[threading.Thread] = []  # runs fitted outside the slot (automatic baselines)
         self._runs: OrderedDict[str, Run] = OrderedDict()
         self._busy: dict[str, list[str]] = {}  # run_id -> what reads its files now (exports), so a delete waits
         self._synced_at = 0.0
@@ -227,6 +228,18 @@ class RunManager(QueueMixin):
         if beat:
             threading.Thread(target=self._beat, args=(run,), name=f"ftui-heartbeat-{run.run_id}", daemon=True).start()
 
+    def launch_beside(self, run: Run, target: Callable[..., None], args: tuple[Any, ...], name: str) -> None:
+        """Run `target(*args)` in a thread of its own, outside the training slot (a baseline fitted beside the run that
+        holds it: seconds on the CPU), with its heartbeat; it starts no queued run when it ends, and join() waits for
+        it too."""
+        with self._lock:
+            self._runs[run.run_id] = run
+            self._beside = [t for t in self._beside if t.is_alive()]
+            thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+            self._beside.append(thread)
+        thread.start()
+        threading.Thread(target=self._beat, args=(run,), name=f"ftui-heartbeat-{run.run_id}", daemon=True).start()
+
     def _beat(self, run: Run) -> None:
         """Keep the store's heartbeat fresh while the run lives; a run taken over elsewhere is stopped here."""
         while not run.done.wait(self.heartbeat_s):
@@ -272,12 +285,13 @@ class RunManager(QueueMixin):
         return self._thread
 
     def join(self, timeout: float) -> bool:
-        """Wait for the worker thread; True when it has ended."""
-        thread = self._thread
-        if thread is None:
-            return True
-        thread.join(timeout)
-        return not thread.is_alive()
+        """Wait for the worker thread and the runs fitted beside it (within `timeout` in all); True when all ended."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            threads = [t for t in (self._thread, *self._beside) if t is not None]
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in threads)
 
     # ------------------------------------------------------------------------------------------ edit, delete
     def set_meta(self, run_id: Any, **fields: str) -> Run:

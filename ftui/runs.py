@@ -77,6 +77,7 @@ class Run:
         self.stop_event = threading.Event()
         self.done = threading.Event()
         self.listeners: list[Any] = []  # extra metric sinks (TensorBoard, trackio), called with each event
+        self.awaits: list[threading.Event] = []  # its verdict waits for these to be set (a baseline started beside it)
         self._shared_at = 0.0  # when progress was last written to the store
 
     # ---- writers

@@ -111,6 +111,11 @@ class Settings:
     max_queue_per_user: int = field(
         default=3, metadata={"help": "FTUI_MAX_QUEUE_PER_USER: runs one signed-in user may have waiting (with OAuth)"}
     )
+    auto_baseline: bool = field(
+        default=True,
+        metadata={"help": "FTUI_AUTO_BASELINE=0: never fit the TF-IDF baseline by itself beside a model run on new data "
+                  "(each run can still turn it off: TrainConfig.auto_baseline)"},
+    )  # fmt: skip
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -154,6 +159,7 @@ class Settings:
             oauth=bool(_flag(env, "FTUI_OAUTH")) or (_flag(env, "FTUI_OAUTH") is None and bool(env.get("OAUTH_CLIENT_ID"))),
             admins=_list(env, "FTUI_ADMINS"),
             max_queue_per_user=_int(env, "FTUI_MAX_QUEUE_PER_USER") if env.get("FTUI_MAX_QUEUE_PER_USER", "").strip() else 3,
+            auto_baseline=_flag(env, "FTUI_AUTO_BASELINE") is not False,
         )
 
     def page_notices(self) -> list[str]:

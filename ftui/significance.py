@@ -23,6 +23,8 @@ SEED = 0  # bootstrap resamples are seeded, so the page shows the same interval 
 VAL_HALF_WIDTH = 0.05  # a validation split whose 95% interval is wider than +-5 points cannot rank checkpoints reliably
 PREDICTIONS_FILE = "test_predictions.parquet"  # as training.PREDICTIONS_FILE (not imported: training imports torch)
 TEXT_COLUMNS = ("text", "text_pair")  # what makes two runs' test rows "the same test texts" (with the label)
+THRESHOLD_COLUMN = "threshold"  # multi-label predictions files: the decision threshold each row was scored at
+PLANNING_ACCURACY = 0.8  # before any run, the accuracy a validation split is sized for (a typical fine-tuned score)
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,21 @@ def rmse_of(gold: np.ndarray, pred: np.ndarray) -> Callable[[np.ndarray], float]
     return lambda idx: float(np.sqrt(sq[idx].mean())) if len(idx) else 0.0
 
 
+def micro_f1_of(gold: np.ndarray, pred: np.ndarray) -> Callable[[np.ndarray], float]:
+    """score(indices): micro-F1 of those rows' label sets (boolean texts x labels matrices), from per-text counts so a
+    resample costs one pass over the texts, not over every label decision."""
+    g, p = np.asarray(gold, dtype=bool), np.asarray(pred, dtype=bool)
+    tp = (g & p).sum(1).astype(float)
+    wrong = (g ^ p).sum(1).astype(float)  # false positives plus false negatives
+
+    def score(idx: np.ndarray) -> float:
+        right = 2 * tp[idx].sum()
+        denom = right + wrong[idx].sum()
+        return float(right / denom) if denom else 0.0
+
+    return score
+
+
 def half_width_at(p: float, n: int) -> float:
     """Half-width of the Wilson interval of an accuracy p measured on n texts."""
     low, high = wilson(round(p * n), n) if n else (0.0, 1.0)
@@ -194,6 +211,25 @@ def _probability_columns(frame: pd.DataFrame) -> bool:
     return any(str(c).startswith("y(") for c in frame.columns)
 
 
+def label_sets(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    """A multi-label predictions file's true and predicted label sets (boolean texts x labels), or None when it does
+    not say the threshold it was scored at (files written before the threshold column)."""
+    gold_cols = [c for c in frame.columns if str(c).startswith("y(")]
+    if not gold_cols or THRESHOLD_COLUMN not in frame.columns:
+        return None
+    prob_cols = [f"p({str(c)[2:]}" for c in gold_cols]  # 'y(name)' -> 'p(name)': the same label, in the same order
+    if any(c not in frame.columns for c in prob_cols):
+        return None
+    gold = frame[gold_cols].to_numpy(dtype=bool)
+    pred = frame[prob_cols].to_numpy(dtype=float) >= frame[THRESHOLD_COLUMN].to_numpy(dtype=float)[:, None]
+    return gold, pred
+
+
+def micro_f1_interval(gold: np.ndarray, pred: np.ndarray) -> Interval:
+    """Multi-label micro-F1 with its percentile bootstrap interval over the test texts."""
+    return bootstrap_interval(micro_f1_of(gold, pred), len(gold), "micro-F1")
+
+
 def test_intervals(frame: pd.DataFrame) -> list[Interval]:
     """The intervals of a run's test scores from its saved test predictions (save_predictions' columns)."""
     n = len(frame)
@@ -201,8 +237,10 @@ def test_intervals(frame: pd.DataFrame) -> list[Interval]:
         return []
     if "error" in frame.columns:  # regression
         return [bootstrap_interval(rmse_of(frame["label"].to_numpy(), frame["predicted"].to_numpy()), n, "RMSE")]
-    if _probability_columns(frame):  # multi-label: a text is right when its whole label set is
-        return [wilson_interval(frame["correct"].to_numpy(), "subset accuracy")]
+    if _probability_columns(frame):  # multi-label: micro-F1 (the score it is judged by), then whole label sets right
+        sets = label_sets(frame)
+        subset = wilson_interval(frame["correct"].to_numpy(), "subset accuracy")
+        return [subset] if sets is None else [micro_f1_interval(*sets), subset]
     gold, pred = _codes(frame)
     return [wilson_interval(frame["correct"].to_numpy()), bootstrap_interval(macro_f1_of(gold, pred), n, "macro-F1")]
 
@@ -236,9 +274,10 @@ def align(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]
 
 
 def compare_runs(a: pd.DataFrame, b: pd.DataFrame, accuracy_only: bool = False) -> list[Paired] | None:
-    """Run a against run b on the same test texts: accuracy (exact McNemar) and, for classes, macro-F1 (paired
-    bootstrap, skipped when accuracy_only); RMSE (paired bootstrap) for numbers. None when they were not tested on the
-    same texts."""
+    """Run a against run b on the same test texts, the label shape's main score first: accuracy (exact McNemar) and,
+    for classes, macro-F1 (paired bootstrap); micro-F1 (paired bootstrap) and subset accuracy (McNemar) for label sets;
+    RMSE (paired bootstrap) for numbers. accuracy_only keeps the first test only. None when they were not tested on
+    the same texts."""
     pair = align(a, b)
     if pair is None or "correct" not in a.columns or "correct" not in b.columns:
         return None
@@ -250,8 +289,13 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame, accuracy_only: bool = False) 
         gold = a["label"].to_numpy()
         return [paired_bootstrap(rmse_of(gold, a["predicted"].to_numpy()), rmse_of(gold, b["predicted"].to_numpy()), n,
                                  "RMSE")]  # fmt: skip
-    if _probability_columns(a):
-        return [paired_accuracy(a["correct"].to_numpy(), b["correct"].to_numpy(), "subset accuracy")]
+    if _probability_columns(a):  # micro-F1 first (the score label sets are judged by), when both files can say it
+        subset = paired_accuracy(a["correct"].to_numpy(), b["correct"].to_numpy(), "subset accuracy")
+        sa, sb = label_sets(a), label_sets(b)
+        if sa is None or sb is None or sa[0].shape != sb[0].shape:
+            return [subset]
+        micro = paired_bootstrap(micro_f1_of(*sa), micro_f1_of(*sb), n, "micro-F1")
+        return [micro] if accuracy_only else [micro, subset]
     if accuracy_only:
         return [paired_accuracy(a["correct"].to_numpy(), b["correct"].to_numpy())]
     columns = [a["label"], a["predicted"], b["predicted"]]  # the labels are equal row for row (align checked them)
@@ -280,6 +324,23 @@ def result_interval(result: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(acc, (int, float)) or not isinstance(n, int) or n <= 0 or acc != acc:
         return {}
     return {"test_accuracy_95ci": [round(x, 4) for x in wilson(round(acc * n), n)]}
+
+
+MICRO_F1_CI = "test_micro_f1_95ci"  # a multi-label result's micro-F1 interval, bootstrapped when the run was tested
+
+
+def micro_f1_result(gold: np.ndarray, pred: np.ndarray) -> dict[str, list[float]]:
+    """{MICRO_F1_CI: [low, high]} for a run's result (the table and the CLI read it without the predictions file)."""
+    iv = micro_f1_interval(gold, pred)
+    return {MICRO_F1_CI: [round(iv.low, 4), round(iv.high, 4)]}
+
+
+def interval_cell_of(result: dict[str, Any]) -> str:
+    """A multi-label result's micro-F1 interval as a table cell ('micro-F1 0.712–0.768 (n=500)'; '' without one)."""
+    ci, n = result.get(MICRO_F1_CI), result.get("test_size")
+    if not isinstance(ci, list) or len(ci) != 2 or not isinstance(n, int) or n <= 0:
+        return ""
+    return f"micro-F1 {ci[0]:.3f}–{ci[1]:.3f} (n={n:,})"
 
 
 def wilson_cell(accuracy: Any, n: Any) -> str:
@@ -313,17 +374,36 @@ def paired_md(name_a: str, name_b: str, pairs: list[Paired] | None) -> str:
     return f"{a} vs {b} on the same {pairs[0].n:,} test texts: " + "; ".join(paired_text(p) for p in pairs) + "."
 
 
+def _too_small(accuracy: Any, n: Any, half_width: float) -> tuple[float, int] | None:
+    """The rule: (half-width, texts needed) when n texts at this accuracy give a 95% interval wider than ±half_width;
+    None when they do not, or either is unknown."""
+    if not isinstance(accuracy, (int, float)) or not isinstance(n, int) or n <= 0 or accuracy != accuracy:
+        return None
+    width = half_width_at(float(accuracy), n)
+    return None if width <= half_width else (width, needed_size(float(accuracy), half_width))
+
+
 def validation_flag(accuracy: Any, n: Any, half_width: float = VAL_HALF_WIDTH) -> str:
     """A warning when validation is too small to pick a checkpoint reliably ('' when it is large enough or unknown)."""
-    if not isinstance(accuracy, (int, float)) or not isinstance(n, int) or n <= 0 or accuracy != accuracy:
+    said = _too_small(accuracy, n, half_width)
+    if said is None:
         return ""
-    width = half_width_at(float(accuracy), n)
-    if width <= half_width:
-        return ""
-    need, limit = needed_size(float(accuracy), half_width), f"±{100 * half_width:.0f}"
+    (width, need), limit = said, f"±{100 * half_width:.0f}"
     return (f"Validation holds {n:,} texts: at its accuracy {accuracy:.3f} the 95% interval is ±{100 * width:.1f} points, "
             f"wider than {limit}, so the best checkpoint may have been picked by chance. About {need:,} validation texts "
             f"would bring it to {limit}.")  # fmt: skip
+
+
+def split_flag(n: Any, accuracy: float = PLANNING_ACCURACY, half_width: float = VAL_HALF_WIDTH) -> str:
+    """validation_flag before any run (the Data tab): the same rule at a planned accuracy ('' when large enough)."""
+    said = _too_small(accuracy, n, half_width)
+    if said is None:
+        return ""
+    (width, need), limit = said, f"±{100 * half_width:.0f}"
+    return (f"The validation split holds {n:,} texts: at an accuracy of {accuracy:.2f} its 95% interval is "
+            f"±{100 * width:.1f} points, wider than {limit}, so the best checkpoint may be picked by chance. About "
+            f"{need:,} validation texts would bring it to {limit} (a larger validation split, e.g. carved from train, "
+            "or a dataset with one).")  # fmt: skip
 
 
 def result_flag(result: dict[str, Any]) -> str:

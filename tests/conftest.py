@@ -11,6 +11,10 @@ from helpers import CHROMIUM, CHROMIUM_ARGS, tiny_config
 os.environ.setdefault("FTUI_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# The automatic TF-IDF baseline beside a model run on new data (ftui.auto_baseline) is off for engines read from the
+# environment (the `engine` fixture, the CLI and app children): most tests count and order their own runs. Its tests
+# (tests/test_auto_baseline.py, the browser test) turn it on; an engine given Settings() directly has it on.
+os.environ.setdefault("FTUI_AUTO_BASELINE", "0")
 # One torch (OpenMP) thread per test process, set before torch is imported here and inherited by the CLI and app
 # children the tests start: the tiny test models' ops are too small to split, and two threads per process spin against
 # each other and the other xdist worker on a 2-core machine (a tiny run took 7-10 s with 2 threads, 2 s with 1, under

@@ -265,7 +265,8 @@ def test_sanity_report_flags_imbalance_unseen_labels_and_leakage():
     assert "Class imbalance in train" in report and "4.1x" in report
     assert "Labels in test but not in train: c" in report
     assert "1 text(s) appear in both train and test" in report
-    assert sanity_report(load_data(DataConfig())) == []  # the demo data is clean
+    (only,) = sanity_report(load_data(DataConfig()))  # the demo data is clean, but its validation split is small
+    assert only.startswith("The validation split holds 32 texts") and "picked by chance" in only
 
 
 def test_negative_labels_in_a_users_file_are_classes(tmp_path):

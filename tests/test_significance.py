@@ -227,3 +227,64 @@ def test_baseline_verdict_says_noise_both_ways() -> None:
 def test_result_flag_reads_a_runs_result() -> None:
     assert sig.result_flag({"best_eval": {"accuracy": 0.8}, "val_size": 200}) == sig.validation_flag(0.8, 200) != ""
     assert sig.result_flag({"best_eval": {"accuracy": 0.8}}) == "" and sig.result_flag({}) == ""
+
+
+# ------------------------------------------------------------------------------------------------- multi-label
+def label_set_frame(probs: np.ndarray, gold: np.ndarray, threshold: float, names=("a", "b", "c")) -> pd.DataFrame:
+    """A multi-label predictions file with ftui.predictions_file's columns (tests/test_baseline_shapes.py reads a real one)."""
+    pred = probs >= threshold
+    out = pd.DataFrame({"text": [f"t{i}" for i in range(len(gold))], "label": ["x"] * len(gold),
+                        "predicted": ["y"] * len(gold), "confidence": 0.9, "correct": (pred == gold).all(1),
+                        "threshold": threshold})  # fmt: skip
+    for i, n in enumerate(names):
+        out[f"p({n})"] = probs[:, i]
+    for i, n in enumerate(names):
+        out[f"y({n})"] = gold[:, i]
+    return out
+
+
+def test_micro_f1_of_any_resample_equals_scikit_learns() -> None:
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(0)
+    gold, pred = rng.random((120, 4)) < 0.3, rng.random((120, 4)) < 0.35
+    score = sig.micro_f1_of(gold, pred)
+    for idx in (np.arange(120), rng.integers(0, 120, 120), rng.integers(0, 120, 7)):
+        assert score(idx) == pytest.approx(f1_score(gold[idx], pred[idx], average="micro", zero_division=0))
+
+
+def test_multi_label_files_get_a_micro_f1_interval_and_paired_test_first() -> None:
+    rng = np.random.default_rng(1)
+    gold = rng.random((150, 3)) < 0.4
+    good = np.where(gold, rng.uniform(0.5, 1.0, gold.shape), rng.uniform(0.0, 0.45, gold.shape))  # all right at 0.5
+    noisy = np.clip(good + rng.normal(0, 0.3, gold.shape), 0, 1)
+    a, b = label_set_frame(good, gold, 0.5), label_set_frame(noisy, gold, 0.3)
+    ivs = sig.test_intervals(b)
+    assert [iv.metric for iv in ivs] == ["micro-F1", "subset accuracy"] and ivs[0].method == "bootstrap"
+    sets = sig.label_sets(b)
+    assert sets is not None and (sets[1] == (noisy >= 0.3)).all()  # rebuilt at the file's own threshold
+    assert ivs[0].low <= sig.micro_f1_of(*sets)(np.arange(150)) <= ivs[0].high
+    pairs = sig.compare_runs(a, b)
+    assert [p.metric for p in pairs] == ["micro-F1", "subset accuracy"] and pairs[0].a == 1.0 and not pairs[0].noise
+    assert [p.metric for p in sig.compare_runs(a, b, accuracy_only=True)] == ["micro-F1"]
+    old = b.drop(columns="threshold")  # a file written before the threshold column: subset accuracy only
+    assert [iv.metric for iv in sig.test_intervals(old)] == ["subset accuracy"]
+    assert [p.metric for p in sig.compare_runs(a, old)] == ["subset accuracy"]
+
+
+def test_a_multi_label_result_keeps_its_micro_f1_interval_for_the_table() -> None:
+    rng = np.random.default_rng(2)
+    gold, pred = rng.random((200, 3)) < 0.4, rng.random((200, 3)) < 0.4
+    result = {**sig.micro_f1_result(gold, pred), "test_size": 200}
+    low, high = result[sig.MICRO_F1_CI]
+    iv = sig.micro_f1_interval(gold, pred)
+    assert (low, high) == (round(iv.low, 4), round(iv.high, 4)) and low < iv.value < high
+    assert sig.interval_cell_of(result) == f"micro-F1 {low:.3f}–{high:.3f} (n=200)"
+    assert sig.interval_cell_of({"test_accuracy": 0.9, "test_size": 200}) == ""
+
+
+def test_the_data_tabs_flag_uses_the_same_rule_at_a_planned_accuracy() -> None:
+    flag = sig.split_flag(32)
+    assert flag.startswith("The validation split holds 32 texts") and f"About {sig.needed_size(0.8):,}" in flag
+    assert sig.split_flag(sig.needed_size(0.8)) == "" and sig.split_flag(sig.needed_size(0.8) - 1) != ""
+    assert sig.split_flag(0) == ""  # no validation split: nothing to say about its size

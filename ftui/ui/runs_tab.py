@@ -17,17 +17,10 @@ from ftui.experiments import TABLE_LEGEND, baseline_verdict, config_diff, displa
 from ftui.icons import WARN
 from ftui.metrics import confusion
 from ftui.onnx_export import OnnxReport
-from ftui.plots import (
-    COMPARE_BY_SHAPE,
-    compare_figure,
-    compare_metrics,
-    confusion_figure,
-    per_label_figure,
-    regression_scatter,
-    test_summary,
-)
+from ftui.plots import COMPARE_BY_SHAPE, confusion_figure, per_label_figure, regression_scatter, test_summary
 from ftui.runs import RunStatus
 from ftui.significance import compare_md, intervals_md, pairer, result_flag
+from ftui.ui.baseline_view import compare_charts
 from ftui.ui.common import error_md, explanation_view, ok_md, predictions_loader, show_explanation, token_of, viewer_of
 from ftui.ui.zerogpu import explain_seconds, gpu, score_seconds
 from ftui.workspace import Viewer
@@ -243,13 +236,13 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
             recs = [engine.run_record(r, viewer) for r in run_ids]
         except FtuiError as exc:
             return (error_md(exc), *[gr.skip()] * len(plots), gr.skip())
-        series = [(r["name"], r["events"]) for r in recs]
-        figs = [compare_figure(series, m) for m in compare_metrics(series)]
+        series, everyone = [(r["name"], r["events"]) for r in recs], engine.run_headers(viewer)
+        figs = compare_charts(series, recs, everyone)  # the best baselines' dashed lines on the main score's chart
         d = config_diff(recs) if len(recs) > 1 else EMPTY_DIFF
         msg = f"{len(recs)} runs; {len(d)} config field(s) differ." if len(recs) > 1 else "One run: nothing to diff."
         load = predictions_loader(engine, viewer)
         msg += "\n\n" + compare_md([(r["name"], load(r["run_id"])) for r in recs])
-        everyone, paired = engine.run_headers(viewer), pairer(load)  # the best baseline may be a run that is not ticked
+        paired = pairer(load)  # the best baseline may be a run that is not ticked
         verdicts = [f"- **{escape_md(r['name'])}**: {v}" for r in recs if (v := baseline_verdict(r, everyone, paired=paired))]
         if verdicts:
             msg += "\n\nAgainst the best baseline on the same test set:\n" + "\n".join(verdicts)

@@ -14,11 +14,12 @@ from ftui.engine import Engine
 from ftui.errors import FtuiError
 from ftui.escaping import escape_md
 from ftui.experiments import baseline_verdict
-from ftui.plots import accuracy_figure, loss_figure, status_markdown
+from ftui.plots import accuracy_figure, add_baseline_line, loss_figure, status_markdown
 from ftui.run_queue import QueuedRun
 from ftui.significance import pairer
 from ftui.tasks import Task
 from ftui.ui import queue_panel
+from ftui.ui.baseline_view import auto_baseline_box, queued_after, run_line, started_text
 from ftui.ui.common import as_float, as_int, error_md, key_for, predictions_loader, queued_message, token_of, viewer_of
 from ftui.ui.data_tab import DataUI
 from ftui.ui.model_tab import ModelUI
@@ -148,6 +149,7 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
                 elem_id="long-text",
                 scale=2,
             )
+            w["auto_baseline"] = auto_baseline_box(d.auto_baseline)
         # Multi-label only: hidden until the Data tab loads multi-label data (shape_visibility drives it).
         with gr.Row(visible=False, elem_id="multi-label-row") as multi_row:
             w["threshold"] = gr.Number(
@@ -175,7 +177,7 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
     timer = gr.Timer(POLL_SECONDS, active=False)
     version = gr.State("")
 
-    drawn: dict[tuple[str, int], tuple[Any, ...]] = {}  # the last version drawn, shared by every tab
+    drawn: dict[tuple[str, int, str], tuple[Any, ...]] = {}  # the last version drawn, shared by every tab
     drawn_lock = threading.Lock()
 
     def buttons(training: bool) -> tuple[Any, Any]:
@@ -204,12 +206,14 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
             # Nothing new from the worker (a slow step on a CPU): still tick the elapsed time and the phase.
             return status_markdown(now, now=time.time()), gr.skip(), gr.skip(), last_version, keep_polling, *buttons(True)
         with drawn_lock:
-            key = (run.run_id, now.version)
+            key = (run.run_id, now.version, viewer.user)  # the baseline line is the best one this viewer can see
             if key not in drawn:
                 # Many tabs poll the same run: build its figures once per version, not once per tab.
                 snap = run.snapshot()
                 drawn.clear()
-                drawn[key] = (loss_figure(snap.events, snap.run_id), accuracy_figure(snap.events, snap.run_id), version)
+                line = run_line(run, snap, engine.run_headers(viewer))  # the best baseline's dashed line, if any
+                accuracy = add_baseline_line(accuracy_figure(snap.events, snap.run_id), line)
+                drawn[key] = (loss_figure(snap.events, snap.run_id), accuracy, version)
             figures = drawn[key]
         status_now = status_markdown(now, now=time.time())
         if finished:
@@ -252,16 +256,16 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
             got = engine.start_run(config_of(values), token_of(values[token_box]), viewer_of(engine, profile))
         except FtuiError as exc:
             return error_md(exc), *[gr.skip()] * 11
-        text = queued_message(got) if isinstance(got, QueuedRun) else f"Started **{escape_md(got.name)}**."
+        text = queued_message(got) if isinstance(got, QueuedRun) else started_text(got, f"Started **{escape_md(got.name)}**.")
         return started(got, text, profile)
 
     def on_baselines(values: dict[Any, Any], profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
         try:
-            first, *_ = engine.start_baselines(config_of(values), token_of(values[token_box]), viewer_of(engine, profile))
+            first, *rest = engine.start_baselines(config_of(values), token_of(values[token_box]), viewer_of(engine, profile))
         except FtuiError as exc:
             return error_md(exc), *[gr.skip()] * 11
         what = queued_message(first) if isinstance(first, QueuedRun) else f"Started **{escape_md(first.name)}**"
-        return started(first, f"{what}; NBSVM and frozen embeddings are queued after it. All appear in the Runs tab.", profile)
+        return started(first, f"{what}; {queued_after(rest)}. All appear in the Runs tab.", profile)
 
     # Inputs as a set: the handlers receive {widget: value} and read each value by its widget, never by position.
     inputs = {*data_ui.inputs, *model_ui.inputs, *w.values(), token_box}
