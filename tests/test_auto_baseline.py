@@ -94,6 +94,7 @@ def test_with_sign_in_another_users_baseline_is_not_yours(tmp_path, tiny_bert_di
         eng.join(60)
 
 
+@pytest.mark.slow  # two CLI processes (28 s at load 8): in the slow set, which CI runs after
 def test_the_cli_flag_turns_it_off_and_train_waits_for_the_baseline_it_started(tmp_path, tiny_bert_dir):
     from ftui.cli import build_parser
     from ftui.cli_flags import train_config
