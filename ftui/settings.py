@@ -111,6 +111,13 @@ class Settings:
     max_queue_per_user: int = field(
         default=3, metadata={"help": "FTUI_MAX_QUEUE_PER_USER: runs one signed-in user may have waiting (with OAuth)"}
     )
+    jobs_bucket: str = field(
+        default="", metadata={"help": "FTUI_BUCKET: the Storage Bucket 'user/name' a Hugging Face Jobs run mounts (its runs "
+                              "folder is this app's); empty: the page offers no Jobs"}
+    )  # fmt: skip
+    jobs_bucket_dir: str = field(
+        default="", metadata={"help": "FTUI_BUCKET_DIR: where this machine mounts that bucket (the runs folder is inside)"}
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -154,6 +161,8 @@ class Settings:
             oauth=bool(_flag(env, "FTUI_OAUTH")) or (_flag(env, "FTUI_OAUTH") is None and bool(env.get("OAUTH_CLIENT_ID"))),
             admins=_list(env, "FTUI_ADMINS"),
             max_queue_per_user=_int(env, "FTUI_MAX_QUEUE_PER_USER") if env.get("FTUI_MAX_QUEUE_PER_USER", "").strip() else 3,
+            jobs_bucket=env.get("FTUI_BUCKET", "").strip(),
+            jobs_bucket_dir=env.get("FTUI_BUCKET_DIR", "").strip(),
         )
 
     def page_notices(self) -> list[str]:
