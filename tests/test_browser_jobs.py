@@ -68,7 +68,7 @@ def test_start_on_jobs_streams_curves_stop_cancels_with_a_snapshot_resume_and_pr
             token_box.press("Tab")
             tab(page, "4. Train")
             fill_number(page, "epochs", "50")  # far more than the time cap allows: the run is still going at Stop
-            page.locator("#train-where").get_by_text("Hugging Face Jobs").click()
+            choose(page, "train-where", "Hugging Face Jobs")
             page.wait_for_selector("#train-estimate:has-text('Pays:')")
             fill_number(page, "train-minutes", "1")
             page.wait_for_selector("#train-estimate:has-text('Up to $0.27')")  # a10g-small, $1.00/h x (1 + 15) min

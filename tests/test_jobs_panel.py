@@ -37,7 +37,8 @@ def test_the_estimate_is_price_times_the_cap_plus_startup_and_says_where_prices_
     assert f"shipped table of {jobs.HARDWARE_TABLE_DATE} (offline), not live" in table and "**Up to $2.50**" in table
     assert "nobody yet: paste a token" in table
     assert "needs a time cap" in jobs_panel.estimate_text(LIVE, "a10g-small", 0, "alice")
-    assert "each run of the sweep" in jobs_panel.estimate_text(LIVE, "a10g-small", 45, "alice", per_run=True)
+    sweep = jobs_panel.estimate_text(LIVE, "a10g-small", 45, "alice", per_run=True)
+    assert "**Up to $0.75 per run** of the sweep" in sweep and "**plus $0.25 once**" in sweep
     assert jobs_panel.estimate_text(LIVE, "a10g-small", 45, "alice", problem="Jobs are not set up").startswith("⚠ Jobs")
 
 

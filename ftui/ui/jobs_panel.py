@@ -21,8 +21,8 @@ from ftui.jobs_account import require_payer
 from ftui.plots import accuracy_figure, loss_figure, status_markdown
 from ftui.ui.common import as_float, error_md, token_of, viewer_of
 
-HERE = "This machine"
-JOBS = "Hugging Face Jobs"
+HERE = "On this machine"
+JOBS = "On Hugging Face Jobs"
 DEFAULT_MINUTES = 30.0
 PREFERRED = ("t4-small", "a10g-small", "l4x1")  # the first offered is the default: the cheapest GPUs that fine-tune well
 _URL = re.compile(r"https?://[A-Za-z0-9._~:/?#@!$&'*+,;=%-]+")
@@ -65,11 +65,15 @@ def estimate_text(
         lines.append(f"{WARN} Pick the hardware.")
     elif not isinstance(minutes, (int, float)) or minutes <= 0:
         lines.append(f"{WARN} A Jobs run needs a time cap in minutes: it is billed per minute.")
+    elif per_run:  # one job for the sweep: the start-up once, then each run up to its cap
+        price, startup = chosen.usd_per_hour, chosen.usd_per_hour * jobs.STARTUP_MINUTES / 60
+        lines.append(f"**Up to ${price * minutes / 60:,.2f} per run** of the sweep ({escape_md(chosen.name)} at "
+                     f"${price:,.2f}/h × your {minutes:g}-minute cap), **plus ${startup:,.2f} once** for the job's "
+                     f"{jobs.STARTUP_MINUTES} minutes of start-up and test passes.")  # fmt: skip
     else:
         total = minutes + jobs.STARTUP_MINUTES
         cost = chosen.usd_per_hour * total / 60
-        what = "each run of the sweep" if per_run else "this run"
-        lines.append(f"**Up to ${cost:,.2f}** for {what}: {escape_md(chosen.name)} at ${chosen.usd_per_hour:,.2f}/h × "
+        lines.append(f"**Up to ${cost:,.2f}** for this run: {escape_md(chosen.name)} at ${chosen.usd_per_hour:,.2f}/h × "
                      f"{total:g} min (your {minutes:g}-minute cap + {jobs.STARTUP_MINUTES} for start-up and the test "
                      "pass).")  # fmt: skip
     lines.append(prices_line(hardware))
@@ -116,7 +120,7 @@ class Place:
 
     engine: Engine
     token_box: gr.Textbox
-    where: gr.Radio
+    where: gr.Radio | gr.Dropdown
     flavor: gr.Dropdown
     minutes: gr.Number
     estimate: gr.Markdown
@@ -250,15 +254,24 @@ class Place:
         return on_start
 
 
-def build(engine: Engine, token_box: gr.Textbox, prefix: str, per_run: bool = False) -> Place:
-    """Lay out "Where to run" (one radio; the hardware, time cap and estimate show when Jobs is chosen)."""
+def where_choice(prefix: str) -> gr.Dropdown:
+    """The choice as one line, for a tab's row of buttons: no label box, so the Train tab's curves stay on a 1024x768
+    screen (the hardware, time cap and estimate appear under the row when Jobs is chosen)."""
+    return gr.Dropdown([HERE, JOBS], value=HERE, label="Where to run", show_label=False, container=False,
+                       elem_id=f"{prefix}-where", scale=2, min_width=240)  # fmt: skip
+
+
+def build(engine: Engine, token_box: gr.Textbox, prefix: str, where: Any = None, per_run: bool = False) -> Place:
+    """Lay out "Where to run": `where` (from where_choice) or a radio row of its own, then the hardware and time cap
+    and the estimate, shown when Jobs is chosen."""
     hardware = engine.jobs_hardware(None)
-    with gr.Row(equal_height=True):
-        where = gr.Radio([HERE, JOBS], value=HERE, label="Where to run", elem_id=f"{prefix}-where", scale=2, min_width=260)
+    if where is None:
+        where = gr.Radio([HERE, JOBS], value=HERE, label="Where to run", elem_id=f"{prefix}-where")
+    with gr.Row(equal_height=True, visible=False) as details:
         flavor = gr.Dropdown(flavor_choices(hardware), value=default_flavor(hardware), label="Hardware (price per hour)",
-                             visible=False, elem_id=f"{prefix}-flavor", scale=2, min_width=220)  # fmt: skip
-        minutes = gr.Number(DEFAULT_MINUTES, label="Time cap (minutes per run)" if per_run else "Time cap (minutes)",
-                            visible=False, elem_id=f"{prefix}-minutes", minimum=0, scale=1, min_width=140)  # fmt: skip
+                             elem_id=f"{prefix}-flavor", scale=3, min_width=200)  # fmt: skip
+        minutes = gr.Number(DEFAULT_MINUTES, label="Cap per run (min)" if per_run else "Time cap (min)",
+                            elem_id=f"{prefix}-minutes", minimum=0, scale=1, min_width=120)  # fmt: skip
     estimate = gr.Markdown("", elem_id=f"{prefix}-estimate", visible=False)
     place = Place(engine, token_box, where, flavor, minutes, estimate, per_run)
 
@@ -266,14 +279,14 @@ def build(engine: Engine, token_box: gr.Textbox, prefix: str, per_run: bool = Fa
                  oauth: gr.OAuthToken | None = None) -> tuple[Any, ...]:  # fmt: skip
         shown = chosen == JOBS
         text = place.estimate_of(chosen, flavor_now, minutes_now, token, oauth)
-        return gr.update(visible=shown), gr.update(visible=shown), gr.update(value=text, visible=shown)
+        return gr.update(visible=shown), gr.update(value=text, visible=shown)
 
     def on_change(chosen: str, flavor_now: str | None, minutes_now: Any, token: str | None,
                   oauth: gr.OAuthToken | None = None) -> Any:  # fmt: skip
         return gr.skip() if chosen != JOBS else place.estimate_of(chosen, flavor_now, minutes_now, token, oauth)
 
     args = [where, flavor, minutes, token_box]
-    where.change(on_where, args, [flavor, minutes, estimate], api_visibility="private", show_progress="hidden")
+    where.change(on_where, args, [details, estimate], api_visibility="private", show_progress="hidden")
     for widget in (flavor, minutes, token_box):
         widget.change(on_change, args, estimate, api_visibility="private", show_progress="hidden")
     return place

@@ -109,11 +109,12 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
     with gr.Row(visible=False) as head_row:  # the head phase's own settings, shown for the two-phase schedule only
         w["head_epochs"] = gr.Number(value=d.head_epochs, label="Head-phase epochs", elem_id="head-epochs")
         w["head_learning_rate"] = gr.Number(value=d.head_learning_rate, label="Head-phase learning rate", elem_id="head-lr")
-    place = jobs_panel.build(engine, token_box, "train")  # this machine or Hugging Face Jobs
     with gr.Row():
+        where = jobs_panel.where_choice("train")  # this machine or Hugging Face Jobs
         start = gr.Button(START_LABEL, variant="primary", elem_id="start", scale=2)
         baselines = gr.Button(BASELINES_LABEL, elem_id="baselines", scale=2)
         stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
+    place = jobs_panel.build(engine, token_box, "train", where)  # the hardware, time cap and cost, for Jobs
     message = gr.Markdown("", elem_id="train-message")
     with gr.Row():
         loss_plot = gr.Plot(label="Loss", elem_id="loss-plot")
