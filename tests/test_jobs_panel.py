@@ -3,6 +3,7 @@ before Start, which token pays (never the Space owner's), and the followed job's
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +107,37 @@ def test_the_estimate_names_the_paying_account_or_why_it_cannot_pay(tmp_path: Pa
         assert "no payment method" in place.estimate_of(jobs_panel.JOBS, "a10g-small", 10, TOKEN)
         unset = jobs_panel.Place(_engine(tmp_path, hub.bucket, FTUI_BUCKET=""), token_box, None, None, None, None, False)
         assert "Jobs are not set up on this app" in unset.estimate_of(jobs_panel.JOBS, "a10g-small", 10, TOKEN)
+
+
+def test_a_signed_in_visitor_pays_with_their_own_sign_in_and_one_without_the_jobs_scope_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gradio as gr
+
+    from ftui.config import RunConfig, TrainConfig
+
+    with serving(tmp_path, monkeypatch) as hub:
+        monkeypatch.setenv("HF_TOKEN", "hf_theSpaceOwnersToken")  # on a Space: the owner's (the fake Hub refuses it)
+        monkeypatch.setattr(jobs, "_SCRIPT", "exit 0")  # the job itself does nothing here
+        engine = _engine(tmp_path, hub.bucket, SPACE_ID="owner/ftui", FTUI_OAUTH="1")
+        with gr.Blocks():
+            token_box = gr.Textbox()
+            place = jobs_panel.build(engine, token_box, "t")
+        alice = gr.OAuthProfile({"preferred_username": "alice", "name": "Alice", "profile": "", "picture": ""})
+        values = {place.where: jobs_panel.JOBS, place.flavor: "cpu-basic", place.minutes: 5, token_box: ""}
+        cfg = RunConfig(train=TrainConfig(epochs=1))
+        no_scope = gr.OAuthToken(token=TOKEN, scope="openid profile", expires_at=0)
+        assert "'jobs' scope is missing" in place.submit(values, cfg, alice, no_scope)
+        assert "'jobs' scope is missing" in place.estimate_of(jobs_panel.JOBS, "cpu-basic", 5, "", no_scope)
+        assert "nobody yet" in place.estimate_of(jobs_panel.JOBS, "cpu-basic", 5, "")  # the owner's HF_TOKEN never pays
+        assert not hub.jobs
+        signed = gr.OAuthToken(token=TOKEN, scope="openid profile jobs", expires_at=0)
+        assert "alice (your Hugging Face sign-in)" in place.estimate_of(jobs_panel.JOBS, "cpu-basic", 5, "", signed)
+        said = place.submit(values, cfg, alice, signed)
+        assert said.startswith("✓ Submitted job") and "billed to alice" in said, said
+        view = engine.followed_job(engine.viewer("alice"))
+        assert view is not None and view.note.user == "alice" and view.note.namespace == "alice"
+        assert engine.followed_job(engine.viewer("bob")) is None  # another visitor follows nothing of alice's
+        (job,) = hub.jobs.values()
+        command = job.spec["command"]
+        assert json.loads(command[command.index("--run-config") + 1])["user"] == "alice"  # her workspace on the bucket

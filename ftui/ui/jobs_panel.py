@@ -17,7 +17,7 @@ from ftui.engine_jobs import JobView
 from ftui.errors import FtuiError
 from ftui.escaping import code_block_md, code_md, escape_md
 from ftui.icons import ERR, OK, WAIT, WARN
-from ftui.jobs_account import require_payer
+from ftui.jobs_account import OAUTH_SCOPE, Payer, require_payer
 from ftui.plots import accuracy_figure, loss_figure, status_markdown
 from ftui.ui.common import as_float, error_md, token_of, viewer_of
 
@@ -87,11 +87,24 @@ def payer_words(engine: Engine, token: str | None, source: str) -> tuple[str, st
     if not token:
         return "", ""
     try:
-        require_payer(engine.job_payer(token))
         payer = engine.job_payer(token)
+        require_payer(payer)
     except FtuiError as exc:
         return "", f"{exc.problem} {exc.fix}".strip()
     return f"{escape_md(payer.name)} ({escape_md(source)})", ""
+
+
+def sign_in_refusal(oauth: gr.OAuthToken | None) -> str:
+    """Why a sign-in's token cannot start Jobs ('' when it can, or when there is none): the scopes the visitor granted
+    come with the token, so no call is needed."""
+    scopes = str(getattr(oauth, "scope", "") or "").replace(",", " ").split()
+    if oauth is None or not scopes or OAUTH_SCOPE in scopes:
+        return ""
+    try:
+        require_payer(Payer(name="your account", token_kind="oauth", can_start_jobs=False, can_pay=None))
+    except FtuiError as exc:
+        return f"{exc.problem} {exc.fix}".strip()
+    return ""
 
 
 def job_line(view: JobView) -> str:
@@ -154,6 +167,9 @@ class Place:
         else:
             cfg = replace(cfg, train=replace(cfg.train, max_minutes=minutes))
         token, _ = self._payer(values, oauth)
+        refused = sign_in_refusal(oauth) if oauth is not None and token == oauth.token else ""
+        if refused:
+            return error_md(FtuiError(refused, ""))
         try:
             note = self.engine.submit_job(cfg, str(values.get(self.flavor) or ""), target, token,
                                           viewer_of(self.engine, profile), sweep)  # fmt: skip
@@ -173,6 +189,8 @@ class Place:
         problem = self.engine.jobs_problem()
         paying, source = self.engine.paying_token(token_of(token), oauth.token if oauth is not None else None)
         payer, refused = payer_words(self.engine, paying, source) if not problem else ("", "")
+        if oauth is not None and paying == oauth.token and sign_in_refusal(oauth):
+            payer, refused = "", sign_in_refusal(oauth)
         hardware = self.engine.jobs_hardware(paying)
         text = estimate_text(hardware, flavor, as_float(minutes, 0.0), payer, problem, self.per_run)
         return text + (f"\n\n{WARN} {escape_md(refused)}" if refused else "")
