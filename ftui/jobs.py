@@ -402,11 +402,19 @@ def stage(job_id: str, namespace: str, token: str) -> str:
     return status(job_id, namespace, token)[0]
 
 
+# How a killed container reads in a job's message: SIGKILL as an exit code (-9, or 128 + 9), or the words (unverified:
+# the Hub's own wording for an out-of-memory kill was not seen by this project).
+_KILLED = re.compile(r"(?i)killed|out of memory|\boom|exit code (-9|137)\b|signal 9\b")
+
+
 def ending(stage: str, message: str) -> str:
     """What a job that did not complete means for its run, in words."""
     if stage == "ERROR" and "timeout" in message.lower():
         return ("The job ran past its time limit (--max-minutes plus the startup margin) and Jobs stopped it; the run "
                 "reads as interrupted and resumes from its last snapshot.")  # fmt: skip
+    if stage == "ERROR" and _KILLED.search(message):
+        return (f"The job was killed ({message}): out of memory, or ended by Jobs. Its run reads as interrupted once its "
+                "heartbeat stops, and resumes from its last snapshot; a smaller batch or a larger flavor may help.")  # fmt: skip
     if stage == "ERROR":
         return f"The job failed ({message or 'no message from Jobs'}); the end of its logs follows."
     if stage == "CANCELED":

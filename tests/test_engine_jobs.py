@@ -117,3 +117,18 @@ def test_one_job_trains_a_whole_sweep_that_the_app_follows(hub: Any) -> None:
     assert note.sweep_id in engine.sweep_ids()  # the Sweeps tab lists it like a local sweep
     view = engine.followed_job()
     assert view.stage == "COMPLETED" and view.run is not None and view.run.config.sweep.sweep_id == note.sweep_id
+
+
+@pytest.mark.slow  # about a minute on the shared 2-core machine: a real job trains until it is killed
+def test_a_killed_job_says_so_and_its_run_reads_interrupted(hub: Any) -> None:
+    import os
+    import signal
+
+    engine = _engine(hub.bucket)
+    note = engine.submit_job(_cfg(200), "cpu-basic", engine.jobs_target(), TOKEN)
+    _wait(lambda: (v := engine.followed_job()) is not None and v.run is not None and len(v.run.events()) > 3)
+    os.killpg(hub.jobs[note.job_id].proc.pid, signal.SIGKILL)  # out of memory, as the container sees it
+    view = _wait(lambda: (v := engine.followed_job()) is not None and v.ended and v)
+    assert view.stage == "ERROR" and "was killed (exit code -9)" in jobs.ending(view.stage, view.message)
+    run = _wait(lambda: (r := engine.manager.get(view.run.run_id)) is not None and r.status.finished and r)
+    assert run.status.value == "interrupted"  # its process is gone: the heartbeat rule says so

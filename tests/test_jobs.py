@@ -301,3 +301,19 @@ def test_a_token_without_jobs_or_an_account_without_payment_is_refused_before_an
     (line,) = _lines(capsys)
     assert line["type"] == "error" and message in line["message"], line
     assert not hub.jobs and not (hub.bucket / jobs.CODE_DIR).exists()
+
+
+@pytest.mark.parametrize(
+    ("stage", "message", "said"),
+    [
+        ("ERROR", "Job timeout", "ran past its time limit"),
+        ("ERROR", "exit code -9", "was killed (exit code -9): out of memory"),
+        ("ERROR", "OOMKilled", "was killed (OOMKilled)"),
+        ("ERROR", "exit code 1", "The job failed (exit code 1); the end of its logs follows"),
+        ("ERROR", "", "The job failed (no message from Jobs)"),
+        ("CANCELED", "", "cancelled; its run stopped at a step and keeps a snapshot"),
+        ("DELETED", "gone", "The job ended as DELETED (gone)"),
+    ],
+)
+def test_each_way_a_job_ends_says_what_it_means_for_the_run(stage: str, message: str, said: str) -> None:
+    assert said in jobs.ending(stage, message)
