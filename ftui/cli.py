@@ -30,7 +30,7 @@ from ftui.config import (
 )
 from ftui.config import PRESETS as CONFIG_PRESETS
 from ftui.events import EventType, of_type
-from ftui.jobs_cli import add_job_args, config_from_json, jobs_command
+from ftui.jobs_cli import add_job_args, config_from_json, jobs_command, linger_after_stop
 from ftui.runs import Run
 from ftui.significance import result_interval
 
@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoint, epochs, batch_size, max_length or schedule. Example: --grid lr=1e-5,3e-5,1e-4 --grid freeze_depth=0,3",
     )
     train_args(sw)
+    add_job_args(sw)
     sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="values of one swept setting")
     sw.add_argument("--range", action="append", default=[], metavar="KEY=LO:HI", help="random mode: a range to draw from")
     sw.add_argument("--random", type=int, default=0, metavar="N", help="draw N random points instead of the full grid")
@@ -176,8 +177,12 @@ def main(argv: list[str] | None = None) -> int:
         return runs_command(args)
     if args.command == "app":
         return app_command(args)
-    if args.command == "train" and args.on == "hf-jobs":
-        return jobs_command(args, _flags_config(args, for_jobs=True))
+    if args.command in ("train", "sweep") and args.on == "hf-jobs":
+        sweep = _sweep_of(args) if args.command == "sweep" else None
+        if isinstance(sweep, str):
+            print(json.dumps({"type": "error", "message": sweep}), flush=True)
+            return 2
+        return jobs_command(args, _flags_config(args, for_jobs=True), sweep)
     dist = distributed.from_env()
     try:
         if dist.enabled and not dist.is_main:
@@ -296,7 +301,8 @@ def _main(args: argparse.Namespace, dist: Any) -> int:
         run.done.wait(60)
     engine.join(60)
     print(json.dumps(end_line(run)), flush=True)
-    return 0 if run.status.value == "completed" else 1
+    asked = bool(getattr(args, "run_config", None)) and linger_after_stop(run)  # a Jobs run the app stopped
+    return 0 if run.status.value == "completed" or asked else 1
 
 
 def _flags_config(args: argparse.Namespace, device: str = "", processes: int = 1, for_jobs: bool = False) -> RunConfig:
@@ -350,22 +356,41 @@ def _sweep_values(args: argparse.Namespace) -> tuple[tuple[str, str], ...] | str
     return tuple(pairs)
 
 
+def _sweep_of(args: argparse.Namespace) -> Any:
+    """The SweepConfig of `sweep`'s flags (or, inside a Jobs sweep, the one it was handed), or a message."""
+    from ftui.jobs import sweep_from_json
+    from ftui.sweeps import SweepConfig
+
+    if getattr(args, "sweep_config", None):
+        try:
+            return sweep_from_json(args.sweep_config)
+        except (ValueError, TypeError) as exc:
+            return f"--sweep-config is not a sweep configuration: {exc}"
+    values = _sweep_values(args)
+    if isinstance(values, str):
+        return values
+    return SweepConfig(
+        values=values, mode="random" if args.random else "grid", draws=args.random or 8, seed=args.sweep_seed,
+        metric=args.metric, prune=args.prune, max_train_examples=args.max_train_examples,
+        max_minutes=args.minutes_per_run,
+    )  # fmt: skip
+
+
 def sweep_command(engine: Any, base: RunConfig, args: argparse.Namespace) -> int:
     """`ftui sweep`: queue the points, wait for each, print its end line, then one summary line."""
     import os
 
     from ftui.errors import FtuiError
-    from ftui.sweeps import SweepConfig, best_run, shown_ranks, sweep_table
+    from ftui.sweeps import best_run, shown_ranks, sweep_table
 
-    values = _sweep_values(args)
-    if isinstance(values, str):
-        print(json.dumps({"type": "error", "message": values}), flush=True)
+    sweep = _sweep_of(args)
+    if isinstance(sweep, str):
+        print(json.dumps({"type": "error", "message": sweep}), flush=True)
         return 2
-    sweep = SweepConfig(
-        values=values, mode="random" if args.random else "grid", draws=args.random or 8, seed=args.sweep_seed,
-        metric=args.metric, prune=args.prune, max_train_examples=args.max_train_examples,
-        max_minutes=args.minutes_per_run,
-    )  # fmt: skip
+    if getattr(args, "run_config", None):  # inside a Jobs sweep, the cancel's SIGTERM ends it as Ctrl-C does
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         items = engine.start_sweep(base, sweep, os.environ.get("HF_TOKEN"))
     except FtuiError as exc:

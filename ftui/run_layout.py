@@ -13,6 +13,7 @@ RESUME_DIR = "resume"  # the resume snapshot of the last optimizer step (weights
 SNAPSHOT_FILE = "state.pt"  # the one file inside RESUME_DIR
 PREDICTIONS_FILE = "test_predictions.parquet"  # every test row with its prediction, for error analysis
 CLASSIFIER_MARK = "labels.json"  # a saved classifier has it (an adapted masked LM has config.json only)
+STOP_FILE = "stop-requested"  # written by another host (the app stopping a Jobs run): the owner stops at its next beat
 
 
 def model_dir(out_dir: Path) -> Path:
@@ -23,6 +24,22 @@ def model_dir(out_dir: Path) -> Path:
 def snapshot_path(out_dir: Path) -> Path:
     """The run's resume snapshot file."""
     return out_dir / RESUME_DIR / SNAPSHOT_FILE
+
+
+def ask_to_stop(out_dir: Path) -> None:
+    """Ask whichever process trains the run, on any host that shares the folder, to stop and keep a snapshot."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / STOP_FILE).write_text("stop")
+
+
+def stop_asked(out_dir: Path) -> bool:
+    """Whether a stop was asked through the folder (since the run was last launched)."""
+    return (out_dir / STOP_FILE).exists()
+
+
+def clear_stop(out_dir: Path) -> None:
+    """Forget an earlier stop request: a resumed run must not stop at once."""
+    (out_dir / STOP_FILE).unlink(missing_ok=True)
 
 
 def has_classifier(out_dir: Path) -> bool:

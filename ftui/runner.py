@@ -16,7 +16,7 @@ from typing import Any
 
 from ftui.errors import FtuiError, RunInProgress
 from ftui.files import recover_dir
-from ftui.run_layout import MODEL_DIR, RESUME_DIR, can_resume
+from ftui.run_layout import MODEL_DIR, RESUME_DIR, can_resume, clear_stop, stop_asked
 from ftui.run_queue import QueuedRun, QueueMixin
 from ftui.runs import RUN_FILE, Run
 from ftui.store import HEARTBEAT_S, Store, StoreUnavailable
@@ -223,6 +223,10 @@ class RunManager(QueueMixin):
             finally:
                 self.dispatch()
 
+        try:
+            clear_stop(run.out_dir)  # a stop asked of an earlier launch (before a resume) is not this launch's
+        except OSError as exc:
+            log.warning("could not clear the stop request of run %s: %s", run.run_id, exc)
         self._thread = threading.Thread(target=body, name=name, daemon=True)
         self._thread.start()
         if beat:
@@ -247,6 +251,8 @@ class RunManager(QueueMixin):
                 if not self.store.beat(run.run_id) and not run.status.finished:
                     log.warning("run %s was taken over by another process; stopping it here", run.run_id)
                     run.set_progress(store_error="another process has taken this run over; it stops here")
+                    run.request_stop()
+                if stop_asked(run.out_dir) and not run.status.finished:  # asked from another host (a Jobs run's app)
                     run.request_stop()
             except Exception as exc:  # noqa: BLE001 - a locked or full store: the run goes on, the UI says why
                 run.set_progress(store_error=f"could not write the heartbeat: {exc}")

@@ -116,6 +116,13 @@ class Settings:
         metadata={"help": "FTUI_AUTO_BASELINE=0: never fit the TF-IDF baseline by itself beside a model run on new data "
                   "(each run can still turn it off: TrainConfig.auto_baseline)"},
     )  # fmt: skip
+    jobs_bucket: str = field(
+        default="", metadata={"help": "FTUI_BUCKET: the Storage Bucket 'user/name' a Hugging Face Jobs run mounts (its runs "
+                              "folder is this app's); empty: the page offers no Jobs"}
+    )  # fmt: skip
+    jobs_bucket_dir: str = field(
+        default="", metadata={"help": "FTUI_BUCKET_DIR: where this machine mounts that bucket (the runs folder is inside)"}
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -160,6 +167,8 @@ class Settings:
             admins=_list(env, "FTUI_ADMINS"),
             max_queue_per_user=_int(env, "FTUI_MAX_QUEUE_PER_USER") if env.get("FTUI_MAX_QUEUE_PER_USER", "").strip() else 3,
             auto_baseline=_flag(env, "FTUI_AUTO_BASELINE") is not False,
+            jobs_bucket=env.get("FTUI_BUCKET", "").strip(),
+            jobs_bucket_dir=env.get("FTUI_BUCKET_DIR", "").strip(),
         )
 
     def page_notices(self) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -49,6 +50,8 @@ FIELDS: dict[str, SweepField] = {
 ALIASES = {"lr": "learning_rate", "depth": "freeze_depth", "freeze": "freeze_depth", "model": "checkpoint",
            "batch": "batch_size", "max_len": "max_length"}  # fmt: skip
 
+SWEEP_ID_RE = re.compile(r"sweep-[A-Za-z0-9-]{1,40}")
+
 
 @dataclass(frozen=True)
 class SweepConfig:
@@ -65,6 +68,9 @@ class SweepConfig:
     prune: bool = field(default=False, metadata={"help": "stop points whose first evaluation is below the median"})
     max_train_examples: int = field(default=0, metadata={"help": "train rows per point (a quick sweep); 0 = the fixed config's"})
     max_minutes: float = field(default=0.0, metadata={"help": "training budget per point in minutes; 0 = none"})
+    sweep_id: str = field(
+        default="", metadata={"help": "the sweep's id when chosen beforehand (a Jobs sweep: the app follows it); '' = new"}
+    )
 
 
 def _canonical(name: str) -> str:
@@ -132,6 +138,8 @@ def parse(sweep: SweepConfig) -> tuple[dict[str, list[Any] | tuple[float, float]
         problems.append(f"training examples per point must be 0 (all) or more (got {sweep.max_train_examples!r})")
     if not (isinstance(sweep.max_minutes, (int, float)) and math.isfinite(sweep.max_minutes) and sweep.max_minutes >= 0):
         problems.append(f"minutes per point must be 0 (no budget) or more (got {sweep.max_minutes!r})")
+    if sweep.sweep_id and not (isinstance(sweep.sweep_id, str) and SWEEP_ID_RE.fullmatch(sweep.sweep_id)):
+        problems.append(f"a sweep id is 'sweep-' and up to 40 letters, digits or '-' (got {str(sweep.sweep_id)[:60]!r})")
     parsed: dict[str, list[Any] | tuple[float, float]] = {}
     for name, spec in sweep.values:
         key = _canonical(name)

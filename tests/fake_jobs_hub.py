@@ -11,6 +11,8 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,6 +33,8 @@ HARDWARE = [  # the shape list_jobs_hardware parses; prices per minute as the Hu
      "unitCostMicroUSD": 166667, "unitCostUSD": 0.166667, "unitLabel": "minute"},
 ]  # fmt: skip
 TERMINAL = ("COMPLETED", "ERROR", "CANCELED", "DELETED")
+TOKEN = "hf_fakeSecretToken0123456789abcdef"  # the one account's token (tests look for it in every written file)
+BUCKET = "alice/ftui-runs"
 
 
 def _now() -> str:
@@ -65,8 +69,10 @@ class FakeJob:
 class FakeJobsHub:
     """The server. buckets: bucket id -> the local folder standing in for it; token: the one account's token."""
 
-    def __init__(self, buckets: dict[str, Path], token: str, user: str = "alice") -> None:
+    def __init__(self, buckets: dict[str, Path], token: str, user: str = "alice", who: dict[str, Any] | None = None) -> None:
         self.buckets, self.token, self.user = buckets, token, user
+        # whoami's answer beyond the name (tests change it): a write token on an account with a payment method
+        self.who: dict[str, Any] = who or {"canPay": True, "auth": {"type": "access_token", "accessToken": {"role": "write"}}}
         self.jobs: dict[str, FakeJob] = {}
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -185,12 +191,12 @@ class FakeJobsHub:
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 parts = path.strip("/").split("/")  # api, jobs, ns, id, route
+                if path == "/api/jobs/hardware":  # the price list needs no account
+                    return self._json(200, HARDWARE)
                 if not self._authorized():
                     return
                 if path == "/api/whoami-v2":
-                    return self._json(200, {"name": hub.user, "type": "user", "auth": {"type": "access_token"}})
-                if path == "/api/jobs/hardware":
-                    return self._json(200, HARDWARE)
+                    return self._json(200, {"name": hub.user, "type": "user", **hub.who})
                 if parts[:2] == ["api", "buckets"] and len(parts) == 4:
                     bucket = f"{parts[2]}/{parts[3]}"
                     if bucket not in hub.buckets:
@@ -244,3 +250,23 @@ class FakeJobsHub:
                 return self._json(404, {"error": "no route"})
 
         return Handler
+
+
+@contextmanager
+def serving(tmp_path: Path, monkeypatch: Any) -> Iterator[FakeJobsHub]:
+    """A fake Hub with one bucket (the folder `bucket`, its runs folder inside), the token in HF_TOKEN, and
+    huggingface_hub pointed at it; `hub.bucket` is the folder."""
+    from huggingface_hub import constants
+
+    bucket = tmp_path / "bucket"
+    (bucket / "runs").mkdir(parents=True)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # no saved token from this machine
+    monkeypatch.setenv("FTUI_RUNS_STORAGE", "network")  # the bucket is a network mount here as in the job
+    # An Engine made offline by FTUI_OFFLINE (in an earlier test) turns huggingface_hub offline for the process.
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with FakeJobsHub({BUCKET: bucket}, TOKEN) as fake:
+        monkeypatch.setattr(constants, "ENDPOINT", fake.url)
+        fake.bucket = bucket
+        yield fake

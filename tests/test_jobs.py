@@ -13,27 +13,15 @@ from huggingface_hub import HfApi, constants
 
 from ftui import jobs
 from ftui.cli import main
-from tests.fake_jobs_hub import FakeJobsHub
+from tests.fake_jobs_hub import BUCKET, TOKEN, serving
 
-TOKEN = "hf_fakeSecretToken0123456789abcdef"
-BUCKET = "alice/ftui-runs"
 SMALL = ["--max-train-examples", "64", "--epochs", "1", "--max-length", "32", "--evals-per-epoch", "1"]
 
 
 @pytest.fixture
 def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A fake Hub with one bucket (a local folder), the token in HF_TOKEN, and huggingface_hub pointed at it."""
-    bucket = tmp_path / "bucket"
-    (bucket / "runs").mkdir(parents=True)
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # no saved token from this machine
-    monkeypatch.setenv("FTUI_RUNS_STORAGE", "network")  # the bucket is a network mount here as in the job
-    # An Engine made offline by FTUI_OFFLINE (in an earlier test) turns huggingface_hub offline for the process.
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    with FakeJobsHub({BUCKET: bucket}, TOKEN) as fake:
-        monkeypatch.setattr(constants, "ENDPOINT", fake.url)
-        fake.bucket = bucket
+    with serving(tmp_path, monkeypatch) as fake:
         yield fake
 
 
@@ -107,7 +95,8 @@ def test_cancel_stops_the_job(hub: Any) -> None:
     assert api.wait_for_job(job.id, stages=["RUNNING"], timeout=60, poll_interval=0.1).status.stage == "RUNNING"
     jobs.cancel(job.id, "alice", TOKEN)
     assert jobs.stage(job.id, "alice", TOKEN) == "CANCELED"
-    assert hub.jobs[job.id].proc.poll() is not None  # the process is gone, not just relabelled
+    # The process is gone, not just relabelled (SIGTERM asks a training run to stop at its next step: wait for it).
+    _wait(lambda: hub.jobs[job.id].proc.poll() is not None, 60.0)
 
 
 def test_a_job_past_its_timeout_is_a_clear_message(
@@ -276,3 +265,56 @@ def test_cancel_stops_the_run_at_a_step_and_keeps_a_snapshot(hub: Any) -> None:
     assert stopped.status.value == "stopped"  # SIGTERM became a Stop at the next step, not a killed run
     assert (stopped.out_dir / RESUME_DIR / "state.pt").is_file()  # resumable
     assert run.run_id == stopped.run_id
+
+
+def test_a_sweep_on_jobs_is_one_job_for_every_point_and_a_bad_point_is_a_message_first(
+    hub: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flags = ["--bucket", BUCKET, "--bucket-dir", str(hub.bucket), "--runs-dir", str(hub.bucket / "runs")]
+    argv = ["sweep", "--on", "hf-jobs", *flags, "--flavor", "a10g-small", "--minutes-per-run", "5", *SMALL]
+    assert main([*argv, "--grid", "lr=1e-5,3e-5,1e-4", "--dry-run"]) == 0
+    (plan,) = _lines(capsys)
+    assert plan["type"] == "job_plan" and plan["timeout"] == (3 * 5 + jobs.STARTUP_MINUTES) * 60  # 3 runs, one after another
+    assert plan["estimated_cost_usd"] == round(1.00 * plan["timeout"] / 3600, 2)
+    assert "exec python -m ftui sweep" in plan["command"][2]
+    sweep = jobs.sweep_from_json(plan["command"][plan["command"].index("--sweep-config") + 1])
+    assert sweep.values == (("lr", "1e-5,3e-5,1e-4"),) and sweep.sweep_id.startswith("sweep-job-")
+    assert main([*argv, "--grid", "lr=abc", "--dry-run"]) == 2
+    (error,) = _lines(capsys)
+    assert error["type"] == "error" and error["message"].startswith("The sweep needs fixing"), error
+    assert main([*argv, "--grid", "lr=" + ",".join(f"{i}e-5" for i in range(1, 22)), "--dry-run"]) == 2
+    assert "at most 20 runs" in _lines(capsys)[0]["message"]
+    assert not hub.jobs and not (hub.bucket / jobs.CODE_DIR).exists()
+
+
+@pytest.mark.parametrize(
+    ("who", "message"),
+    [
+        ({"canPay": True, "auth": {"type": "access_token", "accessToken": {"role": "read"}}}, "cannot start Jobs"),
+        ({"canPay": False, "auth": {"type": "access_token", "accessToken": {"role": "write"}}}, "no payment method"),
+    ],
+)
+def test_a_token_without_jobs_or_an_account_without_payment_is_refused_before_anything_is_staged(
+    hub: Any, who: dict[str, Any], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hub.who = who
+    assert main(_argv(hub.bucket, "--flavor", "a10g-small", "--max-minutes", "5", *SMALL)) == 2
+    (line,) = _lines(capsys)
+    assert line["type"] == "error" and message in line["message"], line
+    assert not hub.jobs and not (hub.bucket / jobs.CODE_DIR).exists()
+
+
+@pytest.mark.parametrize(
+    ("stage", "message", "said"),
+    [
+        ("ERROR", "Job timeout", "ran past its time limit"),
+        ("ERROR", "exit code -9", "was killed (exit code -9): out of memory"),
+        ("ERROR", "OOMKilled", "was killed (OOMKilled)"),
+        ("ERROR", "exit code 1", "The job failed (exit code 1); the end of its logs follows"),
+        ("ERROR", "", "The job failed (no message from Jobs)"),
+        ("CANCELED", "", "cancelled; its run stopped at a step and keeps a snapshot"),
+        ("DELETED", "gone", "The job ended as DELETED (gone)"),
+    ],
+)
+def test_each_way_a_job_ends_says_what_it_means_for_the_run(stage: str, message: str, said: str) -> None:
+    assert said in jobs.ending(stage, message)

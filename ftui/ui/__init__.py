@@ -125,14 +125,14 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
             )
 
         def on_finish(profile: gr.OAuthProfile | None = None) -> Any:
-            run = engine.current_run()
+            run = engine.latest_run_for(viewer_of(engine, profile))  # a followed Jobs run's too
             return refresh_choices(None, viewer_of(engine, profile)) if run is not None and run.status.finished else gr.skip()
 
         # When a run ends, the Predict tab offers it (as the default, when it completed) without a manual refresh.
         train_ui.version.change(on_finish, None, predict_model, api_visibility="private")
 
         def runs_on_finish(profile: gr.OAuthProfile | None = None) -> Any:
-            run = engine.current_run()
+            run = engine.latest_run_for(viewer_of(engine, profile))
             finished = run is not None and run.status.finished
             return runs_ui.refresh(profile) if finished else (gr.skip(),) * len(runs_ui.outputs)
 

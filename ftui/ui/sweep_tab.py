@@ -14,6 +14,7 @@ from ftui.escaping import code_md, escape_md
 from ftui.icons import OK
 from ftui.plots import sweep_figure
 from ftui.sweeps import SWEEP_COLUMNS, SweepConfig, best_run, shown_ranks
+from ftui.ui import jobs_panel
 from ftui.ui.common import as_float, as_int, error_md, token_of, viewer_of
 from ftui.ui.train_tab import TrainUI
 
@@ -102,6 +103,7 @@ def build(engine: Engine, token_box: gr.Textbox, train_ui: TrainUI, predict_mode
         return gr.update(visible=random), gr.update(visible=random)
 
     w["mode"].change(on_mode, w["mode"], [w["draws"], w["seed"]], api_visibility="private")
+    place = jobs_panel.build(engine, token_box, "sweep", per_run=True)  # this machine or one Hugging Face Jobs job
     go_btn = gr.Button("Queue sweep", variant="primary", elem_id="sweep-start")
     message = gr.Markdown("", elem_id="sweep-message")
 
@@ -149,7 +151,9 @@ def build(engine: Engine, token_box: gr.Textbox, train_ui: TrainUI, predict_mode
         return (text, gr.Dropdown(choices=engine.sweep_ids(viewer), value=sweep_id), frame, fig, tick,
                 gr.Timer(active=True), *train_ui.queue.render("", profile))  # fmt: skip
 
-    inputs = {*train_ui.inputs, *w.values()}
+    inputs = {*train_ui.inputs, *w.values(), *place.inputs}
+    on_start = place.start(on_start, train_ui.config_of, 6 + len(train_ui.queue.outputs), timer_at=5,
+                           sweep_of=lambda v: sweep_config({name: v[widget] for name, widget in w.items()}))  # fmt: skip
     go_btn.click(on_start, inputs, [message, pick, table, plot, timer, train_ui.timer, *train_ui.queue.outputs],
                  api_visibility="private")  # fmt: skip
     pick.change(view, [pick, w["metric"]], [table, plot, timer], api_visibility="private")

@@ -18,7 +18,7 @@ from ftui.plots import accuracy_figure, add_baseline_line, loss_figure, status_m
 from ftui.run_queue import QueuedRun
 from ftui.significance import pairer
 from ftui.tasks import Task
-from ftui.ui import queue_panel
+from ftui.ui import jobs_panel, queue_panel
 from ftui.ui.baseline_view import auto_baseline_box, queued_after, run_line, started_text
 from ftui.ui.common import as_float, as_int, error_md, key_for, predictions_loader, queued_message, token_of, viewer_of
 from ftui.ui.data_tab import DataUI
@@ -111,9 +111,11 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         w["head_epochs"] = gr.Number(value=d.head_epochs, label="Head-phase epochs", elem_id="head-epochs")
         w["head_learning_rate"] = gr.Number(value=d.head_learning_rate, label="Head-phase learning rate", elem_id="head-lr")
     with gr.Row():
+        where = jobs_panel.where_choice("train")  # this machine or Hugging Face Jobs
         start = gr.Button(START_LABEL, variant="primary", elem_id="start", scale=2)
         baselines = gr.Button(BASELINES_LABEL, elem_id="baselines", scale=2)
         stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
+    place = jobs_panel.build(engine, token_box, "train", where)  # the hardware, time cap and cost, for Jobs
     message = gr.Markdown("", elem_id="train-message")
     with gr.Row():
         loss_plot = gr.Plot(label="Loss", elem_id="loss-plot")
@@ -223,6 +225,7 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
             status_now += f"\n\n{verdict}" if verdict and "below_baseline" not in warned else ""  # warned above
         return (status_now, *figures, keep_polling, *buttons(not finished))
 
+    render = place.render(render)  # the viewer's Jobs run, while they follow one
     outputs = [status, loss_plot, acc_plot, version, timer, start, baselines]
     # Ticks are cheap reads of the run; no limit so they never wait behind other events.
     timer.tick(render, version, outputs, api_visibility="private", concurrency_limit=None, show_progress="hidden")
@@ -268,7 +271,8 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         return started(first, f"{what}; {queued_after(rest)}. All appear in the Runs tab.", profile)
 
     # Inputs as a set: the handlers receive {widget: value} and read each value by its widget, never by position.
-    inputs = {*data_ui.inputs, *model_ui.inputs, *w.values(), token_box}
+    inputs = {*data_ui.inputs, *model_ui.inputs, *w.values(), token_box, *place.inputs}
+    on_start = place.start(on_start, config_of, 1 + len(outputs) + len(queue.outputs), timer_at=5)
     start.click(on_start, inputs, [message, *outputs, *queue.outputs], api_visibility="private")
     baselines.click(on_baselines, inputs, [message, *outputs, *queue.outputs], api_visibility="private")
 
@@ -282,7 +286,7 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         then = " The next queued run starts after it." if engine.waiting_here() else ""
         return f"Stopping **{escape_md(run.name)}** after the current step; the best checkpoint so far is kept.{then}"
 
-    stop.click(on_stop, None, message, api_visibility="private")
+    stop.click(place.stop(on_stop), token_box, message, api_visibility="private")
 
     def clear_when_finished() -> Any:
         """ "Started X" and "Stopping X…" belong to a run in progress: gone once the status says how it ended."""
