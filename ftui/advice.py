@@ -12,6 +12,7 @@ import numpy as np
 
 from ftui.events import EventType, WarningEvent, WarningKind, of_type
 from ftui.icons import WARN
+from ftui.progress import ShownWarning
 from ftui.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,8 @@ def emit(run: Any, warning: WarningEvent | None) -> None:
     if warning is None:
         return
     run.log(warning)
-    shown = list(run.snapshot(events=False).progress.get("warnings", []))
-    run.set_progress(warnings=[*shown, {"kind": warning.kind.value, "message": warning.message}])
+    shown = run.snapshot(events=False).progress.warnings
+    run.set_progress(warnings=(*shown, ShownWarning(warning.kind.value, warning.message)))
 
 
 def warnings_of(events: Sequence[dict[str, Any]]) -> list[dict[str, str]]:

@@ -13,6 +13,7 @@ from ftui.escaping import code_md, escape_md, escape_plot
 from ftui.events import EventType, of_type
 from ftui.experiments import short_number
 from ftui.icons import ERR, OK, WAIT, WARN
+from ftui.progress import Progress
 from ftui.runs import RunSnapshot, RunStatus
 
 _LAYOUT = {
@@ -317,10 +318,10 @@ STATUS_ICON = {
 PHASE_WORDS = {"head": "phase 1 of 2: only the new head trains", "finetune": "phase 2 of 2: fine-tuning"}
 
 
-def _phase_words(progress: dict[str, Any]) -> str:
-    phase = str(progress["phase"])
-    if phase == "training" and progress.get("train_phase") in PHASE_WORDS:
-        return f"training, {PHASE_WORDS[progress['train_phase']]}"
+def _phase_words(progress: Progress) -> str:
+    phase = progress.phase
+    if phase == "training" and progress.train_phase in PHASE_WORDS:
+        return f"training, {PHASE_WORDS[progress.train_phase]}"
     return phase
 
 
@@ -337,41 +338,40 @@ def status_markdown(snap: RunSnapshot | None, now: float | None = None) -> str:
         elapsed = f" · {_duration(max(0.0, now - snap.started_at))} elapsed"
     lines = [
         f"**{STATUS_ICON[snap.status]} {escape_md(snap.name)}** — {snap.status.value}"
-        + (f" ({_phase_words(p)})" if p.get("phase") and not snap.status.finished else "")
+        + (f" ({_phase_words(p)})" if p.phase and not snap.status.finished else "")
         + elapsed
     ]
-    if p.get("device"):
-        lines.append(f"Device: `{p['device']}`" + (f" × {p['processes']}" if p.get("processes") else ""))
-    if p.get("total_steps"):
-        step, total = p.get("step", 0), p["total_steps"]
-        pct = 100 * step / total
-        bits = [f"step {step}/{total} ({pct:.0f}%)", f"epoch {p.get('epoch', 0):.2f}"]
-        if p.get("samples_per_s"):
-            bits.append(f"{p['samples_per_s']:.1f} samples/s")
-        if not snap.status.finished and p.get("eta_s") is not None:
-            bits.append(f"ETA {_duration(p['eta_s'])}")
-        if p.get("memory_mb"):
-            bits.append(f"memory {p['memory_mb']:.0f} MB")
-        if p.get("prefix_cache_mb"):
-            bits.append(f"frozen layers cached ({p['prefix_cache_mb']:.0f} MB)")
+    if p.device:
+        lines.append(f"Device: `{p.device}`" + (f" × {p.processes}" if p.processes else ""))
+    if p.total_steps:
+        pct = 100 * p.step / p.total_steps
+        bits = [f"step {p.step}/{p.total_steps} ({pct:.0f}%)", f"epoch {p.epoch:.2f}"]
+        if p.samples_per_s:
+            bits.append(f"{p.samples_per_s:.1f} samples/s")
+        if not snap.status.finished and p.eta_s is not None:
+            bits.append(f"ETA {_duration(p.eta_s)}")
+        if p.memory_mb:
+            bits.append(f"memory {p.memory_mb:.0f} MB")
+        if p.prefix_cache_mb:
+            bits.append(f"frozen layers cached ({p.prefix_cache_mb:.0f} MB)")
         lines.append(" · ".join(bits))
-    if p.get("class_weights"):
-        lines.append("Class weights in the loss: " + ", ".join(f"{w:g}" for w in p["class_weights"]))
-    for notice in p.get("notices", []):
+    if p.class_weights:
+        lines.append("Class weights in the loss: " + ", ".join(f"{w:g}" for w in p.class_weights))
+    for notice in p.notices:
         lines.append(f"{WARN} {escape_md(notice)}")  # notices quote labels and column names
-    if p.get("plan"):
-        lines.append(escape_md(p["plan"]))  # "Time limit …: the schedule is planned for the N steps that fit …"
-    for warning in p.get("warnings", []):
-        lines.append(f"{WARN} {escape_md(warning['message'])}")  # warnings may quote label names
+    if p.plan:
+        lines.append(escape_md(p.plan))  # "Time limit …: the schedule is planned for the N steps that fit …"
+    for warning in p.warnings:
+        lines.append(f"{WARN} {escape_md(warning.message)}")  # warnings may quote label names
     so_far = "" if snap.status.finished else " so far"  # a finished run's best is final, not "so far"
-    if p.get("best_eval_accuracy") is not None:
-        lines.append(f"Best validation accuracy{so_far}: **{p['best_eval_accuracy']:.3f}**")
-    if p.get("best_eval_micro_f1") is not None:
-        lines.append(f"Best validation micro-F1{so_far}: **{p['best_eval_micro_f1']:.3f}**")
-    if p.get("best_eval_rmse") is not None:
-        lines.append(f"Best validation RMSE{so_far}: **{p['best_eval_rmse']:.4g}**")
-    if p.get("best_perplexity") is not None:
-        lines.append(f"Best held-out perplexity{so_far}: **{p['best_perplexity']:.2f}**")
+    if p.best_eval_accuracy is not None:
+        lines.append(f"Best validation accuracy{so_far}: **{p.best_eval_accuracy:.3f}**")
+    if p.best_eval_micro_f1 is not None:
+        lines.append(f"Best validation micro-F1{so_far}: **{p.best_eval_micro_f1:.3f}**")
+    if p.best_eval_rmse is not None:
+        lines.append(f"Best validation RMSE{so_far}: **{p.best_eval_rmse:.4g}**")
+    if p.best_perplexity is not None:
+        lines.append(f"Best held-out perplexity{so_far}: **{p.best_perplexity:.2f}**")
     r = snap.result
     if snap.status == RunStatus.COMPLETED and ("test_accuracy" in r or "test_rmse" in r):
         lines.append(

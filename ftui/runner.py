@@ -138,8 +138,7 @@ class RunManager(QueueMixin):
                     with self._lock:
                         self._runs.setdefault(run_id, fresh)
                 elif run.remote:
-                    rec["progress"] = self.store.progress(run_id)
-                    run.apply_record(rec, self.store.events(run_id, len(run.events())))
+                    run.apply_record(rec, self.store.events(run_id, len(run.events())), self.store.progress(run_id))
                     if run.status.finished:
                         run.remote = False  # its owner is done with it: from now on it is an ordinary finished run
             except Exception as exc:  # noqa: BLE001
@@ -176,7 +175,7 @@ class RunManager(QueueMixin):
         """The run, when nothing trains it (here or in another process): deleting or resuming a live run is refused."""
         run = self.require(run_id)
         if run.remote and not run.status.finished:
-            where = run.snapshot().progress.get("owner", "another process")
+            where = run.snapshot(events=False).progress.owner or "another process"
             raise FtuiError(
                 f"Run '{run.name}' is training in {where}.", f"Wait for it to end or stop it there, then {action} it."
             )

@@ -13,6 +13,7 @@ from typing import Any
 
 from ftui.config import RunConfig
 from ftui.events import Event, EventType, of_type
+from ftui.progress import Progress
 
 RUN_FILE = "run.json"
 SHARE_S = 0.3  # a live run's progress reaches the store at most this often (phase changes at once)
@@ -43,7 +44,7 @@ class RunSnapshot:
     version: int
     status: RunStatus
     events: tuple[dict[str, Any], ...]
-    progress: dict[str, Any]
+    progress: Progress
     error: str | None
     result: dict[str, Any]
     started_at: float
@@ -70,7 +71,7 @@ class Run:
         self._events: list[dict[str, Any]] = []
         self._version = 0
         self._status = RunStatus.QUEUED
-        self._progress: dict[str, Any] = {}
+        self._progress = Progress()
         self._result: dict[str, Any] = {}
         self._error: str | None = None
         self.ended_at: float | None = None
@@ -97,15 +98,16 @@ class Run:
                 self.listeners.remove(listener)
 
     def set_progress(self, **fields_: Any) -> None:
-        """Merge progress fields (phase, step, total_steps, eta_s, samples_per_s, memory_mb, device)."""
+        """Replace some fields of the run's Progress (phase, step, total_steps, eta_s, …); an unknown name is a
+        TypeError."""
         with self._cond:
-            self._progress.update(fields_)
+            self._progress = self._progress.merged(**fields_)
             self._bump()
             now = time.monotonic()
             share = self.store is not None and not self.remote and ("phase" in fields_ or now - self._shared_at >= SHARE_S)
             if share:
                 self._shared_at = now
-                progress = {k: v for k, v in self._progress.items() if k != "store_error"}
+                progress = self._progress
         if share:  # other processes (the app watching a CLI or torchrun run) show the same progress line
             self._persist(lambda st: st.set_progress(self.run_id, progress))
 
@@ -126,7 +128,7 @@ class Run:
             self._status, self._error = status, error
             self._result.update(result or {})
             self.ended_at = time.time()
-            self._progress["phase"] = status.value
+            self._progress = self._progress.merged(phase=status.value)
             self._bump()
         if persist:
             self._persist(lambda st: st.save_run(self.header()))
@@ -150,7 +152,7 @@ class Run:
             write(self.store)
         except Exception as exc:  # noqa: BLE001 - sqlite3.Error, OSError: the run goes on, the UI shows why
             with self._cond:
-                self._progress["store_error"] = f"could not write to the experiment store: {exc}"
+                self._progress = self._progress.merged(store_error=f"could not write to the experiment store: {exc}")
                 self._bump()
 
     def _bump(self) -> None:
@@ -164,7 +166,7 @@ class Run:
             self._events = [e for e in self._events if e.get("type") in kept or (e.get("step") or 0) <= keep_until_step]
             self._status, self._error, self.ended_at = RunStatus.QUEUED, None, None
             self._result = {}
-            self._progress = {"phase": "resuming"}
+            self._progress = Progress(phase="resuming")
             self.stop_event.clear()
             self.done.clear()
             events = list(self._events)
@@ -215,7 +217,7 @@ class Run:
                 self._version,
                 self._status,
                 tuple(self._events) if events else (),
-                dict(self._progress),
+                self._progress,  # frozen: shared, not copied
                 self._error,
                 dict(self._result),
                 self.started_at,
@@ -296,9 +298,9 @@ class Run:
         run.ended_at = d.get("ended_at") or run.ended_at
         return run
 
-    def apply_record(self, d: dict[str, Any], new_events: list[dict[str, Any]]) -> None:
-        """Bring a remote run up to date with its store record (with its shared progress under 'progress', when read)
-        and the events logged since the last sync."""
+    def apply_record(self, d: dict[str, Any], new_events: list[dict[str, Any]], shared: Progress | None = None) -> None:
+        """Bring a remote run up to date with its store record, the events logged since the last sync and the
+        progress its owner shared (when read)."""
         with self._cond:
             self._status = RunStatus(d.get("status", "failed"))
             self._error = d.get("error")
@@ -310,8 +312,8 @@ class Run:
             self._events.extend(new_events)
             owner = str(d.get("owner") or "").split(":")
             where = f"process {owner[1]} on {owner[0]}" if len(owner) == 3 else "another process"
-            shared = d.get("progress") if isinstance(d.get("progress"), dict) and not self._status.finished else {}
-            self._progress = {"phase": self._status.value, **shared, "owner": where}
+            shared = shared if shared is not None and not self._status.finished else Progress()
+            self._progress = shared.merged(phase=shared.phase or self._status.value, owner=where)
             self._bump()
         if self._status.finished:
             self.done.set()

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ftui.progress import Progress
 from ftui.store_queue import QueueTable, pid_alive, user_of
 
 log = logging.getLogger(__name__)
@@ -276,22 +277,28 @@ class Store(QueueTable):
             )
             return cur.rowcount == 1
 
-    def set_progress(self, run_id: str, progress: dict[str, Any]) -> None:
+    def set_progress(self, run_id: str, progress: Progress) -> None:
         """Share a live run's progress line (step, ETA, speed) with other processes' views of it."""
         with self._tx() as c:
             c.execute(
                 "UPDATE runs SET progress=? WHERE run_id=? AND owner=?",
-                (json.dumps(progress, default=str), run_id, self.identity),
+                (json.dumps(progress.to_json(shared=True), default=str), run_id, self.identity),
             )
 
-    def progress(self, run_id: str) -> dict[str, Any]:
-        """A run's last shared progress ({} when none, or in a database from before it was shared)."""
+    def progress(self, run_id: str) -> Progress | None:
+        """A run's last shared progress (None when none, or in a database from before it was shared)."""
         try:
             rows = self._query("SELECT progress FROM runs WHERE run_id=?", (run_id,))
         except sqlite3.OperationalError as exc:
             log.info("no progress in the store: %s", exc)
-            return {}
-        return json.loads(rows[0][0]) if rows and rows[0][0] else {}
+            return None
+        if not rows or not rows[0][0]:
+            return None
+        try:
+            return Progress.from_json(json.loads(rows[0][0]))
+        except (ValueError, TypeError) as exc:  # a damaged or foreign value: the run shows no progress line
+            log.info("unreadable progress of run %s: %s", run_id, exc)
+            return None
 
     def header(self, run_id: str) -> dict[str, Any] | None:
         """One run's header (no events), or None."""

@@ -47,7 +47,7 @@ def test_stop_in_each_phase_ends_promptly_and_frees_everything(engine, tiny_bert
 
     def collate(*a, **k):
         snap = holder["run"].snapshot()
-        if phase == snap.progress.get("phase") and (phase == "evaluating" or snap.events):
+        if phase == snap.progress.phase and (phase == "evaluating" or snap.events):
             hold_until_stopped()
         return real_collate(*a, **k)
 

@@ -215,7 +215,7 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         if finished:
             paired = pairer(predictions_loader(engine, viewer), accuracy_only=True)  # within noise of the baseline says so
             verdict = baseline_verdict(run.header(), engine.run_headers(viewer), paired=paired)
-            warned = {w.get("kind") for w in run.snapshot(events=False).progress.get("warnings", [])}
+            warned = {w.kind for w in run.snapshot(events=False).progress.warnings}
             status_now += f"\n\n{verdict}" if verdict and "below_baseline" not in warned else ""  # warned above
         return (status_now, *figures, keep_polling, *buttons(not finished))
 
