@@ -6,13 +6,14 @@ import json
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from ftui.config import RunConfig
-from ftui.events import Event, EventType, of_type
+from ftui.events import Event, EventType, decode, decode_all
 from ftui.progress import Progress
 
 RUN_FILE = "run.json"
@@ -162,8 +163,8 @@ class Run:
     def reopen(self, keep_until_step: int) -> None:
         """Make a stopped/interrupted run live again for a resume: events after the snapshot's step are dropped."""
         with self._cond:
-            kept = (EventType.START.value, EventType.RESUME.value)
-            self._events = [e for e in self._events if e.get("type") in kept or (e.get("step") or 0) <= keep_until_step]
+            kept = (EventType.START, EventType.RESUME)
+            self._events = [e for e in self._events if (t := decode(e)).type in kept or t.step <= keep_until_step]
             self._status, self._error, self.ended_at = RunStatus.QUEUED, None, None
             self._result = {}
             self._progress = Progress(phase="resuming")
@@ -319,26 +320,25 @@ class Run:
             self.done.set()
 
 
-def best_eval_of(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+def best_eval_of(events: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """The best evaluation in an event log by its label shape's own rule (tasks.better: accuracy, micro-F1 or RMSE,
     then the lower loss; a masked-LM run by its loss), as the training loop records it; NaN scores never win."""
     import math
 
     from ftui.tasks import Task, better
 
-    evals = [e for e in of_type(events, EventType.EVAL) if isinstance(e.get("eval_loss"), (int, float))]
-    shape = next((t for key, t in _SHAPE_KEYS if any(isinstance(e.get(key), (int, float)) for e in evals)), None)
+    evals = [(e.step, e.scores("eval_")) for e in decode_all(events) if e.type == EventType.EVAL]
+    shape = next((t for key, t in _SHAPE_KEYS if any(key in m for _, m in evals)), None)
     best: dict[str, Any] | None = None
-    for e in evals:
-        m = {k[len("eval_") :]: float(v) for k, v in e.items() if k.startswith("eval_") and isinstance(v, (int, float))}
+    for step, m in evals:
         if shape is None:  # masked-language modelling: the lower held-out loss
             wins = math.isfinite(m["loss"]) and (best is None or not math.isfinite(best["loss"]) or m["loss"] < best["loss"])
         else:
             wins = Task(shape).primary in m and better(Task(shape), m, best)
         if wins:
-            best = {**m, "step": e.get("step")}
+            best = {**m, "step": step}
     return best
 
 
-# Which label shape an evaluation's keys show (regression first: its events carry no accuracy).
-_SHAPE_KEYS = (("eval_rmse", "regression"), ("eval_micro_f1", "multi_label"), ("eval_accuracy", "single_label"))
+# Which label shape an evaluation's scores show (regression first: its events carry no accuracy).
+_SHAPE_KEYS = (("rmse", "regression"), ("micro_f1", "multi_label"), ("accuracy", "single_label"))

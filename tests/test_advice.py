@@ -74,6 +74,12 @@ def test_a_warning_is_an_event_and_a_status_line(tmp_path: Path) -> None:
     assert f"⚠ {run.events()[0]['message']}" in status_markdown(run.snapshot())
 
 
+def test_a_warning_of_a_kind_from_a_newer_version_is_listed_as_stored() -> None:
+    events = [{"type": "warning", "step": 2, "kind": "from_the_future", "message": "m1"},
+              {"type": "warning", "step": 3, "kind": "one_class", "message": "m2"}]  # fmt: skip
+    assert warnings_of(events) == [{"kind": "from_the_future", "message": "m1"}, {"kind": "one_class", "message": "m2"}]
+
+
 # --------------------------------------------------------------------------------------------- planning a cap
 def test_steps_that_fit_and_the_planned_total() -> None:
     assert steps_that_fit(100.0, 0.5) == 194  # 97% of the time left

@@ -13,6 +13,7 @@ from ftui.config import PRECISIONS, RunConfig, TrainConfig
 from ftui.engine import Engine
 from ftui.errors import FtuiError
 from ftui.escaping import escape_md
+from ftui.events import decode_all
 from ftui.experiments import baseline_verdict
 from ftui.plots import accuracy_figure, loss_figure, status_markdown
 from ftui.run_queue import QueuedRun
@@ -209,7 +210,8 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
                 # Many tabs poll the same run: build its figures once per version, not once per tab.
                 snap = run.snapshot()
                 drawn.clear()
-                drawn[key] = (loss_figure(snap.events, snap.run_id), accuracy_figure(snap.events, snap.run_id), version)
+                events = decode_all(snap.events)  # once for both charts
+                drawn[key] = (loss_figure(events, snap.run_id), accuracy_figure(events, snap.run_id), version)
             figures = drawn[key]
         status_now = status_markdown(now, now=time.time())
         if finished:
