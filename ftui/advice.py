@@ -145,7 +145,7 @@ def below_baseline(run: Any, test_accuracy: float | None, step: int) -> WarningE
     if test_accuracy is None or run.store is None:
         return None
     try:
-        records = run.store.runs()
+        records = [r.to_json() for r in run.store.runs()]  # the run.json shape the verdicts read
     except Exception as exc:  # noqa: BLE001 - the comparison is a bonus; an unreadable store must not fail the run
         log.warning("could not read the store to compare run %s with its baseline: %s", run.run_id, exc)
         return None

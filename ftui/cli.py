@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +133,7 @@ def runs_command(args: argparse.Namespace) -> int:
     store.mark_interrupted()
     records = store.runs()
     if args.runs_command == "list":
-        rows = [run_row(r) for r in records]
+        rows = [run_row(r.to_json()) for r in records]
         if args.json:
             print(json.dumps(rows))
         else:
@@ -141,11 +141,11 @@ def runs_command(args: argparse.Namespace) -> int:
                 acc = "-" if row["test_acc"] is None else f"{row['test_acc']:.4f}"
                 print(f"{row['run_id']}  {row['status']:<11} test_acc={acc:<7} {row['name']}")
         return 0
-    matches = [r for r in records if args.run in (r["run_id"], r["name"])]
+    matches = [r for r in records if args.run in (r.run_id, r.name)]
     if len(matches) != 1:
         print(json.dumps({"error": f"{len(matches)} runs match {args.run!r}"}) if args.json else f"{len(matches)} runs match")
         return 2
-    rec = store.get(matches[0]["run_id"])
+    rec = {**asdict(matches[0]), "events": store.events(matches[0].run_id)}  # the row as stored, with who wrote it
     print(json.dumps(rec, default=str) if args.json else json.dumps(rec, indent=1, default=str))
     return 0
 

@@ -207,7 +207,7 @@ def _mirror(run: Run, store: Store, handed: bool, launcher_pid: int) -> bool:
     rec = store.header(run.run_id)
     if rec is None:
         return handed
-    if not handed and rec.get("owner") == store.identity:
+    if not handed and rec.owner == store.identity:
         store.beat(run.run_id)  # torchrun and the ranks are still starting: the run is alive, and ours
         return False
     shared = (store.progress(run.run_id) or Progress()).merged(launcher_pid=launcher_pid)

@@ -431,7 +431,7 @@ def test_the_app_trains_a_two_process_run_in_a_torchrun_child(app_engine, still_
     assert [e["step"] for e in events if e["type"] == "train"][-1] == 50 and any(e["type"] == "eval" for e in events)
     assert next(e for e in events if e["type"] == "start")["processes"] == 2
     rec = app_engine.store.header(run.run_id)
-    assert rec["status"] == "completed" and rec["pid"] != os.getpid()  # the child's rank 0 wrote the outcome
+    assert rec.status == "completed" and rec.pid != os.getpid()  # the child's rank 0 wrote the outcome
     assert '"type": "end"' in (run.out_dir / "launcher.log").read_text()  # the child's own output is kept
 
 
