@@ -177,9 +177,10 @@ def test_a_stand_in_that_raises_switches_the_cache_off_and_the_run_goes_on(engin
 
 def test_status_line_shows_the_notice():
     from ftui.plots import status_markdown
+    from ftui.progress import Progress
     from ftui.runs import RunSnapshot
 
-    snap = RunSnapshot("r1", "r", 3, RunStatus.RUNNING, (), {"notices": ["cache off (x)"]}, None, {}, 0.0, None)
+    snap = RunSnapshot("r1", "r", 3, RunStatus.RUNNING, (), Progress(notices=("cache off (x)",)), None, {}, 0.0, None)
     assert "⚠ cache off (x)" in status_markdown(snap)
 
 
