@@ -340,14 +340,14 @@ def train_case(
     epochs_s = [e["train_seconds"] for e in ev if e["type"] == "epoch"]
     spe = next((e["steps_per_epoch"] for e in ev if e["type"] == "start"), None)
     losses = [(e["step"], e["loss"]) for e in ev if e["type"] == "train"]
-    notices = [e["message"] for e in ev if e["type"] == "notice"] + list(progress.get("notices", []))
+    notices = [e["message"] for e in ev if e["type"] == "notice"] + list(progress.notices)
     out = {
         "name": name,
         "status": run.status.value,
         "error": (run.error or "")[:300],
         "wall_s": round(wall, 1),
         "device": r.get("device"),
-        "steps": r.get("steps", progress.get("step")),
+        "steps": r.get("steps", progress.step),
         "spe": spe,
         "samples_per_s": round(r["train_samples"] / r["train_loop_seconds"], 1) if r.get("train_loop_seconds") else None,
         "peak_mb": r.get("peak_memory_mb"),
@@ -357,7 +357,7 @@ def train_case(
         "loss_last": losses[-1][1] if losses else None,
         "losses": losses,
         "notices": sorted(set(notices)),
-        "cache_mb": progress.get("prefix_cache_mb"),
+        "cache_mb": progress.prefix_cache_mb,
         "mem_before_mb": round(before, 1),
         "mem_after_mb": round(after, 1),
         "result": {k: v for k, v in r.items() if k != "best_eval"},

@@ -41,6 +41,7 @@ print(json.dumps({{"imports_s": round(t1 - t0, 3), "engine_s": round(t2 - t1, 3)
 def make_runs(folder: Path, n: int, events: int, network: bool) -> None:
     """N completed runs, each with a train/eval curve of `events` events and a test event, written in bulk."""
     from ftui.config import RunConfig
+    from ftui.rows import RunRow, RunStatus
     from ftui.store import Store
 
     store = Store(folder, network=network)
@@ -48,10 +49,10 @@ def make_runs(folder: Path, n: int, events: int, network: bool) -> None:
     for i in range(n):
         run_id = f"20261129-{i:06d}-bench0"
         (folder / run_id).mkdir(parents=True, exist_ok=True)
-        store.save_run({"run_id": run_id, "name": f"bench-{i}", "status": "completed", "config": cfg, "started_at": 1e9 + i,
-                        "ended_at": 1e9 + i + 60, "out_dir": str(folder / run_id), "label_names": ["negative", "positive"],
-                        "result": {"test_accuracy": 0.8, "test_macro_f1": 0.79,
-                                   "best_eval": {"accuracy": 0.81, "loss": 0.4}}})  # fmt: skip
+        store.save_run(RunRow(run_id=run_id, name=f"bench-{i}", status=RunStatus.COMPLETED, config=cfg, started_at=1e9 + i,
+                              ended_at=1e9 + i + 60, out_dir=str(folder / run_id), label_names=("negative", "positive"),
+                              result={"test_accuracy": 0.8, "test_macro_f1": 0.79,
+                                      "best_eval": {"accuracy": 0.81, "loss": 0.4}}))  # fmt: skip
         curve = [{"type": "train" if k % 3 else "eval", "step": k, "loss": 1.0 / (k + 1), "eval_loss": 0.5, "eval_accuracy": 0.8}
                  for k in range(events)]  # fmt: skip
         store.replace_events(run_id, [*curve, {"type": "test", "step": events, "test_accuracy": 0.8}])

@@ -23,7 +23,7 @@ from ftui.columns import TEXT_NAMES
 from ftui.config import AdaptConfig, ReadLimits, RunConfig
 from ftui.data import DEMO_DATASET
 from ftui.errors import DataError, ModelError, StopRequested
-from ftui.events import EventType, MLMEvalEvent, NoticeEvent
+from ftui.events import MLMEvalEvent, NoticeEvent, decode_all
 from ftui.mlm import IGNORE, Blocks, mask_tokens, pack_blocks, scratch_config, train_wordpiece
 from ftui.modeling import display_name, load_tokenizer, resolve_checkpoint
 from ftui.readers import read_table
@@ -385,8 +385,8 @@ def _adapt(run: Run, token: str | None, device: str, holdings: Holdings, limits:
         "vocab_size": int(model.config.vocab_size),
     }
     if before is None:  # resumed: the starting perplexity is the first evaluation the run logged
-        first = [e for e in run.events() if e.get("type") == EventType.EVAL.value and e.get("step") == 0]
-        result["perplexity_before"] = first[0].get("eval_perplexity") if first else None
+        first = [e for e in decode_all(run.events()) if isinstance(e, MLMEvalEvent) and e.step == 0]
+        result["perplexity_before"] = first[0].eval_perplexity if first else None
     return replace(outcome, result=result)
 
 

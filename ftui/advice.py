@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from ftui.auto_baseline import VERDICT_WAIT_S
-from ftui.events import EventType, WarningEvent, WarningKind, of_type
+from ftui.events import EvalEvent, EventType, UnknownEvent, WarningEvent, WarningKind, decode_all
 from ftui.icons import WARN
+from ftui.progress import ShownWarning
 from ftui.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -29,13 +30,20 @@ def emit(run: Any, warning: WarningEvent | None) -> None:
     if warning is None:
         return
     run.log(warning)
-    shown = list(run.snapshot(events=False).progress.get("warnings", []))
-    run.set_progress(warnings=[*shown, {"kind": warning.kind.value, "message": warning.message}])
+    shown = run.snapshot(events=False).progress.warnings
+    run.set_progress(warnings=(*shown, ShownWarning(warning.kind.value, warning.message)))
 
 
 def warnings_of(events: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
-    """A run's warnings from its stored events: [{kind, message}] in order (the CLI's end line)."""
-    return [{"kind": e.get("kind", ""), "message": e.get("message", "")} for e in of_type(list(events), EventType.WARNING)]
+    """A run's warnings from its stored events: [{kind, message}] in order (the CLI's end line); a warning of a kind
+    this version does not know is listed as stored."""
+    out = []
+    for e in decode_all(events):
+        if isinstance(e, WarningEvent):
+            out.append({"kind": e.kind.value, "message": e.message})
+        elif isinstance(e, UnknownEvent) and e.type == EventType.WARNING:
+            out.append({"kind": str(e.data.get("kind", "")), "message": str(e.data.get("message", ""))})
+    return out
 
 
 # --------------------------------------------------------------------------------------------------- lengths
@@ -65,7 +73,7 @@ def check_lengths(run: Any, bundle: Any, tokenizer: Any) -> None:
     from ftui.data_report import text_lengths
 
     t = run.config.train
-    if any(e.get("kind") == WarningKind.TRUNCATION.value for e in of_type(run.events(), EventType.WARNING)):
+    if any(isinstance(e, WarningEvent) and e.kind is WarningKind.TRUNCATION for e in decode_all(run.events())):
         return  # a resumed run warned when it started
     try:
         lengths, _ = text_lengths(bundle, tokenizer, LENGTH_SAMPLE)
@@ -78,7 +86,7 @@ def check_lengths(run: Any, bundle: Any, tokenizer: Any) -> None:
 # ------------------------------------------------------------------------------------------------ time limit
 def time_cut(events: Sequence[dict[str, Any]], planned: float, trained: float, minutes: float, step: int) -> WarningEvent | None:
     """A warning when the time cap (a re-planned schedule or the cap itself) ended the run before its epochs."""
-    capped = of_type(list(events), EventType.TIME_LIMIT) or of_type(list(events), EventType.SCHEDULE)
+    capped = any(e.type in (EventType.TIME_LIMIT, EventType.SCHEDULE) for e in decode_all(events))
     if not capped or trained >= planned - 1e-6:
         return None
     return WarningEvent(
@@ -102,7 +110,7 @@ def predictions(
     """A warning when the classifier says (almost) nothing: multi-label micro-F1 about 0 at every evaluation or
     (almost) no predicted label; single-label one class for (almost) every text."""
     if task is Task.MULTI:
-        f1s = [e["eval_micro_f1"] for e in of_type(list(events), EventType.EVAL) if e.get("eval_micro_f1") is not None]
+        f1s = [e.eval_micro_f1 for e in decode_all(events) if isinstance(e, EvalEvent) and e.eval_micro_f1 is not None]
         predicted, true = int((probs >= threshold).sum()), int((gold >= 0.5).sum())
         if f1s and max(f1s) <= ZERO_F1:
             said = f"Validation micro-F1 was {max(f1s):.3f} at all {len(f1s)} evaluations"
@@ -139,7 +147,7 @@ def below_baseline(run: Any, result: dict[str, Any], step: int) -> WarningEvent 
     if run.store is None:
         return None
     try:
-        records = run.store.runs()
+        records = [r.to_json() for r in run.store.runs()]  # the run.json shape the verdicts read
     except Exception as exc:  # noqa: BLE001 - the comparison is a bonus; an unreadable store must not fail the run
         log.warning("could not read the store to compare run %s with its baseline: %s", run.run_id, exc)
         return None

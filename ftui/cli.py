@@ -5,30 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from ftui.advice import warnings_of
 from ftui.cli_flags import (
-    ADAPT_HELP,
-    HELP,
-    data_args,
+    adapt_args,
+    adapt_config,
+    baseline_args,
+    baseline_config,
     data_config,
-    model_args,
     model_config,
     run_args,
     train_args,
     train_config,
 )
-from ftui.config import (
-    BASELINES,
-    SWEEP_METRICS,
-    AdaptConfig,
-    RunConfig,
-    TrainConfig,
-)
-from ftui.config import PRESETS as CONFIG_PRESETS
+from ftui.config import SWEEP_METRICS, RunConfig
 from ftui.events import EventType, of_type
 from ftui.jobs_cli import add_job_args, config_from_json, jobs_command, linger_after_stop
 from ftui.runs import Run
@@ -40,7 +33,6 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter  # --help shows every default
     p = argparse.ArgumentParser(prog="ftui", description=__doc__, formatter_class=fmt)
     sub = p.add_subparsers(dest="command", required=True)
-    d = TrainConfig()
     a = sub.add_parser("app", help="serve the dashboard in the browser", formatter_class=fmt)
     a.add_argument("--host", default=None, help="address to listen on (None: 127.0.0.1 or $GRADIO_SERVER_NAME)")
     a.add_argument("--port", type=int, default=None, help="port (None: 7860 or $GRADIO_SERVER_PORT)")
@@ -74,42 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser(
         "baseline", help="fit a baseline as a run; the last line is JSON with its test scores", formatter_class=fmt
     )
-    data_args(b)
-    model_args(b)
-    b.add_argument("--kind", choices=list(BASELINES), default="tfidf",
-                   help="tfidf: word 1-2-grams + logistic regression; nbsvm: word 1-2-grams scaled by naive-Bayes "
-                        "log-count ratios + logistic regression; embeddings: the checkpoint's mean-pooled states + "
-                        "logistic regression")  # fmt: skip
-    b.add_argument("--max-length", type=int, default=d.max_length, help=HELP["max_length"] + " (embeddings)")
-    b.add_argument("--seed", type=int, default=d.seed, help=HELP["seed"])
-    b.add_argument("--run-name", default="")
-    b.add_argument("--runs-dir", default=None, help="where runs are saved (None: ./runs or $FTUI_RUNS_DIR)")
-    b.add_argument("--offline", action="store_true", help="do not contact the Hub")
+    baseline_args(b)
     ad = sub.add_parser("adapt", help="masked-LM pre-training; last line: JSON with the adapted model_dir", formatter_class=fmt)
-    a_cfg = AdaptConfig()
-    ad.add_argument("--corpus", default="demo", help="'demo', a file (.txt one document per line, or a table), or a Hub id")
-    ad.add_argument("--corpus-config", default=None, help="Hub dataset config")
-    ad.add_argument("--split", default=a_cfg.corpus_split, help=ADAPT_HELP["corpus_split"])
-    ad.add_argument("--text-column", default=None, help=ADAPT_HELP["text_column"])
-    ad.add_argument("--checkpoint", default="packaged", help="continue pre-training this ('packaged', a Hub id or a folder)")
-    ad.add_argument("--trust-remote-code", action="store_true", help="allow code shipped in Hub repos")
-    ad.add_argument("--from-scratch", action="store_true", help="train a WordPiece tokenizer and a new BERT instead")
-    ad.add_argument("--vocab-size", type=int, default=a_cfg.vocab_size, help=ADAPT_HELP["vocab_size"])
-    ad.add_argument("--min-frequency", type=int, default=a_cfg.min_frequency, help=ADAPT_HELP["min_frequency"])
-    ad.add_argument("--cased", action="store_true", help="scratch: keep case (default: lowercase)")
-    ad.add_argument("--preset", choices=list(CONFIG_PRESETS), default=a_cfg.preset, help=ADAPT_HELP["preset"])
-    ad.add_argument("--mask-rate", type=float, default=a_cfg.mask_rate, help=ADAPT_HELP["mask_rate"])
-    ad.add_argument("--whole-word", action="store_true", help=ADAPT_HELP["whole_word"])
-    ad.add_argument("--lr", type=float, default=5e-5, help="peak learning rate")
-    ad.add_argument("--batch-size", type=int, default=16, help="blocks per batch")
-    ad.add_argument("--epochs", type=float, default=1.0, help="passes over the corpus")
-    ad.add_argument("--max-steps", type=int, default=0, help="stop after this many steps; 0 = all epochs")
-    ad.add_argument("--block-length", type=int, default=128, help="tokens per block")
-    ad.add_argument("--evals-per-epoch", type=int, default=4, help="held-out evaluations per epoch")
-    ad.add_argument("--seed", type=int, default=d.seed, help=HELP["seed"])
-    ad.add_argument("--run-name", default="")
-    ad.add_argument("--runs-dir", default=None, help="where runs are saved (None: ./runs or $FTUI_RUNS_DIR)")
-    ad.add_argument("--offline", action="store_true", help="do not contact the Hub")
+    adapt_args(ad)
     r = sub.add_parser("runs", help="read the experiment store", formatter_class=fmt)
     rsub = r.add_subparsers(dest="runs_command", required=True)
     ls = rsub.add_parser("list", help="every run, oldest first", formatter_class=fmt)
@@ -134,7 +93,7 @@ def runs_command(args: argparse.Namespace) -> int:
     store.mark_interrupted()
     records = store.runs()
     if args.runs_command == "list":
-        rows = [run_row(r) for r in records]
+        rows = [run_row(r.to_json()) for r in records]
         if args.json:
             print(json.dumps(rows))
         else:
@@ -142,11 +101,11 @@ def runs_command(args: argparse.Namespace) -> int:
                 acc = "-" if row["test_acc"] is None else f"{row['test_acc']:.4f}"
                 print(f"{row['run_id']}  {row['status']:<11} test_acc={acc:<7} {row['name']}")
         return 0
-    matches = [r for r in records if args.run in (r["run_id"], r["name"])]
+    matches = [r for r in records if args.run in (r.run_id, r.name)]
     if len(matches) != 1:
         print(json.dumps({"error": f"{len(matches)} runs match {args.run!r}"}) if args.json else f"{len(matches)} runs match")
         return 2
-    rec = store.get(matches[0]["run_id"])
+    rec = {**asdict(matches[0]), "events": store.events(matches[0].run_id)}  # the row as stored, with who wrote it
     print(json.dumps(rec, default=str) if args.json else json.dumps(rec, indent=1, default=str))
     return 0
 
@@ -232,32 +191,10 @@ def _main(args: argparse.Namespace, dist: Any) -> int:
     # The command line is the operator's: sign-in (a workspace per visitor) rules the app's visitors, not this shell.
     settings = replace(Settings.from_env(), oauth=False)
     engine = Engine(runs_dir=args.runs_dir, hub_status=hub_status, settings=settings, dist=dist)
-    model_cfg = model_config(args)
     if args.command == "adapt":
-        corpus = args.corpus
-        source = "demo" if corpus == "demo" else ("file" if Path(corpus).expanduser().is_file() else "hub")
-        cfg = RunConfig(
-            model=model_cfg,
-            train=TrainConfig(
-                learning_rate=args.lr, batch_size=args.batch_size, epochs=args.epochs, max_steps=args.max_steps,
-                max_length=args.block_length, evals_per_epoch=args.evals_per_epoch, seed=args.seed, run_name=args.run_name,
-            ),
-            kind="mlm",
-            adapt=AdaptConfig(
-                corpus_source=source, corpus="" if source == "demo" else corpus, corpus_config=args.corpus_config,
-                corpus_split=args.split, text_column=args.text_column, mode="scratch" if args.from_scratch else "continue",
-                mask_rate=args.mask_rate, whole_word=args.whole_word, vocab_size=args.vocab_size,
-                min_frequency=args.min_frequency, lowercase=not args.cased, preset=args.preset,
-            ),
-        )  # fmt: skip
+        cfg = adapt_config(args)
     elif args.command == "baseline":
-        cfg = RunConfig(
-            data=data_config(args),
-            model=model_cfg,
-            train=TrainConfig(max_length=args.max_length, seed=args.seed, run_name=args.run_name),
-            kind="baseline",
-            baseline=args.kind,
-        )
+        cfg = baseline_config(args)
     elif getattr(args, "run_config", None):  # a Jobs run: the app's whole config, validated again by start_run
         try:
             given = config_from_json(args.run_config)

@@ -149,7 +149,7 @@ class AdaptConfig:
 
     corpus_source: str = field(default="demo", metadata={"help": "demo | file (txt, one document per line; or a table) | hub"})
     corpus: str = field(default="", metadata={"help": "file path or Hub dataset id"})
-    corpus_config: str | None = field(default=None, metadata={"help": "Hub config"})
+    corpus_config: str | None = field(default=None, metadata={"help": "Hub dataset config"})
     corpus_split: str = field(default="train", metadata={"help": "Hub split (IMDB's 'unsupervised' has 50k unlabelled)"})
     text_column: str | None = field(default=None, metadata={"help": "text column of a table or Hub split; None = detect"})
     mode: str = field(default="continue", metadata={"help": "continue pre-training the checkpoint, or scratch"})
@@ -193,7 +193,12 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     kind: str = field(default="finetune", metadata={"help": "finetune | baseline: what the run trains"})
     baseline: str = field(
-        default="", metadata={"help": "for a baseline: tfidf (words + logistic regression) | embeddings (frozen encoder)"}
+        default="",
+        metadata={
+            "help": "for a baseline: tfidf (word 1-2-grams + logistic regression) | nbsvm (word 1-2-grams scaled by "
+            "naive-Bayes log-count ratios + logistic regression) | embeddings (the checkpoint's mean-pooled states + "
+            "logistic regression)"
+        },
     )
     adapt: AdaptConfig = field(default_factory=AdaptConfig, metadata={"help": "for kind 'mlm': corpus and recipe"})
     sweep: SweepRef = field(default_factory=SweepRef, metadata={"help": "set on the runs a sweep queues"})

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class EventType(str, Enum):
@@ -41,12 +45,22 @@ class Event:
 
     type: EventType
     step: int = 0
+    time: float | None = None  # seconds since the run started: the run stamps it when logged (None before)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (the type as its string value); fields left None are dropped."""
         d = {k: v for k, v in asdict(self).items() if v is not None}
         d["type"] = self.type.value
         return d
+
+    def scores(self, prefix: str) -> dict[str, float]:
+        """The numeric fields named `prefix`… with the prefix cut ('eval_' → {'loss': …, 'accuracy': …})."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.startswith(prefix) and isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[f.name[len(prefix) :]] = float(value)
+        return out
 
 
 def _t(kind: EventType) -> Any:
@@ -219,3 +233,83 @@ class TestEvent(Event):
 def of_type(events: list[dict[str, Any]] | tuple[dict[str, Any], ...], kind: EventType) -> list[dict[str, Any]]:
     """The stored events of one type, in order."""
     return [e for e in events if e.get("type") == kind.value]
+
+
+@dataclass(frozen=True)
+class UnknownEvent(Event):
+    """A stored event this version cannot read as its own (a newer version's type or warning kind): kept, with its
+    stored fields, so a log from another version shows what it can instead of failing."""
+
+    type: Any = ""  # the stored type string (no EventType of this version names it)
+    data: dict[str, Any] = field(default_factory=dict)  # every stored field, as stored
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored dict again."""
+        return dict(self.data)
+
+
+# One class per stored type; an evaluation with a perplexity is a masked-LM run's (see decode).
+_CLASSES: dict[str, type[Event]] = {
+    EventType.START.value: StartEvent,
+    EventType.PHASE.value: PhaseEvent,
+    EventType.TRAIN.value: TrainEvent,
+    EventType.EVAL.value: EvalEvent,
+    EventType.EPOCH.value: EpochEvent,
+    EventType.EARLY_STOP.value: EarlyStopEvent,
+    EventType.TIME_LIMIT.value: TimeLimitEvent,
+    EventType.RESUME.value: ResumeEvent,
+    EventType.PRUNED.value: PrunedEvent,
+    EventType.NOTICE.value: NoticeEvent,
+    EventType.TEST.value: TestEvent,
+    EventType.SCHEDULE.value: ScheduleEvent,
+    EventType.WARNING.value: WarningEvent,
+}
+# Each class's fields and their defaults (every event field has a plain default; `type` is fixed per class).
+_DEFAULTS = {cls: {f.name: f.default for f in fields(cls)} for cls in {*_CLASSES.values(), MLMEvalEvent}}
+
+
+def decode(row: Mapping[str, Any] | Event) -> Event:
+    """The typed event of a stored one (run.json, the store, a live run's log). Keys this version does not know are
+    dropped, missing or null ones take their defaults; an unknown type (or warning kind) is an UnknownEvent."""
+    if isinstance(row, Event):
+        return row
+    kind = str(row.get("type", ""))
+    cls = _CLASSES.get(kind)
+    if cls is EvalEvent and "eval_perplexity" in row:
+        cls = MLMEvalEvent
+    if cls is None:
+        return UnknownEvent(step=_step(row.get("step")), type=kind, data=dict(row))
+    defaults = _DEFAULTS[cls]
+    values = {k: v for k, v in row.items() if k in defaults and v is not None and k != "type"}
+    if "step" in values:
+        values["step"] = _step(values["step"])
+    if cls is WarningEvent and "kind" in values:
+        try:
+            values["kind"] = WarningKind(values["kind"])
+        except ValueError:
+            log.debug("a warning of a kind this version does not know: %r", values["kind"])
+            return UnknownEvent(step=values.get("step", 0), type=kind, data=dict(row))
+    # Built without the frozen __init__ (its per-field object.__setattr__ made the charts of a long run 1.5x slower):
+    # the same fields, each default or stored value, as __init__ would set them (no event has a __post_init__).
+    event = object.__new__(cls)
+    event.__dict__.update(defaults)
+    event.__dict__.update(values)
+    return event
+
+
+class EventLog(list[Event]):
+    """A decoded event log: what decode_all returns, and passes through unchanged (a chart decodes a log once)."""
+
+
+def decode_all(rows: Iterable[Mapping[str, Any] | Event]) -> EventLog:
+    """decode() of each event, in order."""
+    return rows if isinstance(rows, EventLog) else EventLog(decode(r) for r in rows)
+
+
+def _step(value: Any) -> int:
+    """A stored step as an int (null in logs from before every event had one: 0)."""
+    if type(value) is int:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return 0
+    return int(value)

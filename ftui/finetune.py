@@ -255,7 +255,7 @@ def _train(
     weights = class_weight_vector(t.class_weights, enc["train"].labels, run.label_names, task)
     if weights is not None:
         log.info("run %s: class weights %s", run.run_id, dict(zip(run.label_names, weights.tolist(), strict=True)))
-        run.set_progress(class_weights=[round(w, 4) for w in weights.tolist()])
+        run.set_progress(class_weights=tuple(round(w, 4) for w in weights.tolist()))
     objective = ClassificationObjective(enc, pad_id, device, t.batch_size, run.label_names, weights, task, t.threshold,
                                         t.long_text, dist)  # fmt: skip
     core = TrainingCore(run, model, tokenizer, phases, objective, device, holdings, dist)

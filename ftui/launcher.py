@@ -173,14 +173,14 @@ class Launcher:
     def adopt_run(self, run_id: str, token: str | None, resume: bool) -> Run:
         """Rank 0 of a torchrun child takes over the run the app created for it (still queued, the app's), checks it
         against today's rules, and trains it here (from its snapshot when the app is resuming it)."""
-        rec = self.store.get(run_id)
-        if rec is None or rec["status"] != "queued":
-            state = "no such run" if rec is None else f"it is {rec['status']}"
+        row = self.store.header(run_id)
+        if row is None or row.status != RunStatus.QUEUED:
+            state = "no such run" if row is None else f"it is {row.status.value}"
             raise FtuiError(f"Run '{run_id}' cannot be taken over ({state}).", "Start it from the app or the CLI.")
-        cfg = self.check(RunConfig.from_dict(rec["config"]), token)
+        cfg = self.check(RunConfig.from_dict(row.config), token)
 
         def make() -> Run:
-            run = Run.from_record(rec, Path(rec["out_dir"]), self.store, live=True)
+            run = Run.from_record(row, self.store.events(run_id), Path(row.out_dir), self.store, live=True)
             run.remote, run.config = False, cfg  # ours from now on
             return run
 

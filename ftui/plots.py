@@ -10,9 +10,10 @@ import plotly.graph_objects as go
 
 from ftui.config import LOWER_IS_BETTER
 from ftui.escaping import code_md, escape_md, escape_plot
-from ftui.events import EventType, of_type
+from ftui.events import Event, EventType, PhaseEvent, decode_all
 from ftui.experiments import short_number
 from ftui.icons import ERR, OK, WAIT, WARN
+from ftui.progress import Progress
 from ftui.runs import RunSnapshot, RunStatus
 
 _LAYOUT = {
@@ -29,15 +30,19 @@ def _mode(n: int) -> str:
     return "lines+markers" if n < FEW_POINTS else "lines"
 
 
-def mark_phases(fig: go.Figure, events: Sequence[dict[str, Any]]) -> None:
+# A run's events as the figures take them: stored dicts (a snapshot's) or typed events; decoded once per figure.
+Events = Sequence[dict[str, Any]] | Sequence[Event]
+
+
+def mark_phases(fig: go.Figure, events: Events) -> None:
     """A dashed line where each later phase of the schedule begins (head first, then fine-tune), labelled."""
-    for e in of_type(events, EventType.PHASE):
-        if e.get("index", 0) > 0:
+    for e in decode_all(events):
+        if isinstance(e, PhaseEvent) and e.index > 0:
             fig.add_vline(
-                x=e["step"] + 0.5,
+                x=e.step + 0.5,
                 line_dash="dot",
                 line_color="gray",
-                annotation_text=f"{escape_plot(e.get('phase', 'phase'))} begins",
+                annotation_text=f"{escape_plot(e.phase)} begins",
             )
 
 
@@ -47,13 +52,19 @@ def _step_axis(xs: Sequence[float]) -> dict[str, Any]:
     return {"xaxis_tickformat": "d", **({"xaxis_dtick": 1} if top <= 10 else {})}
 
 
-def _series(events: Sequence[dict[str, Any]], kind: EventType, key: str) -> tuple[list[int], list[float]]:
-    pts = [(e["step"], e[key]) for e in events if e.get("type") == kind.value and key in e]
+def _value(e: Event, key: str) -> Any:
+    """A field of an event, None when its type has no such field (or left it unset)."""
+    return getattr(e, key, None)
+
+
+def _series(events: Sequence[Event], kind: EventType, key: str) -> tuple[list[int], list[float]]:
+    pts = [(e.step, _value(e, key)) for e in events if e.type == kind and _value(e, key) is not None]
     return [p[0] for p in pts], [float(p[1]) for p in pts]
 
 
-def loss_figure(events: Sequence[dict[str, Any]], revision: str = "") -> go.Figure:
+def loss_figure(events: Events, revision: str = "") -> go.Figure:
     """Train and eval loss against optimizer step; `revision` keeps the user's zoom across updates."""
+    events = decode_all(events)
     fig = go.Figure()
     x, y = _series(events, EventType.TRAIN, "loss")
     fig.add_trace(go.Scatter(x=x, y=y, mode=_mode(len(x)), name="train loss"))
@@ -67,21 +78,22 @@ def loss_figure(events: Sequence[dict[str, Any]], revision: str = "") -> go.Figu
     return fig
 
 
-def label_shape(events: Sequence[dict[str, Any]]) -> str:
+def label_shape(events: Events) -> str:
     """The label shape a run's evaluations report: 'regression', 'multi_label' or 'single_label'."""
-    for e in events:
-        if e.get("type") == EventType.EVAL.value:
-            if "eval_rmse" in e:
+    for e in decode_all(events):
+        if e.type == EventType.EVAL:
+            if _value(e, "eval_rmse") is not None:
                 return "regression"
-            if "eval_micro_f1" in e:
+            if _value(e, "eval_micro_f1") is not None:
                 return "multi_label"
     return "single_label"
 
 
-def regression_figure(events: Sequence[dict[str, Any]], revision: str = "") -> go.Figure:
+def regression_figure(events: Events, revision: str = "") -> go.Figure:
     """Validation RMSE (left axis, in the target's units) and Pearson/Spearman correlation (right axis)."""
     from plotly.subplots import make_subplots
 
+    events = decode_all(events)
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     x, y = _series(events, EventType.EVAL, "eval_rmse")
     fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name="eval RMSE"), secondary_y=False)
@@ -96,9 +108,10 @@ def regression_figure(events: Sequence[dict[str, Any]], revision: str = "") -> g
     return fig
 
 
-def accuracy_figure(events: Sequence[dict[str, Any]], revision: str = "") -> go.Figure:
+def accuracy_figure(events: Events, revision: str = "") -> go.Figure:
     """Eval accuracy and macro-F1 against optimizer step (multi-label: micro/macro-F1 and subset accuracy; regression:
     RMSE and correlations)."""
+    events = decode_all(events)
     shape = label_shape(events)
     if shape == "regression":
         return regression_figure(events, revision)
@@ -137,10 +150,11 @@ def add_baseline_line(fig: go.Figure, line: Any, shape: str | None = None) -> go
     return fig
 
 
-def perplexity_figure(events: Sequence[dict[str, Any]], revision: str = "") -> go.Figure:
+def perplexity_figure(events: Events, revision: str = "") -> go.Figure:
     """Held-out perplexity (log scale: it falls by orders of magnitude from scratch) and masked-token accuracy."""
     from plotly.subplots import make_subplots
 
+    events = decode_all(events)
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     x, y = _series(events, EventType.EVAL, "eval_perplexity")
     fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name="held-out perplexity"), secondary_y=False)
@@ -170,18 +184,18 @@ COMPARE_BY_SHAPE = {  # the four comparison charts: the two losses, then the lab
 }
 
 
-def compare_metrics(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> tuple[str, ...]:
+def compare_metrics(runs: Sequence[tuple[str, Events]]) -> tuple[str, ...]:
     """Which metrics the comparison charts show: the shape all the runs share, else the single-label ones."""
     shapes = {label_shape(events) for _, events in runs}
     return COMPARE_BY_SHAPE[shapes.pop() if len(shapes) == 1 else "single_label"]
 
 
-def compare_figure(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], metric: str) -> go.Figure:
+def compare_figure(runs: Sequence[tuple[str, Events]], metric: str) -> go.Figure:
     """One metric of several runs overlaid against epoch (runs differ in steps per epoch, so epochs line up)."""
     kind, key = COMPARE_METRICS[metric]
     fig = go.Figure()
     for name, events in runs:
-        pts = [(e.get("epoch", e["step"]), e[key]) for e in events if e.get("type") == kind.value and key in e]
+        pts = [(_value(e, "epoch"), _value(e, key)) for e in decode_all(events) if e.type == kind and _value(e, key) is not None]
         fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=escape_plot(name)))
     extra = {"yaxis_range": [0, 1.02]} if "accuracy" in metric or "F1" in metric else {}
     extra = {"yaxis_range": [-1.02, 1.02]} if "Spearman" in metric else extra
@@ -328,10 +342,10 @@ STATUS_ICON = {
 PHASE_WORDS = {"head": "phase 1 of 2: only the new head trains", "finetune": "phase 2 of 2: fine-tuning"}
 
 
-def _phase_words(progress: dict[str, Any]) -> str:
-    phase = str(progress["phase"])
-    if phase == "training" and progress.get("train_phase") in PHASE_WORDS:
-        return f"training, {PHASE_WORDS[progress['train_phase']]}"
+def _phase_words(progress: Progress) -> str:
+    phase = progress.phase
+    if phase == "training" and progress.train_phase in PHASE_WORDS:
+        return f"training, {PHASE_WORDS[progress.train_phase]}"
     return phase
 
 
@@ -348,41 +362,40 @@ def status_markdown(snap: RunSnapshot | None, now: float | None = None) -> str:
         elapsed = f" · {_duration(max(0.0, now - snap.started_at))} elapsed"
     lines = [
         f"**{STATUS_ICON[snap.status]} {escape_md(snap.name)}** — {snap.status.value}"
-        + (f" ({_phase_words(p)})" if p.get("phase") and not snap.status.finished else "")
+        + (f" ({_phase_words(p)})" if p.phase and not snap.status.finished else "")
         + elapsed
     ]
-    if p.get("device"):
-        lines.append(f"Device: `{p['device']}`" + (f" × {p['processes']}" if p.get("processes") else ""))
-    if p.get("total_steps"):
-        step, total = p.get("step", 0), p["total_steps"]
-        pct = 100 * step / total
-        bits = [f"step {step}/{total} ({pct:.0f}%)", f"epoch {p.get('epoch', 0):.2f}"]
-        if p.get("samples_per_s"):
-            bits.append(f"{p['samples_per_s']:.1f} samples/s")
-        if not snap.status.finished and p.get("eta_s") is not None:
-            bits.append(f"ETA {_duration(p['eta_s'])}")
-        if p.get("memory_mb"):
-            bits.append(f"memory {p['memory_mb']:.0f} MB")
-        if p.get("prefix_cache_mb"):
-            bits.append(f"frozen layers cached ({p['prefix_cache_mb']:.0f} MB)")
+    if p.device:
+        lines.append(f"Device: `{p.device}`" + (f" × {p.processes}" if p.processes else ""))
+    if p.total_steps:
+        pct = 100 * p.step / p.total_steps
+        bits = [f"step {p.step}/{p.total_steps} ({pct:.0f}%)", f"epoch {p.epoch:.2f}"]
+        if p.samples_per_s:
+            bits.append(f"{p.samples_per_s:.1f} samples/s")
+        if not snap.status.finished and p.eta_s is not None:
+            bits.append(f"ETA {_duration(p.eta_s)}")
+        if p.memory_mb:
+            bits.append(f"memory {p.memory_mb:.0f} MB")
+        if p.prefix_cache_mb:
+            bits.append(f"frozen layers cached ({p.prefix_cache_mb:.0f} MB)")
         lines.append(" · ".join(bits))
-    if p.get("class_weights"):
-        lines.append("Class weights in the loss: " + ", ".join(f"{w:g}" for w in p["class_weights"]))
-    for notice in p.get("notices", []):
+    if p.class_weights:
+        lines.append("Class weights in the loss: " + ", ".join(f"{w:g}" for w in p.class_weights))
+    for notice in p.notices:
         lines.append(f"{WARN} {escape_md(notice)}")  # notices quote labels and column names
-    if p.get("plan"):
-        lines.append(escape_md(p["plan"]))  # "Time limit …: the schedule is planned for the N steps that fit …"
-    for warning in p.get("warnings", []):
-        lines.append(f"{WARN} {escape_md(warning['message'])}")  # warnings may quote label names
+    if p.plan:
+        lines.append(escape_md(p.plan))  # "Time limit …: the schedule is planned for the N steps that fit …"
+    for warning in p.warnings:
+        lines.append(f"{WARN} {escape_md(warning.message)}")  # warnings may quote label names
     so_far = "" if snap.status.finished else " so far"  # a finished run's best is final, not "so far"
-    if p.get("best_eval_accuracy") is not None:
-        lines.append(f"Best validation accuracy{so_far}: **{p['best_eval_accuracy']:.3f}**")
-    if p.get("best_eval_micro_f1") is not None:
-        lines.append(f"Best validation micro-F1{so_far}: **{p['best_eval_micro_f1']:.3f}**")
-    if p.get("best_eval_rmse") is not None:
-        lines.append(f"Best validation RMSE{so_far}: **{p['best_eval_rmse']:.4g}**")
-    if p.get("best_perplexity") is not None:
-        lines.append(f"Best held-out perplexity{so_far}: **{p['best_perplexity']:.2f}**")
+    if p.best_eval_accuracy is not None:
+        lines.append(f"Best validation accuracy{so_far}: **{p.best_eval_accuracy:.3f}**")
+    if p.best_eval_micro_f1 is not None:
+        lines.append(f"Best validation micro-F1{so_far}: **{p.best_eval_micro_f1:.3f}**")
+    if p.best_eval_rmse is not None:
+        lines.append(f"Best validation RMSE{so_far}: **{p.best_eval_rmse:.4g}**")
+    if p.best_perplexity is not None:
+        lines.append(f"Best held-out perplexity{so_far}: **{p.best_perplexity:.2f}**")
     r = snap.result
     if snap.status == RunStatus.COMPLETED and ("test_accuracy" in r or "test_rmse" in r):
         lines.append(

@@ -15,7 +15,7 @@ from ftui.config import RunConfig
 from ftui.errors import FtuiError
 from ftui.runs import Run
 from ftui.store import Store
-from ftui.workspace import round_robin, run_user
+from ftui.workspace import round_robin
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class QueueMixin:
         if not total:
             queue = self.store.queue()
             user = configs[0].user if configs else ""
-            mine = sum(run_user(rec) == user for rec in queue)
+            mine = sum(rec.user == user for rec in queue)
             if user_cap and mine + len(configs) > user_cap:
                 raise FtuiError(
                     f"You have {mine} run{'s' if mine != 1 else ''} waiting; one user may have at most {user_cap} "
@@ -152,11 +152,11 @@ class QueueMixin:
         out = []
         for k, rec in enumerate(self.store.queue(), start=1):
             try:
-                cfg = RunConfig.from_dict(rec["config"])
+                cfg = RunConfig.from_dict(rec.config)
             except Exception as exc:  # noqa: BLE001 - an unreadable item is shown as failing when its turn comes
-                log.warning("unreadable queued run %s: %s", rec["item_id"], exc)
+                log.warning("unreadable queued run %s: %s", rec.item_id, exc)
                 cfg = RunConfig()
-            out.append(QueuedRun(rec["item_id"], k, cfg, rec["created_at"], rec["owner"] == self.store.identity))
+            out.append(QueuedRun(rec.item_id, k, cfg, rec.created_at, rec.owner == self.store.identity))
         return out
 
     def waiting_here(self) -> int:
@@ -219,8 +219,8 @@ class QueueMixin:
             try:
                 rec = self.store.pop_queued(self._next_item)
                 if rec is not None and self.start_item is not None:
-                    lost = bool(rec.get("token_kept")) and rec["item_id"] not in self._tokens  # adopted after a restart
-                    item = QueuedRun(rec["item_id"], 1, RunConfig.from_dict(rec["config"]), rec["created_at"], True, lost)
+                    lost = rec.token_kept and rec.item_id not in self._tokens  # adopted after a restart
+                    item = QueuedRun(rec.item_id, 1, RunConfig.from_dict(rec.config), rec.created_at, True, lost)
                     started = self.start_item(item, self._tokens.pop(item.item_id, None))
             except Exception as exc:  # noqa: BLE001 - a broken item must not stall the queue behind it
                 log.warning("a queued run could not be started: %s", exc, exc_info=True)

@@ -16,11 +16,12 @@ from typing import Any
 
 from ftui.errors import FtuiError, RunInProgress
 from ftui.files import recover_dir
+from ftui.rows import RunRow
 from ftui.run_layout import MODEL_DIR, RESUME_DIR, can_resume, clear_stop, stop_asked
 from ftui.run_queue import QueuedRun, QueueMixin
 from ftui.runs import RUN_FILE, Run
 from ftui.store import HEARTBEAT_S, Store, StoreUnavailable
-from ftui.workspace import USERS_DIR, run_folder, run_user
+from ftui.workspace import USERS_DIR, run_folder
 
 log = logging.getLogger(__name__)
 
@@ -77,18 +78,17 @@ class RunManager(QueueMixin):
         found: dict[str, Run] = {}
         for rec in self.store.runs():
             try:
-                live = rec["status"] in ("queued", "running") and self.store.alive(rec)
-                rec["events"] = self.store.events(rec["run_id"])
-                found[rec["run_id"]] = Run.from_record(rec, self._folder(rec), self.store, live)
+                live = not rec.status.finished and self.store.alive(rec)
+                found[rec.run_id] = Run.from_record(rec, self.store.events(rec.run_id), self._folder(rec), self.store, live)
             except Exception as exc:  # noqa: BLE001 - one unreadable record must not hide the others
-                log.warning("skipping unreadable run record %s: %s", rec.get("run_id"), exc)
+                log.warning("skipping unreadable run record %s: %s", rec.run_id, exc)
         for path in sorted([*self.runs_dir.glob(f"*/{RUN_FILE}"), *self.runs_dir.glob(f"{USERS_DIR}/*/*/{RUN_FILE}")]):
             if path.parent.name in found:
                 continue
             try:
                 run = Run.load(path.parent)
                 if self.store.writable:
-                    self.store.save_run(run.header())  # import it, so the store is complete again
+                    self.store.save_run(run.row())  # import it, so the store is complete again
                     self.store.replace_events(run.run_id, run.events())
                 run.store = self.store
             except Exception as exc:  # noqa: BLE001
@@ -103,9 +103,9 @@ class RunManager(QueueMixin):
             self._runs[run.run_id] = run
         self._synced_at = time.monotonic()
 
-    def _folder(self, rec: dict[str, Any]) -> Path:
+    def _folder(self, rec: RunRow) -> Path:
         """A stored run's folder under this runs folder (never the stored path: the bucket may mount elsewhere now)."""
-        return run_folder(self.runs_dir, check_run_id(rec["run_id"]), run_user(rec))
+        return run_folder(self.runs_dir, check_run_id(rec.run_id), rec.user)
 
     @staticmethod
     def _recover_files(run: Run) -> None:
@@ -123,7 +123,7 @@ class RunManager(QueueMixin):
         self._synced_at = now
         try:
             self.store.mark_interrupted()
-            records = {r["run_id"]: r for r in self.store.runs()}
+            records = {r.run_id: r for r in self.store.runs()}
         except Exception as exc:  # noqa: BLE001 - a busy or failing store: show what we have
             log.warning("could not read the run store: %s", exc)
             return
@@ -133,14 +133,12 @@ class RunManager(QueueMixin):
             run = known.get(run_id)
             try:
                 if run is None:
-                    live = rec["status"] in ("queued", "running") and self.store.alive(rec)
-                    rec["events"] = self.store.events(run_id)
-                    fresh = Run.from_record(rec, self._folder(rec), self.store, live)
+                    live = not rec.status.finished and self.store.alive(rec)
+                    fresh = Run.from_record(rec, self.store.events(run_id), self._folder(rec), self.store, live)
                     with self._lock:
                         self._runs.setdefault(run_id, fresh)
                 elif run.remote:
-                    rec["progress"] = self.store.progress(run_id)
-                    run.apply_record(rec, self.store.events(run_id, len(run.events())))
+                    run.apply_record(rec, self.store.events(run_id, len(run.events())), self.store.progress(run_id))
                     if run.status.finished:
                         run.remote = False  # its owner is done with it: from now on it is an ordinary finished run
             except Exception as exc:  # noqa: BLE001
@@ -177,7 +175,7 @@ class RunManager(QueueMixin):
         """The run, when nothing trains it (here or in another process): deleting or resuming a live run is refused."""
         run = self.require(run_id)
         if run.remote and not run.status.finished:
-            where = run.snapshot().progress.get("owner", "another process")
+            where = run.snapshot(events=False).progress.owner or "another process"
             raise FtuiError(
                 f"Run '{run.name}' is training in {where}.", f"Wait for it to end or stop it there, then {action} it."
             )

@@ -6,32 +6,18 @@ import json
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from ftui.config import RunConfig
-from ftui.events import Event, EventType, of_type
+from ftui.events import Event, EventType, decode, decode_all
+from ftui.progress import Progress
+from ftui.rows import RunRow, RunStatus  # RunStatus is defined with the rows; imported from here as before
 
 RUN_FILE = "run.json"
 SHARE_S = 0.3  # a live run's progress reaches the store at most this often (phase changes at once)
-
-
-class RunStatus(str, Enum):
-    """Lifecycle of a run; the last four are final."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    STOPPED = "stopped"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"
-
-    @property
-    def finished(self) -> bool:
-        """True once the run will change no more."""
-        return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -43,7 +29,7 @@ class RunSnapshot:
     version: int
     status: RunStatus
     events: tuple[dict[str, Any], ...]
-    progress: dict[str, Any]
+    progress: Progress
     error: str | None
     result: dict[str, Any]
     started_at: float
@@ -70,7 +56,7 @@ class Run:
         self._events: list[dict[str, Any]] = []
         self._version = 0
         self._status = RunStatus.QUEUED
-        self._progress: dict[str, Any] = {}
+        self._progress = Progress()
         self._result: dict[str, Any] = {}
         self._error: str | None = None
         self.ended_at: float | None = None
@@ -98,15 +84,16 @@ class Run:
                 self.listeners.remove(listener)
 
     def set_progress(self, **fields_: Any) -> None:
-        """Merge progress fields (phase, step, total_steps, eta_s, samples_per_s, memory_mb, device)."""
+        """Replace some fields of the run's Progress (phase, step, total_steps, eta_s, …); an unknown name is a
+        TypeError."""
         with self._cond:
-            self._progress.update(fields_)
+            self._progress = self._progress.merged(**fields_)
             self._bump()
             now = time.monotonic()
             share = self.store is not None and not self.remote and ("phase" in fields_ or now - self._shared_at >= SHARE_S)
             if share:
                 self._shared_at = now
-                progress = {k: v for k, v in self._progress.items() if k != "store_error"}
+                progress = self._progress
         if share:  # other processes (the app watching a CLI or torchrun run) show the same progress line
             self._persist(lambda st: st.set_progress(self.run_id, progress))
 
@@ -115,7 +102,7 @@ class Run:
         with self._cond:
             self._status = status
             self._bump()
-        self._persist(lambda st: st.save_run(self.header()))
+        self._persist(lambda st: st.save_run(self.row()))
 
     def finish(
         self, status: RunStatus, error: str | None = None, result: dict[str, Any] | None = None, persist: bool = True
@@ -127,10 +114,10 @@ class Run:
             self._status, self._error = status, error
             self._result.update(result or {})
             self.ended_at = time.time()
-            self._progress["phase"] = status.value
+            self._progress = self._progress.merged(phase=status.value)
             self._bump()
         if persist:
-            self._persist(lambda st: st.save_run(self.header()))
+            self._persist(lambda st: st.save_run(self.row()))
             try:
                 self.save()  # before `done`, so whoever waits on it reads a complete record
             except OSError as exc:
@@ -141,7 +128,7 @@ class Run:
 
     def save_header(self) -> None:
         """Write the run's header to the store now (at creation, before any event)."""
-        self._persist(lambda st: st.save_run(self.header()))
+        self._persist(lambda st: st.save_run(self.row()))
 
     def _persist(self, write: Any) -> None:
         """Write through to the store; a failing store (disk full) is reported but never stops training."""
@@ -151,7 +138,7 @@ class Run:
             write(self.store)
         except Exception as exc:  # noqa: BLE001 - sqlite3.Error, OSError: the run goes on, the UI shows why
             with self._cond:
-                self._progress["store_error"] = f"could not write to the experiment store: {exc}"
+                self._progress = self._progress.merged(store_error=f"could not write to the experiment store: {exc}")
                 self._bump()
 
     def _bump(self) -> None:
@@ -161,17 +148,17 @@ class Run:
     def reopen(self, keep_until_step: int) -> None:
         """Make a stopped/interrupted run live again for a resume: events after the snapshot's step are dropped."""
         with self._cond:
-            kept = (EventType.START.value, EventType.RESUME.value)
-            self._events = [e for e in self._events if e.get("type") in kept or (e.get("step") or 0) <= keep_until_step]
+            kept = (EventType.START, EventType.RESUME)
+            self._events = [e for e in self._events if (t := decode(e)).type in kept or t.step <= keep_until_step]
             self._status, self._error, self.ended_at = RunStatus.QUEUED, None, None
             self._result = {}
-            self._progress = {"phase": "resuming"}
+            self._progress = Progress(phase="resuming")
             self.stop_event.clear()
             self.done.clear()
             events = list(self._events)
             self._bump()
         self._persist(lambda st: st.replace_events(self.run_id, events))
-        self._persist(lambda st: st.save_run(self.header()))
+        self._persist(lambda st: st.save_run(self.row()))
 
     def request_stop(self) -> None:
         """Ask the worker to end between steps."""
@@ -216,7 +203,7 @@ class Run:
                 self._version,
                 self._status,
                 tuple(self._events) if events else (),
-                dict(self._progress),
+                self._progress,  # frozen: shared, not copied
                 self._error,
                 dict(self._result),
                 self.started_at,
@@ -230,24 +217,28 @@ class Run:
             return self._version
 
     # ---- persistence
-    def header(self) -> dict[str, Any]:
-        """The run's record without its events (the store's runs row); no copy of the event log."""
+    def row(self) -> RunRow:
+        """The run's record without its events (what the store's runs row holds); no copy of the event log."""
         with self._cond:
             status, error, result, ended = self._status, self._error, dict(self._result), self.ended_at
-        return {
-            "run_id": self.run_id,
-            "name": self.name,
-            "note": self.note,
-            "showcase": self.showcase,
-            "out_dir": str(self.out_dir),
-            "status": status.value,
-            "error": error,
-            "config": self.config.to_dict(),
-            "label_names": self.label_names,
-            "result": result,
-            "started_at": self.started_at,
-            "ended_at": ended,
-        }
+        return RunRow(
+            run_id=self.run_id,
+            name=self.name,
+            status=status,
+            config=self.config.to_dict(),
+            started_at=self.started_at,
+            out_dir=str(self.out_dir),
+            note=self.note,
+            error=error,
+            label_names=tuple(self.label_names),
+            result=result,
+            ended_at=ended,
+            showcase=self.showcase,
+        )
+
+    def header(self) -> dict[str, Any]:
+        """run.json's header (the record the runs table and the baseline verdicts read)."""
+        return self.row().to_json()
 
     def to_json(self) -> dict[str, Any]:
         """Record of the run for run.json (no secrets: tokens never enter a RunConfig)."""
@@ -265,79 +256,78 @@ class Run:
     def load(cls, out_dir: Path) -> Run:
         """A finished run read back from its folder; one left 'running' by a dead process is 'interrupted'."""
         d = json.loads((out_dir / RUN_FILE).read_text())
-        return cls.from_record(d, out_dir)
+        return cls.from_record(RunRow.from_json(d), list(d.get("events", [])), out_dir)
 
     @classmethod
-    def from_record(cls, d: dict[str, Any], out_dir: Path, store: Any = None, live: bool = False) -> Run:
-        """A run rebuilt from a stored record (run.json or the store).
+    def from_record(cls, row: RunRow, events: list[dict[str, Any]], out_dir: Path, store: Any = None, live: bool = False) -> Run:
+        """A run rebuilt from a stored header and its events (run.json or the store).
 
         live: another process is training it (the store's heartbeat says so), so it stays queued/running as a remote
         view; otherwise an unfinished record means its process died and the run is 'interrupted'.
         """
-        run = cls(d["run_id"], d["name"], RunConfig.from_dict(d.get("config", {})), out_dir, list(d.get("label_names", [])))
-        run.note = d.get("note") or ""
-        run.showcase = bool(d.get("showcase"))
-        run.started_at = float(d.get("started_at") or time.time())
-        run._events = list(d.get("events", []))
+        run = cls(row.run_id, row.name, RunConfig.from_dict(row.config), out_dir, list(row.label_names))
+        run.note = row.note
+        run.showcase = row.showcase
+        run.started_at = row.started_at
+        run._events = list(events)
         run.store = store
-        status = RunStatus(d.get("status", "failed"))
+        status = row.status
         if live and not status.finished:
             run.remote = True
-            run.apply_record(d, [])
+            run.apply_record(row, [])
             return run
         if not status.finished:
             status = RunStatus.INTERRUPTED
-        result = dict(d.get("result") or {})
+        result = dict(row.result)
         if not result.get("best_eval"):
             result.pop("best_eval", None)
             best = best_eval_of(run._events)  # an interrupted run's evaluations are in its events
             if best:
                 result["best_eval"] = best
-        run.finish(status, d.get("error"), result, persist=False)
-        run.ended_at = d.get("ended_at") or run.ended_at
+        run.finish(status, row.error, result, persist=False)
+        run.ended_at = row.ended_at or run.ended_at
         return run
 
-    def apply_record(self, d: dict[str, Any], new_events: list[dict[str, Any]]) -> None:
-        """Bring a remote run up to date with its store record (with its shared progress under 'progress', when read)
-        and the events logged since the last sync."""
+    def apply_record(self, row: RunRow, new_events: list[dict[str, Any]], shared: Progress | None = None) -> None:
+        """Bring a remote run up to date with its store row, the events logged since the last sync and the progress
+        its owner shared (when read)."""
         with self._cond:
-            self._status = RunStatus(d.get("status", "failed"))
-            self._error = d.get("error")
-            self._result = dict(d.get("result") or {})
-            self.ended_at = d.get("ended_at")
-            self.name, self.note = d.get("name", self.name), d.get("note") or ""
-            self.showcase = bool(d.get("showcase", self.showcase))
-            self.label_names = list(d.get("label_names", self.label_names))
+            self._status = row.status
+            self._error = row.error
+            self._result = dict(row.result)
+            self.ended_at = row.ended_at
+            self.name, self.note = row.name, row.note
+            self.showcase = row.showcase
+            self.label_names = list(row.label_names)
             self._events.extend(new_events)
-            owner = str(d.get("owner") or "").split(":")
+            owner = str(row.owner or "").split(":")
             where = f"process {owner[1]} on {owner[0]}" if len(owner) == 3 else "another process"
-            shared = d.get("progress") if isinstance(d.get("progress"), dict) and not self._status.finished else {}
-            self._progress = {"phase": self._status.value, **shared, "owner": where}
+            shared = shared if shared is not None and not self._status.finished else Progress()
+            self._progress = shared.merged(phase=shared.phase or self._status.value, owner=where)
             self._bump()
         if self._status.finished:
             self.done.set()
 
 
-def best_eval_of(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+def best_eval_of(events: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """The best evaluation in an event log by its label shape's own rule (tasks.better: accuracy, micro-F1 or RMSE,
     then the lower loss; a masked-LM run by its loss), as the training loop records it; NaN scores never win."""
     import math
 
     from ftui.tasks import Task, better
 
-    evals = [e for e in of_type(events, EventType.EVAL) if isinstance(e.get("eval_loss"), (int, float))]
-    shape = next((t for key, t in _SHAPE_KEYS if any(isinstance(e.get(key), (int, float)) for e in evals)), None)
+    evals = [(e.step, e.scores("eval_")) for e in decode_all(events) if e.type == EventType.EVAL]
+    shape = next((t for key, t in _SHAPE_KEYS if any(key in m for _, m in evals)), None)
     best: dict[str, Any] | None = None
-    for e in evals:
-        m = {k[len("eval_") :]: float(v) for k, v in e.items() if k.startswith("eval_") and isinstance(v, (int, float))}
+    for step, m in evals:
         if shape is None:  # masked-language modelling: the lower held-out loss
             wins = math.isfinite(m["loss"]) and (best is None or not math.isfinite(best["loss"]) or m["loss"] < best["loss"])
         else:
             wins = Task(shape).primary in m and better(Task(shape), m, best)
         if wins:
-            best = {**m, "step": e.get("step")}
+            best = {**m, "step": step}
     return best
 
 
-# Which label shape an evaluation's keys show (regression first: its events carry no accuracy).
-_SHAPE_KEYS = (("eval_rmse", "regression"), ("eval_micro_f1", "multi_label"), ("eval_accuracy", "single_label"))
+# Which label shape an evaluation's scores show (regression first: its events carry no accuracy).
+_SHAPE_KEYS = (("rmse", "regression"), ("micro_f1", "multi_label"), ("accuracy", "single_label"))

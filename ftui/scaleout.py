@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ftui.guard import PARENT_ENV
+from ftui.progress import Progress
 from ftui.runs import Run, RunStatus
 from ftui.store import Store
 
@@ -206,9 +207,9 @@ def _mirror(run: Run, store: Store, handed: bool, launcher_pid: int) -> bool:
     rec = store.header(run.run_id)
     if rec is None:
         return handed
-    if not handed and rec.get("owner") == store.identity:
+    if not handed and rec.owner == store.identity:
         store.beat(run.run_id)  # torchrun and the ranks are still starting: the run is alive, and ours
         return False
-    rec["progress"] = {**store.progress(run.run_id), "launcher_pid": launcher_pid}
-    run.apply_record(rec, store.events(run.run_id, len(run.events())))
+    shared = (store.progress(run.run_id) or Progress()).merged(launcher_pid=launcher_pid)
+    run.apply_record(rec, store.events(run.run_id, len(run.events())), shared)
     return True

@@ -169,7 +169,7 @@ class PredictionService:
             if status == RunStatus.COMPLETED:
                 what, group = val_text(run.result), "completed"
             elif not status.finished:
-                best = (run.snapshot().progress.get("best_eval_accuracy")) if not run.remote else None
+                best = run.snapshot(events=False).progress.best_eval_accuracy if not run.remote else None
                 val = f", val acc {best:.3f}" if isinstance(best, (int, float)) else ""
                 what, group = f"training now: best checkpoint so far{val}", "live"
             elif not recipe_of(run.config).serves_partial:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ftui.events import EventType
+from ftui.events import Event, EventType, decode
 
 SINKS = ("tensorboard", "trackio")
 _SCALARS = ("loss", "lr", "eval_loss", "eval_accuracy", "eval_macro_f1", "test_loss", "test_accuracy", "test_macro_f1")
@@ -25,12 +25,13 @@ def parse(report_to: str) -> list[str]:
     return [n for n in names if n != "none"]
 
 
-def _scalars(event: dict[str, Any]) -> dict[str, float]:
-    prefix = {EventType.TRAIN: "train/", EventType.EVAL: "eval/", EventType.TEST: "test/"}.get(event.get("type", ""), "")
+def _scalars(e: Event) -> dict[str, float]:
+    prefix = {EventType.TRAIN: "train/", EventType.EVAL: "eval/", EventType.TEST: "test/"}.get(e.type, "")
     out = {}
     for key in _SCALARS:
-        if isinstance(event.get(key), (int, float)):
-            out[prefix + key.removeprefix("eval_").removeprefix("test_")] = float(event[key])
+        value = getattr(e, key, None)  # None: this event type has no such field, or left it unset
+        if isinstance(value, (int, float)):
+            out[prefix + key.removeprefix("eval_").removeprefix("test_")] = float(value)
     return out
 
 
@@ -51,8 +52,9 @@ def open_sinks(names: list[str], run_name: str, out_dir: Path, config: dict[str,
                 if event is None:
                     w.close()
                     return
-                for k, v in _scalars(event).items():
-                    w.add_scalar(k, v, event.get("step", 0))
+                e = decode(event)
+                for k, v in _scalars(e).items():
+                    w.add_scalar(k, v, e.step)
 
             sinks.append(tb)
         else:
@@ -64,9 +66,10 @@ def open_sinks(names: list[str], run_name: str, out_dir: Path, config: dict[str,
                 if event is None:
                     t.finish()
                     return
-                values = _scalars(event)
+                e = decode(event)
+                values = _scalars(e)
                 if values:
-                    t.log(values, step=event.get("step"))
+                    t.log(values, step=e.step)
 
             sinks.append(tk)
     return sinks

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ftui.progress import Progress
+from ftui.rows import RunRow
 from ftui.store_queue import QueueTable, pid_alive, user_of
 
 log = logging.getLogger(__name__)
@@ -230,25 +232,25 @@ class Store(QueueTable):
             self._conn.close()
 
     # ---------------------------------------------------------------------------------------------------- writes
-    def save_run(self, rec: dict[str, Any]) -> None:
-        """Insert or update a run's header (everything but its events)."""
+    def save_run(self, rec: RunRow) -> None:
+        """Insert or update a run's header (everything but its events); this process becomes its owner."""
         row = (
-            rec["run_id"],
-            rec["name"],
-            rec.get("note", ""),
-            rec["status"],
-            rec.get("error"),
-            json.dumps(rec.get("config", {})),
-            json.dumps(rec.get("label_names", [])),
-            json.dumps(rec.get("result", {}), default=str),
-            rec["started_at"],
-            rec.get("ended_at"),
-            str(rec["out_dir"]),
+            rec.run_id,
+            rec.name,
+            rec.note,
+            rec.status.value,
+            rec.error,
+            json.dumps(rec.config),
+            json.dumps(list(rec.label_names)),
+            json.dumps(rec.result, default=str),
+            rec.started_at,
+            rec.ended_at,
+            rec.out_dir,
             socket.gethostname(),
             os.getpid(),
             self.identity,
             self.clock(),
-            int(bool(rec.get("showcase"))),
+            int(rec.showcase),
         )
         with self._tx() as c:
             # showcase is an admin's mark, changed by update() only: a worker re-saving its header never clears it
@@ -276,24 +278,30 @@ class Store(QueueTable):
             )
             return cur.rowcount == 1
 
-    def set_progress(self, run_id: str, progress: dict[str, Any]) -> None:
+    def set_progress(self, run_id: str, progress: Progress) -> None:
         """Share a live run's progress line (step, ETA, speed) with other processes' views of it."""
         with self._tx() as c:
             c.execute(
                 "UPDATE runs SET progress=? WHERE run_id=? AND owner=?",
-                (json.dumps(progress, default=str), run_id, self.identity),
+                (json.dumps(progress.to_json(shared=True), default=str), run_id, self.identity),
             )
 
-    def progress(self, run_id: str) -> dict[str, Any]:
-        """A run's last shared progress ({} when none, or in a database from before it was shared)."""
+    def progress(self, run_id: str) -> Progress | None:
+        """A run's last shared progress (None when none, or in a database from before it was shared)."""
         try:
             rows = self._query("SELECT progress FROM runs WHERE run_id=?", (run_id,))
         except sqlite3.OperationalError as exc:
             log.info("no progress in the store: %s", exc)
-            return {}
-        return json.loads(rows[0][0]) if rows and rows[0][0] else {}
+            return None
+        if not rows or not rows[0][0]:
+            return None
+        try:
+            return Progress.from_json(json.loads(rows[0][0]))
+        except (ValueError, TypeError) as exc:  # a damaged or foreign value: the run shows no progress line
+            log.info("unreadable progress of run %s: %s", run_id, exc)
+            return None
 
-    def header(self, run_id: str) -> dict[str, Any] | None:
+    def header(self, run_id: str) -> RunRow | None:
         """One run's header (no events), or None."""
         rows = self._query(f"SELECT {self._columns} FROM runs WHERE run_id=?", (run_id,))  # noqa: S608
         return self._decode(rows[0]) if rows else None
@@ -343,9 +351,9 @@ class Store(QueueTable):
             c.execute("DELETE FROM events WHERE run_id=?", (run_id,))
             c.execute("DELETE FROM runs WHERE run_id=?", (run_id,))
 
-    def alive(self, rec: dict[str, Any]) -> bool:
+    def alive(self, rec: RunRow) -> bool:
         """Whether the process that owns a queued/running record still works on it."""
-        host, pid, owner, beat = rec.get("host"), rec.get("pid"), rec.get("owner"), rec.get("heartbeat")
+        host, pid, owner, beat = rec.host, rec.pid, rec.owner, rec.heartbeat
         fresh = beat is not None and self.clock() - float(beat) < self.stale_after
         if owner is None:  # a database from before heartbeats: the PID is all there is
             return host == socket.gethostname() and pid != os.getpid() and pid_alive(pid)
@@ -364,7 +372,7 @@ class Store(QueueTable):
             return []
         with self._tx() as c:  # one transaction: a heartbeat or a finish cannot slip between the check and the update
             rows = c.execute(f"SELECT {self._columns} FROM runs WHERE status IN ('queued', 'running')").fetchall()  # noqa: S608
-            dead = [rec["run_id"] for rec in map(self._decode, rows) if not self.alive(rec)]
+            dead = [rec.run_id for rec in map(self._decode, rows) if not self.alive(rec)]
             c.executemany(
                 "UPDATE runs SET status='interrupted', error=COALESCE(error, ?) WHERE run_id=?",
                 [("The process running it ended before the run finished.", r) for r in dead],
@@ -384,21 +392,12 @@ class Store(QueueTable):
     def live_elsewhere(self) -> list[str]:
         """Ids of the runs another live process trains (or is starting) in this folder, by the heartbeat rule."""
         rows = self._query(f"SELECT {self._columns} FROM runs WHERE status IN ('queued', 'running')")  # noqa: S608
-        return [rec["run_id"] for rec in map(self._decode, rows) if rec.get("owner") != self.identity and self.alive(rec)]
+        return [rec.run_id for rec in map(self._decode, rows) if rec.owner != self.identity and self.alive(rec)]
 
-    def runs(self) -> list[dict[str, Any]]:
+    def runs(self) -> list[RunRow]:
         """Every run's header, oldest first."""
         rows = self._query(f"SELECT {self._columns} FROM runs ORDER BY started_at, run_id")  # noqa: S608
         return [self._decode(r) for r in rows]
-
-    def get(self, run_id: str) -> dict[str, Any] | None:
-        """One run's header and events, or None."""
-        rows = self._query(f"SELECT {self._columns} FROM runs WHERE run_id=?", (run_id,))  # noqa: S608
-        if not rows:
-            return None
-        rec = self._decode(rows[0])
-        rec["events"] = self.events(run_id)
-        return rec
 
     def events(self, run_id: str, since: int = 0) -> list[dict[str, Any]]:
         """A run's events in order, from index `since` on."""
@@ -406,8 +405,5 @@ class Store(QueueTable):
         return [json.loads(d) for (d,) in rows]
 
     @staticmethod
-    def _decode(row: tuple[Any, ...]) -> dict[str, Any]:
-        rec = dict(zip(HEADER, row, strict=True))
-        for key in ("config", "label_names", "result"):
-            rec[key] = json.loads(rec[key]) if rec[key] else ({} if key != "label_names" else [])
-        return rec
+    def _decode(row: tuple[Any, ...]) -> RunRow:
+        return RunRow.from_db(dict(zip(HEADER, row, strict=True)))

@@ -13,6 +13,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from ftui.rows import QueueRow, config_user
+
 log = logging.getLogger(__name__)
 
 # token_kept: 1 when the run was queued with a Hub token, which lives in the queuing process's memory only (never here)
@@ -38,10 +40,9 @@ def pid_alive(pid: int | None) -> bool:
 def user_of(config_json: str | None) -> str:
     """The owner in a stored config ('' = none or unreadable)."""
     try:
-        user = json.loads(config_json or "{}").get("user")
-    except (ValueError, AttributeError):
+        return config_user(json.loads(config_json or "{}"))
+    except ValueError:
         return ""
-    return user if isinstance(user, str) else ""
 
 
 class QueueTable:
@@ -79,14 +80,14 @@ class QueueTable:
             c.executemany(f"INSERT INTO queue ({', '.join(QUEUE_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?,?)", rows)  # noqa: S608
             return count + len(items)
 
-    def queue(self) -> list[dict[str, Any]]:
-        """Queued items in the order they will start (config decoded)."""
+    def queue(self) -> list[QueueRow]:
+        """Queued items in the order they will start."""
         try:
             rows = self._query(f"SELECT {', '.join(QUEUE_COLUMNS)} FROM queue ORDER BY position")  # noqa: S608
         except sqlite3.OperationalError as exc:  # a read-only database from before the queue: nothing is queued
             log.info("no queue in the store: %s", exc)
             return []
-        return [{**dict(zip(QUEUE_COLUMNS, r, strict=True)), "config": json.loads(r[2])} for r in rows]
+        return [QueueRow.from_db(dict(zip(QUEUE_COLUMNS, r, strict=True))) for r in rows]
 
     def queued_here(self) -> int:
         """How many queued items this process owns (no configs decoded: the Train tab asks every second)."""
@@ -96,7 +97,7 @@ class QueueTable:
             log.info("no queue in the store: %s", exc)
             return 0
 
-    def pop_queued(self, pick: Callable[[list[tuple[str, str]]], str | None] | None = None) -> dict[str, Any] | None:
+    def pop_queued(self, pick: Callable[[list[tuple[str, str]]], str | None] | None = None) -> QueueRow | None:
         """Take the first item this process owns off the queue (atomically: no other dispatcher gets it); `pick`
         chooses another from the (item_id, user) pairs in queue order (a round robin over users)."""
         with self._tx() as c:
@@ -109,7 +110,7 @@ class QueueTable:
             chosen = pick([(r[0], user_of(r[2])) for r in rows]) if pick is not None else rows[0][0]
             row = next((r for r in rows if r[0] == chosen), rows[0])
             c.execute("DELETE FROM queue WHERE item_id=?", (row[0],))
-        return {**dict(zip(QUEUE_COLUMNS, row, strict=True)), "config": json.loads(row[2])}
+        return QueueRow.from_db(dict(zip(QUEUE_COLUMNS, row, strict=True)))
 
     def cancel_queued(self, item_ids: list[str] | None = None) -> int:
         """Remove the given items (None: every item this process owns); how many went."""

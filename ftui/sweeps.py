@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ftui.config import LOWER_IS_BETTER, SCHEDULES, SWEEP_METRICS, ModelConfig, RunConfig, SweepRef
-from ftui.events import EventType, of_type
+from ftui.events import EventType, decode_all, of_type
 from ftui.significance import ties_with_best, wilson_cell
 
 MODES = ("grid", "random")
@@ -224,9 +224,10 @@ def apply_point(base: RunConfig, point: dict[str, Any], sweep: SweepConfig, swee
 def first_score(events: Sequence[dict[str, Any]], metric: str) -> float | None:
     """The metric at a run's first evaluation (the point the median rule compares runs at)."""
     key = f"eval_{metric}"
-    for e in of_type(list(events), EventType.EVAL):
-        if isinstance(e.get(key), (int, float)):
-            return float(e[key])
+    for e in decode_all(events):
+        value = getattr(e, key, None) if e.type == EventType.EVAL else None
+        if isinstance(value, (int, float)):
+            return float(value)
     return None
 
 

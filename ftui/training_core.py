@@ -124,11 +124,11 @@ class TrainingCore:
             f"The frozen-layer cache was switched off for this run ({reason}); frozen layers are recomputed each "
             "step instead: slower, same results (the CLI's --no-frozen-cache skips the check)."
         )
-        notices = list(self.run.snapshot().progress.get("notices", []))
-        if message in notices:
+        progress = self.run.snapshot(events=False).progress
+        if message in progress.notices:
             return  # the same reason again (a later phase): said once
-        self.run.log(NoticeEvent(step=self.run.snapshot().progress.get("step", 0), message=message))
-        self.run.set_progress(notices=[*notices, message][-3:])
+        self.run.log(NoticeEvent(step=progress.step, message=message))
+        self.run.set_progress(notices=(*progress.notices, message)[-3:])
 
     # -------------------------------------------------------------------------------------------- phases
     def _enter_phase(self, index: int) -> None:

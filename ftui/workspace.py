@@ -37,13 +37,6 @@ def run_folder(runs_dir: Path, run_id: str, user: str) -> Path:
     return runs_dir / run_id
 
 
-def run_user(record: dict[str, Any]) -> str:
-    """The owner named in a stored record's config ('' = none)."""
-    config = record.get("config")
-    user = config.get("user") if isinstance(config, dict) else ""
-    return user if isinstance(user, str) else ""
-
-
 def round_robin(items: Sequence[tuple[str, str]], last_start: dict[str, float]) -> str | None:
     """The queued item to start next: the oldest item of the user whose last run started longest ago (never first),
     so one user's long queue cannot starve another's. `items` are (item_id, user) in queue order."""

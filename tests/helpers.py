@@ -311,12 +311,13 @@ def processes_config(checkpoint: Path, epochs: float, examples: int, processes: 
     )
 
 
-def header(run_id: str, status: str = "running", **kw) -> dict:
+def header(run_id: str, status: str = "running", **kw):
     """A store row for a run (what Store.save_run takes)."""
     from ftui.config import RunConfig
+    from ftui.rows import RunRow, RunStatus
 
-    return {"run_id": run_id, "name": run_id, "status": status, "config": RunConfig().to_dict(), "started_at": 1.0,
-            "out_dir": f"/tmp/{run_id}", **kw}  # fmt: skip
+    return RunRow(run_id=run_id, name=run_id, status=RunStatus(status), config=RunConfig().to_dict(), started_at=1.0,
+                  out_dir=f"/tmp/{run_id}", **kw)  # fmt: skip
 
 
 def store_writer(path: str, run_id: str, n: int, network: bool = False) -> None:

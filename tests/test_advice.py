@@ -74,6 +74,12 @@ def test_a_warning_is_an_event_and_a_status_line(tmp_path: Path) -> None:
     assert f"⚠ {run.events()[0]['message']}" in status_markdown(run.snapshot())
 
 
+def test_a_warning_of_a_kind_from_a_newer_version_is_listed_as_stored() -> None:
+    events = [{"type": "warning", "step": 2, "kind": "from_the_future", "message": "m1"},
+              {"type": "warning", "step": 3, "kind": "one_class", "message": "m2"}]  # fmt: skip
+    assert warnings_of(events) == [{"kind": "from_the_future", "message": "m1"}, {"kind": "one_class", "message": "m2"}]
+
+
 # --------------------------------------------------------------------------------------------- planning a cap
 def test_steps_that_fit_and_the_planned_total() -> None:
     assert steps_that_fit(100.0, 0.5) == 194  # 97% of the time left
@@ -106,11 +112,9 @@ def test_a_time_capped_run_plans_for_the_steps_that_fit(engine, tiny_bert_dir) -
     plans = [e for e in events if e["type"] == "schedule"]
     start = events[0]
     assert plans and all(p["steps"] < start["total_steps"] and p["planned_epochs"] == 100 for p in plans)
-    assert (
-        "steps that fit" in run.snapshot().progress["plan"]
-        and f"{plans[-1]['epochs']:.2f} of the 100" in (run.snapshot().progress["plan"])
-    )
-    assert escape_md(run.snapshot().progress["plan"]) in status_markdown(run.snapshot())  # the page says it
+    plan = run.snapshot().progress.plan
+    assert "steps that fit" in plan and f"{plans[-1]['epochs']:.2f} of the 100" in plan
+    assert escape_md(run.snapshot().progress.plan) in status_markdown(run.snapshot())  # the page says it
     lrs = [e["lr"] for e in events if e["type"] == "train"]
     assert lrs[-1] < 0.5 * 1e-3  # planned to decay by the cap, not cut at the peak
     trained = run.result["epoch"]
@@ -136,8 +140,8 @@ def test_below_baseline_is_warned_on_the_run(engine, tiny_bert_dir) -> None:
     kinds = {w["kind"]: w["message"] for w in warnings_of(run.events())}
     assert "below_baseline" in kinds and base.name in kinds["below_baseline"] and "**" not in kinds["below_baseline"]
     assert run.events()[-1]["type"] == "test"  # warnings come before the test event, which stays last
-    shown = run.snapshot().progress["warnings"]
-    assert [w["kind"] for w in shown] == [w["kind"] for w in warnings_of(run.events())]
+    shown = run.snapshot().progress.warnings
+    assert [(w.kind, w.message) for w in shown] == [(w["kind"], w["message"]) for w in warnings_of(run.events())]
 
 
 def test_cli_prints_each_warning_on_stderr_and_lists_them_at_the_end(tiny_bert_dir, tmp_path, capsys) -> None:

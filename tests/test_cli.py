@@ -154,3 +154,37 @@ def test_train_flags_are_generated_from_the_config_fields():
     assert (cfg.tune_threshold, cfg.batch_size) == (True, 8)
     defaults = train_config(parser.parse_args(["train"]), learning_rate=5e-5, batch_size=16, processes=1)
     assert defaults == TrainConfig()  # no flag given: the config's own defaults
+
+
+def test_adapt_and_baseline_flags_are_generated_from_the_config_fields():
+    """`adapt` and `baseline` flags come from AdaptConfig, RunConfig and TrainConfig fields as `train`'s do: the same
+    names and defaults as when they were written by hand, and every AdaptConfig field but the corpus is one."""
+    from dataclasses import fields
+
+    from ftui.cli_flags import ADAPT_FLAGS, ADAPT_NOT_FLAGS, Flag, adapt_config, baseline_config, flag_name
+    from ftui.config import AdaptConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
+
+    parser = build_parser()
+    flags = {a for action in parser._subparsers._group_actions[0].choices["adapt"]._actions for a in action.option_strings}
+    assert {flag_name(f, ADAPT_FLAGS.get(f.name, Flag())) for f in fields(AdaptConfig) if f.name not in ADAPT_NOT_FLAGS} <= flags
+    assert {"--corpus", "--split", "--from-scratch", "--cased", "--lr", "--block-length", "--corpus-config"} <= flags
+    assert adapt_config(parser.parse_args(["adapt"])) == RunConfig(kind="mlm", train=TrainConfig(epochs=1.0))
+    given = ["adapt", "--corpus", "imdb", "--corpus-config", "plain_text", "--split", "unsupervised", "--text-column", "t",
+             "--from-scratch", "--vocab-size", "1000", "--min-frequency", "3", "--cased", "--preset", "small",
+             "--mask-rate", "0.2", "--whole-word", "--holdout", "0.1", "--lr", "1e-3", "--batch-size", "8",
+             "--epochs", "2", "--max-steps", "5", "--block-length", "64", "--evals-per-epoch", "2", "--seed", "7",
+             "--run-name", "mlm", "--checkpoint", "packaged"]  # fmt: skip
+    cfg = adapt_config(parser.parse_args(given))
+    assert cfg.adapt == AdaptConfig(corpus_source="hub", corpus="imdb", corpus_config="plain_text", corpus_split="unsupervised",
+                                    text_column="t", mode="scratch", mask_rate=0.2, whole_word=True, vocab_size=1000,
+                                    min_frequency=3, lowercase=False, preset="small", holdout=0.1)  # fmt: skip
+    assert cfg.train == TrainConfig(learning_rate=1e-3, batch_size=8, epochs=2.0, max_steps=5, max_length=64,
+                                    evals_per_epoch=2, seed=7, run_name="mlm")  # fmt: skip
+    base = baseline_config(parser.parse_args(["baseline"]))
+    assert (base.kind, base.baseline, base.train, base.model) == ("baseline", "tfidf", TrainConfig(), ModelConfig())
+    assert base.data == DataConfig()
+    args = parser.parse_args(["baseline", "--kind", "nbsvm", "--max-length", "64", "--seed", "3", "--run-name", "b"])
+    assert (baseline_config(args).baseline, baseline_config(args).train) == (
+        "nbsvm",
+        TrainConfig(max_length=64, seed=3, run_name="b"),
+    )

@@ -79,7 +79,7 @@ class ToyObjective:
         return EvalEvent(step=step, epoch=round(epoch, 4), eval_loss=metrics["loss"], phase=phase)
 
     def progress(self, best: dict[str, Any]) -> dict[str, Any]:
-        return {"best_eval_loss": best["loss"]}
+        return {}  # a loss-only objective: no best score on the status line (an unknown Progress field is a TypeError)
 
     def save(self, model: nn.Module, tokenizer: Any, folder: Path) -> None:
         torch.save(model.state_dict(), folder / "weights.pt")

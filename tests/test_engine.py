@@ -69,7 +69,7 @@ def test_rename_note_delete_and_baseline(engine, tiny_bert_dir):
     assert "base" in base["model"] and base["n"] == len(preds)
     assert_fraction_of(base["accuracy"], base["n"])  # the base checkpoint's right answers out of the test split
     engine.delete_run(run.run_id)
-    assert engine.get_run(run.run_id) is None and not run.out_dir.exists() and engine.store.get(run.run_id) is None
+    assert engine.get_run(run.run_id) is None and not run.out_dir.exists() and engine.store.header(run.run_id) is None
     with pytest.raises(FtuiError, match="No run"):
         engine.delete_run(run.run_id)
     with pytest.raises(FtuiError, match="not a run id|No run"):
@@ -148,7 +148,7 @@ def test_a_long_note_is_refused_with_its_length(engine, finished):
         engine.set_note(finished.run_id, "x" * 10 * 2**20)
     assert engine.get_run(finished.run_id).note == ""  # nothing half-saved
     engine.set_note(finished.run_id, "x" * 2000)
-    assert len(engine.store.get(finished.run_id)["note"]) == 2000
+    assert len(engine.store.header(finished.run_id).note) == 2000
 
 
 def test_delete_waits_for_an_export_of_the_same_run(engine, finished, monkeypatch):

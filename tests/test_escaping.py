@@ -162,8 +162,9 @@ def assert_inert_markdown(text: str, allowed: set[str] = frozenset({"p", "strong
 
 def test_status_markdown_escapes_the_run_name_notices_error_and_folder():
     from ftui.plots import status_markdown
+    from ftui.progress import Progress
 
-    snap = RunSnapshot("r1", COVER, 1, RunStatus.STOPPED, (), {"notices": [f"label {IMG} is rare"]},
+    snap = RunSnapshot("r1", COVER, 1, RunStatus.STOPPED, (), Progress(notices=(f"label {IMG} is rare",)),
                        f"bad label {LINK}", {"kept": "best", "kept_step": 3, "model_dir": f"/runs/{IMG}"}, 0.0, 1.0)  # fmt: skip
     assert_inert_markdown(status_markdown(snap))  # the folder is a code span: shown as typed, never as a tag
 

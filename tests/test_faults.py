@@ -47,7 +47,7 @@ def test_stop_in_each_phase_ends_promptly_and_frees_everything(engine, tiny_bert
 
     def collate(*a, **k):
         snap = holder["run"].snapshot()
-        if phase == snap.progress.get("phase") and (phase == "evaluating" or snap.events):
+        if phase == snap.progress.phase and (phase == "evaluating" or snap.events):
             hold_until_stopped()
         return real_collate(*a, **k)
 
@@ -95,8 +95,8 @@ def test_disk_full_while_saving_keeps_the_earlier_checkpoint(engine, tiny_bert_d
     model_dir = run.out_dir / training.MODEL_DIR
     model, _, names = load_classifier(model_dir, "cpu")  # the first checkpoint is whole and loads
     assert names == ["negative", "positive"] and not (run.out_dir / f".{training.MODEL_DIR}.tmp").exists()
-    rec = engine.store.get(run.run_id)
-    assert rec["status"] == "failed" and len(rec["events"]) == len(run.events())
+    rec = engine.store.header(run.run_id)
+    assert rec.status == "failed" and len(engine.store.events(run.run_id)) == len(run.events())
     assert (run.out_dir / "run.json").exists()
     assert engine.start_run(cfg_for(tiny_bert_dir, epochs=1)).done.wait(120) and engine.join(30)
 

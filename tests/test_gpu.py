@@ -82,7 +82,7 @@ def test_the_cache_stays_on_under_bf16_and_equals_recomputing(engine, tiny_bert_
     run = finished(engine, gpu_cfg(tiny_bert_dir, freeze=1, precision="bf16", epochs=2))
     assert run.status == RunStatus.COMPLETED, run.error
     assert [e for e in run.events() if e["type"] == "notice"] == []
-    assert run.snapshot().progress["prefix_cache_mb"] > 0
+    assert run.snapshot().progress.prefix_cache_mb > 0
 
 
 def _filled_cache(tiny_bert_dir: Path, share: float, monkeypatch):

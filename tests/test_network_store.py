@@ -63,8 +63,8 @@ def test_a_network_store_keeps_no_wal_and_no_mmap_and_behaves_the_same(tmp_path)
     store.save_run(header("a", "completed", result={"test_accuracy": 0.9}))
     for i in range(20):
         store.add_event("a", i, {"type": "train", "step": i})
-    rec = Store(tmp_path, network=True).get("a")
-    assert [e["step"] for e in rec["events"]] == list(range(20)) and rec["result"]["test_accuracy"] == 0.9
+    again = Store(tmp_path, network=True)
+    assert [e["step"] for e in again.events("a")] == list(range(20)) and again.header("a").result["test_accuracy"] == 0.9
     assert _side_files(tmp_path) == []  # no -wal/-shm (nor a leftover -journal) beside the database
     local = Store(tmp_path / "local")
     assert local._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # a local disk keeps WAL's speed
@@ -75,7 +75,7 @@ def test_a_wal_database_moves_to_a_rollback_journal_when_the_folder_becomes_netw
     old.save_run(header("old", "completed"))
     old.close()
     store = Store(tmp_path, network=True)
-    assert store.get("old")["status"] == "completed" and _side_files(tmp_path) == []
+    assert store.header("old").status == "completed" and _side_files(tmp_path) == []
 
 
 def test_concurrent_writers_on_a_fuse_mount(fuse_dir):
@@ -144,7 +144,7 @@ def test_a_restart_with_every_local_path_wiped_brings_every_run_back(fuse_dir, t
     try:
         done_id, resumable_id, killed_id = app.stdout.readline().split()
         before = Store(runs, network=True)
-        logged = {r["run_id"]: len(before.events(r["run_id"])) for r in before.runs()}
+        logged = {r.run_id: len(before.events(r.run_id)) for r in before.runs()}
         app.send_signal(signal.SIGKILL)
         app.wait(30)
     finally:

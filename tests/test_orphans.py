@@ -130,7 +130,7 @@ while not any(e["type"] == "train" for e in run.events()):
     assert not run.done.is_set(), run.error
     version = run.wait_for_change(version, timeout=5)
 ranks = [p.read_text() for p in sorted(run.out_dir.glob(".rank-*.pid"))]
-print(run.run_id, run.snapshot(events=False).progress["launcher_pid"], *ranks, flush=True)
+print(run.run_id, run.snapshot(events=False).progress.launcher_pid, *ranks, flush=True)
 sys.stdin.readline()
 """
 

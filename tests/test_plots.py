@@ -2,6 +2,7 @@
 
 from ftui.config import RunConfig
 from ftui.plots import accuracy_figure, loss_figure, status_markdown
+from ftui.progress import Progress
 from ftui.runs import Run, RunStatus
 
 EVENTS = [
@@ -73,9 +74,9 @@ def test_status_shows_class_weights_when_the_run_uses_them():
     from ftui.plots import status_markdown
     from ftui.runs import RunSnapshot, RunStatus
 
-    snap = RunSnapshot("r1", "r", 1, RunStatus.RUNNING, (), {"class_weights": [0.55, 5.5]}, None, {}, 0.0, None)
+    snap = RunSnapshot("r1", "r", 1, RunStatus.RUNNING, (), Progress(class_weights=(0.55, 5.5)), None, {}, 0.0, None)
     assert "Class weights in the loss: 0.55, 5.5" in status_markdown(snap)
-    plain = RunSnapshot("r1", "r", 1, RunStatus.RUNNING, (), {}, None, {}, 0.0, None)
+    plain = RunSnapshot("r1", "r", 1, RunStatus.RUNNING, (), Progress(), None, {}, 0.0, None)
     assert "Class weights" not in status_markdown(plain)
 
 
@@ -119,8 +120,9 @@ def test_finished_runs_report_their_best_score_without_so_far():
     from ftui.runs import RunSnapshot, RunStatus
 
     def snap(status: RunStatus) -> RunSnapshot:
-        return RunSnapshot(run_id="r1", name="run", version=1, status=status, events=(), progress={"best_eval_accuracy": 0.9},
-                           error=None, result={}, started_at=time.time(), ended_at=None)  # fmt: skip
+        return RunSnapshot(run_id="r1", name="run", version=1, status=status, events=(),
+                           progress=Progress(best_eval_accuracy=0.9), error=None, result={}, started_at=time.time(),
+                           ended_at=None)  # fmt: skip
 
     assert "Best validation accuracy so far: **0.900**" in status_markdown(snap(RunStatus.RUNNING))
     for status in (RunStatus.COMPLETED, RunStatus.STOPPED, RunStatus.FAILED):

@@ -120,8 +120,9 @@ def test_training_with_and_without_the_cache_matches(engine, tiny_bert_dir):
     assert losses[0] == pytest.approx(losses[1], rel=1e-5, abs=1e-6)
     assert evals[0] == evals[1]
     assert [e["epoch"] for e in cached.events() if e["type"] == "epoch"] == [1, 2]
-    assert cached.snapshot().progress.get("prefix_cache_mb", 0) > 0
-    assert "prefix_cache_mb" not in plain.snapshot().progress
+    cached_mb = cached.snapshot().progress.prefix_cache_mb
+    assert cached_mb is not None and cached_mb > 0
+    assert plain.snapshot().progress.prefix_cache_mb is None
 
 
 FAMILY_SIZES = {  # a tiny random config of a family the cache cannot stand in for (ModernBERT, DeBERTa, EuroBERT and
@@ -138,7 +139,7 @@ def cached_and_plain(engine, checkpoint) -> dict[bool, tuple]:
         run = engine.start_run(cfg)
         assert run.done.wait(300) and engine.join(30) and run.status == RunStatus.COMPLETED, run.error
         notices = [e["message"] for e in run.events() if e["type"] == "notice"]
-        results[cache] = (run.result["test_loss"], notices, run.snapshot().progress.get("notices", []))
+        results[cache] = (run.result["test_loss"], notices, list(run.snapshot().progress.notices))
     return results
 
 
@@ -176,9 +177,10 @@ def test_a_stand_in_that_raises_switches_the_cache_off_and_the_run_goes_on(engin
 
 def test_status_line_shows_the_notice():
     from ftui.plots import status_markdown
+    from ftui.progress import Progress
     from ftui.runs import RunSnapshot
 
-    snap = RunSnapshot("r1", "r", 3, RunStatus.RUNNING, (), {"notices": ["cache off (x)"]}, None, {}, 0.0, None)
+    snap = RunSnapshot("r1", "r", 3, RunStatus.RUNNING, (), Progress(notices=("cache off (x)",)), None, {}, 0.0, None)
     assert "⚠ cache off (x)" in status_markdown(snap)
 
 
@@ -210,7 +212,7 @@ def test_the_cache_stays_on_in_a_bf16_run(engine, base_width_bert):
     run = engine.start_run(cfg)
     assert run.done.wait(300) and engine.join(30) and run.status == RunStatus.COMPLETED, run.error
     assert [e["message"] for e in run.events() if e["type"] == "notice"] == []
-    assert run.snapshot().progress["prefix_cache_mb"] > 0
+    assert run.snapshot().progress.prefix_cache_mb > 0
 
 
 def test_under_autocast_the_states_are_stored_in_its_dtype_and_the_check_passes(tokenizer, base_width_bert):

@@ -3,6 +3,7 @@
 import threading
 
 from ftui.config import RunConfig
+from ftui.rows import RunRow
 from ftui.runs import Run, RunStatus
 
 
@@ -98,7 +99,7 @@ def test_an_interrupted_run_shows_its_best_evaluation(tmp_path):
         {"type": "eval", "step": 20, "eval_loss": 0.7, "eval_accuracy": 0.75, "eval_macro_f1": 0.74},
     ]
     rec = {"run_id": "r", "name": "r", "status": "running", "config": RunConfig().to_dict(), "events": events, "result": {}}
-    run = Run.from_record(rec, tmp_path / "r")
+    run = Run.from_record(RunRow.from_json(rec), events, tmp_path / "r")  # a run.json of a run whose process died
     assert run.status == RunStatus.INTERRUPTED
     best = run.result["best_eval"]
     assert best["accuracy"] == 0.80 and best["step"] == 15 and best["loss"] == 0.4  # ties go to the lower loss

@@ -19,15 +19,17 @@ from ftui.store import Store
 
 def test_round_trip_and_updates(tmp_path):
     store = Store(tmp_path)
-    store.save_run(header("a", "completed", result={"test_accuracy": 0.9}, label_names=["x", "y"]))
+    store.save_run(header("a", "completed", result={"test_accuracy": 0.9}, label_names=("x", "y")))
     for i in range(5):
         store.add_event("a", i, {"type": "train", "step": i, "loss": 1.0 / (i + 1)})
     store.update("a", name="renamed", note="lr too high?")
-    rec = Store(tmp_path).get("a")  # a second connection sees committed data
-    assert rec["name"] == "renamed" and rec["note"] == "lr too high?" and rec["label_names"] == ["x", "y"]
-    assert [e["step"] for e in rec["events"]] == [0, 1, 2, 3, 4] and rec["result"]["test_accuracy"] == 0.9
+    second = Store(tmp_path)  # a second connection sees committed data
+    rec = second.header("a")
+    assert rec.name == "renamed" and rec.note == "lr too high?" and rec.label_names == ("x", "y")
+    assert [e["step"] for e in second.events("a")] == [0, 1, 2, 3, 4] and rec.result["test_accuracy"] == 0.9
+    assert rec.status is RunStatus.COMPLETED and rec.owner == store.identity and rec.host and rec.heartbeat
     store.delete("a")
-    assert store.get("a") is None and store.events("a") == []
+    assert store.header("a") is None and store.events("a") == []
 
 
 def test_concurrent_writers_threads_and_processes(tmp_path):
@@ -42,7 +44,7 @@ def test_concurrent_writers_threads_and_processes(tmp_path):
     for p in procs:
         p.join(120)
         assert p.exitcode == 0
-    runs = {r["run_id"] for r in store.runs()}
+    runs = {r.run_id for r in store.runs()}
     assert runs == {f"t{i}" for i in range(4)} | {f"p{i}" for i in range(3)}
     for r in runs:
         assert [e["step"] for e in store.events(r)] == list(range(200))
@@ -70,7 +72,7 @@ def test_unfinished_runs_of_dead_processes_become_interrupted(tmp_path):
             with store._tx() as c:
                 c.execute("UPDATE runs SET host=?, pid=?, owner=?, heartbeat=? WHERE run_id=?", (*owner, beat, run_id))
     assert sorted(store.mark_interrupted()) == ["dead-pid", "legacy-my-pid", "other-host-stale", "reused-pid"]
-    status = {r["run_id"]: r["status"] for r in store.runs()}
+    status = {r.run_id: r.status for r in store.runs()}
     assert status["mine"] == "running" and status["other-host-fresh"] == "running"
     now[0] += 61  # this process stopped beating for "mine" (its worker died): it goes stale too
     assert sorted(store.mark_interrupted()) == ["mine", "other-host-fresh"]
@@ -83,8 +85,8 @@ def test_heartbeat_revives_a_run_marked_interrupted_while_its_process_stalled(tm
     now[0] += 100
     assert store.mark_interrupted() == ["slow"]
     assert store.beat("slow")  # still the owner: back to running, the stale error cleared
-    rec = store.get("slow")
-    assert rec["status"] == "running" and rec["error"] is None
+    rec = store.header("slow")
+    assert rec.status == "running" and rec.error is None
     other = Store(tmp_path)
     other.identity = "another-host:1:another-process"  # as a second process would be
     with other._tx() as c:
@@ -152,7 +154,7 @@ def test_runs_from_before_the_store_are_imported(tmp_path):
     assert not (tmp_path / "ftui.db").exists()
     engine = Engine(runs_dir=tmp_path, hub_status=HubStatus(False, "offline"))
     assert engine.get_run(old.run_id).status == RunStatus.COMPLETED
-    assert engine.store.get(old.run_id)["events"][0]["loss"] == 0.5
+    assert engine.store.header(old.run_id).name == "legacy" and engine.store.events(old.run_id)[0]["loss"] == 0.5
 
 
 def finished_run(runs_dir, run_id: str = "20260101-000000-abcdef") -> Run:
@@ -170,7 +172,7 @@ def test_a_damaged_database_is_moved_aside_and_rebuilt(tmp_path, damage):
 
     run = finished_run(tmp_path)
     store = Store(tmp_path)
-    store.save_run(run.header())
+    store.save_run(run.row())
     store.close()
     db = tmp_path / "ftui.db"
     if damage == "garbage":
@@ -183,7 +185,7 @@ def test_a_damaged_database_is_moved_aside_and_rebuilt(tmp_path, damage):
     assert engine.notices and "damaged" in engine.notices[0] and "rebuilt" in engine.notices[0]
     assert engine.get_run(run.run_id).result["test_accuracy"] == 0.75  # back, from its run.json
     assert any(p.name.startswith("ftui.db.damaged-") for p in tmp_path.iterdir())
-    assert engine.store.get(run.run_id) is not None  # and in the new store
+    assert engine.store.header(run.run_id) is not None  # and in the new store
 
 
 def _make_read_only(folder) -> bool:
@@ -222,7 +224,7 @@ def test_a_read_only_runs_folder_is_served_read_only(tmp_path):
     runs.mkdir()
     run = finished_run(runs)
     writer = Store(runs)
-    writer.save_run(run.header())
+    writer.save_run(run.row())
     writer.close()  # the process that wrote it has ended
     if not _make_read_only(runs):
         pytest.skip("cannot make a folder read-only here")
@@ -247,14 +249,14 @@ def test_queue_keeps_order_caps_all_or_none_and_moves(tmp_path):
     store = Store(tmp_path)
     assert store.enqueue([_item(i) for i in range(3)], cap=5) == 3
     assert store.enqueue([_item(i) for i in range(3, 6)], cap=5) == 0  # 6 > 5: none of the three is added
-    assert [q["item_id"] for q in store.queue()] == ["item0", "item1", "item2"]
+    assert [q.item_id for q in store.queue()] == ["item0", "item1", "item2"]
     assert store.move_queued("item2", -1) and not store.move_queued("item0", -1) and not store.move_queued("nope", 1)
-    assert [q["item_id"] for q in store.queue()] == ["item0", "item2", "item1"]
+    assert [q.item_id for q in store.queue()] == ["item0", "item2", "item1"]
     assert store.cancel_queued(["item0"]) == 1
     other = Store(tmp_path)  # another process's connection: it sees the queue, but pops only its own items
     other.identity = "elsewhere:1:x"
-    assert [q["item_id"] for q in other.queue()] == ["item2", "item1"] and other.pop_queued() is None
-    assert store.pop_queued()["item_id"] == "item2" and store.pop_queued()["item_id"] == "item1"
+    assert [q.item_id for q in other.queue()] == ["item2", "item1"] and other.pop_queued() is None
+    assert store.pop_queued().item_id == "item2" and store.pop_queued().item_id == "item1"
     assert store.pop_queued() is None and store.queue() == []
 
 
@@ -273,5 +275,5 @@ def test_a_dead_process_queue_is_adopted_in_order(tmp_path):
     later = Store(tmp_path)
     later.identity = "restarted:2:new"
     assert later.adopt_queue() == 2
-    assert [q["owner"] for q in later.queue()] == ["restarted:2:new", "restarted:2:new", f"host:{os.getppid()}:live"]
-    assert later.pop_queued()["item_id"] == "item0"
+    assert [q.owner for q in later.queue()] == ["restarted:2:new", "restarted:2:new", f"host:{os.getppid()}:live"]
+    assert later.pop_queued().item_id == "item0"

@@ -191,7 +191,7 @@ def test_the_pruner_stops_a_run_below_the_median_at_its_first_evaluation(engine)
     assert weak.stop_event.is_set()
     (pruned,) = [e for e in weak.events() if e["type"] == EventType.PRUNED.value]
     assert pruned["median"] == 0.8 and pruned["completed"] == 3 and pruned["score"] == 0.75
-    assert "pruned: accuracy 0.750 < median 0.800 of 3" in weak.snapshot().progress["pruned"]
+    assert "pruned: accuracy 0.750 < median 0.800 of 3" in weak.snapshot().progress.pruned
     strong = Run("strong", "strong", replace(RunConfig(), sweep=sweep), engine.runs_dir / "strong")
     strong.listeners.append(engine.launcher.pruner(strong))
     strong.log(EvalEvent(step=4, eval_accuracy=0.85))

@@ -70,7 +70,7 @@ def test_stop_mid_run_keeps_a_checkpoint_and_frees_the_slot(engine, tiny_bert_di
     assert run.done.wait(30)
     assert run.status == RunStatus.STOPPED
     assert (run.out_dir / MODEL_DIR / "labels.json").exists()
-    assert run.snapshot().progress["step"] < 200 * 8
+    assert run.snapshot().progress.step < 200 * 8
     assert engine.join(30)
     # the lock is released: the next run starts and finishes
     again = engine.start_run(tiny_cfg(tiny_bert_dir, epochs=1))
@@ -540,7 +540,7 @@ def test_multi_label_from_indicator_columns_with_balanced_weights_and_an_mlp_hea
                                       tune_threshold=False, threshold=0.4))  # fmt: skip
     run = engine.start_run(cfg)
     assert run.done.wait(300) and run.status == RunStatus.COMPLETED, run.error
-    assert run.result["threshold"] == 0.4 and len(run.snapshot().progress["class_weights"]) == 3
+    assert run.result["threshold"] == 0.4 and len(run.snapshot().progress.class_weights) == 3
     assert set(engine.predict("a story", f"run:{run.run_id}")) == {"plot", "acting", "music"}
 
 

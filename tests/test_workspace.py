@@ -11,6 +11,7 @@ import pytest
 from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ftui.errors import FtuiError
 from ftui.hub import HubStatus
+from ftui.rows import RunRow
 from ftui.runs import RunStatus
 from ftui.settings import Settings
 from ftui.store import Store
@@ -74,13 +75,13 @@ def test_round_robin_takes_turns_between_users():
 
 def test_the_store_keeps_a_showcase_mark_across_header_saves(tmp_path):
     store = Store(tmp_path)
-    rec = {"run_id": "r1", "name": "n", "status": "completed", "config": {}, "started_at": 1.0, "out_dir": str(tmp_path)}
+    rec = RunRow(run_id="r1", name="n", status=RunStatus.COMPLETED, config={}, started_at=1.0, out_dir=str(tmp_path))
     store.save_run(rec)
     store.update("r1", showcase=True)
-    store.save_run({**rec, "name": "renamed"})  # a worker re-saving its header never clears the admin's mark
-    assert store.get("r1")["showcase"] == 1
+    store.save_run(replace(rec, name="renamed"))  # a worker re-saving its header never clears the admin's mark
+    assert store.header("r1").showcase is True
     store.update("r1", showcase=False)
-    assert store.get("r1")["showcase"] == 0
+    assert store.header("r1").showcase is False
 
 
 def test_the_store_caps_one_users_waiting_runs_atomically(tmp_path):
@@ -228,4 +229,4 @@ def test_the_command_line_is_the_operators_even_with_sign_in_on(tmp_path, monkey
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last["test_accuracy"] > 0.5, last
     (run,) = Store(tmp_path).runs()
-    assert run["config"]["user"] == "" and (tmp_path / run["run_id"] / "run.json").exists()
+    assert run.user == "" and (tmp_path / run.run_id / "run.json").exists()

@@ -14,6 +14,7 @@ from ftui.config import PRECISIONS, AdaptConfig, RunConfig, TrainConfig
 from ftui.engine import Engine
 from ftui.errors import FtuiError
 from ftui.escaping import escape_md
+from ftui.events import decode_all
 from ftui.icons import OK
 from ftui.mlm import PRESETS, preset_parameters
 from ftui.plots import loss_figure, perplexity_figure, status_markdown
@@ -228,7 +229,8 @@ def build(engine: Engine, token_box: gr.Textbox, model_ui: ModelUI) -> AdaptUI:
             if (run.run_id, v) not in drawn:
                 snap = run.snapshot()
                 drawn.clear()
-                drawn[(run.run_id, v)] = (loss_figure(snap.events, snap.run_id), perplexity_figure(snap.events, snap.run_id))
+                events = decode_all(snap.events)  # once for both charts
+                drawn[(run.run_id, v)] = (loss_figure(events, snap.run_id), perplexity_figure(events, snap.run_id))
             figs = drawn[(run.run_id, v)]
         return status_markdown(run.snapshot(events=False), now=time.time()), *figs, v, gr.Timer(active=not finished)
 

@@ -25,7 +25,7 @@ def auto_baseline_box(default: bool) -> gr.Checkbox:
 def run_line(run: Run, snap: RunSnapshot, records: Sequence[dict[str, Any]]) -> Line | None:
     """The dashed line of a run's validation chart: its best baseline among `records` (what the viewer sees), for the
     label shape the run trains (known from its progress before its first evaluation)."""
-    shape = snap.progress.get("task") or label_shape(snap.events)
+    shape = snap.progress.task or label_shape(snap.events)
     return chart_line(run.header(), records, str(shape))
 
 

@@ -13,6 +13,7 @@ from ftui.data_report import PREVIEW_CHARS
 from ftui.engine import Engine
 from ftui.errors import FtuiError
 from ftui.escaping import code_md, escape_md, escape_md_block
+from ftui.events import decode_all
 from ftui.experiments import TABLE_LEGEND, baseline_verdict, config_diff, display_frame, display_widths, runs_frame
 from ftui.icons import WARN
 from ftui.metrics import confusion
@@ -236,8 +237,8 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
             recs = [engine.run_record(r, viewer) for r in run_ids]
         except FtuiError as exc:
             return (error_md(exc), *[gr.skip()] * len(plots), gr.skip())
-        series, everyone = [(r["name"], r["events"]) for r in recs], engine.run_headers(viewer)
-        figs = compare_charts(series, recs, everyone)  # the best baselines' dashed lines on the main score's chart
+        series, everyone = [(r["name"], decode_all(r["events"])) for r in recs], engine.run_headers(viewer)
+        figs = compare_charts(series, recs, everyone)  # decoded once for the charts; the baselines' dashed lines
         d = config_diff(recs) if len(recs) > 1 else EMPTY_DIFF
         msg = f"{len(recs)} runs; {len(d)} config field(s) differ." if len(recs) > 1 else "One run: nothing to diff."
         load = predictions_loader(engine, viewer)

@@ -13,6 +13,7 @@ from ftui.config import PRECISIONS, RunConfig, TrainConfig
 from ftui.engine import Engine
 from ftui.errors import FtuiError
 from ftui.escaping import escape_md
+from ftui.events import decode_all
 from ftui.experiments import baseline_verdict
 from ftui.plots import accuracy_figure, add_baseline_line, loss_figure, status_markdown
 from ftui.run_queue import QueuedRun
@@ -213,15 +214,16 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
                 # Many tabs poll the same run: build its figures once per version, not once per tab.
                 snap = run.snapshot()
                 drawn.clear()
+                events = decode_all(snap.events)  # once for both charts
                 line = run_line(run, snap, engine.run_headers(viewer))  # the best baseline's dashed line, if any
-                accuracy = add_baseline_line(accuracy_figure(snap.events, snap.run_id), line)
-                drawn[key] = (loss_figure(snap.events, snap.run_id), accuracy, version)
+                accuracy = add_baseline_line(accuracy_figure(events, snap.run_id), line)
+                drawn[key] = (loss_figure(events, snap.run_id), accuracy, version)
             figures = drawn[key]
         status_now = status_markdown(now, now=time.time())
         if finished:
             paired = pairer(predictions_loader(engine, viewer), accuracy_only=True)  # within noise of the baseline says so
             verdict = baseline_verdict(run.header(), engine.run_headers(viewer), paired=paired)
-            warned = {w.get("kind") for w in run.snapshot(events=False).progress.get("warnings", [])}
+            warned = {w.kind for w in run.snapshot(events=False).progress.warnings}
             status_now += f"\n\n{verdict}" if verdict and "below_baseline" not in warned else ""  # warned above
         return (status_now, *figures, keep_polling, *buttons(not finished))
 
