@@ -32,12 +32,15 @@ from ftui.tasks import Task, TaskInfo
 
 log = logging.getLogger(__name__)
 
-STEP_BUDGET_S = 2.0  # time training steps at the main width until this much has passed...
-MIN_STEPS, MAX_STEPS = 2, 5  # ... at least this many, at most this many (after one untimed warm-up step)
-SECOND_STEPS = 2  # steps at a second width, to tell a step's fixed cost from its compute
+# Seconds spent timing (after one untimed warm-up step): training steps at the run's mean width, then at a second width
+# (to tell a step's fixed cost from its compute), then evaluation batches. Each takes at least MIN_STEPS and at most
+# MAX_STEPS: a slow model's few steps are its speed; a fast one's many average out a loaded machine's ups and downs.
+BUDGET_S = {"train": 1.5, "second": 0.75, "eval": 0.5}
+MIN_STEPS, MAX_STEPS = 2, 50
 TOKENIZE_SAMPLE = 500  # texts tokenized to time the tokenizer
 FILE = "calibration.json"  # in the runs folder: measured speeds, kept across restarts
 KEPT = 64  # entries the file keeps (the most recent)
+CLOCK = time.perf_counter  # what the timings read: wall time (a test reads CPU time, which other work cannot move)
 
 
 def machine() -> str:
@@ -59,6 +62,27 @@ def speeds_key(model: ModelConfig, device: str, precision: str, max_length: int,
     return json.dumps(parts)
 
 
+def fit_step(t1: float, g1: float, t2: float, g2: float) -> tuple[float, float]:
+    """(seconds per step, seconds per GFLOP) through two timed widths, neither below 0: a step slower at the narrower
+    width (noise, or a tiny model whose step is all fixed cost) is all fixed cost at their mean; a line crossing below
+    zero at no tokens is all compute, through the origin (least squares)."""
+    slope = (t1 - t2) / (g1 - g2) if g1 != g2 else 0.0
+    if slope <= 0:
+        return (t1 + t2) / 2, 0.0
+    if t1 - slope * g1 < 0:
+        return 0.0, (t1 * g1 + t2 * g2) / (g1 * g1 + g2 * g2)
+    return t1 - slope * g1, slope
+
+
+def _repeat(fn: Callable[[], tuple[float, float]], budget: float) -> list[tuple[float, float]]:
+    """fn's timings, repeated until `budget` seconds have passed (MIN_STEPS to MAX_STEPS times)."""
+    out: list[tuple[float, float]] = []
+    started = time.perf_counter()
+    while len(out) < MAX_STEPS and (len(out) < MIN_STEPS or time.perf_counter() - started < budget):
+        out.append(fn())
+    return out
+
+
 def _second_width(width: int) -> int:
     """A width far enough from the main one to separate per-step from per-token costs, and cheaper where possible."""
     return padded(width / 2) if width >= 32 else width + 16
@@ -77,10 +101,10 @@ class _Timer:
 
     def __call__(self, fn: Callable[[], Any]) -> float:
         self._sync()
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         fn()
         self._sync()
-        return time.perf_counter() - t0
+        return CLOCK() - t0
 
     def _sync(self) -> None:
         if self.device == "cuda":
@@ -138,7 +162,7 @@ class _Probe:
 
     @torch.no_grad()
     def forward(self, width: int) -> float:
-        """Seconds of one forward pass without gradients (evaluation) at `width`, after an untimed one."""
+        """Seconds of one forward pass without gradients (evaluation) at `width`."""
         inputs = self.inputs(width)
         self.model.eval()
 
@@ -146,8 +170,28 @@ class _Probe:
             with autocast(self.device, self.amp):
                 self.model(**inputs)
 
-        self.timer(run)
         return self.timer(run)
+
+
+def _in_fresh_thread(fn: Callable[[], Speeds]) -> Speeds:
+    """fn() in a new thread, as a run trains in one: on a loaded 2-core machine with two torch threads, MiniLM's steps
+    took 5x longer in the main thread than in a new one (their OpenMP thread teams differ), so a calibration timed
+    anywhere else than where runs train would not be their speed."""
+    got: list[Speeds] = []
+    failed: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            got.append(fn())
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            failed.append(exc)
+
+    worker = threading.Thread(target=body, name="ftui-calibrate", daemon=True)
+    worker.start()
+    worker.join()
+    if failed:
+        raise failed[0]
+    return got[0]
 
 
 def measure(
@@ -166,48 +210,62 @@ def measure(
 ) -> Speeds:
     """Load the tokenizer and build the model (timed), then time training steps (forward, backward, optimizer) at the
     batch size and two widths, an evaluation batch, one save and the tokenizer. shape: the checkpoint's size, for the
-    FLOP count. Takes a few seconds."""
-    t0 = time.perf_counter()
+    FLOP count. Takes a few seconds, in a fresh thread (see _in_fresh_thread)."""
+    speeds = _in_fresh_thread(
+        lambda: _timed(model_cfg, label_names, task, tokenizer, texts, shape, device, precision, batch_size, width, token,
+                       scratch)
+    )  # fmt: skip
+    gc.collect()  # the probe's model and optimizer state go before a run needs the memory
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return speeds
+
+
+def _timed(
+    model_cfg: ModelConfig,
+    label_names: list[str],
+    task: Task,
+    tokenizer: Any,
+    texts: list[str],
+    shape: ModelShape,
+    device: str,
+    precision: str,
+    batch_size: int,
+    width: int,
+    token: str | None,
+    scratch: Path | None,
+) -> Speeds:
+    t0 = CLOCK()
     load_tokenizer(model_cfg, token)  # a run loads its own tokenizer and model: both count
     model = build_model(model_cfg, label_names, token, generator=torch.Generator().manual_seed(0), task=task)
     model.to(device)
-    load_s = time.perf_counter() - t0
+    load_s = CLOCK() - t0
     probe = _Probe(model, task, tasks.n_outputs(task, label_names), device, precision, batch_size)
-    try:
-        probe.step(width)  # warm-up: first-call allocations, the optimizer's state
-        timed: list[tuple[float, float]] = []
-        started = time.perf_counter()
-        while len(timed) < MAX_STEPS and (len(timed) < MIN_STEPS or time.perf_counter() - started < STEP_BUDGET_S):
-            timed.append(probe.step(width))
-        other = _second_width(width)
-        second = [probe.step(other, update=False)[0] for _ in range(SECOND_STEPS)]
-        eval_s = probe.forward(width)
-        save_s = _time_save(model, tokenizer, label_names, task, scratch)
-    finally:
-        del probe, model  # the GPU memory goes back before the next run needs it
-        gc.collect()
-        if device == "cuda":
-            torch.cuda.empty_cache()
+    probe.step(width)  # warm-up: first-call allocations, the optimizer's state
+    timed = _repeat(lambda: probe.step(width), BUDGET_S["train"])
+    other = _second_width(width)
+    second = _repeat(lambda: probe.step(other, update=False), BUDGET_S["second"])
+    probe.forward(width)  # warm-up: evaluation's own first call
+    evals = _repeat(lambda: (probe.forward(width), 0.0), BUDGET_S["eval"])
+    save_s = _time_save(model, tokenizer, label_names, task, scratch)
     tokenize_s = _time_tokenizer(tokenizer, texts)
     g1, g2 = _gflop(shape, batch_size, width), _gflop(shape, batch_size, other)
-    t1, t2 = statistics.median(fb for fb, _ in timed), statistics.median(second)  # a spike of load is not the speed
-    per_gflop = (t1 - t2) / (g1 - g2) if g1 != g2 else 0.0
-    fixed = t1 - per_gflop * g1
-    if per_gflop <= 0 or not 0 <= fixed <= t1:  # noise (a loaded machine) swamped the difference: all of it compute
-        per_gflop, fixed = t1 / g1, 0.0
+    t1, t2 = statistics.fmean(fb for fb, _ in timed), statistics.fmean(fb for fb, _ in second)
+    fixed, per_gflop = fit_step(t1, g1, t2, g2)
     return Speeds(
         step_s=fixed,
         train_s_per_gflop=per_gflop,
-        eval_s_per_gflop=eval_s / g1,
-        optimizer_s=statistics.median(o for _, o in timed),
+        eval_s_per_gflop=statistics.fmean(e for e, _ in evals) / g1,
+        optimizer_s=statistics.fmean(o for _, o in timed),
         save_s=save_s,
         load_s=load_s,
         tokenize_s_per_text=tokenize_s,
-        steps=len(timed) + SECOND_STEPS,
+        steps=len(timed) + len(second),
         width=width,
         batch_size=batch_size,
         device=device,
         measured_at=time.time(),
+        load=os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0,
     )
 
 
@@ -215,9 +273,9 @@ def _time_save(model: nn.Module, tokenizer: Any, label_names: list[str], task: T
     """One save as a run's better evaluation makes it (the folder swapped in), where the run folder is."""
     where = Path(tempfile.mkdtemp(prefix=".calibrate-", dir=scratch))
     try:
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         replace_dir(where / "model", lambda tmp: save_classifier(model, tokenizer, tmp, label_names, TaskInfo(task)))
-        return time.perf_counter() - t0
+        return CLOCK() - t0
     finally:
         shutil.rmtree(where, ignore_errors=True)
 
@@ -227,9 +285,9 @@ def _time_tokenizer(tokenizer: Any, texts: list[str]) -> float:
     sample = texts[:TOKENIZE_SAMPLE]
     if not sample:
         return 0.0
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     tokenizer(sample, truncation=False)
-    return (time.perf_counter() - t0) / len(sample)
+    return (CLOCK() - t0) / len(sample)
 
 
 class SpeedBook:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -79,11 +80,17 @@ def _token_key(token: str | None) -> str:
 
 
 def _basis(speeds: Speeds, fresh: bool) -> str:
+    """What the estimate rests on: how many steps were timed, when, and how busy the machine was then."""
     if fresh:
-        return f"timed {speeds.steps} steps just now"
-    when = time.localtime(speeds.measured_at)
-    day = "" if time.strftime("%Y%m%d", when) == time.strftime("%Y%m%d") else time.strftime(" on %d %b", when)
-    return f"timed {speeds.steps} steps at {time.strftime('%H:%M', when)}{day}"
+        said = f"timed {speeds.steps} steps just now"
+    else:
+        when = time.localtime(speeds.measured_at)
+        day = "" if time.strftime("%Y%m%d", when) == time.strftime("%Y%m%d") else time.strftime(" on %d %b", when)
+        said = f"timed {speeds.steps} steps at {time.strftime('%H:%M', when)}{day}"
+    cores = os.cpu_count() or 1
+    if speeds.device == "cpu" and speeds.load > cores:  # other work shared the cores: its share moves the speed
+        said += f", with the CPU busy (load {speeds.load:.1f} on {cores} cores): runs go as fast as that work allows"
+    return said
 
 
 class EstimateFacade(_Base):
@@ -108,6 +115,8 @@ class EstimateFacade(_Base):
         cfg, _ = self._owned(cfg, viewer, "estimate a run")
         if not (recipe_of(cfg).layered and recipe_of(cfg).classifies):  # the cost model is the fine-tuning loop's
             raise FtuiError("Time estimates cover fine-tuning runs.", "Baselines take seconds to a few minutes.")
+        if not measure and (self._speeds_of(cfg) is None or self.loaded_data(cfg.data, token) is None):
+            return None  # nothing to say without timing, loading data or asking the Hub (a passing change)
         cfg = self.launcher.check(cfg, token)  # as it will run: the deployment's caps applied, the checkpoint checked
         return self._estimate_checked(cfg, token, measure)
 

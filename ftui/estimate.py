@@ -63,6 +63,7 @@ class Speeds:
     batch_size: int
     device: str
     measured_at: float  # time.time() of the measurement
+    load: float = 0.0  # the machine's 1-minute load average then (other work shares the CPU: the speed moves with it)
 
 
 @dataclass(frozen=True)

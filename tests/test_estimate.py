@@ -255,8 +255,20 @@ def test_measure_times_a_tiny_model(tiny_bert_dir, tmp_path) -> None:
     shape = ModelShape(num_layers=2, hidden=32, layer_params=12_000, total_params=1_000_000, top_params=1_100)
     got = calibrate.measure(cfg, ["a", "b"], Task.SINGLE, load_tokenizer(cfg), ["a text"] * 20, shape, "cpu", "auto",
                             8, 24, scratch=tmp_path)  # fmt: skip
-    assert calibrate.MIN_STEPS + calibrate.SECOND_STEPS <= got.steps <= calibrate.MAX_STEPS + calibrate.SECOND_STEPS
+    assert 2 * calibrate.MIN_STEPS <= got.steps <= 2 * calibrate.MAX_STEPS  # at two widths
     assert got.train_s_per_gflop > 0 and got.eval_s_per_gflop > 0 and got.optimizer_s > 0
     assert 0 <= got.step_s and got.save_s > 0 and got.load_s > 0 and got.tokenize_s_per_text > 0
     assert list(tmp_path.iterdir()) == []  # the timed save left nothing behind
     assert math.isfinite(estimate(data(), shape, got, replace(run(), model=cfg)).total_s)
+
+
+@pytest.mark.parametrize(
+    ("t1", "g1", "t2", "g2", "fixed", "per"),
+    [
+        (3.0, 2.0, 2.0, 1.0, 1.0, 1.0),  # a line through both points
+        (1.0, 2.0, 1.2, 1.0, 1.1, 0.0),  # slower at the narrower width: a step of fixed cost (a tiny model)
+        (2.0, 2.0, 0.5, 1.0, 0.0, 0.9),  # the line would cross below zero: all compute, through the origin
+    ],
+)
+def test_two_timed_widths_split_a_step_into_fixed_cost_and_compute(t1, g1, t2, g2, fixed, per) -> None:
+    assert calibrate.fit_step(t1, g1, t2, g2) == pytest.approx((fixed, per))
