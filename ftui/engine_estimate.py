@@ -89,7 +89,7 @@ def _basis(speeds: Speeds, fresh: bool) -> str:
         said = f"timed {speeds.steps} steps at {time.strftime('%H:%M', when)}{day}"
     cores = os.cpu_count() or 1
     if speeds.device == "cpu" and speeds.load > cores:  # other work shared the cores: its share moves the speed
-        said += f", with the CPU busy (load {speeds.load:.1f} on {cores} cores): runs go as fast as that work allows"
+        said += f" while the CPU was busy, load {speeds.load:.1f} on {cores} cores: a run goes as fast as that work allows"
     return said
 
 
@@ -130,7 +130,7 @@ class EstimateFacade(_Base):
         configs = self.launcher.plan_sweep(base, sweep, token)
         runs: list[tuple[str, float]] = []
         said: list[str] = []
-        measured, untimed, short = 0, 0, 0
+        measured, untimed, short, cap = 0, 0, 0, 0.0
         for cfg in configs:
             fresh = measure and measured < SWEEP_MEASURES and self._speeds_of(cfg) is None
             got = self._estimate_checked(cfg, token, fresh)
@@ -140,13 +140,14 @@ class EstimateFacade(_Base):
                 continue
             runs.append((swept_text(cfg.sweep.point), got.estimate.total_s))
             said.append(got.line)
-            short += got.estimate.cap_before_epoch
+            if got.estimate.cap_before_epoch:
+                short, cap = short + 1, got.estimate.cap_s
         line = self._sweep_line(runs, untimed, measured)
         notes = []
         if short:
             notes.append(
-                f"The minutes per run ({duration(60 * sweep.max_minutes)}) end {short} of the {len(runs)} timed runs "
-                "before one epoch: raise the minutes, or lower the training examples per run or the max length."
+                f"The time limit per run ({duration(cap)}) ends {short} of the {len(runs)} timed runs before one epoch: "
+                "raise the minutes per run, or lower the training examples per run or the max length."
             )
         return SweepTimes(tuple(runs), untimed, line, tuple(notes))
 

@@ -95,7 +95,7 @@ def test_a_sweep_times_each_checkpoint_length_and_batch_once(engine, tiny_bert_d
     got = engine.estimate_sweep(base, sweep, measure=True)
     assert got.untimed == 0 and len(got.runs) == 4
     assert "for the 4 runs one after another on this CPU" in got.line
-    assert "end 4 of the 4 timed runs before one epoch" in got.warnings[0]
+    assert "The time limit per run (1 s) ends 4 of the 4 timed runs before one epoch" in got.warnings[0]
     keys = [k for k in engine.estimates.book.memory.keys() if str(tiny_bert_dir) in k]
     assert len(keys) == 2  # two max lengths timed; the learning rates share them
 
