@@ -213,7 +213,8 @@ class Engine(RunsFacade, PredictFacade, JobsFacade, EstimateFacade):
 
     def loaded_data(self, cfg: DataConfig, token: str | None = None) -> DataBundle | None:
         """The prepared data for a config when it is loaded already (never loads: for estimates on a passing change)."""
-        return self._data_cache.get((*cfg.key(), _token_key(token))) if isinstance(cfg, DataConfig) else None
+        self._admit_data(cfg)
+        return self._data_cache.get((*cfg.key(), _token_key(token)))
 
     def model_summary(self, cfg: ModelConfig, token: str | None = None) -> ModelSummary:
         """Architecture and parameter counts (no weights read), cached."""

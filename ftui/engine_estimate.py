@@ -104,6 +104,8 @@ class EstimateFacade(_Base):
     loaded_data: Callable[[DataConfig, str | None], DataBundle | None]
     tokenizer: Callable[[ModelConfig, str | None], Any]
     model_summary: Callable[[ModelConfig, str | None], ModelSummary]
+    _admit_model: Callable[[ModelConfig], None]
+    _admit_data: Callable[[DataConfig], None]
 
     def estimate_run(
         self, cfg: RunConfig, token: str | None = None, viewer: Viewer | None = None, measure: bool = False
@@ -113,6 +115,8 @@ class EstimateFacade(_Base):
         device, max length and batch size is used, and None says there is none yet."""
         self._writable()
         cfg, _ = self._owned(cfg, viewer, "estimate a run")
+        self._admit_model(cfg.model)  # the deployment's rules before anything, even a look at what was timed
+        self._admit_data(cfg.data)
         if not (recipe_of(cfg).layered and recipe_of(cfg).classifies):  # the cost model is the fine-tuning loop's
             raise FtuiError("Time estimates cover fine-tuning runs.", "Baselines take seconds to a few minutes.")
         if not measure and (self._speeds_of(cfg) is None or self.loaded_data(cfg.data, token) is None):
