@@ -82,8 +82,9 @@ class Load:
 
     @property
     def width(self) -> int:
-        """Mean padded width per row."""
-        return padded(self.tokens / self.rows) if self.rows else PAD_MULTIPLE
+        """Mean padded width per row, to the nearest multiple of PAD_MULTIPLE (the width calibration times)."""
+        mean = self.tokens / self.rows if self.rows else 0.0
+        return max(PAD_MULTIPLE, round(mean / PAD_MULTIPLE) * PAD_MULTIPLE)
 
 
 @dataclass(frozen=True)

@@ -272,3 +272,10 @@ def test_measure_times_a_tiny_model(tiny_bert_dir, tmp_path) -> None:
 )
 def test_two_timed_widths_split_a_step_into_fixed_cost_and_compute(t1, g1, t2, g2, fixed, per) -> None:
     assert calibrate.fit_step(t1, g1, t2, g2) == pytest.approx((fixed, per))
+
+
+def test_calibration_times_the_mean_padded_width() -> None:
+    lengths = np.array([10] * 90 + [30] * 10)  # one batch pads to 32 (the ten long texts), the others to 16
+    load = train_load(lengths, 16, np.random.default_rng(0))
+    assert load.tokens / load.rows == pytest.approx((16 * 32 + 84 * 16) / 100)  # 18.56 tokens a row
+    assert load.width == 16  # the nearest multiple of 8, not the next one up (24 would time a third too much)
