@@ -174,9 +174,11 @@ class _Probe:
 
 
 def _in_fresh_thread(fn: Callable[[], Speeds]) -> Speeds:
-    """fn() in a new thread, as a run trains in one: on a loaded 2-core machine with two torch threads, MiniLM's steps
-    took 5x longer in the main thread than in a new one (their OpenMP thread teams differ), so a calibration timed
-    anywhere else than where runs train would not be their speed."""
+    """fn() in a new thread, as a run trains in one. On a CPU shared with other work, a thread's speed depends on its
+    OpenMP team: with two torch threads on this loaded 2-core machine, MiniLM's steps took 5-20x longer in a team
+    whose waiting thread spins (libgomp's default while it manages no more threads than cores) than in one whose
+    waiting thread sleeps (OMP_WAIT_POLICY=PASSIVE, or a new thread once the main thread has a team), so the
+    calibration times where runs train, not in the caller's thread."""
     got: list[Speeds] = []
     failed: list[BaseException] = []
 
