@@ -23,7 +23,9 @@ from torch import nn
 
 from ftui import tasks
 from ftui.accel import autocast, autocast_dtype
+from ftui.architecture import apply_freeze
 from ftui.config import ModelConfig
+from ftui.errors import ModelError
 from ftui.estimate import Load, ModelShape, Speeds, padded
 from ftui.files import replace_dir
 from ftui.lru import LRU
@@ -33,9 +35,10 @@ from ftui.tasks import Task, TaskInfo
 log = logging.getLogger(__name__)
 
 # Seconds spent timing (after one untimed warm-up step): training steps at the run's mean width, then at a second width
-# (to tell a step's fixed cost from its compute), then evaluation batches. Each takes at least MIN_STEPS and at most
-# MAX_STEPS: a slow model's few steps are its speed; a fast one's many average out a loaded machine's ups and downs.
-BUDGET_S = {"train": 1.5, "second": 0.75, "eval": 0.5}
+# (to tell a step's fixed cost from its compute), then with the embeddings and the first layer frozen (what any freeze
+# depth saves beyond the layers: the embeddings' gradient), then evaluation batches. Each takes at least MIN_STEPS
+# and at most MAX_STEPS: a slow model's few steps are its speed; a fast one's many average out a busy machine.
+BUDGET_S = {"train": 1.5, "second": 0.75, "frozen": 0.75, "eval": 0.5}
 MIN_STEPS, MAX_STEPS = 2, 50
 TOKENIZE_SAMPLE = 500  # texts tokenized to time the tokenizer
 FILE = "calibration.json"  # in the runs folder: measured speeds, kept across restarts
@@ -247,6 +250,7 @@ def _timed(
     timed = _repeat(lambda: probe.step(width), BUDGET_S["train"])
     other = _second_width(width)
     second = _repeat(lambda: probe.step(other, update=False), BUDGET_S["second"])
+    frozen = _frozen_steps(probe, model, width)
     probe.forward(width)  # warm-up: evaluation's own first call
     evals = _repeat(lambda: (probe.forward(width), 0.0), BUDGET_S["eval"])
     save_s = _time_save(model, tokenizer, label_names, task, scratch)
@@ -254,10 +258,16 @@ def _timed(
     g1, g2 = _gflop(shape, batch_size, width), _gflop(shape, batch_size, other)
     t1, t2 = statistics.fmean(fb for fb, _ in timed), statistics.fmean(fb for fb, _ in second)
     fixed, per_gflop = fit_step(t1, g1, t2, g2)
+    eval_per_gflop = statistics.fmean(e for e, _ in evals) / g1
+    frozen_fixed = None
+    if frozen:  # depth 1: one layer forward only, the rest as before; what is left is the step's fixed cost
+        layer = g1 / shape.num_layers
+        rest = statistics.fmean(frozen) - per_gflop * (shape.num_layers - 1) * layer - eval_per_gflop * layer
+        frozen_fixed = min(fixed, max(0.0, rest))
     return Speeds(
         step_s=fixed,
         train_s_per_gflop=per_gflop,
-        eval_s_per_gflop=statistics.fmean(e for e, _ in evals) / g1,
+        eval_s_per_gflop=eval_per_gflop,
         optimizer_s=statistics.fmean(o for _, o in timed),
         save_s=save_s,
         load_s=load_s,
@@ -268,7 +278,21 @@ def _timed(
         device=device,
         measured_at=time.time(),
         load=os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0,
+        frozen_step_s=frozen_fixed,
     )
+
+
+def _frozen_steps(probe: _Probe, model: nn.Module, width: int) -> list[float]:
+    """Forward + backward seconds at freeze depth 1 (nothing for a model without a layer stack to freeze)."""
+    try:
+        apply_freeze(model, 1)
+    except ModelError:
+        return []
+    try:
+        probe.step(width, update=False)  # warm-up: the graph without the embeddings' gradient
+        return [fb for fb, _ in _repeat(lambda: probe.step(width, update=False), BUDGET_S["frozen"])]
+    finally:
+        apply_freeze(model, 0)
 
 
 def _time_save(model: nn.Module, tokenizer: Any, label_names: list[str], task: Task, scratch: Path | None) -> float:

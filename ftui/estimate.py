@@ -64,6 +64,11 @@ class Speeds:
     device: str
     measured_at: float  # time.time() of the measurement
     load: float = 0.0  # the machine's 1-minute load average then (other work shares the CPU: the speed moves with it)
+    frozen_step_s: float | None = None  # step_s once the embeddings are frozen (any freeze depth); None: as step_s
+
+    def fixed_s(self, depth: int) -> float:
+        """A micro-batch's fixed cost at a freeze depth: frozen embeddings have no gradient to build."""
+        return self.step_s if depth <= 0 or self.frozen_step_s is None else self.frozen_step_s
 
 
 @dataclass(frozen=True)
@@ -272,7 +277,7 @@ def _timeline(cfg: RunConfig, model: ModelShape, speeds: Speeds, loads_: Loads) 
             cached = cache and epoch > 0  # the first pass fills the cache (frozen layers run forward), later ones skip
             compute = speeds.train_s_per_gflop * (n - phase.depth) * g_train
             compute += 0.0 if cached else speeds.eval_s_per_gflop * phase.depth * g_train
-            seconds = fraction * (micro * speeds.step_s + compute) + steps * optimizer
+            seconds = fraction * (micro * speeds.fixed_s(phase.depth) + compute) + steps * optimizer
             evals = _evals_in(done, done + steps, eval_every, phase.steps)
             if evals:  # validation is cached too, from the phase's second evaluation on
                 per_eval = speeds.eval_s_per_gflop * (n - phase.depth if cache else n) * g_val + speeds.save_s

@@ -117,6 +117,13 @@ def test_the_optimizer_costs_once_per_step_for_the_trainable_share() -> None:
     assert frozen.train_s == pytest.approx(120 * 0.5 * MINILM.trainable(3) / MINILM.total_params)
 
 
+def test_a_frozen_embedding_has_no_gradient_to_build_each_step() -> None:
+    s = speeds(step_s=0.3, frozen_step_s=0.1)
+    assert estimate(data(), MINILM, s, run(epochs=1)).train_s == pytest.approx(40 * 0.3)
+    assert estimate(data(), MINILM, s, run(epochs=1, freeze_depth=2)).train_s == pytest.approx(40 * 0.1)
+    assert estimate(data(), MINILM, speeds(step_s=0.3), run(epochs=1, freeze_depth=2)).train_s == pytest.approx(12.0)
+
+
 def test_grad_accum_and_max_steps_count_optimizer_steps() -> None:
     est = estimate(data(), MINILM, speeds(optimizer_s=1.0, step_s=0.1), run(batch_size=16, epochs=2, grad_accum=4))
     assert est.steps == 20  # 40 micro-batches an epoch, 10 steps
@@ -258,6 +265,7 @@ def test_measure_times_a_tiny_model(tiny_bert_dir, tmp_path) -> None:
     assert 2 * calibrate.MIN_STEPS <= got.steps <= 2 * calibrate.MAX_STEPS  # at two widths
     assert got.train_s_per_gflop > 0 and got.eval_s_per_gflop > 0 and got.optimizer_s > 0
     assert 0 <= got.step_s and got.save_s > 0 and got.load_s > 0 and got.tokenize_s_per_text > 0
+    assert got.frozen_step_s is not None and 0 <= got.frozen_step_s <= got.step_s  # timed at depth 1 as well
     assert list(tmp_path.iterdir()) == []  # the timed save left nothing behind
     assert math.isfinite(estimate(data(), shape, got, replace(run(), model=cfg)).total_s)
 
