@@ -122,6 +122,8 @@ class EstimateFacade(_Base):
         if not measure and (self._speeds_of(cfg) is None or self.loaded_data(cfg.data, token) is None):
             return None  # nothing to say without timing, loading data or asking the Hub (a passing change)
         cfg = self.launcher.check(cfg, token)  # as it will run: the deployment's caps applied, the checkpoint checked
+        if not measure and self.loaded_data(cfg.data, token) is None:
+            return None  # the caps changed the data (fewer examples): not loaded either
         return self._estimate_checked(cfg, token, measure)
 
     def estimate_sweep(
@@ -133,7 +135,6 @@ class EstimateFacade(_Base):
         base, _ = self._owned(base, viewer, "estimate a sweep")
         configs = self.launcher.plan_sweep(base, sweep, token)
         runs: list[tuple[str, float]] = []
-        said: list[str] = []
         measured, untimed, short, cap = 0, 0, 0, 0.0
         for cfg in configs:
             fresh = measure and measured < SWEEP_MEASURES and self._speeds_of(cfg) is None
@@ -143,7 +144,6 @@ class EstimateFacade(_Base):
                 untimed += 1
                 continue
             runs.append((swept_text(cfg.sweep.point), got.estimate.total_s))
-            said.append(got.line)
             if got.estimate.cap_before_epoch:
                 short, cap = short + 1, got.estimate.cap_s
         line = self._sweep_line(runs, untimed, measured)
@@ -183,8 +183,8 @@ class EstimateFacade(_Base):
         t = cfg.train
         key = calibrate.speeds_key(cfg.model, self.device, t.precision, t.max_length, t.batch_size)
         speeds = None if measure else self.estimates.book.get(key)
-        if not measure and (speeds is None or self.loaded_data(cfg.data, token) is None):
-            return None  # nothing timed yet, or data the Data tab has not loaded (never fetched for a passing change)
+        if speeds is None and not measure:
+            return None  # not timed yet
         bundle = self.load_data(cfg.data, token)
         tokenizer = self.tokenizer(cfg.model, token)
         summary = self.model_summary(cfg.model, token)

@@ -89,11 +89,12 @@ def test_timing_is_refused_while_a_run_trains(engine, tiny_bert_dir) -> None:
 
 def test_a_sweep_times_each_checkpoint_length_and_batch_once(engine, tiny_bert_dir) -> None:
     base = tiny(tiny_bert_dir)
-    sweep = SweepConfig(values=(("learning_rate", "1e-3, 3e-4"), ("max_length", "32, 64")), max_minutes=0.001)
+    sweep = SweepConfig(values=(("learning_rate", "1e-3, 3e-4"), ("max_length", "32, 64")), max_minutes=0.001,
+                        max_train_examples=100)  # fmt: skip
     engine.load_data(base.data)
     assert engine.estimate_sweep(base, sweep).untimed == 4
     got = engine.estimate_sweep(base, sweep, measure=True)
-    assert got.untimed == 0 and len(got.runs) == 4
+    assert got.untimed == 0 and len(got.runs) == 4  # on the sweep's 100 examples: loaded for the click
     assert "for the 4 runs one after another on this CPU" in got.line
     assert "The time limit per run (1 s) ends 4 of the 4 timed runs before one epoch" in got.warnings[0]
     keys = [k for k in engine.estimates.book.memory.keys() if str(tiny_bert_dir) in k]
