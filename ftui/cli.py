@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     train_args(t)
     run_args(t)
     add_job_args(t)
+    t.add_argument(
+        "--estimate", action="store_true", help="time a few steps first, print how long the run will take (JSON: 'estimate')"
+    )
     sw = sub.add_parser(
         "sweep",
         help="queue one run per point of a grid (or random draws) and print each finished run's end line",
@@ -213,6 +216,8 @@ def _main(args: argparse.Namespace, dist: Any) -> int:
         elif getattr(args, "resume", None):
             got = engine.resume_run(args.resume, token)
         else:
+            if getattr(args, "estimate", False) and not dist.enabled:
+                print(json.dumps(estimate_line(engine.estimate_run(cfg, token, measure=True))), flush=True)
             got = engine.start_run(cfg, token)
         if not isinstance(got, Run):  # this process trains nothing else, so this cannot queue; say so if it ever does
             raise FtuiError("The run was queued behind another in this process.")
@@ -263,6 +268,13 @@ def _flags_config(args: argparse.Namespace, device: str = "", processes: int = 1
             processes=processes,
         ),
     )
+
+
+def estimate_line(got: Any) -> dict[str, Any]:
+    """What `train --estimate` prints before the run starts (got: the engine's TimeEstimate)."""
+    est = got.estimate
+    return {"type": "estimate", "epoch_s": round(est.epoch_s, 1), "run_s": round(est.total_s, 1), "steps": est.steps,
+            "epochs": round(est.epochs_reached, 3), "line": got.line, "warnings": list(got.warnings)}  # fmt: skip
 
 
 def end_line(run: Run) -> dict[str, Any]:

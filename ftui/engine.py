@@ -28,6 +28,7 @@ from ftui.config import (
 from ftui.data import DataBundle, load_data
 from ftui.data_report import text_lengths
 from ftui.distributed import SOLO, Dist
+from ftui.engine_estimate import EstimateFacade, EstimateState
 from ftui.engine_jobs import JobsFacade
 from ftui.engine_predict import PredictFacade
 from ftui.engine_runs import RunsFacade
@@ -73,7 +74,7 @@ def _sentence(problems: list[str]) -> str:
     return text[:1].upper() + text[1:] + "."
 
 
-class Engine(RunsFacade, PredictFacade, JobsFacade):
+class Engine(RunsFacade, PredictFacade, JobsFacade, EstimateFacade):
     """One app's state, as small services behind one facade: deployment settings (applied at every entry point),
     caches, the runs (RunManager), and prediction."""
 
@@ -100,6 +101,7 @@ class Engine(RunsFacade, PredictFacade, JobsFacade):
         self._tokenizers: LRU[tuple[Any, ...], Any] = LRU(8)
         self.token_cache = TokenCache()
         self.store = Store(self.runs_dir, network=self.settings.network_storage)
+        self.estimates = EstimateState(None if self.store.read_only else self.runs_dir)  # timed speeds, token lengths
         self.workspaces = Workspaces(self.settings)
         if not self.store.read_only:  # before the runs load: a killed orphan's run then reads as interrupted
             unfinished = self.store.unfinished()
@@ -209,6 +211,11 @@ class Engine(RunsFacade, PredictFacade, JobsFacade):
         self._admit_data(cfg)
         key = (*cfg.key(), _token_key(token))
         return self._data_cache.get_or_load(key, lambda: load_data(cfg, token, self.settings.read_limits()))
+
+    def loaded_data(self, cfg: DataConfig, token: str | None = None) -> DataBundle | None:
+        """The prepared data for a config when it is loaded already (never loads: for estimates on a passing change)."""
+        self._admit_data(cfg)
+        return self._data_cache.get((*cfg.key(), _token_key(token)))
 
     def model_summary(self, cfg: ModelConfig, token: str | None = None) -> ModelSummary:
         """Architecture and parameter counts (no weights read), cached."""

@@ -188,3 +188,17 @@ def test_adapt_and_baseline_flags_are_generated_from_the_config_fields():
         "nbsvm",
         TrainConfig(max_length=64, seed=3, run_name="b"),
     )
+
+
+@pytest.mark.slow  # a process start, a timing and a tiny run: 15-50 s on the loaded 2-core machine
+def test_train_estimate_prints_how_long_before_the_run_starts(tiny_bert_dir, tmp_path):
+    cmd = [sys.executable, "-m", "ftui", "train", "--offline", "--dataset", "demo", "--checkpoint", str(tiny_bert_dir),
+           "--epochs", "1", "--batch-size", "32", "--max-length", "32", "--runs-dir", str(tmp_path), "--estimate"]  # fmt: skip
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    events = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    estimate, start = events[0], events[1]
+    assert estimate["type"] == "estimate" and start["type"] == "start"
+    assert estimate["steps"] == start["total_steps"] == 8  # 256 demo texts at batch 32
+    assert 0 < estimate["epoch_s"] <= estimate["run_s"] and "for the run on this CPU" in estimate["line"]
+    assert (tmp_path / "calibration.json").exists()  # kept for the app and the next command on this machine

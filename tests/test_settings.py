@@ -227,7 +227,8 @@ def test_every_engine_entry_point_applies_the_deployment_rules(tmp_path, tiny_be
             getattr(engine, name)(*args)
         checked.append(name)
     assert {"load_data", "model_summary", "tokenizer", "start_run", "dataset_configs", "dataset_splits",
-            "preview_corpus", "text_lengths", "start_baselines", "plan_sweep", "start_sweep"} <= set(checked)  # fmt: skip
+            "preview_corpus", "text_lengths", "start_baselines", "plan_sweep", "start_sweep", "estimate_run",
+            "estimate_sweep", "loaded_data"} <= set(checked)  # fmt: skip
     assert engine.queued() == []
     assert engine.current_run() is None
 

@@ -14,7 +14,7 @@ from ftui.escaping import code_md, escape_md
 from ftui.icons import OK
 from ftui.plots import sweep_figure
 from ftui.sweeps import SWEEP_COLUMNS, SweepConfig, best_run, shown_ranks
-from ftui.ui import jobs_panel
+from ftui.ui import estimate_line, jobs_panel
 from ftui.ui.common import as_float, as_int, error_md, token_of, viewer_of
 from ftui.ui.train_tab import TrainUI
 
@@ -104,7 +104,10 @@ def build(engine: Engine, token_box: gr.Textbox, train_ui: TrainUI, predict_mode
 
     w["mode"].change(on_mode, w["mode"], [w["draws"], w["seed"]], api_visibility="private")
     place = jobs_panel.build(engine, token_box, "sweep", per_run=True)  # this machine or one Hugging Face Jobs job
-    go_btn = gr.Button("Queue sweep", variant="primary", elem_id="sweep-start")
+    with gr.Row():
+        go_btn = gr.Button("Queue sweep", variant="primary", elem_id="sweep-start", scale=4)
+        estimate = estimate_line.button("sweep")
+    estimate_text = estimate_line.line("sweep", estimate_line.SWEEP_PROMPT)
     message = gr.Markdown("", elem_id="sweep-message")
 
     gr.Markdown("### Sweep results")
@@ -156,6 +159,7 @@ def build(engine: Engine, token_box: gr.Textbox, train_ui: TrainUI, predict_mode
                            sweep_of=lambda v: sweep_config({name: v[widget] for name, widget in w.items()}))  # fmt: skip
     go_btn.click(on_start, inputs, [message, pick, table, plot, timer, train_ui.timer, *train_ui.queue.outputs],
                  api_visibility="private")  # fmt: skip
+    estimate_line.wire_sweep(engine, estimate, estimate_text, train_ui.config_of, sweep_config, w, inputs, token_box)
     pick.change(view, [pick, w["metric"]], [table, plot, timer], api_visibility="private")
     w["metric"].change(view, [pick, w["metric"]], [table, plot, timer], api_visibility="private")
     timer.tick(view, [pick, w["metric"]], [table, plot, timer], api_visibility="private", show_progress="hidden")

@@ -19,7 +19,7 @@ from ftui.plots import accuracy_figure, add_baseline_line, loss_figure, status_m
 from ftui.run_queue import QueuedRun
 from ftui.significance import pairer
 from ftui.tasks import Task
-from ftui.ui import jobs_panel, queue_panel
+from ftui.ui import estimate_line, jobs_panel, queue_panel
 from ftui.ui.baseline_view import auto_baseline_box, queued_after, run_line, started_text
 from ftui.ui.common import as_float, as_int, error_md, key_for, predictions_loader, queued_message, token_of, viewer_of
 from ftui.ui.data_tab import DataUI
@@ -116,7 +116,9 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         start = gr.Button(START_LABEL, variant="primary", elem_id="start", scale=2)
         baselines = gr.Button(BASELINES_LABEL, elem_id="baselines", scale=2)
         stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
+        estimate = estimate_line.button("train")
     place = jobs_panel.build(engine, token_box, "train", where)  # the hardware, time cap and cost, for Jobs
+    estimate_text = estimate_line.line("train")
     message = gr.Markdown("", elem_id="train-message")
     with gr.Row():
         loss_plot = gr.Plot(label="Loss", elem_id="loss-plot")
@@ -134,6 +136,7 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
             w["grad_accum"] = gr.Number(value=d.grad_accum, precision=0, label="Gradient accumulation")
             w["evals_per_epoch"] = gr.Number(value=d.evals_per_epoch, precision=0, label="Evaluations per epoch")
             w["early_stopping_patience"] = gr.Number(value=0, precision=0, label="Early-stopping patience (evals; 0 = off)")
+            w["max_minutes"] = gr.Number(value=d.max_minutes, label="Time limit (minutes; 0 = none)", elem_id="max-minutes")
             w["run_name"] = gr.Textbox(label="Run name (optional)", elem_id="run-name")
         with gr.Row():
             w["class_weights"] = gr.Dropdown(
@@ -289,6 +292,8 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         return f"Stopping **{escape_md(run.name)}** after the current step; the best checkpoint so far is kept.{then}"
 
     stop.click(place.stop(on_stop), token_box, message, api_visibility="private")
+    estimate_line.wire_run(engine, estimate, estimate_text, config_of, inputs, token_box,
+                           [*w.values(), *model_ui.inputs], [*data_ui.loaded, *model_ui.loaded])  # fmt: skip
 
     def clear_when_finished() -> Any:
         """ "Started X" and "Stopping X…" belong to a run in progress: gone once the status says how it ended."""
