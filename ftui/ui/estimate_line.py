@@ -24,7 +24,7 @@ SWEEP_PROMPT = f"**{BUTTON}** times a few steps for each checkpoint, max length 
 
 def button(prefix: str) -> gr.Button:
     """The button, placed by the tab beside its Start (or Queue) button."""
-    return gr.Button(BUTTON, elem_id=f"{prefix}-estimate-button", scale=0, min_width=140)
+    return gr.Button(BUTTON, elem_id=f"{prefix}-estimate-button", scale=0, min_width=160)
 
 
 def line(prefix: str, prompt: str = PROMPT) -> gr.Markdown:

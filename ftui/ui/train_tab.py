@@ -32,7 +32,7 @@ OTHERS_RUN = "others"  # the version shown while another user's run trains (its 
 OTHERS_TEXT = (
     "Another user's run is training on this Space (one at a time). Start queues yours; the queue takes turns between users."
 )
-BASELINES_LABEL = "Run baselines (TF-IDF, NBSVM, embeddings)"
+BASELINES_LABEL = "Run baselines"  # which ones: the message after the press and the docs (one line at 1024 px)
 
 
 @dataclass
