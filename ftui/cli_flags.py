@@ -70,10 +70,30 @@ def model_args(p: argparse.ArgumentParser) -> None:
 # The `train` flags are TrainConfig's fields, generated from the dataclass (each flag's help is its field's one-line
 # why); these tables hold only what a field cannot say about its flag.
 TRAIN_FLAG = {"learning_rate": "lr", "head_learning_rate": "head-lr"}  # shorter spellings than the field names
-TRAIN_NEGATED = ("frozen_cache", "tune_threshold")  # on by default: their flag (--no-...) turns them off
+TRAIN_NEGATED = ("frozen_cache", "tune_threshold", "recommend")  # on by default: their flag (--no-...) turns them off
 TRAIN_CHOICES = {"precision": PRECISIONS, "schedule": SCHEDULES, "long_text": LONG_TEXT}
 TRAIN_COMPUTED = {"learning_rate": "None: 1e-4 packaged, else 5e-5", "batch_size": "None: 16 on CPU, 64 on a GPU"}
 TRAIN_NOT_FLAGS = ("processes",)  # torchrun's world size, never typed
+
+
+GIVEN = "given_train_fields"  # the namespace attribute naming the TrainConfig fields typed on the command line
+
+
+class _Given(argparse.Action):
+    """argparse's store, noting the field as given: a recommendation (ftui.recommend) never overrides a typed flag."""
+
+    def __init__(self, *args: Any, field: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.field = field
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: Any = None) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, GIVEN, {*getattr(namespace, GIVEN, ()), self.field})
+
+
+def given_fields(args: argparse.Namespace) -> frozenset[str]:
+    """The TrainConfig fields whose flag was typed (its default was not just taken)."""
+    return frozenset(getattr(args, GIVEN, ()))
 
 
 def train_flag(name: str) -> str:
@@ -91,10 +111,11 @@ def train_config_args(t: argparse.ArgumentParser) -> None:
             t.add_argument(train_flag(f.name), action="store_true", help=f"turn off: {HELP[f.name]}")
         elif f.name in TRAIN_COMPUTED:
             computed = f"{HELP[f.name]} ({TRAIN_COMPUTED[f.name]})"
-            t.add_argument(train_flag(f.name), type=type(default), default=None, help=computed)
+            t.add_argument(train_flag(f.name), type=type(default), default=None, help=computed, action=_Given, field=f.name)
         else:
             choices = list(TRAIN_CHOICES[f.name]) if f.name in TRAIN_CHOICES else None
-            t.add_argument(train_flag(f.name), type=type(default), default=default, choices=choices, help=HELP[f.name])
+            t.add_argument(train_flag(f.name), type=type(default), default=default, choices=choices, help=HELP[f.name],
+                           action=_Given, field=f.name)  # fmt: skip
 
 
 def train_config(args: argparse.Namespace, **computed: Any) -> TrainConfig:
