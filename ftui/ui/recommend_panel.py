@@ -50,7 +50,7 @@ def build(shown: dict[str, dict[str, str]]) -> RecommendPanel:
     return RecommendPanel(row, use, lines, gr.State({}), shown)
 
 
-def lines_md(recs: list[list[Any]], applied: dict[str, Any], on: bool, panel: RecommendPanel) -> str:
+def lines_md(recs: list[list[Any]], applied: dict[str, Any], on: bool) -> str:
     """One short line per recommendation: what it sets and why; whether it is applied, off, or a choice kept."""
     if not recs:
         return ""
@@ -117,7 +117,7 @@ def wire(
             got = []
         recs = [[r.setting, r.value, r.reason] for r in got if r.setting in settings]
         values, applied = _apply(recs, current, defaults, panel) if on else (current, {})
-        return (*[values[s] for s in settings], lines_md(recs, applied, on, panel), gr.Row(visible=bool(recs)),
+        return (*[values[s] for s in settings], lines_md(recs, applied, on), gr.Row(visible=bool(recs)),
                 {"recs": recs, "applied": applied})  # fmt: skip
 
     def toggled(on: bool, state: dict[str, Any], *shown_now: Any) -> tuple[Any, ...]:
@@ -125,7 +125,7 @@ def wire(
         recs = state.get("recs", [])
         current = _undo(state.get("applied", {}), dict(zip(settings, shown_now, strict=True)))
         values, applied = _apply(recs, current, defaults, panel) if on else (current, {})
-        return (*[values[s] for s in settings], lines_md(recs, applied, on, panel), {"recs": recs, "applied": applied})
+        return (*[values[s] for s in settings], lines_md(recs, applied, on), {"recs": recs, "applied": applied})
 
     inputs = [*data_ui.inputs, *model_ui.inputs, widgets["max_length"], panel.use, panel.state, token_box, *targets]
     outputs = [*targets, panel.lines, panel.row, panel.state]
