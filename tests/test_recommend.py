@@ -29,8 +29,9 @@ def test_many_texts_cut_at_the_max_length_recommend_head_and_tail_with_the_share
     recs = recommend(facts(cut=0.64))
     long = next(r for r in recs if r.setting == "long_text")
     assert long.value == "head_tail"
-    assert long.reason == "64% of train texts are cut at 256 tokens: head + tail keeps their endings"
-    assert "long_text" not in settings(recommend(facts(cut=0.1)))  # below advice.CUT_SHARE: cutting is harmless
+    assert long.reason.startswith("64% of train texts are cut at 256 tokens: head + tail keeps their endings")
+    assert settings(recs) == {"long_text": "head_tail"}  # head first did not win on long documents: one phase stays
+    assert recommend(facts(cut=0.1)) == []  # below advice.CUT_SHARE: cutting is harmless
 
 
 def test_short_texts_and_balanced_single_labels_keep_every_default() -> None:
@@ -38,10 +39,13 @@ def test_short_texts_and_balanced_single_labels_keep_every_default() -> None:
     assert recommend(facts(task=Task.SINGLE, shares=(0.9, 0.1))) == []  # imbalance: the Data tab warns; no rule here
 
 
-def test_sparse_multi_label_data_gets_balanced_weights_and_dense_does_not() -> None:
+def test_sparse_multi_label_data_gets_balanced_weights_and_the_head_first_and_dense_does_not() -> None:
     sparse = recommend(facts(task=Task.MULTI, shares=(0.125,) * 12))
-    assert settings(sparse) == {"class_weights": "balanced"}
+    assert settings(sparse) == {"class_weights": "balanced", "schedule": "two-phase"}
     assert "a text carries 1.5 of 12 labels on average" in sparse[0].reason and "no label" in sparse[0].reason
+    assert "1.5 of 12 per text" in sparse[1].reason
+    no_layers = recommend(facts(task=Task.MULTI, shares=(0.125,) * 12, two_phase_ok=False))
+    assert settings(no_layers) == {"class_weights": "balanced"}  # a checkpoint that cannot train its head alone
     assert recommend(facts(task=Task.MULTI, shares=(0.6, 0.5, 0.4))) == []  # 1.5 of 3: not sparse
     assert recommend(facts(task=Task.REGRESSION, shares=())) == []
 
@@ -100,15 +104,15 @@ def run_config(data: Path, tiny_bert_dir: Path, **train: object) -> RunConfig:
 def test_the_engine_applies_the_data_recommendations_only_where_not_given(engine, tiny_bert_dir, tmp_path) -> None:
     cfg = run_config(long_csv(tmp_path), tiny_bert_dir)
     got, applied = engine.with_recommendations(cfg)
-    assert settings(applied) == {"long_text": "head_tail", "schedule": "two-phase"}
-    assert (got.train.long_text, got.train.schedule) == ("head_tail", "two-phase")
+    assert settings(applied) == {"long_text": "head_tail"} and got.train.long_text == "head_tail"
     assert "100% of train texts are cut at 16 tokens" in applied[0].reason
-    kept, applied = engine.with_recommendations(cfg, given={"long_text", "schedule"})
+    kept, applied = engine.with_recommendations(cfg, given={"long_text"})
     assert kept == cfg and applied == []
     off = run_config(long_csv(tmp_path), tiny_bert_dir, recommend=False)
     assert engine.with_recommendations(off) == (off, [])
     sparse, applied = engine.with_recommendations(run_config(sparse_jsonl(tmp_path), tiny_bert_dir))
-    assert sparse.train.class_weights == "balanced" and settings(applied) == {"class_weights": "balanced"}
+    assert (sparse.train.class_weights, sparse.train.schedule) == ("balanced", "two-phase")
+    assert settings(applied) == {"class_weights": "balanced", "schedule": "two-phase"}
     baseline = RunConfig(data=cfg.data, model=cfg.model, train=cfg.train, kind="baseline", baseline="tfidf")
     assert engine.recommendations(baseline) == []  # a TF-IDF baseline reads none of these settings
 
@@ -124,18 +128,18 @@ def test_the_cli_knows_which_train_flags_were_typed(flags: list[str], given: set
 
 
 @pytest.mark.parametrize(
-    ("flags", "expected"),
-    [([], {"long_text": "head_tail", "schedule": "two-phase"}), (["--long-text", "truncate"], {"schedule": "two-phase"}),
-     (["--no-recommend"], {})],
+    ("data", "flags", "expected"),
+    [(long_csv, [], {"long_text": "head_tail"}), (long_csv, ["--long-text", "truncate"], {}),
+     (long_csv, ["--no-recommend"], {}), (sparse_jsonl, ["--schedule", "one-phase"], {"class_weights": "balanced"})],
 )  # fmt: skip
 def test_cli_train_applies_recommendations_unless_given_or_off(
-    flags: list[str], expected: dict[str, str], tiny_bert_dir, tmp_path, capsys
+    data, flags: list[str], expected: dict[str, str], tiny_bert_dir, tmp_path, capsys
 ) -> None:
     from ftui.cli import main
 
-    argv = ["train", "--offline", "--dataset", str(long_csv(tmp_path)), "--checkpoint", str(tiny_bert_dir),
-            "--max-length", "16", "--max-steps", "1", "--head-epochs", "0.05", "--evals-per-epoch", "1",
-            "--batch-size", "32", "--runs-dir", str(tmp_path / "runs"), *flags]  # fmt: skip
+    argv = ["train", "--offline", "--dataset", str(data(tmp_path)), "--checkpoint", str(tiny_bert_dir),
+            "--max-length", "16", "--max-steps", "1", "--evals-per-epoch", "1", "--batch-size", "32",
+            "--runs-dir", str(tmp_path / "runs"), *flags]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr()
     lines = [json.loads(line) for line in out.out.splitlines() if line.startswith("{")]
@@ -143,9 +147,8 @@ def test_cli_train_applies_recommendations_unless_given_or_off(
     assert start["type"] == "start" and {r["setting"]: r["value"] for r in start["recommended"]} == expected
     assert start["recommend"] is ("--no-recommend" not in flags)
     assert end["recommended"] == [f"{k}={v}" for k, v in expected.items()]
-    said = [line for line in out.err.splitlines() if line.startswith("ftui: recommended: ")]
-    assert len(said) == len(expected) and all("16 tokens" in line for line in said)
-    record = json.loads((Path(end["run_dir"]) / "run.json").read_text())
-    train = record["config"]["train"]
-    assert train["long_text"] == ("truncate" if "long_text" not in expected else "head_tail")
-    assert train["schedule"] == expected.get("schedule", "one-phase")
+    said = [line.removeprefix("ftui: recommended: ") for line in out.err.splitlines() if line.startswith("ftui: recommended: ")]
+    assert [line.split(": ")[0] for line in said] == [f"{k} {v}" for k, v in expected.items()]  # one line each, why
+    train = json.loads((Path(end["run_dir"]) / "run.json").read_text())["config"]["train"]
+    assert train["long_text"] == expected.get("long_text", "truncate") and train["schedule"] == "one-phase"
+    assert train["class_weights"] == expected.get("class_weights", "none")
