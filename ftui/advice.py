@@ -107,22 +107,32 @@ def predictions(
     events: Sequence[dict[str, Any]],
     step: int,
 ) -> WarningEvent | None:
-    """A warning when the classifier says (almost) nothing: multi-label micro-F1 about 0 at every evaluation or
-    (almost) no predicted label; single-label one class for (almost) every text."""
+    """A warning when the classifier says (almost) nothing: multi-label micro-F1 about 0 at every evaluation, (almost)
+    no predicted label, or the same labels for (almost) every text; single-label one class for (almost) every text."""
     if task is Task.MULTI:
         f1s = [e.eval_micro_f1 for e in decode_all(events) if isinstance(e, EvalEvent) and e.eval_micro_f1 is not None]
-        predicted, true = int((probs >= threshold).sum()), int((gold >= 0.5).sum())
+        pred = probs >= threshold
+        predicted, true = int(pred.sum()), int((gold >= 0.5).sum())
+        # A tuned threshold can turn "no label" into the commonest label for every text: say which it is.
+        same, share = _commonest_set(pred)
+        one_set = predicted > 0 and share >= ONE_CLASS and _commonest_set(gold >= 0.5)[1] < ONE_CLASS
+        labels = ", ".join(n for n, on in zip(names, same, strict=True) if on)
+        does = (
+            f"it gives {share:.1%} of the test texts the same labels ({labels})" if one_set else "it predicts (almost) no labels"
+        )
         if f1s and max(f1s) <= ZERO_F1:
             said = f"Validation micro-F1 was {max(f1s):.3f} at all {len(f1s)} evaluations"
         elif true and predicted < FEW_LABELS * true:
             said = f"The model predicts {predicted:,} labels on the test set, where {true:,} are true"
+        elif one_set:
+            said = "The model has not learned to tell the texts apart"
         else:
             return None
         return WarningEvent(
             step=step,
             kind=WarningKind.NO_LABELS,
-            message=f"{said}: it predicts (almost) no labels. Train longer or at a higher learning rate (--epochs, --lr), "
-            "weigh rare labels (--class-weights balanced), or lower the threshold (--threshold).",
+            message=f"{said}: {does}. Train longer or at a higher learning rate (--epochs, --lr), weigh rare labels "
+            "(--class-weights balanced), train the head first (--schedule two-phase), or lower the threshold (--threshold).",
         )
     if task is Task.SINGLE and len(probs) and len(set(gold.tolist())) >= 2:
         pred = probs.argmax(-1)
@@ -137,6 +147,15 @@ def predictions(
                 "(--class-weights balanced).",
             )
     return None
+
+
+def _commonest_set(rows: np.ndarray) -> tuple[np.ndarray, float]:
+    """The label set (a 0/1 row) given to most texts, and the share of texts that got it."""
+    if not len(rows):
+        return np.zeros(rows.shape[-1] if rows.ndim == 2 else 0, dtype=bool), 0.0
+    sets, counts = np.unique(rows.astype(bool), axis=0, return_counts=True)
+    top = int(counts.argmax())
+    return sets[top], float(counts[top] / len(rows))
 
 
 def below_baseline(run: Any, result: dict[str, Any], step: int) -> WarningEvent | None:

@@ -16,14 +16,16 @@ from ftui.cli_flags import (
     baseline_args,
     baseline_config,
     data_config,
+    given_fields,
     model_config,
     run_args,
     train_args,
     train_config,
 )
-from ftui.config import SWEEP_METRICS, RunConfig
+from ftui.config import SWEEP_METRICS, RunConfig, TrainConfig
 from ftui.events import EventType, of_type
 from ftui.jobs_cli import add_job_args, config_from_json, jobs_command, linger_after_stop
+from ftui.recommend import Recommendation
 from ftui.runs import Run
 from ftui.significance import result_interval
 
@@ -210,12 +212,17 @@ def _main(args: argparse.Namespace, dist: Any) -> int:
     if args.command == "sweep":
         return sweep_command(engine, cfg, args)
     token = os.environ.get("HF_TOKEN")
+    applied: list[Recommendation] | None = None  # what the data's recommendations changed (a fresh run from flags)
     try:
         if getattr(args, "run_id", None):
             got: Any = engine.adopt_run(args.run_id, token, resume=args.from_snapshot)
         elif getattr(args, "resume", None):
             got = engine.resume_run(args.resume, token)
         else:
+            if args.command == "train" and not getattr(args, "run_config", None):  # a Jobs run's config is final
+                cfg, applied = engine.with_recommendations(cfg, given_fields(args), token)
+                for r in applied:  # as warnings are: what the page would show, one line each on stderr
+                    print(f"ftui: recommended: {r.setting} {r.value}: {r.reason}", file=sys.stderr, flush=True)
             if getattr(args, "estimate", False) and not dist.enabled:
                 print(json.dumps(estimate_line(engine.estimate_run(cfg, token, measure=True))), flush=True)
             got = engine.start_run(cfg, token)
@@ -235,6 +242,8 @@ def _main(args: argparse.Namespace, dist: Any) -> int:
             signal.signal(sig, lambda *_: run.request_stop())
     try:
         for event in iter_events(run, timeout=7 * 24 * 3600):
+            if event.get("type") == EventType.START.value and applied is not None:  # the start line says what was set
+                event = {**event, **recommended_fields(run.config.train, applied)}
             print(json.dumps(event), flush=True)
             if event.get("type") == EventType.WARNING.value:  # what the page warns about, one line on stderr
                 print(f"ftui: warning: {event.get('message', '')}", file=sys.stderr, flush=True)
@@ -242,9 +251,15 @@ def _main(args: argparse.Namespace, dist: Any) -> int:
         run.request_stop()
         run.done.wait(60)
     engine.join(60)
-    print(json.dumps(end_line(run)), flush=True)
+    print(json.dumps(end_line(run, applied)), flush=True)
     asked = bool(getattr(args, "run_config", None)) and linger_after_stop(run)  # a Jobs run the app stopped
     return 0 if run.status.value == "completed" or asked else 1
+
+
+def recommended_fields(train: TrainConfig, applied: list[Recommendation]) -> dict[str, Any]:
+    """What a fresh run's start line adds: each setting the data's recommendations changed, with its reason, and
+    whether they were turned off (--no-recommend)."""
+    return {"recommended": [r.to_json() for r in applied], "recommend": train.recommend}
 
 
 def _flags_config(args: argparse.Namespace, device: str = "", processes: int = 1, for_jobs: bool = False) -> RunConfig:
@@ -277,8 +292,9 @@ def estimate_line(got: Any) -> dict[str, Any]:
             "epochs": round(est.epochs_reached, 3), "line": got.line, "warnings": list(got.warnings)}  # fmt: skip
 
 
-def end_line(run: Run) -> dict[str, Any]:
-    """The last line `train` prints for a run (and `sweep` for each of its runs)."""
+def end_line(run: Run, recommended: list[Recommendation] | None = None) -> dict[str, Any]:
+    """The last line `train` prints for a run (and `sweep` for each of its runs); `recommended`: the settings the
+    data's recommendations changed (a fresh `train` run)."""
     return {
         "type": "end",
         "name": run.name,
@@ -290,6 +306,7 @@ def end_line(run: Run) -> dict[str, Any]:
         **({"swept": dict(run.config.sweep.point)} if run.config.sweep.sweep_id else {}),
         **({"pruned": True} if of_type(run.events(), EventType.PRUNED) else {}),
         "warnings": warnings_of(run.events()),
+        **({"recommended": [f"{r.setting}={r.value}" for r in recommended]} if recommended is not None else {}),
     }
 
 

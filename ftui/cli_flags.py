@@ -77,6 +77,26 @@ def model_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+GIVEN = "given_train_fields"  # the namespace attribute naming the TrainConfig fields typed on the command line
+
+
+class _Given(argparse.Action):
+    """argparse's store, noting the field as given: a recommendation (ftui.recommend) never overrides a typed flag."""
+
+    def __init__(self, *args: Any, field: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.field = field
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: Any = None) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, GIVEN, {*getattr(namespace, GIVEN, ()), self.field})
+
+
+def given_fields(args: argparse.Namespace) -> frozenset[str]:
+    """The TrainConfig fields whose flag was typed (its default was not just taken)."""
+    return frozenset(getattr(args, GIVEN, ()))
+
+
 # ------------------------------------------------------------------------------------------ generated flags
 # A config field's flag takes its type, default and help from the field; a Flag holds only what the field cannot say.
 _FIELD: Any = object()  # "as the field says"
@@ -132,7 +152,8 @@ def add_config_flags(
         default = f.default if spec.default is _FIELD else spec.default
         kind = type(f.default) if f.default is not None else str  # a field that may be None holds text
         choices = list(spec.choices) or None
-        p.add_argument(flag_name(f, spec), type=kind, default=default, choices=choices, help=text)
+        # _Given notes the field as typed, so a recommendation (ftui.recommend) never overrides it
+        p.add_argument(flag_name(f, spec), type=kind, default=default, choices=choices, help=text, action=_Given, field=f.name)
 
 
 def config_values(

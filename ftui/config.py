@@ -131,8 +131,15 @@ class TrainConfig:
     )
     auto_baseline: bool = field(
         default=True,
-        metadata={"help": "on data with no baseline yet, fit the TF-IDF baseline (seconds, on the CPU) beside this run: "
-                  "the score to beat, drawn on its chart"},
+        metadata={
+            "help": "on data with no baseline yet, fit the TF-IDF baseline (seconds, on the CPU) beside this run: "
+            "the score to beat, drawn on its chart"
+        },
+    )
+    recommend: bool = field(
+        default=True,
+        metadata={"help": "apply the settings the data calls for (long texts, schedule, class weights; ftui.recommend) "
+                  "where none was given"},
     )  # fmt: skip
     processes: int = field(
         default=1,
@@ -376,6 +383,8 @@ def validate_train(cfg: TrainConfig) -> list[str]:
     elif cfg.schedule == "two-phase":
         _float_in(errors, "head-phase epochs", cfg.head_epochs, 0.0, 1000.0, lo_open=True)
         _float_in(errors, "head-phase learning rate", cfg.head_learning_rate, 0.0, 1.0, lo_open=True)
+    if not isinstance(cfg.recommend, bool):
+        errors.append(f"recommend must be true or false (got {cfg.recommend!r})")
     if not isinstance(cfg.frozen_cache, bool):
         errors.append(f"frozen-layer cache must be true or false (got {cfg.frozen_cache!r})")
     if len(cfg.run_name) > 100 or any(c in cfg.run_name for c in "/\\\0"):

@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Collection
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ftui import hub, scaleout
@@ -24,9 +27,10 @@ from ftui.config import (
     validate_adapt,
     validate_data,
     validate_model,
+    validate_run,
 )
-from ftui.data import DataBundle, load_data
-from ftui.data_report import text_lengths
+from ftui.data import LABEL, DataBundle, load_data
+from ftui.data_report import label_matrix, text_lengths
 from ftui.distributed import SOLO, Dist
 from ftui.engine_estimate import EstimateFacade, EstimateState
 from ftui.engine_jobs import JobsFacade
@@ -39,10 +43,12 @@ from ftui.lru import LRU
 from ftui.model_card import ModelSummary, summarize
 from ftui.modeling import default_learning_rate, load_tokenizer
 from ftui.recipes import recipe_of
+from ftui.recommend import Recommendation, apply, label_shares, measure, recommend
 from ftui.runner import RunManager
 from ftui.serving import PredictionService, admit_model
 from ftui.settings import Settings
 from ftui.store import Store
+from ftui.tasks import Task
 from ftui.workspace import Workspaces, run_folder
 
 log = logging.getLogger(__name__)
@@ -99,6 +105,7 @@ class Engine(RunsFacade, PredictFacade, JobsFacade, EstimateFacade):
         self._data_cache: LRU[tuple[Any, ...], DataBundle] = LRU(4)  # prepared datasets: the largest entries
         self._summary_cache: LRU[tuple[Any, ...], ModelSummary] = LRU(32)
         self._tokenizers: LRU[tuple[Any, ...], Any] = LRU(8)
+        self._lengths: LRU[tuple[Any, ...], tuple[list[int], str]] = LRU(8)  # the histogram and the advice measure once
         self.token_cache = TokenCache()
         self.store = Store(self.runs_dir, network=self.settings.network_storage)
         self.estimates = EstimateState(None if self.store.read_only else self.runs_dir)  # timed speeds, token lengths
@@ -242,7 +249,37 @@ class Engine(RunsFacade, PredictFacade, JobsFacade, EstimateFacade):
         except FtuiError as exc:
             log.info("lengths in words: %s", exc)
             tokenizer = None
-        return text_lengths(bundle, tokenizer)
+        key = (*data.key(), model.source, model.checkpoint, tokenizer is None, _token_key(token))
+        return self._lengths.get_or_load(key, lambda: text_lengths(bundle, tokenizer))
+
+    def recommendations(self, cfg: RunConfig, token: str | None = None) -> list[Recommendation]:
+        """What this run's data calls for (ftui.recommend): measured on its train split in its checkpoint's tokens at
+        its max length. Only fine-tuning reads these settings (the recipe's layered runs); a checkpoint that cannot be
+        summarised gets no schedule advice."""
+        if not recipe_of(cfg).layered:
+            return []
+        bundle = self.load_data(cfg.data, token)
+        lengths, unit = self.text_lengths(cfg.data, cfg.model, token)
+        try:
+            summary = self.model_summary(cfg.model, token)
+            two_phase_ok = summary.freeze_supported and cfg.model.freeze_depth < summary.num_layers
+        except FtuiError as exc:
+            log.info("no schedule advice: %s", exc)
+            two_phase_ok = False
+        train = bundle.splits["train"]
+        labels = label_matrix(train) if bundle.task is Task.MULTI else np.asarray(train[LABEL])
+        shares = label_shares(bundle.task, labels, len(bundle.label_names))
+        return recommend(measure(bundle.task, shares, lengths, unit, cfg.train.max_length, two_phase_ok))
+
+    def with_recommendations(
+        self, cfg: RunConfig, given: Collection[str] = (), token: str | None = None
+    ) -> tuple[RunConfig, list[Recommendation]]:
+        """The config with the data's recommendations applied to the settings not in `given` (unless
+        cfg.train.recommend is off), and the ones applied: the CLI's rule, for API callers too."""
+        if not cfg.train.recommend or validate_run(cfg):  # a config with problems is refused by start_run, as it is
+            return cfg, []
+        train, applied = apply(cfg.train, self.recommendations(cfg, token), given)
+        return replace(cfg, train=train), applied
 
     def _check_model_fits(self, cfg: RunConfig, token: str | None) -> None:
         """The checkpoint loads, and the freeze depth and schedule make sense for it (before a thread starts)."""

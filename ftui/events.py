@@ -35,7 +35,7 @@ class WarningKind(str, Enum):
     BELOW_BASELINE = "below_baseline"  # a baseline beats the fine-tuned model on the same test set
     TRUNCATION = "truncation"  # a large share of the texts is longer than the max length
     TIME_LIMIT = "time_limit"  # the time cap cut the epochs the run was set to train
-    NO_LABELS = "no_labels"  # multi-label: micro-F1 about 0, or (almost) no label is ever predicted
+    NO_LABELS = "no_labels"  # multi-label: micro-F1 about 0, (almost) no label predicted, or one label set for all
     ONE_CLASS = "one_class"  # single-label: (almost) every test text gets the same class
 
 

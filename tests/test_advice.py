@@ -60,6 +60,14 @@ def test_prediction_warnings() -> None:
     few = predictions(Task.MULTI, np.full((4, 3), 0.1), gold, ["a", "b", "c"], 0.5, good_evals, 9)
     assert few.kind is WarningKind.NO_LABELS and "predicts 0 labels on the test set, where 5 are true" in few.message
     assert predictions(Task.MULTI, gold * 0.9, gold, ["a", "b", "c"], 0.5, good_evals, 9) is None
+    # A threshold tuned down on a collapsed model: the commonest label for every text (the defaults on sparse labels).
+    same = predictions(Task.MULTI, np.tile([0.4, 0.2, 0.1], (4, 1)), gold, ["a", "b", "c"], 0.3, evals, 9)
+    assert same.kind is WarningKind.NO_LABELS and "gives 100.0% of the test texts the same labels (a)" in same.message
+    late = predictions(Task.MULTI, np.tile([0.4, 0.2, 0.1], (4, 1)), gold, ["a", "b", "c"], 0.3, good_evals, 9)
+    assert "has not learned to tell the texts apart: it gives 100.0%" in late.message
+    assert "--schedule two-phase" in late.message and "--class-weights balanced" in late.message
+    assert predictions(Task.MULTI, np.tile([0.9, 0.1, 0.1], (4, 1)), np.tile([1, 0, 0], (4, 1)), ["a", "b", "c"], 0.5,
+                       good_evals, 9) is None  # every text does carry the same labels: nothing to warn about  # fmt: skip
     one = predictions(Task.SINGLE, np.tile([0.9, 0.1], (50, 1)), np.array([0, 1] * 25), ["neg", "pos"], 0.5, [], 3)
     assert one.kind is WarningKind.ONE_CLASS and "'neg' for 100.0% of the test texts" in one.message
     mixed = np.array([[0.9, 0.1], [0.1, 0.9]] * 25)

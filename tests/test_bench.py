@@ -112,3 +112,38 @@ def test_scale_out_contract(tmp_path, tiny_bert_dir):
                      "--batch-size", "16", "--max-length", "16")  # fmt: skip
     assert [(r["processes"], r["status"], r["steps"]) for r in out["runs"]] == [(1, "completed", 4), (2, "completed", 4)]
     assert out["ratios"][0]["processes"] == 2 and out["ratios"][0]["wall_speedup"] > 0
+
+
+@pytest.mark.slow  # a bench's contract: about 15 s (seven tiny runs), run by CI after the default suite
+def test_defaults_table_contract(tmp_path, tiny_bert_dir):
+    """bench/defaults.py on tiny stand-ins for rotten_tomatoes and trec: each candidate against the default with an
+    interval and a paired test, candidates that cannot change the input marked as the default's run, one JSON line."""
+    import pandas as pd
+
+    (tmp_path / "rotten_tomatoes").mkdir()
+    for split, n in (("train", 40), ("validation", 20), ("test", 20)):
+        frame = pd.DataFrame({"text": [f"{'good' if i % 2 else 'bad'} film number {i}" for i in range(n)],
+                              "label": [i % 2 for i in range(n)]})  # fmt: skip
+        frame.to_parquet(tmp_path / "rotten_tomatoes" / f"{split}.parquet")
+    (tmp_path / "trec").mkdir()
+    fine = [f"C{k}:f{k}" for k in range(12)]
+    rows = [{"text": f"what is question {i} about topic {i % 12} ?", "coarse_label": fine[i % 12][:2],
+             "fine_label": fine[i % 12]} for i in range(240)]  # fmt: skip
+    pd.DataFrame(rows).to_parquet(tmp_path / "trec" / "train.parquet")
+    out = run_script("bench/defaults.py", "--data", str(tmp_path), "--sets", "short", "multi", "--checkpoint",
+                     str(tiny_bert_dir), "--short-train", "20", "--short-val", "10", "--multi-rows", "40", "20", "20",
+                     "--epochs", "1", "--lr", "1e-3", "--work", str(tmp_path / "work"))  # fmt: skip
+    short, multi = out["cells"]["short"], out["cells"]["multi"]
+    assert out["datasets"]["short"]["cut_share"] == 0.0 and short["head_tail"]["same"].startswith("no train text")
+    assert short["balanced"]["same"].startswith("balanced classes")  # 10 and 10: every weight is 1
+    assert short["default"]["metric"] == "accuracy" and short["default"]["test_size"] == 20
+    assert_fraction_of(short["default"]["value"], 20)
+    assert short["default"]["low"] <= short["default"]["value"] <= short["default"]["high"]
+    assert short["two_phase"]["test"] == "exact McNemar" and isinstance(short["two_phase"]["noise"], bool)
+    assert out["datasets"]["multi"]["task"] == "multi_label" and out["datasets"]["multi"]["labels"] == 12
+    assert multi["default"]["metric"] == "micro-F1" and multi["balanced"]["test"] == "paired bootstrap"
+    assert set(multi["two_phase+balanced"]["vs"]) == {"balanced"}  # the combination against its other half too
+    again = run_script("bench/defaults.py", "--data", str(tmp_path), "--sets", "short", "--checkpoint",
+                       str(tiny_bert_dir), "--short-train", "20", "--short-val", "10", "--epochs", "1", "--lr", "1e-3",
+                       "--work", str(tmp_path / "work"))  # fmt: skip
+    assert again["cells"]["short"]["default"] == short["default"]  # a completed run in --work is reused, not retrained

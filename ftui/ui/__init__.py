@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 from ftui.engine import Engine
 from ftui.icons import WARN
 from ftui.settings import Settings
-from ftui.ui import adapt_tab, data_tab, lengths, model_tab, predict_tab, runs_tab, sweep_tab, train_tab
+from ftui.ui import adapt_tab, data_tab, lengths, model_tab, predict_tab, recommend_panel, runs_tab, sweep_tab, train_tab
 from ftui.ui.common import viewer_of
 from ftui.ui.login_throttle import LoginThrottle
 
@@ -119,6 +119,9 @@ def create_app(engine: Engine | None = None) -> gr.Blocks:
             [*previewed, *data_ui.loaded, *model_ui.loaded],
             train_ui.long_text,
         )
+        # The Train tab starts on the settings the measured data calls for, and says why.
+        recommend_panel.wire(engine, train_ui.recommend, data_ui, model_ui, train_ui.widgets, token,
+                             [*previewed, *data_ui.loaded, *model_ui.loaded])  # fmt: skip
         for event in [*previewed, *data_ui.loaded]:  # the Train tab shows only the controls the label shape uses
             event.then(
                 train_tab.shape_visibility, data_ui.task, train_ui.multi_row, api_visibility="private", show_progress="hidden"

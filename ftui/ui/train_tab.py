@@ -19,7 +19,7 @@ from ftui.plots import accuracy_figure, add_baseline_line, loss_figure, status_m
 from ftui.run_queue import QueuedRun
 from ftui.significance import pairer
 from ftui.tasks import Task
-from ftui.ui import estimate_line, jobs_panel, queue_panel
+from ftui.ui import estimate_line, jobs_panel, queue_panel, recommend_panel
 from ftui.ui.baseline_view import auto_baseline_box, queued_after, run_line, started_text
 from ftui.ui.common import as_float, as_int, error_md, key_for, predictions_loader, queued_message, token_of, viewer_of
 from ftui.ui.data_tab import DataUI
@@ -53,6 +53,8 @@ class TrainUI:
     inputs: set[Any]  # the widgets config_of reads, plus the token box
     queue: queue_panel.QueuePanel
     multi_row: gr.Row  # the multi-label threshold controls, shown only for multi-label data
+    widgets: dict[str, Any]  # TrainConfig field name -> its widget
+    recommend: recommend_panel.RecommendPanel  # what the data calls for, with a checkbox that turns it off
 
 
 def shape_visibility(task: str) -> Any:
@@ -111,6 +113,8 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
     with gr.Row(visible=False) as head_row:  # the head phase's own settings, shown for the two-phase schedule only
         w["head_epochs"] = gr.Number(value=d.head_epochs, label="Head-phase epochs", elem_id="head-epochs")
         w["head_learning_rate"] = gr.Number(value=d.head_learning_rate, label="Head-phase learning rate", elem_id="head-lr")
+    recommended = recommend_panel.build({"schedule": SCHEDULE_LABELS})  # filled once the Data tab measured the data
+    w["recommend"] = recommended.use
     with gr.Row():
         where = jobs_panel.where_choice("train")  # this machine or Hugging Face Jobs
         start = gr.Button(START_LABEL, variant="primary", elem_id="start", scale=2)
@@ -316,4 +320,6 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         inputs=inputs,
         queue=queue,
         multi_row=multi_row,
+        widgets=w,
+        recommend=recommended,
     )
