@@ -274,7 +274,7 @@ def _main(args: argparse.Namespace, dist: Any) -> int:
         if getattr(args, "run_id", None):
             got: Any = engine.adopt_run(args.run_id, token, resume=args.from_snapshot)
         elif getattr(args, "resume", None):
-            got = engine.resume_run(args.resume, token)
+            got = engine.resume_run(args.resume, token, placed=cfg if getattr(args, "run_config", None) else None)
         else:
             got = engine.start_run(cfg, token)
         if not isinstance(got, Run):  # this process trains nothing else, so this cannot queue; say so if it ever does

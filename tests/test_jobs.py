@@ -83,6 +83,43 @@ def test_dry_run_is_what_run_job_gets_and_the_job_trains_a_run_the_engine_reads(
     assert TOKEN not in json.dumps(plan) + json.dumps(out) + "\n".join(line for _, line in job.logs)
 
 
+@pytest.mark.slow  # 90 s on the shared 2-core machine: a job trains on the copy
+def test_a_local_csv_is_copied_to_the_bucket_once_and_the_job_trains_on_it(
+    hub: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pandas as pd
+
+    from ftui.data import DEMO_DATASET
+
+    csv = tmp_path / "my reviews.csv"  # outside the bucket, as a Data-tab upload is
+    pd.read_csv(DEMO_DATASET).head(80).to_csv(csv, index=False)
+    argv = _argv(hub.bucket, "--flavor", "cpu-basic", "--max-minutes", "5", *SMALL, "--dataset", str(csv))
+    assert main([*argv, "--dry-run"]) == 0
+    (plan,) = _lines(capsys)
+    where = plan["data_upload"]["to"]
+    assert plan["data_upload"]["from"] == str(csv.resolve()) and where.startswith(f"{jobs.MOUNT}/ftui-data/")
+    assert where.endswith("/my_reviews.csv")  # a name safe in any shell or URL
+    sent = json.loads(plan["command"][plan["command"].index("--run-config") + 1])["data"]
+    assert sent["source"] == "local" and sent["dataset_id"] == where and sent["uploaded_from"] == str(csv.resolve())
+    assert not (hub.bucket / "ftui-data").exists()  # --dry-run copies nothing
+
+    assert main([*argv, "--poll-seconds", "0.2"]) == 0, _lines(capsys)
+    assert [o["stage"] for o in _lines(capsys) if o["type"] == "job_stage"][-1] == "COMPLETED"
+    copy = hub.bucket / where.removeprefix(jobs.MOUNT + "/")
+    assert copy.read_bytes() == csv.read_bytes()
+    from ftui.recipes import recipe_of
+
+    runs = _engine(hub).runs()  # the run, and the TF-IDF baseline fitted beside it on new data
+    assert [r.status.value for r in runs] == ["completed"] * 2
+    assert {r.config.data.uploaded_from for r in runs} == {str(csv.resolve())}
+    (run,) = [r for r in runs if not recipe_of(r.config).reference]
+    assert 0.0 <= run.result["test_accuracy"] <= 1.0
+    before = copy.stat().st_mtime_ns
+    assert main([*argv, "--detach"]) == 0  # the same content again: the copy on the bucket is reused, not rewritten
+    assert [p.name for p in (hub.bucket / "ftui-data").iterdir()] == [copy.parent.name]
+    assert copy.stat().st_mtime_ns == before
+
+
 def test_cancel_stops_the_job(hub: Any) -> None:
     from ftui.config import RunConfig, TrainConfig
 
@@ -151,7 +188,7 @@ def test_log_tail_of_a_failed_job(hub: Any) -> None:
         ("bucket missing on the Hub", "The bucket alice/nope was not found on the Hub"),
         ("bucket folder missing", "does not exist on this machine"),
         ("runs folder off the bucket", "is not on the bucket"),
-        ("local dataset", "A local dataset or checkpoint cannot reach a job yet"),
+        ("local checkpoint", "A local checkpoint cannot reach a job"),
     ],
 )
 def test_each_bad_input_is_a_message_before_anything_is_submitted(
@@ -175,10 +212,10 @@ def test_each_bad_input_is_a_message_before_anything_is_submitted(
         argv[argv.index("--bucket-dir") + 1] = str(tmp_path / "not-mounted")
     elif case == "runs folder off the bucket":
         argv[argv.index("--runs-dir") + 1] = str(tmp_path / "elsewhere")
-    elif case == "local dataset":
-        data = tmp_path / "data.csv"
-        data.write_text("text,label\na,0\nb,1\n")
-        argv += ["--dataset", str(data)]
+    elif case == "local checkpoint":
+        (tmp_path / "ckpt").mkdir()
+        (tmp_path / "ckpt" / "config.json").write_text("{}")
+        argv += ["--checkpoint", str(tmp_path / "ckpt")]
     assert main(argv) == 2
     (line,) = _lines(capsys)
     assert line["type"] == "error" and message in line["message"], line
