@@ -256,9 +256,9 @@ class JobsFacade(_Base):
 
     def _job_run(self, note: jobs.JobNote) -> Run | None:
         """The job's run in the shared folder: by its name, or a sweep job's newest run (an unfinished one first)."""
+        runs = self.manager.runs()  # synced with the store: the job's process may have created or resumed the run
         if note.resume:
-            return self.manager.get(note.resume)
-        runs = self.manager.runs()
+            return next((r for r in runs if r.run_id == note.resume), None)
         if note.sweep_id:
             mine = [r for r in runs if r.config.sweep.sweep_id == note.sweep_id]
             live = [r for r in mine if not r.status.finished]
