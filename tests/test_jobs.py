@@ -355,3 +355,31 @@ def test_a_token_without_jobs_or_an_account_without_payment_is_refused_before_an
 )
 def test_each_way_a_job_ends_says_what_it_means_for_the_run(stage: str, message: str, said: str) -> None:
     assert said in jobs.ending(stage, message)
+
+
+def test_cli_resume_on_jobs_dry_run_plans_the_runs_continuation(hub: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from ftui.config import RunConfig, TrainConfig
+    from ftui.run_layout import snapshot_path
+    from ftui.store import Store
+
+    run_id = "20260101-000000-abcdef"  # a stopped run in the runs folder on the bucket, with its snapshot
+    out = hub.bucket / "runs" / run_id
+    snapshot_path(out).parent.mkdir(parents=True)
+    snapshot_path(out).write_bytes(b"snapshot")
+    cfg = RunConfig(train=TrainConfig(epochs=2, max_length=32)).to_dict()  # no time cap of its own
+    Store(hub.bucket / "runs", network=True).save_run(
+        {"run_id": run_id, "name": "mine", "status": "stopped", "config": cfg, "started_at": 1.0, "out_dir": str(out)}
+    )
+    argv = _argv(hub.bucket, "--resume", run_id, "--flavor", "a10g-small", "--dry-run")
+    assert main(argv) == 2
+    assert "A Jobs run needs a time cap" in _lines(capsys)[0]["message"]
+    assert main([*argv, "--max-minutes", "7"]) == 0
+    (plan,) = _lines(capsys)
+    command = plan["command"]
+    assert plan["resume"] == run_id and command[command.index("--resume") + 1] == run_id
+    sent = json.loads(command[command.index("--run-config") + 1])
+    assert sent["train"]["max_minutes"] == 7 and sent["train"]["epochs"] == 2  # the run's own settings, this job's cap
+    assert plan["timeout"] == (7 + jobs.STARTUP_MINUTES) * 60 and plan["estimated_cost_usd"] == round(plan["timeout"] / 3600, 2)
+    assert main(_argv(hub.bucket, "--resume", "no-such-run", "--flavor", "a10g-small", "--max-minutes", "7", "--dry-run")) == 2
+    assert "No run 'no-such-run'" in _lines(capsys)[0]["message"]
+    assert not hub.jobs
