@@ -447,3 +447,19 @@ class FakeHub(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+def stopped_run_record(runs_dir: Path, run_id: str, cfg=None) -> Path:
+    """A stopped run in the store of `runs_dir` with a (placeholder) resume snapshot: what Resume offers, without
+    training one. Returns its folder."""
+    from ftui.config import RunConfig
+    from ftui.run_layout import snapshot_path
+    from ftui.store import Store
+
+    out = runs_dir / run_id
+    snapshot_path(out).parent.mkdir(parents=True)
+    snapshot_path(out).write_bytes(b"snapshot")
+    rec = {"run_id": run_id, "name": "mine", "status": "stopped", "config": (cfg or RunConfig()).to_dict(),
+           "started_at": 1.0, "out_dir": str(out)}  # fmt: skip
+    Store(runs_dir, network=True).save_run(rec)
+    return out

@@ -359,17 +359,10 @@ def test_each_way_a_job_ends_says_what_it_means_for_the_run(stage: str, message:
 
 def test_cli_resume_on_jobs_dry_run_plans_the_runs_continuation(hub: Any, capsys: pytest.CaptureFixture[str]) -> None:
     from ftui.config import RunConfig, TrainConfig
-    from ftui.run_layout import snapshot_path
-    from ftui.store import Store
+    from tests.helpers import stopped_run_record
 
     run_id = "20260101-000000-abcdef"  # a stopped run in the runs folder on the bucket, with its snapshot
-    out = hub.bucket / "runs" / run_id
-    snapshot_path(out).parent.mkdir(parents=True)
-    snapshot_path(out).write_bytes(b"snapshot")
-    cfg = RunConfig(train=TrainConfig(epochs=2, max_length=32)).to_dict()  # no time cap of its own
-    Store(hub.bucket / "runs", network=True).save_run(
-        {"run_id": run_id, "name": "mine", "status": "stopped", "config": cfg, "started_at": 1.0, "out_dir": str(out)}
-    )
+    stopped_run_record(hub.bucket / "runs", run_id, RunConfig(train=TrainConfig(epochs=2, max_length=32)))  # no cap
     argv = _argv(hub.bucket, "--resume", run_id, "--flavor", "a10g-small", "--dry-run")
     assert main(argv) == 2
     assert "A Jobs run needs a time cap" in _lines(capsys)[0]["message"]
