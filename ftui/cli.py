@@ -217,7 +217,7 @@ def _main(args: argparse.Namespace, dist: Any) -> int:
         if getattr(args, "run_id", None):
             got: Any = engine.adopt_run(args.run_id, token, resume=args.from_snapshot)
         elif getattr(args, "resume", None):
-            got = engine.resume_run(args.resume, token)
+            got = engine.resume_run(args.resume, token, placed=cfg if getattr(args, "run_config", None) else None)
         else:
             if args.command == "train" and not getattr(args, "run_config", None):  # a Jobs run's config is final
                 cfg, applied = engine.with_recommendations(cfg, given_fields(args), token)

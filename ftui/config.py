@@ -62,6 +62,9 @@ class DataConfig:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "allow script datasets (loaded via the Hub's Parquet export)"}
     )
+    uploaded_from: str = field(
+        default="", metadata={"help": "a Jobs run's local data: the file or folder its copy on the bucket was made from"}
+    )
 
     def key(self) -> tuple[Any, ...]:
         """Cache key: every field, hashable."""

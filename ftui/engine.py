@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ftui import hub, scaleout
+from ftui import hub, jobs, jobs_data, scaleout
 from ftui.accel import default_batch_size, pick_device
 from ftui.adapt import corpus_preview, load_corpus
 from ftui.batching import TokenCache
@@ -215,6 +215,8 @@ class Engine(RunsFacade, PredictFacade, JobsFacade, EstimateFacade):
     # ------------------------------------------------------------------------------------------- data, model
     def load_data(self, cfg: DataConfig, token: str | None = None) -> DataBundle:
         """Prepared data for a config, cached (per token) so preview and training share one load."""
+        target = self.jobs_target()  # a run that trained on Jobs reads its data's copy where this machine mounts it
+        cfg = jobs_data.on_this_machine(cfg, jobs.MOUNT, target.local_dir if target is not None else None)
         self._admit_data(cfg)
         key = (*cfg.key(), _token_key(token))
         return self._data_cache.get_or_load(key, lambda: load_data(cfg, token, self.settings.read_limits()))

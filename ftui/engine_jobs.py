@@ -17,11 +17,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ftui import jobs
+from ftui import jobs, jobs_data
 from ftui.config import RunConfig
 from ftui.errors import ConfigError, FtuiError
 from ftui.jobs_account import Payer
-from ftui.run_layout import ask_to_stop
+from ftui.run_layout import ask_to_stop, can_resume
 from ftui.runs import Run
 from ftui.settings import Settings
 from ftui.sweeps import SweepConfig
@@ -176,6 +176,41 @@ class JobsFacade(_Base):
                 cfg = replace(cfg, train=replace(cfg.train, max_minutes=sweep.max_minutes))
         return jobs.plan_job(cfg, flavor, target, self.jobs_hardware(token), sweep, points)
 
+    # ------------------------------------------------------------------------------------------------ resume
+    def resume_job_config(
+        self, run_id: str, target: jobs.JobTarget, viewer: Viewer | None = None, max_minutes: float = 0.0
+    ) -> RunConfig:
+        """The config a job resumes `run_id` with, once the viewer may manage it and it can resume (stopped or
+        interrupted, a snapshot kept). Any stopped run of the runs folder on the bucket can: one that trained here, or
+        on Jobs. Its time cap is `max_minutes` when given, else its own (a Jobs run must have one)."""
+        self._writable()
+        run = self._managed(run_id, viewer, "resume")
+        if not can_resume(run):
+            raise FtuiError(f"Run '{run.name}' cannot be resumed ({run.status.value}).",
+                            "Only stopped or interrupted runs that reached a saved step can be resumed.")  # fmt: skip
+        jobs.check_target(target)  # its folder is on the bucket, so the job reads the snapshot and writes the run
+        cfg = run.config
+        data = jobs_data.on_this_machine(cfg.data, jobs.MOUNT, target.local_dir)  # validated here, then copied if local
+        return replace(cfg, data=data, train=replace(cfg.train, max_minutes=max_minutes or cfg.train.max_minutes))
+
+    def resume_on_job(
+        self,
+        run_id: str,
+        flavor: str,
+        target: jobs.JobTarget,
+        token: str | None,
+        viewer: Viewer | None = None,
+        max_minutes: float = 0.0,
+    ) -> jobs.JobNote:
+        """Resume a stopped run on Jobs: the job continues it from its snapshot in the shared runs folder (same id,
+        same folder), with the checks, estimate and payer of a new Jobs run."""
+        if not token:
+            raise FtuiError("Jobs need your Hugging Face token: the run is billed to its account.",
+                            "Sign in (with the jobs scope) or paste a token.")  # fmt: skip
+        cfg = self.resume_job_config(run_id, target, viewer, max_minutes)
+        self._admit_job(cfg)
+        return self._submitted(jobs.plan_job(cfg, flavor, target, self.jobs_hardware(token), resume=run_id), target, token)
+
     def _admit_job(self, cfg: RunConfig) -> None:
         """The deployment's model and data allowlists (its CPU caps do not apply: the job runs on the user's bill)."""
         refused = self.settings.admit_model(cfg.model) + self.settings.admit_data(cfg.data) if isinstance(cfg, RunConfig) else []
@@ -198,7 +233,10 @@ class JobsFacade(_Base):
         if not token:
             raise FtuiError("Jobs need your Hugging Face token: the run is billed to its account.",
                             "Sign in (with the jobs scope) or paste a token.")  # fmt: skip
-        plan = self.plan_job(cfg, flavor, target, token, viewer, sweep)
+        return self._submitted(self.plan_job(cfg, flavor, target, token, viewer, sweep), target, token)
+
+    def _submitted(self, plan: jobs.JobPlan, target: jobs.JobTarget, token: str) -> jobs.JobNote:
+        """Submit a plan; the token that pays stays in memory (to follow and stop the job), the note is on the bucket."""
         job = jobs.submit(plan, target, token)
         state = self._jobs_state()
         with state.lock:
@@ -218,7 +256,9 @@ class JobsFacade(_Base):
 
     def _job_run(self, note: jobs.JobNote) -> Run | None:
         """The job's run in the shared folder: by its name, or a sweep job's newest run (an unfinished one first)."""
-        runs = self.manager.runs()
+        runs = self.manager.runs()  # synced with the store: the job's process may have created or resumed the run
+        if note.resume:
+            return next((r for r in runs if r.run_id == note.resume), None)
         if note.sweep_id:
             mine = [r for r in runs if r.config.sweep.sweep_id == note.sweep_id]
             live = [r for r in mine if not r.status.finished]

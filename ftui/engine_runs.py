@@ -91,11 +91,14 @@ class RunsFacade:
         cfg, cap = self._owned(cfg, viewer, "run baselines")
         return self.launcher.start_baselines(cfg, token, cap)
 
-    def resume_run(self, run_id: str, token: str | None = None, viewer: Viewer | None = None) -> Run:
-        """Continue a stopped or interrupted run from its last snapshot, in the same record."""
+    def resume_run(
+        self, run_id: str, token: str | None = None, viewer: Viewer | None = None, placed: RunConfig | None = None
+    ) -> Run:
+        """Continue a stopped or interrupted run from its last snapshot, in the same record (`placed`: inside a job,
+        the run's config as the job reads it)."""
         self._writable()
         self._managed(run_id, viewer, "resume")
-        return self.launcher.resume_run(run_id, token)
+        return self.launcher.resume_run(run_id, token, placed)
 
     def adopt_run(self, run_id: str, token: str | None = None, resume: bool = False) -> Run:
         """Train here a run another process created and handed over (the app's torchrun child does, as rank 0)."""

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ftui import sweeps
+from ftui import jobs_data, sweeps
 from ftui.config import RunConfig, validate_run
 from ftui.errors import FtuiError
 from ftui.jobs_account import Payer, payer_of, require_payer, submission_refused
@@ -135,6 +135,9 @@ class JobPlan:
     run_name: str = field(default="", metadata={"help": "the run's name when given: how the app finds the job's run"})
     user: str = field(default="", metadata={"help": "the run's owner (its workspace), as in RunConfig.user"})
     sweep_id: str = field(default="", metadata={"help": "a sweep job: the sweep's id, chosen here so the app follows it"})
+    resume: str = field(default="", metadata={"help": "a job that resumes a run: its id in the shared runs folder"})
+    data_from: str = field(default="", metadata={"help": "local data copied to the bucket before submission ('' none)"})
+    data_to: str = field(default="", metadata={"help": "where that copy is, relative to the bucket"})
 
     @property
     def code_name(self) -> str:
@@ -147,7 +150,8 @@ class JobPlan:
             "flavor": self.flavor, "image": self.image, "command": list(self.command), "env": dict(self.env),
             "volumes": [dict(v) for v in self.volumes], "timeout": self.timeout,
             "estimated_cost_usd": self.estimated_cost_usd, "secrets": list(self.secret_names),
-            "price_source": self.price_source,
+            "price_source": self.price_source, **({"resume": self.resume} if self.resume else {}),
+            "data_upload": {"from": self.data_from, "to": f"{MOUNT}/{self.data_to}"} if self.data_to else None,
         }  # fmt: skip
 
     def run_job_kwargs(self, token: str) -> dict[str, Any]:
@@ -268,10 +272,17 @@ def sweep_points(cfg: RunConfig, sweep: SweepConfig) -> tuple[SweepConfig, int]:
 
 
 def plan_job(
-    cfg: RunConfig, flavor: str, target: JobTarget, hardware: HardwareList, sweep: SweepConfig | None = None, points: int = 1
+    cfg: RunConfig,
+    flavor: str,
+    target: JobTarget,
+    hardware: HardwareList,
+    sweep: SweepConfig | None = None,
+    points: int = 1,
+    resume: str = "",
 ) -> JobPlan:
-    """The job that trains `cfg` (or, with `sweep`, its `points` runs one after another) on `flavor`; a clear FtuiError
-    for anything that would fail or cost without end."""
+    """The job that trains `cfg` (or, with `sweep`, its `points` runs one after another; with `resume`, continues that
+    run of the shared runs folder from its snapshot) on `flavor`; a clear FtuiError for anything that would fail or
+    cost without end."""
     problems = validate_run(cfg)
     if problems:
         raise FtuiError("Settings need fixing: " + "; ".join(problems))
@@ -284,10 +295,13 @@ def plan_job(
     if chosen is None:
         names = ", ".join(f.name for f in hardware.flavors)
         raise FtuiError(f"Unknown Jobs flavor {flavor!r}.", f"Pick one of: {names}.")
-    if cfg.data.source in ("local", "upload") or cfg.model.source == "local":
-        raise FtuiError("A local dataset or checkpoint cannot reach a job yet (uploading it to the bucket is not built).",
-                        "Use the demo data or a Hub dataset, and a packaged or Hub checkpoint.")  # fmt: skip
+    if cfg.model.source == "local":
+        raise FtuiError("A local checkpoint cannot reach a job (uploading checkpoints to the bucket is not built).",
+                        "Start from a packaged or Hub checkpoint (push a local one to the Hub first).")  # fmt: skip
     check_target(target)
+    # Local data travels as a copy on the bucket (made at submission, once per content); the job reads it there.
+    cfg, upload = jobs_data.placed(cfg, MOUNT)
+    cfg = replace(cfg, train=replace(cfg.train, processes=max(chosen.gpus, 1)))  # the flavor's GPUs, one rank each
     code = f"{MOUNT}/{CODE_DIR}/{code_folder_name()}"
     args = ["--run-config", json.dumps(cfg.to_dict(), sort_keys=True), "--runs-dir", target.in_job(target.runs_dir)]
     if sweep is not None:
@@ -298,7 +312,9 @@ def plan_job(
         launch, command = "python", "sweep"
     else:
         launch, command = (f"torchrun --nproc_per_node {chosen.gpus}" if chosen.gpus > 1 else "python"), "train"
-    if cfg.data.source == "demo" and cfg.model.source == "packaged":
+    if resume:  # the run's own settings from its record; the config says where its data is now and this job's cap
+        args[:0] = ["--resume", resume]
+    if cfg.data.source in ("demo", "local") and cfg.model.source == "packaged":
         args.append("--offline")  # nothing to fetch: the job never waits on the Hub
     env = (("FTUI_CODE", code), ("PYTHONPATH", code), ("FTUI_RUNS_STORAGE", "network"), ("TOKENIZERS_PARALLELISM", "false"))
     volume = (("type", "bucket"), ("source", target.bucket), ("mountPath", MOUNT))
@@ -307,7 +323,8 @@ def plan_job(
         flavor=chosen.name, image=IMAGE, command=("sh", "-c", _SCRIPT.format(launch=launch, command=command), "ftui-job", *args),
         env=env, volumes=(volume,), timeout=timeout, estimated_cost_usd=round(chosen.usd_per_hour * timeout / 3600, 2),
         secret_names=("HF_TOKEN",), price_source=hardware.source, code_dir=code, run_name=cfg.train.run_name,
-        user=cfg.user, sweep_id=sweep.sweep_id if sweep is not None else "",
+        user=cfg.user, sweep_id=sweep.sweep_id if sweep is not None else "", resume=resume,
+        data_from=str(upload.source) if upload else "", data_to=upload.dest if upload else "",
     )  # fmt: skip
 
 
@@ -350,6 +367,7 @@ class JobNote:
     user: str = field(metadata={"help": "the run's owner, for the workspace rules"})
     submitted_at: float = field(metadata={"help": "when (epoch seconds), to list newest first"})
     sweep_id: str = field(default="", metadata={"help": "a sweep job's sweep ('' for one run): links job and runs"})
+    resume: str = field(default="", metadata={"help": "a job that resumes a run: that run's id ('' otherwise)"})
 
 
 def read_notes(target: JobTarget) -> list[JobNote]:
@@ -372,6 +390,8 @@ def submit(plan: JobPlan, target: JobTarget, token: str | None) -> Any:
     api = hub_api(token)
     namespace = check_account(api, target)
     stage_code(target, plan.code_name)
+    if plan.data_to:
+        jobs_data.stage(jobs_data.Upload(Path(plan.data_from), plan.data_to), target.local_dir)
     from huggingface_hub.errors import HfHubHTTPError
 
     try:
@@ -381,7 +401,7 @@ def submit(plan: JobPlan, target: JobTarget, token: str | None) -> Any:
     note = target.local_dir / JOBS_DIR / f"{job.id}.json"
     note.parent.mkdir(parents=True, exist_ok=True)
     noted = JobNote(job.id, namespace, job.url, plan.flavor, plan.estimated_cost_usd, plan.run_name, plan.user, time.time(),
-                    plan.sweep_id)  # fmt: skip
+                    plan.sweep_id, plan.resume)  # fmt: skip
     note.write_text(json.dumps({**asdict(noted), "plan": plan.to_json()}))
     return job
 

@@ -74,15 +74,31 @@ def linger_after_stop(run: Run) -> bool:
     return True
 
 
+def _resumed(args: argparse.Namespace, target: Any) -> RunConfig:
+    """`train --resume RUN_ID --on hf-jobs`: the run's config as the job resumes it (the engine's checks; its time cap is
+    --max-minutes when given, else its own)."""
+    from ftui.engine import Engine
+    from ftui.hub import HubStatus
+    from ftui.settings import Settings
+
+    # Reading a run asks the Hub nothing (--dry-run calls nothing); the operator's shell, so no sign-in rules.
+    engine = Engine(runs_dir=target.runs_dir, hub_status=HubStatus(True, "not asked"),
+                    settings=replace(Settings.from_env(), oauth=False))  # fmt: skip
+    return engine.resume_job_config(args.resume, target, max_minutes=args.max_minutes or 0.0)
+
+
 def jobs_command(args: argparse.Namespace, cfg: RunConfig, sweep: SweepConfig | None = None) -> int:
-    """Plan the job (a `train`, or with `sweep` a whole sweep); print it (--dry-run) or submit it and follow its stage
-    until it ends (or --detach)."""
+    """Plan the job (a `train`, with `sweep` a whole sweep, with --resume the continuation of a stopped run); print it
+    (--dry-run) or submit it and follow its stage until it ends (or --detach)."""
     from ftui import jobs
 
     runs_dir = Path(args.runs_dir or os.environ.get("FTUI_RUNS_DIR") or Path.cwd() / "runs").resolve()
     target = jobs.JobTarget(bucket=args.bucket, local_dir=Path(args.bucket_dir or runs_dir).resolve(), runs_dir=runs_dir)
     token = None if args.dry_run else jobs.find_token()
+    resume = getattr(args, "resume", None) or ""
     try:
+        if resume:
+            cfg = _resumed(args, target)
         if not args.flavor:
             raise FtuiError("A Jobs run needs hardware.", "Pass --flavor (e.g. a10g-small).")
         if not args.dry_run and not token:
@@ -95,7 +111,7 @@ def jobs_command(args: argparse.Namespace, cfg: RunConfig, sweep: SweepConfig | 
             sweep, points = jobs.sweep_points(cfg, sweep)
             if sweep.max_minutes:  # the per-point budget is the time cap each run takes
                 cfg = replace(cfg, train=replace(cfg.train, max_minutes=sweep.max_minutes))
-        plan = jobs.plan_job(cfg, args.flavor, target, hardware, sweep, points)
+        plan = jobs.plan_job(cfg, args.flavor, target, hardware, sweep, points, resume)
         if args.dry_run:
             _say({"type": "job_plan", **plan.to_json()})
             return 0

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ftui import auto_baseline, scaleout, sweeps
+from ftui import auto_baseline, jobs_data, scaleout, sweeps
 from ftui.batching import TokenCache
 from ftui.config import LOWER_IS_BETTER, RunConfig, validate_run
 from ftui.data import DataBundle
@@ -304,10 +304,12 @@ class Launcher:
             checked.pop(1)
         return [self._start_checked(c, token, user_cap) for c in checked]
 
-    def resume_run(self, run_id: str, token: str | None = None) -> Run:
-        """Continue a stopped or interrupted run from its last snapshot, in the same record."""
+    def resume_run(self, run_id: str, token: str | None = None, placed: RunConfig | None = None) -> Run:
+        """Continue a stopped or interrupted run from its last snapshot, in the same record. `placed`: a job resuming
+        it hands the run's config as the job reads it (data copied to the bucket, the job's time cap and processes)."""
         run = self.manager.require(run_id)
-        _, problems = self.settings.apply(run.config)  # the rules of today, not of the day it started
+        moved = jobs_data.resumed_as(run.config, placed) if placed is not None else None
+        _, problems = self.settings.apply(moved or run.config)  # the rules of today, not of the day it started
         problems = self.settings.admit_training(recipe_of(run.config).gpu_free(run.config)) + problems
         if problems:
             raise ConfigError(problems)
@@ -315,6 +317,8 @@ class Launcher:
         def reopen(r: Run) -> None:
             snap = torch.load(snapshot_path(r.out_dir), map_location="cpu", weights_only=True,
                               mmap=not self.store.network)  # fmt: skip  # no mmap on a network mount
+            if moved is not None:
+                r.config = moved  # saved with the header by reopen: the record says where it trained from now
             r.reopen(int(snap["step"]))
 
         run = self.manager.resume(run_id, reopen)

@@ -132,11 +132,18 @@ class RunManager(QueueMixin):
         for run_id, rec in records.items():
             run = known.get(run_id)
             try:
-                if run is None:
+                resumed = (run is not None and run.status.finished and not run.remote and rec.status != run.status
+                           and rec.owner != self.store.identity)  # fmt: skip
+                if run is None or resumed:  # new here, or a finished run another process resumed (a Jobs run, a CLI)
                     live = not rec.status.finished and self.store.alive(rec)
                     fresh = Run.from_record(rec, self.store.events(run_id), self._folder(rec), self.store, live)
                     with self._lock:
-                        self._runs.setdefault(run_id, fresh)
+                        if run is None:
+                            self._runs.setdefault(run_id, fresh)
+                        elif self._runs.get(run_id) is run and run.status.finished:
+                            # checked under the lock resume() claims and reopens under: never a run this process resumes
+                            # (this process's last run stays its `current`, finished, so its training slot stays free)
+                            self._runs[run_id] = fresh
                 elif run.remote:
                     run.apply_record(rec, self.store.events(run_id, len(run.events())), self.store.progress(run_id))
                     if run.status.finished:

@@ -99,11 +99,24 @@ class FakeJobsHub:
         return job
 
     def _local(self, text: str, mounts: dict[str, Path]) -> str:
-        """A container path rewritten to the local folder its volume maps to (the fake has no containers)."""
+        """A container path rewritten to the local folder its volume maps to (the fake has no containers); in an
+        argument that is JSON (a run's config), each string that is such a path."""
+        if text.startswith("{"):
+            try:
+                return json.dumps(self._in_json(json.loads(text), mounts))
+            except ValueError:
+                return text
         for mount, local in mounts.items():
             if text == mount or text.startswith(mount + "/"):
                 return str(local) + text[len(mount) :]
         return text
+
+    def _in_json(self, value: Any, mounts: dict[str, Path]) -> Any:
+        if isinstance(value, dict):
+            return {k: self._in_json(v, mounts) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._in_json(v, mounts) for v in value]
+        return self._local(value, mounts) if isinstance(value, str) and not value.startswith("{") else value
 
     def _run(self, job: FakeJob) -> None:
         mounts = {}

@@ -448,3 +448,20 @@ class FakeHub(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+def stopped_run_record(runs_dir: Path, run_id: str, cfg=None) -> Path:
+    """A stopped run in the store of `runs_dir` with a (placeholder) resume snapshot: what Resume offers, without
+    training one. Returns its folder."""
+    from ftui.config import RunConfig
+    from ftui.rows import RunRow, RunStatus
+    from ftui.run_layout import snapshot_path
+    from ftui.store import Store
+
+    out = runs_dir / run_id
+    snapshot_path(out).parent.mkdir(parents=True)
+    snapshot_path(out).write_bytes(b"snapshot")
+    row = RunRow(run_id=run_id, name="mine", status=RunStatus.STOPPED, config=(cfg or RunConfig()).to_dict(),
+                 started_at=1.0, out_dir=str(out))  # fmt: skip
+    Store(runs_dir, network=True).save_run(row)
+    return out

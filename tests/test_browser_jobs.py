@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from helpers import choose, fill_number, md, open_page, tab
 
+from ftui.recipes import recipe_of
 from ftui.run_layout import snapshot_path
 from tests.fake_jobs_hub import BUCKET, TOKEN, serving
 
@@ -93,7 +94,8 @@ def test_start_on_jobs_streams_curves_stop_cancels_with_a_snapshot_resume_and_pr
             page.wait_for_function("() => document.querySelector('#run-status').innerText.includes('cancelled')", timeout=JOB_MS)
             assert job.stage == "CANCELED"
             _until(lambda: job.proc is not None and job.proc.poll() is not None)  # SIGTERM ended the job's process
-            (run,) = engine.runs()
+            # the job's train fits the TF-IDF baseline beside the model on new data: the model's run is the other one
+            (run,) = [r for r in engine.runs() if not recipe_of(r.config).reference]
             assert run.status.value == "stopped" and snapshot_path(run.out_dir).is_file()
             assert "stopped" in md(page, "run-status") and _points(page, "loss-plot") >= first
 
@@ -105,9 +107,10 @@ def test_start_on_jobs_streams_curves_stop_cancels_with_a_snapshot_resume_and_pr
             page.wait_for_selector("#manage-status:has-text('Resum')")
             tab(page, "4. Train")
             page.wait_for_function("() => document.querySelector('#run-status').innerText.includes('completed')", timeout=JOB_MS)
-            assert engine.runs()[0].status.value == "completed"
+            assert engine.manager.get(run.run_id).status.value == "completed"
 
             tab(page, "5. Predict")
+            choose(page, "predict-model", run.name)  # the model's run (the baseline beside it is newer)
             page.wait_for_function("(name) => document.querySelector('#predict-model input').value.includes(name)", arg=run.name)
             page.fill("#predict-text textarea", "The staff were rude and the room was filthy.")
             page.click("#predict-btn")

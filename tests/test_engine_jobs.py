@@ -132,3 +132,53 @@ def test_a_killed_job_says_so_and_its_run_reads_interrupted(hub: Any) -> None:
     assert view.stage == "ERROR" and "was killed (exit code -9)" in jobs.ending(view.stage, view.message)
     run = _wait(lambda: (r := engine.manager.get(view.run.run_id)) is not None and r.status.finished and r)
     assert run.status.value == "interrupted"  # its process is gone: the heartbeat rule says so
+
+
+@pytest.mark.slow  # about a minute on the shared 2-core machine: a run trains here, then its job resumes it
+def test_a_run_stopped_here_on_local_data_resumes_on_jobs_in_the_same_record(hub: Any, tmp_path: Path) -> None:
+    import pandas as pd
+
+    from ftui.data import DEMO_DATASET
+    from ftui.errors import FtuiError
+
+    csv = tmp_path / "mine.csv"  # a local file, off the bucket: the job reads its copy
+    pd.read_csv(DEMO_DATASET).head(80).to_csv(csv, index=False)
+    engine = _engine(hub.bucket)
+    target = engine.jobs_target()
+    cfg = RunConfig(data=DataConfig(source="upload", dataset_id=str(csv)),
+                    train=TrainConfig(epochs=200, max_length=32, evals_per_epoch=1, learning_rate=1e-4,
+                                      auto_baseline=False))  # fmt: skip  # no time cap: fine here, not on Jobs
+    run = engine.start_run(cfg, None)
+    _wait(lambda: any(e.get("type") == EventType.TRAIN.value for e in run.events()))
+    with pytest.raises(FtuiError, match="cannot be resumed"):  # still training here
+        engine.resume_on_job(run.run_id, "cpu-basic", target, TOKEN)
+    run.request_stop()
+    engine.join(120)
+    assert run.status.value == "stopped" and snapshot_path(run.out_dir).is_file()
+    stopped_at = max(e.get("step") or 0 for e in run.events())
+    with pytest.raises(FtuiError, match="needs a time cap"):  # the run has none and none was given
+        engine.resume_on_job(run.run_id, "cpu-basic", target, TOKEN)
+    with pytest.raises(FtuiError, match="Jobs need your Hugging Face token"):
+        engine.resume_on_job(run.run_id, "cpu-basic", target, None, max_minutes=0.1)
+    assert not hub.jobs  # nothing submitted by a refusal
+
+    note = engine.resume_on_job(run.run_id, "cpu-basic", target, TOKEN, max_minutes=0.1)
+    assert note.resume == run.run_id
+    (job,) = hub.jobs.values()
+    command = job.spec["command"]
+    assert command[command.index("--resume") + 1] == run.run_id and job.spec["timeoutSeconds"] == int((0.1 + 15) * 60)
+    assert engine.followed_job().run.run_id == run.run_id  # the Train tab follows the resumed run
+    final = jobs.hub_api(TOKEN).wait_for_job(note.job_id, timeout=300, poll_interval=0.2)
+    assert final.status.stage == "COMPLETED", jobs.log_tail(note.job_id, "alice", TOKEN)
+
+    # This app, which trained the run before, sees the job's outcome (its copy of the stopped run is read again).
+    seen = _wait(lambda: (v := engine.followed_job()) is not None and v.run.status.value == "completed" and v.run, 60)
+    assert seen.run_id == run.run_id
+    (done,) = _engine(hub.bucket).runs()  # read back from the shared folder: the same record, no new run
+    assert done.run_id == run.run_id and done.out_dir == run.out_dir and done.status.value == "completed"
+    kinds = [e.get("type") for e in done.events()]
+    assert EventType.RESUME.value in kinds and EventType.TIME_LIMIT.value in kinds  # the job's cap, 0.1 min
+    assert max(e.get("step") or 0 for e in done.events()) > stopped_at  # it trained on from the snapshot
+    assert done.config.train.max_minutes == 0.1 and done.config.data.uploaded_from == str(csv.resolve())
+    (copy,) = (hub.bucket / "ftui-data").rglob("mine.csv")
+    assert copy.read_bytes() == csv.read_bytes()

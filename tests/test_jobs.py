@@ -85,6 +85,43 @@ def test_dry_run_is_what_run_job_gets_and_the_job_trains_a_run_the_engine_reads(
     assert TOKEN not in json.dumps(plan) + json.dumps(out) + "\n".join(line for _, line in job.logs)
 
 
+@pytest.mark.slow  # 90 s on the shared 2-core machine: a job trains on the copy
+def test_a_local_csv_is_copied_to_the_bucket_once_and_the_job_trains_on_it(
+    hub: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pandas as pd
+
+    from ftui.data import DEMO_DATASET
+
+    csv = tmp_path / "my reviews.csv"  # outside the bucket, as a Data-tab upload is
+    pd.read_csv(DEMO_DATASET).head(80).to_csv(csv, index=False)
+    argv = _argv(hub.bucket, "--flavor", "cpu-basic", "--max-minutes", "5", *SMALL, "--dataset", str(csv))
+    assert main([*argv, "--dry-run"]) == 0
+    (plan,) = _lines(capsys)
+    where = plan["data_upload"]["to"]
+    assert plan["data_upload"]["from"] == str(csv.resolve()) and where.startswith(f"{jobs.MOUNT}/ftui-data/")
+    assert where.endswith("/my_reviews.csv")  # a name safe in any shell or URL
+    sent = json.loads(plan["command"][plan["command"].index("--run-config") + 1])["data"]
+    assert sent["source"] == "local" and sent["dataset_id"] == where and sent["uploaded_from"] == str(csv.resolve())
+    assert not (hub.bucket / "ftui-data").exists()  # --dry-run copies nothing
+
+    assert main([*argv, "--poll-seconds", "0.2"]) == 0, _lines(capsys)
+    assert [o["stage"] for o in _lines(capsys) if o["type"] == "job_stage"][-1] == "COMPLETED"
+    copy = hub.bucket / where.removeprefix(jobs.MOUNT + "/")
+    assert copy.read_bytes() == csv.read_bytes()
+    from ftui.recipes import recipe_of
+
+    runs = _engine(hub).runs()  # the run, and the TF-IDF baseline fitted beside it on new data
+    assert [r.status.value for r in runs] == ["completed"] * 2
+    assert {r.config.data.uploaded_from for r in runs} == {str(csv.resolve())}
+    (run,) = [r for r in runs if not recipe_of(r.config).reference]
+    assert 0.0 <= run.result["test_accuracy"] <= 1.0
+    before = copy.stat().st_mtime_ns
+    assert main([*argv, "--detach"]) == 0  # the same content again: the copy on the bucket is reused, not rewritten
+    assert [p.name for p in (hub.bucket / "ftui-data").iterdir()] == [copy.parent.name]
+    assert copy.stat().st_mtime_ns == before
+
+
 def test_cancel_stops_the_job(hub: Any) -> None:
     from ftui.config import RunConfig, TrainConfig
 
@@ -153,7 +190,7 @@ def test_log_tail_of_a_failed_job(hub: Any) -> None:
         ("bucket missing on the Hub", "The bucket alice/nope was not found on the Hub"),
         ("bucket folder missing", "does not exist on this machine"),
         ("runs folder off the bucket", "is not on the bucket"),
-        ("local dataset", "A local dataset or checkpoint cannot reach a job yet"),
+        ("local checkpoint", "A local checkpoint cannot reach a job"),
     ],
 )
 def test_each_bad_input_is_a_message_before_anything_is_submitted(
@@ -177,10 +214,10 @@ def test_each_bad_input_is_a_message_before_anything_is_submitted(
         argv[argv.index("--bucket-dir") + 1] = str(tmp_path / "not-mounted")
     elif case == "runs folder off the bucket":
         argv[argv.index("--runs-dir") + 1] = str(tmp_path / "elsewhere")
-    elif case == "local dataset":
-        data = tmp_path / "data.csv"
-        data.write_text("text,label\na,0\nb,1\n")
-        argv += ["--dataset", str(data)]
+    elif case == "local checkpoint":
+        (tmp_path / "ckpt").mkdir()
+        (tmp_path / "ckpt" / "config.json").write_text("{}")
+        argv += ["--checkpoint", str(tmp_path / "ckpt")]
     assert main(argv) == 2
     (line,) = _lines(capsys)
     assert line["type"] == "error" and message in line["message"], line
@@ -320,3 +357,24 @@ def test_a_token_without_jobs_or_an_account_without_payment_is_refused_before_an
 )
 def test_each_way_a_job_ends_says_what_it_means_for_the_run(stage: str, message: str, said: str) -> None:
     assert said in jobs.ending(stage, message)
+
+
+def test_cli_resume_on_jobs_dry_run_plans_the_runs_continuation(hub: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from ftui.config import RunConfig, TrainConfig
+    from tests.helpers import stopped_run_record
+
+    run_id = "20260101-000000-abcdef"  # a stopped run in the runs folder on the bucket, with its snapshot
+    stopped_run_record(hub.bucket / "runs", run_id, RunConfig(train=TrainConfig(epochs=2, max_length=32)))  # no cap
+    argv = _argv(hub.bucket, "--resume", run_id, "--flavor", "a10g-small", "--dry-run")
+    assert main(argv) == 2
+    assert "A Jobs run needs a time cap" in _lines(capsys)[0]["message"]
+    assert main([*argv, "--max-minutes", "7"]) == 0
+    (plan,) = _lines(capsys)
+    command = plan["command"]
+    assert plan["resume"] == run_id and command[command.index("--resume") + 1] == run_id
+    sent = json.loads(command[command.index("--run-config") + 1])
+    assert sent["train"]["max_minutes"] == 7 and sent["train"]["epochs"] == 2  # the run's own settings, this job's cap
+    assert plan["timeout"] == (7 + jobs.STARTUP_MINUTES) * 60 and plan["estimated_cost_usd"] == round(plan["timeout"] / 3600, 2)
+    assert main(_argv(hub.bucket, "--resume", "no-such-run", "--flavor", "a10g-small", "--max-minutes", "7", "--dry-run")) == 2
+    assert "No run 'no-such-run'" in _lines(capsys)[0]["message"]
+    assert not hub.jobs

@@ -141,3 +141,33 @@ def test_a_signed_in_visitor_pays_with_their_own_sign_in_and_one_without_the_job
         (job,) = hub.jobs.values()
         command = job.spec["command"]
         assert json.loads(command[command.index("--run-config") + 1])["user"] == "alice"  # her workspace on the bucket
+
+
+@pytest.fixture
+def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    with serving(tmp_path, monkeypatch) as fake:
+        yield fake
+
+
+def test_resume_in_the_runs_tab_goes_to_jobs_when_chosen_else_here(hub: Any) -> None:
+    from ftui.engine import Engine
+    from ftui.hub import HubStatus
+    from ftui.settings import Settings
+    from tests.helpers import stopped_run_record
+
+    run_id = "20260101-000000-abcdef"
+    stopped_run_record(hub.bucket / "runs", run_id)
+    env = {"FTUI_BUCKET": BUCKET, "FTUI_BUCKET_DIR": str(hub.bucket), "FTUI_RUNS_STORAGE": "network"}
+    engine = Engine(runs_dir=hub.bucket / "runs", hub_status=HubStatus(True, "the fake Hub"), settings=Settings.from_env(env))
+    place = jobs_panel.Place(engine, "token", "where", "flavor", "minutes", None, False)  # widgets stand in as keys
+    here: list[Any] = []
+    on_resume = place.resume("pick", lambda *args: here.append(args) or "resumed here")
+    values = {"pick": run_id, "token": TOKEN, "where": jobs_panel.HERE, "flavor": "cpu-basic", "minutes": 2}
+    assert on_resume(values) == "resumed here" and here == [(run_id, TOKEN, None)]
+    assert "needs a time cap" in on_resume({**values, "where": jobs_panel.JOBS, "minutes": 0}) and not hub.jobs
+    text = on_resume({**values, "where": jobs_panel.JOBS})
+    (job,) = hub.jobs.values()
+    assert text.startswith(f"{jobs_panel.OK} Submitted job `{job.id}` to resume it on cpu-basic") and "billed to alice" in text
+    command = job.spec["command"]
+    assert command[command.index("--resume") + 1] == run_id and job.spec["timeoutSeconds"] == (2 + jobs.STARTUP_MINUTES) * 60
+    jobs.cancel(job.id, "alice", TOKEN)  # its placeholder snapshot would not load: nothing more to see in it

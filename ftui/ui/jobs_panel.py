@@ -151,25 +151,33 @@ class Place:
     def _payer(self, values: dict[Any, Any], oauth: gr.OAuthToken | None) -> tuple[str | None, str]:
         return self.engine.paying_token(token_of(values.get(self.token_box)), oauth.token if oauth is not None else None)
 
+    def _checked(self, values: dict[Any, Any], oauth: gr.OAuthToken | None) -> tuple[jobs.JobTarget, float, str | None]:
+        """The bucket, the page's time cap and the paying token, or the FtuiError that says what is missing."""
+        target = self.engine.jobs_target()
+        problem = self.engine.jobs_problem()
+        if target is None or problem:
+            raise FtuiError(problem or "Jobs are not set up on this app.", "")
+        minutes = as_float(values.get(self.minutes), 0.0)
+        if not isinstance(minutes, float) or minutes <= 0:
+            raise FtuiError("A Jobs run needs a time cap: it is billed per minute.", "Set the time cap in minutes.")
+        token, _ = self._payer(values, oauth)
+        refused = sign_in_refusal(oauth) if oauth is not None and token == oauth.token else ""
+        if refused:
+            raise FtuiError(refused, "")
+        return target, minutes, token
+
     def submit(
         self, values: dict[Any, Any], cfg: Any, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None, sweep: Any = None
     ) -> str:
         """Submit the job for `cfg` (and `sweep`) with the page's time cap; the message for the page."""
-        target = self.engine.jobs_target()
-        problem = self.engine.jobs_problem()
-        if target is None or problem:
-            return error_md(FtuiError(problem or "Jobs are not set up on this app.", ""))
-        minutes = as_float(values.get(self.minutes), 0.0)
-        if not isinstance(minutes, float) or minutes <= 0:
-            return error_md(FtuiError("A Jobs run needs a time cap: it is billed per minute.", "Set the time cap in minutes."))
+        try:
+            target, minutes, token = self._checked(values, oauth)
+        except FtuiError as exc:
+            return error_md(exc)
         if sweep is not None:
             sweep = replace(sweep, max_minutes=minutes)
         else:
             cfg = replace(cfg, train=replace(cfg.train, max_minutes=minutes))
-        token, _ = self._payer(values, oauth)
-        refused = sign_in_refusal(oauth) if oauth is not None and token == oauth.token else ""
-        if refused:
-            return error_md(FtuiError(refused, ""))
         try:
             note = self.engine.submit_job(cfg, str(values.get(self.flavor) or ""), target, token,
                                           viewer_of(self.engine, profile), sweep)  # fmt: skip
@@ -270,6 +278,27 @@ class Place:
             return tuple(out)
 
         return on_start
+
+    def resume(self, pick: Any, inner: Callable[..., str]) -> Callable[..., str]:
+        """The Runs tab's Resume: on Jobs when chosen (the job continues the run from its snapshot on the bucket, with
+        the page's time cap and the same checks and payer as a new Jobs run), else the tab's own Resume."""
+
+        def on_resume(values: dict[Any, Any], profile: gr.OAuthProfile | None = None,
+                      oauth: gr.OAuthToken | None = None) -> str:  # fmt: skip
+            run_id = values.get(pick)
+            if not self.chosen(values) or not run_id:
+                return inner(run_id, values.get(self.token_box), profile)
+            try:
+                target, minutes, token = self._checked(values, oauth)
+                note = self.engine.resume_on_job(str(run_id), str(values.get(self.flavor) or ""), target, token,
+                                                 viewer_of(self.engine, profile), minutes)  # fmt: skip
+            except FtuiError as exc:
+                return error_md(exc)
+            return (f"{OK} Submitted job {code_md(note.job_id)} to resume it on {escape_md(note.flavor)}: up to "
+                    f"${note.estimated_cost_usd:,.2f}, billed to {escape_md(note.namespace)}. Follow it in the Train "
+                    "tab.")  # fmt: skip
+
+        return on_resume
 
 
 def where_choice(prefix: str) -> gr.Dropdown:

@@ -21,6 +21,7 @@ from ftui.onnx_export import OnnxReport
 from ftui.plots import COMPARE_BY_SHAPE, confusion_figure, per_label_figure, regression_scatter, test_summary
 from ftui.runs import RunStatus
 from ftui.significance import compare_md, intervals_md, pairer, result_flag
+from ftui.ui import jobs_panel
 from ftui.ui.baseline_view import compare_charts
 from ftui.ui.common import error_md, explanation_view, ok_md, predictions_loader, show_explanation, token_of, viewer_of
 from ftui.ui.zerogpu import explain_seconds, gpu, score_seconds
@@ -179,6 +180,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
             note = gr.Textbox(label="Note", scale=3, elem_id="run-note")
             save_btn = gr.Button("Save name and note", scale=1, elem_id="save-run")
         with gr.Row():
+            resume_where = jobs_panel.where_choice("resume")  # here, or on Hugging Face Jobs (a runs folder on a bucket)
             resume_btn = gr.Button("Resume (stopped or interrupted runs)", elem_id="resume-run")
             delete_btn = gr.Button("Delete run…", variant="stop", elem_id="delete-run")
             confirm_btn = gr.Button("Yes, delete it and its files", variant="stop", visible=False, elem_id="confirm-delete")
@@ -186,6 +188,7 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
         with gr.Row(visible=engine.sign_in):
             show_btn = gr.Button("Showcase: show to every visitor (admins)", elem_id="showcase-on")
             hide_btn = gr.Button("Stop showing it", elem_id="showcase-off")
+        resume_place = jobs_panel.build(engine, token_box, "resume", resume_where)
         manage_md = gr.Markdown(elem_id="manage-status")
     with gr.Tab("Export"):
         with gr.Row():
@@ -393,7 +396,8 @@ def build(engine: Engine, token_box: gr.Textbox) -> RunsUI:
             return error_md(exc)
         return ok_md(f"Resuming **{escape_md(run.name)}**: follow it in the Train tab.")
 
-    resumed = resume_btn.click(resume, [pick, token_box], manage_md, api_visibility="private")
+    resumed = resume_btn.click(resume_place.resume(pick, resume), {pick, token_box, *resume_place.inputs}, manage_md,
+                               api_visibility="private")  # fmt: skip
 
     def ask_delete(run_id: str | None, profile: gr.OAuthProfile | None = None) -> tuple:
         if not run_id:
