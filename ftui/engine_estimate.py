@@ -89,7 +89,7 @@ def _basis(speeds: Speeds, fresh: bool) -> str:
         said = f"timed {speeds.steps} steps at {time.strftime('%H:%M', when)}{day}"
     cores = os.cpu_count() or 1
     if speeds.device == "cpu" and speeds.load > cores:  # other work shared the cores: its share moves the speed
-        said += f" while the CPU was busy, load {speeds.load:.1f} on {cores} cores: a run goes as fast as that work allows"
+        said += f"; load {speeds.load:.1f} on {cores} cores"
     return said
 
 
