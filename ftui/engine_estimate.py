@@ -151,7 +151,8 @@ class EstimateFacade(_Base):
         if short:
             notes.append(
                 f"The time limit per run ({duration(cap)}) ends {short} of the {len(runs)} timed runs before one epoch: "
-                "raise the minutes per run, or lower the training examples per run or the max length."
+                "raise it (minutes per run, or the Train tab's time limit), or lower the training examples per run or "
+                "the max length."
             )
         return SweepTimes(tuple(runs), untimed, line, tuple(notes))
 
