@@ -22,13 +22,14 @@ PROMPT = f"How long will it take? **{BUTTON}** times a few training steps here (
 SWEEP_PROMPT = f"**{BUTTON}** times a few steps for each checkpoint, max length and batch size of the sweep and says."
 
 
-def build(prefix: str, prompt: str = PROMPT) -> tuple[gr.Button, gr.Markdown]:
-    """The line and its button in one row, placed by the tab under its Start (or Queue) button: one line of text
-    tall, so the Train tab's curves stay on a 1024x768 screen."""
-    with gr.Row(equal_height=False, elem_id=f"{prefix}-estimate-row"):  # the button keeps its height beside warnings
-        text = gr.Markdown(prompt, elem_id=f"{prefix}-estimate")
-        go = gr.Button(BUTTON, elem_id=f"{prefix}-estimate-button", size="sm", scale=0, min_width=120)
-    return go, text
+def button(prefix: str) -> gr.Button:
+    """The button, placed by the tab beside its Start (or Queue) button."""
+    return gr.Button(BUTTON, elem_id=f"{prefix}-estimate-button", scale=0, min_width=140)
+
+
+def line(prefix: str, prompt: str = PROMPT) -> gr.Markdown:
+    """The line, placed by the tab under its Start (or Queue) button."""
+    return gr.Markdown(prompt, elem_id=f"{prefix}-estimate")
 
 
 def run_text(got: TimeEstimate | None) -> str:

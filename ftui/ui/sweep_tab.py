@@ -103,8 +103,10 @@ def build(engine: Engine, token_box: gr.Textbox, train_ui: TrainUI, predict_mode
         return gr.update(visible=random), gr.update(visible=random)
 
     w["mode"].change(on_mode, w["mode"], [w["draws"], w["seed"]], api_visibility="private")
-    go_btn = gr.Button("Queue sweep", variant="primary", elem_id="sweep-start")
-    estimate, estimate_text = estimate_line.build("sweep", estimate_line.SWEEP_PROMPT)
+    with gr.Row():
+        go_btn = gr.Button("Queue sweep", variant="primary", elem_id="sweep-start", scale=4)
+        estimate = estimate_line.button("sweep")
+    estimate_text = estimate_line.line("sweep", estimate_line.SWEEP_PROMPT)
     message = gr.Markdown("", elem_id="sweep-message")
 
     gr.Markdown("### Sweep results")

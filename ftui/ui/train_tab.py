@@ -111,9 +111,10 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         w["head_learning_rate"] = gr.Number(value=d.head_learning_rate, label="Head-phase learning rate", elem_id="head-lr")
     with gr.Row():
         start = gr.Button(START_LABEL, variant="primary", elem_id="start", scale=2)
-        baselines = gr.Button(BASELINES_LABEL, elem_id="baselines", scale=3)  # one line at 1024 px: room for the estimate
+        baselines = gr.Button(BASELINES_LABEL, elem_id="baselines", scale=2)
         stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
-    estimate, estimate_text = estimate_line.build("train")
+        estimate = estimate_line.button("train")
+    estimate_text = estimate_line.line("train")
     message = gr.Markdown("", elem_id="train-message")
     with gr.Row():
         loss_plot = gr.Plot(label="Loss", elem_id="loss-plot")
