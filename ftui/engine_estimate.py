@@ -89,7 +89,7 @@ def _basis(speeds: Speeds, fresh: bool) -> str:
         said = f"timed {speeds.steps} steps at {time.strftime('%H:%M', when)}{day}"
     cores = os.cpu_count() or 1
     if speeds.device == "cpu" and speeds.load > cores:  # other work shared the cores: its share moves the speed
-        said += f" while the CPU was busy, load {speeds.load:.1f} on {cores} cores: a run goes as fast as that work allows"
+        said += f"; load {speeds.load:.1f} on {cores} cores"
     return said
 
 
@@ -151,7 +151,8 @@ class EstimateFacade(_Base):
         if short:
             notes.append(
                 f"The time limit per run ({duration(cap)}) ends {short} of the {len(runs)} timed runs before one epoch: "
-                "raise the minutes per run, or lower the training examples per run or the max length."
+                "raise it (minutes per run, or the Train tab's time limit), or lower the training examples per run or "
+                "the max length."
             )
         return SweepTimes(tuple(runs), untimed, line, tuple(notes))
 

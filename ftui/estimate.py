@@ -362,7 +362,7 @@ def describe(est: Estimate, where: str, basis: str) -> str:
     """One line: per epoch and for the run, where, and what it rests on ("about 3 min per epoch, 7 min for the run on
     this CPU (timed 5 steps just now)")."""
     if est.cached and est.epochs > 1 and abs(est.later_epoch_s - est.epoch_s) > 0.1 * est.epoch_s:
-        epoch = f"{duration(est.epoch_s)} for the first epoch, {duration(est.later_epoch_s)} for each later one"
+        epoch = f"{duration(est.epoch_s)} for the first epoch, then {duration(est.later_epoch_s)} each"
     else:
         epoch = f"{duration(est.epoch_s)} per epoch"
     head = f"{duration(est.head_phase_s)} for the head phase, then " if est.head_phase_s else ""

@@ -428,6 +428,8 @@ def test_a_long_text_run_reads_whole_reviews_in_chunks(browser, tmp_path):
         fill_number(page, "epochs", "2")
         fill_number(page, "lr", "2e-4")
         fill_number(page, "max-len", "32")
+        # At 32 tokens every review is cut: the page recommends head + tail; chunks are chosen over it.
+        page.wait_for_selector("#recommended:has-text('cut at 32 tokens')")
         open_advanced(page, "train-advanced")
         choose(page, "long-text", "chunks")
         page.click("#start")
