@@ -281,6 +281,12 @@ def cli_train(runs_dir, checkpoint, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "ftui", "train", *args], stdout=subprocess.PIPE, text=True, env=env)
 
 
+def exit_code(proc: subprocess.Popen, timeout: float) -> int:
+    """The CLI's exit code, reading what it still prints meanwhile: a full stdout pipe would block its last writes."""
+    proc.communicate(timeout=timeout)
+    return proc.returncode
+
+
 def read_until(proc: subprocess.Popen, kind: str, count: int = 1) -> list[dict]:
     """Events printed by the CLI until `count` of type `kind` have appeared."""
     seen: list[dict] = []

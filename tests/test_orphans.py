@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO, cli_train, read_until, short_config
+from helpers import REPO, cli_train, exit_code, read_until, short_config
 
 from ftui.engine import Engine
 from ftui.hub import HubStatus
@@ -99,7 +99,7 @@ def test_a_queued_run_waits_while_another_process_trains_then_starts(tmp_path, t
         assert not hasattr(got, "run_id") and app.current_run() is None  # queued, not training beside the CLI run
         assert [q.config.train.run_name for q in app.queued()] == ["waits"]
         cli.send_signal(signal.SIGINT)  # the CLI run stops; the queue goes on by itself
-        assert cli.wait(60) == 1
+        assert exit_code(cli, 60) == 1
         deadline = time.monotonic() + 60
         while app.current_run() is None and time.monotonic() < deadline:
             time.sleep(0.1)  # the queue's watcher checks the store once per heartbeat period

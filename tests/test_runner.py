@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import REPO, cli_train, read_until, short_config
+from helpers import REPO, cli_train, exit_code, read_until, short_config
 
 from ftui.engine import Engine
 from ftui.errors import FtuiError, RunInProgress
@@ -42,7 +42,7 @@ def test_the_app_sees_cli_runs_live_and_cannot_break_them(tmp_path, tiny_bert_di
         assert names["cli-after"].status == RunStatus.RUNNING
         # Ctrl-C in the first CLI stops it: the app sees 'stopped' with the result, and may now resume it.
         first.send_signal(signal.SIGINT)
-        assert first.wait(60) == 1
+        assert exit_code(first, 60) == 1
         app.manager.sync(force=True)
         stopped = app.get_run(live.run_id)
         assert stopped.status == RunStatus.STOPPED and not stopped.remote
