@@ -456,6 +456,8 @@ def test_demo_mode_page_shows_only_predict_with_the_notice(browser, tmp_path):
         page.goto(app.local_url)
         page.wait_for_selector("#demo-notice:has-text('Duplicate this Space')")
         assert "≤ 2 epochs" in page.inner_text("#limits")
+        # The tab bar renders after the notice above it: wait for it before counting tabs.
+        page.get_by_role("tab").first.wait_for()
         tabs = [t.strip() for t in page.get_by_role("tab").all_inner_texts()]
         assert tabs == ["Predict"]
         assert page.locator("#start").count() == 0 and page.locator("#predict-text").count() == 1
