@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import CHROMIUM, CHROMIUM_ARGS, tiny_config
+from helpers import CHROMIUM, CHROMIUM_ARGS, tiny_config, wind_down
 
 os.environ.setdefault("FTUI_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -93,9 +93,7 @@ def engine(tmp_path: Path):
 
     eng = Engine(runs_dir=tmp_path / "runs", hub_status=HubStatus(False, "offline (tests)"))
     yield eng
-    eng.manager.clear()  # queued runs would start as soon as the current one stops
-    eng.stop_run()
-    eng.join(60)
+    wind_down(eng)
 
 
 @pytest.fixture()
@@ -126,10 +124,7 @@ def app_server(tmp_path_factory: pytest.TempPathFactory):
     demo = create_app(eng)
     demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True, **launch_kwargs())
     yield demo.local_url.rstrip("/"), eng
-    eng.manager.clear()
-    eng.stop_run()
-    eng.join(60)
-    demo.close()
+    wind_down(eng, demo)
 
 
 @pytest.fixture(scope="module")

@@ -258,8 +258,19 @@ def serve(runs_dir, settings=None):
     return demo, eng
 
 
-def open_page(browser, url):
-    ctx = browser.new_context(viewport={"width": 1300, "height": 1400}, accept_downloads=True)
+def wind_down(engine, app=None, timeout: float = 60) -> None:
+    """A test's engine (and app) put away: queued runs dropped first (they would start as soon as the current one
+    stops), the current run stopped and joined, the app closed."""
+    engine.manager.clear()
+    engine.stop_run()
+    engine.join(timeout)
+    if app is not None:
+        app.close()
+
+
+def open_page(browser, url, width: int = 1300, height: int = 1400):
+    """A new browser context at width x height on the app's page, once the demo data has loaded."""
+    ctx = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
     page = ctx.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url)

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import REPO, baseline_cfg, finish, offline_engine, short_config
+from helpers import REPO, baseline_cfg, finish, offline_engine, short_config, wind_down
 
 from ftui.config import DataConfig
 from ftui.events import EventType, of_type
@@ -33,9 +33,7 @@ def auto_engine(tmp_path: Path):
     """An offline engine whose deployment leaves the automatic baseline on (Settings' default)."""
     eng = make_engine(tmp_path / "runs", Settings())
     yield eng
-    eng.manager.clear()
-    eng.stop_run()
-    eng.join(60)
+    wind_down(eng)
 
 
 def baselines_of(engine) -> list:

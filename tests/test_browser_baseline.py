@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import FILLER, TIMEOUT_MS, choose, fill_number, md, open_advanced, tab, upload
+from helpers import FILLER, TIMEOUT_MS, choose, fill_number, md, open_advanced, tab, upload, wind_down
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]  # the packaged MiniLM trains: about a minute on the 2-core machine
 
@@ -72,7 +72,4 @@ def test_the_baseline_is_a_labelled_line_on_the_chart_and_a_run_below_it_is_told
         page.screenshot(path=str(SHOTS / "baseline-compare-1400x900.png"))
         ctx.close()
     finally:
-        engine.manager.clear()
-        engine.stop_run()
-        engine.join(120)
-        demo.close()
+        wind_down(engine, demo, 120)

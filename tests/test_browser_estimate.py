@@ -8,25 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import TIMEOUT_MS, fill_number, md, open_advanced, tab
+from helpers import fill_number, md, open_advanced, open_page, tab
 
 pytestmark = pytest.mark.browser
-
-
-def opened(browser: Any, url: str, width: int, height: int) -> tuple[Any, Any]:
-    ctx = browser.new_context(viewport={"width": width, "height": height})
-    page = ctx.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(url)
-    page.wait_for_selector("#data-status:has-text('Loaded')")
-    return ctx, page
 
 
 @pytest.mark.slow  # the packaged MiniLM timed once (seconds), the app started once: about 40 s on the 2-core machine
 def test_the_estimate_line_under_start_and_in_sweeps(browser: Any, app_server: tuple[str, Any], tmp_path: Path) -> None:
     url, _ = app_server
     shots = Path(os.environ.get("FTUI_ESTIMATE_SHOTS") or tmp_path)  # set it to keep the screenshots and look at them
-    ctx, page = opened(browser, url, 1024, 768)
+    ctx, page = open_page(browser, url, 1024, 768)
     try:
         tab(page, "4. Train")
         assert "Estimate time" in md(page, "train-estimate")  # nothing timed yet: the line says how to ask
@@ -50,7 +41,7 @@ def test_the_estimate_line_under_start_and_in_sweeps(browser: Any, app_server: t
         page.screenshot(path=f"{shots}/estimate-sweep-1024.png")
     finally:
         ctx.close()
-    ctx, page = opened(browser, url, 1400, 900)
+    ctx, page = open_page(browser, url, 1400, 900)
     try:
         tab(page, "4. Train")
         page.click("#train-estimate-button")

@@ -6,7 +6,7 @@ import shutil
 import zipfile
 
 import pytest
-from helpers import REPO, choose, fill_number, md, open_advanced, open_page, serve, tab
+from helpers import REPO, choose, fill_number, md, open_advanced, open_page, serve, tab, wind_down
 
 pytestmark = pytest.mark.browser
 
@@ -371,10 +371,7 @@ def test_queue_a_run_then_a_sweep_and_serve_its_best(browser, tmp_path):
             shutil.copy(tmp_path / "sweeps.png", REPO / "assets" / "sweeps.png")
     finally:
         ctx.close()
-        engine.manager.clear()
-        engine.stop_run()
-        engine.join(60)
-        demo.close()
+        wind_down(engine, demo)
 
 
 @pytest.mark.slow  # 31 s, run by CI after the default suite
@@ -471,7 +468,4 @@ def test_a_two_process_run_started_in_the_browser_streams_its_curves(browser, tm
         assert next(e for e in run.events() if e["type"] == "start")["processes"] == 2
         ctx.close()
     finally:
-        engine.manager.clear()
-        engine.stop_run()
-        engine.join(120)
-        demo.close()
+        wind_down(engine, demo, 120)

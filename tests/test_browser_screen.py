@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers import TIMEOUT_MS, md, tab
+from helpers import md, open_page, tab
 
 pytestmark = pytest.mark.browser
 
@@ -26,15 +26,6 @@ def trained(app_server: tuple[str, Any], tiny_bert_dir: Any) -> Any:
     return run
 
 
-def open_at(browser: Any, url: str, width: int, height: int) -> tuple[Any, Any]:
-    ctx = browser.new_context(viewport={"width": width, "height": height})
-    page = ctx.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(url)
-    page.wait_for_selector("#data-status:has-text('Loaded')")
-    return ctx, page
-
-
 def box(page: Any, selector: str) -> dict[str, float]:
     """The element's box in viewport coordinates, with the page scrolled to the top (the first screen)."""
     got = page.locator(selector).first.bounding_box()
@@ -53,7 +44,7 @@ def on_first_screen(page: Any, selector: str, height: int) -> None:
 def test_start_and_the_first_chart_are_on_the_first_screen(browser, app_server, trained, width, height):
     """Case: 16-20 settings stood before Start; at 1400x900 Start was below the fold and the curves needed scrolling."""
     url, _ = app_server
-    ctx, page = open_at(browser, url, width, height)
+    ctx, page = open_page(browser, url, width, height)
     try:
         tab(page, "4. Train")
         page.wait_for_selector("#loss-plot .js-plotly-plot")  # the finished run's curves, drawn on page load
@@ -70,7 +61,7 @@ def test_start_and_the_first_chart_are_on_the_first_screen(browser, app_server, 
 def test_predicts_answer_appears_on_the_first_screen(browser, app_server, trained, width, height):
     """Case: at 1024x768 the answer appeared below the fold, so clicking Predict seemed to do nothing."""
     url, _ = app_server
-    ctx, page = open_at(browser, url, width, height)
+    ctx, page = open_page(browser, url, width, height)
     try:
         tab(page, "5. Predict")
         page.wait_for_function("() => document.querySelector('#predict-model input').value.startsWith('screen')")
@@ -89,7 +80,7 @@ def test_multi_label_controls_show_only_for_multi_label_data(browser, app_server
     from helpers import upload
 
     url, _ = app_server
-    ctx, page = open_at(browser, url, 1400, 900)
+    ctx, page = open_page(browser, url, 1400, 900)
     try:
         tab(page, "4. Train")
         page.locator("#train-advanced").get_by_text("Advanced").first.click()
@@ -109,7 +100,7 @@ def test_multi_label_controls_show_only_for_multi_label_data(browser, app_server
 def test_an_old_explanation_never_stays_under_a_new_answer(browser, app_server, trained):
     """Case: "negative 90%" stood above "Why positive (0.919)" from the previous text, also after an error."""
     url, _ = app_server
-    ctx, page = open_at(browser, url, 1400, 900)
+    ctx, page = open_page(browser, url, 1400, 900)
     try:
         tab(page, "5. Predict")
         page.wait_for_function("() => document.querySelector('#predict-model input').value.startsWith('screen')")
@@ -146,7 +137,7 @@ def test_empty_tables_show_real_headers_and_sweep_headers_keep_whole_words(brows
     from helpers import BROKEN_WORDS_JS
 
     url, _ = app_server
-    ctx, page = open_at(browser, url, 1400, 900)
+    ctx, page = open_page(browser, url, 1400, 900)
     try:
         tab(page, "6. Runs")
         expected = {
@@ -170,7 +161,7 @@ def test_empty_tables_show_real_headers_and_sweep_headers_keep_whole_words(brows
 def test_a_finished_run_leaves_no_started_message_and_no_so_far(browser, app_server, tiny_bert_dir):
     """Case: "Started X" and "Best validation accuracy so far" stayed after the run had ended."""
     url, engine = app_server
-    ctx, page = open_at(browser, url, 1400, 900)
+    ctx, page = open_page(browser, url, 1400, 900)
     try:
         tab(page, "2. Model")
         page.locator("#model-source").get_by_text("Local folder").click()

@@ -6,7 +6,7 @@ import os
 import shutil
 
 import pytest
-from helpers import REPO, choose, md, tab
+from helpers import REPO, choose, md, tab, wind_down
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -72,10 +72,7 @@ def test_the_three_minute_demo_walk_through(browser, tmp_path):
         page.wait_for_selector("#eval-summary:has-text('Test accuracy')")
         ctx.close()
     finally:
-        engine.manager.clear()
-        engine.stop_run()
-        engine.join(60)
-        demo.close()
+        wind_down(engine, demo)
     if os.environ.get("FTUI_SCREENSHOT"):
         for path in shots:
             shutil.copy(path, REPO / "assets" / path.name)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import processes_config
+from helpers import processes_config, wind_down
 
 from ftui.distributed import ERROR_FILE, Dist
 
@@ -412,9 +412,7 @@ def app_engine(tmp_path: Path):
 
     eng = Engine(runs_dir=tmp_path / "runs", hub_status=HubStatus(False, "offline (tests)"), settings=Settings(cpu_processes=2))
     yield eng
-    eng.manager.clear()
-    eng.stop_run()
-    eng.join(120)
+    wind_down(eng, timeout=120)
 
 
 def test_the_app_trains_a_two_process_run_in_a_torchrun_child(app_engine, still_bert: Path) -> None:

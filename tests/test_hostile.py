@@ -7,7 +7,7 @@ import urllib.parse
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import raw_call
+from helpers import raw_call, wind_down
 
 from ftui.config import DataConfig
 from ftui.data import load_data
@@ -27,10 +27,7 @@ def served(tmp_path_factory, tiny_bert_dir):
     app = create_app(engine)
     app.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_kwargs())
     yield app.local_url.rstrip("/"), app, engine
-    engine.manager.clear()
-    engine.stop_run()
-    engine.join(60)
-    app.close()
+    wind_down(engine, app)
 
 
 def tiny_model(tiny_bert_dir) -> dict:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import SHARED_DATA, baseline_cfg, finish, finished_tiny_run
+from helpers import SHARED_DATA, baseline_cfg, finish, finished_tiny_run, wind_down
 from scipy.stats import binomtest
 
 from ftui import significance as sig
@@ -23,9 +23,7 @@ def three_runs(tiny_bert_dir, tmp_path_factory):
     b = finished_tiny_run(engine, tiny_bert_dir, "tiny [b](x:y)")
     base = finish(engine, engine.start_run(baseline_cfg("tfidf")))
     yield engine, a, b, base
-    engine.manager.clear()
-    engine.stop_run()
-    engine.join(60)
+    wind_down(engine)
 
 
 def discordant(a: pd.DataFrame, b: pd.DataFrame) -> tuple[int, int]:

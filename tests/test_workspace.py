@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from helpers import wind_down
 
 from ftui.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ftui.errors import FtuiError
@@ -43,9 +44,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory):
     alice, bob = eng.viewer("alice"), eng.viewer("bob")
     a, b = trained(eng, alice, "alice-run"), trained(eng, bob, "bob-run")
     yield eng, a, b
-    eng.manager.clear()
-    eng.stop_run()
-    eng.join(60)
+    wind_down(eng)
 
 
 # ------------------------------------------------------------------------------------------------- the rules
