@@ -233,27 +233,37 @@ def _main(args: argparse.Namespace, dist: Any) -> int:
         print(json.dumps({"type": "error", "message": str(exc)}), flush=True)
         return 2
     run = got
-    if dist.enabled or getattr(args, "run_config", None):
-        import signal
-
-        # torchrun passes Ctrl-C (and its own shutdown) on as a signal, and cancelling a Jobs run sends SIGTERM: a
-        # Stop at the next step (on every rank), which keeps a snapshot to resume from.
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: run.request_stop())
-    try:
-        for event in iter_events(run, timeout=7 * 24 * 3600):
-            if event.get("type") == EventType.START.value and applied is not None:  # the start line says what was set
-                event = {**event, **recommended_fields(run.config.train, applied)}
-            print(json.dumps(event), flush=True)
-            if event.get("type") == EventType.WARNING.value:  # what the page warns about, one line on stderr
-                print(f"ftui: warning: {event.get('message', '')}", file=sys.stderr, flush=True)
-    except KeyboardInterrupt:
-        run.request_stop()
-        run.done.wait(60)
+    stop_on_signals(run, force_quit=not dist.enabled and not getattr(args, "run_config", None))
+    for event in iter_events(run, timeout=7 * 24 * 3600):
+        if event.get("type") == EventType.START.value and applied is not None:  # the start line says what was set
+            event = {**event, **recommended_fields(run.config.train, applied)}
+        print(json.dumps(event), flush=True)
+        if event.get("type") == EventType.WARNING.value:  # what the page warns about, one line on stderr
+            print(f"ftui: warning: {event.get('message', '')}", file=sys.stderr, flush=True)
     engine.join(60)
     print(json.dumps(end_line(run, applied)), flush=True)
     asked = bool(getattr(args, "run_config", None)) and linger_after_stop(run)  # a Jobs run the app stopped
     return 0 if run.status.value == "completed" or asked else 1
+
+
+def stop_on_signals(run: Run, force_quit: bool) -> None:
+    """Ctrl-C (SIGINT) and SIGTERM ask the run to stop at its next step, keeping a snapshot to resume from: the ending
+    a Stop in the app has, and the only thing the handler does (no exception lands in the middle of the event loop).
+    torchrun passes Ctrl-C and its own shutdown on as signals, and cancelling a Jobs run sends SIGTERM, so there every
+    signal asks again; at a terminal (force_quit) a second Ctrl-C quits at once, as the first line says."""
+    import os
+    import signal
+
+    def ask(signum: int, _frame: Any) -> None:
+        if force_quit and run.stop_event.is_set() and signum == signal.SIGINT:
+            os.write(2, b"ftui: quit before the run stopped (it shows as interrupted)\n")
+            os._exit(130)
+        if not run.stop_event.is_set() and force_quit:  # os.write: a handler must not re-enter sys.stderr's buffer
+            os.write(2, b"ftui: stopping at the next step and keeping a snapshot (Ctrl-C again quits at once)\n")
+        run.request_stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, ask)
 
 
 def recommended_fields(train: TrainConfig, applied: list[Recommendation]) -> dict[str, Any]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -289,12 +291,28 @@ def cli_train(runs_dir, checkpoint, *extra: str) -> subprocess.Popen:
     args = ["--dataset", "demo", "--checkpoint", str(checkpoint), "--epochs", "500", "--batch-size", "32", "--lr", "1e-3",
             "--max-length", "32", "--evals-per-epoch", "2", "--runs-dir", str(runs_dir), "--offline", *extra]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "ftui", "train", *args], stdout=subprocess.PIPE, text=True, env=env)
+    runs_dir = Path(runs_dir)
+    runs_dir.parent.mkdir(parents=True, exist_ok=True)
+    err_path = runs_dir.parent / f"cli-stderr-{len(list(runs_dir.parent.glob('cli-stderr-*')))}.txt"
+    with err_path.open("w") as err:  # a file, not a pipe: nothing reads it while the CLI runs
+        cmd = [sys.executable, "-m", "ftui", "train", *args]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+    proc.stderr_path = err_path  # type: ignore[attr-defined]  # what exit_code shows when the CLI does not end
+    return proc
 
 
 def exit_code(proc: subprocess.Popen, timeout: float) -> int:
-    """The CLI's exit code, reading what it still prints meanwhile: a full stdout pipe would block its last writes."""
-    proc.communicate(timeout=timeout)
+    """The CLI's exit code, reading what it still prints meanwhile: a full stdout pipe would block its last writes.
+    A CLI still running after `timeout` is asked for its threads' stacks (SIGUSR1), which the failure shows."""
+    try:
+        proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        path: Path = proc.stderr_path  # type: ignore[attr-defined]
+        proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while "most recent call first" not in path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)  # polls for the dump the signal asked for
+        raise AssertionError(f"the CLI ran {timeout} s past its signal; its stderr:\n{path.read_text()[-6000:]}") from None
     return proc.returncode
 
 

@@ -202,3 +202,44 @@ def test_train_estimate_prints_how_long_before_the_run_starts(tiny_bert_dir, tmp
     assert estimate["steps"] == start["total_steps"] == 8  # 256 demo texts at batch 32
     assert 0 < estimate["epoch_s"] <= estimate["run_s"] and "for the run on this CPU" in estimate["line"]
     assert (tmp_path / "calibration.json").exists()  # kept for the app and the next command on this machine
+
+
+def test_ctrl_c_asks_the_run_to_stop_once_and_a_second_quits_at_once(monkeypatch, capfd):
+    import signal
+    import threading
+
+    from ftui import cli
+
+    class Asked:  # what the handler touches of a Run
+        def __init__(self) -> None:
+            self.stop_event = threading.Event()
+            self.asks = 0
+
+        def request_stop(self) -> None:
+            self.asks += 1
+            self.stop_event.set()
+
+    def quit_now(code: int) -> None:
+        raise SystemExit(code)
+
+    monkeypatch.setattr("os._exit", quit_now)
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        run = Asked()
+        cli.stop_on_signals(run, force_quit=True)
+        handler = signal.getsignal(signal.SIGINT)
+        handler(signal.SIGINT, None)
+        assert run.asks == 1 and "stopping at the next step" in capfd.readouterr().err
+        with pytest.raises(SystemExit) as ended:
+            handler(signal.SIGINT, None)
+        assert ended.value.code == 130 and "quit before the run stopped" in capfd.readouterr().err
+        # under torchrun or in a job: every signal asks again, nothing quits (torchrun's shutdown repeats them)
+        ranked = Asked()
+        cli.stop_on_signals(ranked, force_quit=False)
+        for _ in range(3):
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+        assert ranked.asks == 4 and capfd.readouterr().err == ""
+    finally:
+        for sig, was in before.items():
+            signal.signal(sig, was)

@@ -89,7 +89,6 @@ def test_a_child_whose_app_still_lives_is_left_alone(tmp_path):
             proc.wait(10)
 
 
-@pytest.mark.slow  # its CLI outlived SIGINT by 60 s twice in the 2-worker suite (alone: 13-18 s); cause open, issue 27
 def test_a_queued_run_waits_while_another_process_trains_then_starts(tmp_path, tiny_bert_dir):
     runs = tmp_path / "runs"
     cli = cli_train(runs, tiny_bert_dir, "--run-name", "cli-run")

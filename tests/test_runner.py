@@ -17,7 +17,6 @@ from ftui.runs import RunStatus
 OFFLINE = HubStatus(False, "offline")
 
 
-@pytest.mark.slow  # its CLI outlived SIGINT by 60 s twice in the 2-worker suite (alone: 13-18 s); cause open, issue 27
 def test_the_app_sees_cli_runs_live_and_cannot_break_them(tmp_path, tiny_bert_dir):
     """Case: an app started while a CLI run trained showed it interrupted; /delete_run 'deleted' it while it went on,
     resume made two processes train one run, and CLI runs started after the app never appeared."""
