@@ -160,8 +160,12 @@ class QueueMixin:
         return out
 
     def waiting_here(self) -> int:
-        """How many queued runs this process will start."""
-        return self.store.queued_here()
+        """How many queued runs this process will start, one being started right now included (off the store's queue,
+        not yet the current run). Read in this order, a run moving from the queue to the slot is counted in one of
+        the two places, so a poller never sees 'nothing more to come' in between."""
+        queued = self.store.queued_here()
+        with self._lock:
+            return queued + int(self._dispatching)
 
     def _own(self, item_id: Any) -> QueuedRun:
         item = next((q for q in self.queued() if q.item_id == item_id), None)

@@ -177,7 +177,10 @@ def test_a_run_stopped_here_on_local_data_resumes_on_jobs_in_the_same_record(hub
     (done,) = _engine(hub.bucket).runs()  # read back from the shared folder: the same record, no new run
     assert done.run_id == run.run_id and done.out_dir == run.out_dir and done.status.value == "completed"
     kinds = [e.get("type") for e in done.events()]
-    assert EventType.RESUME.value in kinds and EventType.TIME_LIMIT.value in kinds  # the job's cap, 0.1 min
+    assert EventType.RESUME.value in kinds
+    # The job's 0.1-minute cap cut the 200 epochs: by re-planning the schedule for the steps that fit (a fast machine
+    # then completes that plan) or by ending the run at the cap (a slow one), whichever came first.
+    assert max(e.get("epoch") or 0 for e in done.events()) < 200
     assert max(e.get("step") or 0 for e in done.events()) > stopped_at  # it trained on from the snapshot
     assert done.config.train.max_minutes == 0.1 and done.config.data.uploaded_from == str(csv.resolve())
     (copy,) = (hub.bucket / "ftui-data").rglob("mine.csv")

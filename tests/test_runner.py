@@ -194,3 +194,33 @@ sys.stdin.readline()
     assert lost.status == RunStatus.FAILED and "queued with a Hub token" in lost.error and "Queue it again" in lost.error
     assert b"hf_secretvalue123" not in b"".join(p.read_bytes() for p in runs.rglob("*") if p.is_file())
     assert app.queued() == []
+
+
+def test_a_run_leaving_the_queue_for_the_slot_is_always_counted_as_coming(tmp_path):
+    """Case: the Train tab stopped polling when one queued run ended while the next was between the queue and the slot
+    (off the store's queue, not yet current), so the page never showed the next run finish (CI, stop 33)."""
+    import threading
+
+    from ftui.config import RunConfig
+    from ftui.runner import RunManager
+    from ftui.store import Store
+
+    manager = RunManager(tmp_path, Store(tmp_path))
+    inside, release, seen = threading.Event(), threading.Event(), []
+
+    def start_item(item, token) -> bool:  # the engine's start, held while the test looks
+        inside.set()
+        release.wait(10)
+        return True
+
+    manager.start_item = start_item
+    worker = threading.Thread(target=manager.enqueue, args=([RunConfig()], None))  # the slot is free: it starts at once
+    worker.start()
+    try:
+        assert inside.wait(10)
+        seen.append(manager.store.queued_here())  # off the store's queue already...
+        seen.append(manager.waiting_here())  # ...and still counted as coming
+    finally:
+        release.set()
+        worker.join(10)
+    assert seen == [0, 1] and manager.waiting_here() == 0

@@ -197,8 +197,8 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
     def render(last_version: str, profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
         viewer = viewer_of(engine, profile)
         run = engine.current_run_for(viewer)
-        waiting = engine.waiting_here()
         if run is None:
+            waiting = engine.waiting_here()
             theirs = engine.current_run()
             if theirs is not None and not theirs.status.finished:  # another user's run: the slot is busy, no details
                 text = gr.skip() if last_version == OTHERS_RUN else OTHERS_TEXT
@@ -208,8 +208,10 @@ def build(engine: Engine, token_box: gr.Textbox, data_ui: DataUI, model_ui: Mode
         # "completed" under a not-finished version, and the verdict against the baselines never came.
         now = run.snapshot(events=False)  # cheap: no copy of the events
         version, finished = f"{run.run_id}#{now.version}", now.status.finished
-        # A queued run starts when this one ends: keep watching for it.
-        keep_polling = gr.Timer(active=not finished or bool(waiting))
+        # A queued run starts when this one ends: keep watching for it. Read after the status, and the slot read again
+        # last: a run that ended while the next one left the queue is never taken for the end of the line.
+        waiting = engine.waiting_here()
+        keep_polling = gr.Timer(active=not finished or bool(waiting) or engine.current_run_for(viewer) is not run)
         if version == last_version:
             if finished:
                 return gr.skip(), gr.skip(), gr.skip(), last_version, keep_polling, gr.skip(), gr.skip()
