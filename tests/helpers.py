@@ -316,6 +316,17 @@ def exit_code(proc: subprocess.Popen, timeout: float) -> int:
     return proc.returncode
 
 
+def wait_until(what, seconds: float = 120.0):
+    """Poll `what` until it returns something truthy, and return that (for work in another process: nothing to join)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        got = what()
+        if got:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {seconds} s waiting")
+
+
 def read_until(proc: subprocess.Popen, kind: str, count: int = 1) -> list[dict]:
     """Events printed by the CLI until `count` of type `kind` have appeared."""
     seen: list[dict] = []

@@ -4,11 +4,11 @@ job, and one job trains a whole sweep."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import wait_until
 
 from ftui import jobs
 from ftui.config import DataConfig, RunConfig, TrainConfig
@@ -40,14 +40,7 @@ def _cfg(epochs: float, **train: Any) -> RunConfig:
 
 
 def _wait(what: Any, seconds: float = 180.0) -> Any:
-    """Poll a condition until it holds (the job is another process: there is nothing to join)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        got = what()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting")
+    return wait_until(what, seconds)
 
 
 @pytest.mark.slow  # 80 s on the shared 2-core machine: a real job trains until Stop

@@ -9,6 +9,7 @@ from typing import Any
 
 import huggingface_hub
 import pytest
+from helpers import wait_until
 from huggingface_hub import HfApi, constants
 
 from ftui import jobs
@@ -241,16 +242,7 @@ def _engine(hub: Any) -> Any:
 
 
 def _wait(what: Any, seconds: float = 120.0) -> Any:
-    """Poll a condition until it holds (the job is another process: there is nothing to join)."""
-    import time
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        got = what()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting")
+    return wait_until(what, seconds)
 
 
 def test_engine_submits_with_the_viewers_token_only_and_finds_the_job_again_after_a_restart(hub: Any) -> None:
